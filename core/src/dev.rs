@@ -1,0 +1,70 @@
+//! Development principals: deterministic, publicly known keys for the default constitution,
+//! the examples, the demo and the tests.
+//!
+//! **Insecure by design.** Anyone can derive these secret keys from their names. A real
+//! deployment writes its own constitution with its own principals' public keys.
+
+use ed25519_dalek::SigningKey;
+
+use crate::id::PublicKey;
+use crate::proposal::public_key;
+
+/// The principals named in the default constitution, with the roles it gives them.
+pub const PRINCIPALS: &[(&str, &[&str])] = &[
+    ("alice", &["treasurer"]),
+    ("bob", &["treasurer"]),
+    ("grace", &["governor"]),
+    ("heidi", &["governor"]),
+    ("ivan", &["governor"]),
+    ("exec", &["executor"]),
+    ("olivia", &["auctioneer"]),
+    ("bianca", &["bidder"]),
+    ("boris", &["bidder"]),
+    ("petra", &["procurer"]),
+    ("sam", &["supplier"]),
+    ("sofia", &["supplier"]),
+    ("mallory", &[]),
+];
+
+/// The development signing key of `name`: BLAKE3 key derivation from the name.
+pub fn signing_key(name: &str) -> SigningKey {
+    SigningKey::from_bytes(&blake3::derive_key(
+        "docket dev principal key v1",
+        name.as_bytes(),
+    ))
+}
+
+pub fn key(name: &str) -> PublicKey {
+    public_key(&signing_key(name))
+}
+
+/// Builds and signs a proposal by the development principal `author`. The domain is the
+/// action's prefix in lower case (`SETTLEMENT.X` belongs to `settlement`).
+pub fn proposal(
+    ledger: &crate::LedgerId,
+    author: &str,
+    action: &str,
+    subject: &str,
+    payload: crate::Value,
+    dependencies: Vec<crate::ProposalId>,
+    nonce: u64,
+) -> crate::SignedProposal {
+    let domain = action
+        .split('.')
+        .next()
+        .unwrap_or(action)
+        .to_ascii_lowercase();
+    let mut proposal = crate::Proposal {
+        format: crate::ProposalFormat::V1,
+        ledger_id: ledger.clone(),
+        domain,
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        payload,
+        dependencies,
+        author: key(author),
+        nonce,
+    };
+    proposal.normalize();
+    proposal.sign(&signing_key(author))
+}

@@ -1,0 +1,215 @@
+//! The engine: turns commands into ledger entries.
+//!
+//! A command is "submit this proposal at ledger time t" (or "tick to t"). The engine
+//!
+//! 1. refuses duplicates: a proposal id already recorded appends nothing;
+//! 2. clamps t to be non-decreasing;
+//! 3. expires deferred proposals whose deferral ran out (`DEPENDENCY_EXPIRED`), in
+//!    (expiry time, id) order, then releases whatever those rejections make ready;
+//! 4. adjudicates the proposal and records the entry;
+//! 5. releases waves: every deferred proposal made ready by the entries just recorded is
+//!    re-adjudicated, all of one wave in ascending id order, each wave recorded before the
+//!    next, until no proposal is ready.
+//!
+//! Every entry is applied through [`State::apply`] as soon as it is sealed, so what the
+//! engine records and what replay reconstructs are the same by construction.
+
+use std::collections::BTreeSet;
+
+use crate::adjudicate::adjudicate;
+use crate::code::RejectCode;
+use crate::decision::{AccessDecision, AccessVerdict, Decision, Verdict};
+use crate::id::{LedgerIndex, LedgerTime, ProposalId};
+use crate::ledger::{Cause, DecisionRecord, LedgerEntry, Record};
+use crate::proposal::SignedProposal;
+use crate::state::{ProposalStatus, State};
+
+/// Hard bound on waves released by one command. A wave decides at least one proposal and
+/// the deferred set is bounded, so this is never reached; it turns a logic error into a
+/// crash instead of a hang.
+const WAVES_PER_COMMAND_MAX: u32 = 1_000_000;
+
+/// What a submission did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Submission {
+    /// The entries recorded, in order: expirations (and what they released), the
+    /// submitted proposal's own entry, then the waves it released.
+    Recorded(Vec<LedgerEntry>),
+    /// The id was already recorded; nothing was appended. `index` is the entry that holds
+    /// its current decision (the final one, or the deferral while it waits).
+    Duplicate {
+        index: LedgerIndex,
+        status: ProposalStatus,
+    },
+}
+
+impl Submission {
+    /// The entry recording the submitted proposal itself, if one was recorded.
+    pub fn own_entry(&self, id: &ProposalId) -> Option<&LedgerEntry> {
+        match self {
+            Submission::Recorded(entries) => entries.iter().find(|e| {
+                e.decision_record()
+                    .is_some_and(|d| d.id == *id && d.cause == Cause::Submitted)
+            }),
+            Submission::Duplicate { .. } => None,
+        }
+    }
+
+    pub fn entries(&self) -> &[LedgerEntry] {
+        match self {
+            Submission::Recorded(entries) => entries,
+            Submission::Duplicate { .. } => &[],
+        }
+    }
+}
+
+impl State {
+    /// Submits a signed proposal at ledger time `time` (clamped to be non-decreasing).
+    pub fn submit(&mut self, proposal: SignedProposal, time: LedgerTime) -> Submission {
+        let id = proposal.id();
+        if let Some(record) = self.proposal(&id) {
+            return Submission::Duplicate {
+                index: record.index,
+                status: record.status,
+            };
+        }
+        let time = time.max(self.head.time);
+        let mut out = self.tick(time);
+        let verdict = adjudicate(self, &proposal, &id, time);
+        let decided = verdict.decision.is_final();
+        out.push(self.record(proposal, id, Cause::Submitted, verdict, time));
+        if decided {
+            self.release(vec![id], time, &mut out);
+        }
+        Submission::Recorded(out)
+    }
+
+    /// Advances ledger time to `time` (clamped): expires deferred proposals whose deferral
+    /// ran out and releases what their rejection makes ready. Returns the entries recorded.
+    pub fn tick(&mut self, time: LedgerTime) -> Vec<LedgerEntry> {
+        let time = time.max(self.head.time);
+        let mut out = Vec::new();
+        let due: Vec<ProposalId> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= time)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &due {
+            let deferred = self
+                .deferred
+                .get(id)
+                .expect("invariant: expiry index matches deferred set");
+            let proposal = deferred.proposal.clone();
+            let constitution = self.constitution();
+            let verdict = Verdict {
+                decision: Decision::reject(
+                    RejectCode::DependencyExpired,
+                    format!(
+                        "deferred at entry {} waiting on [{}]; expired at {}",
+                        deferred.deferred_at,
+                        deferred
+                            .waiting_on
+                            .iter()
+                            .map(|d| d.short())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        deferred.expires_at.0
+                    ),
+                ),
+                access: AccessDecision {
+                    key: proposal.proposal.author,
+                    principal: constitution
+                        .principal(&proposal.proposal.author)
+                        .map(|p| p.name.clone()),
+                    role: None,
+                    rule: "deferral_expiry_ms".to_owned(),
+                    verdict: AccessVerdict::NotEvaluated,
+                },
+            };
+            out.push(self.record(proposal, *id, Cause::Expired, verdict, time));
+        }
+        if !due.is_empty() {
+            self.release(due, time, &mut out);
+        }
+        out
+    }
+
+    /// Seals an entry for a decision, applies it, and returns it.
+    fn record(
+        &mut self,
+        proposal: SignedProposal,
+        id: ProposalId,
+        cause: Cause,
+        verdict: Verdict,
+        time: LedgerTime,
+    ) -> LedgerEntry {
+        let entry = LedgerEntry::seal(
+            self.head.index.next(),
+            time,
+            self.constitution_version(),
+            self.head.hash,
+            Record::Decision(Box::new(DecisionRecord {
+                id,
+                proposal,
+                cause,
+                decision: verdict.decision,
+                access: verdict.access,
+            })),
+        );
+        self.apply(&entry)
+            .expect("invariant: an entry the engine just sealed applies to its state");
+        entry
+    }
+
+    /// Releases waves of deferred proposals made ready by the decisions in `decided`.
+    fn release(
+        &mut self,
+        mut decided: Vec<ProposalId>,
+        time: LedgerTime,
+        out: &mut Vec<LedgerEntry>,
+    ) {
+        let mut wave = 0u32;
+        loop {
+            let ready: BTreeSet<ProposalId> = decided
+                .iter()
+                .filter_map(|id| self.waiting.get(id))
+                .flatten()
+                .copied()
+                .filter(|id| self.is_ready(id))
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            wave += 1;
+            assert!(wave <= WAVES_PER_COMMAND_MAX, "invariant: waves terminate");
+            decided = Vec::with_capacity(ready.len());
+            for id in ready {
+                let proposal = self.deferred[&id].proposal.clone();
+                let verdict = adjudicate(self, &proposal, &id, time);
+                assert!(
+                    verdict.decision.is_final(),
+                    "invariant: a ready proposal is decided, not deferred again"
+                );
+                out.push(self.record(proposal, id, Cause::Released { wave }, verdict, time));
+                decided.push(id);
+            }
+        }
+    }
+
+    /// A deferred proposal is ready when a dependency was rejected or all are decided.
+    fn is_ready(&self, id: &ProposalId) -> bool {
+        let Some(deferred) = self.deferred.get(id) else {
+            return false;
+        };
+        let mut all_decided = true;
+        for dep in &deferred.waiting_on {
+            match self.proposal_status(dep) {
+                Some(ProposalStatus::Rejected) => return true,
+                Some(ProposalStatus::Admitted) => {}
+                Some(ProposalStatus::Deferred) | None => all_decided = false,
+            }
+        }
+        all_decided
+    }
+}
