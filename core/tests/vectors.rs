@@ -1,0 +1,111 @@
+//! Test vectors pinning the canonical encoding: input -> bytes -> id.
+//!
+//! If one of these fails, the byte encoding of proposals (or of what they contain) changed,
+//! and with it every ProposalId and signature ever issued. That is a breaking change to the
+//! ledger format: it needs a new format version, not an edit to these constants.
+
+use docket_core::{LedgerId, Proposal, ProposalFormat, ProposalId, PublicKey, Value};
+
+fn fixed_proposal() -> Proposal {
+    Proposal {
+        format: ProposalFormat::V1,
+        ledger_id: LedgerId::new("vec").expect("valid"),
+        domain: "settlement".into(),
+        action: "SETTLEMENT.DEPOSIT_CONFIRMED".into(),
+        subject: "s1".into(),
+        payload: Value::map([
+            ("amount", Value::Int(258)),
+            ("currency", Value::from("EUR")),
+            ("flags", Value::List(vec![Value::Bool(true), Value::Null])),
+        ]),
+        dependencies: vec![ProposalId([0x11; 32])],
+        author: PublicKey([0x22; 32]),
+        nonce: 7,
+    }
+}
+
+/// The canonical bytes, annotated field by field.
+fn expected_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    let u64le = |b: &mut Vec<u8>, n: u64| b.extend_from_slice(&n.to_le_bytes());
+    let text = |b: &mut Vec<u8>, s: &str| {
+        b.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        b.extend_from_slice(s.as_bytes());
+    };
+    b.extend_from_slice(&0u32.to_le_bytes()); // format: V1 (variant 0, u32)
+    text(&mut b, "vec"); // ledger_id
+    text(&mut b, "settlement"); // domain
+    text(&mut b, "SETTLEMENT.DEPOSIT_CONFIRMED"); // action
+    text(&mut b, "s1"); // subject
+    b.extend_from_slice(&5u32.to_le_bytes()); // payload: Value::Map (variant 5)
+    u64le(&mut b, 3); // 3 entries, in key order
+    text(&mut b, "amount");
+    b.extend_from_slice(&2u32.to_le_bytes()); // Value::Int
+    b.extend_from_slice(&258i64.to_le_bytes());
+    text(&mut b, "currency");
+    b.extend_from_slice(&3u32.to_le_bytes()); // Value::Str
+    text(&mut b, "EUR");
+    text(&mut b, "flags");
+    b.extend_from_slice(&4u32.to_le_bytes()); // Value::List
+    u64le(&mut b, 2);
+    b.extend_from_slice(&1u32.to_le_bytes()); // Value::Bool
+    b.push(1);
+    b.extend_from_slice(&0u32.to_le_bytes()); // Value::Null
+    u64le(&mut b, 1); // dependencies: 1 id, raw 32 bytes
+    b.extend_from_slice(&[0x11; 32]);
+    b.extend_from_slice(&[0x22; 32]); // author: raw 32 bytes
+    u64le(&mut b, 7); // nonce
+    b
+}
+
+#[test]
+fn canonical_bytes_are_pinned() {
+    assert_eq!(
+        hex::encode(fixed_proposal().canonical_bytes()),
+        hex::encode(expected_bytes())
+    );
+}
+
+#[test]
+fn proposal_id_is_blake3_of_tag_and_bytes() {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"docket/proposal/v1\0");
+    hasher.update(&expected_bytes());
+    assert_eq!(fixed_proposal().id().0, *hasher.finalize().as_bytes());
+    assert_eq!(fixed_proposal().id().to_hex(), PINNED_ID);
+}
+
+/// The id of `fixed_proposal()`, pinned as text so a change to the tag is caught too.
+const PINNED_ID: &str = "c66d641632dc8c4982de3c49ae3666659681eb655c2ef1735403b761d46b673c";
+
+#[test]
+fn json_form_is_pinned() {
+    let json = serde_json::to_string(&fixed_proposal()).expect("serializes");
+    assert_eq!(
+        json,
+        concat!(
+            r#"{"format":"v1","ledger_id":"vec","domain":"settlement","action":"SETTLEMENT.DEPOSIT_CONFIRMED","#,
+            r#""subject":"s1","payload":{"amount":258,"currency":"EUR","flags":[true,null]},"#,
+            r#""dependencies":["1111111111111111111111111111111111111111111111111111111111111111"],"#,
+            r#""author":"2222222222222222222222222222222222222222222222222222222222222222","nonce":7}"#
+        )
+    );
+    let back: Proposal = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back.id(), fixed_proposal().id());
+}
+
+#[test]
+fn signatures_are_deterministic_ed25519() {
+    // Ed25519 signing is deterministic (RFC 8032): the same key and id give the same bytes.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[0x33; 32]);
+    let mut proposal = fixed_proposal();
+    proposal.author = docket_core::proposal::public_key(&key);
+    let signed = proposal.sign(&key);
+    assert_eq!(signed.signature.to_hex(), PINNED_SIGNATURE);
+    assert_eq!(signed.verify(&signed.id()), Ok(()));
+}
+
+const PINNED_SIGNATURE: &str = concat!(
+    "f2a27db2fc8b2c5103ea3b640fb40af60d8078c5415eb75ade39475c294592cc",
+    "bf6bb2c125025139ce9d7fcf47b656f23a620f44b3f2249c9ae4d1e88ac7d101"
+);
