@@ -1,1 +1,95 @@
-fn main() {}
+//! Core throughput: adjudicate+apply, trusted replay and audit replay, each beside a
+//! baseline measured in the same run (a bare strict signature verification, and a bare
+//! BLAKE3 hash of an entry's size), so figures can be read as ratios on a noisy machine.
+//!
+//! `cargo bench -p docket-core --bench core`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use docket_core::constitution::DEFAULT_DOCUMENT;
+use docket_core::{audit, dev, replay, LedgerEntry, LedgerId, LedgerTime, SignedProposal, State, Value};
+
+const T0: u64 = 1_767_225_600_000;
+const LEDGER_ENTRIES: usize = 100_000;
+const SUBMIT_BATCH: usize = 1_000;
+
+fn ledger_id() -> LedgerId {
+    LedgerId::new("bench").expect("valid")
+}
+
+/// A realistic mix: deposits, payouts within balance, bids, and some rejections.
+fn proposals(count: usize, salt: u64) -> Vec<SignedProposal> {
+    let id = ledger_id();
+    (0..count)
+        .map(|i| {
+            let subject = format!("stl-{salt}-{}", i / 4);
+            let nonce = salt * 1_000_000_000 + i as u64;
+            match i % 4 {
+                0 | 1 => dev::proposal(&id, "alice", "SETTLEMENT.DEPOSIT_CONFIRMED", &subject,
+                    Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]), vec![], nonce),
+                2 => dev::proposal(&id, "bob", "SETTLEMENT.PAYOUT_REQUESTED", &subject,
+                    Value::map([("amount", Value::Int(150)), ("beneficiary", "acme".into())]), vec![], nonce),
+                _ => dev::proposal(&id, "mallory", "SETTLEMENT.DEPOSIT_CONFIRMED", &subject,
+                    Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]), vec![], nonce),
+            }
+        })
+        .collect()
+}
+
+fn genesis() -> (State, LedgerEntry) {
+    State::genesis(ledger_id(), DEFAULT_DOCUMENT, LedgerTime(T0)).expect("genesis")
+}
+
+fn build_ledger(entries: usize) -> Vec<LedgerEntry> {
+    let (mut state, genesis) = genesis();
+    let mut ledger = vec![genesis];
+    for (i, p) in proposals(entries - 1, 1).into_iter().enumerate() {
+        ledger.extend_from_slice(state.submit(p, LedgerTime(T0 + i as u64)).entries());
+    }
+    ledger
+}
+
+fn bench_submit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("submit");
+    group.throughput(Throughput::Elements(SUBMIT_BATCH as u64));
+    // Baseline: the strict signature check every adjudication performs.
+    let batch = proposals(SUBMIT_BATCH, 2);
+    group.bench_function("baseline_verify_strict", |b| {
+        b.iter(|| {
+            for p in &batch {
+                p.verify(&p.id()).expect("valid");
+            }
+        })
+    });
+    let (base, _) = genesis();
+    group.bench_function("adjudicate_apply", |b| {
+        b.iter_batched(
+            || (base.clone(), batch.clone()),
+            |(mut state, batch)| {
+                for (i, p) in batch.into_iter().enumerate() {
+                    state.submit(p, LedgerTime(T0 + i as u64));
+                }
+                state
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn bench_replay(c: &mut Criterion) {
+    let ledger = build_ledger(LEDGER_ENTRIES);
+    let mut group = c.benchmark_group("replay_100k");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ledger.len() as u64));
+    // Baseline: BLAKE3 over each entry's canonical bytes, the floor of any verified replay.
+    let encoded: Vec<Vec<u8>> = ledger.iter().map(LedgerEntry::to_bytes).collect();
+    group.bench_function("baseline_blake3_entries", |b| {
+        b.iter(|| encoded.iter().map(|bytes| blake3::hash(bytes).as_bytes()[0] as u64).sum::<u64>())
+    });
+    group.bench_function("trusted", |b| b.iter(|| replay(&ledger).expect("replays").head()));
+    group.bench_function("audit", |b| b.iter(|| audit(&ledger).expect("audits").1));
+    group.finish();
+}
+
+criterion_group!(benches, bench_submit, bench_replay);
+criterion_main!(benches);
