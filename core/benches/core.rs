@@ -6,7 +6,9 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use docket_core::constitution::DEFAULT_DOCUMENT;
-use docket_core::{audit, dev, replay, LedgerEntry, LedgerId, LedgerTime, SignedProposal, State, Value};
+use docket_core::{
+    audit, dev, replay, LedgerEntry, LedgerId, LedgerTime, SignedProposal, State, Value,
+};
 
 const T0: u64 = 1_767_225_600_000;
 const LEDGER_ENTRIES: usize = 100_000;
@@ -24,12 +26,33 @@ fn proposals(count: usize, salt: u64) -> Vec<SignedProposal> {
             let subject = format!("stl-{salt}-{}", i / 4);
             let nonce = salt * 1_000_000_000 + i as u64;
             match i % 4 {
-                0 | 1 => dev::proposal(&id, "alice", "SETTLEMENT.DEPOSIT_CONFIRMED", &subject,
-                    Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]), vec![], nonce),
-                2 => dev::proposal(&id, "bob", "SETTLEMENT.PAYOUT_REQUESTED", &subject,
-                    Value::map([("amount", Value::Int(150)), ("beneficiary", "acme".into())]), vec![], nonce),
-                _ => dev::proposal(&id, "mallory", "SETTLEMENT.DEPOSIT_CONFIRMED", &subject,
-                    Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]), vec![], nonce),
+                0 | 1 => dev::proposal(
+                    &id,
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &subject,
+                    Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]),
+                    vec![],
+                    nonce,
+                ),
+                2 => dev::proposal(
+                    &id,
+                    "bob",
+                    "SETTLEMENT.PAYOUT_REQUESTED",
+                    &subject,
+                    Value::map([("amount", Value::Int(150)), ("beneficiary", "acme".into())]),
+                    vec![],
+                    nonce,
+                ),
+                _ => dev::proposal(
+                    &id,
+                    "mallory",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &subject,
+                    Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+                    vec![],
+                    nonce,
+                ),
             }
         })
         .collect()
@@ -84,9 +107,16 @@ fn bench_replay(c: &mut Criterion) {
     // Baseline: BLAKE3 over each entry's canonical bytes, the floor of any verified replay.
     let encoded: Vec<Vec<u8>> = ledger.iter().map(LedgerEntry::to_bytes).collect();
     group.bench_function("baseline_blake3_entries", |b| {
-        b.iter(|| encoded.iter().map(|bytes| blake3::hash(bytes).as_bytes()[0] as u64).sum::<u64>())
+        b.iter(|| {
+            encoded
+                .iter()
+                .map(|bytes| blake3::hash(bytes).as_bytes()[0] as u64)
+                .sum::<u64>()
+        })
     });
-    group.bench_function("trusted", |b| b.iter(|| replay(&ledger).expect("replays").head()));
+    group.bench_function("trusted", |b| {
+        b.iter(|| replay(&ledger).expect("replays").head())
+    });
     group.bench_function("audit", |b| b.iter(|| audit(&ledger).expect("audits").1));
     group.finish();
 }

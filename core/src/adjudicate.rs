@@ -5,7 +5,7 @@
 //!
 //! 1. ledger id (`WRONG_LEDGER`), signature (`BAD_SIGNATURE`);
 //! 2. limits: subject bytes, dependency count, payload bytes and depth (`LIMIT_EXCEEDED`);
-//!    dependencies sorted and unique (`SCHEMA`);
+//!    dependencies sorted and unique, subject free of control characters (`SCHEMA`);
 //! 3. domain (`UNKNOWN_DOMAIN`), action (`UNKNOWN_ACTION`);
 //! 4. authorization (`UNAUTHORIZED`) — the access decision is recorded from here on;
 //! 5. payload schema (`SCHEMA`);
@@ -70,6 +70,21 @@ pub fn adjudicate(
             decision: Decision::Reject(rejection),
             access: not_evaluated("limits"),
         };
+    }
+
+    if !p.dependencies_are_normal() {
+        return reject_early(
+            "schema",
+            RejectCode::Schema,
+            "dependencies must be sorted and free of duplicates".to_owned(),
+        );
+    }
+    if p.subject.chars().any(char::is_control) {
+        return reject_early(
+            "schema",
+            RejectCode::Schema,
+            "subject must not contain control characters".to_owned(),
+        );
     }
 
     // 3. What.
@@ -267,12 +282,6 @@ fn check_limits(constitution: &Constitution, p: &Proposal) -> Result<(), Rejecti
     let depth = p.payload.depth();
     if depth > VALUE_DEPTH_MAX {
         return limit(format!("payload depth {depth} exceeds {VALUE_DEPTH_MAX}"));
-    }
-    if !p.dependencies_are_normal() {
-        return Err(Rejection::new(
-            RejectCode::Schema,
-            "dependencies must be sorted and free of duplicates",
-        ));
     }
     Ok(())
 }

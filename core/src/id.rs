@@ -199,7 +199,7 @@ impl LedgerIndex {
 
 impl fmt::Display for LedgerIndex {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -161,12 +161,13 @@ impl fmt::Display for LedgerEntry {
                     Cause::Released { wave } => format!(" (wave {wave})"),
                     Cause::Expired => " (expired)".to_owned(),
                 };
+                // Client-chosen strings are escaped so they cannot forge log lines.
                 write!(
                     f,
                     "{} {}/{} id={} -> {}{cause} [{}]",
-                    p.action,
-                    p.domain,
-                    p.subject,
+                    p.action.escape_debug(),
+                    p.domain.escape_debug(),
+                    p.subject.escape_debug(),
                     d.id.short(),
                     d.decision,
                     d.access

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::RejectCode;
 use crate::constitution::rules::StateEffect;
 use crate::constitution::{Constitution, ConstitutionError, Domain};
 use crate::decision::Decision;
@@ -53,11 +54,15 @@ pub enum ProposalStatus {
     Deferred,
 }
 
-/// Where a proposal stands and which entry says so (its latest).
+/// Where a proposal stands and which entries say so.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ProposalRecord {
+    /// The entry holding its current decision.
     pub index: LedgerIndex,
     pub status: ProposalStatus,
+    /// The entry that deferred it, if it was ever deferred (a proposal has at most two
+    /// entries: a deferral, then its final decision).
+    pub deferred_at: Option<LedgerIndex>,
 }
 
 /// A proposal held until its dependencies are decided or its deferral expires.
@@ -396,16 +401,21 @@ impl State {
                 ProposalStatus::Deferred
             }
         };
-        if status != ProposalStatus::Deferred {
-            self.undefer(&record.id);
-        }
-        self.proposals.insert(
-            record.id,
-            ProposalRecord {
+        let deferred_at = match status {
+            ProposalStatus::Deferred => Some(entry.index),
+            _ => self.undefer(&record.id),
+        };
+        // A proposal whose signature does not verify is recorded (who tried what is
+        // history) but does not claim its id: the id does not cover the signature, so
+        // otherwise anyone who saw a proposal could burn it by filing a forged copy first.
+        if record.decision.code() != Some(RejectCode::BadSignature) {
+            let record_of_id = ProposalRecord {
                 index: entry.index,
                 status,
-            },
-        );
+                deferred_at,
+            };
+            self.proposals.insert(record.id, record_of_id);
+        }
         self.head = Head {
             index: entry.index,
             hash: entry.hash,
@@ -414,11 +424,10 @@ impl State {
         Ok(())
     }
 
-    /// Removes a decided proposal from the deferred set and its indexes.
-    fn undefer(&mut self, id: &ProposalId) {
-        let Some(deferred) = self.deferred.remove(id) else {
-            return;
-        };
+    /// Removes a decided proposal from the deferred set and its indexes; returns the index
+    /// of the entry that had deferred it.
+    fn undefer(&mut self, id: &ProposalId) -> Option<LedgerIndex> {
+        let deferred = self.deferred.remove(id)?;
         for dep in &deferred.waiting_on {
             if let Some(dependents) = self.waiting.get_mut(dep) {
                 dependents.remove(id);
@@ -428,6 +437,7 @@ impl State {
             }
         }
         self.expiry.remove(&(deferred.expires_at, *id));
+        Some(deferred.deferred_at)
     }
 
     /// Applies an admitted proposal: counts a quorum approval or makes the transition and

@@ -250,3 +250,51 @@ fn resubmission_appends_nothing_and_returns_the_original_entry() {
     assert_eq!(state.head(), head);
     assert_eq!(state.hash(), hash);
 }
+
+#[test]
+fn a_forged_copy_does_not_burn_the_genuine_proposal() {
+    // The id does not cover the signature: a copy of alice's proposal with a garbage
+    // signature is rejected, and alice's genuine submission is still adjudicated.
+    let mut state = funded_state();
+    let genuine = deposit(5, 11);
+    let mut forged = genuine.clone();
+    forged.signature = docket_core::Signature([7; 64]);
+    let first = state.submit(forged.clone(), LedgerTime(T0 + 2));
+    let code = first.entries()[0]
+        .decision_record()
+        .expect("decision")
+        .decision
+        .code();
+    assert_eq!(code, Some(RejectCode::BadSignature));
+    assert!(
+        state.proposal(&genuine.id()).is_none(),
+        "a forgery claims nothing"
+    );
+    let second = state.submit(genuine.clone(), LedgerTime(T0 + 3));
+    let entry = second
+        .own_entry(&genuine.id())
+        .expect("the genuine proposal is recorded");
+    assert_eq!(
+        entry.decision_record().expect("decision").decision.label(),
+        "ADMIT"
+    );
+    // Once admitted, a forged copy is a duplicate: it appends nothing.
+    assert!(matches!(
+        state.submit(forged, LedgerTime(T0 + 4)),
+        docket_core::Submission::Duplicate { .. }
+    ));
+}
+
+#[test]
+fn control_characters_in_subjects_are_refused() {
+    let signed = dev::proposal(
+        &ledger(),
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-1\n#99 forged -> ADMIT",
+        Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+        vec![],
+        1,
+    );
+    assert_rejected_without_effect(signed, RejectCode::Schema);
+}
