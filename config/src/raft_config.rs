@@ -1,0 +1,105 @@
+//! `[raft]`: timing and log compaction of the replication layer.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Leader heartbeat period. 100 ms keeps failover under a second on a LAN or loopback
+/// while costing a few small RPCs per second per follower.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
+/// Below 10 ms heartbeats approach OS timer granularity and scheduler jitter on a busy
+/// machine, so a follower would time out on noise rather than on a dead leader.
+pub const HEARTBEAT_INTERVAL_MS_FLOOR: u64 = 10;
+/// Above 10 s a crashed leader goes unnoticed for far too long; nobody wants this.
+pub const HEARTBEAT_INTERVAL_MS_CEILING: u64 = 10_000;
+
+/// Lower bound of the randomized election timeout: four heartbeats, so a follower sees
+/// several heartbeats go missing before it starts an election.
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 400;
+/// Upper bound of the randomized election timeout. A 400 ms spread makes split votes
+/// (two candidates timing out together) rare.
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 800;
+/// `election_timeout_min_ms` must exceed this many heartbeats: with fewer, one delayed or
+/// dropped heartbeat is enough to depose a healthy leader.
+pub const ELECTION_TIMEOUT_HEARTBEATS_MIN: u64 = 2;
+/// Ceiling on both election timeout bounds: a minute without a leader is an outage.
+pub const ELECTION_TIMEOUT_MS_CEILING: u64 = 60_000;
+
+/// Deadline of every Raft RPC. One second is far above loopback or LAN round trips plus an
+/// fsync, and short enough that a dead peer does not hold up replication for long.
+pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+/// A minute-long RPC deadline would leave requests hanging on dead peers.
+pub const RPC_TIMEOUT_MS_CEILING: u64 = 60_000;
+
+/// Build a snapshot after this many applied entries: bounds the log a restarting node
+/// replays and the disk the log takes, without snapshotting constantly.
+pub const SNAPSHOT_LOGS_SINCE_LAST_DEFAULT: u64 = 10_000;
+/// Beyond ten million entries between snapshots a restart replays for minutes.
+pub const SNAPSHOT_LOGS_SINCE_LAST_CEILING: u64 = 10_000_000;
+
+/// Entries already covered by a snapshot that are kept anyway, so a follower lagging by a
+/// little catches up from the log instead of receiving a whole snapshot.
+pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT: u64 = 1_000;
+/// Keeping more than a million snapshotted entries defeats the point of compaction.
+pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING: u64 = 1_000_000;
+
+// The defaults must satisfy the rules `NodeConfig::validate` enforces.
+const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT >= HEARTBEAT_INTERVAL_MS_FLOOR);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT <= HEARTBEAT_INTERVAL_MS_CEILING);
+const _: () = assert!(
+    ELECTION_TIMEOUT_MIN_MS_DEFAULT
+        > ELECTION_TIMEOUT_HEARTBEATS_MIN * HEARTBEAT_INTERVAL_MS_DEFAULT
+);
+const _: () = assert!(ELECTION_TIMEOUT_MAX_MS_DEFAULT > ELECTION_TIMEOUT_MIN_MS_DEFAULT);
+const _: () = assert!(ELECTION_TIMEOUT_MAX_MS_DEFAULT <= ELECTION_TIMEOUT_MS_CEILING);
+const _: () = assert!(RPC_TIMEOUT_MS_DEFAULT >= HEARTBEAT_INTERVAL_MS_DEFAULT);
+const _: () = assert!(RPC_TIMEOUT_MS_DEFAULT <= RPC_TIMEOUT_MS_CEILING);
+// The ceilings must leave room for a valid configuration.
+const _: () = assert!(
+    ELECTION_TIMEOUT_MS_CEILING > ELECTION_TIMEOUT_HEARTBEATS_MIN * HEARTBEAT_INTERVAL_MS_CEILING
+);
+const _: () = assert!(RPC_TIMEOUT_MS_CEILING >= HEARTBEAT_INTERVAL_MS_CEILING);
+
+/// `[raft]` section: timing and log compaction of the replication layer. Node-local: none
+/// of this changes what the state machine outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Leader heartbeat period, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout, in milliseconds.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout, in milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// Deadline of every Raft RPC, in milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Build a snapshot after this many applied log entries.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries covered by a snapshot that are kept for lagging followers.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
+            election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
+            election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
+            rpc_timeout_ms: RPC_TIMEOUT_MS_DEFAULT,
+            snapshot_logs_since_last: SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
+            max_in_snapshot_log_to_keep: MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// `heartbeat_interval_ms` as a [`Duration`].
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// `rpc_timeout_ms` as a [`Duration`].
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms)
+    }
+}

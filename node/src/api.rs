@@ -1,0 +1,1013 @@
+//! The HTTP/JSON client API (axum). Shapes are in [`crate::wire`].
+//!
+//! The front door refuses, before consensus, whatever cannot be recorded honestly:
+//! unparseable or oversize bodies, unknown fields, floats, bad signatures, the wrong ledger
+//! id. Every correctly signed proposal reaches the core, which checks everything again and
+//! records its decision. Followers forward writes (and linearizable reads) to the leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use docket_core::{Constitution, LedgerIndex, ProposalId, SignedProposal};
+use docket_raft::{Command, CommandResponse, NodeAddr, Outcome, ProposalOutcome};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::ChangeMembers;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::server::{members, now_ledger_time, Node};
+use crate::wire::*;
+
+/// Header a forwarding node sets, so a request is forwarded at most once.
+pub const FORWARDED_HEADER: &str = "x-docket-forwarded";
+
+/// How long an added learner may take to catch up before `member add` gives up waiting
+/// (the learner stays; `member promote` finishes the job later).
+pub const CATCH_UP_TIMEOUT_MS: u64 = 60_000;
+
+/// A member within this many log entries of the leader counts as caught up / healthy.
+pub const LAG_HEALTHY_MAX: u64 = 1_000;
+
+/// Deadline for connecting to a node being added: an unreachable node fails fast.
+pub const PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Deadline of a membership change or cluster initialization.
+pub const MEMBERSHIP_TIMEOUT_MS: u64 = 30_000;
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(Clone, Debug)]
+struct AppState {
+    node: Arc<Node>,
+    inflight: Arc<Semaphore>,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let limits = node.config.limits.clone();
+    let state = AppState {
+        node,
+        inflight: Arc::new(Semaphore::new(limits.clients_inflight_max)),
+    };
+    Router::new()
+        .route("/v1/proposals", post(submit_one))
+        .route("/v1/batches", post(submit_batch))
+        .route("/v1/proposals/{id}", get(proposal))
+        .route("/v1/ledger", get(ledger))
+        .route("/v1/state/{domain}/{subject}", get(subject_state))
+        .route("/v1/constitution", get(constitution))
+        .route("/v1/status", get(status))
+        .route("/v1/health", get(health))
+        .route("/v1/cluster/init", post(init))
+        .route("/v1/cluster/members", get(list_members).post(add_member))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(remove_member),
+        )
+        .route("/v1/cluster/members/{id}/promote", post(promote_member))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such endpoint; see the API table in README.md",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limits.request_body_bytes_max))
+        .layer(RequestBodyLimitLayer::new(limits.request_body_bytes_max))
+        .with_state(state)
+}
+
+/// JSON body extractor whose rejections are API errors with stable codes.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            ErrorCode::BodyTooLarge,
+            "request body exceeds limits.request_body_bytes_max",
+        );
+    }
+    let detail = match &rejection {
+        JsonRejection::JsonDataError(e) => {
+            std::error::Error::source(e).map_or_else(|| e.body_text(), |s| s.to_string())
+        }
+        other => other.body_text(),
+    };
+    ApiError::new(ErrorCode::MalformedRequest, detail)
+}
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// Sends the request on to the leader and relays its answer verbatim.
+async fn forward(
+    node: &Node,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+    leader: &str,
+) -> Response {
+    let url = format!("http://{leader}{path_and_query}");
+    let mut request = node
+        .http
+        .request(method, &url)
+        .header(FORWARDED_HEADER, node.id.to_string());
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match response.bytes().await {
+                Ok(bytes) => {
+                    (status, [("content-type", "application/json")], bytes).into_response()
+                }
+                Err(e) => ApiError::new(
+                    ErrorCode::NoLeader,
+                    format!("forwarding to leader at {leader} failed: {e}"),
+                )
+                .with_leader(Some(leader.to_owned()))
+                .into_response(),
+            }
+        }
+        Err(e) => {
+            let code = if e.is_timeout() {
+                ErrorCode::Timeout
+            } else {
+                ErrorCode::NoLeader
+            };
+            ApiError::new(
+                code,
+                format!("forwarding to leader at {leader} failed: {e}"),
+            )
+            .with_leader(Some(leader.to_owned()))
+            .into_response()
+        }
+    }
+}
+
+/// Checks a proposal at the front door: the ledger id and the signature.
+fn front_door(node: &Node, signed: &SignedProposal) -> Result<ProposalId, ApiError> {
+    if signed.proposal.ledger_id != node.ledger_id {
+        return Err(ApiError::new(
+            ErrorCode::WrongLedger,
+            format!(
+                "proposal is signed for ledger {:?}; this is {:?}",
+                signed.proposal.ledger_id.as_str(),
+                node.ledger_id.as_str()
+            ),
+        ));
+    }
+    let id = signed.id();
+    signed.verify(&id).map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadSignature,
+            format!("proposal {}: {e}", id.short()),
+        )
+    })?;
+    Ok(id)
+}
+
+fn storage_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("storage: {e}"))
+}
+
+/// Turns outcomes into responses, reading each decision's entry from this node's ledger.
+fn responses(node: &Node, outcomes: Vec<ProposalOutcome>) -> Result<Vec<SubmitResponse>, ApiError> {
+    outcomes
+        .into_iter()
+        .map(|ProposalOutcome { id, outcome }| {
+            let (index, duplicate, appended) = match outcome {
+                Outcome::Recorded {
+                    appended, index, ..
+                } => (index, false, appended.len()),
+                Outcome::Duplicate { index, .. } => (index, true, 0),
+            };
+            let entry = node
+                .replica
+                .ledger_entry(index)
+                .map_err(storage_error)?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!("entry {index} not applied yet"),
+                    )
+                })?;
+            Ok(SubmitResponse {
+                id,
+                duplicate,
+                entry,
+                appended,
+            })
+        })
+        .collect()
+}
+
+async fn admit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state.inflight.try_acquire().map_err(|_| {
+        ApiError::new(
+            ErrorCode::Overloaded,
+            "too many requests in flight (limits.clients_inflight_max); retry shortly",
+        )
+    })
+}
+
+async fn submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    proposals: Vec<SignedProposal>,
+) -> Result<Result<Vec<SubmitResponse>, Response>, ApiError> {
+    let node = &state.node;
+    let _permit = admit(state).await?;
+    for signed in &proposals {
+        front_door(node, signed)?;
+    }
+    match node.submit(proposals.clone()).await {
+        Ok(outcomes) => Ok(Ok(responses(node, outcomes)?)),
+        Err(error) if error.code == ErrorCode::NotLeader && !forwarded(headers) => {
+            let leader = error
+                .leader
+                .clone()
+                .expect("invariant: NOT_LEADER carries the leader");
+            let body = if path == "/v1/batches" {
+                serde_json::to_vec(&BatchRequest { proposals })
+            } else {
+                serde_json::to_vec(&proposals[0])
+            }
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            Ok(Err(
+                forward(node, Method::POST, path, Some(body), &leader).await
+            ))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn submit_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(signed): ApiJson<SignedProposal>,
+) -> Response {
+    match submit(&state, &headers, "/v1/proposals", vec![signed]).await {
+        Ok(Ok(mut results)) => Json(results.remove(0)).into_response(),
+        Ok(Err(forwarded)) => forwarded,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn submit_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Response {
+    let max = state.node.config.limits.batch_proposals_max;
+    if batch.proposals.is_empty() || batch.proposals.len() > max {
+        return ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "a batch holds 1 to {max} proposals (limits.batch_proposals_max); got {}",
+                batch.proposals.len()
+            ),
+        )
+        .into_response();
+    }
+    match submit(&state, &headers, "/v1/batches", batch.proposals).await {
+        Ok(Ok(results)) => Json(BatchResponse { results }).into_response(),
+        Ok(Err(forwarded)) => forwarded,
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+/// Waits until this node's state reflects every write acknowledged before the read began
+/// (openraft's read-index). `Err(Some(leader))` means: forward to the leader.
+async fn read_barrier(
+    node: &Node,
+    consistency: Consistency,
+) -> Result<(), (ApiError, Option<String>)> {
+    if consistency == Consistency::Local {
+        return Ok(());
+    }
+    match node.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            let leader = f.leader_node.map(|n| n.api_addr);
+            let code = if leader.is_some() {
+                ErrorCode::NotLeader
+            } else {
+                ErrorCode::NoLeader
+            };
+            Err((
+                ApiError::new(code, "linearizable reads are served by the leader")
+                    .with_leader(leader.clone()),
+                leader,
+            ))
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err((
+            ApiError::new(
+                ErrorCode::NoLeader,
+                format!("cannot confirm leadership: {e}"),
+            ),
+            None,
+        )),
+        Err(RaftError::Fatal(f)) => Err((ApiError::new(ErrorCode::Internal, f.to_string()), None)),
+    }
+}
+
+/// Runs a read: barrier, then `read` on local state; forwards to the leader when needed.
+async fn linearized<T: serde::Serialize>(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    consistency: Consistency,
+    read: impl FnOnce(&Node) -> Result<T, ApiError>,
+) -> Response {
+    let node = &state.node;
+    let _permit = match admit(state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match read_barrier(node, consistency).await {
+        Ok(()) => match read(node) {
+            Ok(value) => Json(value).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err((_, Some(leader))) if !forwarded(headers) => {
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            forward(node, Method::GET, path, None, &leader).await
+        }
+        Err((error, _)) => error.into_response(),
+    }
+}
+
+fn not_initialized() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotInitialized,
+        "the cluster has no genesis entry yet; run `docket cluster init`",
+    )
+}
+
+async fn proposal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    let id: ProposalId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => {
+            return ApiError::new(ErrorCode::MalformedRequest, format!("proposal id: {e}"))
+                .into_response()
+        }
+    };
+    linearized(&state, &headers, &uri, query.consistency, |node| {
+        let record = node
+            .replica
+            .with_state(|s| s.map(|s| s.proposal(&id).copied()))
+            .ok_or_else(not_initialized)?
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::NotFound, format!("no proposal {id} is recorded"))
+            })?;
+        let mut indexes: BTreeSet<LedgerIndex> = record.deferred_at.into_iter().collect();
+        indexes.insert(record.index);
+        let entries = indexes
+            .into_iter()
+            .map(|i| {
+                node.replica
+                    .ledger_entry(i)
+                    .map_err(storage_error)?
+                    .ok_or_else(|| storage_error("missing entry"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ProposalView {
+            id,
+            status: record.status,
+            entries,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct LedgerQuery {
+    #[serde(default)]
+    from: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+async fn ledger(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return ApiError::new(ErrorCode::MalformedRequest, e.body_text()).into_response(),
+    };
+    let max = state.node.config.limits.read_page_entries_max as u64;
+    let limit = query.limit.unwrap_or(max);
+    if limit == 0 || limit > max {
+        return ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("limit must be 1 to {max} (limits.read_page_entries_max)"),
+        )
+        .into_response();
+    }
+    linearized(&state, &headers, &uri, query.consistency, |node| {
+        let length = node.replica.ledger_len();
+        let entries = node
+            .replica
+            .ledger_entries(LedgerIndex(query.from), limit)
+            .map_err(storage_error)?;
+        let end = query.from.saturating_add(entries.len() as u64);
+        let next = (end < length && !entries.is_empty()).then_some(LedgerIndex(end));
+        Ok(LedgerPage {
+            entries,
+            next,
+            length,
+        })
+    })
+    .await
+}
+
+async fn subject_state(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((domain, subject)): Path<(String, String)>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    linearized(&state, &headers, &uri, query.consistency, |node| {
+        node.replica.with_state(|s| {
+            let s = s.ok_or_else(not_initialized)?;
+            let initial = s
+                .constitution()
+                .domains
+                .get(&domain)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("the constitution declares no domain {domain:?}"),
+                    )
+                })?
+                .initial
+                .clone();
+            Ok(SubjectView {
+                domain: domain.clone(),
+                subject: subject.clone(),
+                state: s.subject(&domain, &subject).cloned(),
+                initial_state: initial,
+                as_of_length: s.head().index.0 + 1,
+                consistency: query.consistency,
+            })
+        })
+    })
+    .await
+}
+
+async fn constitution(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    linearized(&state, &headers, &uri, query.consistency, |node| {
+        node.replica.with_state(|s| {
+            let s = s.ok_or_else(not_initialized)?;
+            let active = s.active_constitution();
+            Ok(ConstitutionView {
+                version: active.version,
+                name: active.constitution.name.clone(),
+                adopted_at: active.adopted_at,
+                document: active.document.clone(),
+                history: s.constitution_history().to_vec(),
+            })
+        })
+    })
+    .await
+}
+
+fn role(state: openraft::ServerState) -> &'static str {
+    match state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Shutdown => "shutdown",
+    }
+}
+
+pub fn status_view(node: &Node) -> StatusView {
+    let metrics = node.raft.metrics().borrow().clone();
+    let (state_hash, constitution_version, deferred) = node.replica.with_state(|s| match s {
+        Some(s) => (
+            Some(s.hash()),
+            Some(s.constitution_version()),
+            s.deferred().len() as u64,
+        ),
+        None => (None, None, 0),
+    });
+    let initialized = metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_some();
+    let leader_api_addr = metrics.current_leader.and_then(|l| {
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&l)
+            .map(|n| n.api_addr.clone())
+    });
+    StatusView {
+        node_id: node.id,
+        cluster_id: node.cluster_id.clone(),
+        role: role(metrics.state).to_owned(),
+        leader_id: metrics.current_leader,
+        leader_api_addr,
+        term: metrics.current_term,
+        last_log_index: metrics.last_log_index,
+        applied_index: metrics.last_applied.map(|l| l.index),
+        initialized,
+        ledger_length: node.replica.ledger_len(),
+        state_hash,
+        constitution_version,
+        deferred,
+        members: members(node),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Json<StatusView> {
+    Json(status_view(&state.node))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let metrics = state.node.raft.metrics().borrow().clone();
+    let ok = metrics.running_state.is_ok() && metrics.current_leader.is_some();
+    let view = HealthView {
+        ok,
+        role: role(metrics.state).to_owned(),
+        leader_id: metrics.current_leader,
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(view)).into_response()
+}
+
+async fn init(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<InitRequest>,
+) -> ApiResult<StatusView> {
+    let node = &state.node;
+    if node.replica.ledger_len() > 0 {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyInitialized,
+            format!("ledger {} already has its genesis entry", node.ledger_id),
+        ));
+    }
+    let document = match request.constitution {
+        Some(document) => document,
+        None => match &node.config.genesis_constitution {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("reading {}: {e}", path.display()),
+                )
+            })?,
+            None => docket_core::constitution::DEFAULT_DOCUMENT.to_owned(),
+        },
+    };
+    Constitution::parse(&document).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("genesis constitution: {e}"),
+        )
+    })?;
+    let members = BTreeMap::from([(node.id, node.addr.clone())]);
+    match node.raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("initialize: {e}"),
+            ))
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(MEMBERSHIP_TIMEOUT_MS);
+    loop {
+        let command = Command::Genesis {
+            ledger_id: node.ledger_id.clone(),
+            document: document.clone(),
+            time: now_ledger_time(),
+        };
+        match node.raft.client_write(command).await {
+            Ok(response) => match response.data {
+                CommandResponse::Genesis { .. } => break,
+                CommandResponse::Refused(e) => {
+                    let code = if e.code() == "ALREADY_INITIALIZED" {
+                        ErrorCode::AlreadyInitialized
+                    } else {
+                        ErrorCode::MalformedRequest
+                    };
+                    return Err(ApiError::new(code, e.to_string()));
+                }
+                other => {
+                    return Err(ApiError::new(
+                        ErrorCode::Internal,
+                        format!("unexpected response {other:?}"),
+                    ))
+                }
+            },
+            Err(e) => {
+                let error = node.write_error(e);
+                if Instant::now() > deadline {
+                    return Err(error);
+                }
+                // Leadership is still being established after initialize.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Ok(Json(status_view(node)))
+}
+
+async fn list_members(State(state): State<AppState>) -> Json<MembersView> {
+    Json(MembersView {
+        members: members(&state.node),
+    })
+}
+
+/// Membership operations run on the leader; elsewhere they are forwarded once.
+fn leader_or_forward(node: &Node, headers: &HeaderMap) -> Result<(), Option<String>> {
+    if node.is_leader() {
+        return Ok(());
+    }
+    match node.leader_api_addr() {
+        Some(leader) if !forwarded(headers) => Err(Some(leader)),
+        _ => Err(None),
+    }
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<AddMemberRequest>,
+) -> Response {
+    let node = state.node.clone();
+    match leader_or_forward(&node, &headers) {
+        Ok(()) => {}
+        Err(Some(leader)) => {
+            let body = serde_json::to_vec(&request).unwrap_or_default();
+            return forward(
+                &node,
+                Method::POST,
+                "/v1/cluster/members",
+                Some(body),
+                &leader,
+            )
+            .await;
+        }
+        Err(None) => {
+            return ApiError::new(
+                ErrorCode::NoLeader,
+                "no leader to run the membership change",
+            )
+            .into_response()
+        }
+    }
+    match add_member_on_leader(&node, request).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn add_member_on_leader(
+    node: &Node,
+    request: AddMemberRequest,
+) -> Result<MembersView, ApiError> {
+    if request.id == 0 {
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "member id must be at least 1",
+        ));
+    }
+    for (field, addr) in [
+        ("raft_addr", &request.raft_addr),
+        ("api_addr", &request.api_addr),
+    ] {
+        addr.parse::<std::net::SocketAddr>().map_err(|e| {
+            ApiError::new(
+                ErrorCode::MalformedRequest,
+                format!("{field} {addr:?}: {e}"),
+            )
+        })?;
+    }
+    let current = members(node);
+    if current.iter().any(|m| m.id == request.id && m.voter) {
+        return Err(ApiError::new(
+            ErrorCode::UnsafeMembershipChange,
+            format!("node {} is already a voter", request.id),
+        ));
+    }
+    // Fail fast on an unreachable node instead of letting replication retry forever.
+    let probe = tokio::time::timeout(
+        Duration::from_millis(PROBE_TIMEOUT_MS),
+        tokio::net::TcpStream::connect(&request.raft_addr),
+    )
+    .await;
+    if !matches!(probe, Ok(Ok(_))) {
+        return Err(ApiError::new(
+            ErrorCode::MemberUnreachable,
+            format!("cannot connect to node {} at raft_addr {} within {PROBE_TIMEOUT_MS} ms; is `docket serve` running there?", request.id, request.raft_addr),
+        ));
+    }
+    let addr = NodeAddr {
+        raft_addr: request.raft_addr.clone(),
+        api_addr: request.api_addr.clone(),
+    };
+    membership_op(node, node.raft.add_learner(request.id, addr, false)).await?;
+    wait_caught_up(node, request.id).await?;
+    if !request.learner {
+        membership_op(
+            node,
+            node.raft.change_membership(
+                ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),
+                false,
+            ),
+        )
+        .await?;
+    }
+    Ok(MembersView {
+        members: members(node),
+    })
+}
+
+async fn membership_op<T>(
+    node: &Node,
+    op: impl std::future::Future<
+        Output = Result<T, RaftError<u64, openraft::error::ClientWriteError<u64, NodeAddr>>>,
+    >,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(Duration::from_millis(MEMBERSHIP_TIMEOUT_MS), op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(node.write_error(e)),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Timeout,
+            format!("membership change did not commit within {MEMBERSHIP_TIMEOUT_MS} ms"),
+        )),
+    }
+}
+
+async fn wait_caught_up(node: &Node, id: u64) -> Result<(), ApiError> {
+    let deadline = Instant::now() + Duration::from_millis(CATCH_UP_TIMEOUT_MS);
+    loop {
+        if members(node)
+            .iter()
+            .any(|m| m.id == id && m.lag.is_some_and(|lag| lag <= LAG_HEALTHY_MAX))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ApiError::new(
+                ErrorCode::Timeout,
+                format!("node {id} was added as a learner but has not caught up within {CATCH_UP_TIMEOUT_MS} ms; run `docket member promote {id}` once it has"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn promote_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    let node = state.node.clone();
+    match leader_or_forward(&node, &headers) {
+        Ok(()) => {}
+        Err(Some(leader)) => {
+            return forward(
+                &node,
+                Method::POST,
+                &format!("/v1/cluster/members/{id}/promote"),
+                None,
+                &leader,
+            )
+            .await
+        }
+        Err(None) => {
+            return ApiError::new(
+                ErrorCode::NoLeader,
+                "no leader to run the membership change",
+            )
+            .into_response()
+        }
+    }
+    let result: Result<MembersView, ApiError> = async {
+        let current = members(&node);
+        let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("node {id} is not a member; add it first"),
+            )
+        })?;
+        if member.voter {
+            return Err(ApiError::new(
+                ErrorCode::UnsafeMembershipChange,
+                format!("node {id} is already a voter"),
+            ));
+        }
+        wait_caught_up(&node, id).await?;
+        membership_op(
+            &node,
+            node.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await?;
+        Ok(MembersView {
+            members: members(&node),
+        })
+    }
+    .await;
+    match result {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    let node = state.node.clone();
+    match leader_or_forward(&node, &headers) {
+        Ok(()) => {}
+        Err(Some(leader)) => {
+            return forward(
+                &node,
+                Method::DELETE,
+                &format!("/v1/cluster/members/{id}"),
+                None,
+                &leader,
+            )
+            .await
+        }
+        Err(None) => {
+            return ApiError::new(
+                ErrorCode::NoLeader,
+                "no leader to run the membership change",
+            )
+            .into_response()
+        }
+    }
+    let result: Result<MembersView, ApiError> = async {
+        let current = members(&node);
+        let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("node {id} is not a member"))
+        })?;
+        if member.voter {
+            check_removal_is_safe(&current, id)?;
+            membership_op(
+                &node,
+                node.raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            )
+            .await?;
+        } else {
+            membership_op(
+                &node,
+                node.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+            )
+            .await?;
+        }
+        Ok(MembersView {
+            members: members(&node),
+        })
+    }
+    .await;
+    match result {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Refuses removing the last voter, or a removal after which the voters that are
+/// replicating (within [`LAG_HEALTHY_MAX`]) could not form a quorum.
+pub fn check_removal_is_safe(current: &[MemberView], id: u64) -> Result<(), ApiError> {
+    let voters: Vec<&MemberView> = current.iter().filter(|m| m.voter).collect();
+    if voters.len() == 1 {
+        return Err(ApiError::new(
+            ErrorCode::UnsafeMembershipChange,
+            format!(
+                "node {id} is the last voter; removing it would leave no one to commit anything"
+            ),
+        ));
+    }
+    let remaining: Vec<&&MemberView> = voters.iter().filter(|m| m.id != id).collect();
+    let healthy: Vec<u64> = remaining
+        .iter()
+        .filter(|m| m.lag.is_some_and(|l| l <= LAG_HEALTHY_MAX))
+        .map(|m| m.id)
+        .collect();
+    let quorum = remaining.len() / 2 + 1;
+    if healthy.len() < quorum {
+        let lagging: Vec<u64> = remaining
+            .iter()
+            .map(|m| m.id)
+            .filter(|i| !healthy.contains(i))
+            .collect();
+        return Err(ApiError::new(
+            ErrorCode::UnsafeMembershipChange,
+            format!(
+                "removing node {id} leaves {} voters needing a quorum of {quorum}, but only {} are replicating ({:?}); nodes {:?} are unreachable or behind — bring them back first",
+                remaining.len(),
+                healthy.len(),
+                healthy,
+                lagging
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, voter: bool, lag: Option<u64>) -> MemberView {
+        MemberView {
+            id,
+            raft_addr: String::new(),
+            api_addr: String::new(),
+            voter,
+            matched_index: None,
+            lag,
+        }
+    }
+
+    #[test]
+    fn removal_guardrails() {
+        let healthy3 = [
+            member(1, true, Some(0)),
+            member(2, true, Some(0)),
+            member(3, true, Some(3)),
+        ];
+        assert!(check_removal_is_safe(&healthy3, 3).is_ok());
+        let one_down = [
+            member(1, true, Some(0)),
+            member(2, true, None),
+            member(3, true, Some(0)),
+        ];
+        assert!(
+            check_removal_is_safe(&one_down, 2).is_ok(),
+            "removing the dead node is fine"
+        );
+        let err = check_removal_is_safe(&one_down, 3).expect_err("would leave 1 of 2 healthy");
+        assert_eq!(err.code, ErrorCode::UnsafeMembershipChange);
+        assert!(err.message.contains("[2]"), "{}", err.message);
+        let last = [member(1, true, Some(0)), member(2, false, Some(0))];
+        let err = check_removal_is_safe(&last, 1).expect_err("last voter");
+        assert!(err.message.contains("last voter"));
+    }
+}

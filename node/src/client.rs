@@ -1,0 +1,624 @@
+//! An async HTTP client for one node's API: the CLI, the demo and the bench talk to docket
+//! through it.
+//!
+//! Every method is one request with a deadline ([`REQUEST_TIMEOUT_MS_DEFAULT`] unless
+//! configured) and answers the wire type of its route. Failures are split by what the
+//! operator must do about them ([`ClientError`]): the node answered with an error (`Api`:
+//! nothing was recorded, read the code), the node could not be reached (`Unreachable`: is it
+//! running, is the address right), it did not answer in time (`Timeout`: a write may or may
+//! not have been recorded), or it answered something that is not docket's API (`Decode`).
+//!
+//! The client does not follow a 503's leader hint on its own: whether retrying at another
+//! node is right is the caller's decision ([`ClientError::leader_hint`] gives the address).
+
+use std::fmt;
+use std::time::Duration;
+
+use docket_core::{ProposalId, SignedProposal};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::wire::{
+    AddMemberRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody, HealthView,
+    InitRequest, LedgerPage, MembersView, ProposalView, StatusView, SubjectView, SubmitResponse,
+};
+
+/// Deadline of one request, connection included, when the caller sets none. Long enough for
+/// a write that waits for a quorum and an fsync on a loaded machine; short enough that an
+/// operator is not left staring at a hung command.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// Largest response body read. A full ledger page of large proposals stays well below it;
+/// anything bigger is not an answer from docket, and the client must not buffer it blindly.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Longest piece of an unexpected (non-docket) response body quoted in an error.
+const QUOTED_BODY_CHARS_MAX: usize = 200;
+
+/// The default API address of node 1 on one machine.
+pub const NODE_URL_DEFAULT: &str = "http://127.0.0.1:8001";
+
+/// Why a request failed, split by what the operator must do about it.
+///
+/// Each message is one line that names the root cause and the next step, so
+/// [`std::error::Error::source`] is `None`: `anyhow`'s `{:#}` would otherwise repeat the cause
+/// through reqwest's layers. The transport error stays available in `Unreachable::source`.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The node answered with an error: nothing was recorded (4xx), or it could not serve
+    /// the request right now (5xx; a 503 with `leader` says where to go instead).
+    Api { status: u16, body: ErrorBody },
+    /// No connection could be made (refused, unresolvable, reset).
+    Unreachable { url: String, source: reqwest::Error },
+    /// No complete answer within the deadline. A write may or may not have been recorded.
+    Timeout { url: String, timeout_ms: u64 },
+    /// The answer is not what docket's API sends: another service, or another version.
+    Decode { url: String, message: String },
+    /// The node URL itself is unusable.
+    InvalidUrl { url: String, message: String },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ClientError::Api { status, body } => {
+                write!(
+                    f,
+                    "docket refused the request (HTTP {status} {}): {}",
+                    body.code, body.message
+                )?;
+                match (&body.leader, status) {
+                    (Some(leader), _) => {
+                        let url = with_scheme(leader);
+                        write!(f, " — the leader is at {url}; retry with --node {url}")
+                    }
+                    (None, 503) => f.write_str(" — retry shortly"),
+                    _ => Ok(()),
+                }
+            }
+            ClientError::Unreachable { url, source } => write!(
+                f,
+                "cannot reach docket at {url}: {} — is `docket serve` running there, and is \
+                 the address right (--node or DOCKET_NODE)?",
+                root_cause(source)
+            ),
+            ClientError::Timeout { url, timeout_ms } => write!(
+                f,
+                "docket at {url} did not answer within {timeout_ms} ms — the node may be \
+                 overloaded or partitioned; a write may or may not have been recorded (raise \
+                 --timeout-ms, or check with `docket status`)"
+            ),
+            ClientError::Decode { url, message } => write!(
+                f,
+                "unexpected answer from {url}: {message} — is this address a docket node of \
+                 the same version as this CLI?"
+            ),
+            ClientError::InvalidUrl { url, message } => {
+                write!(
+                    f,
+                    "invalid node URL {url:?}: {message} — use http://HOST:PORT"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// The leader's API address a node pointed to when it refused a request (503 with
+    /// `NOT_LEADER`), as a URL this client can be built from.
+    pub fn leader_hint(&self) -> Option<String> {
+        match self {
+            ClientError::Api { body, .. } => body.leader.as_deref().map(with_scheme),
+            _ => None,
+        }
+    }
+
+    /// The API error code, when the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => Some(&body.code),
+            _ => None,
+        }
+    }
+
+    /// True when a write may have been recorded although no answer arrived: a timeout on
+    /// the way, or the node's own deadline (`TIMEOUT`). Resubmitting the identical signed
+    /// proposal is safe: a duplicate appends nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClientError::Timeout { .. } => true,
+            ClientError::Api { body, .. } => body.code == "TIMEOUT",
+            _ => false,
+        }
+    }
+}
+
+/// The innermost error's message: for a refused connection that is the OS's "Connection
+/// refused", not reqwest's "error sending request for url".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// `127.0.0.1:8001` → `http://127.0.0.1:8001`; URLs with a scheme are kept as they are.
+fn with_scheme(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+/// A client for one node's API. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the node at `base_url` (`http://127.0.0.1:8001`, or `127.0.0.1:8001` as
+    /// members report their addresses) with the default request deadline.
+    pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        Client::with_timeout(base_url, Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT))
+    }
+
+    /// A client whose every request must complete within `timeout`.
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|error| ClientError::InvalidUrl {
+                url: base_url.to_owned(),
+                message: format!("cannot set up an HTTP client: {}", root_cause(&error)),
+            })?;
+        Client::with_http(base_url, timeout, http)
+    }
+
+    /// A client over an existing `reqwest::Client`, to share one connection pool among
+    /// clients of several nodes (the bench, `docket status`).
+    pub fn with_http(
+        base_url: &str,
+        timeout: Duration,
+        http: reqwest::Client,
+    ) -> Result<Client, ClientError> {
+        let invalid = |message: String| ClientError::InvalidUrl {
+            url: base_url.to_owned(),
+            message,
+        };
+        let base = Url::parse(&with_scheme(base_url.trim())).map_err(|e| invalid(e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(invalid(format!("scheme {:?} is not http", base.scheme())));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(invalid("no host".to_owned()));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("a node URL has no query or fragment".to_owned()));
+        }
+        Ok(Client {
+            base,
+            http,
+            timeout,
+        })
+    }
+
+    /// The node's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A client for another node with the same deadline, sharing the connection pool.
+    pub fn at(&self, base_url: &str) -> Result<Client, ClientError> {
+        Client::with_http(base_url, self.timeout, self.http.clone())
+    }
+
+    /// The same node with another request deadline (sharing the connection pool).
+    pub fn clone_with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// `POST /v1/proposals`: submits one signed proposal and answers its recorded entry.
+    pub async fn submit(&self, proposal: &SignedProposal) -> Result<SubmitResponse, ClientError> {
+        let url = self.url(&["v1", "proposals"], &[]);
+        self.call(Method::POST, url, Some(proposal)).await
+    }
+
+    /// `POST /v1/batches`: submits proposals as one log entry; one result per proposal.
+    pub async fn submit_batch(
+        &self,
+        proposals: &[SignedProposal],
+    ) -> Result<BatchResponse, ClientError> {
+        let url = self.url(&["v1", "batches"], &[]);
+        self.call(Method::POST, url, Some(&BatchRequestRef { proposals }))
+            .await
+    }
+
+    /// `GET /v1/proposals/{id}`: every entry recorded for the id.
+    pub async fn proposal(&self, id: ProposalId) -> Result<ProposalView, ClientError> {
+        let url = self.url(&["v1", "proposals", &id.to_hex()], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/ledger?from=&limit=`: up to `limit` entries from index `from`.
+    pub async fn ledger(&self, from: u64, limit: u64) -> Result<LedgerPage, ClientError> {
+        let url = self.url(
+            &["v1", "ledger"],
+            &[("from", from.to_string()), ("limit", limit.to_string())],
+        );
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/state/{domain}/{subject}?consistency=`.
+    pub async fn state(
+        &self,
+        domain: &str,
+        subject: &str,
+        consistency: Consistency,
+    ) -> Result<SubjectView, ClientError> {
+        let consistency = match consistency {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Local => "local",
+        };
+        let url = self.url(
+            &["v1", "state", domain, subject],
+            &[("consistency", consistency.to_owned())],
+        );
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/constitution`.
+    pub async fn constitution(&self) -> Result<ConstitutionView, ClientError> {
+        let url = self.url(&["v1", "constitution"], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        let url = self.url(&["v1", "status"], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<HealthView, ClientError> {
+        let url = self.url(&["v1", "health"], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `POST /v1/cluster/init`: writes the genesis entry.
+    pub async fn init(&self, request: InitRequest) -> Result<StatusView, ClientError> {
+        let url = self.url(&["v1", "cluster", "init"], &[]);
+        self.call(Method::POST, url, Some(&request)).await
+    }
+
+    /// `GET /v1/cluster/members`.
+    pub async fn members(&self) -> Result<MembersView, ClientError> {
+        let url = self.url(&["v1", "cluster", "members"], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `POST /v1/cluster/members`: adds a node as a learner, and promotes it to voter once
+    /// caught up unless `learner` is set.
+    pub async fn add_member(&self, request: AddMemberRequest) -> Result<MembersView, ClientError> {
+        let url = self.url(&["v1", "cluster", "members"], &[]);
+        self.call(Method::POST, url, Some(&request)).await
+    }
+
+    /// `POST /v1/cluster/members/{id}/promote`.
+    pub async fn promote(&self, id: u64) -> Result<MembersView, ClientError> {
+        let url = self.url(
+            &["v1", "cluster", "members", &id.to_string(), "promote"],
+            &[],
+        );
+        self.call(Method::POST, url, None::<&()>).await
+    }
+
+    /// `DELETE /v1/cluster/members/{id}`.
+    pub async fn remove_member(&self, id: u64) -> Result<MembersView, ClientError> {
+        let url = self.url(&["v1", "cluster", "members", &id.to_string()], &[]);
+        self.call(Method::DELETE, url, None::<&()>).await
+    }
+
+    /// The base URL with `segments` appended (each percent-encoded, so a subject containing
+    /// `/` or `?` stays one segment) and `query` set.
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .expect("invariant: the base URL was checked to be a base");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
+        url
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.request(method, url.clone()).timeout(self.timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        let status = response.status();
+        let bytes = read_body(&mut response)
+            .await
+            .map_err(|error| match error {
+                BodyError::Transport(e) => self.transport_error(&url, e),
+                BodyError::TooLarge => ClientError::Decode {
+                    url: url.to_string(),
+                    message: format!("the response is larger than {RESPONSE_BYTES_MAX} bytes"),
+                },
+            })?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                url: url.to_string(),
+                message: format!("HTTP {status} with a body that does not parse: {e}"),
+            })
+        } else {
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                body: error_body(status, &bytes),
+            })
+        }
+    }
+
+    fn transport_error(&self, url: &Url, error: reqwest::Error) -> ClientError {
+        if error.is_timeout() {
+            ClientError::Timeout {
+                url: url.to_string(),
+                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            }
+        } else {
+            ClientError::Unreachable {
+                url: self.base_url().to_owned(),
+                source: error,
+            }
+        }
+    }
+}
+
+/// [`BatchRequest`](crate::wire::BatchRequest) by reference, so a batch is serialized without cloning its proposals.
+/// `batch_request_ref_has_the_wire_shape` holds the two together.
+#[derive(Serialize)]
+struct BatchRequestRef<'a> {
+    proposals: &'a [SignedProposal],
+}
+
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if bytes.len() + chunk.len() > RESPONSE_BYTES_MAX {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The node's `{code, message}`, or one made up for an error that did not come from
+/// docket's handlers (a proxy, a route this version does not know).
+fn error_body(status: StatusCode, bytes: &[u8]) -> ErrorBody {
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) {
+        return body;
+    }
+    let text: String = String::from_utf8_lossy(bytes)
+        .trim()
+        .chars()
+        .take(QUOTED_BODY_CHARS_MAX)
+        .collect();
+    let message = if text.is_empty() {
+        format!(
+            "{} with no docket error body (is this a docket node of the same version?)",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        text
+    };
+    ErrorBody {
+        code: format!("HTTP_{}", status.as_u16()),
+        message,
+        leader: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::BatchRequest;
+
+    fn client(base: &str) -> Client {
+        Client::new(base).expect("valid base URL")
+    }
+
+    #[test]
+    fn urls_are_built_with_encoded_segments_and_queries() {
+        let c = client("http://127.0.0.1:8001");
+        assert_eq!(c.base_url(), "http://127.0.0.1:8001");
+        assert_eq!(
+            c.url(
+                &["v1", "state", "settlement", "stl/1 ?x"],
+                &[("consistency", "local".into())]
+            )
+            .as_str(),
+            "http://127.0.0.1:8001/v1/state/settlement/stl%2F1%20%3Fx?consistency=local"
+        );
+        assert_eq!(
+            c.url(
+                &["v1", "ledger"],
+                &[("from", "5".into()), ("limit", "100".into())]
+            )
+            .as_str(),
+            "http://127.0.0.1:8001/v1/ledger?from=5&limit=100"
+        );
+        // A member's bare address and a base with a path prefix both work.
+        assert_eq!(
+            client("127.0.0.1:8002/")
+                .url(&["v1", "status"], &[])
+                .as_str(),
+            "http://127.0.0.1:8002/v1/status"
+        );
+        assert_eq!(
+            client("http://proxy/docket/")
+                .url(&["v1", "status"], &[])
+                .as_str(),
+            "http://proxy/docket/v1/status"
+        );
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        for bad in ["", "ftp://host", "http://host/?q=1", "http://"] {
+            let error = Client::new(bad).expect_err(bad);
+            assert!(
+                matches!(error, ClientError::InvalidUrl { .. }),
+                "{bad}: {error}"
+            );
+            assert!(error.to_string().contains("http://HOST:PORT"), "{error}");
+        }
+    }
+
+    #[test]
+    fn api_errors_carry_the_leader_hint() {
+        let error = ClientError::Api {
+            status: 503,
+            body: ErrorBody {
+                code: "NOT_LEADER".into(),
+                message: "node 2 is not the leader".into(),
+                leader: Some("127.0.0.1:8001".into()),
+            },
+        };
+        let text = error.to_string();
+        assert!(text.contains("HTTP 503 NOT_LEADER"), "{text}");
+        assert!(
+            text.contains("retry with --node http://127.0.0.1:8001"),
+            "{text}"
+        );
+        assert_eq!(
+            error.leader_hint().as_deref(),
+            Some("http://127.0.0.1:8001")
+        );
+        assert_eq!(error.code(), Some("NOT_LEADER"));
+        assert!(!error.outcome_unknown());
+    }
+
+    #[test]
+    fn non_docket_error_bodies_are_described() {
+        let body = error_body(StatusCode::NOT_FOUND, b"");
+        assert_eq!(body.code, "HTTP_404");
+        assert!(body.message.contains("Not Found"), "{}", body.message);
+        let body = error_body(StatusCode::PAYLOAD_TOO_LARGE, b"length limit exceeded");
+        assert_eq!(body.message, "length limit exceeded");
+        let json = br#"{"code":"BAD_SIGNATURE","message":"nope"}"#;
+        assert_eq!(
+            error_body(StatusCode::BAD_REQUEST, json).code,
+            "BAD_SIGNATURE"
+        );
+    }
+
+    #[test]
+    fn batch_request_ref_has_the_wire_shape() {
+        let key = docket_core::dev::signing_key("alice");
+        let ledger = docket_core::LedgerId::new("test").expect("valid");
+        let proposal = docket_core::dev::proposal(
+            &ledger,
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "stl-1",
+            docket_core::Value::map([("amount", docket_core::Value::Int(1))]),
+            vec![],
+            1,
+        );
+        assert_eq!(
+            proposal.proposal.author,
+            docket_core::proposal::public_key(&key)
+        );
+        let proposals = vec![proposal];
+        let by_ref = serde_json::to_value(BatchRequestRef {
+            proposals: &proposals,
+        })
+        .expect("serializes");
+        let owned = serde_json::to_value(BatchRequest { proposals }).expect("serializes");
+        assert_eq!(by_ref, owned);
+        serde_json::from_value::<BatchRequest>(by_ref).expect("the server's type parses it");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_what_to_do() {
+        // Bind and drop a listener to find a port with nothing on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("ephemeral port")
+            .port();
+        let c = client(&format!("http://127.0.0.1:{port}"));
+        let error = c.status().await.expect_err("nothing listens");
+        let text = error.to_string();
+        assert!(matches!(error, ClientError::Unreachable { .. }), "{text}");
+        assert!(text.starts_with(&format!("cannot reach docket at http://127.0.0.1:{port}: ")));
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(text.contains("is `docket serve` running"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_node_times_out() {
+        // A listener that accepts (the kernel backlog does) but never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let c = Client::with_timeout(&format!("127.0.0.1:{port}"), Duration::from_millis(200))
+            .expect("client");
+        let error = c.health().await.expect_err("no answer");
+        assert!(
+            matches!(
+                error,
+                ClientError::Timeout {
+                    timeout_ms: 200,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.outcome_unknown());
+        assert!(error.to_string().contains("within 200 ms"), "{error}");
+        drop(listener);
+    }
+}

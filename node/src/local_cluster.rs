@@ -1,0 +1,276 @@
+//! A cluster of real `docket serve` processes on loopback, for `docket demo`, `docket
+//! bench` and the integration tests: start, initialize, add members, SIGKILL, restart,
+//! wait for convergence, clean up. Each node has its own data directory and ports.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+use crate::client::Client;
+use crate::wire::{AddMemberRequest, InitRequest, StatusView};
+
+/// How long a node may take to start answering its API.
+pub const NODE_START_TIMEOUT_MS: u64 = 20_000;
+/// How long the cluster may take to elect a leader or converge after a fault.
+pub const CONVERGE_TIMEOUT_MS: u64 = 30_000;
+
+/// One `docket serve` child process and where it listens.
+#[derive(Debug)]
+pub struct LocalNode {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url()).expect("invariant: a loopback URL is valid")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A set of local nodes sharing a cluster id.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub cluster_id: String,
+    pub root: PathBuf,
+    pub nodes: Vec<LocalNode>,
+    binary: PathBuf,
+    /// Extra `docket serve` arguments (e.g. raft timing for tests).
+    extra_args: Vec<String>,
+}
+
+/// A port the OS considers free right now. (Another process could take it before the node
+/// binds it; on a loopback test machine that race is rare and fails loudly.)
+fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LocalCluster {
+    /// Prepares `count` nodes under `root` (their processes are not started yet).
+    pub fn new(
+        binary: PathBuf,
+        root: &Path,
+        cluster_id: &str,
+        count: u64,
+    ) -> anyhow::Result<LocalCluster> {
+        let mut nodes = Vec::new();
+        for id in 1..=count {
+            nodes.push(LocalNode {
+                id,
+                raft_addr: format!("127.0.0.1:{}", free_port()?),
+                api_addr: format!("127.0.0.1:{}", free_port()?),
+                data_dir: root.join(format!("node-{id}")),
+                child: None,
+            });
+        }
+        Ok(LocalCluster {
+            cluster_id: cluster_id.to_owned(),
+            root: root.to_owned(),
+            nodes,
+            binary,
+            extra_args: Vec::new(),
+        })
+    }
+
+    pub fn with_args(mut self, args: &[&str]) -> LocalCluster {
+        self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    pub fn node(&self, id: u64) -> &LocalNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("invariant: node ids are 1..=count")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut LocalNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("invariant: node ids are 1..=count")
+    }
+
+    /// Starts (or restarts) node `id` and waits until its API answers.
+    pub async fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        let (binary, cluster_id, extra) = (
+            self.binary.clone(),
+            self.cluster_id.clone(),
+            self.extra_args.clone(),
+        );
+        let node = self.node_mut(id);
+        let log = std::fs::File::create(node.data_dir.with_extension("log"))
+            .with_context(|| format!("creating log file for node {id}"))?;
+        let child = Command::new(&binary)
+            .arg("serve")
+            .args(["--node-id", &id.to_string()])
+            .args(["--cluster-id", &cluster_id])
+            .args(["--raft-addr", &node.raft_addr])
+            .args(["--api-addr", &node.api_addr])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(&extra)
+            .env_remove("DOCKET_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {} serve", binary.display()))?;
+        node.child = Some(child);
+        let client = node.client();
+        let deadline = Instant::now() + Duration::from_millis(NODE_START_TIMEOUT_MS);
+        loop {
+            if client.status().await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.node_mut(id).child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "node {id} exited during start ({status}); see {}",
+                        self.node(id).data_dir.with_extension("log").display()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} did not answer within {NODE_START_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            self.start(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Initializes the cluster at node 1 and adds every other node as a voter.
+    pub async fn form(&mut self) -> anyhow::Result<()> {
+        let first = self.nodes[0].client();
+        first
+            .init(InitRequest::default())
+            .await
+            .context("cluster init")?;
+        for node in &self.nodes[1..] {
+            let request = AddMemberRequest {
+                id: node.id,
+                raft_addr: node.raft_addr.clone(),
+                api_addr: node.api_addr.clone(),
+                learner: false,
+            };
+            first
+                .add_member(request)
+                .await
+                .with_context(|| format!("adding node {}", node.id))?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush. What was not durable is lost.
+    pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            child.start_kill().context("sending SIGKILL")?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn kill_all(&mut self) {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            let _ = self.kill(id).await;
+        }
+    }
+
+    /// The leader as seen by any running node, waiting up to the convergence timeout.
+    pub async fn leader(&self) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+        loop {
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                if let Ok(status) = node.client().status().await {
+                    if let Some(leader) = status.leader_id {
+                        if status.role == "leader" || self.node(leader).is_running() {
+                            return Ok(leader);
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no leader elected within {CONVERGE_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Statuses of every running node.
+    pub async fn statuses(&self) -> Vec<StatusView> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Ok(status) = node.client().status().await {
+                out.push(status);
+            }
+        }
+        out
+    }
+
+    /// Waits until every running node reports the same ledger length and state hash.
+    pub async fn converged(&self) -> anyhow::Result<Vec<StatusView>> {
+        let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+        loop {
+            let statuses = self.statuses().await;
+            let running = self.nodes.iter().filter(|n| n.is_running()).count();
+            let agree = statuses.len() == running
+                && statuses.windows(2).all(|w| {
+                    w[0].ledger_length == w[1].ledger_length && w[0].state_hash == w[1].state_hash
+                });
+            if agree && statuses.first().is_some_and(|s| s.ledger_length > 0) {
+                return Ok(statuses);
+            }
+            if Instant::now() > deadline {
+                let summary: Vec<String> = statuses
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "node {}: length {} hash {:?}",
+                            s.node_id,
+                            s.ledger_length,
+                            s.state_hash.map(|h| h.short())
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "nodes did not converge within {CONVERGE_TIMEOUT_MS} ms: {}",
+                    summary.join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}

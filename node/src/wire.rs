@@ -1,0 +1,188 @@
+//! The HTTP/JSON shapes of the client API, shared by the server, the CLI and the bench.
+//!
+//! Ids, hashes and keys are lowercase hex; payloads are natural JSON (no floats); rejection
+//! codes are their stable names. A recorded decision — rejection included — is HTTP 200;
+//! 4xx means nothing was recorded; 503 with `leader` means "try there".
+
+use docket_core::{
+    ConstitutionVersion, LedgerEntry, LedgerIndex, ProposalId, ProposalStatus, PublicKey,
+    SignedProposal, StateHash, SubjectState,
+};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/proposals` body is a [`SignedProposal`]; this is the answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitResponse {
+    pub id: ProposalId,
+    /// True when the id was already recorded: nothing was appended and `entry` is the
+    /// entry that holds its current decision.
+    pub duplicate: bool,
+    pub entry: LedgerEntry,
+    /// How many entries this submission appended (0 for a duplicate; more than 1 when it
+    /// released a wave or expiries came due first).
+    pub appended: u64,
+}
+
+/// `POST /v1/batches` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub proposals: Vec<SignedProposal>,
+}
+
+/// `POST /v1/batches` answer: one result per proposal, in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchResponse {
+    pub results: Vec<SubmitResponse>,
+}
+
+/// `GET /v1/proposals/{id}`: every entry recorded for the id, in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalView {
+    pub id: ProposalId,
+    pub status: ProposalStatus,
+    pub entries: Vec<LedgerEntry>,
+}
+
+/// `GET /v1/ledger?from=&limit=`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerPage {
+    pub entries: Vec<LedgerEntry>,
+    /// Index to ask for next, if more entries exist.
+    pub next: Option<LedgerIndex>,
+    /// Number of entries in the ledger (the last index plus one).
+    pub length: u64,
+}
+
+/// `GET /v1/state/{domain}/{subject}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectView {
+    pub domain: String,
+    pub subject: String,
+    /// `None` when no proposal has touched the subject (it is in the domain's initial state).
+    pub state: Option<SubjectState>,
+    pub initial_state: String,
+    /// Ledger length the answer reflects.
+    pub as_of_length: u64,
+    pub consistency: Consistency,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Read-index through the leader: sees every write acknowledged before the read began.
+    #[default]
+    Linearizable,
+    /// This node's applied state, possibly stale.
+    Local,
+}
+
+/// `GET /v1/constitution`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstitutionView {
+    pub version: ConstitutionVersion,
+    pub name: String,
+    pub adopted_at: LedgerIndex,
+    pub document: String,
+    /// Every adopted version with the index of the entry that adopted it.
+    pub history: Vec<(LedgerIndex, ConstitutionVersion)>,
+}
+
+/// A member of the cluster as the answering node sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberView {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+    pub voter: bool,
+    /// Leader only: last log index replicated to this member.
+    pub matched_index: Option<u64>,
+    /// Leader only: how many log entries the member is behind the leader.
+    pub lag: Option<u64>,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusView {
+    pub node_id: u64,
+    pub cluster_id: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub leader_id: Option<u64>,
+    pub leader_api_addr: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub initialized: bool,
+    /// Ledger entries recorded on this node (0 before genesis).
+    pub ledger_length: u64,
+    /// Hash of this node's governance state at `ledger_length`; absent before genesis.
+    pub state_hash: Option<StateHash>,
+    pub constitution_version: Option<ConstitutionVersion>,
+    pub deferred: u64,
+    pub members: Vec<MemberView>,
+}
+
+/// `GET /v1/health`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthView {
+    pub ok: bool,
+    pub role: String,
+    pub leader_id: Option<u64>,
+}
+
+/// `POST /v1/cluster/init` body. Members default to this node alone.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// The genesis constitution document; the built-in default when absent.
+    #[serde(default)]
+    pub constitution: Option<String>,
+}
+
+/// `POST /v1/cluster/members` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+    /// Stay a learner instead of being promoted to voter after catching up.
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// Membership after a change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersView {
+    pub members: Vec<MemberView>,
+}
+
+/// Every error: a stable code and a message for humans.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    /// For `NOT_LEADER` / `NO_LEADER`: the leader's API address when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
+
+/// A key file written by `docket keygen`: the secret key seed and its public key, hex.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub public_key: PublicKey,
+    pub secret_key: String,
+}

@@ -1,0 +1,139 @@
+//! # docket-raft: replication of the governance core
+//!
+//! openraft (0.9.25, storage v2) drives a cluster; each node's state machine is the pure
+//! core ([`docket_core::State`]). This crate is the part of a node below the network: the
+//! Raft type configuration, the commands that enter the log, and a sled-backed log store
+//! and state machine. The transport and the node binary live elsewhere.
+//!
+//! ```text
+//!   client ──► leader stamps LedgerTime ──► Command in the Raft log (sled `log` tree)
+//!                                                │ committed
+//!                                                ▼
+//!        StateMachine::apply ── docket_core::State::{genesis, submit, tick}
+//!                                                │ new LedgerEntry values
+//!                                                ▼
+//!                        sled `ledger` tree + `sm` applied record (one transaction)
+//! ```
+//!
+//! ## Commands and determinism
+//!
+//! A [`Command`] carries everything apply needs, including the ledger time the leader
+//! stamped when the command entered the log, so every replica records the same entries
+//! with the same hashes. Apply reads no clock and no node-local configuration. Commands the
+//! state machine cannot accept (a second genesis, a submission before genesis) get a
+//! [`CommandResponse::Refused`], the same on every replica; an I/O failure while applying
+//! panics instead, because a replica that stops beats one that silently diverges.
+//!
+//! ## What is on disk, and what is in memory
+//!
+//! One `sled::Db` per node holds the Raft log, the vote and other metadata, every ledger
+//! entry, the applied position, and the latest snapshot of the core state (layout in
+//! [`store`]). In memory there is only the core [`State`](docket_core::State) (subjects,
+//! proposal statuses, the deferred set: O(state), not O(ledger)). Ledger entries are read
+//! back from sled when asked for, so a node with millions of entries does not hold them.
+//!
+//! The core state is persisted only when a snapshot is built (or installed). On start the
+//! state machine restores that state (checking its hash) and replays, with trusted replay
+//! (`State::apply`), the ledger entries stored after it, streaming them from sled. openraft
+//! then re-applies committed Raft entries after the applied position.
+//!
+//! ## Durability
+//!
+//! Appends, votes, truncations and purges are acknowledged only after
+//! [`Store::durable_flush`]: sled's flush plus an explicit `fsync` of sled's files, because
+//! on Linux sled's own flush uses `sync_file_range`, which does not survive power loss. Its
+//! doc comment states exactly what is and is not guaranteed. Applied state is not flushed on
+//! each apply: it is derived from the Raft log, which is.
+//!
+//! ## Snapshots
+//!
+//! A snapshot is the whole ledger plus the core state bytes and their hash (format in
+//! [`snapshot`]); a node that installs one ends with the identical ledger and state hash.
+//! Installing verifies the hash chain, replays it, and checks the state hash and the
+//! shipped state before anything is replaced.
+//!
+//! ## Seams for the simulator
+//!
+//! Every sled call is in [`store`]; [`Store`] is where a disk model that loses unsynced
+//! writes on a crash will plug in. Time arrives inside commands, and snapshot ids are
+//! derived from log ids, so nothing here reads a clock or a random number.
+//!
+//! ## Known limits (FIXME)
+//!
+//! * A snapshot is an in-memory `Cursor<Vec<u8>>` holding the whole ledger while it is
+//!   built, sent or installed; streaming it through a file is needed before ledgers
+//!   approach the size of memory.
+//! * Serving the current snapshot (and openraft's start-up check of it) re-reads and
+//!   re-verifies the ledger from disk: O(ledger) per call.
+
+pub mod codec;
+pub mod command;
+pub mod log_store;
+pub mod network;
+pub mod snapshot;
+pub mod state_machine;
+pub mod store;
+
+use std::fmt;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
+pub use log_store::LogStore;
+pub use snapshot::SnapshotBuilder;
+pub use state_machine::{Replica, StateMachine};
+pub use store::{Store, StoreError, StoreOptions};
+
+/// Addresses of a cluster member, as stored in Raft membership.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// Where peers send Raft RPCs (`host:port`).
+    pub raft_addr: String,
+    /// Where clients reach the HTTP API (`host:port`).
+    pub api_addr: String,
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "raft={} api={}", self.raft_addr, self.api_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// docket's Raft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = NodeAddr,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type NodeId = u64;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeAddr>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeAddr>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Opens a node's storage in `dir` with default options: the log store and the state
+/// machine (rebuilt from disk) to hand to `openraft::Raft::new`.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
+    open_with(dir, &StoreOptions::default())
+}
+
+pub fn open_with(
+    dir: &Path,
+    options: &StoreOptions,
+) -> Result<(LogStore, StateMachine), StoreError> {
+    let store = Arc::new(Store::open(dir, options)?);
+    let state_machine = StateMachine::open(store.clone())?;
+    Ok((LogStore::new(store), state_machine))
+}

@@ -1,0 +1,427 @@
+//! Raft RPC over TCP: length-delimited bincode frames, on the node's own Raft port.
+//!
+//! Every request frame names the cluster and the target node id; a server refuses a frame
+//! for another cluster or another node (connecting to the wrong address must not corrupt
+//! anything: a node of cluster A answering votes for cluster B would merge two quorums).
+//! Every call has a deadline. A connection is opened lazily on first use (openraft calls
+//! `new_client` inside its core loop, so that must not dial), carries one request at a
+//! time, and is dropped after any error so the next call starts clean.
+//!
+//! The byte stream sits behind [`Transport`], so the simulator runs this same code over
+//! turmoil's simulated TCP by supplying its own `Transport` and feeding accepted streams
+//! to [`serve_connection`].
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::Raft;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::codec;
+use crate::{NodeAddr, NodeId, TypeConfig};
+
+/// Largest frame accepted in either direction. Snapshot chunks are sized well below it
+/// (see `SNAPSHOT_CHUNK_BYTES`) and append batches are bounded by openraft's
+/// `max_payload_entries` times the per-proposal payload limit.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Snapshot chunk size handed to openraft, a sixteenth of the frame cap.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Concurrent inbound Raft connections per node. A cluster needs a few per peer (openraft
+/// keeps a log stream and a snapshot stream per target, plus votes); anything beyond this
+/// is refused rather than allowed to exhaust file descriptors.
+pub const INBOUND_CONNECTIONS_MAX: usize = 256;
+
+/// Who a node is on the Raft network: what inbound frames must name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// A request on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RequestFrame {
+    pub cluster_id: String,
+    pub target: NodeId,
+    pub from: NodeId,
+    pub rpc: Rpc,
+}
+
+/// A response on the wire: the callee's whole `Result`, or a refusal of the frame itself.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum ResponseFrame {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// The frame named another cluster or node, or could not be decoded. Nothing was done.
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
+}
+
+/// Why a server refused a frame. Stable: operators grep logs for these.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    WrongCluster,
+    WrongNode,
+    Malformed,
+}
+
+/// Opens byte streams to peers. Production uses [`TcpTransport`]; the simulator supplies
+/// one over turmoil.
+pub trait Transport: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Real TCP, with Nagle off (Raft messages are small and latency-bound).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpTransport;
+
+impl Transport for TcpTransport {
+    type Stream = TcpStream;
+    async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+fn framed<S: AsyncRead + AsyncWrite>(stream: S) -> Framed<S, LengthDelimitedCodec> {
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(FRAME_BYTES_MAX)
+        .new_codec();
+    Framed::new(stream, codec)
+}
+
+/// The openraft network factory: hands out lazily-connecting clients.
+#[derive(Clone, Debug)]
+pub struct Network<T: Transport> {
+    transport: T,
+    identity: Identity,
+    rpc_timeout: Duration,
+}
+
+impl<T: Transport> Network<T> {
+    pub fn new(transport: T, identity: Identity, rpc_timeout: Duration) -> Network<T> {
+        Network {
+            transport,
+            identity,
+            rpc_timeout,
+        }
+    }
+}
+
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for Network<T> {
+    type Network = PeerClient<T>;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient<T> {
+        PeerClient {
+            transport: self.transport.clone(),
+            identity: self.identity.clone(),
+            target,
+            addr: node.raft_addr.clone(),
+            rpc_timeout: self.rpc_timeout,
+            conn: None,
+        }
+    }
+}
+
+/// A client for one peer. Not shared: openraft owns each client and calls it sequentially.
+pub struct PeerClient<T: Transport> {
+    transport: T,
+    identity: Identity,
+    target: NodeId,
+    addr: String,
+    rpc_timeout: Duration,
+    conn: Option<Framed<T::Stream, LengthDelimitedCodec>>,
+}
+
+impl<T: Transport> std::fmt::Debug for PeerClient<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("target", &self.target)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// What went wrong with a call, before it is shaped into openraft's error type.
+#[derive(Debug)]
+enum CallError {
+    /// Could not connect, or the peer refused the frame: back off before retrying.
+    Unreachable(io::Error),
+    /// The connection broke or the deadline passed mid-call.
+    Network(io::Error),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, NodeAddr, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl<T: Transport> PeerClient<T> {
+    async fn call(&mut self, rpc: Rpc, ttl: Duration) -> Result<ResponseFrame, CallError> {
+        let deadline = ttl.min(self.rpc_timeout);
+        match tokio::time::timeout(deadline, self.call_inner(rpc)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => {
+                self.conn = None;
+                Err(error)
+            }
+            Err(_) => {
+                // The stream may hold half a frame: never reuse it.
+                self.conn = None;
+                Err(CallError::Network(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "raft rpc to node {} at {} exceeded {deadline:?}",
+                        self.target, self.addr
+                    ),
+                )))
+            }
+        }
+    }
+
+    async fn call_inner(&mut self, rpc: Rpc) -> Result<ResponseFrame, CallError> {
+        if self.conn.is_none() {
+            let stream = self
+                .transport
+                .connect(&self.addr)
+                .await
+                .map_err(CallError::Unreachable)?;
+            self.conn = Some(framed(stream));
+        }
+        let conn = self.conn.as_mut().expect("invariant: connected above");
+        let frame = RequestFrame {
+            cluster_id: self.identity.cluster_id.clone(),
+            target: self.target,
+            from: self.identity.node_id,
+            rpc,
+        };
+        let bytes = codec::encode(&frame)
+            .map_err(|e| CallError::Network(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        conn.send(tokio_util::bytes::Bytes::from(bytes))
+            .await
+            .map_err(CallError::Network)?;
+        let reply = match conn.next().await {
+            Some(Ok(reply)) => reply,
+            Some(Err(e)) => return Err(CallError::Network(e)),
+            None => {
+                return Err(CallError::Network(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection",
+                )))
+            }
+        };
+        let response: ResponseFrame = codec::decode(&reply)
+            .map_err(|e| CallError::Network(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        if let ResponseFrame::Refused { code, message } = &response {
+            tracing::error!(target_node = self.target, addr = %self.addr, ?code, %message,
+                "peer refused our raft frame: check the cluster id and the node's address");
+            return Err(CallError::Unreachable(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "node {} at {} refused the frame ({code:?}): {message}",
+                    self.target, self.addr
+                ),
+            )));
+        }
+        Ok(response)
+    }
+
+    fn mismatch(&self) -> CallError {
+        CallError::Network(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "response kind does not match the request",
+        ))
+    }
+}
+
+impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
+        match self
+            .call(Rpc::Append(rpc), option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?
+        {
+            ResponseFrame::Append(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.mismatch().into_rpc()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeAddr, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(Rpc::Snapshot(rpc), option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?
+        {
+            ResponseFrame::Snapshot(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.mismatch().into_rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddr, RaftError<NodeId>>> {
+        match self
+            .call(Rpc::Vote(rpc), option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?
+        {
+            ResponseFrame::Vote(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.mismatch().into_rpc()),
+        }
+    }
+}
+
+/// Accepts Raft connections until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    identity: Identity,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Per-connection errors (e.g. EMFILE) must not kill the listener.
+                    tracing::warn!(error = %e, "raft accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = INBOUND_CONNECTIONS_MAX, "refusing raft connection: too many open");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft, identity).await {
+                tracing::debug!(%peer, error = %e, "raft connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one Raft connection: one request at a time, each answered before the next is read.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    raft: Raft<TypeConfig>,
+    identity: Identity,
+) -> io::Result<()> {
+    let mut conn = framed(stream);
+    while let Some(frame) = conn.next().await {
+        let response = match codec::decode::<RequestFrame>(&frame?) {
+            Err(e) => ResponseFrame::Refused {
+                code: RefusalCode::Malformed,
+                message: e.to_string(),
+            },
+            Ok(request) => handle(&raft, &identity, request).await,
+        };
+        let refused = matches!(response, ResponseFrame::Refused { .. });
+        let bytes =
+            codec::encode(&response).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        conn.send(tokio_util::bytes::Bytes::from(bytes)).await?;
+        if refused {
+            // A peer speaking for another cluster or node gets one answer, then silence.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    raft: &Raft<TypeConfig>,
+    identity: &Identity,
+    request: RequestFrame,
+) -> ResponseFrame {
+    if request.cluster_id != identity.cluster_id {
+        tracing::error!(from = request.from, theirs = %request.cluster_id, ours = %identity.cluster_id,
+            "refused raft frame for another cluster");
+        return ResponseFrame::Refused {
+            code: RefusalCode::WrongCluster,
+            message: format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                identity.cluster_id, request.cluster_id
+            ),
+        };
+    }
+    if request.target != identity.node_id {
+        tracing::error!(
+            from = request.from,
+            target = request.target,
+            ours = identity.node_id,
+            "refused raft frame addressed to another node"
+        );
+        return ResponseFrame::Refused {
+            code: RefusalCode::WrongNode,
+            message: format!(
+                "this is node {}, not node {}",
+                identity.node_id, request.target
+            ),
+        };
+    }
+    match request.rpc {
+        Rpc::Append(rpc) => ResponseFrame::Append(raft.append_entries(rpc).await),
+        Rpc::Vote(rpc) => ResponseFrame::Vote(raft.vote(rpc).await),
+        Rpc::Snapshot(rpc) => ResponseFrame::Snapshot(raft.install_snapshot(rpc).await),
+    }
+}

@@ -1,0 +1,805 @@
+//! The Raft state machine: the governance core, applied on every replica.
+//!
+//! The state lives in memory ([`docket_core::State`] is O(state), not O(ledger)); the
+//! ledger entries it produces live in sled. Applying a batch of Raft entries runs
+//! [`crate::command`] over the in-memory state, then writes the new ledger entries and the
+//! applied position in one sled transaction, while holding the lock readers take, so a
+//! reader never sees state whose entries are not yet stored.
+//!
+//! Applied state is not flushed on every apply: after a crash, the node restarts from the
+//! applied position sled still has and openraft re-applies the committed entries after it
+//! (`save_committed` / `read_committed`), which yields the same entries again because
+//! apply is deterministic.
+//!
+//! An I/O error while applying panics. Apply must not skip or half-do a command (the next
+//! one would then be applied to a state that differs from every other replica's), so the
+//! replica stops, toydb style, and restarts from what is on disk. openraft 0.9 would also
+//! stop the node on a returned `StorageError`; the panic additionally keeps the in-memory
+//! state from ever being read past the failure, because the panic poisons the state lock.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use docket_core::{LedgerEntry, LedgerIndex, State, StateHash};
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
+
+use crate::command::{execute, CommandResponse};
+use crate::snapshot::{self, CoreSection, Header, SnapshotBuilder};
+use crate::store::{AppliedRecord, SnapshotRecord, Store, StoreError};
+use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// What apply changes, under one lock.
+#[derive(Debug)]
+struct Shared {
+    /// `None` until the genesis command is applied.
+    core: Option<State>,
+    applied: AppliedRecord,
+}
+
+fn read(shared: &RwLock<Shared>) -> RwLockReadGuard<'_, Shared> {
+    shared.read().expect(
+        "invariant: the state lock is poisoned only by a failed apply, which stops the node",
+    )
+}
+
+fn write(shared: &RwLock<Shared>) -> RwLockWriteGuard<'_, Shared> {
+    shared.write().expect(
+        "invariant: the state lock is poisoned only by a failed apply, which stops the node",
+    )
+}
+
+/// The state machine handed to `openraft::Raft::new`.
+#[derive(Debug)]
+pub struct StateMachine {
+    store: Arc<Store>,
+    shared: Arc<RwLock<Shared>>,
+}
+
+/// A cheap, cloneable read handle on a node's governance state and ledger, for the API.
+/// Reads see only applied (and stored) state; linearizability is the caller's business
+/// (`Raft::ensure_linearizable` first).
+#[derive(Clone, Debug)]
+pub struct Replica {
+    store: Arc<Store>,
+    shared: Arc<RwLock<Shared>>,
+}
+
+impl StateMachine {
+    /// Rebuilds the state from disk: the latest persisted core-state snapshot, then trusted
+    /// replay (`State::apply`) of the ledger entries stored after it, streamed from sled.
+    pub fn open(store: Arc<Store>) -> Result<StateMachine, StoreError> {
+        let applied = store.read_applied()?.unwrap_or_default();
+        let mut core = None;
+        let mut replay_from = 0;
+        if let Some((record, bytes)) = store.read_snapshot()? {
+            if record.ledger_len > applied.ledger_len {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot covers {} ledger entries but only {} are applied",
+                    record.ledger_len, applied.ledger_len
+                )));
+            }
+            if let Some(c) = &record.core {
+                let state = State::restore(&bytes, c.state_hash)
+                    .map_err(|e| StoreError::Corrupt(format!("persisted core state: {e}")))?;
+                if state.head().index.0 + 1 != record.ledger_len || state.head().hash != c.head_hash
+                {
+                    return Err(StoreError::Corrupt(
+                        "persisted core state does not match its snapshot record".to_owned(),
+                    ));
+                }
+                core = Some(state);
+            }
+            replay_from = record.ledger_len;
+        }
+        let mut replayed = 0u64;
+        store.ledger_for_each(replay_from, applied.ledger_len, |index, bytes| {
+            let entry = LedgerEntry::from_bytes(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
+            let result = match &mut core {
+                None => State::from_genesis_entry(&entry).map(|s| core = Some(s)),
+                Some(state) => state.apply(&entry),
+            };
+            result
+                .map_err(|e| StoreError::Corrupt(format!("replaying ledger entry {index}: {e}")))?;
+            replayed += 1;
+            Ok(())
+        })?;
+        tracing::info!(
+            dir = %store.dir().display(),
+            last_applied = ?applied.last_applied,
+            ledger_len = applied.ledger_len,
+            replayed,
+            "state machine opened"
+        );
+        Ok(StateMachine {
+            store,
+            shared: Arc::new(RwLock::new(Shared { core, applied })),
+        })
+    }
+
+    /// A read handle that stays valid while openraft owns the state machine.
+    pub fn replica(&self) -> Replica {
+        Replica {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Applies Raft entries in order; one response per entry. Synchronous: no `.await`
+    /// while the state lock is held.
+    fn apply_entries(&self, entries: Vec<Entry>) -> Vec<CommandResponse> {
+        let mut shared = write(&self.shared);
+        let Shared { core, applied } = &mut *shared;
+        let mut recorded: Vec<LedgerEntry> = Vec::new();
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::Internal,
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandResponse::Internal
+                }
+                EntryPayload::Normal(command) => execute(core, command, &mut recorded),
+            };
+            applied.last_applied = Some(entry.log_id);
+            responses.push(response);
+        }
+        let ledger_len = applied.ledger_len + recorded.len() as u64;
+        assert_eq!(
+            ledger_len,
+            core.as_ref().map_or(0, |s| s.head().index.0 + 1),
+            "invariant: the ledger length follows the state's head"
+        );
+        applied.ledger_len = ledger_len;
+        if let Err(error) = self.store.commit_apply(&recorded, applied) {
+            // See the module docs: stopping beats diverging.
+            panic!(
+                "fatal: cannot store applied entries (last applied {:?}): {error}",
+                applied.last_applied
+            );
+        }
+        responses
+    }
+
+    fn header(&self) -> Header {
+        let shared = read(&self.shared);
+        Header {
+            last_applied: shared.applied.last_applied,
+            last_membership: shared.applied.last_membership.clone(),
+            ledger_len: shared.applied.ledger_len,
+            core: shared.core.as_ref().map(|state| CoreSection {
+                state_hash: state.hash(),
+                head_hash: state.head().hash,
+                state: state.to_snapshot(),
+            }),
+        }
+    }
+}
+
+fn read_snapshot_error(
+    meta: Option<&SnapshotMeta>,
+    e: &(impl std::error::Error + 'static),
+) -> StorageError<NodeId> {
+    StorageIOError::read_snapshot(meta.map(|m| m.signature()), AnyError::new(e)).into()
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+        let shared = read(&self.shared);
+        Ok((
+            shared.applied.last_applied,
+            shared.applied.last_membership.clone(),
+        ))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        Ok(self.apply_entries(entries.into_iter().collect()))
+    }
+
+    /// Captures the state while applies are paused (openraft runs this on the state
+    /// machine's own task, between applies); `build_snapshot` then runs concurrently with
+    /// later applies and reads only immutable ledger entries.
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            header: self.header(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let verified = snapshot::verify(&bytes, meta).map_err(|e| {
+            tracing::error!(snapshot_id = %meta.snapshot_id, error = %e, "refused snapshot");
+            read_snapshot_error(Some(meta), &e)
+        })?;
+        drop(bytes);
+        let ledger_len = verified.header.ledger_len;
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            ..verified.header.record()
+        };
+        let applied = AppliedRecord {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            ledger_len,
+        };
+        let state_bytes = verified
+            .header
+            .core
+            .as_ref()
+            .map_or(&[][..], |c| &c.state[..]);
+        let mut shared = write(&self.shared);
+        self.store
+            .install_snapshot(&verified.ledger, record, state_bytes, &applied)
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(meta.signature()),
+                    AnyError::new(&e),
+                ))
+            })?;
+        shared.core = verified.state;
+        shared.applied = applied;
+        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let Some((record, state)) = self
+            .store
+            .read_snapshot()
+            .map_err(|e| read_snapshot_error(None, &e))?
+        else {
+            return Ok(None);
+        };
+        let header = Header::from_record(&record, state);
+        let data = snapshot::encode(&self.store, &header)
+            .map_err(|e| read_snapshot_error(Some(&record.meta), &e))?;
+        Ok(Some(openraft::Snapshot {
+            meta: record.meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+impl Replica {
+    /// Runs `f` on the current state (`None` before genesis) under the read lock. Keep it
+    /// short: applies wait for it.
+    pub fn with_state<T>(&self, f: impl FnOnce(Option<&State>) -> T) -> T {
+        f(read(&self.shared).core.as_ref())
+    }
+
+    pub fn state_hash(&self) -> Option<StateHash> {
+        self.with_state(|s| s.map(State::hash))
+    }
+
+    /// Number of ledger entries applied: the ledger is `[0, ledger_len)`.
+    pub fn ledger_len(&self) -> u64 {
+        read(&self.shared).applied.ledger_len
+    }
+
+    pub fn last_applied(&self) -> Option<LogId> {
+        read(&self.shared).applied.last_applied
+    }
+
+    /// The applied ledger entry at `index`, read from disk.
+    pub fn ledger_entry(&self, index: LedgerIndex) -> Result<Option<LedgerEntry>, StoreError> {
+        if index.0 >= self.ledger_len() {
+            return Ok(None);
+        }
+        self.store.ledger_get(index.0)
+    }
+
+    /// Up to `limit` applied ledger entries from `start`, read from disk.
+    pub fn ledger_entries(
+        &self,
+        start: LedgerIndex,
+        limit: u64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let end = self.ledger_len().min(start.0.saturating_add(limit));
+        let mut out = Vec::new();
+        self.store.ledger_for_each(start.0, end, |index, bytes| {
+            out.push(
+                LedgerEntry::from_bytes(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?,
+            );
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use docket_core::constitution::DEFAULT_DOCUMENT;
+    use docket_core::{dev, LedgerId, LedgerTime, SignedProposal, Value};
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+    use openraft::testing::log_id;
+    use openraft::{Membership, RaftLogReader, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::command::{Command, Outcome};
+    use crate::snapshot::SnapshotError;
+    use crate::{NodeAddr, Vote};
+
+    fn ledger() -> LedgerId {
+        LedgerId::new("raft-unit").expect("valid id")
+    }
+
+    fn deposit(
+        subject: &str,
+        amount: i64,
+        dependencies: Vec<docket_core::ProposalId>,
+    ) -> SignedProposal {
+        dev::proposal(
+            &ledger(),
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            subject,
+            Value::map([("amount", Value::Int(amount)), ("currency", "EUR".into())]),
+            dependencies,
+            0,
+        )
+    }
+
+    fn normal(index: u64, command: Command) -> Entry {
+        Entry {
+            log_id: log_id(1, 0, index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn membership(index: u64) -> Entry {
+        let nodes: BTreeMap<NodeId, NodeAddr> = [(
+            1,
+            NodeAddr {
+                raft_addr: "127.0.0.1:7001".into(),
+                api_addr: "127.0.0.1:8001".into(),
+            },
+        )]
+        .into();
+        Entry {
+            log_id: log_id(1, 0, index),
+            payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], nodes)),
+        }
+    }
+
+    /// Raft entries 1..=7: membership, genesis, a deposit, a deferred proposal, its
+    /// dependency (which releases it), a duplicate, and a tick.
+    fn workload() -> Vec<Entry> {
+        let base = deposit("base", 10, vec![]);
+        let dependent = deposit("dependent", 20, vec![base.id()]);
+        vec![
+            membership(1),
+            normal(
+                2,
+                Command::Genesis {
+                    ledger_id: ledger(),
+                    document: DEFAULT_DOCUMENT.to_owned(),
+                    time: LedgerTime(1_000),
+                },
+            ),
+            normal(
+                3,
+                Command::Submit {
+                    proposals: vec![deposit("stl-1", 125_000, vec![])],
+                    time: LedgerTime(2_000),
+                },
+            ),
+            normal(
+                4,
+                Command::Submit {
+                    proposals: vec![dependent],
+                    time: LedgerTime(3_000),
+                },
+            ),
+            normal(
+                5,
+                Command::Submit {
+                    proposals: vec![base.clone(), base],
+                    time: LedgerTime(4_000),
+                },
+            ),
+            Entry {
+                log_id: log_id(1, 0, 6),
+                payload: EntryPayload::Blank,
+            },
+            normal(
+                7,
+                Command::Tick {
+                    time: LedgerTime(5_000),
+                },
+            ),
+        ]
+    }
+
+    fn open_sm(dir: &std::path::Path) -> (LogStore, StateMachine) {
+        crate::open(dir).expect("open storage")
+    }
+
+    use crate::LogStore;
+
+    /// Ledger entries 0..len as stored.
+    fn ledger_of(replica: &Replica) -> Vec<LedgerEntry> {
+        replica
+            .ledger_entries(LedgerIndex(0), u64::MAX)
+            .expect("read ledger")
+    }
+
+    #[tokio::test]
+    async fn apply_answers_every_entry_and_stores_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut sm) = open_sm(dir.path());
+        let responses = sm.apply(workload()).await.expect("apply");
+        assert_eq!(responses.len(), 7, "one response per Raft entry");
+        assert_eq!(responses[0], CommandResponse::Internal);
+        assert!(matches!(responses[1], CommandResponse::Genesis { .. }));
+        let CommandResponse::Submitted { appended, outcomes } = &responses[4] else {
+            panic!("expected Submitted, got {:?}", responses[4]);
+        };
+        assert_eq!(appended.len(), 2, "the dependency and the wave it released");
+        assert!(matches!(outcomes[0].outcome, Outcome::Recorded { .. }));
+        assert!(matches!(outcomes[1].outcome, Outcome::Duplicate { .. }));
+
+        let replica = sm.replica();
+        let entries = ledger_of(&replica);
+        assert_eq!(entries.len() as u64, replica.ledger_len());
+        assert_eq!(
+            entries.len(),
+            5,
+            "genesis, deposit, deferral, dependency, release"
+        );
+        docket_core::verify_chain(&entries).expect("stored chain verifies");
+        let replayed = docket_core::replay(&entries).expect("replays");
+        assert_eq!(Some(replayed.hash()), replica.state_hash());
+
+        // A second genesis is answered, not applied.
+        let again = sm
+            .apply([normal(
+                8,
+                Command::Genesis {
+                    ledger_id: ledger(),
+                    document: DEFAULT_DOCUMENT.to_owned(),
+                    time: LedgerTime(9_000),
+                },
+            )])
+            .await
+            .expect("apply");
+        assert!(matches!(
+            again[0],
+            CommandResponse::Refused(crate::CommandError::AlreadyInitialized { .. })
+        ));
+        assert_eq!(replica.ledger_len(), 5);
+        assert_eq!(replica.last_applied(), Some(log_id(1, 0, 8)));
+    }
+
+    #[tokio::test]
+    async fn restart_recovers_log_state_and_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries = workload();
+        let (expected_hash, expected_ledger, expected_applied) = {
+            let (mut log, mut sm) = open_sm(dir.path());
+            log.save_vote(&Vote::new(1, 0)).await.expect("vote");
+            log.blocking_append(entries.clone()).await.expect("append");
+            // Apply the first half, snapshot (persists the core state), then the rest: the
+            // restart must restore the snapshot and replay the entries after it.
+            sm.apply(entries[..4].to_vec()).await.expect("apply");
+            let mut builder = sm.get_snapshot_builder().await;
+            builder.build_snapshot().await.expect("build");
+            sm.apply(entries[4..].to_vec()).await.expect("apply");
+            let replica = sm.replica();
+            (
+                replica.state_hash(),
+                ledger_of(&replica),
+                sm.applied_state().await.expect("applied"),
+            )
+        };
+
+        let (mut log, mut sm) = open_sm(dir.path());
+        let replica = sm.replica();
+        assert_eq!(replica.state_hash(), expected_hash);
+        assert_eq!(replica.ledger_len(), expected_ledger.len() as u64);
+        assert_eq!(ledger_of(&replica), expected_ledger);
+        assert_eq!(sm.applied_state().await.expect("applied"), expected_applied);
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(1, 0)));
+        let state = log.get_log_state().await.expect("log state");
+        assert_eq!(state.last_log_id, Some(log_id(1, 0, 7)));
+        assert_eq!(state.last_purged_log_id, None);
+        let stored = log.try_get_log_entries(1..8).await.expect("entries");
+        assert_eq!(stored.len(), 7);
+        assert_eq!(stored[3].log_id, entries[3].log_id);
+
+        // Applying after the restart continues the same ledger.
+        let next = sm
+            .apply([normal(
+                8,
+                Command::Submit {
+                    proposals: vec![deposit("stl-2", 5, vec![])],
+                    time: LedgerTime(6_000),
+                },
+            )])
+            .await
+            .expect("apply");
+        assert!(
+            matches!(&next[0], CommandResponse::Submitted { appended, .. } if appended.start.0 == 5)
+        );
+        docket_core::verify_chain(&ledger_of(&replica)).expect("chain still verifies");
+    }
+
+    #[tokio::test]
+    async fn purge_survives_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (mut log, _sm) = open_sm(dir.path());
+            log.blocking_append(workload()).await.expect("append");
+            log.purge(log_id(1, 0, 4)).await.expect("purge");
+        }
+        let (mut log, _sm) = open_sm(dir.path());
+        let state = log.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 0, 4)));
+        assert_eq!(state.last_log_id, Some(log_id(1, 0, 7)));
+        let stored = log.try_get_log_entries(..).await.expect("entries");
+        assert_eq!(stored.first().map(|e| e.log_id.index), Some(5));
+    }
+
+    /// Builds a snapshot on a store with the whole workload applied.
+    async fn leader_snapshot(
+        dir: &std::path::Path,
+    ) -> (StateMachine, openraft::Snapshot<TypeConfig>) {
+        let (_log, mut sm) = open_sm(dir);
+        sm.apply(workload()).await.expect("apply");
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        (sm, snapshot)
+    }
+
+    #[tokio::test]
+    async fn snapshot_installs_on_a_fresh_store_with_the_same_ledger_and_hash() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, built) = leader_snapshot(leader_dir.path()).await;
+        let current = leader
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a current snapshot");
+        assert_eq!(current.meta, built.meta);
+        assert_eq!(
+            current.snapshot.get_ref(),
+            built.snapshot.get_ref(),
+            "served = built"
+        );
+
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (_log, mut follower) = open_sm(follower_dir.path());
+            let mut receiving = follower.begin_receiving_snapshot().await.expect("begin");
+            *receiving = *current.snapshot;
+            follower
+                .install_snapshot(&current.meta, receiving)
+                .await
+                .expect("install");
+            let (leader_replica, follower_replica) = (leader.replica(), follower.replica());
+            assert_eq!(follower_replica.state_hash(), leader_replica.state_hash());
+            assert_eq!(ledger_of(&follower_replica), ledger_of(&leader_replica));
+            assert_eq!(
+                follower.applied_state().await.expect("applied"),
+                leader.applied_state().await.expect("applied")
+            );
+            let installed = follower
+                .get_current_snapshot()
+                .await
+                .expect("read")
+                .expect("current");
+            assert_eq!(installed.meta, current.meta);
+        }
+        // And it survives a restart of the follower.
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        assert_eq!(
+            follower.replica().state_hash(),
+            leader.replica().state_hash()
+        );
+        assert_eq!(
+            follower.replica().ledger_len(),
+            leader.replica().ledger_len()
+        );
+        assert_eq!(
+            follower.applied_state().await.expect("applied"),
+            leader.applied_state().await.expect("applied")
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshot_with_a_pending_deferral_verifies_and_installs() {
+        // The deferred set has derived indexes (waiting, expiry) that restore rebuilds and
+        // replay builds incrementally: the two must agree for an install to pass.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut leader) = open_sm(dir.path());
+        leader.apply(workload()[..4].to_vec()).await.expect("apply");
+        assert_eq!(
+            leader
+                .replica()
+                .with_state(|s| s.expect("state").deferred().len()),
+            1
+        );
+        let built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let (result, follower, _dir) =
+            install_on_fresh(&built.meta, built.snapshot.into_inner()).await;
+        result.expect("installs");
+        assert_eq!(
+            follower.replica().state_hash(),
+            leader.replica().state_hash()
+        );
+    }
+
+    /// Re-encodes a snapshot with `edit` applied to its header.
+    fn edit_header(bytes: &[u8], edit: impl FnOnce(&mut Header)) -> Vec<u8> {
+        let mut input = &bytes[8..];
+        let mut header: Header = crate::codec::decode_prefix(&mut input).expect("header");
+        edit(&mut header);
+        let mut out = bytes[..8].to_vec();
+        crate::codec::encode_into(&mut out, &header).expect("encode");
+        out.extend_from_slice(input);
+        out
+    }
+
+    async fn install_on_fresh(
+        meta: &SnapshotMeta,
+        bytes: Vec<u8>,
+    ) -> (
+        Result<(), StorageError<NodeId>>,
+        StateMachine,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut sm) = open_sm(dir.path());
+        let result = sm
+            .install_snapshot(meta, Box::new(Cursor::new(bytes)))
+            .await;
+        (result, sm, dir)
+    }
+
+    #[tokio::test]
+    async fn corrupted_snapshots_are_refused_and_change_nothing() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_leader, built) = leader_snapshot(leader_dir.path()).await;
+        let meta = built.meta.clone();
+        let good = built.snapshot.into_inner();
+
+        // The snapshot is sound to begin with.
+        assert!(snapshot::verify(&good, &meta).is_ok());
+
+        // 1. One byte flipped inside a ledger entry: the subject "stl-1" of the deposit,
+        //    whose last occurrence is in the ledger section (the state bytes come first).
+        let needle = b"stl-1";
+        let at = good
+            .windows(needle.len())
+            .rposition(|w| w == needle)
+            .expect("subject in the ledger section")
+            + needle.len()
+            - 1;
+        let mut flipped = good.clone();
+        flipped[at] = b'9';
+        assert!(matches!(
+            snapshot::verify(&flipped, &meta),
+            Err(SnapshotError::Chain(_))
+        ));
+        let (result, mut sm, _dir) = install_on_fresh(&meta, flipped).await;
+        assert!(result.is_err(), "the flipped snapshot is refused");
+        assert_eq!(sm.replica().ledger_len(), 0, "nothing was installed");
+        assert_eq!(sm.replica().state_hash(), None);
+        assert!(sm.get_current_snapshot().await.expect("read").is_none());
+
+        // 2. A state hash that the ledger does not replay to.
+        let wrong_hash = edit_header(&good, |h| {
+            h.core.as_mut().expect("core").state_hash = StateHash([7; 32]);
+        });
+        assert!(matches!(
+            snapshot::verify(&wrong_hash, &meta),
+            Err(SnapshotError::StateHash { .. })
+        ));
+
+        // 3. State bytes that do not restore to the shipped hash.
+        let wrong_state = edit_header(&good, |h| {
+            let state = &mut h.core.as_mut().expect("core").state;
+            let last = state.len() - 1;
+            state[last] ^= 1;
+        });
+        assert!(matches!(
+            snapshot::verify(&wrong_state, &meta),
+            Err(SnapshotError::Restore(_))
+        ));
+
+        // 4. A snapshot whose contents disagree with the metadata it came with.
+        let mut other_meta = meta.clone();
+        other_meta.last_log_id = Some(log_id(1, 0, 99));
+        assert!(matches!(
+            snapshot::verify(&good, &other_meta),
+            Err(SnapshotError::Meta { .. })
+        ));
+
+        // 5. A truncated snapshot, and one with bytes after the end.
+        assert!(matches!(
+            snapshot::verify(&good[..good.len() - 3], &meta),
+            Err(SnapshotError::Truncated { .. })
+        ));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(
+            snapshot::verify(&trailing, &meta),
+            Err(SnapshotError::Trailing(1))
+        ));
+        assert!(matches!(
+            snapshot::verify(b"garbage!", &meta),
+            Err(SnapshotError::Magic)
+        ));
+
+        // The untouched snapshot still installs.
+        let (result, sm, _dir) = install_on_fresh(&meta, good).await;
+        result.expect("the sound snapshot installs");
+        assert_eq!(sm.replica().ledger_len(), 5);
+    }
+
+    #[tokio::test]
+    async fn interrupted_install_leftovers_are_trimmed_on_open() {
+        // Simulates a crash after the ledger of an install was written but before its
+        // commit point: ledger entries past the applied length are removed on open.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let expected = {
+            let (_log, mut sm) = open_sm(dir.path());
+            sm.apply(workload()[..3].to_vec()).await.expect("apply");
+            let stray = LedgerEntry::seal(
+                LedgerIndex(7),
+                LedgerTime(1),
+                sm.replica()
+                    .with_state(|s| s.expect("state").constitution_version()),
+                docket_core::EntryHash::ZERO,
+                docket_core::Record::Genesis {
+                    ledger_id: ledger(),
+                    document: String::new(),
+                },
+            );
+            sm.store
+                .commit_apply(&[stray], &read(&sm.shared).applied)
+                .expect("write stray entry");
+            sm.replica().state_hash()
+        };
+        let (_log, sm) = open_sm(dir.path());
+        assert_eq!(sm.replica().state_hash(), expected);
+        assert_eq!(
+            sm.store.ledger_get(7).expect("read"),
+            None,
+            "stray entry removed"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! openraft's storage conformance suite against the sled store: every test gets a fresh
+//! data directory and a fresh `sled::Db`.
+
+use docket_raft::{LogStore, StateMachine, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use tempfile::TempDir;
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = TempDir::new().expect("tempdir");
+        let (log_store, state_machine) = docket_raft::open(dir.path()).map_err(|e| {
+            StorageError::from(openraft::StorageIOError::write(openraft::AnyError::new(&e)))
+        })?;
+        // The TempDir is returned as the guard, so it outlives the stores.
+        Ok((dir, log_store, state_machine))
+    }
+}
+
+/// A plain `#[test]`: `Suite::test_all` runs each case on its own tokio runtime.
+#[test]
+fn openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(SledBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
+}
