@@ -47,7 +47,13 @@ pub const ENV_VARS: &[&str] = &[
 ///
 /// Adding a variable for the CLI means adding it here; otherwise `load` refuses it as a
 /// probable typo.
-pub const RESERVED_ENV_VARS: &[&str] = &["DOCKET_LOG", "DOCKET_CONFIG", "DOCKET_DATA_ROOT"];
+pub const RESERVED_ENV_VARS: &[&str] = &[
+    "DOCKET_LOG",
+    "DOCKET_CONFIG",
+    "DOCKET_DATA_ROOT",
+    // The CLI's `--node` fallback: set in shells that also run `docket serve`.
+    "DOCKET_NODE",
+];
 
 /// Typos within this many single-character edits of a known variable get a suggestion.
 const SUGGESTION_EDITS_MAX: usize = 3;

@@ -7,7 +7,7 @@
 //!
 //! `main.rs` composes these with its own commands:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(clap::Parser)]
 //! struct Cli {
 //!     #[command(flatten)]
@@ -106,6 +106,7 @@ pub struct ClientArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Node options",
         env = "DOCKET_NODE",
         default_value = NODE_URL_DEFAULT,
         value_name = "URL"
@@ -113,13 +114,20 @@ pub struct ClientArgs {
     pub node: String,
 
     /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node options",
+        value_enum,
+        default_value_t = OutputFormat::Text
+    )]
     pub output: OutputFormat,
 
     /// Deadline of each request in milliseconds [default: 10000; member add: 60000].
     #[arg(
         long,
         global = true,
+        help_heading = "Node options",
         value_name = "MS",
         value_parser = clap::value_parser!(u64).range(1..)
     )]
@@ -174,7 +182,7 @@ pub enum ClientCommand {
         docket propose --key alice.key --action SETTLEMENT.DEPOSIT_CONFIRMED --subject stl-0001 \\\n      \
             --payload '{\"amount\": 125000, \"currency\": \"EUR\", \"rail_ref\": \"dep-77\"}'\n  \
         docket propose --key alice.key --action SETTLEMENT.PAYOUT_REQUESTED --subject stl-0001 \\\n      \
-            --payload '{\"amount\": 5000}' --depends-on 3f2a…(64 hex) --nonce 2\n\n\
+            --payload '{\"amount\": 5000}' --depends-on $DEPOSIT_ID --nonce 2\n\n\
         A proposal file looks like:\n  \
         { \"domain\": \"settlement\", \"action\": \"SETTLEMENT.DEPOSIT_CONFIRMED\", \"subject\": \"stl-0001\",\n    \
           \"payload\": { \"amount\": 125000, \"currency\": \"EUR\" }, \"dependencies\": [], \"nonce\": 1 }\n\n\
@@ -2044,242 +2052,5 @@ mod tests {
         assert!(text.contains("decision      REJECT UNAUTHORIZED"), "{text}");
         assert!(text.contains("subject       stl-0001"), "{text}");
         assert!(text.contains(r#"payload       {"amount":125000"#), "{text}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn temporary_end_to_end() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = docket_config::NodeConfig {
-            api_addr: "127.0.0.1:0".parse().expect("addr"),
-            raft_addr: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().join("n1"),
-            ..Default::default()
-        };
-        let running = crate::server::start(config).await.expect("starts");
-        let node = format!("http://{}", running.api_addr);
-        let text = ClientArgs {
-            node: node.clone(),
-            output: OutputFormat::Text,
-            timeout_ms: None,
-        };
-        let json = ClientArgs {
-            output: OutputFormat::Json,
-            ..text.clone()
-        };
-        let go = |args: &ClientArgs, argv: &[&str]| {
-            let cli = parse(argv).expect("parses");
-            let args = args.clone();
-            let line = argv.join(" ");
-            async move {
-                println!("\n$ docket {line}");
-                let r = run(&args, cli.command).await;
-                if let Err(e) = &r {
-                    println!("error: {e:#}");
-                }
-                r
-            }
-        };
-        go(&text, &["status"]).await.expect("status");
-        go(&text, &["cluster", "init"]).await.expect("init");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        go(&text, &["cluster", "init"]).await.expect_err("twice");
-        go(&text, &["status"]).await.expect("status");
-        go(&json, &["status"]).await.expect("status");
-        go(&text, &["member", "list"]).await.expect("members");
-        let keys = dir.path();
-        for name in ["alice", "mallory", "grace", "heidi", "ivan"] {
-            write_key_file(
-                &keys.join(name),
-                &docket_core::dev::signing_key(name),
-                false,
-            )
-            .expect("key");
-        }
-        let k = |n: &str| keys.join(n).to_str().expect("utf8").to_owned();
-        let p = keys.join("p.json");
-        fs::write(&p, DEPOSIT).expect("write");
-        go(
-            &text,
-            &[
-                "propose",
-                "--key",
-                &k("alice"),
-                "--file",
-                p.to_str().expect("u"),
-            ],
-        )
-        .await
-        .expect("propose");
-        go(
-            &text,
-            &[
-                "propose",
-                "--key",
-                &k("alice"),
-                "--file",
-                p.to_str().expect("u"),
-            ],
-        )
-        .await
-        .expect("dup");
-        go(
-            &text,
-            &[
-                "propose",
-                "--key",
-                &k("mallory"),
-                "--action",
-                "SETTLEMENT.DEPOSIT_CONFIRMED",
-                "--subject",
-                "stl-9",
-                "--payload",
-                r#"{"amount":5,"currency":"EUR"}"#,
-            ],
-        )
-        .await
-        .expect("reject");
-        go(
-            &text,
-            &[
-                "propose",
-                "--key",
-                &k("alice"),
-                "--action",
-                "SETTLEMENT.PAYOUT_REQUESTED",
-                "--subject",
-                "stl-0001",
-                "--payload",
-                r#"{"amount":5}"#,
-                "--depends-on",
-                &"ab".repeat(32),
-            ],
-        )
-        .await
-        .expect("defer");
-        go(
-            &json,
-            &[
-                "propose",
-                "--key",
-                &k("alice"),
-                "--action",
-                "SETTLEMENT.DEPOSIT_CONFIRMED",
-                "--subject",
-                "stl-2",
-                "--payload",
-                r#"{"amount":5,"currency":"EUR"}"#,
-            ],
-        )
-        .await
-        .expect("json");
-        go(
-            &text,
-            &[
-                "propose",
-                "--key",
-                &k("alice"),
-                "--ledger-id",
-                "other",
-                "--action",
-                "SETTLEMENT.DEPOSIT_CONFIRMED",
-                "--subject",
-                "stl-2",
-                "--payload",
-                r#"{"amount":5,"currency":"EUR"}"#,
-            ],
-        )
-        .await
-        .expect_err("wrong ledger");
-        go(&text, &["ledger", "tail", "-n", "3"])
-            .await
-            .expect("tail");
-        go(&json, &["ledger", "tail", "-n", "1"])
-            .await
-            .expect("tail");
-        go(&text, &["ledger", "get", "1"]).await.expect("get");
-        go(&text, &["ledger", "get", "99"])
-            .await
-            .expect_err("missing");
-        go(&text, &["ledger", "verify"]).await.expect("verify");
-        go(&text, &["state", "get", "settlement", "stl-0001"])
-            .await
-            .expect("state");
-        go(&text, &["state", "get", "settlement", "nope/x", "--local"])
-            .await
-            .expect("state");
-        go(&text, &["constitution", "show"]).await.expect("show");
-        let doc = keys.join("v2.toml");
-        fs::write(
-            &doc,
-            docket_core::constitution::DEFAULT_DOCUMENT
-                .replace("docket default constitution v1", "docket v2"),
-        )
-        .expect("w");
-        go(
-            &text,
-            &[
-                "constitution",
-                "amend",
-                "--key",
-                &k("grace"),
-                "--file",
-                doc.to_str().expect("u"),
-                "--subject",
-                "amend-1",
-            ],
-        )
-        .await
-        .expect("amend");
-        go(
-            &text,
-            &[
-                "constitution",
-                "approve",
-                "--key",
-                &k("heidi"),
-                "--subject",
-                "amend-1",
-            ],
-        )
-        .await
-        .expect("approve");
-        go(
-            &text,
-            &[
-                "constitution",
-                "approve",
-                "--key",
-                &k("ivan"),
-                "--subject",
-                "amend-1",
-            ],
-        )
-        .await
-        .expect("approve");
-        go(&text, &["constitution", "show"]).await.expect("show");
-        go(&text, &["ledger", "verify"]).await.expect("verify");
-        go(&json, &["ledger", "verify"]).await.expect("verify");
-        go(
-            &text,
-            &[
-                "member",
-                "add",
-                "2",
-                "--raft-addr",
-                "127.0.0.1:1",
-                "--api-addr",
-                "127.0.0.1:2",
-                "--timeout-ms",
-                "5000",
-            ],
-        )
-        .await
-        .expect_err("unreachable");
-        go(&text, &["member", "remove", "1"])
-            .await
-            .expect_err("last voter");
-        go(&text, &["status"]).await.expect("status");
-        running.shutdown().await;
-        go(&text, &["status"]).await.expect_err("down");
     }
 }

@@ -35,6 +35,10 @@ pub const WRITES_INFLIGHT_MAX: usize = 8;
 /// which bounds one request).
 pub const GROUP_COMMIT_PROPOSALS_MAX: usize = 2048;
 
+/// Deadline of one Raft write. Past it the caller gets `TIMEOUT`: the write may still
+/// commit (resubmitting the same proposal is safe: ids are idempotent).
+pub const WRITE_TIMEOUT_MS: u64 = 30_000;
+
 /// How often the leader checks whether deferred proposals have expired and, if so, files a
 /// `Tick` so they are rejected even when no other traffic arrives.
 pub const TICK_INTERVAL_MS: u64 = 1000;
@@ -373,8 +377,19 @@ async fn write_group(node: &Node, group: Vec<Pending>) {
         proposals,
         time: now_ledger_time(),
     };
-    let result = match node.raft.client_write(command).await {
-        Ok(response) => match response.data {
+    let write = tokio::time::timeout(
+        Duration::from_millis(WRITE_TIMEOUT_MS),
+        node.raft.client_write(command),
+    );
+    let result = match write.await {
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Timeout,
+            format!(
+                "the write did not commit within {WRITE_TIMEOUT_MS} ms; it may still: \
+                 resubmit the same proposal to learn its outcome"
+            ),
+        )),
+        Ok(Ok(response)) => match response.data {
             CommandResponse::Submitted { outcomes, .. } => Ok(outcomes),
             CommandResponse::Refused(error) => Err(ApiError::new(
                 if error.code() == "NOT_INITIALIZED" {
@@ -389,7 +404,7 @@ async fn write_group(node: &Node, group: Vec<Pending>) {
                 format!("unexpected response {other:?}"),
             )),
         },
-        Err(error) => Err(node.write_error(error)),
+        Ok(Err(error)) => Err(node.write_error(error)),
     };
     match result {
         Ok(outcomes) => {
