@@ -27,9 +27,11 @@ use crate::error::{ApiError, ErrorCode};
 /// proposals; when the queue is full, callers get `OVERLOADED` instead of waiting.
 pub const SUBMIT_QUEUE_MAX: usize = 4096;
 
-/// Raft writes the group-commit writer keeps in flight at once. More overlap hides
-/// replication latency; each write carries every submission that queued behind the last.
-pub const WRITES_INFLIGHT_MAX: usize = 8;
+/// Raft writes the group-commit writer keeps in flight at once. openraft 0.9 appends (and
+/// fsyncs) one client write at a time, so every extra write in flight splits the queue
+/// into smaller groups and costs another fsync; two lets the next group's append overlap
+/// the previous group's replication, and each write carries everything queued behind it.
+pub const WRITES_INFLIGHT_MAX: usize = 2;
 
 /// Proposals per Raft log entry built by group commit (separate from the API's batch limit,
 /// which bounds one request).
