@@ -22,7 +22,6 @@ use openraft::ChangeMembers;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::server::{members, now_ledger_time, Node};
@@ -80,8 +79,11 @@ pub fn router(node: Arc<Node>) -> Router {
                 "no such endpoint; see the API table in README.md",
             )
         })
+        // Enforced where bodies are read: the `Json` extractor stops at this many bytes and
+        // `json_rejection` answers `BODY_TOO_LARGE`. (tower-http's `RequestBodyLimitLayer`
+        // used to sit here too; it answered a plain-text 413 before any handler ran, so
+        // clients never saw the stable code.)
         .layer(DefaultBodyLimit::max(limits.request_body_bytes_max))
-        .layer(RequestBodyLimitLayer::new(limits.request_body_bytes_max))
         .with_state(state)
 }
 
@@ -901,7 +903,7 @@ async fn remove_member(
         }
     }
     let result: Result<MembersView, ApiError> = async {
-        let current = members(&node);
+        let current = probe_voters(&node, members(&node)).await;
         let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
             ApiError::new(ErrorCode::NotFound, format!("node {id} is not a member"))
         })?;
@@ -930,6 +932,32 @@ async fn remove_member(
         Ok(view) => Json(view).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Marks every other voter whose Raft port accepts no connection within
+/// [`PROBE_TIMEOUT_MS`] as not replicating (`lag: None`). openraft 0.9 reports only each
+/// follower's matched log index, which stays where it was when the follower died: on an idle
+/// cluster a dead voter's lag reads 0, and the quorum check alone would let a removal leave
+/// the cluster waiting on it forever. (A connection is a weak liveness signal — a hung process
+/// whose kernel still accepts passes — but it catches a crashed or stopped node.)
+async fn probe_voters(node: &Node, mut current: Vec<MemberView>) -> Vec<MemberView> {
+    let probes = current.iter().map(|m| async move {
+        if !m.voter || m.id == node.id {
+            return true;
+        }
+        let connect = tokio::net::TcpStream::connect(&m.raft_addr);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), connect).await,
+            Ok(Ok(_))
+        )
+    });
+    let reachable = futures::future::join_all(probes).await;
+    for (member, reachable) in current.iter_mut().zip(reachable) {
+        if !reachable {
+            member.lag = None;
+        }
+    }
+    current
 }
 
 /// Refuses removing the last voter, or a removal after which the voters that are

@@ -413,7 +413,8 @@ impl Client {
     }
 }
 
-/// [`BatchRequest`](crate::wire::BatchRequest) by reference, so a batch is serialized without cloning its proposals.
+/// [`BatchRequest`](crate::wire::BatchRequest) by reference, so a batch is serialized without
+/// cloning its proposals.
 /// `batch_request_ref_has_the_wire_shape` holds the two together.
 #[derive(Serialize)]
 struct BatchRequestRef<'a> {

@@ -40,6 +40,11 @@ impl LocalNode {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Where the node's stderr (its log) goes; a restart appends to it.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
 }
 
 /// A set of local nodes sharing a cluster id.
@@ -51,6 +56,9 @@ pub struct LocalCluster {
     binary: PathBuf,
     /// Extra `docket serve` arguments (e.g. raft timing for tests).
     extra_args: Vec<String>,
+    /// `DOCKET_*` variables (or any others) set for every node, on top of the parent's
+    /// environment with its `DOCKET_*` configuration variables removed.
+    extra_env: Vec<(String, String)>,
 }
 
 /// A port the OS considers free right now. (Another process could take it before the node
@@ -67,23 +75,18 @@ impl LocalCluster {
         cluster_id: &str,
         count: u64,
     ) -> anyhow::Result<LocalCluster> {
-        let mut nodes = Vec::new();
-        for id in 1..=count {
-            nodes.push(LocalNode {
-                id,
-                raft_addr: format!("127.0.0.1:{}", free_port()?),
-                api_addr: format!("127.0.0.1:{}", free_port()?),
-                data_dir: root.join(format!("node-{id}")),
-                child: None,
-            });
-        }
-        Ok(LocalCluster {
+        let mut cluster = LocalCluster {
             cluster_id: cluster_id.to_owned(),
             root: root.to_owned(),
-            nodes,
+            nodes: Vec::new(),
             binary,
             extra_args: Vec::new(),
-        })
+            extra_env: Vec::new(),
+        };
+        for _ in 0..count {
+            cluster.add_slot()?;
+        }
+        Ok(cluster)
     }
 
     pub fn with_args(mut self, args: &[&str]) -> LocalCluster {
@@ -91,31 +94,72 @@ impl LocalCluster {
         self
     }
 
+    /// Environment variables for every node started from now on, e.g.
+    /// `("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "50")`.
+    pub fn with_env(mut self, vars: &[(&str, &str)]) -> LocalCluster {
+        self.extra_env = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self
+    }
+
+    /// Prepares one more node (the next id, fresh ports and data directory) without
+    /// starting it or adding it to the cluster; returns its id. `start` it, then add it
+    /// with `docket member add` (or `Client::add_member`).
+    pub fn add_slot(&mut self) -> anyhow::Result<u64> {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        self.nodes.push(LocalNode {
+            id,
+            raft_addr: format!("127.0.0.1:{}", free_port()?),
+            api_addr: format!("127.0.0.1:{}", free_port()?),
+            data_dir: self.root.join(format!("node-{id}")),
+            child: None,
+        });
+        Ok(id)
+    }
+
     pub fn node(&self, id: u64) -> &LocalNode {
         self.nodes
             .iter()
             .find(|n| n.id == id)
-            .expect("invariant: node ids are 1..=count")
+            .expect("invariant: callers name a node of this cluster")
     }
 
     fn node_mut(&mut self, id: u64) -> &mut LocalNode {
         self.nodes
             .iter_mut()
             .find(|n| n.id == id)
-            .expect("invariant: node ids are 1..=count")
+            .expect("invariant: callers name a node of this cluster")
     }
 
     /// Starts (or restarts) node `id` and waits until its API answers.
     pub async fn start(&mut self, id: u64) -> anyhow::Result<()> {
-        let (binary, cluster_id, extra) = (
+        let (binary, cluster_id, extra, extra_env) = (
             self.binary.clone(),
             self.cluster_id.clone(),
             self.extra_args.clone(),
+            self.extra_env.clone(),
         );
         let node = self.node_mut(id);
-        let log = std::fs::File::create(node.data_dir.with_extension("log"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.log_path())
             .with_context(|| format!("creating log file for node {id}"))?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        // The nodes are configured by this cluster alone: a `DOCKET_*` variable left in the
+        // operator's shell for a hand-run node (`DOCKET_DATA_DIR`, `DOCKET_RAFT_*`, a typo
+        // that `serve` refuses) would otherwise reach every child. `DOCKET_LOG` is kept.
+        for (name, _) in std::env::vars_os() {
+            let docket = name
+                .to_str()
+                .is_some_and(|n| n.starts_with("DOCKET_") && n != "DOCKET_LOG");
+            if docket {
+                command.env_remove(&name);
+            }
+        }
+        let child = command
             .arg("serve")
             .args(["--node-id", &id.to_string()])
             .args(["--cluster-id", &cluster_id])
@@ -124,7 +168,7 @@ impl LocalCluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&extra)
-            .env_remove("DOCKET_CONFIG")
+            .envs(extra_env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -142,7 +186,7 @@ impl LocalCluster {
                 if let Some(status) = child.try_wait()? {
                     bail!(
                         "node {id} exited during start ({status}); see {}",
-                        self.node(id).data_dir.with_extension("log").display()
+                        self.node(id).log_path().display()
                     );
                 }
             }

@@ -1,0 +1,229 @@
+//! Shared helpers of the process-level integration tests: a formed cluster of real `docket
+//! serve` children in a temporary directory, signed proposals, bounded polling, and reads of
+//! one node's own (local) state.
+//!
+//! Every wait here has a deadline; every cluster dies with its `LocalCluster` (Drop kills
+//! the children) and its data with the `TempDir`.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use docket_core::{dev, LedgerEntry, LedgerId, ProposalId, SignedProposal, StateHash, Value};
+use docket_node::client::{Client, ClientError};
+use docket_node::local_cluster::LocalCluster;
+use docket_node::wire::{ErrorBody, ProposalView, StatusView};
+
+/// Deadline of one HTTP request made by a test client. Far above a loopback write on a
+/// loaded 2-core machine; short enough that a hung node fails the test quickly.
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// Deadline of a test's own waits (convergence to an expected length, progress).
+pub const WAIT_TIMEOUT_MS: u64 = 30_000;
+
+/// The `docket` binary cargo built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_docket"))
+}
+
+/// One line per test phase, saying what happens and why, with the time since `start`.
+pub fn phase(start: Instant, message: &str) {
+    eprintln!("[{:>6.2} s] {message}", start.elapsed().as_secs_f64());
+}
+
+/// A cluster of `count` nodes in its own temporary directory, started, formed (node 1
+/// initialized, the others added as voters) and converged. The `TempDir` must outlive the
+/// cluster.
+pub async fn formed_cluster(
+    cluster_id: &str,
+    count: u64,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("docket-{cluster_id}-"))
+        .tempdir()
+        .expect("temporary directory");
+    let mut cluster = LocalCluster::new(binary(), dir.path(), cluster_id, count)
+        .expect("prepare cluster")
+        .with_env(env);
+    cluster.start_all().await.expect("start nodes");
+    cluster.form().await.expect("form cluster");
+    cluster.leader().await.expect("leader elected");
+    cluster.converged().await.expect("converged after forming");
+    (dir, cluster)
+}
+
+pub fn client(url: &str) -> Client {
+    Client::with_timeout(url, Duration::from_millis(REQUEST_TIMEOUT_MS)).expect("client")
+}
+
+/// Nonces unique within a test process, so every proposal built here has its own id.
+static NONCE: AtomicU64 = AtomicU64::new(1);
+
+/// A settlement deposit on `subject` by a development principal: admitted for `alice` or
+/// `bob` (treasurers) on a fresh subject, rejected (unauthorized) for `mallory`.
+pub fn deposit(ledger: &LedgerId, author: &str, subject: &str, amount: i64) -> SignedProposal {
+    dev::proposal(
+        ledger,
+        author,
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        subject,
+        Value::map([("amount", Value::Int(amount)), ("currency", "EUR".into())]),
+        vec![],
+        NONCE.fetch_add(1, Ordering::Relaxed),
+    )
+}
+
+pub fn ledger_id(cluster: &LocalCluster) -> LedgerId {
+    LedgerId::new(cluster.cluster_id.clone()).expect("cluster id is a valid ledger id")
+}
+
+/// The status of node `id`, or a panic naming it.
+pub async fn status(cluster: &LocalCluster, id: u64) -> StatusView {
+    client(&cluster.node(id).url())
+        .status()
+        .await
+        .unwrap_or_else(|e| panic!("status of node {id}: {e}"))
+}
+
+/// `(ledger_length, state_hash)` of every running node, by node id.
+pub fn positions(statuses: &[StatusView]) -> Vec<(u64, u64, Option<StateHash>)> {
+    let mut out: Vec<_> = statuses
+        .iter()
+        .map(|s| (s.node_id, s.ledger_length, s.state_hash))
+        .collect();
+    out.sort_by_key(|p| p.0);
+    out
+}
+
+/// Polls `check` every 50 ms until it yields a value or `timeout_ms` passes (then panics
+/// with `what` and the last observation).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout_ms: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => {
+                if Instant::now() > deadline {
+                    panic!("timed out after {timeout_ms} ms waiting for {what}; last: {last}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every running node reports exactly `length` entries and one state hash, and
+/// returns their statuses.
+pub async fn converged_at(cluster: &LocalCluster, length: u64) -> Vec<StatusView> {
+    let running = cluster.nodes.iter().filter(|n| n.is_running()).count();
+    wait_for(
+        &format!("every node at ledger length {length}"),
+        WAIT_TIMEOUT_MS,
+        || async {
+            let statuses = cluster.statuses().await;
+            let agree = statuses.len() == running
+                && statuses
+                    .iter()
+                    .all(|s| s.ledger_length == length && s.state_hash == statuses[0].state_hash);
+            if agree {
+                Ok(statuses)
+            } else {
+                Err(format!("{:?}", positions(&statuses)))
+            }
+        },
+    )
+    .await
+}
+
+/// `GET /v1/proposals/{id}?consistency=local` at one node: what that node itself holds,
+/// without a read barrier or forwarding. `Ok(None)` is a 404.
+pub async fn local_proposal(
+    http: &reqwest::Client,
+    url: &str,
+    id: ProposalId,
+) -> Result<Option<ProposalView>, String> {
+    let response = http
+        .get(format!(
+            "{url}/v1/proposals/{}?consistency=local",
+            id.to_hex()
+        ))
+        .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+        .send()
+        .await
+        .map_err(|e| format!("GET proposal {} at {url}: {e}", id.short()))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    match status.as_u16() {
+        200 => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("proposal view: {e}")),
+        404 => Ok(None),
+        other => Err(format!(
+            "GET proposal {} at {url}: HTTP {other}: {}",
+            id.short(),
+            String::from_utf8_lossy(&bytes)
+        )),
+    }
+}
+
+/// Checks that every node holds every acknowledged proposal with the entry it was
+/// acknowledged with (same index, same hash: the same decision). Reads run 16 at a time.
+pub async fn assert_all_present(cluster: &LocalCluster, acked: &[(ProposalId, LedgerEntry)]) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    let urls: Vec<(u64, String)> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| (n.id, n.url()))
+        .collect();
+    let checks = urls.iter().flat_map(|(node, url)| {
+        let http = &http;
+        acked.iter().map(move |(id, entry)| async move {
+            let view = local_proposal(http, url, *id)
+                .await
+                .unwrap_or_else(|e| panic!("node {node}: {e}"))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "node {node} lost acknowledged proposal {} (entry {})",
+                        id.short(),
+                        entry.index
+                    )
+                });
+            let last = view
+                .entries
+                .last()
+                .unwrap_or_else(|| panic!("node {node}: proposal {} has no entries", id.short()));
+            assert_eq!(
+                (last.index, last.hash),
+                (entry.index, entry.hash),
+                "node {node}: proposal {} is recorded differently from its acknowledgement",
+                id.short()
+            );
+        })
+    });
+    futures::stream::iter(checks)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// The API error of a failed client call, or a panic saying what was expected instead.
+pub fn api_error<T: std::fmt::Debug>(
+    result: Result<T, ClientError>,
+    expected: &str,
+) -> (u16, ErrorBody) {
+    match result {
+        Err(ClientError::Api { status, body }) => (status, body),
+        other => panic!("expected {expected}, got {other:?}"),
+    }
+}

@@ -1,0 +1,314 @@
+//! Crashes lose no acknowledged proposal: SIGKILL of the leader under concurrent load, and
+//! SIGKILL of every node at once.
+//!
+//! Clients retry a proposal whose outcome they do not know (not leader, no leader, timeout,
+//! node unreachable) with the *same* signed proposal: ids are idempotent, so a retry of
+//! something already recorded answers `duplicate: true` with the original entry. Every
+//! proposal answered 200 is acknowledged; after the fault each must be on every node with
+//! the entry it was acknowledged with.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{
+    assert_all_present, client, converged_at, deposit, formed_cluster, ledger_id, phase, status,
+    wait_for, WAIT_TIMEOUT_MS,
+};
+use docket_core::{LedgerEntry, LedgerId, ProposalId, SignedProposal};
+use docket_node::client::{Client, ClientError};
+
+/// Concurrent client tasks of the load.
+const CLIENT_TASKS: usize = 8;
+
+/// Acknowledgements wanted before the fault and again after it, so the test sees real
+/// concurrent load on both leaders.
+const ACKS_PER_PHASE: usize = 150;
+
+/// One task never retries a single proposal for longer than this; the test then fails.
+const RETRY_TIMEOUT_MS: u64 = 20_000;
+
+type Acked = Arc<Mutex<Vec<(ProposalId, LedgerEntry)>>>;
+
+/// Whether an error leaves the proposal's outcome unknown or unrecorded, so resubmitting the
+/// same proposal (possibly at another node) is the right move.
+fn retryable(error: &ClientError) -> bool {
+    match error {
+        ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
+        ClientError::Api { body, .. } => matches!(
+            body.code.as_str(),
+            "NOT_LEADER" | "NO_LEADER" | "TIMEOUT" | "OVERLOADED"
+        ),
+        _ => false,
+    }
+}
+
+/// Submits `proposal` until a node answers 200, rotating through `clients` on retryable
+/// errors. `None` when `stop` is raised first (the outcome stays unknown).
+async fn submit_until_acked(
+    clients: &[Client],
+    first: usize,
+    proposal: &SignedProposal,
+    stop: &AtomicBool,
+) -> Option<LedgerEntry> {
+    let deadline = Instant::now() + Duration::from_millis(RETRY_TIMEOUT_MS);
+    let mut at = first;
+    loop {
+        match clients[at % clients.len()].submit(proposal).await {
+            Ok(response) => {
+                assert_eq!(
+                    response.id,
+                    proposal.id(),
+                    "the answer is for this proposal"
+                );
+                assert_eq!(response.entry.proposal_id(), Some(proposal.id()));
+                return Some(response.entry);
+            }
+            Err(error) if retryable(&error) => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "proposal {} not acknowledged within {RETRY_TIMEOUT_MS} ms; last error: {error}",
+                    proposal.id().short()
+                );
+                at += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!(
+                "proposal {}: unexpected error {error}",
+                proposal.id().short()
+            ),
+        }
+    }
+}
+
+/// `CLIENT_TASKS` tasks submitting distinct proposals (every seventh by `mallory`, so some
+/// decisions are rejections) to every node in turn until `stop` is raised.
+fn start_load(
+    clients: Vec<Client>,
+    ledger: LedgerId,
+    tag: &'static str,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..CLIENT_TASKS {
+        let (clients, ledger, acked, stop) =
+            (clients.clone(), ledger.clone(), acked.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let author = if n % 7 == 6 { "mallory" } else { "alice" };
+                let proposal = deposit(&ledger, author, &format!("{tag}-{task}-{n}"), 1 + n as i64);
+                match submit_until_acked(&clients, task + n, &proposal, &stop).await {
+                    Some(entry) => acked
+                        .lock()
+                        .expect("acked lock")
+                        .push((proposal.id(), entry)),
+                    None => break,
+                }
+                n += 1;
+            }
+        });
+    }
+    tasks
+}
+
+fn acked_count(acked: &Acked) -> usize {
+    acked.lock().expect("acked lock").len()
+}
+
+/// Waits until at least `count` proposals are acknowledged.
+async fn wait_acked(acked: &Acked, count: usize, why: &str) {
+    wait_for(why, WAIT_TIMEOUT_MS, || async {
+        let have = acked_count(acked);
+        if have >= count {
+            Ok(())
+        } else {
+            Err(format!("{have} of {count} acknowledged"))
+        }
+    })
+    .await
+}
+
+async fn stop_load(stop: &AtomicBool, mut tasks: tokio::task::JoinSet<()>) {
+    stop.store(true, Ordering::Relaxed);
+    let joined = tokio::time::timeout(Duration::from_millis(WAIT_TIMEOUT_MS), async {
+        while let Some(result) = tasks.join_next().await {
+            // A panicking client task is a failed assertion: surface it.
+            if let Err(e) = result {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    })
+    .await;
+    assert!(
+        joined.is_ok(),
+        "client tasks did not stop within {WAIT_TIMEOUT_MS} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_sigkill_under_load_loses_no_acknowledged_proposal() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster("crash-leader", 3, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let clients: Vec<Client> = cluster.nodes.iter().map(|n| client(&n.url())).collect();
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    phase(
+        start,
+        "load: 8 clients submitting distinct proposals at every node",
+    );
+    let tasks = start_load(clients, ledger, "load", acked.clone(), stop.clone());
+    wait_acked(&acked, ACKS_PER_PHASE, "acknowledgements before the crash").await;
+
+    let old_leader = cluster.leader().await.expect("leader");
+    let acked_at_kill = acked_count(&acked);
+    phase(
+        start,
+        &format!("SIGKILL of leader node {old_leader} with {acked_at_kill} acknowledged"),
+    );
+    cluster.kill(old_leader).await.expect("kill leader");
+    let new_leader = cluster.leader().await.expect("a new leader is elected");
+    assert_ne!(
+        new_leader, old_leader,
+        "the killed node cannot be the leader"
+    );
+    phase(start, &format!("node {new_leader} leads; load continues"));
+    wait_acked(
+        &acked,
+        acked_count(&acked) + ACKS_PER_PHASE,
+        "acknowledgements under the new leader",
+    )
+    .await;
+    stop_load(&stop, tasks).await;
+    let acked: Vec<(ProposalId, LedgerEntry)> = acked.lock().expect("acked lock").clone();
+    phase(
+        start,
+        &format!("load stopped with {} acknowledged", acked.len()),
+    );
+
+    phase(
+        start,
+        &format!("restarting node {old_leader} from its data directory"),
+    );
+    cluster.start(old_leader).await.expect("restart");
+    let statuses = cluster.converged().await.expect("converged");
+    assert_eq!(statuses.len(), 3, "all three nodes answer");
+    let max_acked = acked.iter().map(|(_, e)| e.index.0).max().unwrap_or(0);
+    assert!(
+        statuses[0].ledger_length > max_acked,
+        "ledger length {} does not cover acknowledged entry {max_acked}",
+        statuses[0].ledger_length
+    );
+    let term = status(&cluster, new_leader).await.term;
+    assert!(term >= 2, "an election happened: term {term}");
+
+    phase(
+        start,
+        "every node holds every acknowledged proposal with its decision",
+    );
+    assert_all_present(&cluster, &acked).await;
+    let distinct: std::collections::BTreeSet<ProposalId> =
+        acked.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "each proposal is acknowledged once"
+    );
+    phase(start, "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_restart_recovers_every_acknowledged_entry() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster("crash-all", 3, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let clients: Vec<Client> = cluster.nodes.iter().map(|n| client(&n.url())).collect();
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    phase(start, "load: 8 clients, then a batch, at every node");
+    let tasks = start_load(
+        clients.clone(),
+        ledger.clone(),
+        "all",
+        acked.clone(),
+        stop.clone(),
+    );
+    wait_acked(
+        &acked,
+        ACKS_PER_PHASE,
+        "acknowledgements before the restart",
+    )
+    .await;
+    stop_load(&stop, tasks).await;
+    let batch: Vec<SignedProposal> = (0..50)
+        .map(|i| deposit(&ledger, "bob", &format!("all-batch-{i}"), i + 1))
+        .collect();
+    let results = clients[1]
+        .submit_batch(&batch)
+        .await
+        .expect("batch")
+        .results;
+    let mut acked: Vec<(ProposalId, LedgerEntry)> = acked.lock().expect("acked lock").clone();
+    acked.extend(results.into_iter().map(|r| (r.id, r.entry)));
+
+    // Unknown outcomes (a task stopped mid-retry) may still be appended, so the expected
+    // position is read only once the ledger stops growing: the leader's linearizable length,
+    // then its status at that length. No wait for the followers: the kill comes right away.
+    let leader = cluster.leader().await.expect("leader");
+    let leader_client = client(&cluster.node(leader).url());
+    let length = leader_client
+        .ledger(0, 1)
+        .await
+        .expect("linearizable length")
+        .length;
+    let expected = status(&cluster, leader).await;
+    assert_eq!(
+        expected.ledger_length, length,
+        "the leader applied what it acknowledged"
+    );
+    let max_acked = acked.iter().map(|(_, e)| e.index.0).max().unwrap_or(0);
+    assert!(length > max_acked);
+
+    phase(
+        start,
+        &format!(
+            "SIGKILL of all nodes at ledger length {length}, {} acknowledged",
+            acked.len()
+        ),
+    );
+    cluster.kill_all().await;
+    assert!(cluster.nodes.iter().all(|n| !n.is_running()));
+    cluster.start_all().await.expect("restart all");
+    let leader = cluster.leader().await.expect("a leader after the restart");
+    phase(start, &format!("restarted; node {leader} leads"));
+    let statuses = converged_at(&cluster, length).await;
+    for s in &statuses {
+        assert_eq!(
+            s.state_hash, expected.state_hash,
+            "node {}: state hash differs from before the crash",
+            s.node_id
+        );
+    }
+    assert_all_present(&cluster, &acked).await;
+
+    phase(start, "the restarted cluster accepts new writes");
+    let after = client(&cluster.node(leader).url())
+        .submit(&deposit(&ledger, "alice", "all-after", 5))
+        .await
+        .expect("write after restart");
+    assert_eq!(
+        after.entry.index.0, length,
+        "appended right after the recovered ledger"
+    );
+    converged_at(&cluster, length + 1).await;
+    phase(start, "done");
+}

@@ -1,0 +1,293 @@
+//! Membership changes on a real cluster: a node added after log compaction catches up by
+//! snapshot; removal works; the guardrails refuse changes that would lose quorum or the last
+//! voter; adding a node nobody listens for fails fast.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{
+    api_error, assert_all_present, client, deposit, formed_cluster, ledger_id, phase, status,
+    wait_for, WAIT_TIMEOUT_MS,
+};
+use docket_core::{LedgerEntry, ProposalId};
+use docket_node::wire::{AddMemberRequest, MemberView};
+
+/// Proposals written before the fourth node joins: six snapshots' worth at the threshold
+/// below, so the log it would need has long been purged.
+const PROPOSALS_BEFORE_JOIN: usize = 300;
+
+/// Concurrent writers of those proposals (group commit may merge their writes, so fewer
+/// log entries than proposals; still several times the snapshot threshold).
+const WRITERS: usize = 2;
+
+fn ids(members: &[MemberView]) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let voters = members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    let learners = members.iter().filter(|m| !m.voter).map(|m| m.id).collect();
+    (voters, learners)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster(
+        "member-snap",
+        3,
+        &[
+            ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "50"),
+            ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "0"),
+            // The snapshot assertions read info lines from the nodes' logs.
+            ("DOCKET_LOG", "info"),
+        ],
+    )
+    .await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let leader_client = client(&cluster.node(leader).url());
+
+    phase(
+        start,
+        &format!("writing {PROPOSALS_BEFORE_JOIN} proposals (snapshot every 50 log entries)"),
+    );
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let (c, ledger) = (leader_client.clone(), ledger.clone());
+        writers.spawn(async move {
+            let mut acked = Vec::new();
+            for n in (w..PROPOSALS_BEFORE_JOIN).step_by(WRITERS) {
+                let p = deposit(&ledger, "alice", &format!("snap-{n}"), 1 + n as i64);
+                let r = c.submit(&p).await.expect("write before join");
+                acked.push((r.id, r.entry));
+            }
+            acked
+        });
+    }
+    let mut acked: Vec<(ProposalId, LedgerEntry)> = Vec::new();
+    while let Some(part) = writers.join_next().await {
+        acked.extend(part.expect("writer task"));
+    }
+    assert_eq!(acked.len(), PROPOSALS_BEFORE_JOIN);
+    let before = cluster.converged().await.expect("converged before join");
+    let log_index = status(&cluster, leader).await.last_log_index.unwrap_or(0);
+    assert!(
+        log_index > 100,
+        "several snapshot intervals of raft log: {log_index}"
+    );
+    let leader_log = std::fs::read_to_string(cluster.node(leader).log_path()).expect("leader log");
+    assert!(
+        leader_log.contains("built snapshot"),
+        "the leader built a snapshot (compacting its log)"
+    );
+
+    phase(
+        start,
+        "adding node 4: joins as a learner, catches up, is promoted",
+    );
+    let new = cluster.add_slot().expect("slot for node 4");
+    assert_eq!(new, 4);
+    cluster.start(new).await.expect("start node 4");
+    let request = AddMemberRequest {
+        id: new,
+        raft_addr: cluster.node(new).raft_addr.clone(),
+        api_addr: cluster.node(new).api_addr.clone(),
+        learner: false,
+    };
+    // Sent to a follower on purpose: membership changes are forwarded to the leader too.
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader && *id != new);
+    let via = follower.expect("a follower");
+    let members = client(&cluster.node(via).url())
+        .add_member(request)
+        .await
+        .expect("add node 4")
+        .members;
+    assert_eq!(ids(&members), ([1, 2, 3, 4].into(), BTreeSet::new()));
+
+    let statuses = cluster.converged().await.expect("four nodes converge");
+    assert_eq!(statuses.len(), 4);
+    let joined = status(&cluster, new).await;
+    assert_eq!(joined.ledger_length, before[0].ledger_length);
+    assert_eq!(joined.state_hash, before[0].state_hash);
+    let new_log = std::fs::read_to_string(cluster.node(new).log_path()).expect("node 4 log");
+    assert!(
+        new_log.contains("installed snapshot"),
+        "node 4 caught up by installing a snapshot (the log it needed was purged)"
+    );
+    assert_all_present(&cluster, &acked).await;
+
+    phase(
+        start,
+        "removing voter node 2 (every other voter is healthy)",
+    );
+    let removed = 2;
+    let remover = if leader == removed { 1 } else { leader };
+    let members = client(&cluster.node(remover).url())
+        .remove_member(removed)
+        .await
+        .expect("remove node 2")
+        .members;
+    assert_eq!(ids(&members), ([1, 3, 4].into(), BTreeSet::new()));
+    cluster.kill(removed).await.expect("stop the removed node");
+    let leader = cluster.leader().await.expect("leader after removal");
+    let seen = client(&cluster.node(leader).url())
+        .members()
+        .await
+        .expect("members")
+        .members;
+    assert_eq!(ids(&seen), ([1, 3, 4].into(), BTreeSet::new()));
+    let after = client(&cluster.node(new).url())
+        .submit(&deposit(&ledger, "bob", "snap-after", 1))
+        .await
+        .expect("write after removal, at node 4");
+    assert_eq!(after.entry.index.0, before[0].ledger_length);
+    let statuses = cluster.converged().await.expect("three nodes converge");
+    assert_eq!(statuses.len(), 3);
+    phase(start, "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_guardrails_with_a_dead_voter() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster("member-guard", 3, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let leader_client = client(&cluster.node(leader).url());
+    leader_client
+        .submit(&deposit(&ledger, "alice", "guard-1", 1))
+        .await
+        .expect("a write");
+    let before = cluster.converged().await.expect("converged");
+    let followers: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    let (dead, healthy) = (followers[0], followers[1]);
+
+    phase(
+        start,
+        &format!("SIGKILL of follower {dead}; no writes follow, so its lag stays 0"),
+    );
+    cluster.kill(dead).await.expect("kill follower");
+
+    phase(
+        start,
+        &format!("removing healthy voter {healthy} is refused: 1 of 2 would be healthy"),
+    );
+    let (code, body) = api_error(
+        leader_client.remove_member(healthy).await,
+        "UNSAFE_MEMBERSHIP_CHANGE",
+    );
+    assert_eq!(
+        (code, body.code.as_str()),
+        (409, "UNSAFE_MEMBERSHIP_CHANGE"),
+        "{}",
+        body.message
+    );
+    assert!(
+        body.message
+            .contains(&format!("nodes [{dead}] are unreachable")),
+        "names the dead node: {}",
+        body.message
+    );
+    let members = leader_client.members().await.expect("members").members;
+    assert_eq!(ids(&members).0, [1, 2, 3].into(), "membership unchanged");
+
+    phase(start, &format!("removing the dead voter {dead} succeeds"));
+    let members = leader_client
+        .remove_member(dead)
+        .await
+        .expect("remove the dead node")
+        .members;
+    let expected: BTreeSet<u64> = [leader, healthy].into();
+    assert_eq!(ids(&members), (expected.clone(), BTreeSet::new()));
+
+    phase(start, "the two remaining voters still commit");
+    let after = leader_client
+        .submit(&deposit(&ledger, "alice", "guard-2", 2))
+        .await
+        .expect("write after removal");
+    assert_eq!(after.entry.index.0, before[0].ledger_length);
+    let statuses = cluster.converged().await.expect("converged");
+    assert_eq!(statuses.len(), 2);
+    let seen = client(&cluster.node(healthy).url())
+        .members()
+        .await
+        .expect("members at the follower")
+        .members;
+    assert_eq!(
+        ids(&seen).0,
+        expected,
+        "the follower sees the same membership"
+    );
+    phase(start, "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_voter_is_kept_and_unreachable_members_fail_fast() {
+    let start = Instant::now();
+    let (_dir, cluster) = formed_cluster("member-last", 1, &[]).await;
+    let c = client(&cluster.node(1).url());
+    let before = status(&cluster, 1).await;
+
+    phase(start, "removing the only voter is refused");
+    let (code, body) = api_error(c.remove_member(1).await, "UNSAFE_MEMBERSHIP_CHANGE");
+    assert_eq!(
+        (code, body.code.as_str()),
+        (409, "UNSAFE_MEMBERSHIP_CHANGE"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains("last voter"), "{}", body.message);
+
+    phase(
+        start,
+        "adding a node whose raft address nobody listens on fails fast",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let asked = Instant::now();
+    let result = c
+        .add_member(AddMemberRequest {
+            id: 7,
+            raft_addr: format!("127.0.0.1:{port}"),
+            api_addr: "127.0.0.1:9".into(),
+            learner: false,
+        })
+        .await;
+    let took = asked.elapsed();
+    let (code, body) = api_error(result, "MEMBER_UNREACHABLE");
+    assert_eq!(
+        (code, body.code.as_str()),
+        (502, "MEMBER_UNREACHABLE"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains(&port.to_string()), "{}", body.message);
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
+
+    phase(start, "membership and ledger are unchanged");
+    let members = c.members().await.expect("members").members;
+    assert_eq!(ids(&members), ([1].into(), BTreeSet::new()));
+    let after = wait_for("node 1 still leads", WAIT_TIMEOUT_MS, || async {
+        let s = status(&cluster, 1).await;
+        if s.role == "leader" {
+            Ok(s)
+        } else {
+            Err(s.role)
+        }
+    })
+    .await;
+    assert_eq!(
+        (after.ledger_length, after.state_hash),
+        (before.ledger_length, before.state_hash)
+    );
+    phase(start, "done");
+}
