@@ -74,6 +74,7 @@ pub(crate) struct Layers {
     pub(crate) forward_timeout_ms: Option<Set<u64>>,
     pub(crate) read_page_entries_max: Option<Set<usize>>,
     pub(crate) clients_inflight_max: Option<Set<usize>>,
+    pub(crate) execution: toml::Table,
 }
 
 /// The file as written: every key optional, unknown keys refused, spans kept so that a
@@ -91,6 +92,9 @@ struct FileLayer {
     raft: RaftFileLayer,
     #[serde(default)]
     limits: LimitsFileLayer,
+    /// Validated by the node (see `NodeConfig::execution`).
+    #[serde(default)]
+    execution: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +182,7 @@ impl Layers {
             raft.max_in_snapshot_log_to_keep,
             at,
         );
+        self.execution = file.execution;
         let limits = file.limits;
         set(
             &mut self.request_body_bytes_max,
@@ -353,6 +358,7 @@ impl Layers {
                 read_page_entries_max,
                 clients_inflight_max,
             },
+            execution: self.execution,
         };
         Ok((
             config,

@@ -56,7 +56,8 @@ pub const CONFIG_FILE_BYTES_MAX: usize = 1024 * 1024;
 /// file with every key present; [`NodeConfig::to_toml_string`] prints it for
 /// `docket config show`. Deserializing directly needs every field and skips validation —
 /// read an operator's file with [`NodeConfig::load`], which fills in defaults and checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Not `Eq`: the raw `[execution]` table may hold TOML floats (refused later, by the node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// This node's id in the Raft group; at least 1.
@@ -77,6 +78,11 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     /// `[limits]`: bounds on what the node accepts from clients.
     pub limits: LimitsConfig,
+    /// `[execution]`: execution agents, effects and their allowlists. Kept as a TOML table
+    /// here and validated by the node against `docket_execution::ExecutionConfig` (this
+    /// crate stays free of the execution crate's dependencies). Set only in the file.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub execution: toml::Table,
 }
 
 impl Default for NodeConfig {
@@ -96,6 +102,7 @@ impl Default for NodeConfig {
             genesis_constitution: None,
             raft: RaftConfig::default(),
             limits: LimitsConfig::default(),
+            execution: toml::Table::new(),
         }
     }
 }

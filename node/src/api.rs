@@ -66,6 +66,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/constitution", get(constitution))
         .route("/v1/status", get(status))
         .route("/v1/health", get(health))
+        .route("/v1/execution/{id}", get(execution))
         .route("/v1/cluster/init", post(init))
         .route("/v1/cluster/members", get(list_members).post(add_member))
         .route(
@@ -670,6 +671,26 @@ async fn init(
         }
     }
     Ok(Json(status_view(node)))
+}
+
+async fn execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let id: ProposalId = id
+        .parse()
+        .map_err(|e| ApiError::new(ErrorCode::MalformedRequest, format!("proposal id: {e}")))?;
+    let node = &state.node;
+    let job = match &node.executor {
+        Some(executor) => executor.journal().job(&id).map_err(storage_error)?,
+        None => None,
+    };
+    Ok(Json(ExecutionView {
+        id,
+        node_id: node.id,
+        enabled: node.executor.is_some(),
+        job,
+    }))
 }
 
 async fn list_members(State(state): State<AppState>) -> Json<MembersView> {

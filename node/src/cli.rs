@@ -200,6 +200,25 @@ pub enum ClientCommand {
     /// Show, amend and approve the constitution.
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
+
+    /// Show what execution agents did for a proposal (evidence of every attempt).
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// Print the execution job and the evidence of every attempt for a proposal.
+    #[command(after_help = "Examples:\n  \
+        docket execution show 3f2a…(64 hex)\n  \
+        docket execution show 3f2a…(64 hex) --node http://127.0.0.1:8002 --output json\n\n\
+        Evidence is kept in the journal of the node that executed the effect (the leader at\n\
+        the time); ask that node. Other nodes answer that they hold no job.")]
+    Show {
+        /// The proposal id (64 lowercase hex characters).
+        #[arg(value_name = "PROPOSAL_ID")]
+        id: String,
+    },
 }
 
 #[derive(Clone, Debug, Subcommand)]
@@ -470,6 +489,10 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         }) => {
             let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
             state_get(&client, &domain, &subject, local, output).await
+        }
+        ClientCommand::Execution(ExecutionCommand::Show { id }) => {
+            let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+            execution_show(&client, &id, output).await
         }
         ClientCommand::Constitution(constitution) => {
             let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
@@ -1460,6 +1483,32 @@ async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<
 // ---------------------------------------------------------------------------------------
 // state, constitution
 // ---------------------------------------------------------------------------------------
+
+async fn execution_show(client: &Client, id: &str, output: OutputFormat) -> anyhow::Result<()> {
+    let id: ProposalId = id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("proposal id: {e}"))?;
+    let view = client
+        .execution(id)
+        .await
+        .with_context(|| format!("cannot read execution evidence for {id}"))?;
+    if output == OutputFormat::Json {
+        return print_json(&view);
+    }
+    if !view.enabled {
+        say!(
+            "node {} runs no execution agent ([execution] enabled = false)",
+            view.node_id
+        );
+        return Ok(());
+    }
+    let Some(job) = &view.job else {
+        say!("node {} holds no execution job for {id}", view.node_id);
+        return Ok(());
+    };
+    say!("{}", serde_json::to_string_pretty(job)?);
+    Ok(())
+}
 
 async fn state_get(
     client: &Client,

@@ -20,8 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    AddMemberRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody, HealthView,
-    InitRequest, LedgerPage, MembersView, ProposalView, StatusView, SubjectView, SubmitResponse,
+    AddMemberRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody, ExecutionView,
+    HealthView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView, SubjectView,
+    SubmitResponse,
 };
 
 /// Deadline of one request, connection included, when the caller sets none. Long enough for
@@ -244,6 +245,12 @@ impl Client {
     pub async fn submit(&self, proposal: &SignedProposal) -> Result<SubmitResponse, ClientError> {
         let url = self.url(&["v1", "proposals"], &[]);
         self.call(Method::POST, url, Some(proposal)).await
+    }
+
+    /// `GET /v1/execution/{id}`: this node's execution evidence for a proposal.
+    pub async fn execution(&self, id: ProposalId) -> Result<ExecutionView, ClientError> {
+        let url = self.url(&["v1", "execution", &id.to_hex()], &[]);
+        self.call::<(), _>(Method::GET, url, None).await
     }
 
     /// `POST /v1/batches`: submits proposals as one log entry; one result per proposal.

@@ -10,6 +10,7 @@ use docket_core::{dev, LedgerId, ProposalId, SignedProposal, Value};
 
 use crate::client::Client;
 use crate::local_cluster::LocalCluster;
+use crate::rail::Rail;
 use crate::wire::{Consistency, SubmitResponse};
 
 #[derive(Debug, Args)]
@@ -66,6 +67,19 @@ fn step(title: &str) {
     println!("\n== {title}");
 }
 
+/// The `[execution]` section every demo node runs with: the payment rail, KES deployment
+/// files in a sandbox, and the development executor key.
+fn execution_toml(root: &std::path::Path, rail: &Rail) -> String {
+    format!(
+        "[execution]\nenabled = true\nkey_file = {key:?}\nallowed_urls = [{url:?}]\n\n\
+         [execution.rail]\nurl = {url:?}\n\n\
+         [execution.kes_deploy]\ndir = {deploy:?}\n",
+        key = root.join("exec.key").display().to_string(),
+        url = rail.url(),
+        deploy = root.join("deploy").display().to_string(),
+    )
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let temp = match &args.dir {
@@ -80,9 +94,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         (None, Some(temp)) => temp.path().to_owned(),
         (None, None) => unreachable!("a temporary directory is made when no --dir is given"),
     };
+    let rail = Rail::start().await?;
+    crate::cli::write_key_file(&root.join("exec.key"), &dev::signing_key("exec"), true)?;
     let binary = std::env::current_exe().context("locating the docket binary")?;
-    let mut cluster = LocalCluster::new(binary, &root, "docket-demo", 3)?;
-    let result = demo(&mut cluster).await;
+    let mut cluster = LocalCluster::new(binary, &root, "docket-demo", 3)?
+        .with_config(&execution_toml(&root, &rail));
+    let result = demo(&mut cluster, &rail, &root).await;
     cluster.kill_all().await;
     if args.keep {
         if let Some(temp) = temp {
@@ -98,8 +115,53 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
-    step("starting three nodes on loopback, each with its own sled directory");
+/// Waits until `check` holds on a linearizable read of a subject, or fails after 20 s.
+async fn wait_for_subject(
+    client: &Client,
+    domain: &str,
+    subject: &str,
+    what: &str,
+    check: impl Fn(&docket_core::SubjectState) -> bool,
+) -> anyhow::Result<docket_core::SubjectState> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(view) = client
+            .state(domain, subject, Consistency::Linearizable)
+            .await
+        {
+            if let Some(state) = view.state.filter(|s| check(s)) {
+                return Ok(state);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{domain}/{subject}: {what} did not happen within 20 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Prints the entries recorded since `from` (the outcome records the agent filed).
+async fn show_new_entries(client: &Client, from: u64, filter: &str) -> anyhow::Result<u64> {
+    let page = client.ledger(from, 100).await?;
+    for entry in &page.entries {
+        if entry
+            .decision_record()
+            .is_some_and(|d| d.proposal.proposal.action.contains(filter))
+        {
+            println!("  outcome record: {entry}");
+        }
+    }
+    Ok(page.length)
+}
+
+async fn demo(
+    cluster: &mut LocalCluster,
+    rail: &Rail,
+    root: &std::path::Path,
+) -> anyhow::Result<()> {
+    step(
+        "starting three nodes on loopback, each with its own sled directory and an execution agent",
+    );
     cluster.start_all().await?;
     for node in &cluster.nodes {
         println!(
@@ -110,6 +172,7 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
             node.data_dir.display()
         );
     }
+    println!("  payment rail at {}", rail.url());
     step("initializing the cluster with the default constitution, then adding nodes 2 and 3");
     cluster.form().await?;
     let leader = cluster.leader().await?;
@@ -123,9 +186,7 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     let n2 = cluster.node(2).client();
     let n3 = cluster.node(3).client();
 
-    step(
-        "settlement: a deposit, an unauthorized attempt, a deferred outcome released by its payout",
-    );
+    step("settlement: a deposit, an unauthorized attempt, a payout executed on the rail");
     let deposit = demo.proposal(
         "alice",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
@@ -149,6 +210,18 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         vec![],
     );
     file(&n3, 3, &forged).await?;
+    let stolen = demo.proposal(
+        "exec",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-0001",
+        Value::map([
+            ("amount", Value::Int(1_000_000)),
+            ("currency", "EUR".into()),
+        ]),
+        vec![],
+    );
+    file(&n1, 1, &stolen).await?;
+    let length = n1.status().await?.ledger_length;
     let payout = demo.proposal(
         "alice",
         "SETTLEMENT.PAYOUT_REQUESTED",
@@ -159,22 +232,47 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         ]),
         vec![],
     );
-    let outcome = demo.proposal(
-        "exec",
-        "EXECUTION.OUTCOME",
-        &payout.id().to_hex(),
-        Value::map([
-            ("reports_on", payout.id().to_hex().into()),
-            ("outcome", "success".into()),
-            ("evidence_hash", "ab".repeat(32).into()),
-        ]),
-        vec![payout.id()],
-    );
-    file(&n1, 1, &outcome).await?;
     file(&n3, 3, &payout).await?;
-    let history = n2.proposal(outcome.id()).await?;
+    let paid = wait_for_subject(
+        &n2,
+        "settlement",
+        "stl-0001",
+        "the payout's execution",
+        |s| s.state == "paid",
+    )
+    .await?;
+    show_new_entries(&n2, length, "SETTLEMENT.PAYOUT_EXECUTED").await?;
     println!(
-        "  the outcome's history, read at node 2: {}",
+        "  stl-0001 is {:?}, balance {}",
+        paid.state,
+        paid.fields
+            .get("balance")
+            .map_or("0".to_owned(), |v| v.to_string())
+    );
+
+    step("deferral: a payout filed before the deposit it depends on, released by a wave");
+    let deposit2 = demo.proposal(
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-0001",
+        Value::map([("amount", Value::Int(50_000)), ("currency", "EUR".into())]),
+        vec![],
+    );
+    let payout2 = demo.proposal(
+        "bob",
+        "SETTLEMENT.PAYOUT_REQUESTED",
+        "stl-0001",
+        Value::map([
+            ("amount", Value::Int(20_000)),
+            ("beneficiary", "globex".into()),
+        ]),
+        vec![deposit2.id()],
+    );
+    file(&n1, 1, &payout2).await?;
+    file(&n2, 2, &deposit2).await?;
+    let history = n3.proposal(payout2.id()).await?;
+    println!(
+        "  the dependent payout's history, read at node 3: {}",
         history
             .entries
             .iter()
@@ -186,8 +284,21 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" then ")
     );
+    wait_for_subject(
+        &n3,
+        "settlement",
+        "stl-0001",
+        "the released payout's execution",
+        |s| {
+            s.state == "paid"
+                && !s.fields.contains_key("pending_payout")
+                && s.fields.get("paid_total") == Some(&Value::Int(120_000))
+        },
+    )
+    .await?;
+    println!("  released payout executed on the rail too");
 
-    step("kes: version v1 proposed, ratified by two governors");
+    step("kes: version v1 proposed, ratified by two governors, deployed by the agent");
     let v1 = demo.proposal(
         "grace",
         "KES.VERSION_PROPOSED",
@@ -220,26 +331,49 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         ),
     )
     .await?;
-    file(
-        &n3,
-        3,
-        &demo.proposal("heidi", "KES.VERSION_RATIFIED", "kes-main", ratify, vec![]),
+    let length = n3.status().await?.ledger_length;
+    let completing = demo.proposal("heidi", "KES.VERSION_RATIFIED", "kes-main", ratify, vec![]);
+    file(&n3, 3, &completing).await?;
+    wait_for_subject(
+        &n1,
+        "execution",
+        &completing.id().to_hex(),
+        "the deployment's outcome record",
+        |s| s.state == "reported",
     )
     .await?;
-    let kes = n3
-        .state("kes", "kes-main", Consistency::Linearizable)
-        .await?;
+    show_new_entries(&n1, length, "EXECUTION.OUTCOME").await?;
+    let deployed = root.join("deploy").join("kes-main").join("v1.json");
     println!(
-        "  kes-main is {:?} with active version {}",
-        kes.state
-            .as_ref()
-            .map(|s| s.state.as_str())
-            .unwrap_or("none"),
-        kes.state
-            .as_ref()
-            .and_then(|s| s.fields.get("active_version"))
-            .map_or("none".to_owned(), |v| v.to_string())
+        "  deployment file {} ({} bytes)",
+        deployed.display(),
+        std::fs::metadata(&deployed).map(|m| m.len()).unwrap_or(0)
     );
+
+    step("evidence kept by the leader's execution agent");
+    let leader = cluster.leader().await?;
+    let evidence = cluster.node(leader).client().execution(payout.id()).await?;
+    if let Some(job) = &evidence.job {
+        for e in &job.evidence {
+            println!(
+                "  payout {}: {:?} {} requests={} wall={}ms effects={}",
+                payout.id().short(),
+                e.outcome,
+                e.reason.as_deref().unwrap_or(""),
+                e.cost.attempts,
+                e.cost.wall_ms,
+                e.effects
+                    .iter()
+                    .map(|f| format!("{} {}", f.target, f.result))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+    } else {
+        println!(
+            "  node {leader} holds no job for the payout (it was executed by an earlier leader)"
+        );
+    }
 
     step("killing the leader with SIGKILL");
     let old_leader = cluster.leader().await?;
@@ -262,22 +396,26 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         vec![],
     );
     file(&survivor_client, survivor, &more).await?;
-    let state = survivor_client
-        .state("settlement", "stl-0001", Consistency::Linearizable)
-        .await?;
-    println!(
-        "  stl-0001 read linearizably at node {survivor}: {:?}, balance {}",
-        state
-            .state
-            .as_ref()
-            .map(|s| s.state.as_str())
-            .unwrap_or("none"),
-        state
-            .state
-            .as_ref()
-            .and_then(|s| s.fields.get("balance"))
-            .map_or("0".to_owned(), |v| v.to_string())
+    let payout3 = demo.proposal(
+        "bob",
+        "SETTLEMENT.PAYOUT_REQUESTED",
+        "stl-0002",
+        Value::map([
+            ("amount", Value::Int(5_000)),
+            ("beneficiary", "initech".into()),
+        ]),
+        vec![],
     );
+    file(&survivor_client, survivor, &payout3).await?;
+    wait_for_subject(
+        &survivor_client,
+        "settlement",
+        "stl-0002",
+        "the new leader's payout execution",
+        |s| s.state == "paid",
+    )
+    .await?;
+    println!("  the new leader's agent executed stl-0002's payout");
 
     step(&format!(
         "restarting node {old_leader} from its sled directory"
@@ -301,7 +439,16 @@ async fn demo(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     if hashes.len() != 1 || statuses.len() != 3 {
         bail!("replicas disagree: {hashes:?}");
     }
-    println!("\n  all three replicas hold the same ledger and state hash");
+    let payouts = rail.payouts();
+    println!(
+        "\n  the rail saw {} payouts; requests per idempotency key: {:?}",
+        payouts.len(),
+        payouts.values().map(|p| p.requests).collect::<Vec<_>>()
+    );
+    if payouts.len() != 3 {
+        bail!("expected 3 payouts on the rail, saw {}", payouts.len());
+    }
+    println!("  all three replicas hold the same ledger and state hash");
     Ok(())
 }
 

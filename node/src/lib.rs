@@ -9,6 +9,8 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod error;
+pub mod execution;
 pub mod local_cluster;
+pub mod rail;
 pub mod server;
 pub mod wire;

@@ -59,6 +59,9 @@ pub struct LocalCluster {
     /// `DOCKET_*` variables (or any others) set for every node, on top of the parent's
     /// environment with its `DOCKET_*` configuration variables removed.
     extra_env: Vec<(String, String)>,
+    /// TOML written to each node's config file (`--config`), e.g. an `[execution]` section;
+    /// `{node}` is replaced with the node id.
+    config_toml: Option<String>,
 }
 
 /// A port the OS considers free right now. (Another process could take it before the node
@@ -82,6 +85,7 @@ impl LocalCluster {
             binary,
             extra_args: Vec::new(),
             extra_env: Vec::new(),
+            config_toml: None,
         };
         for _ in 0..count {
             cluster.add_slot()?;
@@ -101,6 +105,12 @@ impl LocalCluster {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        self
+    }
+
+    /// A configuration file for every node (see `config_toml`).
+    pub fn with_config(mut self, toml: &str) -> LocalCluster {
+        self.config_toml = Some(toml.to_owned());
         self
     }
 
@@ -141,7 +151,13 @@ impl LocalCluster {
             self.extra_args.clone(),
             self.extra_env.clone(),
         );
+        let config_toml = self.config_toml.clone();
         let node = self.node_mut(id);
+        let config_path = node.data_dir.with_extension("toml");
+        if let Some(toml) = config_toml {
+            std::fs::write(&config_path, toml.replace("{node}", &id.to_string()))
+                .with_context(|| format!("writing {}", config_path.display()))?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,6 +184,11 @@ impl LocalCluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&extra)
+            .args(if config_path.exists() {
+                vec!["--config".to_owned(), config_path.display().to_string()]
+            } else {
+                vec![]
+            })
             .envs(extra_env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -71,6 +71,8 @@ pub struct Node {
     pub replica: Replica,
     pub config: NodeConfig,
     pub http: reqwest::Client,
+    /// The execution agent, when `[execution] enabled`; its journal serves evidence.
+    pub executor: Option<Arc<docket_execution::Executor>>,
     submit_tx: mpsc::Sender<Pending>,
 }
 
@@ -201,6 +203,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ledger_id = LedgerId::new(config.cluster_id.clone()).context("cluster_id")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let executor = crate::execution::executor(&config.execution, &config.data_dir)?.map(Arc::new);
     let (log_store, state_machine) = docket_raft::open(&config.data_dir)
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
     let replica = state_machine.replica();
@@ -250,6 +253,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         replica,
         config,
         http,
+        executor,
         submit_tx,
     });
 
@@ -284,6 +288,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         stopped(shutdown_rx.clone()),
     ));
     tasks.spawn(ticker(node.clone(), stopped(shutdown_rx.clone())));
+    if let Some(executor) = node.executor.clone() {
+        let host = crate::execution::NodeHost(node.clone());
+        let leadership = crate::execution::leadership(&node);
+        let shutdown = shutdown_rx.clone();
+        tracing::info!(executor = %executor.executor_key(), "execution agent enabled");
+        tasks.spawn(async move {
+            if let Err(e) = executor.run(&host, leadership, shutdown).await {
+                tracing::error!(error = %e, "execution agent stopped: its journal failed; no further effects from this node");
+            }
+        });
+    }
     tracing::info!(node_id = node.id, cluster = %node.cluster_id, %raft_addr, %api_addr, "node started");
     Ok(RunningNode {
         node,

@@ -186,3 +186,16 @@ pub struct KeyFile {
     pub public_key: PublicKey,
     pub secret_key: String,
 }
+
+/// `GET /v1/execution/{proposal_id}`: what this node's execution agent did for a proposal.
+/// Evidence lives in each node's local journal, so ask the node that executed it (the
+/// leader at the time); another node answers with `job: null`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionView {
+    pub id: ProposalId,
+    pub node_id: u64,
+    /// False when this node runs no execution agent (`[execution] enabled = false`).
+    pub enabled: bool,
+    pub job: Option<docket_execution::Job>,
+}
