@@ -710,37 +710,49 @@ fn leader_or_forward(node: &Node, headers: &HeaderMap) -> Result<(), Option<Stri
     }
 }
 
+/// Runs a membership operation on the leader: here if this node leads, otherwise forwarded
+/// once to the leader (with `body` for POSTs).
+async fn on_leader<F>(
+    node: &Arc<Node>,
+    headers: &HeaderMap,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    op: impl FnOnce() -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<MembersView, ApiError>>,
+{
+    match leader_or_forward(node, headers) {
+        Ok(()) => match op().await {
+            Ok(view) => Json(view).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(Some(leader)) => forward(node, method, path, body, &leader).await,
+        Err(None) => ApiError::new(
+            ErrorCode::NoLeader,
+            "no leader to run the membership change",
+        )
+        .into_response(),
+    }
+}
+
 async fn add_member(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Response {
     let node = state.node.clone();
-    match leader_or_forward(&node, &headers) {
-        Ok(()) => {}
-        Err(Some(leader)) => {
-            let body = serde_json::to_vec(&request).unwrap_or_default();
-            return forward(
-                &node,
-                Method::POST,
-                "/v1/cluster/members",
-                Some(body),
-                &leader,
-            )
-            .await;
-        }
-        Err(None) => {
-            return ApiError::new(
-                ErrorCode::NoLeader,
-                "no leader to run the membership change",
-            )
-            .into_response()
-        }
-    }
-    match add_member_on_leader(&node, request).await {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => e.into_response(),
-    }
+    let body = serde_json::to_vec(&request).ok();
+    on_leader(
+        &node,
+        &headers,
+        Method::POST,
+        "/v1/cluster/members",
+        body,
+        || add_member_on_leader(&node, request),
+    )
+    .await
 }
 
 async fn add_member_on_leader(
@@ -845,27 +857,8 @@ async fn promote_member(
     Path(id): Path<u64>,
 ) -> Response {
     let node = state.node.clone();
-    match leader_or_forward(&node, &headers) {
-        Ok(()) => {}
-        Err(Some(leader)) => {
-            return forward(
-                &node,
-                Method::POST,
-                &format!("/v1/cluster/members/{id}/promote"),
-                None,
-                &leader,
-            )
-            .await
-        }
-        Err(None) => {
-            return ApiError::new(
-                ErrorCode::NoLeader,
-                "no leader to run the membership change",
-            )
-            .into_response()
-        }
-    }
-    let result: Result<MembersView, ApiError> = async {
+    let path = format!("/v1/cluster/members/{id}/promote");
+    on_leader(&node, &headers, Method::POST, &path, None, || async {
         let current = members(&node);
         let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
             ApiError::new(
@@ -889,12 +882,8 @@ async fn promote_member(
         Ok(MembersView {
             members: members(&node),
         })
-    }
-    .await;
-    match result {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => e.into_response(),
-    }
+    })
+    .await
 }
 
 async fn remove_member(
@@ -903,27 +892,8 @@ async fn remove_member(
     Path(id): Path<u64>,
 ) -> Response {
     let node = state.node.clone();
-    match leader_or_forward(&node, &headers) {
-        Ok(()) => {}
-        Err(Some(leader)) => {
-            return forward(
-                &node,
-                Method::DELETE,
-                &format!("/v1/cluster/members/{id}"),
-                None,
-                &leader,
-            )
-            .await
-        }
-        Err(None) => {
-            return ApiError::new(
-                ErrorCode::NoLeader,
-                "no leader to run the membership change",
-            )
-            .into_response()
-        }
-    }
-    let result: Result<MembersView, ApiError> = async {
+    let path = format!("/v1/cluster/members/{id}");
+    on_leader(&node, &headers, Method::DELETE, &path, None, || async {
         let current = probe_voters(&node, members(&node)).await;
         let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
             ApiError::new(ErrorCode::NotFound, format!("node {id} is not a member"))
@@ -947,12 +917,8 @@ async fn remove_member(
         Ok(MembersView {
             members: members(&node),
         })
-    }
-    .await;
-    match result {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => e.into_response(),
-    }
+    })
+    .await
 }
 
 /// Marks every other voter whose Raft port accepts no connection within
