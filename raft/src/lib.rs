@@ -26,9 +26,9 @@
 //!
 //! ## What is on disk, and what is in memory
 //!
-//! One `sled::Db` per node holds the Raft log, the vote and other metadata, every ledger
-//! entry, the applied position, and the latest snapshot of the core state (layout in
-//! [`store`]). In memory there is only the core [`State`](docket_core::State) (subjects,
+//! One store per node (a `sled::Db` in production) holds the Raft log, the vote and other
+//! metadata, every ledger entry, the applied position, and the latest snapshot of the core
+//! state (layout in [`store`]). In memory there is only the core [`State`](docket_core::State) (subjects,
 //! proposal statuses, the deferred set: O(state), not O(ledger)). Ledger entries are read
 //! back from sled when asked for, so a node with millions of entries does not hold them.
 //!
@@ -39,11 +39,13 @@
 //!
 //! ## Durability
 //!
-//! Appends, votes, truncations and purges are acknowledged only after
+//! Appends, votes, truncations, purges and the committed log id are acknowledged only after
 //! [`Store::durable_flush`]: sled's flush plus an explicit `fsync` of sled's files, because
 //! on Linux sled's own flush uses `sync_file_range`, which does not survive power loss. Its
 //! doc comment states exactly what is and is not guaranteed. Applied state is not flushed on
-//! each apply: it is derived from the Raft log, which is.
+//! each apply: it is derived from the Raft log, which is. The committed log id is flushed
+//! because a leader that restarts resumes leadership and derives its read index from it
+//! ([`Store::save_committed`] says why).
 //!
 //! ## Snapshots
 //!
@@ -54,9 +56,18 @@
 //!
 //! ## Seams for the simulator
 //!
-//! Every sled call is in [`store`]; [`Store`] is where a disk model that loses unsynced
-//! writes on a crash will plug in. Time arrives inside commands, and snapshot ids are
-//! derived from log ids, so nothing here reads a clock or a random number.
+//! `sim/` runs this crate unchanged under turmoil, swapping only what is below it:
+//!
+//! * **Disk.** [`Store`] runs over a [`disk`]: sled ([`open`], every sled call is in
+//!   `disk/sled_disk.rs`) or the simulator's [`SimDisk`] ([`open_sim`]), which loses writes
+//!   not yet durably flushed when it crashes.
+//! * **Randomness.** openraft's only random draw (the election timeout) goes through
+//!   [`runtime::DocketRuntime`], which the simulator seeds per host.
+//! * **Network.** [`network`] is generic over a [`network::Transport`]; the simulator
+//!   supplies turmoil's TCP and feeds accepted streams to [`network::serve_connection`].
+//!
+//! Time arrives inside commands, and snapshot ids are derived from log ids, so nothing
+//! else here reads a clock or a random number.
 //!
 //! ## Known limits (FIXME)
 //!
@@ -68,8 +79,10 @@
 
 pub mod codec;
 pub mod command;
+pub mod disk;
 pub mod log_store;
 pub mod network;
+pub mod runtime;
 pub mod snapshot;
 pub mod state_machine;
 pub mod store;
@@ -82,6 +95,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
+pub use disk::{FlushMode, SimDisk, SimDiskStats};
 pub use log_store::LogStore;
 pub use snapshot::SnapshotBuilder;
 pub use state_machine::{Replica, StateMachine};
@@ -111,7 +125,7 @@ openraft::declare_raft_types!(
         Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::DocketRuntime,
 );
 
 pub type NodeId = u64;
@@ -133,7 +147,17 @@ pub fn open_with(
     dir: &Path,
     options: &StoreOptions,
 ) -> Result<(LogStore, StateMachine), StoreError> {
-    let store = Arc::new(Store::open(dir, options)?);
+    open_store(Store::open(dir, options)?)
+}
+
+/// Opens a node's storage on a simulated disk (see [`SimDisk`]): what a restarted simulated
+/// node recovers is exactly what was durably flushed before its last crash.
+pub fn open_sim(disk: &SimDisk) -> Result<(LogStore, StateMachine), StoreError> {
+    open_store(Store::open_sim(disk)?)
+}
+
+fn open_store(store: Store) -> Result<(LogStore, StateMachine), StoreError> {
+    let store = Arc::new(store);
     let state_machine = StateMachine::open(store.clone())?;
     Ok((LogStore::new(store), state_machine))
 }

@@ -1,0 +1,335 @@
+//! The client API of a simulated node, over turmoil TCP: the same operations as the
+//! node's HTTP API, with the same semantics.
+//!
+//! * **Submit** writes `Command::Submit` stamped with the node's (simulated) clock through
+//!   `Raft::client_write`; a follower forwards the request once to the leader it knows,
+//!   as `node/` does.
+//! * **Read** runs the read barrier (`Raft::ensure_linearizable`, openraft's read index)
+//!   and then reads the local [`Replica`]; a follower forwards to the leader. The
+//!   [`Variant::LocalReads`] negative control skips the barrier and answers locally.
+//! * **Admin** operations (genesis, add learner, change voters) go to the leader the same
+//!   way.
+//!
+//! One request per connection, length-delimited bincode frames, a deadline on every
+//! call on both sides (turmoil's TCP never retransmits, so a lost segment stalls a stream
+//! forever).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::time::Duration;
+
+use docket_core::constitution::DEFAULT_DOCUMENT;
+use docket_core::{LedgerId, LedgerTime, SignedProposal};
+use docket_raft::{
+    codec, Command, CommandResponse, NodeAddr, NodeId, ProposalOutcome, Raft, Replica,
+};
+use futures::{SinkExt, StreamExt};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::config::Variant;
+use crate::world::{node_addr, CLUSTER_ID};
+
+/// Largest API frame (a submission of a few proposals, or a read answer).
+pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Server-side deadline for one request, forwarding included. Longer than a client's own
+/// deadline would be pointless; shorter lets a node give up on a write stuck behind a
+/// partition and answer `Timeout` (the write may still commit: an indeterminate outcome).
+pub const SERVER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Epoch of ledger time in the simulation: simulated time zero is this many ms since
+/// 1970 (2026-01-01T00:00:00Z), so ledger times look like real ones.
+pub const LEDGER_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// A subject as read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRead {
+    pub state: String,
+    /// Index of the last admitted entry that touched the subject: the register value the
+    /// linearizability checker reasons about.
+    pub last_index: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    Submit(Vec<SignedProposal>),
+    Read { domain: String, subject: String },
+    Genesis,
+    AddLearner(NodeId),
+    AddVoter(NodeId),
+    RemoveVoter(NodeId),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Set by a node forwarding to the leader: the leader must not forward again.
+    pub forwarded: bool,
+    pub request: Request,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    NotLeader,
+    NoLeader,
+    Timeout,
+    Refused,
+    Membership,
+    Stopped,
+    Malformed,
+    Unreachable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Submitted(Vec<ProposalOutcome>),
+    Read {
+        subject: Option<SubjectRead>,
+        served_by: NodeId,
+    },
+    Done,
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl Response {
+    fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn framed<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
+    stream: S,
+) -> Framed<S, LengthDelimitedCodec> {
+    Framed::new(
+        stream,
+        LengthDelimitedCodec::builder()
+            .max_frame_length(API_FRAME_BYTES_MAX)
+            .new_codec(),
+    )
+}
+
+/// Sends one request to `addr` and waits for the answer, within `deadline`.
+pub async fn call(addr: &str, envelope: &Envelope, deadline: Duration) -> Response {
+    match tokio::time::timeout(deadline, call_inner(addr, envelope)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => Response::error(ErrorCode::Unreachable, e.to_string()),
+        Err(_) => Response::error(ErrorCode::Timeout, format!("no answer from {addr}")),
+    }
+}
+
+async fn call_inner(addr: &str, envelope: &Envelope) -> io::Result<Response> {
+    let stream = turmoil::net::TcpStream::connect(addr).await?;
+    let mut conn = framed(stream);
+    let bytes =
+        codec::encode(envelope).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    conn.send(tokio_util::bytes::Bytes::from(bytes)).await?;
+    match conn.next().await {
+        Some(frame) => {
+            codec::decode(&frame?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "node closed the connection",
+        )),
+    }
+}
+
+/// A node's API handler state.
+#[derive(Clone)]
+pub struct ApiNode {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub replica: Replica,
+    pub variant: Variant,
+}
+
+impl std::fmt::Debug for ApiNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("ApiNode")
+            .field("id", &self.id)
+            .field("variant", &self.variant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves one API connection: one request, one answer.
+pub async fn serve_connection(stream: turmoil::net::TcpStream, node: ApiNode) -> io::Result<()> {
+    let mut conn = framed(stream);
+    let Some(frame) = conn.next().await else {
+        return Ok(());
+    };
+    let response = match codec::decode::<Envelope>(&frame?) {
+        Ok(envelope) => match tokio::time::timeout(SERVER_DEADLINE, node.handle(envelope)).await {
+            Ok(response) => response,
+            Err(_) => Response::error(ErrorCode::Timeout, "server deadline passed"),
+        },
+        Err(e) => Response::error(ErrorCode::Malformed, e.to_string()),
+    };
+    let bytes =
+        codec::encode(&response).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    conn.send(tokio_util::bytes::Bytes::from(bytes)).await
+}
+
+/// Ledger time now: the simulated clock, as the node's wall clock would be.
+pub fn ledger_now() -> LedgerTime {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    LedgerTime(LEDGER_EPOCH_MS + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX / 2))
+}
+
+fn leader_api(leader: Option<NodeAddr>) -> Option<String> {
+    leader.map(|n| n.api_addr)
+}
+
+impl ApiNode {
+    async fn handle(&self, envelope: Envelope) -> Response {
+        let Envelope { forwarded, request } = envelope;
+        let (response, leader) = match &request {
+            Request::Submit(proposals) => {
+                let command = Command::Submit {
+                    proposals: proposals.clone(),
+                    time: ledger_now(),
+                };
+                self.write(command).await
+            }
+            Request::Genesis => {
+                let command = Command::Genesis {
+                    ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
+                    document: DEFAULT_DOCUMENT.to_owned(),
+                    time: ledger_now(),
+                };
+                self.write(command).await
+            }
+            Request::Read { domain, subject } => self.read(domain, subject).await,
+            Request::AddLearner(id) => self.membership(request_change(&request, *id)).await,
+            Request::AddVoter(id) => self.membership(request_change(&request, *id)).await,
+            Request::RemoveVoter(id) => self.membership(request_change(&request, *id)).await,
+        };
+        match (leader, forwarded) {
+            (Some(addr), false) => {
+                let envelope = Envelope {
+                    forwarded: true,
+                    request,
+                };
+                call(&addr, &envelope, SERVER_DEADLINE).await
+            }
+            _ => response,
+        }
+    }
+
+    /// A write; `(answer, Some(leader api))` when it must be forwarded.
+    async fn write(&self, command: Command) -> (Response, Option<String>) {
+        match self.raft.client_write(command).await {
+            Ok(written) => match written.data {
+                CommandResponse::Submitted { outcomes, .. } => {
+                    (Response::Submitted(outcomes), None)
+                }
+                CommandResponse::Genesis { .. } => (Response::Done, None),
+                CommandResponse::Refused(e) => {
+                    (Response::error(ErrorCode::Refused, e.code()), None)
+                }
+                other => (
+                    Response::error(ErrorCode::Refused, format!("unexpected {other:?}")),
+                    None,
+                ),
+            },
+            Err(e) => write_error(e),
+        }
+    }
+
+    async fn read(&self, domain: &str, subject: &str) -> (Response, Option<String>) {
+        if self.variant != Variant::LocalReads {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    let leader = leader_api(f.leader_node);
+                    let code = if leader.is_some() {
+                        ErrorCode::NotLeader
+                    } else {
+                        ErrorCode::NoLeader
+                    };
+                    return (
+                        Response::error(code, "reads are served by the leader"),
+                        leader,
+                    );
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    return (Response::error(ErrorCode::NoLeader, e.to_string()), None)
+                }
+                Err(RaftError::Fatal(f)) => {
+                    return (Response::error(ErrorCode::Stopped, f.to_string()), None)
+                }
+            }
+        }
+        let subject = self.replica.with_state(|state| {
+            state
+                .and_then(|s| s.subject(domain, subject))
+                .map(|s| SubjectRead {
+                    state: s.state.clone(),
+                    last_index: s.last_index.0,
+                })
+        });
+        (
+            Response::Read {
+                subject,
+                served_by: self.id,
+            },
+            None,
+        )
+    }
+
+    async fn membership(&self, change: MembershipChange) -> (Response, Option<String>) {
+        let result = match change {
+            MembershipChange::AddLearner(id) => {
+                self.raft.add_learner(id, node_addr(id), false).await
+            }
+            MembershipChange::Voters(members) => self.raft.change_membership(members, false).await,
+        };
+        match result {
+            Ok(_) => (Response::Done, None),
+            Err(e) => write_error(e),
+        }
+    }
+}
+
+enum MembershipChange {
+    AddLearner(NodeId),
+    Voters(ChangeMembers<NodeId, NodeAddr>),
+}
+
+fn request_change(request: &Request, id: NodeId) -> MembershipChange {
+    match request {
+        Request::AddLearner(_) => MembershipChange::AddLearner(id),
+        Request::AddVoter(_) => {
+            MembershipChange::Voters(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+        }
+        _ => MembershipChange::Voters(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
+    }
+}
+
+fn write_error(
+    error: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>,
+) -> (Response, Option<String>) {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            let leader = leader_api(f.leader_node);
+            let code = if leader.is_some() {
+                ErrorCode::NotLeader
+            } else {
+                ErrorCode::NoLeader
+            };
+            (Response::error(code, "this node is not the leader"), leader)
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            (Response::error(ErrorCode::Membership, e.to_string()), None)
+        }
+        RaftError::Fatal(f) => (Response::error(ErrorCode::Stopped, f.to_string()), None),
+    }
+}

@@ -1,0 +1,45 @@
+//! The invariant checkers, one file per invariant.
+//!
+//! | file | invariant | when |
+//! |---|---|---|
+//! | [`election`] | election safety: one leader per leader id, votes never go back | every step |
+//! | [`agreement`] | ledger agreement: every replica's ledger is a prefix of one chain | every observation, and at the end |
+//! | [`state`] | state agreement: equal ledger length implies equal state hash | every observation |
+//! | [`durability`] | every proposal acknowledged to a client is on every member at the end | at the end |
+//! | [`linearizability`] | client histories are linearizable (Wing–Gong, per subject) | at the end |
+//! | [`chain`] | every replica's ledger passes `verify_chain` and audit | at the end |
+//! | [`liveness`] | after healing, a new proposal commits and members converge in bounded time | heal phase |
+//!
+//! A checker reports [`Violation`]s; it never panics on what it checks.
+
+pub mod agreement;
+pub mod chain;
+pub mod durability;
+pub mod election;
+pub mod linearizability;
+pub mod liveness;
+pub mod state;
+
+use std::fmt;
+
+/// One broken invariant, with enough detail to start debugging from the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub checker: &'static str,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(checker: &'static str, detail: impl Into<String>) -> Violation {
+        Violation {
+            checker,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "[{}] {}", self.checker, self.detail)
+    }
+}

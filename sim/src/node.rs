@@ -1,0 +1,132 @@
+//! A simulated node: the real storage (on its [`SimDisk`](docket_raft::SimDisk)), the real
+//! Raft network code over turmoil TCP, the real state machine, and the client API.
+//!
+//! The host closure runs on every (re)start of the host: it reopens the store from the
+//! node's disk (which kept exactly what was flushed before a crash), seeds openraft's
+//! randomness for this boot, starts Raft, and serves both listeners until the host is
+//! crashed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use docket_raft::network::{self, Identity, Network, Transport};
+use docket_raft::{NodeId, Raft};
+use openraft::{Config, SnapshotPolicy};
+
+use crate::api::{self, ApiNode};
+use crate::config::{salt, Derived, INITIAL_VOTERS};
+use crate::world::{node_addr, World, API_PORT, CLUSTER_ID, RAFT_PORT};
+
+/// turmoil's TCP as the Raft transport.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TurmoilTransport;
+
+impl Transport for TurmoilTransport {
+    type Stream = turmoil::net::TcpStream;
+
+    async fn connect(&self, addr: &str) -> io::Result<turmoil::net::TcpStream> {
+        turmoil::net::TcpStream::connect(addr).await
+    }
+}
+
+/// openraft's configuration for a simulated node: `node/`'s, with the seed's timings and a
+/// snapshot policy small enough that snapshots, purges and installs happen in a short run.
+pub fn raft_config(derived: &Derived) -> Config {
+    Config {
+        cluster_name: CLUSTER_ID.to_owned(),
+        heartbeat_interval: derived.heartbeat_ms,
+        election_timeout_min: derived.election_min_ms,
+        election_timeout_max: derived.election_max_ms,
+        install_snapshot_timeout: derived.rpc_timeout_ms.max(2_000),
+        snapshot_max_chunk_size: network::SNAPSHOT_CHUNK_BYTES,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(derived.snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: derived.max_in_snapshot_log_to_keep,
+        ..Config::default()
+    }
+    .validate()
+    .expect("invariant: derived raft timings are valid")
+}
+
+/// The body of node `id`'s host, run on every boot.
+pub async fn run(world: World, id: NodeId) -> turmoil::Result {
+    let (disk, boot, derived, variant) = {
+        let mut w = world.borrow_mut();
+        let slot = w.nodes.get_mut(&id).expect("invariant: node slot exists");
+        slot.boots += 1;
+        let boot = slot.boots;
+        let disk = slot.disk.clone();
+        let derived = w.derived.clone();
+        let variant = w.config.variant;
+        w.trace_now(format_args!("n{id} boot {boot}"));
+        (disk, boot, derived, variant)
+    };
+    // openraft draws this node's election timeout in Raft::new, from this sequence.
+    docket_raft::runtime::seed_thread_rng(derived.seed ^ salt::RAFT ^ (id << 32) ^ u64::from(boot));
+    let (log_store, state_machine) = docket_raft::open_sim(&disk)?;
+    let replica = state_machine.replica();
+    let identity = Identity {
+        cluster_id: CLUSTER_ID.to_owned(),
+        node_id: id,
+    };
+    let network = Network::new(
+        TurmoilTransport,
+        identity.clone(),
+        Duration::from_millis(derived.rpc_timeout_ms),
+    );
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config(&derived)),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await?;
+    docket_raft::runtime::clear_thread_rng_seed();
+
+    let raft_listener = turmoil::net::TcpListener::bind(("0.0.0.0", RAFT_PORT)).await?;
+    let api_listener = turmoil::net::TcpListener::bind(("0.0.0.0", API_PORT)).await?;
+    {
+        let mut w = world.borrow_mut();
+        let slot = w.nodes.get_mut(&id).expect("invariant: node slot exists");
+        slot.raft = Some(raft.clone());
+        slot.replica = Some(replica.clone());
+    }
+
+    // Node 1 forms the cluster on its first boot, as an operator would.
+    if id == 1 && boot == 1 {
+        let voters: BTreeMap<NodeId, docket_raft::NodeAddr> =
+            (1..=INITIAL_VOTERS).map(|v| (v, node_addr(v))).collect();
+        if let Err(e) = raft.initialize(voters).await {
+            tracing::debug!(error = %e, "initialize");
+        }
+    }
+
+    let api_node = ApiNode {
+        id,
+        raft: raft.clone(),
+        replica,
+        variant,
+    };
+    // Every task of a host is spawned on its LocalSet, so a crash drops them in spawn
+    // order (see docket_raft::runtime::spawn_on_local_set).
+    tokio::task::spawn_local(async move {
+        loop {
+            let Ok((stream, _)) = api_listener.accept().await else {
+                continue;
+            };
+            let node = api_node.clone();
+            tokio::task::spawn_local(async move {
+                let _ = api::serve_connection(stream, node).await;
+            });
+        }
+    });
+    loop {
+        let (stream, _) = raft_listener.accept().await?;
+        let (raft, identity) = (raft.clone(), identity.clone());
+        tokio::task::spawn_local(async move {
+            let _ = network::serve_connection(stream, raft, identity).await;
+        });
+    }
+}

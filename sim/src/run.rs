@@ -1,0 +1,553 @@
+//! One seed, start to finish: build the simulation, run the fault phase with the workload,
+//! heal, check liveness, then run the end-of-run checkers.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use docket_core::{LedgerEntry, LedgerIndex};
+use docket_raft::{FlushMode, NodeId, SimDisk};
+use openraft::ServerState;
+
+use crate::api::LEDGER_EPOCH_MS;
+use crate::check::agreement::LedgerAgreement;
+use crate::check::election::ElectionSafety;
+use crate::check::liveness::HealOutcome;
+use crate::check::state::StateAgreement;
+use crate::check::{self, linearizability, Violation};
+use crate::config::{Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK};
+use crate::faults::Schedule;
+use crate::history::{History, OpKind, OpResult};
+use crate::trace::Trace;
+use crate::world::{host_name, NodeSlot, Probe, Shared, World};
+use crate::{admin, node, workload};
+
+/// Steps between two ledger observations (metrics are observed every step).
+pub const LEDGER_OBSERVE_EVERY_STEPS: u64 = 50;
+
+/// What one seed did and whether every invariant held.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub config: SimConfig,
+    pub violations: Vec<Violation>,
+    /// BLAKE3 of the trace, hex.
+    pub trace_hash: String,
+    pub trace_events: u64,
+    pub sim_time: Duration,
+    pub wall_time: Duration,
+    pub stats: RunStats,
+    /// The last trace lines (always) and the whole trace (with `keep_trace`).
+    pub trace_tail: Vec<String>,
+    pub trace: Option<Vec<String>>,
+}
+
+impl SeedReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunStats {
+    pub operations: u64,
+    pub writes_acknowledged: u64,
+    pub reads_answered: u64,
+    pub ledger_len: u64,
+    pub terms_with_leaders: u64,
+    pub terms_with_several_leaders: u64,
+    pub faults: u64,
+    pub crashes: u64,
+    pub lin: linearizability::Stats,
+}
+
+/// The command that replays `seed` with `config`.
+pub fn replay_command(seed: u64, config: &SimConfig) -> String {
+    let f = &config.faults;
+    let mut command = format!(
+        "cargo run -p docket-sim --release -- --seed {seed} --nodes {} --duration {} \
+         --clients {} --variant {} --fault-intensity {}",
+        config.nodes,
+        config.duration.as_secs_f64(),
+        config.clients,
+        config.variant.name(),
+        f.intensity
+    );
+    for (on, flag) in [
+        (f.crashes, "--no-crashes"),
+        (f.partitions, "--no-partitions"),
+        (f.membership, "--no-membership"),
+    ] {
+        if !on {
+            command.push(' ');
+            command.push_str(flag);
+        }
+    }
+    command
+}
+
+thread_local! {
+    /// The message of the last panic on this thread (the first one of a cascade is the
+    /// interesting one: tokio re-panics with a generic message when a task panicked).
+    static FIRST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that remembers each thread's first panic
+/// message before printing it as usual.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            FIRST_PANIC.with(|p| {
+                p.borrow_mut()
+                    .get_or_insert_with(|| format!("{message}{location}"));
+            });
+            previous(info);
+        }));
+    });
+}
+
+fn take_first_panic() -> Option<String> {
+    FIRST_PANIC.with(|p| p.borrow_mut().take())
+}
+
+/// Runs one seed. Never panics: a panic inside the simulation is a violation.
+pub fn run_seed(seed: u64, config: &SimConfig) -> SeedReport {
+    install_panic_hook();
+    take_first_panic();
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| Run::new(seed, config).execute()));
+    docket_raft::runtime::spawn_on_local_set(false);
+    match result {
+        Ok(mut report) => {
+            report.wall_time = started.elapsed();
+            report
+        }
+        Err(_) => {
+            let message = take_first_panic().unwrap_or_else(|| "unknown panic".to_owned());
+            SeedReport {
+                seed,
+                config: config.clone(),
+                violations: vec![Violation::new("panic", message)],
+                trace_hash: String::new(),
+                trace_events: 0,
+                sim_time: Duration::ZERO,
+                wall_time: started.elapsed(),
+                stats: RunStats::default(),
+                trace_tail: Vec::new(),
+                trace: None,
+            }
+        }
+    }
+}
+
+/// What the harness last traced for a node's metrics.
+type MetricsKey = (ServerState, u64, Option<NodeId>, Option<u64>, Option<u64>);
+
+struct Run {
+    seed: u64,
+    config: SimConfig,
+    world: World,
+    election: ElectionSafety,
+    agreement: LedgerAgreement,
+    state: StateAgreement,
+    /// Per node: the boot observed, ledger entries already checked, last metrics traced.
+    seen: BTreeMap<NodeId, (u32, u64, Option<MetricsKey>)>,
+    /// Members per the last leader observed.
+    members: BTreeSet<NodeId>,
+    other: Vec<Violation>,
+    steps: u64,
+}
+
+impl Run {
+    fn new(seed: u64, config: &SimConfig) -> Run {
+        let derived = Derived::from_seed(seed, config);
+        let mode = match config.variant {
+            Variant::LyingDisk => FlushMode::Lying,
+            _ => FlushMode::Honest,
+        };
+        let nodes = (1..=config.nodes)
+            .map(|id| {
+                let slot = NodeSlot {
+                    id,
+                    disk: SimDisk::with_mode(host_name(id), mode),
+                    raft: None,
+                    replica: None,
+                    boots: 0,
+                    up: true,
+                };
+                (id, slot)
+            })
+            .collect();
+        let world = Rc::new(RefCell::new(Shared {
+            config: config.clone(),
+            derived,
+            nodes,
+            trace: Trace::new(config.keep_trace),
+            history: History::default(),
+            subjects: Vec::new(),
+            probe: Probe::default(),
+            stop_workload: false,
+        }));
+        Run {
+            seed,
+            config: config.clone(),
+            world,
+            election: ElectionSafety::default(),
+            agreement: LedgerAgreement::default(),
+            state: StateAgreement::default(),
+            seen: BTreeMap::new(),
+            members: (1..=INITIAL_VOTERS).collect(),
+            other: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    fn execute(self) -> SeedReport {
+        // Deterministic task drop order on crashes; cleared again below.
+        docket_raft::runtime::spawn_on_local_set(true);
+        let report = self.execute_inner();
+        docket_raft::runtime::spawn_on_local_set(false);
+        report
+    }
+
+    fn execute_inner(mut self) -> SeedReport {
+        let derived = self.world.borrow().derived.clone();
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(self.seed)
+            .epoch(UNIX_EPOCH + Duration::from_millis(LEDGER_EPOCH_MS))
+            .simulation_duration(self.config.duration + LIVENESS_BOUND + Duration::from_secs(60))
+            .tick_duration(TICK)
+            .min_message_latency(derived.min_latency)
+            .max_message_latency(derived.max_latency)
+            .tcp_capacity(65_536)
+            .enable_random_order()
+            .build();
+        for id in 1..=self.config.nodes {
+            let world = self.world.clone();
+            sim.host(host_name(id), move || node::run(world.clone(), id));
+        }
+        sim.client("admin", admin::run_admin(self.world.clone()));
+        for client in 0..self.config.clients {
+            sim.client(
+                format!("client{client}"),
+                workload::run_client(self.world.clone(), client),
+            );
+        }
+        let mut schedule = Schedule::new(self.seed, &self.config, derived.fault_every);
+
+        // Phase 1: workload and faults.
+        let mut alive = true;
+        while alive && sim.elapsed() < self.config.duration {
+            let now = sim.elapsed();
+            for fault in schedule.tick(&mut sim, &self.world, now) {
+                self.world
+                    .borrow_mut()
+                    .trace
+                    .record(now.as_nanos(), format_args!("fault {fault:?}"));
+            }
+            alive = self.step(&mut sim);
+        }
+
+        // Phase 2: heal, then a fresh proposal must commit and the members converge.
+        let healed_at = sim.elapsed();
+        {
+            let mut w = self.world.borrow_mut();
+            w.stop_workload = true;
+            w.trace.record(healed_at.as_nanos(), "heal");
+        }
+        schedule.heal(&mut sim, &self.world);
+        sim.client("probe", admin::run_probe(self.world.clone()));
+        let mut heal = HealOutcome {
+            healed_at,
+            ..HealOutcome::default()
+        };
+        while alive && sim.elapsed() <= healed_at + LIVENESS_BOUND {
+            alive = self.step(&mut sim);
+            heal.probe_acked_at = self.world.borrow().probe.acked_at;
+            if heal.probe_acked_at.is_some()
+                && self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0
+                && self.converged()
+            {
+                heal.converged_at = Some(sim.elapsed());
+                break;
+            }
+        }
+        let sim_time = sim.elapsed();
+        self.observe_ledgers(sim_time);
+
+        // End-of-run checks.
+        let ledgers = self.final_ledgers();
+        let mut violations = self.election.take_violations();
+        violations.extend(std::mem::take(&mut self.other));
+        for (node, ledger) in &ledgers {
+            self.agreement.check_prefix(*node, ledger);
+        }
+        violations.extend(self.agreement.take_violations());
+        violations.extend(self.state.take_violations());
+        let canonical = self.agreement.canonical();
+        let member_lens: BTreeMap<NodeId, u64> = self
+            .members
+            .iter()
+            .map(|m| {
+                let len = ledgers
+                    .iter()
+                    .find(|(n, _)| n == m)
+                    .map_or(0, |(_, l)| l.len() as u64);
+                (*m, len)
+            })
+            .collect();
+        let (lin_violations, lin_stats) = {
+            let w = self.world.borrow();
+            violations.extend(check::durability::check(
+                &w.history,
+                &canonical,
+                &member_lens,
+            ));
+            linearizability::check(&w.history, &canonical)
+        };
+        violations.extend(lin_violations);
+        violations.extend(check::chain::check(&ledgers));
+        if alive {
+            violations.extend(check::liveness::check(&heal));
+        }
+
+        let w = self.world.borrow();
+        let stats = RunStats {
+            operations: w.history.ops.len() as u64,
+            writes_acknowledged: w
+                .history
+                .ops
+                .iter()
+                .filter(|o| {
+                    matches!(o.kind, OpKind::Submit { .. })
+                        && matches!(o.result, OpResult::Submitted(_))
+                })
+                .count() as u64,
+            reads_answered: w
+                .history
+                .ops
+                .iter()
+                .filter(|o| matches!(o.result, OpResult::Read { .. }))
+                .count() as u64,
+            ledger_len: canonical.len() as u64,
+            terms_with_leaders: self.election.terms() as u64,
+            terms_with_several_leaders: self.election.terms_with_several_leaders() as u64,
+            faults: schedule.applied,
+            crashes: schedule.crashes_applied,
+            lin: lin_stats,
+        };
+        SeedReport {
+            seed: self.seed,
+            config: self.config.clone(),
+            violations,
+            trace_hash: w.trace.hash().to_hex().to_string(),
+            trace_events: w.trace.events(),
+            sim_time,
+            wall_time: Duration::ZERO,
+            stats,
+            trace_tail: w.trace.tail().cloned().collect(),
+            trace: w.trace.lines().map(<[String]>::to_vec),
+        }
+    }
+
+    /// One simulation step and the observations after it; `false` if the simulation
+    /// failed (a host returned an error or a task panicked).
+    fn step(&mut self, sim: &mut turmoil::Sim<'_>) -> bool {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| sim.step()));
+        self.steps += 1;
+        let now = sim.elapsed();
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.other
+                    .push(Violation::new("host-failure", format!("at {now:?}: {e}")));
+                return false;
+            }
+            Err(_) => {
+                let message = take_first_panic().unwrap_or_else(|| "unknown panic".to_owned());
+                self.other
+                    .push(Violation::new("panic", format!("at {now:?}: {message}")));
+                return false;
+            }
+        }
+        self.observe_metrics(now);
+        if self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0 {
+            self.observe_ledgers(now);
+        }
+        true
+    }
+
+    fn observe_metrics(&mut self, now: Duration) {
+        let w = self.world.borrow();
+        let mut lines = Vec::new();
+        for (id, slot) in &w.nodes {
+            let Some(raft) = &slot.raft else {
+                continue;
+            };
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            let is_leader = m.state == ServerState::Leader;
+            self.election.observe(*id, is_leader, m.vote);
+            if is_leader {
+                self.members = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(n, _)| *n)
+                    .collect();
+            }
+            let key: MetricsKey = (
+                m.state,
+                m.current_term,
+                m.current_leader,
+                m.last_applied.map(|l| l.index),
+                m.last_log_index,
+            );
+            let seen = self.seen.entry(*id).or_insert((slot.boots, 0, None));
+            if seen.2 != Some(key) {
+                seen.2 = Some(key);
+                lines.push(format!(
+                    "n{id} {:?} term {} leader {:?} applied {:?} log {:?}",
+                    key.0, key.1, key.2, key.3, key.4
+                ));
+            }
+            if let Err(fatal) = &m.running_state {
+                let detail = format!("n{id} stopped: {fatal}");
+                if !self.other.iter().any(|v| v.detail == detail) {
+                    self.other.push(Violation::new("node-fatal", detail));
+                }
+            }
+        }
+        drop(w);
+        let mut w = self.world.borrow_mut();
+        for line in lines {
+            w.trace.record(now.as_nanos(), line);
+        }
+    }
+
+    fn observe_ledgers(&mut self, now: Duration) {
+        let replicas: Vec<(NodeId, u32, docket_raft::Replica)> = self
+            .world
+            .borrow()
+            .nodes
+            .values()
+            .filter_map(|s| s.replica.clone().map(|r| (s.id, s.boots, r)))
+            .collect();
+        for (id, boots, replica) in replicas {
+            let seen = self.seen.entry(id).or_insert((boots, 0, None));
+            if seen.0 != boots {
+                *seen = (boots, 0, seen.2);
+            }
+            let from = seen.1;
+            let len = replica.ledger_len();
+            if len <= from {
+                seen.1 = len;
+                continue;
+            }
+            seen.1 = len;
+            let entries = match replica.ledger_entries(LedgerIndex(from), len - from) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.other
+                        .push(Violation::new("storage", format!("n{id} ledger read: {e}")));
+                    continue;
+                }
+            };
+            let mut w = self.world.borrow_mut();
+            for entry in &entries {
+                self.agreement.observe(id, entry);
+                w.trace.record(
+                    now.as_nanos(),
+                    format_args!("n{id} applied #{} {}", entry.index, entry.hash.to_hex()),
+                );
+            }
+            drop(w);
+            if let Some((head_len, hash)) =
+                replica.with_state(|s| s.map(|s| (s.head().index.0 + 1, s.hash())))
+            {
+                self.state.observe(id, head_len, hash);
+            }
+        }
+    }
+
+    /// One leader; every member up, with the leader's ledger length, state hash and last
+    /// applied log id; the leader has applied its whole log.
+    fn converged(&self) -> bool {
+        let w = self.world.borrow();
+        let leaders: Vec<&NodeSlot> = w
+            .nodes
+            .values()
+            .filter(|s| {
+                s.raft
+                    .as_ref()
+                    .is_some_and(|r| r.metrics().borrow().state == ServerState::Leader)
+            })
+            .collect();
+        let [leader] = leaders.as_slice() else {
+            return false;
+        };
+        let (Some(raft), Some(replica)) = (&leader.raft, &leader.replica) else {
+            return false;
+        };
+        let m = raft.metrics().borrow().clone();
+        if m.last_applied.map(|l| l.index) != m.last_log_index {
+            return false;
+        }
+        let target = (replica.ledger_len(), replica.state_hash(), m.last_applied);
+        let members: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        members.iter().all(|id| {
+            let Some(slot) = w.nodes.get(id) else {
+                return false;
+            };
+            match (&slot.raft, &slot.replica) {
+                (Some(r), Some(rep)) => {
+                    (
+                        rep.ledger_len(),
+                        rep.state_hash(),
+                        r.metrics().borrow().last_applied,
+                    ) == target
+                }
+                _ => false,
+            }
+        })
+    }
+
+    fn final_ledgers(&mut self) -> Vec<(NodeId, Vec<LedgerEntry>)> {
+        let replicas: Vec<(NodeId, docket_raft::Replica)> = self
+            .world
+            .borrow()
+            .nodes
+            .values()
+            .filter_map(|s| s.replica.clone().map(|r| (s.id, r)))
+            .collect();
+        let mut out = Vec::new();
+        for (id, replica) in replicas {
+            match replica.ledger_entries(LedgerIndex(0), u64::MAX) {
+                Ok(ledger) => out.push((id, ledger)),
+                Err(e) => self
+                    .other
+                    .push(Violation::new("storage", format!("n{id} ledger read: {e}"))),
+            }
+        }
+        out
+    }
+}

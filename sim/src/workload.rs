@@ -1,0 +1,538 @@
+//! The workload: simulated clients running governed flows against the cluster.
+//!
+//! Each client runs settlement, KES, auction and tender flows (the default constitution's
+//! domains), sometimes filing a flow's proposals in reverse so that dependents are deferred
+//! and later released in a wave; resubmits proposals it already filed (duplicates); files
+//! unauthorized and malformed proposals; and reads subjects at every node. All of it goes
+//! through a random node's client API, which forwards to the leader as a real node does.
+//! Every choice comes from the client's own generator, derived from the seed.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use docket_core::{dev, LedgerId, SignedProposal, Value};
+use docket_raft::NodeId;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::api::{self, Envelope, ErrorCode, Request, Response, LEDGER_EPOCH_MS};
+use crate::config::{rng, salt};
+use crate::history::{OpKind, OpResult};
+use crate::world::{host_name, now, World, API_PORT, CLUSTER_ID};
+
+/// A client's deadline for one call. Longer than an election, so a request that lands
+/// during one usually gets an answer; an expired call is an indeterminate outcome.
+pub const CLIENT_DEADLINE: Duration = Duration::from_millis(2_500);
+
+/// Attempts at one submission (each is its own operation in the history).
+pub const SUBMIT_ATTEMPTS_MAX: u32 = 4;
+
+/// The subject every client deposits to, so that reads see other clients' writes.
+pub const HOT_SUBJECT: &str = "stl-hot";
+
+/// A proposal waiting to be filed.
+#[derive(Clone, Debug)]
+struct Planned {
+    proposal: SignedProposal,
+    /// Not before this much simulated time (tender evaluation waits for the deadline).
+    not_before: Duration,
+}
+
+/// One client's generator of proposals.
+#[derive(Debug)]
+pub struct Flows {
+    client: u32,
+    ledger: LedgerId,
+    nonce: u64,
+    flows: u64,
+    kes_version: u64,
+    queue: VecDeque<Planned>,
+    filed: Vec<SignedProposal>,
+}
+
+fn hex32(rng: &mut StdRng) -> String {
+    let bytes: [u8; 32] = rng.gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Flows {
+    pub fn new(client: u32) -> Flows {
+        Flows {
+            client,
+            ledger: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
+            nonce: 0,
+            flows: 0,
+            kes_version: 0,
+            queue: VecDeque::new(),
+            filed: Vec::new(),
+        }
+    }
+
+    fn propose(
+        &mut self,
+        author: &str,
+        action: &str,
+        subject: &str,
+        payload: Value,
+        deps: Vec<docket_core::ProposalId>,
+    ) -> SignedProposal {
+        self.nonce += 1;
+        dev::proposal(
+            &self.ledger,
+            author,
+            action,
+            subject,
+            payload,
+            deps,
+            (u64::from(self.client) << 40) | self.nonce,
+        )
+    }
+
+    fn plan(&mut self, mut proposals: Vec<SignedProposal>, reverse: bool) {
+        if reverse {
+            proposals.reverse();
+        }
+        self.queue
+            .extend(proposals.into_iter().map(|proposal| Planned {
+                proposal,
+                not_before: Duration::ZERO,
+            }));
+    }
+
+    /// Queues the next flow.
+    fn start_flow(&mut self, rng: &mut StdRng) {
+        self.flows += 1;
+        let k = self.flows;
+        let c = self.client;
+        let reverse = rng.gen_bool(0.3);
+        match rng.gen_range(0..5) {
+            0 | 1 => {
+                let subject = format!("stl-c{c}-{k}");
+                let amount = rng.gen_range(1_000..100_000);
+                let deposit = self.propose(
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &subject,
+                    Value::map([("amount", Value::Int(amount)), ("currency", "EUR".into())]),
+                    vec![],
+                );
+                let payout = self.propose(
+                    "alice",
+                    "SETTLEMENT.PAYOUT_REQUESTED",
+                    &subject,
+                    Value::map([
+                        ("amount", Value::Int(rng.gen_range(1..=amount))),
+                        ("beneficiary", "acme".into()),
+                    ]),
+                    vec![deposit.id()],
+                );
+                let report = if rng.gen_bool(0.5) {
+                    self.propose(
+                        "exec",
+                        "SETTLEMENT.PAYOUT_EXECUTED",
+                        &subject,
+                        Value::map([
+                            ("reports_on", payout.id().to_hex().into()),
+                            ("rail_ref", format!("rail-{c}-{k}").into()),
+                        ]),
+                        vec![payout.id()],
+                    )
+                } else {
+                    self.propose(
+                        "exec",
+                        "EXECUTION.OUTCOME",
+                        &payout.id().to_hex(),
+                        Value::map([
+                            ("reports_on", payout.id().to_hex().into()),
+                            ("outcome", "success".into()),
+                            ("evidence_hash", hex32(rng).into()),
+                        ]),
+                        vec![payout.id()],
+                    )
+                };
+                self.plan(vec![deposit, payout, report], reverse);
+            }
+            2 => {
+                let subject = format!("kes-c{c}");
+                let parent = match self.kes_version {
+                    0 => Value::Null,
+                    v => format!("v{v}").into(),
+                };
+                self.kes_version += 1;
+                let version = format!("v{}", self.kes_version);
+                let version_hash = hex32(rng);
+                let proposed = self.propose(
+                    "grace",
+                    "KES.VERSION_PROPOSED",
+                    &subject,
+                    Value::map([
+                        ("version", version.clone().into()),
+                        ("version_hash", version_hash.clone().into()),
+                        ("commitments", Value::List(vec![format!("c-{k}").into()])),
+                        ("parent", parent),
+                    ]),
+                    vec![],
+                );
+                let ratify = Value::map([
+                    ("version", version.into()),
+                    ("version_hash", version_hash.into()),
+                ]);
+                let first = self.propose(
+                    "grace",
+                    "KES.VERSION_RATIFIED",
+                    &subject,
+                    ratify.clone(),
+                    vec![proposed.id()],
+                );
+                let second = self.propose(
+                    "heidi",
+                    "KES.VERSION_RATIFIED",
+                    &subject,
+                    ratify,
+                    vec![proposed.id()],
+                );
+                self.plan(vec![proposed, first, second], reverse);
+            }
+            3 => {
+                let subject = format!("auc-c{c}-{k}");
+                let opened = self.propose(
+                    "olivia",
+                    "AUCTION.OPENED",
+                    &subject,
+                    Value::map([("reserve", Value::Int(100)), ("item", "lot".into())]),
+                    vec![],
+                );
+                let low = rng.gen_range(101..1_000);
+                let bid_a = self.propose(
+                    "bianca",
+                    "AUCTION.BID",
+                    &subject,
+                    Value::map([("amount", Value::Int(low))]),
+                    vec![opened.id()],
+                );
+                let bid_b = self.propose(
+                    "boris",
+                    "AUCTION.BID",
+                    &subject,
+                    Value::map([("amount", Value::Int(low + rng.gen_range(1..500)))]),
+                    vec![bid_a.id()],
+                );
+                let closed = self.propose(
+                    "olivia",
+                    "AUCTION.CLOSED",
+                    &subject,
+                    Value::map::<&str>([]),
+                    vec![bid_b.id()],
+                );
+                let awarded = self.propose(
+                    "olivia",
+                    "AUCTION.AWARDED",
+                    &subject,
+                    Value::map([("winner", dev::key("boris").to_hex().into())]),
+                    vec![closed.id()],
+                );
+                self.plan(vec![opened, bid_a, bid_b, closed, awarded], reverse);
+            }
+            _ => {
+                let subject = format!("tnd-c{c}-{k}");
+                let window_ms = rng.gen_range(200..600u64);
+                let deadline = LEDGER_EPOCH_MS + now().as_millis() as u64 + window_ms;
+                let published = self.propose(
+                    "petra",
+                    "TENDER.PUBLISHED",
+                    &subject,
+                    Value::map([
+                        ("deadline_ms", Value::Int(deadline as i64)),
+                        ("title", "pipes".into()),
+                    ]),
+                    vec![],
+                );
+                let offer = self.propose(
+                    "sam",
+                    "TENDER.SUBMISSION",
+                    &subject,
+                    Value::map([("offer_hash", hex32(rng).into())]),
+                    vec![published.id()],
+                );
+                let evaluated = self.propose(
+                    "petra",
+                    "TENDER.EVALUATED",
+                    &subject,
+                    Value::map::<&str>([]),
+                    vec![offer.id()],
+                );
+                let awarded = self.propose(
+                    "petra",
+                    "TENDER.AWARDED",
+                    &subject,
+                    Value::map([("winner", dev::key("sam").to_hex().into())]),
+                    vec![evaluated.id()],
+                );
+                self.plan(vec![published, offer], false);
+                let after = now() + Duration::from_millis(window_ms + 50);
+                for proposal in [evaluated, awarded] {
+                    self.queue.push_back(Planned {
+                        proposal,
+                        not_before: after,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A proposal no one may file, or one that is malformed; the core must reject it the
+    /// same way on every replica.
+    fn bad(&mut self, rng: &mut StdRng) -> SignedProposal {
+        let c = self.client;
+        let n = self.nonce;
+        match rng.gen_range(0..6) {
+            0 => self.propose(
+                "mallory",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                HOT_SUBJECT,
+                Value::map([
+                    ("amount", Value::Int(1_000_000)),
+                    ("currency", "EUR".into()),
+                ]),
+                vec![],
+            ),
+            1 => self.propose(
+                "boris",
+                "AUCTION.OPENED",
+                &format!("auc-c{c}-rogue-{n}"),
+                Value::map([("reserve", Value::Int(1)), ("item", "x".into())]),
+                vec![],
+            ),
+            2 => self.propose(
+                "alice",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                HOT_SUBJECT,
+                Value::map([("amount", Value::Int(5))]),
+                vec![],
+            ),
+            3 => self.propose(
+                "alice",
+                "SETTLEMENT.TELEPORT",
+                HOT_SUBJECT,
+                Value::map::<&str>([]),
+                vec![],
+            ),
+            4 => {
+                let mut forged = self.propose(
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    HOT_SUBJECT,
+                    Value::map([("amount", Value::Int(7)), ("currency", "EUR".into())]),
+                    vec![],
+                );
+                forged.signature.0[0] ^= 0x55;
+                forged
+            }
+            _ => {
+                self.nonce += 1;
+                dev::proposal(
+                    &LedgerId::new("elsewhere").expect("invariant: valid ledger id"),
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    HOT_SUBJECT,
+                    Value::map([("amount", Value::Int(9)), ("currency", "EUR".into())]),
+                    vec![],
+                    (u64::from(c) << 40) | self.nonce,
+                )
+            }
+        }
+    }
+
+    fn hot_deposit(&mut self, rng: &mut StdRng) -> SignedProposal {
+        let author = if rng.gen_bool(0.5) { "alice" } else { "bob" };
+        self.propose(
+            author,
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            HOT_SUBJECT,
+            Value::map([
+                ("amount", Value::Int(rng.gen_range(1..1_000))),
+                ("currency", "EUR".into()),
+            ]),
+            vec![],
+        )
+    }
+}
+
+/// What the client does next.
+enum Action {
+    Submit(Box<SignedProposal>),
+    Read(String, String),
+}
+
+fn next_action(flows: &mut Flows, rng: &mut StdRng, world: &World) -> Option<Action> {
+    let roll = rng.gen_range(0..100);
+    if roll < 30 {
+        let subjects = world.borrow().subjects.clone();
+        if let Some((domain, subject)) = subjects.choose(rng) {
+            return Some(Action::Read(domain.clone(), subject.clone()));
+        }
+    }
+    if roll < 38 {
+        if let Some(old) = flows.filed.choose(rng) {
+            return Some(Action::Submit(Box::new(old.clone())));
+        }
+    }
+    if roll < 46 {
+        return Some(Action::Submit(Box::new(flows.bad(rng))));
+    }
+    if roll < 60 {
+        return Some(Action::Submit(Box::new(flows.hot_deposit(rng))));
+    }
+    if flows.queue.is_empty() {
+        flows.start_flow(rng);
+    }
+    let ready = flows.queue.front().is_some_and(|p| p.not_before <= now());
+    if !ready {
+        return Some(Action::Submit(Box::new(flows.hot_deposit(rng))));
+    }
+    flows
+        .queue
+        .pop_front()
+        .map(|p| Action::Submit(Box::new(p.proposal)))
+}
+
+fn pick_node(rng: &mut StdRng, nodes: u64) -> NodeId {
+    rng.gen_range(1..=nodes)
+}
+
+fn api_addr(node: NodeId) -> String {
+    format!("{}:{API_PORT}", host_name(node))
+}
+
+/// Submits one proposal, retrying elsewhere on errors that say it was not attempted or
+/// was refused by a non-leader; every attempt is an operation in the history.
+pub async fn submit(
+    world: &World,
+    client: u32,
+    rng: &mut StdRng,
+    nodes: u64,
+    proposal: &SignedProposal,
+) -> Option<Response> {
+    let kind = OpKind::Submit {
+        id: proposal.id(),
+        domain: proposal.proposal.domain.clone(),
+        subject: proposal.proposal.subject.clone(),
+    };
+    for _ in 0..SUBMIT_ATTEMPTS_MAX {
+        let node = pick_node(rng, nodes);
+        let op = {
+            let mut w = world.borrow_mut();
+            w.trace_now(format_args!(
+                "c{client} submit {} via n{node}",
+                proposal.id().short()
+            ));
+            w.history
+                .invoke(client, node, kind.clone(), now().as_nanos())
+        };
+        let envelope = Envelope {
+            forwarded: false,
+            request: Request::Submit(vec![proposal.clone()]),
+        };
+        let response = api::call(&api_addr(node), &envelope, CLIENT_DEADLINE).await;
+        let result = match &response {
+            Response::Submitted(outcomes) if outcomes.len() == 1 => {
+                OpResult::Submitted(outcomes[0].clone())
+            }
+            Response::Error { code, .. } => OpResult::Failed(*code),
+            _ => OpResult::Failed(ErrorCode::Malformed),
+        };
+        {
+            let mut w = world.borrow_mut();
+            w.trace_now(format_args!(
+                "c{client} submit {} -> {result:?}",
+                proposal.id().short()
+            ));
+            w.history.complete(op, result.clone(), now().as_nanos());
+        }
+        match result {
+            OpResult::Submitted(_) => return Some(response),
+            OpResult::Failed(ErrorCode::Timeout) => return None,
+            _ => tokio::time::sleep(Duration::from_millis(rng.gen_range(20..100))).await,
+        }
+    }
+    None
+}
+
+async fn read(
+    world: &World,
+    client: u32,
+    rng: &mut StdRng,
+    nodes: u64,
+    domain: String,
+    subject: String,
+) {
+    let node = pick_node(rng, nodes);
+    let kind = OpKind::Read {
+        domain: domain.clone(),
+        subject: subject.clone(),
+    };
+    let op = world
+        .borrow_mut()
+        .history
+        .invoke(client, node, kind, now().as_nanos());
+    let envelope = Envelope {
+        forwarded: false,
+        request: Request::Read {
+            domain: domain.clone(),
+            subject: subject.clone(),
+        },
+    };
+    let response = api::call(&api_addr(node), &envelope, CLIENT_DEADLINE).await;
+    let result = match response {
+        Response::Read { subject, served_by } => OpResult::Read { subject, served_by },
+        Response::Error { code, .. } => OpResult::Failed(code),
+        _ => OpResult::Failed(ErrorCode::Malformed),
+    };
+    let mut w = world.borrow_mut();
+    w.trace_now(format_args!(
+        "c{client} read {domain}/{subject} via n{node} -> {result:?}"
+    ));
+    w.history.complete(op, result, now().as_nanos());
+}
+
+/// One workload client, until the harness stops the workload.
+pub async fn run_client(world: World, client: u32) -> turmoil::Result {
+    let (seed, nodes) = {
+        let w = world.borrow();
+        (w.derived.seed, w.config.nodes)
+    };
+    let mut rng = rng(seed ^ (u64::from(client) << 48), salt::WORKLOAD);
+    let mut flows = Flows::new(client);
+    // Let the cluster form and write genesis first.
+    tokio::time::sleep(Duration::from_millis(1_500 + 100 * u64::from(client))).await;
+    while !world.borrow().stop_workload {
+        match next_action(&mut flows, &mut rng, &world) {
+            Some(Action::Submit(proposal)) => {
+                {
+                    let mut w = world.borrow_mut();
+                    let key = (
+                        proposal.proposal.domain.clone(),
+                        proposal.proposal.subject.clone(),
+                    );
+                    if !w.subjects.contains(&key) {
+                        w.subjects.push(key);
+                    }
+                }
+                if submit(&world, client, &mut rng, nodes, &proposal)
+                    .await
+                    .is_some()
+                    && !flows.filed.iter().any(|p| p.id() == proposal.id())
+                {
+                    flows.filed.push(*proposal);
+                }
+            }
+            Some(Action::Read(domain, subject)) => {
+                read(&world, client, &mut rng, nodes, domain, subject).await
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(2..40))).await;
+    }
+    Ok(())
+}

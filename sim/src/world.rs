@@ -1,0 +1,96 @@
+//! State shared by the harness, the simulated hosts and the simulated clients.
+//!
+//! Everything in a turmoil simulation runs on one OS thread, host after host, so shared
+//! state is an `Rc<RefCell<_>>`. Borrows are short and never held across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use docket_raft::{NodeAddr, NodeId, Raft, Replica, SimDisk};
+
+use crate::config::{Derived, SimConfig};
+use crate::history::History;
+use crate::trace::Trace;
+
+/// Port of every node's Raft listener.
+pub const RAFT_PORT: u16 = 7000;
+/// Port of every node's client API listener.
+pub const API_PORT: u16 = 8000;
+/// Cluster (and ledger) id of the simulated cluster.
+pub const CLUSTER_ID: &str = "sim";
+
+/// turmoil host name of a node.
+pub fn host_name(id: NodeId) -> String {
+    format!("n{id}")
+}
+
+pub fn node_addr(id: NodeId) -> NodeAddr {
+    NodeAddr {
+        raft_addr: format!("{}:{RAFT_PORT}", host_name(id)),
+        api_addr: format!("{}:{API_PORT}", host_name(id)),
+    }
+}
+
+/// A node as the harness sees it.
+pub struct NodeSlot {
+    pub id: NodeId,
+    /// The node's disk: outlives every crash of the host.
+    pub disk: SimDisk,
+    /// Set by the host once Raft is running; cleared by the harness when it crashes it.
+    pub raft: Option<Raft>,
+    pub replica: Option<Replica>,
+    /// Times the host has started.
+    pub boots: u32,
+    /// Whether the harness considers the host up (not crashed).
+    pub up: bool,
+}
+
+impl std::fmt::Debug for NodeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("NodeSlot")
+            .field("id", &self.id)
+            .field("disk", &self.disk)
+            .field("running", &self.raft.is_some())
+            .field("boots", &self.boots)
+            .field("up", &self.up)
+            .finish()
+    }
+}
+
+/// What the liveness probe saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Probe {
+    /// Simulated time the probe's proposal was acknowledged.
+    pub acked_at: Option<Duration>,
+}
+
+/// The shared state of a run.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: SimConfig,
+    pub derived: Derived,
+    pub nodes: BTreeMap<NodeId, NodeSlot>,
+    pub trace: Trace,
+    pub history: History,
+    /// `(domain, subject)` pairs the workload has written, for reads to pick from.
+    pub subjects: Vec<(String, String)>,
+    pub probe: Probe,
+    /// Set when the workload should stop starting operations.
+    pub stop_workload: bool,
+}
+
+pub type World = Rc<RefCell<Shared>>;
+
+/// Simulated time now, from inside a host or client.
+pub fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+impl Shared {
+    /// Records a trace event at the current simulated time (callable from hosts/clients).
+    pub fn trace_now(&mut self, what: impl std::fmt::Display) {
+        self.trace.record(now().as_nanos(), what);
+    }
+}
