@@ -223,9 +223,19 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes everything written so far durable (sled's flush).
+    /// Makes everything written so far durable (sled's flush), on a blocking thread.
+    ///
+    /// Not `sled::Db::flush_async`: in sled 0.34 it queues the flush on sled's own IO pool,
+    /// which does not grow until more than seven tasks wait, so seven concurrent jobs
+    /// flushing at once fill it and the write they all wait for never runs (sled #1308,
+    /// #1241; the agent froze at the default `jobs_inflight_max` of 8).
     pub async fn flush(&self) -> Result<(), JournalError> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| {
+                JournalError::from(sled::Error::Io(std::io::Error::other(e.to_string())))
+            })??;
         Ok(())
     }
 

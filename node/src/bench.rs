@@ -4,6 +4,16 @@
 //!
 //! Proposals are signed before the clock starts, so the figures measure the cluster, not
 //! the load generator's signing (which runs on the same machine).
+//!
+//! `--mode effects` measures the execution loop instead: admitted → executed → outcome
+//! committed. It needs its own cluster (it refuses `--target`): bench starts a payment rail
+//! in-process ([`crate::rail::Rail`]), gives every node an `[execution]` section that pays
+//! through it (like `docket demo`), funds `--payouts` settlements, then submits one payout
+//! request per settlement across `--clients` clients and follows the ledger until every
+//! admitted payout has its outcome record (`SETTLEMENT.PAYOUT_EXECUTED` or
+//! `SETTLEMENT.RAIL_ERROR`). It reports effects per second (outcomes committed over the wall
+//! time from the first submission to the last outcome seen) and, per payout, the ledger
+//! time from its admission entry to its outcome entry.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +22,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use docket_core::{dev, LedgerId, SignedProposal, Value};
+use docket_execution::config::{JOBS_INFLIGHT_MAX_CEILING, JOBS_INFLIGHT_MAX_DEFAULT};
 use serde::Serialize;
 
 use crate::client::Client;
 use crate::local_cluster::LocalCluster;
+use crate::rail::Rail;
 use crate::wire::Consistency;
 
 /// Proposals signed ahead of a run, at most. Bounds the generator's memory (~300 bytes each).
@@ -28,6 +40,9 @@ pub enum Mode {
     Write,
     /// Linearizable reads of a subject's state.
     Read,
+    /// Payouts through the execution loop: admitted, paid on a local rail, outcome
+    /// committed (starts its own cluster; not with --target).
+    Effects,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +70,15 @@ pub struct BenchArgs {
     /// Where a started cluster keeps its data (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Effects mode: settlements funded and paid out, one payout each (--duration-s is not
+    /// used: the run ends when every payout has its outcome record).
+    #[arg(long, default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub payouts: u64,
+    /// Effects mode: the agents' `execution.jobs_inflight_max` (the agent's default is 8).
+    #[arg(long, default_value_t = JOBS_INFLIGHT_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=JOBS_INFLIGHT_MAX_CEILING as u64))]
+    pub jobs_inflight: u64,
 }
 
 /// The measured figures.
@@ -74,6 +98,45 @@ pub struct Report {
     pub latency_ms_max: f64,
     /// True if some client ran out of pre-signed proposals before the end.
     pub pool_exhausted: bool,
+    /// Effects mode only: the execution loop's figures. In that mode `duration_s` is the
+    /// wall time from the first submission to the last outcome seen, `operations` the
+    /// payouts whose outcome record is committed, `operations_per_s` effects per second,
+    /// and `latency_ms_*` the payout submissions' request latency as clients saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<EffectsReport>,
+}
+
+/// The execution loop, admitted → executed → outcome committed (`--mode effects`).
+#[derive(Debug, Serialize)]
+pub struct EffectsReport {
+    /// Payout requests submitted.
+    pub payouts: u64,
+    /// Payout requests admitted (each one an effect to perform).
+    pub admitted: u64,
+    /// Admitted outcome records: `SETTLEMENT.PAYOUT_EXECUTED` ...
+    pub executed: u64,
+    /// ... and `SETTLEMENT.RAIL_ERROR`.
+    pub rail_errors: u64,
+    /// Admitted payouts without an outcome record when the wait ended (0 on a clean run).
+    pub missing: u64,
+    /// Outcome records the constitution rejected (a second report about a settled payout).
+    pub rejected_outcomes: u64,
+    /// Wall time from the first submission to the last outcome seen by the ledger follower.
+    pub wall_s: f64,
+    /// Outcomes committed per second of `wall_s`.
+    pub effects_per_s: f64,
+    /// Ledger time from the first admission entry to the last outcome entry, in ms.
+    pub ledger_span_ms: u64,
+    /// Ledger time (ms, the leader's clock) from each payout's admission entry to its
+    /// outcome entry.
+    pub admission_to_outcome_ms_p50: f64,
+    pub admission_to_outcome_ms_p99: f64,
+    pub admission_to_outcome_ms_max: f64,
+    /// Distinct idempotency keys the rail saw, and the requests it received.
+    pub rail_keys: u64,
+    pub rail_requests: u64,
+    /// The agents' `jobs_inflight_max`.
+    pub jobs_inflight: u64,
 }
 
 fn percentile(sorted_us: &[u64], p: f64) -> f64 {
@@ -86,6 +149,9 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
 
 /// Runs the benchmark; `json` prints the report as JSON (`--output json`).
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    if args.mode == Mode::Effects {
+        return run_effects(args, json).await;
+    }
     let temp;
     let mut cluster = None;
     let urls: Vec<String> = match &args.target {
@@ -144,7 +210,7 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
         .unwrap_or(0);
     let total_s = args.duration_s + 1;
     let per_client = match args.mode {
-        Mode::Read => 0,
+        Mode::Read | Mode::Effects => 0,
         Mode::Write => ((args.rate_hint * total_s) as usize / args.clients as usize).clamp(
             args.batch as usize,
             PRESIGNED_PROPOSALS_MAX / args.clients as usize,
@@ -206,6 +272,7 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
                         .state("settlement", "bench-read", Consistency::Linearizable)
                         .await
                         .map(|_| 1),
+                    Mode::Effects => unreachable!("effects mode runs in run_effects"),
                     Mode::Write => {
                         let chunk: Vec<SignedProposal> = pool.by_ref().take(batch).collect();
                         if chunk.is_empty() {
@@ -265,5 +332,407 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
         latency_ms_p99: percentile(&latencies, 0.99),
         latency_ms_max: percentile(&latencies, 1.0),
         pool_exhausted: exhausted,
+        effects: None,
+    })
+}
+
+/// Settlement deposit of each effects-mode settlement, and its payout (in minor units).
+const EFFECTS_DEPOSIT: i64 = 1_000;
+const EFFECTS_PAYOUT: i64 = 100;
+/// Proposals per funding batch (within the default `limits.batch_proposals_max`).
+const EFFECTS_FUND_BATCH: usize = 500;
+/// The effects run stops following the ledger when it grows by nothing for this long (the
+/// payouts are all submitted, and no outcome record arrives: the execution loop stalled).
+pub const EFFECTS_STALL_TIMEOUT_MS: u64 = 30_000;
+/// Submissions of one payout before it counts as an error (each resend is the same signed
+/// proposal, so a retry after an unknown outcome is a duplicate, not a second payout). A
+/// client whose payout fails every try stops: the cluster is not taking writes.
+const EFFECTS_SUBMIT_TRIES: u32 = 3;
+
+/// The `[execution]` section of every effects-mode node: the rail, with its rate limit and
+/// quota lifted to their ceilings (the defaults, 100 effects per second and 10 000 per day,
+/// would measure the limits, not the loop).
+fn effects_toml(root: &std::path::Path, rail: &Rail, jobs_inflight: u64) -> String {
+    use docket_execution::config::{QUOTA_MAX_CEILING, RATE_PER_SECOND_CEILING};
+    format!(
+        "[execution]\nenabled = true\nkey_file = {key:?}\nallowed_urls = [{url:?}]\n\
+         jobs_inflight_max = {jobs_inflight}\n\n\
+         [execution.rail]\nurl = {url:?}\n\
+         limits = {{ rate_per_second = {RATE_PER_SECOND_CEILING}, \
+         quota_max = {QUOTA_MAX_CEILING} }}\n",
+        key = root.join("exec.key").display().to_string(),
+        url = rail.url(),
+    )
+}
+
+async fn run_effects(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    if let Some(target) = &args.target {
+        bail!(
+            "--mode effects needs its own cluster: it starts a payment rail in this process and \
+             configures every node's [execution] section to pay through it, which a running \
+             cluster at {target} does not do; drop --target (bench starts --nodes nodes)"
+        );
+    }
+    let temp;
+    let root = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("docket-bench-").tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let rail = Rail::start().await?;
+    crate::cli::write_key_file(&root.join("exec.key"), &dev::signing_key("exec"), true)?;
+    let binary = std::env::current_exe().context("locating the docket binary")?;
+    let mut cluster = LocalCluster::new(binary, &root, "docket-bench", args.nodes)?
+        .with_config(&effects_toml(&root, &rail, args.jobs_inflight));
+    eprintln!(
+        "starting a {}-node cluster with execution agents in {}; rail at {}",
+        args.nodes,
+        root.display(),
+        rail.url()
+    );
+    let report = async {
+        cluster.start_all().await?;
+        cluster.form().await?;
+        cluster.converged().await?;
+        let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+        measure_effects(&args, &urls, &rail).await
+    }
+    .await;
+    cluster.kill_all().await;
+    let report = report?;
+    let missing = report.effects.as_ref().map_or(0, |e| e.missing);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(e) = &report.effects {
+        println!(
+            "Effects x{} clients, {} nodes, jobs_inflight {}: {} payouts, {} admitted, \
+             {} executed, {} rail errors, {} missing",
+            report.clients,
+            args.nodes,
+            e.jobs_inflight,
+            e.payouts,
+            e.admitted,
+            e.executed,
+            e.rail_errors,
+            e.missing
+        );
+        println!(
+            "  {:.0} effects/s over {:.2} s (ledger span {} ms); admission to outcome \
+             (ledger time) p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            e.effects_per_s,
+            e.wall_s,
+            e.ledger_span_ms,
+            e.admission_to_outcome_ms_p50,
+            e.admission_to_outcome_ms_p99,
+            e.admission_to_outcome_ms_max
+        );
+        println!(
+            "  submissions p50 {:.2} ms, p99 {:.2} ms ({} errors); rail: {} keys, {} requests",
+            report.latency_ms_p50,
+            report.latency_ms_p99,
+            report.errors,
+            e.rail_keys,
+            e.rail_requests
+        );
+    }
+    if missing > 0 {
+        bail!(
+            "{missing} admitted payouts got no outcome record: the ledger did not grow for \
+             {EFFECTS_STALL_TIMEOUT_MS} ms, so the execution loop stalled (see the node logs{})",
+            if args.dir.is_some() {
+                ""
+            } else {
+                "; rerun with --dir to keep them"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// What the ledger follower found: per reported payout, the outcome's ledger time, whether
+/// it was `PAYOUT_EXECUTED`, and when the follower saw it.
+#[derive(Debug, Default)]
+struct Followed {
+    outcomes: std::collections::BTreeMap<docket_core::ProposalId, (u64, bool, Instant)>,
+    rejected: u64,
+}
+
+/// Follows the ledger from `from` until `expected` (set once every payout is submitted)
+/// payouts of `ids` have an admitted outcome record, or no entry at all arrives for
+/// [`EFFECTS_STALL_TIMEOUT_MS`].
+async fn follow_outcomes(
+    client: Client,
+    from: u64,
+    ids: std::collections::BTreeSet<docket_core::ProposalId>,
+    expected: tokio::sync::watch::Receiver<Option<usize>>,
+) -> Followed {
+    use docket_core::Decision;
+    let mut followed = Followed::default();
+    let mut next = from;
+    let mut progress = Instant::now();
+    loop {
+        if expected
+            .borrow()
+            .is_some_and(|n| followed.outcomes.len() >= n)
+        {
+            return followed;
+        }
+        if progress.elapsed() > Duration::from_millis(EFFECTS_STALL_TIMEOUT_MS) {
+            return followed;
+        }
+        let page = match client.ledger(next, 1_000).await {
+            Ok(page) => page,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let seen = Instant::now();
+        if page.entries.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        progress = seen;
+        for entry in &page.entries {
+            next = entry.index.0 + 1;
+            let Some(record) = entry.decision_record() else {
+                continue;
+            };
+            let p = &record.proposal.proposal;
+            let executed = p.action == docket_execution::outcome::PAYOUT_EXECUTED;
+            if !executed && p.action != docket_execution::outcome::RAIL_ERROR {
+                continue;
+            }
+            if record.decision != Decision::Admit {
+                followed.rejected += 1;
+                continue;
+            }
+            let reports_on = p
+                .payload
+                .get("reports_on")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok());
+            if let Some(id) = reports_on.filter(|id| ids.contains(id)) {
+                followed
+                    .outcomes
+                    .entry(id)
+                    .or_insert((entry.time.0, executed, seen));
+            }
+        }
+    }
+}
+
+async fn measure_effects(args: &BenchArgs, urls: &[String], rail: &Rail) -> anyhow::Result<Report> {
+    use docket_core::Decision;
+    let first = Client::new(&urls[0])?;
+    let status = first.status().await.context("reaching the cluster")?;
+    let ledger = LedgerId::new(status.cluster_id.clone())?;
+    let salt = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = args.payouts as usize;
+    let subject = |i: usize| format!("fx-{salt}-{i}");
+
+    eprintln!("funding {n} settlements");
+    let deposits: Vec<SignedProposal> = (0..n)
+        .map(|i| {
+            dev::proposal(
+                &ledger,
+                "alice",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                &subject(i),
+                Value::map([
+                    ("amount", Value::Int(EFFECTS_DEPOSIT)),
+                    ("currency", "EUR".into()),
+                ]),
+                vec![],
+                salt,
+            )
+        })
+        .collect();
+    for chunk in deposits.chunks(EFFECTS_FUND_BATCH) {
+        let answer = first
+            .submit_batch(chunk)
+            .await
+            .context("funding the settlements")?;
+        if let Some(bad) = answer
+            .results
+            .iter()
+            .find(|r| r.entry.decision_record().map(|d| &d.decision) != Some(&Decision::Admit))
+        {
+            bail!("a funding deposit was not admitted: {}", bad.entry);
+        }
+    }
+    let payouts: Vec<SignedProposal> = (0..n)
+        .map(|i| {
+            dev::proposal(
+                &ledger,
+                "alice",
+                "SETTLEMENT.PAYOUT_REQUESTED",
+                &subject(i),
+                Value::map([
+                    ("amount", Value::Int(EFFECTS_PAYOUT)),
+                    ("beneficiary", format!("beneficiary-{i}").into()),
+                ]),
+                vec![],
+                salt,
+            )
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<_> = payouts.iter().map(SignedProposal::id).collect();
+    let from = first
+        .ledger(0, 1)
+        .await
+        .context("reading the ledger length")?
+        .length;
+
+    eprintln!(
+        "submitting {n} payouts across {} clients (batch {})",
+        args.clients, args.batch
+    );
+    let (expected_tx, expected_rx) = tokio::sync::watch::channel(None);
+    let follower = tokio::spawn(follow_outcomes(
+        Client::new(&urls[0])?,
+        from,
+        ids,
+        expected_rx,
+    ));
+    let started = Instant::now();
+    let clients = (args.clients as usize).min(n);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let mine: Vec<SignedProposal> = payouts.iter().skip(c).step_by(clients).cloned().collect();
+        let client = Client::new(&urls[c % urls.len()])?;
+        let batch = args.batch as usize;
+        tasks.spawn(async move {
+            // (payout id, admission entry time) of each admitted payout.
+            let mut admitted = Vec::new();
+            let (mut latencies_us, mut errors, mut rejected) = (Vec::new(), 0u64, 0u64);
+            for chunk in mine.chunks(batch) {
+                let mut tries = 0;
+                let entries = loop {
+                    tries += 1;
+                    let now = Instant::now();
+                    let result = if chunk.len() == 1 {
+                        client.submit(&chunk[0]).await.map(|r| vec![r.entry])
+                    } else {
+                        client
+                            .submit_batch(chunk)
+                            .await
+                            .map(|r| r.results.into_iter().map(|r| r.entry).collect())
+                    };
+                    match result {
+                        Ok(entries) => {
+                            latencies_us.push(now.elapsed().as_micros() as u64);
+                            break Some(entries);
+                        }
+                        Err(_) if tries < EFFECTS_SUBMIT_TRIES => {
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            break None;
+                        }
+                    }
+                };
+                let Some(entries) = entries else {
+                    break;
+                };
+                for (proposal, entry) in chunk.iter().zip(entries) {
+                    match entry.decision_record().map(|d| &d.decision) {
+                        Some(Decision::Admit) => admitted.push((proposal.id(), entry.time.0)),
+                        _ => rejected += 1,
+                    }
+                }
+            }
+            (admitted, latencies_us, errors, rejected)
+        });
+    }
+    let mut admitted: std::collections::BTreeMap<docket_core::ProposalId, u64> =
+        std::collections::BTreeMap::new();
+    let (mut latencies, mut errors, mut rejected) = (Vec::new(), 0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (a, l, e, r) = joined?;
+        admitted.extend(a);
+        latencies.extend(l);
+        errors += e;
+        rejected += r;
+    }
+    if rejected > 0 {
+        eprintln!("{rejected} payout requests were not admitted");
+    }
+    let _ = expected_tx.send(Some(admitted.len()));
+    let followed = follower.await?;
+    if admitted.is_empty() {
+        bail!("no payout was admitted ({errors} submission errors)");
+    }
+
+    let mut loop_ms: Vec<u64> = Vec::new();
+    let (mut executed, mut rail_errors) = (0u64, 0u64);
+    let mut last_seen = started;
+    let mut last_time = 0u64;
+    let first_admission = admitted.values().copied().min().unwrap_or(0);
+    for (id, admitted_at) in &admitted {
+        if let Some((time, was_executed, seen)) = followed.outcomes.get(id) {
+            loop_ms.push(time.saturating_sub(*admitted_at));
+            if *was_executed {
+                executed += 1;
+            } else {
+                rail_errors += 1;
+            }
+            last_seen = last_seen.max(*seen);
+            last_time = last_time.max(*time);
+        }
+    }
+    let reported = loop_ms.len() as u64;
+    // Percentiles take microseconds; ledger times are whole milliseconds.
+    let mut loop_us: Vec<u64> = loop_ms.iter().map(|ms| ms * 1_000).collect();
+    loop_us.sort_unstable();
+    latencies.sort_unstable();
+    let wall_s = last_seen.duration_since(started).as_secs_f64();
+    let effects_per_s = if wall_s > 0.0 {
+        reported as f64 / wall_s
+    } else {
+        0.0
+    };
+    let payouts_on_rail = rail.payouts();
+    Ok(Report {
+        mode: Mode::Effects,
+        nodes: Some(args.nodes),
+        clients: clients as u64,
+        batch: args.batch,
+        duration_s: wall_s,
+        requests: latencies.len() as u64,
+        operations: reported,
+        errors,
+        operations_per_s: effects_per_s,
+        latency_ms_p50: percentile(&latencies, 0.50),
+        latency_ms_p99: percentile(&latencies, 0.99),
+        latency_ms_max: percentile(&latencies, 1.0),
+        pool_exhausted: false,
+        effects: Some(EffectsReport {
+            payouts: n as u64,
+            admitted: admitted.len() as u64,
+            executed,
+            rail_errors,
+            missing: admitted.len() as u64 - reported,
+            rejected_outcomes: followed.rejected,
+            wall_s,
+            effects_per_s,
+            ledger_span_ms: last_time.saturating_sub(first_admission),
+            admission_to_outcome_ms_p50: percentile(&loop_us, 0.50),
+            admission_to_outcome_ms_p99: percentile(&loop_us, 0.99),
+            admission_to_outcome_ms_max: percentile(&loop_us, 1.0),
+            rail_keys: payouts_on_rail.len() as u64,
+            rail_requests: rail.requests(),
+            jobs_inflight: args.jobs_inflight,
+        }),
     })
 }

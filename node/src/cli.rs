@@ -207,6 +207,9 @@ pub enum ClientCommand {
 }
 
 #[derive(Clone, Debug, Subcommand)]
+#[command(
+    after_help = "Examples:\n  docket execution show 3f2a…(64 hex) --node http://127.0.0.1:8001"
+)]
 pub enum ExecutionCommand {
     /// Print the execution job and the evidence of every attempt for a proposal.
     #[command(after_help = "Examples:\n  \

@@ -55,7 +55,8 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         docket bench                                   # starts its own 3-node cluster\n  \
         docket bench --nodes 1 --clients 64 --duration-s 10\n  \
-        docket bench --target http://127.0.0.1:8001 --batch 100 --output json")]
+        docket bench --target http://127.0.0.1:8001 --batch 100 --output json\n  \
+        docket bench --mode effects --payouts 1000     # payouts through execution agents and a local rail")]
     Bench(docket_node::bench::BenchArgs),
 
     #[command(flatten)]

@@ -1,10 +1,15 @@
 //! A local payment-rail endpoint for `docket demo` and the tests: it accepts payout
 //! POSTs, honours `Idempotency-Key` (a repeated key gets the first answer back and moves no
 //! more money), and counts every request per key so a test can prove "exactly once".
+//!
+//! A request is recorded (the money moves) when it arrives; with a response delay
+//! ([`Rail::start_with_delay`]) the answer comes later, like a slow real rail, so a test can
+//! kill the caller between the effect and its acknowledgement.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,6 +29,10 @@ pub struct Payout {
 #[derive(Clone, Debug, Default)]
 struct Ledger {
     payouts: Arc<Mutex<BTreeMap<String, Payout>>>,
+    /// Requests received, every key (and keyless requests) included.
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    /// How long each answer is held back after the request is recorded.
+    delay: Duration,
 }
 
 /// A running rail endpoint.
@@ -37,9 +46,17 @@ pub struct Rail {
 impl Rail {
     /// Starts the rail on 127.0.0.1 with an OS-chosen port.
     pub async fn start() -> anyhow::Result<Rail> {
+        Rail::start_with_delay(Duration::ZERO).await
+    }
+
+    /// Starts a rail that records each request at once and answers it `delay` later.
+    pub async fn start_with_delay(delay: Duration) -> anyhow::Result<Rail> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let ledger = Ledger::default();
+        let ledger = Ledger {
+            delay,
+            ..Ledger::default()
+        };
         let app = Router::new()
             .route("/payouts", post(payout))
             .with_state(ledger.clone());
@@ -61,6 +78,13 @@ impl Rail {
             .expect("invariant: the rail lock is never poisoned")
             .clone()
     }
+
+    /// Requests received so far, whatever their key (or lack of one).
+    pub fn requests(&self) -> u64 {
+        self.ledger
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Drop for Rail {
@@ -74,6 +98,9 @@ async fn payout(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
+    ledger
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Some(key) = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -84,19 +111,25 @@ async fn payout(
             Json(json!({"error": "Idempotency-Key header required"})),
         );
     };
-    let mut payouts = ledger
-        .payouts
-        .lock()
-        .expect("invariant: the rail lock is never poisoned");
-    let next = payouts.len() + 1;
-    let entry = payouts.entry(key.clone()).or_insert_with(|| Payout {
-        requests: 0,
-        rail_ref: format!("rail-{next:04}"),
-        amount: body.get("amount").and_then(Value::as_i64),
-    });
-    entry.requests += 1;
+    let rail_ref = {
+        let mut payouts = ledger
+            .payouts
+            .lock()
+            .expect("invariant: the rail lock is never poisoned");
+        let next = payouts.len() + 1;
+        let entry = payouts.entry(key.clone()).or_insert_with(|| Payout {
+            requests: 0,
+            rail_ref: format!("rail-{next:04}"),
+            amount: body.get("amount").and_then(Value::as_i64),
+        });
+        entry.requests += 1;
+        entry.rail_ref.clone()
+    };
+    if !ledger.delay.is_zero() {
+        tokio::time::sleep(ledger.delay).await;
+    }
     (
         StatusCode::OK,
-        Json(json!({"rail_ref": entry.rail_ref, "idempotency_key": key})),
+        Json(json!({"rail_ref": rail_ref, "idempotency_key": key})),
     )
 }

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,51 @@ pub async fn formed_cluster(
     cluster.leader().await.expect("leader elected");
     cluster.converged().await.expect("converged after forming");
     (dir, cluster)
+}
+
+/// Like [`formed_cluster`], with a configuration file for every node: `config` gets the
+/// cluster's root directory (to place key files, sandboxes) and answers the TOML.
+pub async fn formed_cluster_with_config(
+    cluster_id: &str,
+    count: u64,
+    config: impl FnOnce(&Path) -> String,
+) -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("docket-{cluster_id}-"))
+        .tempdir()
+        .expect("temporary directory");
+    let toml = config(dir.path());
+    let mut cluster = LocalCluster::new(binary(), dir.path(), cluster_id, count)
+        .expect("prepare cluster")
+        .with_config(&toml);
+    cluster.start_all().await.expect("start nodes");
+    cluster.form().await.expect("form cluster");
+    cluster.leader().await.expect("leader elected");
+    cluster.converged().await.expect("converged after forming");
+    (dir, cluster)
+}
+
+/// Every entry of the ledger, read in pages with linearizable reads at `client`'s node.
+pub async fn read_ledger(client: &Client) -> Vec<LedgerEntry> {
+    let mut entries = Vec::new();
+    loop {
+        let page = client
+            .ledger(entries.len() as u64, 1_000)
+            .await
+            .unwrap_or_else(|e| panic!("reading the ledger from {}: {e}", entries.len()));
+        let done = page.next.is_none() || page.entries.is_empty();
+        for entry in page.entries {
+            assert_eq!(
+                entry.index.0,
+                entries.len() as u64,
+                "ledger pages come in order"
+            );
+            entries.push(entry);
+        }
+        if done {
+            return entries;
+        }
+    }
 }
 
 pub fn client(url: &str) -> Client {
