@@ -561,6 +561,17 @@ impl Executor {
         if !host.is_leader_confirmed().await || host.term() != term {
             return Ok(Some(JobEnd::LostLeadership));
         }
+        // The read-index round above also brought this node's applied state up to the
+        // commit point: an outcome a previous leader got committed is visible now even if
+        // it was not when the job started. Checked again here, so a new leader never
+        // repeats an effect whose outcome is already in the ledger.
+        if outcome::already_reported(effect.reporting(), host, record) {
+            job.phase = Phase::Resolved {
+                resolution: Resolution::AlreadyReported,
+            };
+            self.journal.put(job)?;
+            return Ok(Some(JobEnd::Done));
+        }
         let throttled = self
             .rate
             .acquire(effect.name(), limits.rate_per_second)

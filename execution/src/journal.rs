@@ -346,7 +346,11 @@ mod tests {
             let job = Job::new(id, "SETTLEMENT.PAYOUT_REQUESTED", "rail", LedgerIndex(5));
             journal.put(&job).expect("put");
             journal.set_cursor(LedgerIndex(6)).expect("cursor");
-            futures::executor::block_on(journal.flush()).expect("flush");
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(journal.flush())
+                .expect("flush");
         }
         let journal = Journal::open(dir.path()).expect("reopens");
         assert_eq!(journal.cursor().expect("cursor"), LedgerIndex(6));
