@@ -68,3 +68,39 @@ pub fn proposal(
     proposal.normalize();
     proposal.sign(&signing_key(author))
 }
+
+/// Signs development proposals for one ledger with increasing nonces, so the demo, the
+/// examples and the tests never repeat an id by accident.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    pub ledger: crate::LedgerId,
+    pub nonce: u64,
+}
+
+impl Proposer {
+    /// Nonces start after `nonce` (use a clock reading to stay distinct across runs).
+    pub fn new(ledger: crate::LedgerId, nonce: u64) -> Proposer {
+        Proposer { ledger, nonce }
+    }
+
+    /// A proposal by `author` with the next nonce (see [`proposal`]).
+    pub fn make(
+        &mut self,
+        author: &str,
+        action: &str,
+        subject: &str,
+        payload: crate::Value,
+        dependencies: Vec<crate::ProposalId>,
+    ) -> crate::SignedProposal {
+        self.nonce += 1;
+        proposal(
+            &self.ledger,
+            author,
+            action,
+            subject,
+            payload,
+            dependencies,
+            self.nonce,
+        )
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use docket_core::{dev, LedgerId, ProposalId, SignedProposal, Value};
+use docket_core::{dev, LedgerId, SignedProposal, Value};
 
 use crate::client::Client;
 use crate::local_cluster::LocalCluster;
@@ -21,33 +21,6 @@ pub struct DemoArgs {
     /// Where to put the nodes' data (default: a new temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-struct Demo {
-    ledger: LedgerId,
-    nonce: u64,
-}
-
-impl Demo {
-    fn proposal(
-        &mut self,
-        author: &str,
-        action: &str,
-        subject: &str,
-        payload: Value,
-        deps: Vec<ProposalId>,
-    ) -> SignedProposal {
-        self.nonce += 1;
-        dev::proposal(
-            &self.ledger,
-            author,
-            action,
-            subject,
-            payload,
-            deps,
-            self.nonce,
-        )
-    }
 }
 
 async fn file(
@@ -178,16 +151,13 @@ async fn demo(
     let leader = cluster.leader().await?;
     println!("  leader: node {leader}");
 
-    let mut demo = Demo {
-        ledger: LedgerId::new(cluster.cluster_id.clone())?,
-        nonce: now_nanos(),
-    };
+    let mut demo = dev::Proposer::new(LedgerId::new(cluster.cluster_id.clone())?, now_nanos());
     let n1 = cluster.node(1).client();
     let n2 = cluster.node(2).client();
     let n3 = cluster.node(3).client();
 
     step("settlement: a deposit, an unauthorized attempt, a payout executed on the rail");
-    let deposit = demo.proposal(
+    let deposit = demo.make(
         "alice",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
         "stl-0001",
@@ -199,7 +169,7 @@ async fn demo(
         vec![],
     );
     file(&n2, 2, &deposit).await?;
-    let forged = demo.proposal(
+    let forged = demo.make(
         "mallory",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
         "stl-0001",
@@ -210,7 +180,7 @@ async fn demo(
         vec![],
     );
     file(&n3, 3, &forged).await?;
-    let stolen = demo.proposal(
+    let stolen = demo.make(
         "exec",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
         "stl-0001",
@@ -222,7 +192,7 @@ async fn demo(
     );
     file(&n1, 1, &stolen).await?;
     let length = n1.status().await?.ledger_length;
-    let payout = demo.proposal(
+    let payout = demo.make(
         "alice",
         "SETTLEMENT.PAYOUT_REQUESTED",
         "stl-0001",
@@ -251,14 +221,14 @@ async fn demo(
     );
 
     step("deferral: a payout filed before the deposit it depends on, released by a wave");
-    let deposit2 = demo.proposal(
+    let deposit2 = demo.make(
         "alice",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
         "stl-0001",
         Value::map([("amount", Value::Int(50_000)), ("currency", "EUR".into())]),
         vec![],
     );
-    let payout2 = demo.proposal(
+    let payout2 = demo.make(
         "bob",
         "SETTLEMENT.PAYOUT_REQUESTED",
         "stl-0001",
@@ -299,7 +269,7 @@ async fn demo(
     println!("  released payout executed on the rail too");
 
     step("kes: version v1 proposed, ratified by two governors, deployed by the agent");
-    let v1 = demo.proposal(
+    let v1 = demo.make(
         "grace",
         "KES.VERSION_PROPOSED",
         "kes-main",
@@ -322,7 +292,7 @@ async fn demo(
     file(
         &n2,
         2,
-        &demo.proposal(
+        &demo.make(
             "grace",
             "KES.VERSION_RATIFIED",
             "kes-main",
@@ -332,7 +302,7 @@ async fn demo(
     )
     .await?;
     let length = n3.status().await?.ledger_length;
-    let completing = demo.proposal("heidi", "KES.VERSION_RATIFIED", "kes-main", ratify, vec![]);
+    let completing = demo.make("heidi", "KES.VERSION_RATIFIED", "kes-main", ratify, vec![]);
     file(&n3, 3, &completing).await?;
     wait_for_subject(
         &n1,
@@ -388,7 +358,7 @@ async fn demo(
         .map(|n| n.id)
         .unwrap_or(new_leader);
     let survivor_client = cluster.node(survivor).client();
-    let more = demo.proposal(
+    let more = demo.make(
         "bob",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
         "stl-0002",
@@ -396,7 +366,7 @@ async fn demo(
         vec![],
     );
     file(&survivor_client, survivor, &more).await?;
-    let payout3 = demo.proposal(
+    let payout3 = demo.make(
         "bob",
         "SETTLEMENT.PAYOUT_REQUESTED",
         "stl-0002",

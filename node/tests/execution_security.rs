@@ -26,9 +26,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{client, formed_cluster_with_config, ledger_id, phase, read_ledger};
-use docket_core::{
-    dev, Decision, LedgerEntry, LedgerId, ProposalId, RejectCode, SignedProposal, Value,
-};
+use docket_core::{dev, Decision, LedgerEntry, ProposalId, RejectCode, SignedProposal, Value};
 use docket_execution::{Job, OutcomeKind, Phase, Resolution};
 use docket_node::client::Client;
 use docket_node::local_cluster::LocalCluster;
@@ -37,33 +35,6 @@ use docket_node::wire::Consistency;
 
 /// Bound on the wait for an outcome record to be committed.
 const OUTCOME_TIMEOUT_MS: u64 = 20_000;
-
-struct Proposer {
-    ledger: LedgerId,
-    nonce: u64,
-}
-
-impl Proposer {
-    fn make(
-        &mut self,
-        author: &str,
-        action: &str,
-        subject: &str,
-        payload: Value,
-        deps: Vec<ProposalId>,
-    ) -> SignedProposal {
-        self.nonce += 1;
-        dev::proposal(
-            &self.ledger,
-            author,
-            action,
-            subject,
-            payload,
-            deps,
-            self.nonce,
-        )
-    }
-}
 
 /// Writes the executor key, the sandbox (with a symbolic link planted in it, pointing out)
 /// and answers the nodes' `[execution]` section.
@@ -218,7 +189,7 @@ fn payload_str<'a>(entry: &'a LedgerEntry, field: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn kes(p: &mut Proposer, subject: &str) -> Vec<SignedProposal> {
+fn kes(p: &mut dev::Proposer, subject: &str) -> Vec<SignedProposal> {
     let ratify = Value::map([
         ("version", "v1".into()),
         ("version_hash", "22".repeat(32).into()),
@@ -255,10 +226,7 @@ async fn executor_key_forges_nothing_and_the_gate_refuses_with_evidence() {
     let (dir, cluster) =
         formed_cluster_with_config("exec-security", 3, |root| execution_toml(root, &rail)).await;
     let root = dir.path().to_owned();
-    let mut p = Proposer {
-        ledger: ledger_id(&cluster),
-        nonce: 0,
-    };
+    let mut p = dev::Proposer::new(ledger_id(&cluster), 0);
     let leader = cluster.leader().await.expect("leader");
     let c = client(&cluster.node(leader).url());
     phase(
