@@ -321,8 +321,8 @@ async fn read_barrier(
     if consistency == Consistency::Local {
         return Ok(());
     }
-    match node.raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
+    match node.reads.wait().await {
+        Ok(()) => Ok(()),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
             let leader = f.leader_node.map(|n| n.api_addr);
             let code = if leader.is_some() {

@@ -12,5 +12,6 @@ pub mod error;
 pub mod execution;
 pub mod local_cluster;
 pub mod rail;
+pub mod read_index;
 pub mod server;
 pub mod wire;

@@ -71,6 +71,8 @@ pub struct Node {
     pub replica: Replica,
     pub config: NodeConfig,
     pub http: reqwest::Client,
+    /// Linearizable reads share leadership rounds here.
+    pub reads: crate::read_index::ReadIndex,
     /// The execution agent, when `[execution] enabled`; its journal serves evidence.
     pub executor: Option<Arc<docket_execution::Executor>>,
     submit_tx: mpsc::Sender<Pending>,
@@ -250,6 +252,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             api_addr: api_addr.to_string(),
         },
         raft: raft.clone(),
+        reads: crate::read_index::ReadIndex::for_raft(raft.clone()),
         replica,
         config,
         http,
