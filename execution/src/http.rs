@@ -15,7 +15,7 @@ use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
 use crate::config::EffectLimits;
-use crate::effect::{Failed, Performed};
+use crate::effect::{Failed, Performed, Request, Target};
 use crate::evidence::{bounded, EffectRecord, TARGET_BYTES_MAX};
 
 /// The header carrying the idempotency key.
@@ -43,6 +43,24 @@ enum Try {
 
 /// POSTs `body` (JSON) to `url`, retrying as the limits allow. Answers the 2xx response, or
 /// the failure with everything tried.
+/// POSTs a planned request: the run step of every HTTP effect. `effect` names the effect
+/// in the failure reason when a plan targets something other than a URL.
+pub async fn post_request(
+    client: &reqwest::Client,
+    effect: &str,
+    request: &Request,
+    key: &ProposalId,
+    limits: &EffectLimits,
+) -> Result<Performed, Failed> {
+    let Target::Http(url) = &request.target else {
+        return Err(Failed {
+            reason: format!("{effect} only speaks HTTP"),
+            ..Failed::default()
+        });
+    };
+    post(client, url, &request.body, key, limits).await
+}
+
 pub async fn post(
     client: &reqwest::Client,
     url: &Url,

@@ -109,15 +109,13 @@ impl Effect for RailEffect {
         request: &'a Request,
         key: &'a ProposalId,
     ) -> EffectFuture<'a, Result<Performed, Failed>> {
-        Box::pin(async move {
-            let Target::Http(url) = &request.target else {
-                return Err(Failed {
-                    reason: "the rail only speaks HTTP".into(),
-                    ..Failed::default()
-                });
-            };
-            crate::http::post(&self.client, url, &request.body, key, &self.limits).await
-        })
+        Box::pin(crate::http::post_request(
+            &self.client,
+            "the rail",
+            request,
+            key,
+            &self.limits,
+        ))
     }
 
     fn verify<'a>(

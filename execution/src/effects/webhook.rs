@@ -101,15 +101,13 @@ impl Effect for WebhookEffect {
         request: &'a Request,
         key: &'a ProposalId,
     ) -> EffectFuture<'a, Result<Performed, Failed>> {
-        Box::pin(async move {
-            let Target::Http(url) = &request.target else {
-                return Err(Failed {
-                    reason: "a webhook only speaks HTTP".into(),
-                    ..Failed::default()
-                });
-            };
-            crate::http::post(&self.client, url, &request.body, key, &self.limits).await
-        })
+        Box::pin(crate::http::post_request(
+            &self.client,
+            "a webhook",
+            request,
+            key,
+            &self.limits,
+        ))
     }
 
     fn verify<'a>(
