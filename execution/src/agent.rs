@@ -94,6 +94,9 @@ enum JobEnd {
     LostLeadership,
 }
 
+/// A wall clock: milliseconds since the Unix epoch.
+pub type Clock = fn() -> u64;
+
 /// Performs the effects of admitted entries while this node leads.
 pub struct Executor {
     effects: Vec<Arc<dyn Effect>>,
@@ -104,6 +107,10 @@ pub struct Executor {
     key: SigningKey,
     jobs_inflight_max: usize,
     rate: RateLimiter,
+    /// Stamps evidence (`started_at_ms`).
+    clock: Clock,
+    /// `false` only in the simulator's negative control ([`Executor::without_dedupe`]).
+    dedupe: bool,
 }
 
 impl fmt::Debug for Executor {
@@ -182,7 +189,29 @@ impl Executor {
             key,
             jobs_inflight_max: jobs_inflight_max.max(1),
             rate: RateLimiter::default(),
+            clock: unix_ms,
+            dedupe: true,
         })
+    }
+
+    /// Uses `clock` for the wall-clock time evidence records carry (`started_at_ms`)
+    /// instead of the system clock. Evidence is hashed into outcome records, so the
+    /// simulator passes its simulated clock: with the real one a replay would differ.
+    pub fn with_clock(mut self, clock: Clock) -> Executor {
+        self.clock = clock;
+        self
+    }
+
+    /// A deliberately broken agent, and it exists **only** for the simulator's negative
+    /// control (`docket-sim`, `Variant::NoDedupe`), which must show that its effects
+    /// checker catches an agent that repeats effects. The agent forgets its journal (each
+    /// epoch scans the ledger from the start and treats every job as new, so a job whose
+    /// outcome could not be filed at once is attempted again) and ignores outcome records
+    /// already in the ledger. Never use it anywhere else.
+    #[doc(hidden)]
+    pub fn without_dedupe(mut self) -> Executor {
+        self.dedupe = false;
+        self
     }
 
     /// The journal, for `GET /v1/execution/{id}` and `docket execution show`.
@@ -274,7 +303,11 @@ impl Executor {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the genesis entry"),
         }
-        let mut scan = self.journal.cursor()?;
+        let mut scan = if self.dedupe {
+            self.journal.cursor()?
+        } else {
+            LedgerIndex(0)
+        };
         let mut saved_cursor = scan;
         let mut inflight = FuturesUnordered::new();
         // Ledger index → entry, for every job in flight or waiting to be retried.
@@ -364,10 +397,11 @@ impl Executor {
         };
         let reason = match &record.decision {
             Decision::Admit => {
-                let resolved = self
-                    .journal
-                    .job(&record.id)?
-                    .is_some_and(|j| j.is_resolved());
+                let resolved = self.dedupe
+                    && self
+                        .journal
+                        .job(&record.id)?
+                        .is_some_and(|j| j.is_resolved());
                 return Ok(!resolved);
             }
             // A deferral is not a decision: the entry that decides the proposal comes later.
@@ -419,7 +453,7 @@ impl Executor {
             cost: Cost::default(),
             outcome,
             reason: reason.map(|r| bounded(r, REASON_BYTES_MAX)),
-            started_at_ms: unix_ms(),
+            started_at_ms: (self.clock)(),
         }
     }
 
@@ -450,14 +484,14 @@ impl Executor {
         let id = record.id;
         let p = &record.proposal.proposal;
         let mut job = match self.journal.job(&id)? {
-            Some(job) => job,
-            None => Job::new(id, &p.action, effect.name(), entry.index),
+            Some(job) if self.dedupe => job,
+            _ => Job::new(id, &p.action, effect.name(), entry.index),
         };
         if job.is_resolved() {
             return Ok(JobEnd::Done);
         }
         let reporting = effect.reporting();
-        if outcome::already_reported(reporting, host, record) {
+        if self.dedupe && outcome::already_reported(reporting, host, record) {
             let resolution = match &job.phase {
                 Phase::Filed { outcome, .. } => match host.proposal_status(&outcome.id()) {
                     Some((ProposalStatus::Admitted, index)) => Resolution::OutcomeRecorded {
@@ -565,7 +599,7 @@ impl Executor {
         // commit point: an outcome a previous leader got committed is visible now even if
         // it was not when the job started. Checked again here, so a new leader never
         // repeats an effect whose outcome is already in the ledger.
-        if outcome::already_reported(effect.reporting(), host, record) {
+        if self.dedupe && outcome::already_reported(effect.reporting(), host, record) {
             job.phase = Phase::Resolved {
                 resolution: Resolution::AlreadyReported,
             };

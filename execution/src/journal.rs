@@ -1,5 +1,6 @@
 //! The execution journal: one [`Job`] per effect-bearing proposal, keyed by proposal id, in
-//! a sled database separate from the governance ledger.
+//! a sled database separate from the governance ledger (or, in the simulator, in a
+//! [`SimJournal`]).
 //!
 //! The journal is node-local and not replicated: it is how *this* node remembers what it
 //! already did, so a restart or a return to leadership never repeats an effect whose result
@@ -10,6 +11,15 @@
 //! Layout: tree `jobs` maps the 32 id bytes to the job as JSON; tree `meta` holds the scan
 //! cursor (`cursor`, u64 big-endian) and quota counters (`quota/<effect>/<window>`).
 //! Durability: each phase change is flushed before the agent acts on it.
+//!
+//! ## Storage
+//!
+//! The journal is written through a small storage seam with two implementations: sled
+//! (production, [`Journal::open`]) and [`SimJournal`] ([`Journal::sim`]), the simulator's
+//! in-memory model in which a crash keeps exactly what was flushed. sled's background
+//! threads and real I/O would break the simulator's replay, and a simulated crash could not
+//! take back what sled already wrote. Both offer the same operations: get, an ordered scan,
+//! insert, an atomic read-modify-write of one key, and flush.
 
 use std::path::Path;
 
@@ -17,6 +27,7 @@ use docket_core::{EntryHash, LedgerIndex, ProposalId, SignedProposal};
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::{Evidence, OutcomeKind};
+use crate::sim_journal::{SimJournal, SimJournalHandle, Space};
 
 /// Evidence records kept per proposal. Each is one attempt; more than 32 attempts at one
 /// proposal means leadership is flapping, and the oldest records are dropped (counted in
@@ -153,14 +164,83 @@ pub enum JournalError {
     ForeignLedger { journal: String, ledger: String },
     #[error("execution journal record for {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
+    /// A simulated journal written through a handle opened before the crash of its node
+    /// (only [`SimJournal`]; a real crash takes the writer with it).
+    #[error("simulated execution journal {0}: written after its node crashed")]
+    Crashed(String),
 }
 
 /// The execution journal.
 #[derive(Clone, Debug)]
 pub struct Journal {
-    db: sled::Db,
-    jobs: sled::Tree,
-    meta: sled::Tree,
+    store: Store,
+}
+
+/// Where a journal keeps its records.
+#[derive(Clone, Debug)]
+enum Store {
+    Sled {
+        db: sled::Db,
+        jobs: sled::Tree,
+        meta: sled::Tree,
+    },
+    Sim(SimJournalHandle),
+}
+
+impl Store {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
+        match self {
+            Store::Sled { jobs, meta, .. } => {
+                let tree = if space == Space::Jobs { jobs } else { meta };
+                Ok(tree.get(key)?.map(|v| v.to_vec()))
+            }
+            Store::Sim(handle) => Ok(handle.get(space, key)),
+        }
+    }
+
+    fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
+        match self {
+            Store::Sled { jobs, meta, .. } => {
+                let tree = if space == Space::Jobs { jobs } else { meta };
+                tree.insert(key, value)?;
+                Ok(())
+            }
+            Store::Sim(handle) => handle.insert(space, key, value),
+        }
+    }
+
+    /// Writes `value` at `key` of `meta` unless a value is there; answers the value that was
+    /// there (`None`: `value` was written).
+    fn insert_meta_if_absent(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        match self {
+            Store::Sled { meta, .. } => {
+                match meta.compare_and_swap(key, None as Option<&[u8]>, Some(value))? {
+                    Ok(()) => Ok(None),
+                    Err(current) => Ok(current.current.map(|v| v.to_vec())),
+                }
+            }
+            Store::Sim(handle) => handle.update(Space::Meta, key, |current| {
+                Some(current.unwrap_or(value).to_vec())
+            }),
+        }
+    }
+
+    /// Atomically replaces the value at `key` of `meta` with `f(current)`; answers the
+    /// value before. `f` may run more than once (sled retries it on contention).
+    fn update_meta(
+        &self,
+        key: &[u8],
+        f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        match self {
+            Store::Sled { meta, .. } => Ok(meta.fetch_and_update(key, f)?.map(|v| v.to_vec())),
+            Store::Sim(handle) => handle.update(Space::Meta, key, f),
+        }
+    }
 }
 
 impl Journal {
@@ -180,7 +260,17 @@ impl Journal {
     pub fn in_db(db: sled::Db) -> Result<Journal, JournalError> {
         let jobs = db.open_tree("execution/jobs")?;
         let meta = db.open_tree("execution/meta")?;
-        Ok(Journal { db, jobs, meta })
+        Ok(Journal {
+            store: Store::Sled { db, jobs, meta },
+        })
+    }
+
+    /// Opens the journal kept in a simulated store (the simulator's node restarts reopen
+    /// it from the same [`SimJournal`]). Writes are lost in a crash unless flushed.
+    pub fn sim(store: &SimJournal) -> Journal {
+        Journal {
+            store: Store::Sim(store.handle()),
+        }
     }
 
     /// Every evidence record kept for a proposal, oldest first (empty if none).
@@ -190,7 +280,7 @@ impl Journal {
 
     /// The job of a proposal, if this node ever looked at it.
     pub fn job(&self, id: &ProposalId) -> Result<Option<Job>, JournalError> {
-        match self.jobs.get(id.as_bytes())? {
+        match self.store.get(Space::Jobs, id.as_bytes())? {
             None => Ok(None),
             Some(bytes) => decode(id, &bytes).map(Some),
         }
@@ -198,20 +288,36 @@ impl Journal {
 
     /// Up to `limit` jobs in proposal-id order, starting after `after` (for listings).
     pub fn jobs(&self, after: Option<&ProposalId>, limit: usize) -> Result<Vec<Job>, JournalError> {
-        let range = match after {
-            Some(id) => self.jobs.range::<&[u8], _>((
-                std::ops::Bound::Excluded(&id.as_bytes()[..]),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.jobs.iter(),
+        let items: Vec<(Vec<u8>, Vec<u8>)> = match &self.store {
+            Store::Sled { jobs, .. } => {
+                let range = match after {
+                    Some(id) => jobs.range::<&[u8], _>((
+                        std::ops::Bound::Excluded(&id.as_bytes()[..]),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => jobs.iter(),
+                };
+                let mut items = Vec::new();
+                for item in range.take(limit) {
+                    let (key, bytes) = item?;
+                    items.push((key.to_vec(), bytes.to_vec()));
+                }
+                items
+            }
+            Store::Sim(handle) => {
+                handle.range_after(Space::Jobs, after.map(|id| &id.as_bytes()[..]), limit)
+            }
         };
-        let mut out = Vec::new();
-        for item in range.take(limit) {
-            let (key, bytes) = item?;
-            let id = ProposalId(key.as_ref().try_into().map_err(|_| JournalError::Corrupt {
-                key: hex::encode(&key),
-                message: "key is not a proposal id".into(),
-            })?);
+        let mut out = Vec::with_capacity(items.len());
+        for (key, bytes) in items {
+            let id = ProposalId(
+                key.as_slice()
+                    .try_into()
+                    .map_err(|_| JournalError::Corrupt {
+                        key: hex::encode(&key),
+                        message: "key is not a proposal id".into(),
+                    })?,
+            );
             out.push(decode(&id, &bytes)?);
         }
         Ok(out)
@@ -219,8 +325,8 @@ impl Journal {
 
     pub(crate) fn put(&self, job: &Job) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec(job).expect("invariant: a job serializes to JSON");
-        self.jobs.insert(job.proposal_id.as_bytes(), bytes)?;
-        Ok(())
+        self.store
+            .insert(Space::Jobs, job.proposal_id.as_bytes(), bytes)
     }
 
     /// Makes everything written so far durable (sled's flush), on a blocking thread.
@@ -229,8 +335,13 @@ impl Journal {
     /// which does not grow until more than seven tasks wait, so seven concurrent jobs
     /// flushing at once fill it and the write they all wait for never runs (sled #1308,
     /// #1241; the agent froze at the default `jobs_inflight_max` of 8).
+    ///
+    /// A simulated journal flushes in place: nothing to wait for, nothing spawned.
     pub async fn flush(&self) -> Result<(), JournalError> {
-        let db = self.db.clone();
+        let db = match &self.store {
+            Store::Sled { db, .. } => db.clone(),
+            Store::Sim(handle) => return handle.flush(),
+        };
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| {
@@ -242,12 +353,12 @@ impl Journal {
     /// First ledger index the agent has not finished with: every effect-bearing entry
     /// before it is resolved in this journal.
     pub fn cursor(&self) -> Result<LedgerIndex, JournalError> {
-        match self.meta.get(CURSOR_KEY)? {
+        match self.store.get(Space::Meta, CURSOR_KEY)? {
             None => Ok(LedgerIndex(0)),
             Some(bytes) => {
                 let raw: [u8; 8] =
                     bytes
-                        .as_ref()
+                        .as_slice()
                         .try_into()
                         .map_err(|_| JournalError::Corrupt {
                             key: "cursor".into(),
@@ -261,22 +372,19 @@ impl Journal {
     /// Ties the journal to the ledger whose genesis entry has `genesis` as its hash; refuses
     /// a journal already tied to another ledger.
     pub fn bind_ledger(&self, genesis: &EntryHash) -> Result<(), JournalError> {
-        match self
-            .meta
-            .compare_and_swap(LEDGER_KEY, None as Option<&[u8]>, Some(&genesis.0[..]))?
-        {
-            Ok(()) => Ok(()),
-            Err(current) if current.current.as_deref() == Some(&genesis.0[..]) => Ok(()),
-            Err(current) => Err(JournalError::ForeignLedger {
-                journal: current.current.map(hex::encode).unwrap_or_default(),
+        match self.store.insert_meta_if_absent(LEDGER_KEY, &genesis.0)? {
+            None => Ok(()),
+            Some(bound) if bound.as_slice() == &genesis.0[..] => Ok(()),
+            Some(bound) => Err(JournalError::ForeignLedger {
+                journal: hex::encode(bound),
                 ledger: genesis.to_hex(),
             }),
         }
     }
 
     pub(crate) fn set_cursor(&self, index: LedgerIndex) -> Result<(), JournalError> {
-        self.meta.insert(CURSOR_KEY, &index.0.to_be_bytes())?;
-        Ok(())
+        self.store
+            .insert(Space::Meta, CURSOR_KEY, index.0.to_be_bytes().to_vec())
     }
 
     /// Counts one effect of `effect` in quota window `window` if fewer than `max` were
@@ -288,7 +396,7 @@ impl Journal {
         max: u64,
     ) -> Result<bool, JournalError> {
         let key = format!("quota/{effect}/{window:020}");
-        let previous = self.meta.fetch_and_update(key.as_bytes(), |old| {
+        let previous = self.store.update_meta(key.as_bytes(), |old| {
             let count = old.map_or(0, read_count);
             if count >= max {
                 old.map(<[u8]>::to_vec)
@@ -303,8 +411,8 @@ impl Journal {
     pub fn quota_used(&self, effect: &str, window: u64) -> Result<u64, JournalError> {
         let key = format!("quota/{effect}/{window:020}");
         Ok(self
-            .meta
-            .get(key.as_bytes())?
+            .store
+            .get(Space::Meta, key.as_bytes())?
             .as_deref()
             .map_or(0, read_count))
     }
@@ -365,33 +473,103 @@ mod tests {
         assert!(journal.jobs(Some(&id), 10).expect("lists").is_empty());
     }
 
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    /// Both storages: a temporary sled database and a simulated store.
+    fn journals() -> Vec<(&'static str, Journal)> {
+        vec![
+            ("sled", Journal::temporary().expect("opens")),
+            ("sim", Journal::sim(&SimJournal::new("test"))),
+        ]
+    }
+
+    #[test]
+    fn a_simulated_journal_keeps_what_was_flushed_across_a_crash() {
+        let store = SimJournal::new("n1");
+        let flushed = ProposalId([1; 32]);
+        let unflushed = ProposalId([2; 32]);
+        let journal = Journal::sim(&store);
+        journal.bind_ledger(&EntryHash([7; 32])).expect("binds");
+        let job = Job::new(flushed, "A", "rail", LedgerIndex(3));
+        journal.put(&job).expect("put");
+        journal.set_cursor(LedgerIndex(4)).expect("cursor");
+        block_on(journal.flush()).expect("flush");
+        journal
+            .put(&Job::new(unflushed, "A", "rail", LedgerIndex(5)))
+            .expect("put");
+        journal.set_cursor(LedgerIndex(6)).expect("cursor");
+        assert!(journal.job(&unflushed).expect("reads").is_some(), "visible");
+        assert_eq!(store.crash(), 2);
+        assert!(
+            matches!(journal.put(&job), Err(JournalError::Crashed(_))),
+            "the journal of the crashed process cannot write"
+        );
+        let reopened = Journal::sim(&store);
+        assert_eq!(reopened.job(&flushed).expect("reads"), Some(job));
+        assert_eq!(reopened.job(&unflushed).expect("reads"), None);
+        assert_eq!(reopened.cursor().expect("cursor"), LedgerIndex(4));
+        assert!(reopened.bind_ledger(&EntryHash([8; 32])).is_err());
+    }
+
+    #[test]
+    fn both_storages_list_jobs_in_id_order() {
+        for (name, journal) in journals() {
+            for b in [3u8, 1, 2] {
+                journal
+                    .put(&Job::new(ProposalId([b; 32]), "A", "e", LedgerIndex(1)))
+                    .expect("put");
+            }
+            let ids: Vec<u8> = journal
+                .jobs(None, 10)
+                .expect("lists")
+                .iter()
+                .map(|j| j.proposal_id.0[0])
+                .collect();
+            assert_eq!(ids, vec![1, 2, 3], "{name}");
+            let after: Vec<u8> = journal
+                .jobs(Some(&ProposalId([1; 32])), 1)
+                .expect("lists")
+                .iter()
+                .map(|j| j.proposal_id.0[0])
+                .collect();
+            assert_eq!(after, vec![2], "{name}");
+        }
+    }
+
     #[test]
     fn a_journal_belongs_to_one_ledger() {
-        let journal = Journal::temporary().expect("opens");
-        journal.bind_ledger(&EntryHash([1; 32])).expect("binds");
-        journal
-            .bind_ledger(&EntryHash([1; 32]))
-            .expect("same ledger");
-        let error = journal
-            .bind_ledger(&EntryHash([2; 32]))
-            .expect_err("another ledger");
-        assert!(
-            matches!(error, JournalError::ForeignLedger { .. }),
-            "{error}"
-        );
+        for (name, journal) in journals() {
+            journal.bind_ledger(&EntryHash([1; 32])).expect("binds");
+            journal
+                .bind_ledger(&EntryHash([1; 32]))
+                .expect("same ledger");
+            let error = journal
+                .bind_ledger(&EntryHash([2; 32]))
+                .expect_err("another ledger");
+            assert!(
+                matches!(error, JournalError::ForeignLedger { .. }),
+                "{name}: {error}"
+            );
+        }
     }
 
     #[test]
     fn quota_counts_up_to_its_maximum() {
-        let journal = Journal::temporary().expect("opens");
-        assert!(journal.take_quota("rail", 7, 2).expect("take"));
-        assert!(journal.take_quota("rail", 7, 2).expect("take"));
-        assert!(!journal.take_quota("rail", 7, 2).expect("take"));
-        assert_eq!(journal.quota_used("rail", 7).expect("used"), 2);
-        assert!(journal.take_quota("rail", 8, 2).expect("another window"));
-        assert!(journal
-            .take_quota("webhook/a", 7, 2)
-            .expect("another effect"));
+        for (name, journal) in journals() {
+            assert!(journal.take_quota("rail", 7, 2).expect("take"), "{name}");
+            assert!(journal.take_quota("rail", 7, 2).expect("take"), "{name}");
+            assert!(!journal.take_quota("rail", 7, 2).expect("take"), "{name}");
+            assert_eq!(journal.quota_used("rail", 7).expect("used"), 2, "{name}");
+            assert!(journal.take_quota("rail", 8, 2).expect("another window"));
+            assert!(journal
+                .take_quota("webhook/a", 7, 2)
+                .expect("another effect"));
+        }
     }
 
     #[test]

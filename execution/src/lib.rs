@@ -56,8 +56,9 @@ pub mod http;
 pub mod journal;
 pub mod outcome;
 pub mod sandbox;
+pub mod sim_journal;
 
-pub use agent::{EpochEnd, ExecutionError, Executor};
+pub use agent::{Clock, EpochEnd, ExecutionError, Executor};
 pub use config::{
     Allowlist, ConfigError, EffectLimits, ExecutionConfig, KesDeployConfig, RailConfig,
     TriggerConfig, WebhookConfig,
@@ -66,3 +67,4 @@ pub use effect::{Effect, Plan, PlanContext, Reporting, Request, Target, Trigger}
 pub use evidence::{Cost, EffectRecord, Evidence, OutcomeKind};
 pub use host::{Host, HostError, Leadership, LedgerView, Submitted};
 pub use journal::{Conclusion, Job, Journal, JournalError, Phase, Resolution};
+pub use sim_journal::{SimJournal, SimJournalStats};

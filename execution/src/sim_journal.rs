@@ -1,0 +1,311 @@
+//! The simulator's journal store: what survives a crash is exactly what was flushed.
+//!
+//! The production journal is sled, which runs background threads and does real I/O: in a
+//! deterministic simulation that breaks replay, and a simulated crash cannot take back
+//! writes sled already made. [`SimJournal`] is the journal's other storage, an in-memory
+//! model with sled's crash semantics made explicit (like `docket_raft::SimDisk` for the
+//! Raft store):
+//!
+//! * every write is visible to reads at once and stays *pending* until
+//!   [`Journal::flush`](crate::Journal::flush);
+//! * [`SimJournal::crash`] drops the pending writes; [`SimJournal::crash_keeping`] keeps a
+//!   prefix of them (sled's log reaches the disk in order and may get there before it is
+//!   asked to flush);
+//! * the handle is cloneable and outlives the simulated host: the simulator keeps one per
+//!   node and the restarted node opens its journal from it
+//!   ([`Journal::sim`](crate::Journal::sim));
+//! * a journal opened before a crash may not write after it (its process is gone): each
+//!   journal is stamped with the crash epoch it was opened in, and a write through a stale
+//!   one fails with [`JournalError::Crashed`].
+//!
+//! Nothing here spawns, sleeps or reads a clock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::journal::JournalError;
+
+/// The journal's two key spaces (the sled journal's trees `execution/jobs` and
+/// `execution/meta`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Space {
+    Jobs,
+    Meta,
+}
+
+type Spaces = BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// One write: an insert (`Some`) or a removal (`None`).
+type Write = (Space, Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    name: String,
+    /// What reads see: `durable` plus every pending write.
+    current: Spaces,
+    durable: Spaces,
+    pending: Vec<Write>,
+    /// Bumped by every crash; journals opened in an older epoch may not write.
+    epoch: u64,
+    flushes: u64,
+    crashes: u64,
+    lost_writes: u64,
+}
+
+fn apply(spaces: &mut Spaces, write: &Write) {
+    let (space, key, value) = write;
+    let space = spaces.entry(*space).or_default();
+    match value {
+        Some(value) => {
+            space.insert(key.clone(), value.clone());
+        }
+        None => {
+            space.remove(key);
+        }
+    }
+}
+
+/// A node's simulated journal storage. Clones share it.
+#[derive(Clone, Default)]
+pub struct SimJournal {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl fmt::Debug for SimJournal {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("SimJournal")
+            .field("name", &inner.name)
+            .field("pending", &inner.pending.len())
+            .field("epoch", &inner.epoch)
+            .finish()
+    }
+}
+
+/// Counters of what happened to a simulated journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimJournalStats {
+    pub flushes: u64,
+    pub crashes: u64,
+    /// Pending writes thrown away by crashes.
+    pub lost_writes: u64,
+    pub pending_writes: u64,
+}
+
+impl SimJournal {
+    pub fn new(name: impl Into<String>) -> SimJournal {
+        SimJournal {
+            inner: Arc::new(Mutex::new(Inner {
+                name: name.into(),
+                ..Inner::default()
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every method finishes its changes before anything can panic, so a poisoned lock
+        // holds nothing half-done.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Loses every write not flushed, as a crash would. Returns how many writes were lost.
+    pub fn crash(&self) -> usize {
+        self.crash_keeping(0)
+    }
+
+    /// Crashes, but the first `keep` pending writes reached the disk anyway (in order).
+    /// Returns how many writes were lost.
+    pub fn crash_keeping(&self, keep: usize) -> usize {
+        let mut inner = self.lock();
+        let pending = std::mem::take(&mut inner.pending);
+        let keep = keep.min(pending.len());
+        for write in &pending[..keep] {
+            apply(&mut inner.durable, write);
+        }
+        let lost = pending.len() - keep;
+        inner.current = inner.durable.clone();
+        inner.epoch += 1;
+        inner.crashes += 1;
+        inner.lost_writes += lost as u64;
+        lost
+    }
+
+    pub fn pending_writes(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    pub fn stats(&self) -> SimJournalStats {
+        let inner = self.lock();
+        SimJournalStats {
+            flushes: inner.flushes,
+            crashes: inner.crashes,
+            lost_writes: inner.lost_writes,
+            pending_writes: inner.pending.len() as u64,
+        }
+    }
+
+    /// A handle for a journal opened now (stamped with the current crash epoch).
+    pub(crate) fn handle(&self) -> SimJournalHandle {
+        let epoch = self.lock().epoch;
+        SimJournalHandle {
+            store: self.clone(),
+            epoch,
+        }
+    }
+}
+
+/// What a [`Journal`](crate::Journal) opened on a [`SimJournal`] holds.
+#[derive(Clone, Debug)]
+pub(crate) struct SimJournalHandle {
+    store: SimJournal,
+    epoch: u64,
+}
+
+impl SimJournalHandle {
+    fn writable(&self) -> Result<MutexGuard<'_, Inner>, JournalError> {
+        let inner = self.store.lock();
+        if inner.epoch != self.epoch {
+            return Err(JournalError::Crashed(inner.name.clone()));
+        }
+        Ok(inner)
+    }
+
+    pub fn get(&self, space: Space, key: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.store.lock();
+        inner.current.get(&space).and_then(|s| s.get(key)).cloned()
+    }
+
+    /// Up to `limit` entries with keys strictly after `after` (from the start if `None`),
+    /// in key order.
+    pub fn range_after(
+        &self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let inner = self.store.lock();
+        let Some(s) = inner.current.get(&space) else {
+            return Vec::new();
+        };
+        let lower = match after {
+            Some(key) => std::ops::Bound::Excluded(key.to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        s.range((lower, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
+        let mut inner = self.writable()?;
+        let write = (space, key.to_vec(), Some(value));
+        apply(&mut inner.current, &write);
+        inner.pending.push(write);
+        Ok(())
+    }
+
+    /// Replaces the value at `key` with `f(current)` (`None` removes it) atomically;
+    /// answers the value before.
+    pub fn update(
+        &self,
+        space: Space,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        let mut inner = self.writable()?;
+        let before = inner.current.get(&space).and_then(|s| s.get(key)).cloned();
+        let after = f(before.as_deref());
+        if after != before {
+            let write = (space, key.to_vec(), after);
+            apply(&mut inner.current, &write);
+            inner.pending.push(write);
+        }
+        Ok(before)
+    }
+
+    pub fn flush(&self) -> Result<(), JournalError> {
+        let mut inner = self.writable()?;
+        inner.flushes += 1;
+        let pending = std::mem::take(&mut inner.pending);
+        for write in &pending {
+            apply(&mut inner.durable, write);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_keeps_what_was_flushed_and_a_prefix_if_asked() {
+        let store = SimJournal::new("n1");
+        let h = store.handle();
+        h.insert(Space::Jobs, b"a", b"1".to_vec()).expect("insert");
+        h.flush().expect("flush");
+        h.insert(Space::Jobs, b"b", b"2".to_vec()).expect("insert");
+        h.insert(Space::Jobs, b"c", b"3".to_vec()).expect("insert");
+        assert_eq!(
+            h.get(Space::Jobs, b"c"),
+            Some(b"3".to_vec()),
+            "visible at once"
+        );
+        assert_eq!(store.crash_keeping(1), 1);
+        let h = store.handle();
+        assert_eq!(h.get(Space::Jobs, b"a"), Some(b"1".to_vec()));
+        assert_eq!(h.get(Space::Jobs, b"b"), Some(b"2".to_vec()), "kept prefix");
+        assert_eq!(h.get(Space::Jobs, b"c"), None, "lost");
+        h.insert(Space::Meta, b"x", b"9".to_vec()).expect("insert");
+        assert_eq!(store.crash(), 1);
+        assert_eq!(store.handle().get(Space::Meta, b"x"), None);
+        assert_eq!(store.stats().crashes, 2);
+        assert_eq!(store.stats().lost_writes, 2);
+    }
+
+    #[test]
+    fn a_journal_opened_before_a_crash_cannot_write_after_it() {
+        let store = SimJournal::new("n1");
+        let old = store.handle();
+        store.crash();
+        let error = old
+            .insert(Space::Jobs, b"a", b"1".to_vec())
+            .expect_err("stale");
+        assert!(matches!(error, JournalError::Crashed(_)), "{error}");
+        assert!(old.flush().is_err());
+        store
+            .handle()
+            .insert(Space::Jobs, b"a", b"1".to_vec())
+            .expect("a fresh handle writes");
+    }
+
+    #[test]
+    fn ranges_and_updates() {
+        let store = SimJournal::new("n1");
+        let h = store.handle();
+        for k in [b"a", b"b", b"c"] {
+            h.insert(Space::Jobs, k, k.to_vec()).expect("insert");
+        }
+        let after_a: Vec<Vec<u8>> = h
+            .range_after(Space::Jobs, Some(b"a"), 10)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(after_a, vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(h.range_after(Space::Jobs, None, 1).len(), 1);
+        let before = h
+            .update(Space::Meta, b"n", |old| {
+                assert!(old.is_none());
+                Some(vec![1])
+            })
+            .expect("update");
+        assert_eq!(before, None);
+        let before = h.update(Space::Meta, b"n", |_| None).expect("remove");
+        assert_eq!(before, Some(vec![1]));
+        assert_eq!(h.get(Space::Meta, b"n"), None);
+    }
+}
