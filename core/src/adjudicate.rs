@@ -23,6 +23,7 @@ use crate::constitution::{Action, Constitution, FieldType};
 use crate::decision::{AccessDecision, AccessVerdict, Decision, Rejection, Verdict};
 use crate::id::{decode_hex, LedgerTime, ProposalId};
 use crate::proposal::{Proposal, SignedProposal};
+use crate::signature::{SignatureCheck, Strict};
 use crate::state::{ProposalStatus, State, SubjectState};
 use crate::value::{Value, VALUE_DEPTH_MAX};
 
@@ -33,6 +34,18 @@ pub fn adjudicate(
     signed: &SignedProposal,
     id: &ProposalId,
     time: LedgerTime,
+) -> Verdict {
+    adjudicate_with(state, signed, id, time, &Strict)
+}
+
+/// [`adjudicate()`], checking the signature through `signatures`; every
+/// [`SignatureCheck`] answers as [`Strict`] does, so the verdict is the same.
+pub fn adjudicate_with(
+    state: &State,
+    signed: &SignedProposal,
+    id: &ProposalId,
+    time: LedgerTime,
+    signatures: &dyn SignatureCheck,
 ) -> Verdict {
     let p = &signed.proposal;
     let constitution = state.constitution();
@@ -60,7 +73,7 @@ pub fn adjudicate(
             ),
         );
     }
-    if let Err(error) = signed.verify(id) {
+    if let Err(error) = signatures.check(signed, id) {
         return reject_early("signature", RejectCode::BadSignature, error.to_string());
     }
 

@@ -16,12 +16,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::adjudicate::adjudicate;
+use crate::adjudicate::adjudicate_with;
 use crate::code::RejectCode;
 use crate::decision::{AccessDecision, AccessVerdict, Decision, Verdict};
 use crate::id::{LedgerIndex, LedgerTime, ProposalId};
 use crate::ledger::{Cause, DecisionRecord, LedgerEntry, Record};
 use crate::proposal::SignedProposal;
+use crate::signature::{SignatureCheck, Strict};
 use crate::state::{ProposalStatus, State};
 
 /// Hard bound on waves released by one command. A wave decides at least one proposal and
@@ -66,6 +67,18 @@ impl Submission {
 impl State {
     /// Submits a signed proposal at ledger time `time` (clamped to be non-decreasing).
     pub fn submit(&mut self, proposal: SignedProposal, time: LedgerTime) -> Submission {
+        self.submit_with(proposal, time, &Strict)
+    }
+
+    /// [`State::submit`], checking signatures through `signatures` (for example a
+    /// [`VerifiedMemo`](crate::signature::VerifiedMemo) shared with a node's front door).
+    /// The entries recorded are the same whichever [`SignatureCheck`] is used.
+    pub fn submit_with(
+        &mut self,
+        proposal: SignedProposal,
+        time: LedgerTime,
+        signatures: &dyn SignatureCheck,
+    ) -> Submission {
         let id = proposal.id();
         if let Some(record) = self.proposal(&id) {
             return Submission::Duplicate {
@@ -74,12 +87,12 @@ impl State {
             };
         }
         let time = time.max(self.head.time);
-        let mut out = self.tick(time);
-        let verdict = adjudicate(self, &proposal, &id, time);
+        let mut out = self.tick_with(time, signatures);
+        let verdict = adjudicate_with(self, &proposal, &id, time, signatures);
         let decided = verdict.decision.is_final();
         out.push(self.record(proposal, id, Cause::Submitted, verdict, time));
         if decided {
-            self.release(vec![id], time, &mut out);
+            self.release(vec![id], time, &mut out, signatures);
         }
         Submission::Recorded(out)
     }
@@ -87,6 +100,16 @@ impl State {
     /// Advances ledger time to `time` (clamped): expires deferred proposals whose deferral
     /// ran out and releases what their rejection makes ready. Returns the entries recorded.
     pub fn tick(&mut self, time: LedgerTime) -> Vec<LedgerEntry> {
+        self.tick_with(time, &Strict)
+    }
+
+    /// [`State::tick`], checking the signatures of released proposals through
+    /// `signatures`.
+    pub fn tick_with(
+        &mut self,
+        time: LedgerTime,
+        signatures: &dyn SignatureCheck,
+    ) -> Vec<LedgerEntry> {
         let time = time.max(self.head.time);
         let mut out = Vec::new();
         let due: Vec<ProposalId> = self
@@ -130,7 +153,7 @@ impl State {
             out.push(self.record(proposal, *id, Cause::Expired, verdict, time));
         }
         if !due.is_empty() {
-            self.release(due, time, &mut out);
+            self.release(due, time, &mut out, signatures);
         }
         out
     }
@@ -168,6 +191,7 @@ impl State {
         mut decided: Vec<ProposalId>,
         time: LedgerTime,
         out: &mut Vec<LedgerEntry>,
+        signatures: &dyn SignatureCheck,
     ) {
         let mut wave = 0u32;
         loop {
@@ -186,7 +210,7 @@ impl State {
             decided = Vec::with_capacity(ready.len());
             for id in ready {
                 let proposal = self.deferred[&id].proposal.clone();
-                let verdict = adjudicate(self, &proposal, &id, time);
+                let verdict = adjudicate_with(self, &proposal, &id, time, signatures);
                 assert!(
                     verdict.decision.is_final(),
                     "invariant: a ready proposal is decided, not deferred again"

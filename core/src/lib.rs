@@ -56,6 +56,8 @@
 //! * [`proposal`] — proposals, ids, signatures;
 //! * [`constitution`] — the constitution document, its validation, its named rules;
 //! * [`adjudicate()`] — the pure decision function;
+//! * [`signature`] — how adjudication checks signatures (strict, or through a memo of
+//!   checks that passed);
 //! * [`engine`] — commands to entries: duplicates, expiries, waves;
 //! * [`state`] — governance state and the one function that changes it;
 //! * [`ledger`] — entries and the hash chain;
@@ -72,10 +74,11 @@ pub mod id;
 pub mod ledger;
 pub mod proposal;
 pub mod replay;
+pub mod signature;
 pub mod state;
 pub mod value;
 
-pub use adjudicate::adjudicate;
+pub use adjudicate::{adjudicate, adjudicate_with};
 pub use code::RejectCode;
 pub use constitution::{Constitution, ConstitutionError};
 pub use decision::{AccessDecision, AccessVerdict, Decision, Rejection, Verdict};
@@ -89,5 +92,6 @@ pub use ledger::{
 };
 pub use proposal::{Proposal, ProposalFormat, SignedProposal};
 pub use replay::{audit, replay, AuditError, AuditReport, ReplayError};
+pub use signature::{SignatureCheck, Strict, VerifiedMemo};
 pub use state::{ProposalStatus, State, SubjectState};
 pub use value::Value;

@@ -104,13 +104,24 @@ impl SignedProposal {
     pub fn verify(&self, id: &ProposalId) -> Result<(), SignatureError> {
         let key = VerifyingKey::from_bytes(self.proposal.author.as_bytes())
             .map_err(|_| SignatureError::MalformedKey)?;
-        if key.is_weak() {
-            return Err(SignatureError::WeakKey);
-        }
-        let signature = ed25519_dalek::Signature::from_bytes(self.signature.as_bytes());
-        key.verify_strict(id.as_bytes(), &signature)
-            .map_err(|_| SignatureError::Invalid)
+        verify_with_key(&key, self, id)
     }
+}
+
+/// [`SignedProposal::verify`] with the author key already decompressed (`key` must be
+/// the decompression of `signed.proposal.author`).
+pub(crate) fn verify_with_key(
+    key: &VerifyingKey,
+    signed: &SignedProposal,
+    id: &ProposalId,
+) -> Result<(), SignatureError> {
+    debug_assert_eq!(key.as_bytes(), signed.proposal.author.as_bytes());
+    if key.is_weak() {
+        return Err(SignatureError::WeakKey);
+    }
+    let signature = ed25519_dalek::Signature::from_bytes(signed.signature.as_bytes());
+    key.verify_strict(id.as_bytes(), &signature)
+        .map_err(|_| SignatureError::Invalid)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

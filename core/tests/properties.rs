@@ -10,7 +10,7 @@
 use docket_core::constitution::DEFAULT_DOCUMENT;
 use docket_core::{
     audit, dev, replay, verify_chain, ChainFault, LedgerEntry, LedgerId, LedgerTime, ProposalId,
-    SignedProposal, State, Submission, Value,
+    SignatureCheck, SignedProposal, State, Strict, Submission, Value, VerifiedMemo,
 };
 use proptest::prelude::*;
 
@@ -145,13 +145,24 @@ fn build(ops: &[Op]) -> Vec<SignedProposal> {
 
 /// Submits proposals in `order` (indexes into `proposals`), from genesis.
 fn run(proposals: &[SignedProposal], ops: &[Op], order: &[usize]) -> (State, Vec<LedgerEntry>) {
+    run_with(proposals, ops, order, &Strict)
+}
+
+/// [`run`], checking signatures through `signatures`.
+fn run_with(
+    proposals: &[SignedProposal],
+    ops: &[Op],
+    order: &[usize],
+    signatures: &dyn SignatureCheck,
+) -> (State, Vec<LedgerEntry>) {
     let (mut state, genesis) =
         State::genesis(ledger_id(), DEFAULT_DOCUMENT, LedgerTime(START_MS)).expect("genesis");
     let mut ledger = vec![genesis];
     let mut time = START_MS;
     for &i in order {
         time += ops[i].step_ms;
-        if let Submission::Recorded(entries) = state.submit(proposals[i].clone(), LedgerTime(time))
+        if let Submission::Recorded(entries) =
+            state.submit_with(proposals[i].clone(), LedgerTime(time), signatures)
         {
             ledger.extend(entries);
         }
@@ -191,6 +202,42 @@ proptest! {
         prop_assert_eq!(replayed.hash(), state_a.hash());
         let (audited, _) = audit(&ledger_a).expect("audit reproduces every decision");
         prop_assert_eq!(audited.hash(), state_a.hash());
+    }
+
+    /// A memo of verified signatures only saves work: warmed by front-door checks of
+    /// every proposal, and fed forgeries that reuse a verified proposal's signature on
+    /// another body or carry another proposal's signature on a verified id, it records
+    /// exactly the entries strict verification records.
+    #[test]
+    fn a_signature_memo_records_exactly_what_strict_checks_record(
+        (ops, order) in ops_and_order(),
+    ) {
+        let mut proposals = build(&ops);
+        let mut extra_ops = Vec::new();
+        for i in 0..proposals.len() {
+            let mut swapped = proposals[i].clone();
+            swapped.signature = proposals[(i + 1) % proposals.len()].signature;
+            let mut reused = proposals[(i + 1) % proposals.len()].clone();
+            reused.signature = proposals[i].signature;
+            proposals.push(swapped);
+            proposals.push(reused);
+            extra_ops.push(ops[i].clone());
+            extra_ops.push(ops[i].clone());
+        }
+        let ops: Vec<Op> = ops.iter().cloned().chain(extra_ops).collect();
+        let order: Vec<usize> = order
+            .iter()
+            .copied()
+            .flat_map(|i| [i, order.len() + 2 * i, order.len() + 2 * i + 1])
+            .collect();
+        let memo = VerifiedMemo::new();
+        for p in &proposals {
+            let _ = memo.check(p, &p.id());
+        }
+        let (strict_state, strict_ledger) = run(&proposals, &ops, &order);
+        let (memo_state, memo_ledger) = run_with(&proposals, &ops, &order, &memo);
+        prop_assert_eq!(&memo_ledger, &strict_ledger);
+        prop_assert_eq!(memo_state.hash(), strict_state.hash());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use docket_core::{
     Decision, LedgerEntry, LedgerId, LedgerIndex, LedgerTime, ProposalId, ProposalStatus,
-    SignedProposal, State, Submission,
+    SignatureCheck, SignedProposal, State, Submission,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +141,7 @@ pub(crate) fn execute(
     state: &mut Option<State>,
     command: Command,
     recorded: &mut Vec<LedgerEntry>,
+    signatures: &dyn SignatureCheck,
 ) -> CommandResponse {
     match command {
         Command::Genesis {
@@ -177,7 +178,7 @@ pub(crate) fn execute(
             for proposal in proposals {
                 let id = proposal.id();
                 let first = state.head().index.next();
-                let outcome = match state.submit(proposal, time) {
+                let outcome = match state.submit_with(proposal, time, signatures) {
                     submission @ Submission::Recorded(_) => {
                         let own = submission
                             .own_entry(&id)
@@ -215,7 +216,7 @@ pub(crate) fn execute(
                 return CommandResponse::Refused(CommandError::NotInitialized);
             };
             let start = state.head().index.next();
-            recorded.extend(state.tick(time));
+            recorded.extend(state.tick_with(time, signatures));
             CommandResponse::Ticked {
                 appended: IndexRange {
                     start,
@@ -229,7 +230,7 @@ pub(crate) fn execute(
 #[cfg(test)]
 mod tests {
     use docket_core::constitution::DEFAULT_DOCUMENT;
-    use docket_core::{dev, Value};
+    use docket_core::{dev, Strict, Value};
 
     use super::*;
 
@@ -249,11 +250,11 @@ mod tests {
     fn genesis_once_then_refused() {
         let mut state = None;
         let mut recorded = Vec::new();
-        let response = execute(&mut state, genesis(), &mut recorded);
+        let response = execute(&mut state, genesis(), &mut recorded, &Strict);
         assert!(matches!(response, CommandResponse::Genesis { appended } if appended.len() == 1));
         assert_eq!(recorded.len(), 1);
 
-        let again = execute(&mut state, genesis(), &mut recorded);
+        let again = execute(&mut state, genesis(), &mut recorded, &Strict);
         assert!(matches!(
             again,
             CommandResponse::Refused(CommandError::AlreadyInitialized { .. })
@@ -271,6 +272,7 @@ mod tests {
                 time: LedgerTime(5),
             },
             &mut recorded,
+            &Strict,
         );
         assert_eq!(
             response,
@@ -291,6 +293,7 @@ mod tests {
                 time: LedgerTime(1),
             },
             &mut recorded,
+            &Strict,
         );
         assert!(matches!(
             response,
@@ -303,7 +306,7 @@ mod tests {
     fn submit_reports_each_proposal() {
         let mut state = None;
         let mut recorded = Vec::new();
-        execute(&mut state, genesis(), &mut recorded);
+        execute(&mut state, genesis(), &mut recorded, &Strict);
         let deposit = dev::proposal(
             &ledger(),
             "alice",
@@ -320,6 +323,7 @@ mod tests {
                 time: LedgerTime(2_000),
             },
             &mut recorded,
+            &Strict,
         );
         let CommandResponse::Submitted { appended, outcomes } = response else {
             panic!("expected Submitted, got {response:?}");

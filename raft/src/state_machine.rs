@@ -20,7 +20,7 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use docket_core::{LedgerEntry, LedgerIndex, State, StateHash};
+use docket_core::{LedgerEntry, LedgerIndex, State, StateHash, VerifiedMemo};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
@@ -54,6 +54,7 @@ fn write(shared: &RwLock<Shared>) -> RwLockWriteGuard<'_, Shared> {
 pub struct StateMachine {
     store: Arc<Store>,
     shared: Arc<RwLock<Shared>>,
+    signatures: Arc<VerifiedMemo>,
 }
 
 /// A cheap, cloneable read handle on a node's governance state and ledger, for the API.
@@ -63,6 +64,7 @@ pub struct StateMachine {
 pub struct Replica {
     store: Arc<Store>,
     shared: Arc<RwLock<Shared>>,
+    signatures: Arc<VerifiedMemo>,
 }
 
 impl StateMachine {
@@ -115,7 +117,17 @@ impl StateMachine {
         Ok(StateMachine {
             store,
             shared: Arc::new(RwLock::new(Shared { core, applied })),
+            signatures: Arc::new(VerifiedMemo::new()),
         })
+    }
+
+    /// Checks signatures during apply through `memo`, shared with whatever else verifies
+    /// proposals on this node (its API front door: [`Replica::signatures`]). Each state
+    /// machine has a memo of its own unless given one; a memo never changes a decision
+    /// (`docket_core::signature`).
+    pub fn with_signatures(mut self, memo: Arc<VerifiedMemo>) -> StateMachine {
+        self.signatures = memo;
+        self
     }
 
     /// A read handle that stays valid while openraft owns the state machine.
@@ -123,6 +135,7 @@ impl StateMachine {
         Replica {
             store: self.store.clone(),
             shared: self.shared.clone(),
+            signatures: self.signatures.clone(),
         }
     }
 
@@ -140,7 +153,9 @@ impl StateMachine {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::Internal
                 }
-                EntryPayload::Normal(command) => execute(core, command, &mut recorded),
+                EntryPayload::Normal(command) => {
+                    execute(core, command, &mut recorded, &*self.signatures)
+                }
             };
             applied.last_applied = Some(entry.log_id);
             responses.push(response);
@@ -283,6 +298,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 }
 
 impl Replica {
+    /// The memo of verified signatures this node's apply uses; a front door that checks
+    /// proposals through it spares the apply of the same proposal a second verification.
+    pub fn signatures(&self) -> &Arc<VerifiedMemo> {
+        &self.signatures
+    }
+
     /// Runs `f` on the current state (`None` before genesis) under the read lock. Keep it
     /// short: applies wait for it.
     pub fn with_state<T>(&self, f: impl FnOnce(Option<&State>) -> T) -> T {

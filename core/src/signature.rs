@@ -1,0 +1,193 @@
+//! How adjudication checks signatures: [`SignatureCheck`], with the plain strict check
+//! ([`Strict`]) and a bounded memo of checks that already passed ([`VerifiedMemo`]).
+//!
+//! A node verifies each proposal's signature at its front door (so unsigned junk never
+//! reaches the log) and again when its replica applies the committed entry (authorization
+//! is replayable state, not a gateway filter). On the node that received the request
+//! those are the same check of the same bytes, and a deferred proposal is checked again
+//! when a wave releases it. Strict ed25519 verification is a pure function of (author key,
+//! proposal id, signature), so its result can be remembered: [`VerifiedMemo`] keeps the
+//! `(id, signature)` pairs that verified (the id covers the author key), and answers a
+//! repeat without the curve arithmetic. A miss verifies in full. Failures are never
+//! remembered, so the memo can only skip work, never change an answer: every replica and
+//! every audit still reaches the same decision, memo or not (`tests/properties.rs` runs
+//! the same commands through both).
+//!
+//! The memo is bounded ([`VerifiedMemo::CAPACITY`]) and forgets oldest-first; it also
+//! keeps authors' decompressed public keys ([`VerifiedMemo::KEYS_MAX`]), which saves a
+//! point decompression on every miss by a known author.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Mutex;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::id::{ProposalId, PublicKey};
+use crate::proposal::{SignatureError, SignedProposal};
+
+/// Checks a proposal's signature over its id. Implementations must answer exactly as
+/// [`SignedProposal::verify`] does; they may only differ in how much work they repeat.
+pub trait SignatureCheck: Send + Sync {
+    fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError>;
+}
+
+/// Verifies every time: [`SignedProposal::verify`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Strict;
+
+impl SignatureCheck for Strict {
+    fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
+        signed.verify(id)
+    }
+}
+
+/// `(proposal id, signature)`: the id is a hash over the whole proposal body, author key
+/// included, so the pair names exactly one (key, message, signature) triple.
+type Verified = ([u8; 32], [u8; 64]);
+
+#[derive(Debug, Default)]
+struct Memo {
+    verified: BTreeSet<Verified>,
+    order: VecDeque<Verified>,
+    keys: BTreeMap<[u8; 32], VerifyingKey>,
+}
+
+/// A bounded memo of signatures that passed strict verification, shared by a node's
+/// front door and its replica. See the module docs for why this cannot change a decision.
+#[derive(Debug, Default)]
+pub struct VerifiedMemo {
+    memo: Mutex<Memo>,
+}
+
+impl VerifiedMemo {
+    /// Remembered `(id, signature)` pairs (about 100 bytes each, ~20 MiB with the index
+    /// at the bound): comfortably more than the proposals a node has in flight between
+    /// its front door and its apply, or deferred until a wave releases them.
+    pub const CAPACITY: usize = 131_072;
+    /// Remembered decompressed author keys; cleared when full (the principals of a
+    /// constitution are far fewer; unknown authors cannot grow it without bound).
+    pub const KEYS_MAX: usize = 4_096;
+
+    pub fn new() -> VerifiedMemo {
+        VerifiedMemo::default()
+    }
+
+    /// Pairs remembered now.
+    pub fn len(&self) -> usize {
+        self.lock().verified.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
+        // The memo holds no invariant a panic elsewhere could break half-way: a poisoned
+        // lock still guards a usable set.
+        self.memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn key(&self, author: &PublicKey) -> Result<VerifyingKey, SignatureError> {
+        if let Some(key) = self.lock().keys.get(author.as_bytes()) {
+            return Ok(*key);
+        }
+        let key = VerifyingKey::from_bytes(author.as_bytes())
+            .map_err(|_| SignatureError::MalformedKey)?;
+        let mut memo = self.lock();
+        if memo.keys.len() >= Self::KEYS_MAX {
+            memo.keys.clear();
+        }
+        memo.keys.insert(*author.as_bytes(), key);
+        Ok(key)
+    }
+}
+
+impl SignatureCheck for VerifiedMemo {
+    fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
+        let pair: Verified = (*id.as_bytes(), *signed.signature.as_bytes());
+        if self.lock().verified.contains(&pair) {
+            return Ok(());
+        }
+        // Verified outside the lock: concurrent misses verify in parallel.
+        let key = self.key(&signed.proposal.author)?;
+        crate::proposal::verify_with_key(&key, signed, id)?;
+        let mut memo = self.lock();
+        if memo.verified.insert(pair) {
+            memo.order.push_back(pair);
+            while memo.order.len() > Self::CAPACITY {
+                let oldest = memo.order.pop_front().expect("invariant: non-empty");
+                memo.verified.remove(&oldest);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev;
+
+    fn signed(nonce: u64) -> SignedProposal {
+        let ledger = crate::LedgerId::new("memo-test").unwrap();
+        let payload = crate::Value::map([("amount", crate::Value::Int(5))]);
+        dev::proposal(
+            &ledger,
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "stl-1",
+            payload,
+            vec![],
+            nonce,
+        )
+    }
+
+    #[test]
+    fn the_memo_answers_as_strict_does_and_remembers_only_successes() {
+        let memo = VerifiedMemo::new();
+        let good = signed(1);
+        let id = good.id();
+        assert_eq!(memo.check(&good, &id), Strict.check(&good, &id));
+        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.check(&good, &id), Ok(()));
+        assert_eq!(memo.len(), 1, "a repeat is answered from the memo");
+
+        // Same id, another signature: a miss, and a failure that is not remembered.
+        let mut forged = good.clone();
+        forged.signature = signed(2).signature;
+        assert_eq!(memo.check(&forged, &id), Err(SignatureError::Invalid));
+        assert_eq!(memo.check(&forged, &id), Strict.check(&forged, &id));
+        assert_eq!(memo.len(), 1);
+    }
+
+    #[test]
+    fn the_memo_is_bounded_and_forgets_oldest_first() {
+        let memo = VerifiedMemo::new();
+        let first = signed(1);
+        memo.check(&first, &first.id()).unwrap();
+        {
+            // Fill to the bound with synthetic pairs (verifying 131k signatures would
+            // only slow the test down; the eviction path is what is under test).
+            let mut inner = memo.lock();
+            for n in 0..VerifiedMemo::CAPACITY as u64 {
+                let mut id = [0xff; 32];
+                id[..8].copy_from_slice(&n.to_le_bytes());
+                let pair = (id, [0; 64]);
+                inner.verified.insert(pair);
+                inner.order.push_back(pair);
+            }
+        }
+        let second = signed(2);
+        memo.check(&second, &second.id()).unwrap();
+        assert_eq!(memo.len(), VerifiedMemo::CAPACITY);
+        let inner = memo.lock();
+        assert!(!inner
+            .verified
+            .contains(&(*first.id().as_bytes(), *first.signature.as_bytes())));
+        assert!(inner
+            .verified
+            .contains(&(*second.id().as_bytes(), *second.signature.as_bytes())));
+    }
+}
