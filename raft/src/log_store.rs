@@ -2,7 +2,8 @@
 //!
 //! Appends, votes, truncations and purges are acknowledged only after
 //! [`Store::durable_flush`]: Raft's safety assumes a node never forgets a vote it cast or an
-//! entry it acknowledged.
+//! entry it acknowledged. They run through [`Store::blocking_io`], so on sled the wait for
+//! `fsync` happens on tokio's blocking pool, not on a worker thread.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -69,8 +70,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<NodeId>> {
+        let vote = *vote;
         self.store
-            .save_vote(vote)
+            .blocking_io(move |store| store.save_vote(&vote))
+            .await
             .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
@@ -106,7 +109,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // Written and durably flushed before the callback: never acknowledge an entry that
         // a power loss could take back.
-        match self.store.log_append(entries) {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        match self
+            .store
+            .blocking_io(move |store| store.log_append(entries))
+            .await
+        {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -120,13 +128,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         self.store
-            .log_truncate(log_id.index)
+            .blocking_io(move |store| store.log_truncate(log_id.index))
+            .await
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         self.store
-            .log_purge(log_id)
+            .blocking_io(move |store| store.log_purge(log_id))
+            .await
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 }

@@ -253,9 +253,61 @@ impl Store {
             snapshot_lock: Mutex::new(()),
         };
         store.recover()?;
+        store.demote_vote()?;
         // Makes the recovery (and, on sled, blobs an earlier run never synced) durable.
         store.durable_flush()?;
         Ok(store)
+    }
+
+    /// A node that led before it stopped starts again as a follower.
+    ///
+    /// openraft 0.9 restores a node whose persisted vote is committed and its own as
+    /// leader at once, in its old term, with no new entry; its read index is then
+    /// `max(committed, first entry of its term)`, so a committed log id lost in the crash
+    /// would let it serve `ensure_linearizable` reads from before writes it had already
+    /// acknowledged (found by the simulator, seed 10751; openraft#1511). Un-committing the
+    /// vote (same term, same candidate) makes the restarted node win a new election
+    /// instead, and a new leader's read index is an entry of its own term, which no
+    /// acknowledged write is after. This is safe: a vote's order against any other
+    /// candidate's vote is decided by the leader id alone (term, then node id), so the node
+    /// grants and refuses exactly what it did before; only its own old leadership ends.
+    /// It is also what lets [`Store::save_committed`] skip a flush on every commit.
+    fn demote_vote(&self) -> Result<(), StoreError> {
+        if let Some(vote) = self.read_vote()? {
+            if vote.is_committed() {
+                let demoted = Vote {
+                    leader_id: vote.leader_id,
+                    committed: false,
+                };
+                tracing::info!(%vote, %demoted, "led before the restart: starting as a follower");
+                let mut batch = WriteBatch::default();
+                batch.insert(TreeName::Meta, KEY_VOTE, encode("vote", &demoted)?);
+                self.disk.apply(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `io` — writes ending in a durable flush — where its wait belongs: on sled, on
+    /// tokio's blocking pool, because the flush waits for `fsync` and would otherwise hold
+    /// one of the runtime's few worker threads (the API, the network and apply need them);
+    /// on the simulated disk, inline, because its flush is a memory copy and a simulated
+    /// host must stay on the simulation's one thread for runs to be reproducible.
+    pub async fn blocking_io<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        io: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> T {
+        match self.disk {
+            Disk::Sim(_) => io(self),
+            Disk::Sled(_) => {
+                let store = self.clone();
+                match tokio::task::spawn_blocking(move || io(&store)).await {
+                    Ok(value) => value,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => panic!("blocking store I/O was cancelled: {e}"),
+                }
+            }
+        }
     }
 
     /// The data directory, or for a simulated disk a pseudo path naming it.
@@ -429,18 +481,14 @@ impl Store {
         self.meta_get("vote", KEY_VOTE)
     }
 
-    /// Records the committed log id, durably.
+    /// Records the committed log id; durable with the next flush, not before.
     ///
-    /// Durable because openraft 0.9 lets a node that was leader resume leadership at once
-    /// when it restarts (a committed vote for itself), without committing a new entry in a
-    /// new term, and its read index is then `max(committed, first entry of its term)`. If
-    /// the committed id were lost in the crash, that restarted leader would serve
-    /// `ensure_linearizable` reads from before writes it had already acknowledged: found by
-    /// the simulator (`sim/`, seed 10751; upstream openraft#1511, made configurable only
-    /// after 0.9). openraft saves the committed id before applying, and a client is
-    /// answered only after apply, so flushing here makes every acknowledged write covered
-    /// by the committed id a restarted leader reads back. Costs one flush per commit
-    /// advance (commits are batched by openraft and by the node's group commit).
+    /// openraft reads it back at start to apply what is known committed without waiting
+    /// for a leader. Losing the latest value in a crash only delays that: a follower
+    /// learns the commit index from its leader, and a node that led starts as a follower
+    /// ([`Store::demote_vote`]), so no restarted leader derives a read index from it.
+    /// (Until that demotion this was flushed on every commit advance, one fsync per
+    /// commit; the simulator's seed 10751 is the regression test for both.)
     pub fn save_committed(&self, committed: Option<LogId>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.insert(
@@ -448,8 +496,7 @@ impl Store {
             KEY_COMMITTED,
             encode("committed log id", &committed)?,
         );
-        self.disk.apply(batch)?;
-        self.durable_flush()
+        self.disk.apply(batch)
     }
 
     pub fn read_committed(&self) -> Result<Option<LogId>, StoreError> {
@@ -704,5 +751,30 @@ mod tests {
     fn keys_sort_numerically() {
         assert!(index_key(255) < index_key(256));
         assert!(chunk_key(1, u32::MAX) < chunk_key(2, 0));
+    }
+
+    #[test]
+    fn a_node_that_led_reopens_as_a_follower_in_the_same_term() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StoreOptions::default();
+        let led = Vote::new_committed(7, 2);
+        {
+            let store = Store::open(dir.path(), &options).expect("open");
+            store.save_vote(&led).expect("vote");
+            assert_eq!(store.read_vote().expect("read"), Some(led));
+        }
+        let store = Store::open(dir.path(), &options).expect("reopen");
+        let vote = store.read_vote().expect("read").expect("a vote");
+        assert_eq!(
+            vote,
+            Vote::new(7, 2),
+            "same term and candidate, not committed"
+        );
+        assert!(vote < led);
+
+        // An uncommitted vote is kept as it is.
+        drop(store);
+        let store = Store::open(dir.path(), &options).expect("reopen again");
+        assert_eq!(store.read_vote().expect("read"), Some(Vote::new(7, 2)));
     }
 }
