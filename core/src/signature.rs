@@ -131,7 +131,7 @@ mod tests {
     use crate::dev;
 
     fn signed(nonce: u64) -> SignedProposal {
-        let ledger = crate::LedgerId::new("memo-test").unwrap();
+        let ledger = crate::LedgerId::new("memo-test").expect("valid");
         let payload = crate::Value::map([("amount", crate::Value::Int(5))]);
         dev::proposal(
             &ledger,
@@ -166,7 +166,7 @@ mod tests {
     fn the_memo_is_bounded_and_forgets_oldest_first() {
         let memo = VerifiedMemo::new();
         let first = signed(1);
-        memo.check(&first, &first.id()).unwrap();
+        memo.check(&first, &first.id()).expect("verifies");
         {
             // Fill to the bound with synthetic pairs (verifying 131k signatures would
             // only slow the test down; the eviction path is what is under test).
@@ -180,7 +180,7 @@ mod tests {
             }
         }
         let second = signed(2);
-        memo.check(&second, &second.id()).unwrap();
+        memo.check(&second, &second.id()).expect("verifies");
         assert_eq!(memo.len(), VerifiedMemo::CAPACITY);
         let inner = memo.lock();
         assert!(!inner
