@@ -11,7 +11,10 @@
 //! * no two nodes are ever leader under the same leader id;
 //! * a node's vote never goes back, **across restarts too**: a vote is persisted before it
 //!   is used, and a node that forgets one can vote twice in a term (two leaders). This is
-//!   the check a disk that acknowledges unflushed writes fails.
+//!   the check a disk that acknowledges unflushed writes fails. The one step back allowed
+//!   is across a restart, from a committed vote to the *same* leader id uncommitted: the
+//!   store opens a node that led as a follower (`docket_raft::Store`, "demote_vote"), and
+//!   which candidates a vote grants or refuses depends on its leader id alone.
 //!
 //! How many terms had several leaders (legal in this mode) is counted for the report.
 
@@ -30,26 +33,32 @@ pub struct ElectionSafety {
     leaders: BTreeMap<(u64, NodeId), NodeId>,
     /// Nodes seen leading in each bare term.
     per_term: BTreeMap<u64, BTreeSet<NodeId>>,
-    last_vote: BTreeMap<NodeId, Vote>,
+    /// Each node's last vote, and the boot it was seen in.
+    last_vote: BTreeMap<NodeId, (Vote, u32)>,
     violations: Vec<Violation>,
 }
 
 impl ElectionSafety {
-    pub fn observe(&mut self, node: NodeId, is_leader: bool, vote: Vote) {
-        if let Some(previous) = self.last_vote.get(&node) {
+    /// Observes node `node` in its boot `boot` (1 for its first start).
+    pub fn observe(&mut self, node: NodeId, boot: u32, is_leader: bool, vote: Vote) {
+        if let Some((previous, previous_boot)) = self.last_vote.get(&node) {
             let regressed = match vote.partial_cmp(previous) {
                 Some(Ordering::Less) => true,
                 None => vote != *previous,
                 _ => false,
             };
-            if regressed {
+            let demoted_on_restart = boot != *previous_boot
+                && previous.is_committed()
+                && !vote.is_committed()
+                && vote.leader_id == previous.leader_id;
+            if regressed && !demoted_on_restart {
                 self.violations.push(Violation::new(
                     NAME,
                     format!("n{node}'s vote went back from {previous} to {vote}"),
                 ));
             }
         }
-        self.last_vote.insert(node, vote);
+        self.last_vote.insert(node, (vote, boot));
         if !is_leader {
             return;
         }
@@ -102,10 +111,10 @@ mod tests {
     #[test]
     fn leaders_under_distinct_ids_are_fine() {
         let mut check = ElectionSafety::default();
-        check.observe(1, true, committed(1, 1));
-        check.observe(2, false, committed(1, 1));
-        check.observe(2, true, committed(2, 2));
-        check.observe(1, false, committed(2, 2));
+        check.observe(1, 1, true, committed(1, 1));
+        check.observe(2, 1, false, committed(1, 1));
+        check.observe(2, 1, true, committed(2, 2));
+        check.observe(1, 1, false, committed(2, 2));
         assert!(check.take_violations().is_empty());
         assert_eq!(check.terms(), 2);
     }
@@ -113,28 +122,47 @@ mod tests {
     #[test]
     fn a_leader_without_a_committed_vote_for_itself_is_caught() {
         let mut check = ElectionSafety::default();
-        check.observe(1, true, Vote::new(3, 1));
+        check.observe(1, 1, true, Vote::new(3, 1));
         // n2 leading under n1's leader id: a vote not for itself, and a second leader
         // under one leader id.
-        check.observe(2, true, committed(3, 1));
+        check.observe(2, 1, true, committed(3, 1));
         assert_eq!(check.take_violations().len(), 3);
     }
 
     #[test]
     fn a_vote_that_goes_back_is_caught() {
         let mut check = ElectionSafety::default();
-        check.observe(1, false, committed(5, 2));
-        check.observe(1, false, Vote::default());
+        check.observe(1, 1, false, committed(5, 2));
+        check.observe(1, 1, false, Vote::default());
         let violations = check.take_violations();
         assert_eq!(violations.len(), 1);
         assert!(violations[0].detail.contains("went back"));
+        // Across a restart, too.
+        check.observe(1, 1, false, committed(6, 2));
+        check.observe(1, 2, false, Vote::new(5, 2));
+        assert_eq!(check.take_violations().len(), 1);
+    }
+
+    #[test]
+    fn a_restart_may_uncommit_the_same_vote_and_nothing_else() {
+        let mut check = ElectionSafety::default();
+        check.observe(1, 1, true, committed(5, 1));
+        check.observe(1, 2, false, Vote::new(5, 1));
+        assert!(check.take_violations().is_empty(), "demoted on restart");
+        check.observe(1, 2, true, committed(6, 1));
+        check.observe(1, 2, false, Vote::new(6, 1));
+        assert_eq!(
+            check.take_violations().len(),
+            1,
+            "within one boot a committed vote stays committed"
+        );
     }
 
     #[test]
     fn several_leaders_in_one_term_are_counted_not_flagged() {
         let mut check = ElectionSafety::default();
-        check.observe(1, true, committed(4, 1));
-        check.observe(2, true, committed(4, 2));
+        check.observe(1, 1, true, committed(4, 1));
+        check.observe(2, 1, true, committed(4, 2));
         assert!(check.take_violations().is_empty());
         assert_eq!(check.terms_with_several_leaders(), 1);
     }
