@@ -22,6 +22,9 @@ pub enum Variant {
     /// A disk whose `durable_flush` does nothing: appends and votes are acknowledged before
     /// they are durable, and a crash takes them back.
     LyingDisk,
+    /// Execution agents that skip their dedupe (`Executor::without_dedupe`): they ignore
+    /// their journal and the outcome records in the ledger, so they repeat effects.
+    NoDedupe,
 }
 
 impl Variant {
@@ -30,13 +33,19 @@ impl Variant {
             Variant::Correct => "correct",
             Variant::LocalReads => "local-reads",
             Variant::LyingDisk => "lying-disk",
+            Variant::NoDedupe => "no-dedupe",
         }
     }
 
+    pub const ALL: [Variant; 4] = [
+        Variant::Correct,
+        Variant::LocalReads,
+        Variant::LyingDisk,
+        Variant::NoDedupe,
+    ];
+
     pub fn from_name(name: &str) -> Option<Variant> {
-        [Variant::Correct, Variant::LocalReads, Variant::LyingDisk]
-            .into_iter()
-            .find(|v| v.name() == name)
+        Variant::ALL.into_iter().find(|v| v.name() == name)
     }
 }
 
@@ -77,6 +86,9 @@ pub struct SimConfig {
     pub clients: u32,
     pub faults: Faults,
     pub variant: Variant,
+    /// Run execution agents on every node and the simulated payment rail; payouts are
+    /// executed by the agents (off: the workload files their outcome records itself).
+    pub execution: bool,
     /// Keep the full trace log (for `--trace`), not only its hash.
     pub keep_trace: bool,
 }
@@ -89,6 +101,7 @@ impl Default for SimConfig {
             clients: 3,
             faults: Faults::default(),
             variant: Variant::Correct,
+            execution: true,
             keep_trace: false,
         }
     }
@@ -113,6 +126,10 @@ pub mod salt {
     pub const MEMBERSHIP: u64 = 0x6d65_6d62_6572_0004;
     pub const RAFT: u64 = 0x7261_6674_0000_0005;
     pub const DISK: u64 = 0x6469_736b_0000_0006;
+    /// The simulated payment rail's answer delays.
+    pub const RAIL: u64 = 0x7261_696c_0000_0007;
+    /// How much of an execution journal's unflushed tail a crash keeps.
+    pub const JOURNAL: u64 = 0x6a72_6e6c_0000_0008;
 }
 
 /// A generator for one subsystem of one seed.

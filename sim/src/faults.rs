@@ -2,10 +2,12 @@
 //!
 //! The menu: symmetric and one-way partitions between two nodes, isolating the leader or
 //! any node, splitting the cluster, message loss and latency spikes on a link, crashing a
-//! node (its disk loses what was not flushed, or keeps a prefix of it) and restarting it
-//! later, crashing every node at once (a power cut), an instant restart, and repairing the
-//! network. Faults accumulate until a repair, so several are often active at once. The
-//! heal phase undoes everything and restarts every crashed node.
+//! node (its disk and its execution journal lose what was not flushed, or keep a prefix of
+//! it) and restarting it later, crashing every node at once (a power cut), an instant
+//! restart, cutting a node (usually the leader) off the payment rail or making their link
+//! lossy (with execution), and repairing the network. Faults accumulate until a repair, so
+//! several are often active at once. The heal phase undoes everything and restarts every
+//! crashed node.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::config::{rng, salt, SimConfig};
+use crate::rail::RAIL_HOST;
 use crate::world::{host_name, World};
 
 /// A fault action, for the trace and the report.
@@ -39,17 +42,26 @@ pub enum Fault {
         kept: usize,
         lost: usize,
     },
+    /// The node and the payment rail cannot reach each other.
+    RailPartition(NodeId),
+    /// Loss (percent) on the link between the node and the payment rail.
+    RailLoss(NodeId, u32),
     Repair,
 }
 
 #[derive(Debug)]
 pub struct Schedule {
     rng: StdRng,
+    /// How much of a crashed node's unflushed journal survives (its own generator, so the
+    /// fault schedule itself does not depend on what the journals hold).
+    journal_rng: StdRng,
     nodes: u64,
     every: Option<Duration>,
     next_at: Duration,
     crashes: bool,
     partitions: bool,
+    /// Whether the payment rail is simulated (its links join the menu).
+    rail: bool,
     /// Crashed nodes and when they come back.
     down: BTreeMap<NodeId, Duration>,
     /// Faults applied (for the report).
@@ -64,11 +76,13 @@ impl Schedule {
     pub fn new(seed: u64, config: &SimConfig, every: Option<Duration>) -> Schedule {
         Schedule {
             rng: rng(seed, salt::FAULTS),
+            journal_rng: rng(seed, salt::JOURNAL),
             nodes: config.nodes,
             every,
             next_at: WARMUP,
             crashes: config.faults.crashes,
             partitions: config.faults.partitions,
+            rail: config.execution,
             down: BTreeMap::new(),
             applied: 0,
             crashes_applied: 0,
@@ -126,6 +140,9 @@ impl Schedule {
         }
         if self.crashes {
             menu.extend([7, 7, 8, 9]);
+        }
+        if self.partitions && self.rail {
+            menu.extend([11, 12]);
         }
         let pick = *menu
             .choose(&mut self.rng)
@@ -187,12 +204,14 @@ impl Schedule {
                 }
                 if pick == 8 {
                     // Instant restart: the process dies and comes straight back.
-                    let (kept, lost) = crash(sim, world, node, &mut self.rng);
+                    let (kept, lost) =
+                        crash(sim, world, node, &mut self.rng, &mut self.journal_rng);
                     restart(sim, world, node);
                     self.crashes_applied += 1;
                     Fault::Bounce { node, kept, lost }
                 } else {
-                    let (kept, lost) = crash(sim, world, node, &mut self.rng);
+                    let (kept, lost) =
+                        crash(sim, world, node, &mut self.rng, &mut self.journal_rng);
                     let downtime = Duration::from_millis(self.rng.gen_range(200..=4_000));
                     self.down.insert(node, now + downtime);
                     self.crashes_applied += 1;
@@ -205,7 +224,7 @@ impl Schedule {
                 }
                 for node in 1..=self.nodes {
                     if !self.down.contains_key(&node) {
-                        crash(sim, world, node, &mut self.rng);
+                        crash(sim, world, node, &mut self.rng, &mut self.journal_rng);
                         self.crashes_applied += 1;
                     }
                     let downtime = Duration::from_millis(self.rng.gen_range(200..=2_000));
@@ -213,8 +232,29 @@ impl Schedule {
                 }
                 Fault::CrashAll
             }
+            11 => {
+                // Usually the leader: its agent is the one talking to the rail.
+                let node = match leader(world) {
+                    Some(leader) if self.rng.gen_bool(0.7) => leader,
+                    _ => self.node(),
+                };
+                sim.partition(host_name(node), RAIL_HOST);
+                Fault::RailPartition(node)
+            }
+            12 => {
+                let node = match leader(world) {
+                    Some(leader) if self.rng.gen_bool(0.7) => leader,
+                    _ => self.node(),
+                };
+                let percent = self.rng.gen_range(10..=50);
+                sim.set_link_fail_rate(host_name(node), RAIL_HOST, f64::from(percent) / 100.0);
+                Fault::RailLoss(node, percent)
+            }
             _ => {
                 repair_network(sim, self.nodes, world);
+                if self.rail {
+                    repair_rail(sim, self.nodes);
+                }
                 Fault::Repair
             }
         };
@@ -224,6 +264,9 @@ impl Schedule {
     /// Undoes every fault: repairs the network and restarts crashed nodes.
     pub fn heal(&mut self, sim: &mut turmoil::Sim<'_>, world: &World) {
         repair_network(sim, self.nodes, world);
+        if self.rail {
+            repair_rail(sim, self.nodes);
+        }
         let down: Vec<NodeId> = self.down.keys().copied().collect();
         for node in down {
             restart(sim, world, node);
@@ -247,13 +290,15 @@ pub fn leader(world: &World) -> Option<NodeId> {
         .map(|(_, l)| l)
 }
 
-/// Crashes a node's host, then its disk: everything not flushed is lost, except (half the
-/// time) a random prefix of it. Returns `(batches kept, batches lost)`.
+/// Crashes a node's host, then its disk and its execution journal: everything not flushed
+/// is lost, except (half the time) a random prefix of it. Returns the disk's `(batches
+/// kept, batches lost)`.
 pub fn crash(
     sim: &mut turmoil::Sim<'_>,
     world: &World,
     node: NodeId,
     rng: &mut StdRng,
+    journal_rng: &mut StdRng,
 ) -> (usize, usize) {
     sim.crash(host_name(node));
     let mut w = world.borrow_mut();
@@ -268,6 +313,13 @@ pub fn crash(
         rng.gen_range(0..=pending)
     };
     let lost = slot.disk.crash_keeping(keep);
+    let pending = slot.journal.pending_writes();
+    let journal_keep = if journal_rng.gen_bool(0.5) {
+        0
+    } else {
+        journal_rng.gen_range(0..=pending)
+    };
+    slot.journal.crash_keeping(journal_keep);
     (keep, lost)
 }
 
@@ -279,6 +331,14 @@ pub fn restart(sim: &mut turmoil::Sim<'_>, world: &World, node: NodeId) {
         .expect("invariant: node slot exists")
         .up = true;
     sim.bounce(host_name(node));
+}
+
+/// Repairs every node's link to the payment rail.
+fn repair_rail(sim: &mut turmoil::Sim<'_>, nodes: u64) {
+    for node in 1..=nodes {
+        sim.repair(host_name(node), RAIL_HOST);
+        sim.set_link_fail_rate(host_name(node), RAIL_HOST, 0.0);
+    }
 }
 
 fn repair_network(sim: &mut turmoil::Sim<'_>, nodes: u64, world: &World) {

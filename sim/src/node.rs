@@ -51,16 +51,19 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The body of node `id`'s host, run on every boot.
 pub async fn run(world: World, id: NodeId) -> turmoil::Result {
-    let (disk, boot, derived, variant) = {
+    let (disk, journal, boot, derived, variant, execution, exec_log) = {
         let mut w = world.borrow_mut();
         let slot = w.nodes.get_mut(&id).expect("invariant: node slot exists");
         slot.boots += 1;
         let boot = slot.boots;
         let disk = slot.disk.clone();
+        let journal = slot.journal.clone();
         let derived = w.derived.clone();
         let variant = w.config.variant;
+        let execution = w.config.execution;
+        let exec_log = w.exec_log.clone();
         w.trace_now(format_args!("n{id} boot {boot}"));
-        (disk, boot, derived, variant)
+        (disk, journal, boot, derived, variant, execution, exec_log)
     };
     // openraft draws this node's election timeout in Raft::new, from this sequence.
     docket_raft::runtime::seed_thread_rng(derived.seed ^ salt::RAFT ^ (id << 32) ^ u64::from(boot));
@@ -103,6 +106,18 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
         }
     }
 
+    if execution {
+        // The execution agent, attached to this node's confirmed leadership.
+        crate::execution::start(
+            id,
+            boot,
+            raft.clone(),
+            replica.clone(),
+            &journal,
+            variant,
+            exec_log,
+        );
+    }
     let api_node = ApiNode {
         id,
         raft: raft.clone(),

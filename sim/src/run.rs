@@ -1,5 +1,6 @@
 //! One seed, start to finish: build the simulation, run the fault phase with the workload,
-//! heal, check liveness, then run the end-of-run checkers.
+//! heal, check liveness (and, with execution, wait for every payout to be reported), then
+//! run the end-of-run checkers.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,7 +9,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use docket_core::{LedgerEntry, LedgerIndex};
-use docket_raft::{FlushMode, NodeId, SimDisk};
+use docket_execution::{Journal, SimJournal};
+use docket_raft::{FlushMode, NodeId, Replica, SimDisk};
 use openraft::ServerState;
 
 use crate::api::LEDGER_EPOCH_MS;
@@ -20,9 +22,10 @@ use crate::check::{self, linearizability, Violation};
 use crate::config::{Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK};
 use crate::faults::Schedule;
 use crate::history::{History, OpKind, OpResult};
+use crate::rail::{Rail, RAIL_HOST};
 use crate::trace::Trace;
 use crate::world::{host_name, NodeSlot, Probe, Shared, World};
-use crate::{admin, node, workload};
+use crate::{admin, check::effects, execution, node, rail, workload};
 
 /// Steps between two ledger observations (metrics are observed every step).
 pub const LEDGER_OBSERVE_EVERY_STEPS: u64 = 50;
@@ -61,6 +64,8 @@ pub struct RunStats {
     pub faults: u64,
     pub crashes: u64,
     pub lin: linearizability::Stats,
+    /// What execution did (zero without execution).
+    pub effects: effects::Stats,
 }
 
 /// The command that replays `seed` with `config`.
@@ -79,6 +84,7 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
         (f.crashes, "--no-crashes"),
         (f.partitions, "--no-partitions"),
         (f.membership, "--no-membership"),
+        (config.execution, "--no-execution"),
     ] {
         if !on {
             command.push(' ');
@@ -184,6 +190,7 @@ impl Run {
                 let slot = NodeSlot {
                     id,
                     disk: SimDisk::with_mode(host_name(id), mode),
+                    journal: SimJournal::new(host_name(id)),
                     raft: None,
                     replica: None,
                     boots: 0,
@@ -201,6 +208,8 @@ impl Run {
             subjects: Vec::new(),
             probe: Probe::default(),
             stop_workload: false,
+            rail: Rail::new(seed),
+            exec_log: Default::default(),
         }));
         Run {
             seed,
@@ -247,6 +256,11 @@ impl Run {
                 workload::run_client(self.world.clone(), client),
             );
         }
+        if self.config.execution {
+            // Registered last: the nodes' and clients' seeds stay those of a run without it.
+            let world = self.world.clone();
+            sim.host(RAIL_HOST, move || rail::run(world.clone()));
+        }
         let mut schedule = Schedule::new(self.seed, &self.config, derived.fault_every);
 
         // Phase 1: workload and faults.
@@ -278,12 +292,17 @@ impl Run {
         while alive && sim.elapsed() <= healed_at + LIVENESS_BOUND {
             alive = self.step(&mut sim);
             heal.probe_acked_at = self.world.borrow().probe.acked_at;
-            if heal.probe_acked_at.is_some()
-                && self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0
-                && self.converged()
-            {
-                heal.converged_at = Some(sim.elapsed());
-                break;
+            if heal.probe_acked_at.is_some() && self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0 {
+                if let Some(leader) = self.converged() {
+                    heal.converged_at.get_or_insert(sim.elapsed());
+                    // With execution, the run ends once the agents have reported every
+                    // payout too (converged again then, for the end-of-run checks); if they
+                    // never do, the effects checker says which payouts are open.
+                    if !self.config.execution || payouts_settled(&leader) {
+                        heal.converged_at = Some(sim.elapsed());
+                        break;
+                    }
+                }
             }
         }
         let sim_time = sim.elapsed();
@@ -324,6 +343,14 @@ impl Run {
         if alive {
             violations.extend(check::liveness::check(&heal));
         }
+        let mut effect_stats = effects::Stats::default();
+        if self.config.execution && alive {
+            let journals = self.journals();
+            let w = self.world.borrow();
+            let (effect_violations, stats) = effects::check(&canonical, &w.rail, &journals);
+            violations.extend(effect_violations);
+            effect_stats = stats;
+        }
 
         let w = self.world.borrow();
         let stats = RunStats {
@@ -349,6 +376,7 @@ impl Run {
             faults: schedule.applied,
             crashes: schedule.crashes_applied,
             lin: lin_stats,
+            effects: effect_stats,
         };
         SeedReport {
             seed: self.seed,
@@ -385,10 +413,48 @@ impl Run {
             }
         }
         self.observe_metrics(now);
+        self.observe_execution();
         if self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0 {
             self.observe_ledgers(now);
         }
         true
+    }
+
+    /// Moves what the execution agents reported into the trace; an agent that stopped on
+    /// an error is a violation.
+    fn observe_execution(&mut self) {
+        let mut w = self.world.borrow_mut();
+        let events = execution::drain(&w.exec_log);
+        for (at_ns, line) in events.lines {
+            w.trace.record(at_ns, line);
+        }
+        for failure in events.failures {
+            self.other.push(Violation::new("execution-agent", failure));
+        }
+    }
+
+    /// Every job in every node's execution journal, as the journal holds it now.
+    fn journals(&mut self) -> BTreeMap<NodeId, Vec<docket_execution::Job>> {
+        let stores: Vec<(NodeId, SimJournal)> = self
+            .world
+            .borrow()
+            .nodes
+            .values()
+            .map(|s| (s.id, s.journal.clone()))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (id, store) in stores {
+            match Journal::sim(&store).jobs(None, usize::MAX) {
+                Ok(jobs) => {
+                    out.insert(id, jobs);
+                }
+                Err(e) => self.other.push(Violation::new(
+                    "storage",
+                    format!("n{id} journal read: {e}"),
+                )),
+            }
+        }
+        out
     }
 
     fn observe_metrics(&mut self, now: Duration) {
@@ -401,7 +467,7 @@ impl Run {
             let metrics = raft.metrics();
             let m = metrics.borrow();
             let is_leader = m.state == ServerState::Leader;
-            self.election.observe(*id, is_leader, m.vote);
+            self.election.observe(*id, slot.boots, is_leader, m.vote);
             if is_leader {
                 self.members = m
                     .membership_config
@@ -485,8 +551,8 @@ impl Run {
     }
 
     /// One leader; every member up, with the leader's ledger length, state hash and last
-    /// applied log id; the leader has applied its whole log.
-    fn converged(&self) -> bool {
+    /// applied log id; the leader has applied its whole log. Answers the leader's replica.
+    fn converged(&self) -> Option<Replica> {
         let w = self.world.borrow();
         let leaders: Vec<&NodeSlot> = w
             .nodes
@@ -498,14 +564,14 @@ impl Run {
             })
             .collect();
         let [leader] = leaders.as_slice() else {
-            return false;
+            return None;
         };
         let (Some(raft), Some(replica)) = (&leader.raft, &leader.replica) else {
-            return false;
+            return None;
         };
         let m = raft.metrics().borrow().clone();
         if m.last_applied.map(|l| l.index) != m.last_log_index {
-            return false;
+            return None;
         }
         let target = (replica.ledger_len(), replica.state_hash(), m.last_applied);
         let members: Vec<NodeId> = m
@@ -514,7 +580,7 @@ impl Run {
             .nodes()
             .map(|(id, _)| *id)
             .collect();
-        members.iter().all(|id| {
+        let all = members.iter().all(|id| {
             let Some(slot) = w.nodes.get(id) else {
                 return false;
             };
@@ -528,7 +594,8 @@ impl Run {
                 }
                 _ => false,
             }
-        })
+        });
+        all.then(|| replica.clone())
     }
 
     fn final_ledgers(&mut self) -> Vec<(NodeId, Vec<LedgerEntry>)> {
@@ -550,4 +617,14 @@ impl Run {
         }
         out
     }
+}
+
+/// Whether a replica's state has no payout waiting for its outcome record.
+fn payouts_settled(replica: &Replica) -> bool {
+    replica.with_state(|state| {
+        state.is_some_and(|s| {
+            s.subjects("settlement")
+                .all(|(_, subject)| subject.state != "payout_requested")
+        })
+    })
 }

@@ -6,6 +6,14 @@
 //! unauthorized and malformed proposals; and reads subjects at every node. All of it goes
 //! through a random node's client API, which forwards to the leader as a real node does.
 //! Every choice comes from the client's own generator, derived from the seed.
+//!
+//! With execution on ([`crate::SimConfig::execution`]), settlement payouts are paid by the
+//! nodes' execution agents through the simulated rail, which report them
+//! (`SETTLEMENT.PAYOUT_EXECUTED` / `SETTLEMENT.RAIL_ERROR`); the payouts vary so that every
+//! outcome happens: most are plain, some go to a beneficiary the rail declines
+//! ([`BENEFICIARY_BLOCKED`]) or answers `503` first ([`BENEFICIARY_FLAKY`]), some exceed the
+//! agents' amount cap ([`RAIL_AMOUNT_MAX`], refused before the rail). Without execution
+//! the workload files the executor's report itself.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -18,7 +26,9 @@ use rand::Rng;
 
 use crate::api::{self, Envelope, ErrorCode, Request, Response, LEDGER_EPOCH_MS};
 use crate::config::{rng, salt};
+use crate::execution::RAIL_AMOUNT_MAX;
 use crate::history::{OpKind, OpResult};
+use crate::rail::{BENEFICIARY_BLOCKED, BENEFICIARY_FLAKY};
 use crate::world::{host_name, now, World, API_PORT, CLUSTER_ID};
 
 /// A client's deadline for one call. Longer than an election, so a request that lands
@@ -43,6 +53,8 @@ struct Planned {
 #[derive(Debug)]
 pub struct Flows {
     client: u32,
+    /// Execution agents pay the payouts (see the module docs).
+    execution: bool,
     ledger: LedgerId,
     nonce: u64,
     flows: u64,
@@ -57,9 +69,10 @@ fn hex32(rng: &mut StdRng) -> String {
 }
 
 impl Flows {
-    pub fn new(client: u32) -> Flows {
+    pub fn new(client: u32, execution: bool) -> Flows {
         Flows {
             client,
+            execution,
             ledger: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
             nonce: 0,
             flows: 0,
@@ -107,6 +120,63 @@ impl Flows {
         let c = self.client;
         let reverse = rng.gen_bool(0.3);
         match rng.gen_range(0..5) {
+            0 | 1 if self.execution => {
+                let subject = format!("stl-c{c}-{k}");
+                let (deposit, amount, beneficiary) = match rng.gen_range(0..10) {
+                    0 => {
+                        let deposit = rng.gen_range(RAIL_AMOUNT_MAX + 1_000..2 * RAIL_AMOUNT_MAX);
+                        (
+                            deposit,
+                            rng.gen_range(RAIL_AMOUNT_MAX + 1..=deposit),
+                            "acme",
+                        )
+                    }
+                    1 => (10_000, rng.gen_range(1..=10_000), BENEFICIARY_BLOCKED),
+                    2 => (10_000, rng.gen_range(1..=10_000), BENEFICIARY_FLAKY),
+                    _ => {
+                        let deposit = rng.gen_range(1_000..RAIL_AMOUNT_MAX);
+                        (deposit, rng.gen_range(1..=deposit), "acme")
+                    }
+                };
+                let deposit = self.propose(
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &subject,
+                    Value::map([("amount", Value::Int(deposit)), ("currency", "EUR".into())]),
+                    vec![],
+                );
+                let payout = self.propose(
+                    "alice",
+                    "SETTLEMENT.PAYOUT_REQUESTED",
+                    &subject,
+                    Value::map([
+                        ("amount", Value::Int(amount)),
+                        ("beneficiary", beneficiary.into()),
+                    ]),
+                    vec![deposit.id()],
+                );
+                let mut flow = vec![deposit];
+                // The agents file the settlement outcome; a client may still file the
+                // execution-domain report about the payout (it does not settle it).
+                if rng.gen_bool(0.3) {
+                    let report = self.propose(
+                        "exec",
+                        "EXECUTION.OUTCOME",
+                        &payout.id().to_hex(),
+                        Value::map([
+                            ("reports_on", payout.id().to_hex().into()),
+                            ("outcome", "success".into()),
+                            ("evidence_hash", hex32(rng).into()),
+                        ]),
+                        vec![payout.id()],
+                    );
+                    flow.push(payout);
+                    flow.push(report);
+                } else {
+                    flow.push(payout);
+                }
+                self.plan(flow, reverse);
+            }
             0 | 1 => {
                 let subject = format!("stl-c{c}-{k}");
                 let amount = rng.gen_range(1_000..100_000);
@@ -503,7 +573,8 @@ pub async fn run_client(world: World, client: u32) -> turmoil::Result {
         (w.derived.seed, w.config.nodes)
     };
     let mut rng = rng(seed ^ (u64::from(client) << 48), salt::WORKLOAD);
-    let mut flows = Flows::new(client);
+    let execution = world.borrow().config.execution;
+    let mut flows = Flows::new(client, execution);
     // Let the cluster form and write genesis first.
     tokio::time::sleep(Duration::from_millis(1_500 + 100 * u64::from(client))).await;
     while !world.borrow().stop_workload {

@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use docket_execution::SimJournal;
 use docket_raft::{NodeAddr, NodeId, Raft, Replica, SimDisk};
 
 use crate::config::{Derived, SimConfig};
+use crate::execution::ExecLog;
 use crate::history::History;
+use crate::rail::Rail;
 use crate::trace::Trace;
 
 /// Port of every node's Raft listener.
@@ -38,6 +41,8 @@ pub struct NodeSlot {
     pub id: NodeId,
     /// The node's disk: outlives every crash of the host.
     pub disk: SimDisk,
+    /// The node's execution journal storage: outlives crashes, keeps what was flushed.
+    pub journal: SimJournal,
     /// Set by the host once Raft is running; cleared by the harness when it crashes it.
     pub raft: Option<Raft>,
     pub replica: Option<Replica>,
@@ -79,6 +84,10 @@ pub struct Shared {
     pub probe: Probe,
     /// Set when the workload should stop starting operations.
     pub stop_workload: bool,
+    /// The simulated payment rail's records (execution target).
+    pub rail: Rail,
+    /// What the execution agents did, drained into the trace by the harness.
+    pub exec_log: ExecLog,
 }
 
 pub type World = Rc<RefCell<Shared>>;

@@ -105,6 +105,15 @@ fn the_same_seed_replays_byte_for_byte() {
             first.trace_events > 100,
             "seed {seed}: the trace records the run"
         );
+        let lines = first.trace.as_deref().unwrap_or_default();
+        assert!(
+            lines.iter().any(|l| l.contains("rail <- ")),
+            "seed {seed}: the trace records the rail's requests"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(" exec files SETTLEMENT.")),
+            "seed {seed}: the trace records the agents' outcome records"
+        );
         assert_eq!(
             first.trace, second.trace,
             "seed {seed}: the trace differs between two runs"
@@ -155,6 +164,20 @@ fn negative_control_reads_without_read_index_are_caught() {
         .violations
         .iter()
         .all(|v| v.checker == "linearizability"));
+}
+
+/// Agents that skip their journal and ledger dedupe repeat payouts: the rail dedupes them
+/// (one payment per key), so only the effects checker's explanation of every request and
+/// its one-outcome-per-payout rule can tell.
+#[test]
+fn negative_control_agents_without_dedupe_are_caught() {
+    let report = caught_within(Variant::NoDedupe, 10, &["effects"]);
+    assert!(
+        report.violations.iter().all(|v| v.checker == "effects"),
+        "{:?}",
+        report.violations
+    );
+    assert!(report.stats.effects.keys_repeated > 0);
 }
 
 #[test]

@@ -35,7 +35,10 @@ struct Args {
     no_partitions: bool,
     #[arg(long)]
     no_membership: bool,
-    /// `correct`, or a negative control: `local-reads`, `lying-disk`.
+    /// No execution agents and no payment rail (the workload reports payouts itself).
+    #[arg(long)]
+    no_execution: bool,
+    /// `correct`, or a negative control: `local-reads`, `lying-disk`, `no-dedupe`.
     #[arg(long, default_value = "correct")]
     variant: String,
     /// Print every trace line of each seed.
@@ -61,7 +64,8 @@ fn print_report(report: &SeedReport, quiet: bool) {
         let s = &report.stats;
         println!(
             "seed {:>8} {verdict:<4} trace {} sim {:>6.2}s wall {:>7.3}s ledger {:>4} ops {:>4} \
-             acked {:>4} reads {:>4} faults {:>3} crashes {:>2} terms {:>3}",
+             acked {:>4} reads {:>4} faults {:>3} crashes {:>2} terms {:>3} payouts {:>3} \
+             rail {:>3} repeated {:>2}",
             report.seed,
             &report.trace_hash[..report.trace_hash.len().min(16)],
             report.sim_time.as_secs_f64(),
@@ -73,6 +77,9 @@ fn print_report(report: &SeedReport, quiet: bool) {
             s.faults,
             s.crashes,
             s.terms_with_leaders,
+            s.effects.payouts,
+            s.effects.requests,
+            s.effects.keys_repeated,
         );
     }
     if let Some(lines) = &report.trace {
@@ -103,7 +110,7 @@ fn main() -> ExitCode {
     }
     let Some(variant) = Variant::from_name(&args.variant) else {
         eprintln!(
-            "unknown variant {:?} (correct, local-reads, lying-disk)",
+            "unknown variant {:?} (correct, local-reads, lying-disk, no-dedupe)",
             args.variant
         );
         return ExitCode::from(2);
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
             membership: !args.no_membership,
         },
         variant,
+        execution: !args.no_execution,
         keep_trace: args.trace,
     };
     let started = Instant::now();

@@ -9,12 +9,14 @@
 //! | [`linearizability`] | client histories are linearizable (Wing–Gong, per subject) | at the end |
 //! | [`chain`] | every replica's ledger passes `verify_chain` and audit | at the end |
 //! | [`liveness`] | after healing, a new proposal commits and members converge in bounded time | heal phase |
+//! | [`effects`] | each admitted payout is paid at most once per idempotency key, every request to the rail is explained, one outcome record per payout agrees with the rail | at the end |
 //!
 //! A checker reports [`Violation`]s; it never panics on what it checks.
 
 pub mod agreement;
 pub mod chain;
 pub mod durability;
+pub mod effects;
 pub mod election;
 pub mod linearizability;
 pub mod liveness;

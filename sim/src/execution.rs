@@ -1,0 +1,343 @@
+//! Execution agents in the simulated nodes: the real [`Executor`] on every host, attached
+//! to leadership as the node attaches it (`node/src/execution.rs`).
+//!
+//! * [`SimHost`] is the agent's [`Host`] over the simulated node's Raft handle and
+//!   replica, with the node's semantics: the ledger view reads only applied (committed)
+//!   entries; leadership is confirmed by a read-index round (`ensure_linearizable`);
+//!   outcome records are submitted as `Command::Submit` stamped with the simulated clock.
+//! * [`leadership`] publishes "leader in term T" only once a read-index round confirmed it
+//!   in T (and the replica has applied up to the read index), as the node does: an agent
+//!   starting on metrics alone could miss outcome records of earlier terms not applied yet.
+//! * The journal is a [`Journal::sim`] over the node's [`SimJournal`], which outlives host
+//!   crashes and keeps exactly what was flushed; evidence is stamped with the simulated
+//!   clock ([`Executor::with_clock`]).
+//! * The one effect is the payment rail ([`SimRailEffect`]: the crate's `RailEffect` with
+//!   a turmoil transport) pointed at the simulated rail ([`crate::rail`]).
+//!
+//! Everything the agent's futures touch must be `Send` (the execution crate's contract), so
+//! the host reports what it does through an [`ExecLog`] (a mutex-guarded list) that the
+//! harness drains into the trace after every step, rather than through the `Rc` world.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use docket_core::state::ProposalStatus;
+use docket_core::{
+    dev, Decision, LedgerEntry, LedgerId, LedgerIndex, ProposalId, SignedProposal, SubjectState,
+};
+use docket_execution::effects::RailEffect;
+use docket_execution::{
+    EffectLimits, ExecutionConfig, Executor, Host, HostError, Journal, Leadership, LedgerView,
+    RailConfig, SimJournal, Submitted,
+};
+use docket_raft::{Command, CommandResponse, NodeId, Outcome, Raft, Replica};
+use tokio::sync::watch;
+
+use crate::api::{ledger_now, SERVER_DEADLINE};
+use crate::config::Variant;
+use crate::rail::{self, RAIL_HOST, RAIL_PORT};
+use crate::rail_effect::SimRailEffect;
+use crate::world::{now, CLUSTER_ID};
+
+/// Per-request timeout of the rail effect: well above the rail's answer delay
+/// ([`rail::RAIL_DELAY_MS_MAX`]) plus a few link latencies, so only faults time it out.
+pub const RAIL_TIMEOUT_MS: u64 = 500;
+/// Deadline of one rail run, tries and backoff included: short, so a payout stuck behind a
+/// partition becomes a rail error (or an interrupted attempt) within the run.
+pub const RAIL_DEADLINE_MS: u64 = 2_500;
+/// Largest payout the simulated agents send; larger ones are refused at planning (a rail
+/// error that never reaches the rail).
+pub const RAIL_AMOUNT_MAX: i64 = 50_000;
+/// Longest wait for one leadership confirmation (a read-index round) before it counts as
+/// not confirmed: a deposed leader's round may never complete.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before retrying a confirmation that failed while metrics still say "leader" (the
+/// node's `LEADERSHIP_CONFIRM_RETRY_MS`).
+pub const CONFIRM_RETRY: Duration = Duration::from_millis(200);
+
+const _: () = assert!(rail::RAIL_DELAY_MS_MAX < RAIL_TIMEOUT_MS);
+const _: () = assert!(RAIL_TIMEOUT_MS <= RAIL_DEADLINE_MS);
+
+/// What the agents and their hosts did since the harness last looked.
+#[derive(Debug, Default)]
+pub struct ExecEvents {
+    /// Trace lines: `(simulated ns, line)`.
+    pub lines: Vec<(u128, String)>,
+    /// Agents that stopped on an error (their journal failed): always a violation.
+    pub failures: Vec<String>,
+}
+
+/// Shared by the hosts' agents (`Send`) and the harness.
+pub type ExecLog = Arc<Mutex<ExecEvents>>;
+
+fn lock(log: &ExecLog) -> std::sync::MutexGuard<'_, ExecEvents> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn log(log: &ExecLog, line: String) {
+    lock(log).lines.push((now().as_nanos(), line));
+}
+
+/// Takes everything logged so far.
+pub fn drain(log: &ExecLog) -> ExecEvents {
+    std::mem::take(&mut *lock(log))
+}
+
+/// The `[execution]` section of every simulated node: the rail, allowed, with limits
+/// scaled to simulated links.
+pub fn config() -> ExecutionConfig {
+    let url = rail::url();
+    ExecutionConfig {
+        enabled: true,
+        key_file: Some("exec.key".into()),
+        allowed_urls: vec![format!("http://{RAIL_HOST}:{RAIL_PORT}/")],
+        rail: Some(RailConfig {
+            url,
+            amount_max: RAIL_AMOUNT_MAX,
+            limits: EffectLimits {
+                timeout_ms: RAIL_TIMEOUT_MS,
+                deadline_ms: RAIL_DEADLINE_MS,
+                attempts_max: 4,
+                backoff_ms: 50,
+                backoff_ms_max: 400,
+                ..EffectLimits::default()
+            },
+        }),
+        ..ExecutionConfig::default()
+    }
+}
+
+/// Evidence time: the simulated wall clock (ledger time's epoch plus simulated time).
+fn sim_clock() -> u64 {
+    ledger_now().0
+}
+
+/// The agent of one boot of node `id`, over its journal.
+pub fn executor(id: NodeId, boot: u32, journal: &SimJournal, variant: Variant) -> Executor {
+    let config = config();
+    config
+        .validate()
+        .expect("invariant: the simulated execution config is valid");
+    let rail_config = config
+        .rail
+        .as_ref()
+        .expect("invariant: the rail is configured");
+    // The crate's rail effect plans and verifies; its HTTP client is never used (the
+    // simulated effect runs over turmoil instead).
+    let client = docket_execution::http::client().expect("invariant: an HTTP client builds");
+    let rail = RailEffect::new(rail_config, client).expect("invariant: the rail config is valid");
+    let executor = Executor::new(
+        vec![Arc::new(SimRailEffect::new(rail, id, boot))],
+        config
+            .allowlist()
+            .expect("invariant: the allowlist is valid"),
+        dev::signing_key("exec"),
+        Journal::sim(journal),
+        config.jobs_inflight_max,
+    )
+    .expect("invariant: one effect per action")
+    .with_clock(sim_clock);
+    if variant == Variant::NoDedupe {
+        executor.without_dedupe()
+    } else {
+        executor
+    }
+}
+
+/// The agent's view of a simulated node.
+#[derive(Clone)]
+pub struct SimHost {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub replica: Replica,
+    pub ledger_id: LedgerId,
+    pub log: ExecLog,
+}
+
+impl std::fmt::Debug for SimHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("SimHost")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn host_error(e: impl std::fmt::Display) -> HostError {
+    HostError::new(e.to_string())
+}
+
+impl LedgerView for SimHost {
+    fn ledger_len(&self) -> u64 {
+        self.replica.ledger_len()
+    }
+
+    fn entries(&self, from: LedgerIndex, limit: u64) -> Result<Vec<LedgerEntry>, HostError> {
+        self.replica.ledger_entries(from, limit).map_err(host_error)
+    }
+
+    fn proposal_status(&self, id: &ProposalId) -> Option<(ProposalStatus, LedgerIndex)> {
+        self.replica
+            .with_state(|s| s?.proposal(id).map(|r| (r.status, r.index)))
+    }
+
+    fn subject(&self, domain: &str, subject: &str) -> Option<SubjectState> {
+        self.replica
+            .with_state(|s| s?.subject(domain, subject).cloned())
+    }
+
+    fn action_quorum(&self, domain: &str, action: &str) -> Option<u32> {
+        self.replica
+            .with_state(|s| s?.constitution().action(domain, action).map(|a| a.quorum))
+    }
+}
+
+impl Host for SimHost {
+    fn ledger_id(&self) -> LedgerId {
+        self.ledger_id.clone()
+    }
+
+    fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    async fn is_leader_confirmed(&self) -> bool {
+        matches!(
+            tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn submit(&self, proposal: SignedProposal) -> Result<Submitted, HostError> {
+        let p = &proposal.proposal;
+        let what = format!(
+            "n{} exec files {} {} on {}",
+            self.id,
+            p.action,
+            proposal.id().short(),
+            p.subject
+        );
+        let command = Command::Submit {
+            proposals: vec![proposal],
+            time: ledger_now(),
+        };
+        let written = tokio::time::timeout(SERVER_DEADLINE, self.raft.client_write(command)).await;
+        let result = match written {
+            Err(_) => Err(HostError::new("the write did not commit in time")),
+            Ok(Err(e)) => Err(host_error(e)),
+            Ok(Ok(written)) => match written.data {
+                CommandResponse::Submitted { mut outcomes, .. } => match outcomes.pop() {
+                    Some(outcome) => Ok(match outcome.outcome {
+                        Outcome::Recorded {
+                            index, decision, ..
+                        } => Submitted::Recorded { index, decision },
+                        Outcome::Duplicate { index, status } => {
+                            Submitted::Duplicate { index, status }
+                        }
+                    }),
+                    None => Err(HostError::new("no outcome for the submitted proposal")),
+                },
+                other => Err(HostError::new(format!("unexpected answer {other:?}"))),
+            },
+        };
+        let shown = match &result {
+            Ok(Submitted::Recorded { index, decision }) => {
+                let label = match decision {
+                    Decision::Admit => "admitted".to_owned(),
+                    other => other.label().to_string(),
+                };
+                format!("#{index} {label}")
+            }
+            Ok(Submitted::Duplicate { index, status }) => format!("duplicate #{index} {status:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        log(&self.log, format!("{what} -> {shown}"));
+        result
+    }
+}
+
+/// Publishes whether node `id` leads, confirmed, until its Raft stops: the node's
+/// `leadership` (see `node/src/execution.rs`), spawned on the host's `LocalSet`.
+pub fn leadership(id: NodeId, raft: Raft, exec_log: ExecLog) -> watch::Receiver<Leadership> {
+    let mut metrics = raft.metrics();
+    let observe = move |m: &openraft::RaftMetrics<u64, docket_raft::NodeAddr>| Leadership {
+        leader: m.current_leader == Some(id) && m.state == openraft::ServerState::Leader,
+        term: m.current_term,
+    };
+    let first = observe(&metrics.borrow());
+    let (tx, rx) = watch::channel(Leadership {
+        leader: false,
+        term: first.term,
+    });
+    tokio::task::spawn_local(async move {
+        let mut published = *tx.borrow();
+        loop {
+            let seen = observe(&metrics.borrow_and_update());
+            let next = if !seen.leader || published == seen {
+                seen
+            } else {
+                let confirm =
+                    tokio::time::timeout(CONFIRM_TIMEOUT, raft.ensure_linearizable()).await;
+                let confirmed = matches!(confirm, Ok(Ok(_))) && observe(&metrics.borrow()) == seen;
+                Leadership {
+                    leader: confirmed,
+                    term: seen.term,
+                }
+            };
+            if next != published && (next.leader || published.leader) {
+                log(
+                    &exec_log,
+                    format!(
+                        "n{id} exec {} term {}",
+                        if next.leader { "leads" } else { "stops" },
+                        next.term
+                    ),
+                );
+            }
+            published = next;
+            tx.send_if_modified(|now| {
+                let changed = *now != next;
+                *now = next;
+                changed
+            });
+            if seen.leader && !next.leader {
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(CONFIRM_RETRY) => {}
+                }
+            } else if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts node `id`'s agent on the host's `LocalSet`: it runs until the host crashes.
+pub fn start(
+    id: NodeId,
+    boot: u32,
+    raft: Raft,
+    replica: Replica,
+    journal: &SimJournal,
+    variant: Variant,
+    exec_log: ExecLog,
+) {
+    let executor = executor(id, boot, journal, variant);
+    let host = SimHost {
+        id,
+        raft: raft.clone(),
+        replica,
+        ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
+        log: exec_log.clone(),
+    };
+    let leadership = leadership(id, raft, exec_log.clone());
+    tokio::task::spawn_local(async move {
+        // Never sent: the agent stops when the host's tasks are dropped (a crash).
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        if let Err(e) = executor.run(&host, leadership, shutdown).await {
+            let line = format!("n{id} exec stopped: {e}");
+            log(&exec_log, line.clone());
+            lock(&exec_log).failures.push(line);
+        }
+    });
+}
