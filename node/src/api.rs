@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::read_index::{ReadError, ReadIndexResponse};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use docket_core::{Constitution, LedgerIndex, ProposalId, SignatureCheck, SignedProposal};
 use docket_raft::{Command, CommandResponse, NodeAddr, Outcome, ProposalOutcome};
-use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::ChangeMembers;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -29,6 +30,9 @@ use crate::wire::*;
 
 /// Header a forwarding node sets, so a request is forwarded at most once.
 pub const FORWARDED_HEADER: &str = "x-docket-forwarded";
+/// On a read's response: the id of the node whose state answered it (a follower answers
+/// linearizable reads itself after the leader's read index; see `read_index`).
+pub const SERVED_BY_HEADER: &str = "x-docket-served-by";
 
 /// How long an added learner may take to catch up before `member add` gives up waiting
 /// (the learner stays; `member promote` finishes the job later).
@@ -67,6 +71,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/health", get(health))
         .route("/v1/execution/{id}", get(execution))
+        .route("/v1/internal/read-index", get(internal_read_index))
         .route("/v1/cluster/init", post(init))
         .route("/v1/cluster/members", get(list_members).post(add_member))
         .route(
@@ -325,8 +330,7 @@ async fn read_barrier(
     }
     match node.reads.wait().await {
         Ok(()) => Ok(()),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            let leader = f.leader_node.map(|n| n.api_addr);
+        Err(ReadError::Forward(leader)) => {
             let code = if leader.is_some() {
                 ErrorCode::NotLeader
             } else {
@@ -338,14 +342,38 @@ async fn read_barrier(
                 leader,
             ))
         }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err((
+        Err(ReadError::NoQuorum(e)) => Err((
             ApiError::new(
                 ErrorCode::NoLeader,
                 format!("cannot confirm leadership: {e}"),
             ),
             None,
         )),
-        Err(RaftError::Fatal(f)) => Err((ApiError::new(ErrorCode::Internal, f.to_string()), None)),
+        Err(ReadError::Fatal(f)) => Err((ApiError::new(ErrorCode::Internal, f), None)),
+    }
+}
+
+/// `GET /v1/internal/read-index`: the leader's read index, for a follower's linearizable
+/// read (`read_index` module). Leadership is confirmed with a quorum after the request
+/// arrived; the follower then waits until it has applied the index and reads locally.
+async fn internal_read_index(State(state): State<AppState>) -> Response {
+    match state.node.raft.get_read_log_id().await {
+        Ok((read, _applied)) => Json(ReadIndexResponse {
+            read_index: read.map(|log_id| log_id.index),
+        })
+        .into_response(),
+        Err(error) => match ReadError::from(error) {
+            ReadError::Forward(leader) => {
+                ApiError::new(ErrorCode::NotLeader, "read indexes come from the leader")
+                    .with_leader(leader)
+            }
+            ReadError::NoQuorum(e) => ApiError::new(
+                ErrorCode::NoLeader,
+                format!("cannot confirm leadership: {e}"),
+            ),
+            ReadError::Fatal(f) => ApiError::new(ErrorCode::Internal, f),
+        }
+        .into_response(),
     }
 }
 
@@ -364,7 +392,7 @@ async fn linearized<T: serde::Serialize>(
     };
     match read_barrier(node, consistency).await {
         Ok(()) => match read(node) {
-            Ok(value) => Json(value).into_response(),
+            Ok(value) => ([(SERVED_BY_HEADER, node.id.to_string())], Json(value)).into_response(),
             Err(e) => e.into_response(),
         },
         Err((_, Some(leader))) if !forwarded(headers) => {

@@ -1,27 +1,76 @@
-//! Read-index coalescing: concurrent linearizable reads share one leadership round.
+//! Linearizable reads on every node: read-index rounds, shared by concurrent reads.
 //!
-//! openraft's `ensure_linearizable` confirms leadership with a heartbeat round to a quorum
-//! and waits until the state machine has applied the read index. One round per read makes
-//! the heartbeat round trip the cost of every read. Instead, reads queue here; a driver
-//! runs one round for everyone who was queued *before the round started*, then the next
-//! round for those who arrived meanwhile.
+//! **A round** establishes a read index and waits until this node has applied it. On the
+//! leader that is openraft's `ensure_linearizable` (confirm leadership with a heartbeat
+//! round to a quorum, read index = the commit index then). On a follower or learner it is
+//! the read-index protocol of etcd and the Raft thesis (§6.4): ask the leader for a read
+//! index (`GET /v1/internal/read-index`, which runs `get_read_log_id` there), then wait
+//! until the local state machine has applied that index, and serve the read from local
+//! state. So a follower serves its own reads; the leader answers one small request per
+//! round instead of carrying every read. If the leader cannot be asked (none known, it
+//! moved, it timed out), the round fails with [`ReadError::Forward`] and the API forwards
+//! the whole read to the leader, as before.
 //!
-//! Why that is still linearizable: a round that starts at time `s` takes its read index
-//! from the commit index at or after `s`, so it covers every write acknowledged before `s`.
-//! A read that arrived at `t <= s` therefore sees every write acknowledged before it
-//! began. A read never joins a round already in flight (that round may have taken its
-//! read index before the read arrived) — `a_read_never_joins_a_round_in_flight` pins it.
+//! **Coalescing**: one round per read would make a quorum round trip the cost of every
+//! read. Instead reads queue here; a driver runs one round for everyone queued *before
+//! the round started*, then the next round for those who arrived meanwhile.
+//!
+//! Why that is linearizable: a round that starts at time `s` takes its read index from
+//! the leader's commit index at or after `s` (on a follower: the leader's check begins
+//! after the follower's request, which begins after `s`), so it covers every write
+//! acknowledged before `s`. A read that arrived at `t <= s` therefore sees every write
+//! acknowledged before it began. A read never joins a round already in flight (that round
+//! may have taken its read index before the read arrived) —
+//! `a_read_never_joins_a_round_in_flight` pins it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use docket_raft::{NodeAddr, NodeId, Raft};
 use openraft::error::{CheckIsLeaderError, RaftError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-/// Outcome of a leadership round, shared by every read it served.
-pub type RoundResult = Result<(), RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>>;
+use crate::api::FORWARDED_HEADER;
+
+/// Why this node could not serve a linearizable read itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not the leader, and the leader's read index could not be had: forward the read to
+    /// the leader (its API address, when one is known).
+    Forward(Option<String>),
+    /// The leader could not confirm its leadership with a quorum.
+    NoQuorum(String),
+    /// Raft stopped.
+    Fatal(String),
+}
+
+impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>> for ReadError {
+    fn from(error: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>) -> ReadError {
+        match error {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                ReadError::Forward(f.leader_node.map(|n| n.api_addr))
+            }
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
+                ReadError::NoQuorum(e.to_string())
+            }
+            RaftError::Fatal(f) => ReadError::Fatal(f.to_string()),
+        }
+    }
+}
+
+/// Outcome of a read-index round, shared by every read it served.
+pub type RoundResult = Result<(), ReadError>;
+
+/// The leader's answer to `GET /v1/internal/read-index`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadIndexResponse {
+    /// The Raft log index a read must wait for (`None`: nothing committed yet).
+    pub read_index: Option<u64>,
+}
 
 /// Reads waiting for the next round, at most. Past it, a caller runs a round of its own
 /// rather than queue without bound (the API's in-flight limit is far below it).
@@ -57,16 +106,86 @@ impl<T> std::fmt::Debug for Coalescer<T> {
     }
 }
 
-/// Linearizable reads through openraft's read index.
+/// Linearizable reads through the read index, on the leader or from it.
 pub type ReadIndex = Coalescer<RoundResult>;
 
 impl ReadIndex {
-    pub fn for_raft(raft: Raft) -> ReadIndex {
+    /// Rounds for node `id`: `http` asks the leader for its read index, and every step
+    /// (the leader's answer, the local apply) has `deadline`.
+    pub fn for_node(
+        raft: Raft,
+        id: NodeId,
+        http: reqwest::Client,
+        deadline: Duration,
+    ) -> ReadIndex {
         Coalescer::new(Arc::new(move || {
-            let raft = raft.clone();
-            Box::pin(async move { raft.ensure_linearizable().await.map(|_| ()) })
+            let (raft, http) = (raft.clone(), http.clone());
+            Box::pin(async move { round(&raft, id, &http, deadline).await })
         }))
     }
+}
+
+/// The leader's id and API address, as this node's Raft metrics know them.
+fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let leader = metrics.current_leader?;
+    let api = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.api_addr.clone());
+    Some((leader, api))
+}
+
+async fn round(raft: &Raft, id: NodeId, http: &reqwest::Client, deadline: Duration) -> RoundResult {
+    let api = match leader(raft) {
+        Some((leader, _)) if leader == id => {
+            return raft
+                .ensure_linearizable()
+                .await
+                .map(drop)
+                .map_err(ReadError::from);
+        }
+        Some((_, Some(api))) => api,
+        Some((_, None)) | None => return Err(ReadError::Forward(None)),
+    };
+    let forward = || ReadError::Forward(Some(api.clone()));
+    let index = leader_read_index(http, &api, id, deadline)
+        .await
+        .map_err(|error| {
+            tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
+            forward()
+        })?;
+    raft.wait(Some(deadline))
+        .applied_index_at_least(index, "follower read")
+        .await
+        .map(drop)
+        .map_err(|error| {
+            tracing::debug!(?index, %error, "did not apply the read index in time; forwarding");
+            forward()
+        })
+}
+
+/// Asks the leader at `api` for its read index.
+async fn leader_read_index(
+    http: &reqwest::Client,
+    api: &str,
+    id: NodeId,
+    deadline: Duration,
+) -> Result<Option<u64>, String> {
+    let response = http
+        .get(format!("http://{api}/v1/internal/read-index"))
+        .header(FORWARDED_HEADER, id.to_string())
+        .timeout(deadline)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("the leader answered {}", response.status()));
+    }
+    let answer: ReadIndexResponse = response.json().await.map_err(|e| e.to_string())?;
+    Ok(answer.read_index)
 }
 
 impl<T: Clone + Send + 'static> Coalescer<T> {

@@ -252,7 +252,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             api_addr: api_addr.to_string(),
         },
         raft: raft.clone(),
-        reads: crate::read_index::ReadIndex::for_raft(raft.clone()),
+        reads: crate::read_index::ReadIndex::for_node(
+            raft.clone(),
+            config.node_id,
+            http.clone(),
+            Duration::from_millis(config.limits.forward_timeout_ms),
+        ),
         replica,
         config,
         http,

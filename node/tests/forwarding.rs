@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use common::{client, deposit, formed_cluster, ledger_id, phase, status};
 use docket_core::{Decision, ProposalStatus};
+use docket_node::api::SERVED_BY_HEADER;
+use docket_node::read_index::ReadIndexResponse;
 use docket_node::wire::Consistency;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,6 +84,57 @@ async fn follower_writes_are_forwarded_and_reads_are_linearizable() {
     assert_eq!(
         state.fields.get("balance").map(|v| v.to_string()),
         Some("1000".into())
+    );
+
+    phase(
+        start,
+        "the follower served that read itself, after the leader's read index",
+    );
+    let http = reqwest::Client::new();
+    let served = http
+        .get(format!(
+            "{}/v1/state/settlement/fwd-1",
+            cluster.node(reader).url()
+        ))
+        .send()
+        .await
+        .expect("state read");
+    assert_eq!(served.status(), 200);
+    assert_eq!(
+        served
+            .headers()
+            .get(SERVED_BY_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some(reader.to_string().as_str()),
+        "a linearizable read at a follower is answered from the follower's state"
+    );
+    let index: ReadIndexResponse = http
+        .get(format!(
+            "{}/v1/internal/read-index",
+            cluster.node(leader).url()
+        ))
+        .send()
+        .await
+        .expect("read index")
+        .json()
+        .await
+        .expect("read index body");
+    assert!(
+        index.read_index.is_some_and(|i| i > 0),
+        "the leader answers its read index: {index:?}"
+    );
+    let refused = http
+        .get(format!(
+            "{}/v1/internal/read-index",
+            cluster.node(reader).url()
+        ))
+        .send()
+        .await
+        .expect("read index at a follower");
+    assert_eq!(
+        refused.status(),
+        503,
+        "only the leader hands out read indexes"
     );
 
     phase(
