@@ -39,13 +39,14 @@
 //!
 //! ## Durability
 //!
-//! Appends, votes, truncations, purges and the committed log id are acknowledged only after
+//! Appends, votes, truncations and purges are acknowledged only after
 //! [`Store::durable_flush`]: sled's flush plus an explicit `fsync` of sled's files, because
 //! on Linux sled's own flush uses `sync_file_range`, which does not survive power loss. Its
 //! doc comment states exactly what is and is not guaranteed. Applied state is not flushed on
-//! each apply: it is derived from the Raft log, which is. The committed log id is flushed
-//! because a leader that restarts resumes leadership and derives its read index from it
-//! ([`Store::save_committed`] says why).
+//! each apply: it is derived from the Raft log, which is. The committed log id is written
+//! but not flushed on its own, because a node that led restarts as a follower and so never
+//! derives a read index from a committed id it read back ([`Store::save_committed`] says
+//! why).
 //!
 //! ## Snapshots
 //!
