@@ -490,6 +490,30 @@ impl Executor {
         if job.is_resolved() {
             return Ok(JobEnd::Done);
         }
+        if let Phase::Attempting {
+            attempt,
+            term: then,
+        } = job.phase
+        {
+            // Recorded first, whatever happens to the job next: the attempt may have
+            // reached its target, and a job the ledger resolves below keeps that evidence.
+            let mut evidence = self.evidence(
+                &job,
+                entry,
+                then,
+                content_hash(&p.canonical_bytes()),
+                OutcomeKind::Failure,
+                Some(
+                    "interrupted: the attempt did not finish (crash or lost leadership); its \
+                     effect is unknown; a retry uses the same idempotency key"
+                        .into(),
+                ),
+            );
+            evidence.attempt = attempt;
+            job.push_evidence(evidence);
+            job.phase = Phase::New;
+            self.journal.put(&job)?;
+        }
         let reporting = effect.reporting();
         if self.dedupe && outcome::already_reported(reporting, host, record) {
             let resolution = match &job.phase {
@@ -506,28 +530,6 @@ impl Executor {
             job.phase = Phase::Resolved { resolution };
             self.journal.put(&job)?;
             return Ok(JobEnd::Done);
-        }
-        if let Phase::Attempting {
-            attempt,
-            term: then,
-        } = job.phase
-        {
-            let mut evidence = self.evidence(
-                &job,
-                entry,
-                then,
-                content_hash(&p.canonical_bytes()),
-                OutcomeKind::Failure,
-                Some(
-                    "interrupted: the attempt did not finish (crash or lost leadership); its \
-                     effect is unknown and is retried with the same idempotency key"
-                        .into(),
-                ),
-            );
-            evidence.attempt = attempt;
-            job.push_evidence(evidence);
-            job.phase = Phase::New;
-            self.journal.put(&job)?;
         }
         if job.phase == Phase::New {
             if let Some(end) = self

@@ -291,6 +291,61 @@ async fn the_agent_follows_leadership_and_an_interrupted_attempt_is_retried_with
     agent.await.unwrap().unwrap();
 }
 
+/// An attempt cut off mid-flight, whose payout another leader then reported: the ledger
+/// resolves the job, and the journal keeps the evidence that a request may have gone out.
+#[tokio::test]
+async fn an_interrupted_attempt_keeps_its_evidence_when_the_ledger_resolves_the_job() {
+    let host = FakeHost::new();
+    let rail = Target::start().await;
+    let mut config = rail_config(&rail);
+    config.rail.as_mut().unwrap().limits.timeout_ms = 10_000;
+    config.rail.as_mut().unwrap().limits.deadline_ms = 20_000;
+    let first_dir = tempfile::tempdir().unwrap();
+    let second_dir = tempfile::tempdir().unwrap();
+    let payout = funded_payout(&host, "stl-1", 1_000, 100);
+
+    // The first leader's attempt reaches the rail, which never answers; the epoch is cut off.
+    rail.script([Behavior::Hang(Duration::from_secs(30))]);
+    let first = executor(&config, first_dir.path());
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1_000),
+        first.run_until_idle(&*host, 1),
+    )
+    .await;
+    assert!(cut.is_err(), "the attempt hangs until the epoch is dropped");
+    assert!(matches!(
+        first.journal().job(&payout).unwrap().map(|j| j.phase),
+        Some(Phase::Attempting { attempt: 1, .. })
+    ));
+
+    // Another node leads and reports the payout (same key, the rail pays once).
+    host.set_leader(true, 2);
+    let second = executor(&config, second_dir.path());
+    assert!(idle(0)(&second.run_until_idle(&*host, 2).await.unwrap()));
+    assert_eq!(host.outcomes_about(&payout).len(), 1);
+
+    // The first node leads again: nothing is sent, and its interrupted attempt stays on
+    // record.
+    host.set_leader(true, 3);
+    assert!(idle(0)(&first.run_until_idle(&*host, 3).await.unwrap()));
+    assert_eq!(rail.requests_with_key(&payout), 2);
+    let job = first.journal().job(&payout).unwrap().unwrap();
+    assert_eq!(
+        job.phase,
+        Phase::Resolved {
+            resolution: Resolution::AlreadyReported
+        }
+    );
+    assert_eq!(job.evidence.len(), 1, "{:#?}", job.evidence);
+    assert_eq!(job.evidence[0].attempt, 1);
+    assert_eq!(job.evidence[0].term, 1);
+    assert!(job.evidence[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("interrupted"));
+}
+
 #[tokio::test]
 async fn gate_refusals_are_recorded_with_evidence_and_reported() {
     let host = FakeHost::new();
