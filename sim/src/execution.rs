@@ -300,9 +300,24 @@ pub fn leadership(id: NodeId, raft: Raft, exec_log: ExecLog) -> watch::Receiver<
                 changed
             });
             if seen.leader && !next.leader {
-                tokio::select! {
-                    changed = metrics.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(CONFIRM_RETRY) => {}
+                // Not confirmed: try again after a pause, or as soon as the leadership the
+                // metrics show changes. Not on every metrics change: a failed round changes
+                // metrics itself, and over simulated links a refused connection fails at
+                // once, so that would spin without simulated time passing.
+                let pause = tokio::time::sleep(CONFIRM_RETRY);
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        changed = metrics.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if observe(&metrics.borrow()) != seen {
+                                break;
+                            }
+                        }
+                        _ = &mut pause => break,
+                    }
                 }
             } else if metrics.changed().await.is_err() {
                 return;
