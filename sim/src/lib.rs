@@ -3,32 +3,49 @@
 //! A [turmoil](https://docs.rs/turmoil) simulation of a docket cluster in one thread,
 //! driven by one `u64` seed. Each simulated host runs the node's real code — the Raft
 //! storage ([`docket_raft::Store`]), openraft, the Raft network code
-//! ([`docket_raft::network`]) and the governance core as the state machine — with only
-//! three things swapped for simulated ones:
+//! ([`docket_raft::network`]), the governance core as the state machine, and the execution
+//! agent ([`docket_execution::Executor`]) — with only these things swapped for simulated
+//! ones:
 //!
 //! * **the network**: turmoil's TCP, through the network code's `Transport` seam
-//!   ([`node::TurmoilTransport`]) and `serve_connection`;
-//! * **the disk**: [`docket_raft::SimDisk`], where a write is lost in a crash unless it
-//!   was durably flushed;
-//! * **randomness**: turmoil's seeded world and tokio runtimes, and openraft's election
-//!   timeouts through [`docket_raft::runtime`].
+//!   ([`node::TurmoilTransport`]) and `serve_connection`; the payment-rail effect's
+//!   transport ([`rail_effect`]: minimal HTTP/1.1 over turmoil TCP instead of reqwest);
+//! * **the disks**: [`docket_raft::SimDisk`] for the Raft store and
+//!   [`docket_execution::SimJournal`] for the execution journal (instead of sled), where a
+//!   write is lost in a crash unless it was flushed;
+//! * **clocks and randomness**: turmoil's seeded world and tokio runtimes, openraft's
+//!   election timeouts through [`docket_raft::runtime`], and the simulated wall clock for
+//!   evidence (`Executor::with_clock`).
 //!
 //! Clients reach the nodes through a client API ([`api`]) with the node's semantics:
 //! writes are `Command::Submit` stamped with the (simulated) clock, forwarded to the
 //! leader; reads pass the read index (`ensure_linearizable`) and read the replica.
 //!
+//! ## Execution
+//!
+//! Every node runs an agent ([`execution`]) attached to its leadership as the node attaches
+//! it: published only after a read-index round confirmed it, with a [`execution::SimHost`]
+//! over the node's Raft handle and replica. Its one effect is the crate's payment-rail
+//! effect (planning, gate, verification and outcome records are the crate's; only the
+//! transport is the simulator's), pointed at the simulated rail ([`rail`]): a turmoil host
+//! that pays once per `Idempotency-Key`, declines some beneficiaries, answers `503` first
+//! to others, answers after a seeded delay, and records every request.
+//!
 //! ## A run
 //!
 //! 1. **Fault phase** ([`SimConfig::duration`]): workload clients ([`workload`]) run
 //!    settlement, KES, auction and tender flows (with deferrals, duplicates, unauthorized
-//!    and malformed proposals) and read subjects at every node; an operator ([`admin`])
-//!    changes membership; the schedule ([`faults`]) partitions, delays, drops, crashes and
-//!    restarts. Metrics are observed after every step, ledgers every few steps.
+//!    and malformed proposals; payouts paid by the agents) and read subjects at every
+//!    node; an operator ([`admin`]) changes membership; the schedule ([`faults`])
+//!    partitions, delays, drops, crashes (disk and journal) and restarts, and cuts nodes
+//!    off the rail. Metrics are observed after every step, ledgers every few steps.
 //! 2. **Heal phase**: every fault is undone, crashed nodes restart, a probe files a fresh
 //!    proposal; it must commit and every member converge within
-//!    [`config::LIVENESS_BOUND`].
+//!    [`config::LIVENESS_BOUND`], and (with execution) every admitted payout be reported.
 //! 3. **Checks** ([`check`], one file per invariant): election safety, ledger agreement,
-//!    state agreement, durability, linearizability, chain integrity, liveness.
+//!    state agreement, durability, linearizability, chain integrity, liveness, effects
+//!    (at most one payment per idempotency key, every request to the rail explained, one
+//!    outcome record per payout agreeing with the rail).
 //!
 //! ## Determinism
 //!
@@ -36,14 +53,17 @@
 //! and — built with `--cfg tokio_unstable`, see `.cargo/config.toml` — every host's tokio
 //! runtime), openraft's election timeouts (seeded per host and boot), the workload, the
 //! membership changes and the fault schedule (each from its own generator). Shared state is
-//! `Rc<RefCell<_>>` and ordered collections only. Every task of a host (openraft's
-//! included, through `docket_raft::runtime::spawn_on_local_set`) lives on the host's
+//! `Rc<RefCell<_>>` and ordered collections only (the agents' `Send` side reports through
+//! a mutex-guarded log the harness drains after every step). Every task of a host
+//! (openraft's included, through `docket_raft::runtime::spawn_on_local_set`) lives on the
+//! host's
 //! `LocalSet`: tokio's own task list is sharded by a process-wide task id, so a crashed
 //! host's runtime would drop its tasks (and close their sockets, drawing packet latencies)
 //! in an order that depends on what else the process ran. The run's [`trace`] — applied
 //! entry hashes per node, role, term and commit changes, client operations and results
-//! with simulated timestamps, faults, boots — is hashed; the same seed gives the same hash,
-//! in a fresh process or the hundredth run of one.
+//! with simulated timestamps, faults, boots, the agents' leadership and outcome records
+//! filed, every request at the rail — is hashed; the same seed gives the same hash, in a
+//! fresh process or the hundredth run of one.
 //!
 //! ## What it found
 //!
@@ -53,11 +73,20 @@
 //!   acknowledged (seed 10751). Fixed in `docket_raft::Store::save_committed`.
 //! * Replays of a seed differed within one process (the task drop order above). Fixed by
 //!   spawning on the `LocalSet`.
+//! * An execution attempt cut off mid-flight (its request at the rail) left no evidence in
+//!   the journal when the ledger later resolved the job: the interrupted attempt was
+//!   recorded only on the way to a retry (seed 100). Fixed in `docket_execution::agent`.
+//! * The leadership publisher (the node's, copied here) re-ran its read-index round on
+//!   every metrics change after a failed one; a failed round changes metrics, and a
+//!   refused connection fails at once, so an isolated leader spun (seed 75, until turmoil
+//!   ran out of ports). Fixed here by retrying after a pause or a leadership change.
 //!
 //! ## Negative controls
 //!
-//! [`Variant::LocalReads`] serves reads without the read index and
-//! [`Variant::LyingDisk`] acknowledges writes it never makes durable. The test suite
+//! [`Variant::LocalReads`] serves reads without the read index,
+//! [`Variant::LyingDisk`] acknowledges writes it never makes durable, and
+//! [`Variant::NoDedupe`] runs agents that ignore their journal and the outcome records in
+//! the ledger (the rail still dedupes, so only the effects checker can tell). The test suite
 //! asserts the checkers catch each within a bounded number of seeds.
 
 #[cfg(not(tokio_unstable))]
