@@ -148,10 +148,19 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut sim_total = Duration::ZERO;
     let mut wall_in_seeds = Duration::ZERO;
+    let mut effects = docket_sim::check::effects::Stats::default();
     for seed in first..end {
         let report = run_seed(seed, &config);
         sim_total += report.sim_time;
         wall_in_seeds += report.wall_time;
+        let e = &report.stats.effects;
+        effects.payouts += e.payouts;
+        effects.executed += e.executed;
+        effects.rail_errors += e.rail_errors;
+        effects.requests += e.requests;
+        effects.payments += e.payments;
+        effects.keys_repeated += e.keys_repeated;
+        effects.paid_then_rail_error += e.paid_then_rail_error;
         print_report(&report, args.quiet);
         let mut passed = report.passed();
         for _ in 1..args.repeat.max(1) {
@@ -180,6 +189,19 @@ fn main() -> ExitCode {
         wall_in_seeds.as_secs_f64(),
         sim_total.as_secs_f64() / wall_in_seeds.as_secs_f64().max(1e-9),
     );
+    if config.execution {
+        println!(
+            "execution: {} payouts ({} executed, {} rail errors, {} of them paid by the rail); \
+             the rail got {} requests, made {} payments, saw {} keys more than once",
+            effects.payouts,
+            effects.executed,
+            effects.rail_errors,
+            effects.paid_then_rail_error,
+            effects.requests,
+            effects.payments,
+            effects.keys_repeated,
+        );
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
