@@ -124,6 +124,9 @@ impl Effect for SimRailEffect {
     }
 
     fn plan(&self, cx: PlanContext<'_>) -> Plan {
+        // The agent plans right after it found no outcome for the proposal in the ledger,
+        // with no await in between, and confirms leadership and checks again before the
+        // run: what was applied now is a lower bound of what it knew when it decided.
         self.planned_with
             .lock()
             .unwrap_or_else(|p| p.into_inner())
