@@ -80,6 +80,10 @@
 //!   every metrics change after a failed one; a failed round changes metrics, and a
 //!   refused connection fails at once, so an isolated leader spun (seed 75, until turmoil
 //!   ran out of ports). Fixed here by retrying after a pause or a leadership change.
+//! * A removal of the leader cut short by a leadership change left a joint configuration
+//!   whose new half lacks the re-elected leader; the next membership change made it a
+//!   non-member leader and tripped an assertion inside openraft 0.9.25 (seed 54). The
+//!   simulator's API refuses that change ([`api`]); the node's has no such guard yet.
 //!
 //! ## Negative controls
 //!
