@@ -754,6 +754,21 @@ where
     F: std::future::Future<Output = Result<MembersView, ApiError>>,
 {
     match leader_or_forward(node, headers) {
+        Ok(())
+            if docket_raft::leads_outside_target_config(&node.raft.metrics().borrow(), node.id) =>
+        {
+            ApiError::new(
+                ErrorCode::UnsafeMembershipChange,
+                format!(
+                    "this leader (node {}) is not a voter of the configuration the cluster is \
+                 moving to: a change removing it was cut short. Another change now would \
+                 leave the cluster led by a non-member. Restart this node so that a member \
+                 of the new configuration leads (it restarts as a follower), then retry",
+                    node.id
+                ),
+            )
+            .into_response()
+        }
         Ok(()) => match op().await {
             Ok(view) => Json(view).into_response(),
             Err(e) => e.into_response(),

@@ -179,11 +179,27 @@ pub fn leadership(node: &Node) -> watch::Receiver<Leadership> {
                 changed
             });
             if seen.leader && !next.leader {
-                // Not confirmed yet: try again after a pause, or as soon as metrics change.
-                let pause = std::time::Duration::from_millis(LEADERSHIP_CONFIRM_RETRY_MS);
-                tokio::select! {
-                    changed = metrics.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(pause) => {}
+                // Not confirmed: try again after a pause, or as soon as the leadership the
+                // metrics show changes. Not on any metrics change: a failed round changes
+                // metrics itself (replication errors), and a peer refusing connections
+                // fails a round at once, so that would spin (found by the simulator,
+                // seed 75).
+                let pause = tokio::time::sleep(std::time::Duration::from_millis(
+                    LEADERSHIP_CONFIRM_RETRY_MS,
+                ));
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        changed = metrics.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if observe(&metrics.borrow_and_update()) != seen {
+                                break;
+                            }
+                        }
+                        _ = &mut pause => break,
+                    }
                 }
             } else if metrics.changed().await.is_err() {
                 return;

@@ -293,16 +293,9 @@ impl ApiNode {
         // membership entry it appends trips openraft's own assertion that only a leader
         // does (`append_membership`, a panic in debug builds; seed 54). Refused until a
         // leader that is a member of that configuration finishes the change.
-        // FIXME(node): the node's API has no such guard yet.
-        let leaving = {
-            let m = self.raft.metrics().borrow().clone();
-            m.state == openraft::ServerState::Leader
-                && m.membership_config
-                    .membership()
-                    .get_joint_config()
-                    .last()
-                    .is_some_and(|config| !config.contains(&self.id))
-        };
+        // The node's API has the same guard (`docket_raft::leads_outside_target_config`).
+        let leaving =
+            docket_raft::leads_outside_target_config(&self.raft.metrics().borrow(), self.id);
         if leaving {
             return (
                 Response::error(
