@@ -6,16 +6,17 @@
 //! is replayable state, not a gateway filter). On the node that received the request
 //! those are the same check of the same bytes, and a deferred proposal is checked again
 //! when a wave releases it. Strict ed25519 verification is a pure function of (author key,
-//! proposal id, signature), so its result can be remembered: [`VerifiedMemo`] keeps the
-//! `(id, signature)` pairs that verified (the id covers the author key), and answers a
-//! repeat without the curve arithmetic. A miss verifies in full. Failures are never
+//! proposal id, signature), so its result can be remembered: [`VerifiedMemo`] keeps a
+//! digest of each (id, author key, signature) triple that verified, and answers a repeat
+//! without the curve arithmetic. A miss verifies in full. Failures are never
 //! remembered, so the memo can only skip work, never change an answer: every replica and
 //! every audit still reaches the same decision, memo or not (`tests/properties.rs` runs
 //! the same commands through both).
 //!
 //! The memo is bounded ([`VerifiedMemo::CAPACITY`]) and forgets oldest-first; it also
-//! keeps authors' decompressed public keys ([`VerifiedMemo::KEYS_MAX`]), which saves a
-//! point decompression on every miss by a known author.
+//! keeps the decompressed public keys of authors whose signatures verified
+//! ([`VerifiedMemo::KEYS_MAX`]), which saves a point decompression on every miss by a
+//! known author.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
@@ -41,9 +42,19 @@ impl SignatureCheck for Strict {
     }
 }
 
-/// `(proposal id, signature)`: the id is a hash over the whole proposal body, author key
-/// included, so the pair names exactly one (key, message, signature) triple.
-type Verified = ([u8; 32], [u8; 64]);
+/// BLAKE3 of (proposal id, author key, signature) under a domain tag: names exactly one
+/// (key, message, signature) triple, whatever id a caller passes (the author is in the
+/// key, not inferred from the id), in 32 bytes.
+type Verified = [u8; 32];
+
+fn verified_key(signed: &SignedProposal, id: &ProposalId) -> Verified {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"docket/signature-memo/v1");
+    hasher.update(id.as_bytes());
+    hasher.update(signed.proposal.author.as_bytes());
+    hasher.update(signed.signature.as_bytes());
+    *hasher.finalize().as_bytes()
+}
 
 #[derive(Debug, Default)]
 struct Memo {
@@ -60,12 +71,12 @@ pub struct VerifiedMemo {
 }
 
 impl VerifiedMemo {
-    /// Remembered `(id, signature)` pairs (about 100 bytes each, ~20 MiB with the index
-    /// at the bound): comfortably more than the proposals a node has in flight between
-    /// its front door and its apply, or deferred until a wave releases them.
+    /// Remembered checks (a 32-byte digest kept in a set and a queue: about 10 MiB at
+    /// the bound): comfortably more than the proposals a node has in flight between its
+    /// front door and its apply, or deferred until a wave releases them.
     pub const CAPACITY: usize = 131_072;
-    /// Remembered decompressed author keys; cleared when full (the principals of a
-    /// constitution are far fewer; unknown authors cannot grow it without bound).
+    /// Remembered decompressed author keys, only of authors whose signature verified;
+    /// cleared when full (the principals of a constitution are far fewer).
     pub const KEYS_MAX: usize = 4_096;
 
     pub fn new() -> VerifiedMemo {
@@ -89,38 +100,44 @@ impl VerifiedMemo {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The author's decompressed key: remembered, or decompressed now (and remembered by
+    /// [`VerifiedMemo::remember`] only once a signature by it verified, so junk with fresh
+    /// valid points cannot push the principals' keys out).
     fn key(&self, author: &PublicKey) -> Result<VerifyingKey, SignatureError> {
         if let Some(key) = self.lock().keys.get(author.as_bytes()) {
             return Ok(*key);
         }
-        let key = VerifyingKey::from_bytes(author.as_bytes())
-            .map_err(|_| SignatureError::MalformedKey)?;
-        let mut memo = self.lock();
-        if memo.keys.len() >= Self::KEYS_MAX {
-            memo.keys.clear();
-        }
-        memo.keys.insert(*author.as_bytes(), key);
-        Ok(key)
+        VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| SignatureError::MalformedKey)
     }
-}
 
-impl SignatureCheck for VerifiedMemo {
-    fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
-        let pair: Verified = (*id.as_bytes(), *signed.signature.as_bytes());
-        if self.lock().verified.contains(&pair) {
-            return Ok(());
-        }
-        // Verified outside the lock: concurrent misses verify in parallel.
-        let key = self.key(&signed.proposal.author)?;
-        crate::proposal::verify_with_key(&key, signed, id)?;
+    fn remember(&self, verified: Verified, key: VerifyingKey) {
         let mut memo = self.lock();
-        if memo.verified.insert(pair) {
-            memo.order.push_back(pair);
+        if memo.verified.insert(verified) {
+            memo.order.push_back(verified);
             while memo.order.len() > Self::CAPACITY {
                 let oldest = memo.order.pop_front().expect("invariant: non-empty");
                 memo.verified.remove(&oldest);
             }
         }
+        if !memo.keys.contains_key(key.as_bytes()) {
+            if memo.keys.len() >= Self::KEYS_MAX {
+                memo.keys.clear();
+            }
+            memo.keys.insert(*key.as_bytes(), key);
+        }
+    }
+}
+
+impl SignatureCheck for VerifiedMemo {
+    fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
+        let verified = verified_key(signed, id);
+        if self.lock().verified.contains(&verified) {
+            return Ok(());
+        }
+        // Verified outside the lock: concurrent misses verify in parallel.
+        let key = self.key(&signed.proposal.author)?;
+        crate::proposal::verify_with_key(&key, signed, id)?;
+        self.remember(verified, key);
         Ok(())
     }
 }
@@ -163,31 +180,43 @@ mod tests {
     }
 
     #[test]
+    fn the_memo_keys_on_the_author_too_not_only_on_the_id_it_is_given() {
+        let memo = VerifiedMemo::new();
+        let alice = signed(1);
+        let id = alice.id();
+        memo.check(&alice, &id).expect("verifies");
+        // Another author's body presented with alice's id and signature (an id that is
+        // not its body's hash, as a corrupt state could hold): strict verification fails,
+        // and so must the memo.
+        let mut mallory = alice.clone();
+        mallory.proposal.author = crate::dev::key("mallory");
+        assert_eq!(Strict.check(&mallory, &id), Err(SignatureError::Invalid));
+        assert_eq!(memo.check(&mallory, &id), Err(SignatureError::Invalid));
+    }
+
+    #[test]
     fn the_memo_is_bounded_and_forgets_oldest_first() {
         let memo = VerifiedMemo::new();
         let first = signed(1);
         memo.check(&first, &first.id()).expect("verifies");
         {
-            // Fill to the bound with synthetic pairs (verifying 131k signatures would
+            // Fill to the bound with synthetic digests (verifying 131k signatures would
             // only slow the test down; the eviction path is what is under test).
             let mut inner = memo.lock();
             for n in 0..VerifiedMemo::CAPACITY as u64 {
-                let mut id = [0xff; 32];
-                id[..8].copy_from_slice(&n.to_le_bytes());
-                let pair = (id, [0; 64]);
-                inner.verified.insert(pair);
-                inner.order.push_back(pair);
+                let mut synthetic = [0xff; 32];
+                synthetic[..8].copy_from_slice(&n.to_le_bytes());
+                inner.verified.insert(synthetic);
+                inner.order.push_back(synthetic);
             }
         }
         let second = signed(2);
         memo.check(&second, &second.id()).expect("verifies");
         assert_eq!(memo.len(), VerifiedMemo::CAPACITY);
         let inner = memo.lock();
-        assert!(!inner
-            .verified
-            .contains(&(*first.id().as_bytes(), *first.signature.as_bytes())));
+        assert!(!inner.verified.contains(&verified_key(&first, &first.id())));
         assert!(inner
             .verified
-            .contains(&(*second.id().as_bytes(), *second.signature.as_bytes())));
+            .contains(&verified_key(&second, &second.id())));
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! **A round** establishes a read index and waits until this node has applied it. On the
 //! leader that is openraft's `ensure_linearizable` (confirm leadership with a heartbeat
-//! round to a quorum, read index = the commit index then). On a follower or learner it is
+//! round to a quorum; read index = the larger of the commit index then and the leader's
+//! first entry of its term). On a follower or learner it is
 //! the read-index protocol of etcd and the Raft thesis (§6.4): ask the leader for a read
 //! index (`GET /v1/internal/read-index`, which runs `get_read_log_id` there), then wait
 //! until the local state machine has applied that index, and serve the read from local
 //! state. So a follower serves its own reads; the leader answers one small request per
-//! round instead of carrying every read. If the leader cannot be asked (none known, it
+//! round instead of carrying every read (and shares one quorum round among the rounds of
+//! all followers queued behind it: [`LeaderReadIndex`]). If the leader cannot be asked (none known, it
 //! moved, it timed out), the round fails with [`ReadError::Forward`] and the API forwards
 //! the whole read to the leader, as before.
 //!
@@ -121,6 +123,26 @@ impl ReadIndex {
         Coalescer::new(Arc::new(move || {
             let (raft, http) = (raft.clone(), http.clone());
             Box::pin(async move { round(&raft, id, &http, deadline).await })
+        }))
+    }
+}
+
+/// The leader's side of follower reads: read indexes for `GET /v1/internal/read-index`,
+/// one `get_read_log_id` round (a quorum heartbeat) shared by every request queued before
+/// it started — the same rule as [`ReadIndex`], so each answer still covers every write
+/// acknowledged before its request arrived.
+pub type LeaderReadIndex = Coalescer<Result<Option<u64>, ReadError>>;
+
+impl LeaderReadIndex {
+    pub fn for_raft(raft: Raft) -> LeaderReadIndex {
+        Coalescer::new(Arc::new(move || {
+            let raft = raft.clone();
+            Box::pin(async move {
+                raft.get_read_log_id()
+                    .await
+                    .map(|(read, _applied)| read.map(|log_id| log_id.index))
+                    .map_err(ReadError::from)
+            })
         }))
     }
 }

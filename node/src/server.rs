@@ -73,6 +73,8 @@ pub struct Node {
     pub http: reqwest::Client,
     /// Linearizable reads share leadership rounds here.
     pub reads: crate::read_index::ReadIndex,
+    /// The leader's read indexes for followers' reads, shared by concurrent requests.
+    pub leader_reads: crate::read_index::LeaderReadIndex,
     /// The execution agent, when `[execution] enabled`; its journal serves evidence.
     pub executor: Option<Arc<docket_execution::Executor>>,
     submit_tx: mpsc::Sender<Pending>,
@@ -252,6 +254,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             api_addr: api_addr.to_string(),
         },
         raft: raft.clone(),
+        leader_reads: crate::read_index::LeaderReadIndex::for_raft(raft.clone()),
         reads: crate::read_index::ReadIndex::for_node(
             raft.clone(),
             config.node_id,

@@ -138,14 +138,13 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeAddr>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// Opens a node's storage in `dir` with default options: the log store and the state
-/// machine (rebuilt from disk) to hand to `openraft::Raft::new`.
 /// Whether node `id`, by its own metrics, leads without being a voter of the last
 /// configuration of its (joint) membership: a change removing it was cut short by a
 /// leadership change. A membership change proposed there would leave a leader outside its
 /// own configuration, about which openraft 0.9.25 is inconsistent (openraft#923; its
 /// `append_membership` asserts that only a member leads). The node's API and the
-/// simulator's refuse membership changes in that state (found by the simulator, seed 54).
+/// simulator's refuse membership changes in that state, except the one that completes the
+/// interrupted removal (found by the simulator, seed 54).
 pub fn leads_outside_target_config(
     metrics: &openraft::RaftMetrics<NodeId, NodeAddr>,
     id: NodeId,
@@ -159,6 +158,8 @@ pub fn leads_outside_target_config(
             .is_some_and(|config| !config.contains(&id))
 }
 
+/// Opens a node's storage in `dir` with default options: the log store and the state
+/// machine (rebuilt from disk) to hand to `openraft::Raft::new`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
     open_with(dir, &StoreOptions::default())
 }

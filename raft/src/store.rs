@@ -269,9 +269,15 @@ impl Store {
     /// vote (same term, same candidate) makes the restarted node win a new election
     /// instead, and a new leader's read index is an entry of its own term, which no
     /// acknowledged write is after. This is safe: a vote's order against any other
-    /// candidate's vote is decided by the leader id alone (term, then node id), so the node
-    /// grants and refuses exactly what it did before; only its own old leadership ends.
-    /// It is also what lets [`Store::save_committed`] skip a flush on every commit.
+    /// candidate's vote is decided by the leader id alone (term, then node id), so the set
+    /// of candidates the node may vote for is unchanged; and `committed(T, N)` cannot come
+    /// back, since only N itself could send it. What changes is timing: openraft refuses
+    /// votes while a *committed* vote's leader lease is live, so a restarted node may grant
+    /// a candidate its vote sooner, and it reports no leader until the first heartbeat
+    /// arrives (the API answers `NO_LEADER` meanwhile). docket serves no lease-based reads
+    /// (every linearizable read runs a quorum round), so this costs availability in that
+    /// window, not safety. It is also what lets [`Store::save_committed`] skip a flush on
+    /// every commit.
     fn demote_vote(&self) -> Result<(), StoreError> {
         if let Some(vote) = self.read_vote()? {
             if vote.is_committed() {
