@@ -4,9 +4,17 @@
 //! * **Submit** writes `Command::Submit` stamped with the node's (simulated) clock through
 //!   `Raft::client_write`; a follower forwards the request once to the leader it knows,
 //!   as `node/` does.
-//! * **Read** runs the read barrier (`Raft::ensure_linearizable`, openraft's read index)
-//!   and then reads the local [`Replica`]; a follower forwards to the leader. The
-//!   [`Variant::LocalReads`] negative control skips the barrier and answers locally.
+//! * **Read** is linearizable at every node, as the node's `read_index` module serves it.
+//!   The leader runs openraft's read index (`Raft::ensure_linearizable`: a quorum
+//!   heartbeat round, then wait for local apply). A follower or learner asks the leader
+//!   for its read index ([`Request::ReadIndex`], answered there with
+//!   `Raft::get_read_log_id`), waits until its own state machine has applied that index
+//!   (within [`READ_INDEX_DEADLINE`]) and reads its local [`Replica`]. If the leader
+//!   cannot be asked (none known, unreachable, refuses, too slow) or the index is not
+//!   applied in time, the whole read is forwarded to the leader, as before. Unlike the
+//!   node, rounds are not coalesced among concurrent reads: each read runs its own (the
+//!   semantics are the same; only the cost differs). The [`Variant::LocalReads`] negative
+//!   control skips all of it and answers locally.
 //! * **Admin** operations (genesis, add learner, change voters) go to the leader the same
 //!   way.
 //!
@@ -40,6 +48,11 @@ pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// partition and answer `Timeout` (the write may still commit: an indeterminate outcome).
 pub const SERVER_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Deadline for each step of a follower's read-index round: the leader's answer to
+/// [`Request::ReadIndex`], then the local apply of that index. Two of them leave room in
+/// [`SERVER_DEADLINE`] to forward the read to the leader when the round fails.
+pub const READ_INDEX_DEADLINE: Duration = Duration::from_millis(500);
+
 /// Epoch of ledger time in the simulation: simulated time zero is this many ms since
 /// 1970 (2026-01-01T00:00:00Z), so ledger times look like real ones.
 pub const LEDGER_EPOCH_MS: u64 = 1_767_225_600_000;
@@ -56,11 +69,17 @@ pub struct SubjectRead {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
     Submit(Vec<SignedProposal>),
-    Read { domain: String, subject: String },
+    Read {
+        domain: String,
+        subject: String,
+    },
     Genesis,
     AddLearner(NodeId),
     AddVoter(NodeId),
     RemoveVoter(NodeId),
+    /// Internal, follower to leader: the leader's read index (`get_read_log_id`), for a
+    /// follower's linearizable read. Never forwarded.
+    ReadIndex,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,6 +109,9 @@ pub enum Response {
         served_by: NodeId,
     },
     Done,
+    /// The leader's answer to [`Request::ReadIndex`]: the log index a read must wait for
+    /// (`None`: nothing committed yet).
+    ReadIndex(Option<u64>),
     Error {
         code: ErrorCode,
         message: String,
@@ -208,6 +230,7 @@ impl ApiNode {
                 self.write(command).await
             }
             Request::Read { domain, subject } => self.read(domain, subject).await,
+            Request::ReadIndex => (self.leader_read_index().await, None),
             Request::AddLearner(id) => self.membership(request_change(&request, *id)).await,
             Request::AddVoter(id) => self.membership(request_change(&request, *id)).await,
             Request::RemoveVoter(id) => self.membership(request_change(&request, *id)).await,
@@ -246,26 +269,8 @@ impl ApiNode {
 
     async fn read(&self, domain: &str, subject: &str) -> (Response, Option<String>) {
         if self.variant != Variant::LocalReads {
-            match self.raft.ensure_linearizable().await {
-                Ok(_) => {}
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    let leader = leader_api(f.leader_node);
-                    let code = if leader.is_some() {
-                        ErrorCode::NotLeader
-                    } else {
-                        ErrorCode::NoLeader
-                    };
-                    return (
-                        Response::error(code, "reads are served by the leader"),
-                        leader,
-                    );
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                    return (Response::error(ErrorCode::NoLeader, e.to_string()), None)
-                }
-                Err(RaftError::Fatal(f)) => {
-                    return (Response::error(ErrorCode::Stopped, f.to_string()), None)
-                }
+            if let Err(refusal) = self.read_barrier().await {
+                return refusal;
             }
         }
         let subject = self.replica.with_state(|state| {
@@ -283,6 +288,72 @@ impl ApiNode {
             },
             None,
         )
+    }
+
+    /// Waits until this node's replica reflects every write acknowledged before the read
+    /// began (the node's `read_index::round`). `Err` carries the answer, and the leader's
+    /// API address when the read is to be forwarded there.
+    async fn read_barrier(&self) -> Result<(), (Response, Option<String>)> {
+        let (leader, api) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let leader = metrics.current_leader;
+            let api = leader.and_then(|l| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.api_addr.clone())
+            });
+            (leader, api)
+        };
+        if leader == Some(self.id) {
+            return match self.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(check_is_leader_error(e)),
+            };
+        }
+        let Some(api) = api else {
+            return Err((
+                Response::error(
+                    ErrorCode::NoLeader,
+                    "no leader known to ask for a read index",
+                ),
+                None,
+            ));
+        };
+        let forward = |message: String| {
+            Err((
+                Response::error(ErrorCode::NotLeader, message),
+                Some(api.clone()),
+            ))
+        };
+        let envelope = Envelope {
+            forwarded: true,
+            request: Request::ReadIndex,
+        };
+        let index = match call(&api, &envelope, READ_INDEX_DEADLINE).await {
+            Response::ReadIndex(index) => index,
+            other => return forward(format!("no read index from the leader: {other:?}")),
+        };
+        match self
+            .raft
+            .wait(Some(READ_INDEX_DEADLINE))
+            .applied_index_at_least(index, "follower read")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => forward(format!("read index {index:?} not applied in time: {e}")),
+        }
+    }
+
+    /// The leader's side of a follower read: its read index, after confirming its
+    /// leadership with a quorum (started after the request arrived).
+    async fn leader_read_index(&self) -> Response {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Response::ReadIndex(read.map(|log_id| log_id.index)),
+            Err(e) => check_is_leader_error(e).0,
+        }
     }
 
     async fn membership(&self, change: MembershipChange) -> (Response, Option<String>) {
@@ -330,6 +401,29 @@ fn request_change(request: &Request, id: NodeId) -> MembershipChange {
             MembershipChange::Voters(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
         }
         _ => MembershipChange::Voters(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
+    }
+}
+
+fn check_is_leader_error(
+    error: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>,
+) -> (Response, Option<String>) {
+    match error {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+            let leader = leader_api(f.leader_node);
+            let code = if leader.is_some() {
+                ErrorCode::NotLeader
+            } else {
+                ErrorCode::NoLeader
+            };
+            (
+                Response::error(code, "reads are served by the leader"),
+                leader,
+            )
+        }
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
+            (Response::error(ErrorCode::NoLeader, e.to_string()), None)
+        }
+        RaftError::Fatal(f) => (Response::error(ErrorCode::Stopped, f.to_string()), None),
     }
 }
 

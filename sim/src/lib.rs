@@ -19,7 +19,11 @@
 //!
 //! Clients reach the nodes through a client API ([`api`]) with the node's semantics:
 //! writes are `Command::Submit` stamped with the (simulated) clock, forwarded to the
-//! leader; reads pass the read index (`ensure_linearizable`) and read the replica.
+//! leader; reads are linearizable at every node: the leader passes its read index
+//! (`ensure_linearizable`), a follower asks the leader for its read index
+//! (`get_read_log_id`, over the API), waits until it has applied it and reads its own
+//! replica, and forwards the read to the leader when that fails. (Unlike the node, the
+//! simulator does not coalesce concurrent reads into shared rounds.)
 //!
 //! ## Execution
 //!

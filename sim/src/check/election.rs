@@ -15,6 +15,11 @@
 //!   is across a restart, from a committed vote to the *same* leader id uncommitted: the
 //!   store opens a node that led as a follower (`docket_raft::Store`, "demote_vote"), and
 //!   which candidates a vote grants or refuses depends on its leader id alone.
+//! * a node never leads again under a leader id it led under in an earlier boot: after a
+//!   restart it must win a new election (a higher term) to lead. Resuming the old
+//!   leadership from the committed vote it reads back is openraft#1511 (a restarted
+//!   leader serving reads and commits on a stale view), which the store's vote demotion
+//!   prevents; this is the check that fails if the demotion is lost.
 //!
 //! How many terms had several leaders (legal in this mode) is counted for the report.
 
@@ -29,8 +34,9 @@ const NAME: &str = "election-safety";
 
 #[derive(Debug, Default)]
 pub struct ElectionSafety {
-    /// The node seen leading under each leader id `(term, node_id)`.
-    leaders: BTreeMap<(u64, NodeId), NodeId>,
+    /// The node seen leading under each leader id `(term, node_id)`, and the boot in
+    /// which it first did.
+    leaders: BTreeMap<(u64, NodeId), (NodeId, u32)>,
     /// Nodes seen leading in each bare term.
     per_term: BTreeMap<u64, BTreeSet<NodeId>>,
     /// Each node's last vote, and the boot it was seen in.
@@ -71,13 +77,24 @@ impl ElectionSafety {
         }
         let key = (leader_id.term, leader_id.node_id);
         match self.leaders.get(&key) {
-            Some(other) if *other != node => self.violations.push(Violation::new(
+            Some((other, _)) if *other != node => self.violations.push(Violation::new(
                 NAME,
                 format!("n{node} and n{other} both lead under leader id {leader_id}"),
             )),
+            Some((_, first_boot)) if boot > *first_boot => {
+                self.violations.push(Violation::new(
+                    NAME,
+                    format!(
+                        "n{node} leads under leader id {leader_id} again in boot {boot}, \
+                         after leading under it in boot {first_boot} (openraft#1511)"
+                    ),
+                ));
+                // Reported once per leader id and boot.
+                self.leaders.insert(key, (node, boot));
+            }
             Some(_) => {}
             None => {
-                self.leaders.insert(key, node);
+                self.leaders.insert(key, (node, boot));
             }
         }
         self.per_term
@@ -156,6 +173,27 @@ mod tests {
             1,
             "within one boot a committed vote stays committed"
         );
+    }
+
+    #[test]
+    fn leading_again_under_the_same_leader_id_after_a_restart_is_caught() {
+        let mut check = ElectionSafety::default();
+        check.observe(1, 1, true, committed(5, 1));
+        check.observe(1, 1, true, committed(5, 1));
+        assert!(
+            check.take_violations().is_empty(),
+            "one boot, one leadership"
+        );
+        // Restarted: the vote read back is committed, and it leads on in term 5.
+        check.observe(1, 2, true, committed(5, 1));
+        check.observe(1, 2, true, committed(5, 1));
+        let violations = check.take_violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].detail.contains("again in boot 2"));
+        // A new election after the restart is fine.
+        check.observe(1, 2, false, Vote::new(6, 1));
+        check.observe(1, 2, true, committed(6, 1));
+        assert!(check.take_violations().is_empty());
     }
 
     #[test]
