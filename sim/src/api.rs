@@ -363,11 +363,20 @@ impl ApiNode {
         // a non-member, about which openraft 0.9.25 is inconsistent (openraft#923): the next
         // membership entry it appends trips openraft's own assertion that only a leader
         // does (`append_membership`, a panic in debug builds; seed 54). Refused until a
-        // leader that is a member of that configuration finishes the change.
-        // The node's API has the same guard (`docket_raft::leads_outside_target_config`).
+        // leader that is a member of that configuration finishes the change, or this
+        // leader finishes its own removal. The node's API has the same guard
+        // (`docket_raft::leads_outside_target_config`, checked in `membership_op`).
+        // The one change allowed there completes the interrupted removal of this leader
+        // (removing itself from the joint configuration resolves to the configuration it
+        // was moving to), as in the node's API.
+        let completes_own_removal = matches!(
+            &change,
+            MembershipChange::Voters(ChangeMembers::RemoveVoters(ids))
+                if ids.len() == 1 && ids.contains(&self.id)
+        );
         let leaving =
             docket_raft::leads_outside_target_config(&self.raft.metrics().borrow(), self.id);
-        if leaving {
+        if leaving && !completes_own_removal {
             return (
                 Response::error(
                     ErrorCode::Membership,
