@@ -129,82 +129,15 @@ pub const LEADERSHIP_CONFIRM_TIMEOUT_MS: u64 = 5_000;
 /// Wait before retrying a confirmation that failed while metrics still say "leader".
 pub const LEADERSHIP_CONFIRM_RETRY_MS: u64 = 200;
 
-/// Publishes whether this node leads, from Raft metrics, until the metrics channel closes.
-///
-/// "Leader in term T" is published only once the leadership is *confirmed* in T: a quorum
-/// answered a read-index round and the state machine has applied everything up to the
-/// read index, which is at least the first entry of T. Metrics alone are not enough: a
-/// node reports itself leader as soon as it wins an election (or right after a restart, if
-/// it led before), while entries of earlier terms, among them outcome records filed by the
-/// previous leader's agent, may still be committed but not applied here. An agent that
-/// started its epoch then would find those payouts still pending and perform them again.
+/// Publishes whether this node leads, confirmed by a read-index round, until Raft stops
+/// (`docket_execution::leadership` says why confirmed).
 pub fn leadership(node: &Node) -> watch::Receiver<Leadership> {
-    let mut metrics = node.raft.metrics();
-    let raft = node.raft.clone();
-    let id = node.id;
-    let observe = move |m: &openraft::RaftMetrics<u64, docket_raft::NodeAddr>| Leadership {
-        leader: m.current_leader == Some(id) && m.state == openraft::ServerState::Leader,
-        term: m.current_term,
+    let timing = docket_execution::leadership::Timing {
+        confirm_timeout: std::time::Duration::from_millis(LEADERSHIP_CONFIRM_TIMEOUT_MS),
+        retry: std::time::Duration::from_millis(LEADERSHIP_CONFIRM_RETRY_MS),
     };
-    let first = observe(&metrics.borrow());
-    let (tx, rx) = watch::channel(Leadership {
-        leader: false,
-        term: first.term,
-    });
-    tokio::spawn(async move {
-        let mut published = *tx.borrow();
-        loop {
-            let seen = observe(&metrics.borrow_and_update());
-            // Metrics change with every applied entry; a leadership already confirmed in
-            // this term needs no new round.
-            let next = if !seen.leader || published == seen {
-                seen
-            } else {
-                let confirm = tokio::time::timeout(
-                    std::time::Duration::from_millis(LEADERSHIP_CONFIRM_TIMEOUT_MS),
-                    raft.ensure_linearizable(),
-                )
-                .await;
-                // Still the same leadership once confirmed (the term may have moved on).
-                let confirmed = matches!(confirm, Ok(Ok(_))) && observe(&metrics.borrow()) == seen;
-                Leadership {
-                    leader: confirmed,
-                    term: seen.term,
-                }
-            };
-            published = next;
-            tx.send_if_modified(|now| {
-                let changed = *now != next;
-                *now = next;
-                changed
-            });
-            if seen.leader && !next.leader {
-                // Not confirmed: try again after a pause, or as soon as the leadership the
-                // metrics show changes. Not on any metrics change: a failed round changes
-                // metrics itself (replication errors), and a peer refusing connections
-                // fails a round at once, so that would spin (found by the simulator,
-                // seed 75).
-                let pause = tokio::time::sleep(std::time::Duration::from_millis(
-                    LEADERSHIP_CONFIRM_RETRY_MS,
-                ));
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        changed = metrics.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            if observe(&metrics.borrow_and_update()) != seen {
-                                break;
-                            }
-                        }
-                        _ = &mut pause => break,
-                    }
-                }
-            } else if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+    let (rx, task) =
+        docket_execution::leadership::publisher(node.raft.clone(), node.id, timing, |_, _| {});
+    tokio::spawn(task);
     rx
 }

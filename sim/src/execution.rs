@@ -255,75 +255,27 @@ impl Host for SimHost {
     }
 }
 
-/// Publishes whether node `id` leads, confirmed, until its Raft stops: the node's
-/// `leadership` (see `node/src/execution.rs`), spawned on the host's `LocalSet`.
+/// Publishes whether node `id` leads, confirmed, until its Raft stops: the node's loop
+/// (`docket_execution::leadership`), spawned on the host's `LocalSet`, tracing changes.
 pub fn leadership(id: NodeId, raft: Raft, exec_log: ExecLog) -> watch::Receiver<Leadership> {
-    let mut metrics = raft.metrics();
-    let observe = move |m: &openraft::RaftMetrics<u64, docket_raft::NodeAddr>| Leadership {
-        leader: m.current_leader == Some(id) && m.state == openraft::ServerState::Leader,
-        term: m.current_term,
+    let timing = docket_execution::leadership::Timing {
+        confirm_timeout: CONFIRM_TIMEOUT,
+        retry: CONFIRM_RETRY,
     };
-    let first = observe(&metrics.borrow());
-    let (tx, rx) = watch::channel(Leadership {
-        leader: false,
-        term: first.term,
-    });
-    tokio::task::spawn_local(async move {
-        let mut published = *tx.borrow();
-        loop {
-            let seen = observe(&metrics.borrow_and_update());
-            let next = if !seen.leader || published == seen {
-                seen
-            } else {
-                let confirm =
-                    tokio::time::timeout(CONFIRM_TIMEOUT, raft.ensure_linearizable()).await;
-                let confirmed = matches!(confirm, Ok(Ok(_))) && observe(&metrics.borrow()) == seen;
-                Leadership {
-                    leader: confirmed,
-                    term: seen.term,
-                }
-            };
-            if next != published && (next.leader || published.leader) {
+    let (rx, task) =
+        docket_execution::leadership::publisher(raft, id, timing, move |before, after| {
+            if after.leader || before.leader {
                 log(
                     &exec_log,
                     format!(
                         "n{id} exec {} term {}",
-                        if next.leader { "leads" } else { "stops" },
-                        next.term
+                        if after.leader { "leads" } else { "stops" },
+                        after.term
                     ),
                 );
             }
-            published = next;
-            tx.send_if_modified(|now| {
-                let changed = *now != next;
-                *now = next;
-                changed
-            });
-            if seen.leader && !next.leader {
-                // Not confirmed: try again after a pause, or as soon as the leadership the
-                // metrics show changes. Not on every metrics change: a failed round changes
-                // metrics itself, and over simulated links a refused connection fails at
-                // once, so that would spin without simulated time passing.
-                let pause = tokio::time::sleep(CONFIRM_RETRY);
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        changed = metrics.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            if observe(&metrics.borrow()) != seen {
-                                break;
-                            }
-                        }
-                        _ = &mut pause => break,
-                    }
-                }
-            } else if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+        });
+    tokio::task::spawn_local(task);
     rx
 }
 
