@@ -42,7 +42,9 @@
 //!    and malformed proposals; payouts paid by the agents) and read subjects at every
 //!    node; an operator ([`admin`]) changes membership; the schedule ([`faults`])
 //!    partitions, delays, drops, crashes (disk and journal) and restarts, and cuts nodes
-//!    off the rail. Metrics are observed after every step, ledgers every few steps.
+//!    off the rail. Metrics are observed after every step, ledgers every 50 simulated
+//!    ms. A step is [`SimConfig::tick`] of simulated time (5 ms unless the run says
+//!    otherwise; [`config::TICK_DEFAULT`] says why).
 //! 2. **Heal phase**: every fault is undone, crashed nodes restart, a probe files a fresh
 //!    proposal; it must commit and every member converge within
 //!    [`config::LIVENESS_BOUND`], and (with execution) every admitted payout be reported.
@@ -119,5 +121,5 @@ pub mod trace;
 pub mod workload;
 pub mod world;
 
-pub use config::{Faults, SimConfig, Variant};
+pub use config::{Faults, SimConfig, Variant, TICK_DEFAULT, TICK_FINE, TICK_MAX};
 pub use run::{replay_command, run_seed, RunStats, SeedReport};

@@ -19,7 +19,9 @@ use crate::check::election::ElectionSafety;
 use crate::check::liveness::HealOutcome;
 use crate::check::state::StateAgreement;
 use crate::check::{self, linearizability, Violation};
-use crate::config::{Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK};
+use crate::config::{
+    Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK_DEFAULT, TICK_FINE, TICK_MAX,
+};
 use crate::faults::Schedule;
 use crate::history::{History, OpKind, OpResult};
 use crate::rail::{Rail, RAIL_HOST};
@@ -27,8 +29,8 @@ use crate::trace::Trace;
 use crate::world::{host_name, NodeSlot, Probe, Shared, World};
 use crate::{admin, check::effects, execution, node, rail, workload};
 
-/// Steps between two ledger observations (metrics are observed every step).
-pub const LEDGER_OBSERVE_EVERY_STEPS: u64 = 50;
+/// Simulated time between two ledger observations (metrics are observed every step).
+pub const LEDGER_OBSERVE_EVERY: Duration = Duration::from_millis(50);
 
 /// What one seed did and whether every invariant held.
 #[derive(Debug, Clone)]
@@ -90,6 +92,9 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
             command.push(' ');
             command.push_str(flag);
         }
+    }
+    if config.tick != TICK_DEFAULT {
+        command.push_str(&format!(" --tick-ms {}", config.tick.as_millis()));
     }
     command
 }
@@ -176,10 +181,17 @@ struct Run {
     members: BTreeSet<NodeId>,
     other: Vec<Violation>,
     steps: u64,
+    /// [`LEDGER_OBSERVE_EVERY`] in steps of this run's tick.
+    observe_every_steps: u64,
 }
 
 impl Run {
     fn new(seed: u64, config: &SimConfig) -> Run {
+        assert!(
+            (TICK_FINE..=TICK_MAX).contains(&config.tick),
+            "SimConfig::tick must be {TICK_FINE:?} to {TICK_MAX:?}, got {:?}",
+            config.tick
+        );
         let derived = Derived::from_seed(seed, config);
         let mode = match config.variant {
             Variant::LyingDisk => FlushMode::Lying,
@@ -222,6 +234,8 @@ impl Run {
             members: (1..=INITIAL_VOTERS).collect(),
             other: Vec::new(),
             steps: 0,
+            observe_every_steps: (LEDGER_OBSERVE_EVERY.as_nanos() / config.tick.as_nanos().max(1))
+                .max(1) as u64,
         }
     }
 
@@ -239,7 +253,7 @@ impl Run {
             .rng_seed(self.seed)
             .epoch(UNIX_EPOCH + Duration::from_millis(LEDGER_EPOCH_MS))
             .simulation_duration(self.config.duration + LIVENESS_BOUND + Duration::from_secs(60))
-            .tick_duration(TICK)
+            .tick_duration(self.config.tick)
             .min_message_latency(derived.min_latency)
             .max_message_latency(derived.max_latency)
             .tcp_capacity(65_536)
@@ -292,7 +306,7 @@ impl Run {
         while alive && sim.elapsed() <= healed_at + LIVENESS_BOUND {
             alive = self.step(&mut sim);
             heal.probe_acked_at = self.world.borrow().probe.acked_at;
-            if heal.probe_acked_at.is_some() && self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0 {
+            if heal.probe_acked_at.is_some() && self.steps % self.observe_every_steps == 0 {
                 if let Some(leader) = self.converged() {
                     heal.converged_at.get_or_insert(sim.elapsed());
                     // With execution, the run ends once the agents have reported every
@@ -414,7 +428,7 @@ impl Run {
         }
         self.observe_metrics(now);
         self.observe_execution();
-        if self.steps % LEDGER_OBSERVE_EVERY_STEPS == 0 {
+        if self.steps % self.observe_every_steps == 0 {
             self.observe_ledgers(now);
         }
         true
@@ -627,4 +641,39 @@ fn payouts_settled(replica: &Replica) -> bool {
                 .all(|(_, subject)| subject.state != "payout_requested")
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_command_carries_a_tick_that_is_not_the_default() {
+        let default = replay_command(7, &SimConfig::default());
+        assert!(!default.contains("--tick-ms"), "{default}");
+        let fine = SimConfig {
+            tick: TICK_FINE,
+            ..SimConfig::default()
+        };
+        let command = replay_command(7, &fine);
+        assert!(command.ends_with(" --tick-ms 1"), "{command}");
+    }
+
+    #[test]
+    fn a_tick_outside_the_model_fails_the_seed_instead_of_running_it() {
+        let zero = SimConfig {
+            tick: Duration::ZERO,
+            ..SimConfig::default()
+        };
+        let report = run_seed(7, &zero);
+        assert!(!report.passed());
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.detail.contains("SimConfig::tick")),
+            "{:?}",
+            report.violations
+        );
+    }
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use docket_sim::{replay_command, run_seed, SeedReport, SimConfig, Variant};
+use docket_sim::{
+    replay_command, run_seed, SeedReport, SimConfig, Variant, TICK_DEFAULT, TICK_FINE,
+};
 
 fn config(nodes: u64) -> SimConfig {
     SimConfig {
@@ -51,9 +53,17 @@ fn three_nodes_seeds_0_to_70() {
     run_all(0..70, &config(3));
 }
 
+/// The same seeds' worth of runs at the finest tick (1 ms), where every message latency
+/// and timer in the model lands on its own step.
 #[test]
-fn three_nodes_seeds_70_to_140() {
-    run_all(70..140, &config(3));
+fn three_nodes_seeds_70_to_140_at_the_fine_tick() {
+    run_all(
+        70..140,
+        &SimConfig {
+            tick: TICK_FINE,
+            ..config(3)
+        },
+    );
 }
 
 #[test]
@@ -81,7 +91,8 @@ fn three_nodes_heavy_faults_and_no_faults() {
     run_all(2100..2110, &calm);
 }
 
-/// Seeds that once failed, kept as regressions.
+/// Seeds that once failed, kept as regressions, at the tick they failed at (1 ms: each was
+/// found before the default tick became 5 ms).
 ///
 /// * 10751: a leader restarted (instant crash, its unflushed committed id lost) and resumed
 ///   leadership in the same term, so its read index was below a write it had already
@@ -98,16 +109,26 @@ fn three_nodes_heavy_faults_and_no_faults() {
 ///   assertion inside openraft. The simulator's API now refuses that change.
 #[test]
 fn regression_seeds() {
-    run_all([10751, 100, 75, 54], &config(3));
+    let found_at = SimConfig {
+        tick: TICK_FINE,
+        ..config(3)
+    };
+    run_all([10751, 100, 75, 54], &found_at);
 }
 
 #[test]
 fn the_same_seed_replays_byte_for_byte() {
     // Execution events in the traces replayed: requests at the rail, outcome records filed.
     let (mut rail_lines, mut outcome_lines) = (0, 0);
-    for (seed, nodes) in [(3, 3), (17, 3), (42, 3), (1001, 5)] {
+    for (seed, nodes, tick) in [
+        (3, 3, TICK_DEFAULT),
+        (17, 3, TICK_DEFAULT),
+        (42, 3, TICK_FINE),
+        (1001, 5, TICK_DEFAULT),
+    ] {
         let config = SimConfig {
             keep_trace: true,
+            tick,
             ..config(nodes)
         };
         let first = run_seed(seed, &config);

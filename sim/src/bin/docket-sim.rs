@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use docket_sim::{replay_command, run_seed, Faults, SeedReport, SimConfig, Variant};
+use docket_sim::{
+    replay_command, run_seed, Faults, SeedReport, SimConfig, Variant, TICK_DEFAULT, TICK_MAX,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "docket-sim", about = "docket's deterministic fault simulator")]
@@ -41,6 +43,14 @@ struct Args {
     /// `correct`, or a negative control: `local-reads`, `lying-disk`, `no-dedupe`.
     #[arg(long, default_value = "correct")]
     variant: String,
+    /// Simulated milliseconds per step, 1 to 10: 5 by default; 1 resolves every latency
+    /// and timer in the model (slower). Part of what a seed means: replay with the same.
+    #[arg(
+        long,
+        default_value_t = TICK_DEFAULT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..=TICK_MAX.as_millis() as u64)
+    )]
+    tick_ms: u64,
     /// Print every trace line of each seed.
     #[arg(long)]
     trace: bool,
@@ -142,6 +152,7 @@ fn main() -> ExitCode {
         },
         variant,
         execution: !args.no_execution,
+        tick: Duration::from_millis(args.tick_ms),
         keep_trace: args.trace,
     };
     let started = Instant::now();
