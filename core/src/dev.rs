@@ -4,6 +4,9 @@
 //! **Insecure by design.** Anyone can derive these secret keys from their names. A real
 //! deployment writes its own constitution with its own principals' public keys.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use ed25519_dalek::SigningKey;
 
 use crate::id::PublicKey;
@@ -26,12 +29,33 @@ pub const PRINCIPALS: &[(&str, &[&str])] = &[
     ("mallory", &[]),
 ];
 
+/// Names whose derived keys a thread keeps (see [`signing_key`]); past this many, the
+/// cache starts over.
+pub const KEY_CACHE_MAX: usize = 256;
+
+thread_local! {
+    /// Keys derived on this thread: a derivation costs a base-point multiplication, as
+    /// much as a signature, and [`proposal`] needs the key twice per proposal.
+    static KEYS: RefCell<BTreeMap<String, SigningKey>> = const { RefCell::new(BTreeMap::new()) };
+}
+
 /// The development signing key of `name`: BLAKE3 key derivation from the name.
 pub fn signing_key(name: &str) -> SigningKey {
-    SigningKey::from_bytes(&blake3::derive_key(
-        "docket dev principal key v1",
-        name.as_bytes(),
-    ))
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(key) = keys.get(name) {
+            return key.clone();
+        }
+        if keys.len() >= KEY_CACHE_MAX {
+            keys.clear();
+        }
+        let key = SigningKey::from_bytes(&blake3::derive_key(
+            "docket dev principal key v1",
+            name.as_bytes(),
+        ));
+        keys.insert(name.to_owned(), key.clone());
+        key
+    })
 }
 
 pub fn key(name: &str) -> PublicKey {
@@ -102,5 +126,29 @@ impl Proposer {
             dependencies,
             self.nonce,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn derived(name: &str) -> [u8; 32] {
+        blake3::derive_key("docket dev principal key v1", name.as_bytes())
+    }
+
+    #[test]
+    fn cached_keys_are_the_derived_keys_before_and_after_the_cache_starts_over() {
+        assert_eq!(signing_key("alice").to_bytes(), derived("alice"));
+        assert_eq!(signing_key("alice").to_bytes(), derived("alice"));
+        for i in 0..KEY_CACHE_MAX + 5 {
+            let name = format!("p{i}");
+            assert_eq!(signing_key(&name).to_bytes(), derived(&name));
+        }
+        assert_eq!(signing_key("alice").to_bytes(), derived("alice"));
+        assert_eq!(
+            key("alice"),
+            public_key(&SigningKey::from_bytes(&derived("alice")))
+        );
     }
 }

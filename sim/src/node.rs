@@ -51,7 +51,7 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The body of node `id`'s host, run on every boot.
 pub async fn run(world: World, id: NodeId) -> turmoil::Result {
-    let (disk, journal, boot, derived, variant, execution, exec_log) = {
+    let (disk, journal, boot, derived, variant, execution, exec_log, signatures) = {
         let mut w = world.borrow_mut();
         let slot = w.nodes.get_mut(&id).expect("invariant: node slot exists");
         slot.boots += 1;
@@ -62,12 +62,16 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
         let variant = w.config.variant;
         let execution = w.config.execution;
         let exec_log = w.exec_log.clone();
+        let signatures = w.signatures.clone();
         w.trace_now(format_args!("n{id} boot {boot}"));
-        (disk, journal, boot, derived, variant, execution, exec_log)
+        (
+            disk, journal, boot, derived, variant, execution, exec_log, signatures,
+        )
     };
     // openraft draws this node's election timeout in Raft::new, from this sequence.
     docket_raft::runtime::seed_thread_rng(derived.seed ^ salt::RAFT ^ (id << 32) ^ u64::from(boot));
     let (log_store, state_machine) = docket_raft::open_sim(&disk)?;
+    let state_machine = state_machine.with_signatures(signatures);
     let replica = state_machine.replica();
     let identity = Identity {
         cluster_id: CLUSTER_ID.to_owned(),

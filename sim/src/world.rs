@@ -6,8 +6,10 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
+use docket_core::VerifiedMemo;
 use docket_execution::SimJournal;
 use docket_raft::{NodeAddr, NodeId, Raft, Replica, SimDisk};
 
@@ -88,6 +90,13 @@ pub struct Shared {
     pub rail: Rail,
     /// What the execution agents did, drained into the trace by the harness.
     pub exec_log: ExecLog,
+    /// Signatures verified in this run, shared by every node's apply. A node's own memo
+    /// (`docket_core::VerifiedMemo`) only ever changes how fast a decision is reached,
+    /// never the decision (a property test in `core/` holds it to strict checks, forgeries
+    /// included), so one memo for the whole run verifies each honest signature once
+    /// instead of once per replica; forged ones are never remembered and are checked in
+    /// full everywhere.
+    pub signatures: Arc<VerifiedMemo>,
 }
 
 pub type World = Rc<RefCell<Shared>>;

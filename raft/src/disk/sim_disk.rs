@@ -14,12 +14,28 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{KeyValue, TreeName, Visit, WriteBatch};
 use crate::store::StoreError;
 
-type Trees = BTreeMap<TreeName, BTreeMap<Vec<u8>, Vec<u8>>>;
+/// Keys and values are shared, not copied, between what reads see, what is durable, the
+/// pending batches and a scan in progress: the simulator copies nothing per write but the
+/// batch itself.
+type Bytes = Arc<[u8]>;
+type Trees = BTreeMap<TreeName, BTreeMap<Bytes, Bytes>>;
+
+/// A [`WriteBatch`] as the disk keeps it while pending.
+type Batch = Vec<(TreeName, Bytes, Option<Bytes>)>;
+
+fn shared(batch: WriteBatch) -> Batch {
+    batch
+        .ops
+        .into_iter()
+        .map(|(tree, key, value)| (tree, Bytes::from(key), value.map(Bytes::from)))
+        .collect()
+}
 
 /// Whether `durable_flush` does its job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -38,7 +54,7 @@ struct Inner {
     /// What reads see: `durable` plus every pending batch.
     current: Trees,
     durable: Trees,
-    pending: Vec<WriteBatch>,
+    pending: Vec<Batch>,
     /// Bumped by every crash; handles from an older epoch may not write.
     epoch: u64,
     flushes: u64,
@@ -46,8 +62,8 @@ struct Inner {
     lost_batches: u64,
 }
 
-fn apply_to(trees: &mut Trees, batch: &WriteBatch) {
-    for (tree, key, value) in &batch.ops {
+fn apply_to(trees: &mut Trees, batch: &Batch) {
+    for (tree, key, value) in batch {
         let tree = trees.entry(*tree).or_default();
         match value {
             Some(value) => {
@@ -184,7 +200,11 @@ impl SimHandle {
 
     pub fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let inner = self.disk.lock();
-        Ok(inner.current.get(&tree).and_then(|t| t.get(key)).cloned())
+        Ok(inner
+            .current
+            .get(&tree)
+            .and_then(|t| t.get(key))
+            .map(|v| v.to_vec()))
     }
 
     pub fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
@@ -193,7 +213,7 @@ impl SimHandle {
             .current
             .get(&tree)
             .and_then(|t| t.last_key_value())
-            .map(|(k, v)| (k.clone(), v.clone())))
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
     pub fn for_each(
@@ -204,19 +224,20 @@ impl SimHandle {
         f: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
         // Copied out first, so `f` may call back into the store without deadlocking.
-        let items: Vec<KeyValue> = {
+        let items: Vec<(Bytes, Bytes)> = {
             let inner = self.disk.lock();
             let Some(t) = inner.current.get(&tree) else {
                 return Ok(());
             };
+            let lo: &[u8] = lo;
             match hi {
                 Some(hi) if hi <= lo => Vec::new(),
                 Some(hi) => t
-                    .range(lo.to_vec()..hi.to_vec())
+                    .range::<[u8], _>((Bound::Included(lo), Bound::Excluded(hi)))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 None => t
-                    .range(lo.to_vec()..)
+                    .range::<[u8], _>((Bound::Included(lo), Bound::Unbounded))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             }
@@ -229,6 +250,7 @@ impl SimHandle {
 
     pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut inner = self.writable()?;
+        let batch = shared(batch);
         apply_to(&mut inner.current, &batch);
         inner.pending.push(batch);
         Ok(())
