@@ -27,17 +27,21 @@
 //! ## What is atomic
 //!
 //! Every write below is one [`WriteBatch`] (atomic on recovery, across trees: a sled
-//! transaction when it spans several):
+//! transaction when it spans several), except the two that only need order (written with
+//! `apply_in_order`: a crash keeps a prefix of them):
 //!
-//! * Applying commands writes the new ledger entries and the `applied` record (which holds
-//!   the ledger length) in **one batch** over `ledger` and `sm`, so a crash cannot leave
-//!   the ledger and the applied position disagreeing.
+//! * A log append writes its entries in order; nothing is acknowledged before the durable
+//!   flush that follows, and a torn append leaves a contiguous log.
+//! * Applying commands writes the new ledger entries, then the `applied` record (which
+//!   holds the ledger length), in order. The `applied` record is the commit point: a crash
+//!   before it leaves entries at or past its `ledger_len`, which open removes (they are
+//!   applied again from the log).
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
 //!   that points at them; old generations are deleted afterwards and on open.
 //! * Installing a snapshot writes the shipped ledger first, then the `snapshot` record and
-//!   the `applied` record in one batch. The `applied` record is the commit point: on open,
-//!   ledger entries at or past its `ledger_len` are leftovers of an interrupted install and
-//!   are removed.
+//!   the `applied` record in one batch. As for an apply, on open ledger entries at or past
+//!   the `applied` record's `ledger_len` are leftovers of an interrupted write and are
+//!   removed.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -345,7 +349,7 @@ impl Store {
             tracing::warn!(
                 removed,
                 ledger_len = applied.ledger_len,
-                "removed ledger entries past the applied position (interrupted snapshot install)"
+                "removed ledger entries past the applied position (an apply or snapshot install interrupted by a crash)"
             );
         }
         let generation = self.snapshot_record()?.map(|r| r.generation);
@@ -448,7 +452,10 @@ impl Store {
                 encode("log entry", &entry)?,
             );
         }
-        self.disk.apply(batch)?;
+        // In order, not atomically: nothing is acknowledged before the flush below, and a
+        // torn append leaves a contiguous prefix of the entries, which Raft handles as an
+        // append that never happened in full.
+        self.disk.apply_in_order(batch)?;
         self.durable_flush()
     }
 
@@ -532,7 +539,7 @@ impl Store {
         }
     }
 
-    /// Writes new ledger entries and the applied record in one batch. Not flushed: applied
+    /// Writes new ledger entries, then the applied record (the commit point). Not flushed: applied
     /// state is re-derived from the Raft log after a crash (see the crate docs).
     pub fn commit_apply(
         &self,
@@ -548,7 +555,9 @@ impl Store {
             KEY_APPLIED,
             encode("applied record", applied)?,
         );
-        self.disk.apply(batch)
+        // In order, the applied record last: it is the commit point (see "What is atomic").
+        // A sled transaction over both trees would cost two extra writes of sled's buffer.
+        self.disk.apply_in_order(batch)
     }
 
     /// The ledger entry at `index`, if stored.
@@ -757,6 +766,57 @@ mod tests {
     fn keys_sort_numerically() {
         assert!(index_key(255) < index_key(256));
         assert!(chunk_key(1, u32::MAX) < chunk_key(2, 0));
+    }
+
+    #[test]
+    fn an_apply_torn_before_its_applied_record_is_undone_on_open() {
+        use docket_core::constitution::DEFAULT_DOCUMENT;
+        use docket_core::{dev, LedgerId, LedgerTime, State, Value};
+
+        let ledger = LedgerId::new("torn").expect("id");
+        let (mut state, genesis) =
+            State::genesis(ledger.clone(), DEFAULT_DOCUMENT, LedgerTime(1)).expect("genesis");
+        let deposit = |n: u64| {
+            dev::proposal(
+                &ledger,
+                "alice",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                &format!("s{n}"),
+                Value::map([("amount", Value::Int(5)), ("currency", "EUR".into())]),
+                vec![],
+                n,
+            )
+        };
+        let first: Vec<LedgerEntry> = state.submit(deposit(1), LedgerTime(2)).entries().to_vec();
+        let second: Vec<LedgerEntry> = state.submit(deposit(2), LedgerTime(3)).entries().to_vec();
+
+        let disk = SimDisk::new("torn");
+        let store = Store::open_sim(&disk).expect("open");
+        let mut applied = AppliedRecord::default();
+        let mut entries = vec![genesis];
+        entries.extend(first);
+        applied.ledger_len = entries.len() as u64;
+        store.commit_apply(&entries, &applied).expect("apply");
+        store.durable_flush().expect("flush");
+
+        applied.ledger_len += second.len() as u64;
+        store.commit_apply(&second, &applied).expect("apply");
+        drop(store);
+        // Every entry of the second apply reached the disk, its applied record did not.
+        assert_eq!(disk.pending_batches(), second.len() + 1);
+        disk.crash_keeping(second.len());
+
+        let store = Store::open_sim(&disk).expect("reopen");
+        let recovered = store.read_applied().expect("read").expect("applied");
+        assert_eq!(recovered.ledger_len, entries.len() as u64);
+        assert!(store
+            .ledger_get(entries.len() as u64)
+            .expect("read")
+            .is_none());
+        assert!(store
+            .ledger_get(entries.len() as u64 - 1)
+            .expect("read")
+            .is_some());
     }
 
     #[test]

@@ -256,6 +256,18 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Each write is its own pending batch, so a torn crash ([`SimDisk::crash_keeping`])
+    /// can keep any prefix of them.
+    pub fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut inner = self.writable()?;
+        for op in shared(batch) {
+            let one = vec![op];
+            apply_to(&mut inner.current, &one);
+            inner.pending.push(one);
+        }
+        Ok(())
+    }
+
     pub fn durable_flush(&self) -> Result<(), StoreError> {
         let mut inner = self.writable()?;
         inner.flushes += 1;
@@ -313,6 +325,23 @@ mod tests {
         put(&h, b"a", b"1");
         put(&h, b"b", b"2");
         put(&h, b"c", b"3");
+        assert_eq!(disk.crash_keeping(2), 1);
+        let h = disk.handle();
+        assert_eq!(get(&h, b"a"), Some(b"1".to_vec()));
+        assert_eq!(get(&h, b"b"), Some(b"2".to_vec()));
+        assert_eq!(get(&h, b"c"), None);
+    }
+
+    #[test]
+    fn a_torn_crash_keeps_a_prefix_of_writes_applied_in_order() {
+        let disk = SimDisk::new("t");
+        let h = disk.handle();
+        let mut batch = WriteBatch::default();
+        for (key, value) in [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")] {
+            batch.insert(TreeName::Meta, key.to_vec(), value.to_vec());
+        }
+        h.apply_in_order(batch).expect("apply");
+        assert_eq!(disk.pending_batches(), 3, "one pending write each");
         assert_eq!(disk.crash_keeping(2), 1);
         let h = disk.handle();
         assert_eq!(get(&h, b"a"), Some(b"1".to_vec()));

@@ -177,6 +177,24 @@ impl SledDisk {
             })
     }
 
+    /// Writes one by one, in order (see [`super::Disk::apply_in_order`]). sled recovers
+    /// its log up to the first message that is missing or torn, so what survives a crash
+    /// is a prefix of these writes.
+    pub(crate) fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        for (tree, key, value) in batch.ops {
+            let tree = self.tree(tree);
+            match value {
+                Some(value) => {
+                    tree.insert(key, value)?;
+                }
+                None => {
+                    tree.remove(key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Makes every write that completed before this call durable, then returns.
     ///
     /// **Guaranteed** once it returns `Ok`: every sled write (any tree, any thread) that
