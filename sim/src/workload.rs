@@ -102,6 +102,35 @@ impl Flows {
         )
     }
 
+    /// A settlement's deposit of `deposit` EUR and a payout of `amount` to `beneficiary`
+    /// that depends on it.
+    fn deposit_and_payout(
+        &mut self,
+        subject: &str,
+        deposit: i64,
+        amount: i64,
+        beneficiary: &str,
+    ) -> (SignedProposal, SignedProposal) {
+        let deposit = self.propose(
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            subject,
+            Value::map([("amount", Value::Int(deposit)), ("currency", "EUR".into())]),
+            vec![],
+        );
+        let payout = self.propose(
+            "alice",
+            "SETTLEMENT.PAYOUT_REQUESTED",
+            subject,
+            Value::map([
+                ("amount", Value::Int(amount)),
+                ("beneficiary", beneficiary.into()),
+            ]),
+            vec![deposit.id()],
+        );
+        (deposit, payout)
+    }
+
     fn plan(&mut self, mut proposals: Vec<SignedProposal>, reverse: bool) {
         if reverse {
             proposals.reverse();
@@ -138,23 +167,8 @@ impl Flows {
                         (deposit, rng.gen_range(1..=deposit), "acme")
                     }
                 };
-                let deposit = self.propose(
-                    "alice",
-                    "SETTLEMENT.DEPOSIT_CONFIRMED",
-                    &subject,
-                    Value::map([("amount", Value::Int(deposit)), ("currency", "EUR".into())]),
-                    vec![],
-                );
-                let payout = self.propose(
-                    "alice",
-                    "SETTLEMENT.PAYOUT_REQUESTED",
-                    &subject,
-                    Value::map([
-                        ("amount", Value::Int(amount)),
-                        ("beneficiary", beneficiary.into()),
-                    ]),
-                    vec![deposit.id()],
-                );
+                let (deposit, payout) =
+                    self.deposit_and_payout(&subject, deposit, amount, beneficiary);
                 let mut flow = vec![deposit];
                 // The agents file the settlement outcome; a client may still file the
                 // execution-domain report about the payout (it does not settle it).
@@ -180,23 +194,9 @@ impl Flows {
             0 | 1 => {
                 let subject = format!("stl-c{c}-{k}");
                 let amount = rng.gen_range(1_000..100_000);
-                let deposit = self.propose(
-                    "alice",
-                    "SETTLEMENT.DEPOSIT_CONFIRMED",
-                    &subject,
-                    Value::map([("amount", Value::Int(amount)), ("currency", "EUR".into())]),
-                    vec![],
-                );
-                let payout = self.propose(
-                    "alice",
-                    "SETTLEMENT.PAYOUT_REQUESTED",
-                    &subject,
-                    Value::map([
-                        ("amount", Value::Int(rng.gen_range(1..=amount))),
-                        ("beneficiary", "acme".into()),
-                    ]),
-                    vec![deposit.id()],
-                );
+                let payout_amount = rng.gen_range(1..=amount);
+                let (deposit, payout) =
+                    self.deposit_and_payout(&subject, amount, payout_amount, "acme");
                 let report = if rng.gen_bool(0.5) {
                     self.propose(
                         "exec",
