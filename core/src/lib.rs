@@ -71,6 +71,7 @@ pub mod dev;
 pub mod encoding;
 pub mod engine;
 pub mod id;
+pub mod json;
 pub mod ledger;
 pub mod proposal;
 pub mod replay;

@@ -90,6 +90,7 @@ impl Proposal {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedProposal {
+    #[serde(deserialize_with = "crate::json::objects_only")]
     pub proposal: Proposal,
     pub signature: Signature,
 }

@@ -219,6 +219,20 @@ impl<'de> Visitor<'de> for JsonVisitor {
         reason = "the only place a float is seen: to refuse it"
     )]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // JSON parsers hand over an integer literal too large for 64 bits as a float. A
+        // whole number at or beyond the i64 range's ends is that (or an exponent form of
+        // one; -2^63 itself arrives as an integer, so a float equal to it was rounded from
+        // below): name the range, not floats. A whole number within range arrived here
+        // only because it was written as a float (`5.0`, `5e0`).
+        const I64_RANGE_END: f64 = 9_223_372_036_854_775_808.0; // 2^63, exact as an f64
+        if v.fract() == 0.0 && !(v > -I64_RANGE_END && v < I64_RANGE_END) {
+            return Err(E::custom(format!(
+                "integer out of range (found about {v:e}); payload integers are between {} \
+                 and {}",
+                i64::MIN,
+                i64::MAX
+            )));
+        }
         Err(E::custom(format!(
             "floats are not allowed in payloads (found {v}); use an integer in the smallest unit"
         )))
@@ -258,6 +272,31 @@ mod tests {
         assert_eq!(serde_json::to_string(&value).expect("serializes"), text);
         assert_eq!(value.to_string(), text);
         assert_eq!(value.depth(), 2);
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_name_the_range_not_floats() {
+        for text in [
+            r#"{"n": 18446744073709551616}"#,
+            r#"{"n": -9223372036854775809}"#,
+        ] {
+            let err = serde_json::from_str::<Value>(text)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains("integer out of range"), "{err}");
+            assert!(err.contains("9223372036854775807"), "{err}");
+            assert!(!err.contains("float"), "{err}");
+        }
+        let err = serde_json::from_str::<Value>(r#"{"n": 9223372036854775808}"#)
+            .expect_err("u64 above i64::MAX")
+            .to_string();
+        assert!(err.contains("out of range"), "{err}");
+        let err = serde_json::from_str::<Value>(r#"{"n": 5.0}"#)
+            .expect_err("5.0")
+            .to_string();
+        assert!(err.contains("floats are not allowed"), "{err}");
+        let max = serde_json::from_str::<Value>(r#"-9223372036854775808"#).expect("i64::MIN");
+        assert_eq!(max, Value::Int(i64::MIN));
     }
 
     #[test]

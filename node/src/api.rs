@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use docket_core::json::Objects;
 use docket_core::{Constitution, LedgerIndex, ProposalId, SignatureCheck, SignedProposal};
 use docket_raft::{Command, CommandResponse, NodeAddr, Outcome, ProposalOutcome};
 use openraft::error::{InitializeError, RaftError};
@@ -100,8 +101,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
+        // `Objects`: a record written as a JSON array of its field values is refused.
+        match Json::<Objects<T>>::from_request(req, state).await {
+            Ok(Json(Objects(value))) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }

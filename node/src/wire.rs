@@ -28,6 +28,7 @@ pub struct SubmitResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    #[serde(deserialize_with = "docket_core::json::objects_only_seq")]
     pub proposals: Vec<SignedProposal>,
 }
 
@@ -198,4 +199,11 @@ pub struct ExecutionView {
     /// False when this node runs no execution agent (`[execution] enabled = false`).
     pub enabled: bool,
     pub job: Option<docket_execution::Job>,
+}
+
+/// Parses JSON into `T`, taking `T` and every record in it only as a JSON object: serde
+/// would otherwise accept a struct written as an array of its field values
+/// (`docket_core::json` says why that is refused).
+pub fn from_json_str<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> {
+    serde_json::from_str::<docket_core::json::Objects<T>>(text).map(|objects| objects.0)
 }

@@ -168,6 +168,56 @@ async fn bad_input_gets_stable_codes_and_changes_nothing() {
         float["proposal"]["payload"]["amount"] = json!(1.5);
         let got = post_raw(&http, &proposals, bytes(&float)).await;
         expect("float in payload", got, 400, "MALFORMED_REQUEST", "float");
+        let text = String::from_utf8(bytes(&to_json(&good))).expect("utf-8");
+        assert!(text.contains(r#""amount":1"#), "{text}");
+        let huge = text.replacen(r#""amount":1"#, r#""amount":18446744073709551616"#, 1);
+        let got = post_raw(&http, &proposals, huge.into_bytes()).await;
+        expect(
+            "integer above 64 bits",
+            got,
+            400,
+            "MALFORMED_REQUEST",
+            "integer out of range",
+        );
+
+        // A record written as an array of its field values is refused at every level.
+        let signed = to_json(&good);
+        let as_array = json!([signed["proposal"].clone(), signed["signature"].clone()]);
+        let got = post_raw(&http, &proposals, bytes(&as_array)).await;
+        expect(
+            "proposal as an array",
+            got,
+            400,
+            "MALFORMED_REQUEST",
+            "sequence",
+        );
+        // In declaration order: the shape serde's derived struct reader would take.
+        let fields: Vec<Json> = [
+            "format",
+            "ledger_id",
+            "domain",
+            "action",
+            "subject",
+            "payload",
+            "dependencies",
+            "author",
+            "nonce",
+        ]
+        .iter()
+        .map(|field| signed["proposal"][*field].clone())
+        .collect();
+        let nested = json!({ "proposal": fields, "signature": signed["signature"].clone() });
+        let got = post_raw(&http, &proposals, bytes(&nested)).await;
+        expect(
+            "proposal body as an array",
+            got,
+            400,
+            "MALFORMED_REQUEST",
+            "sequence",
+        );
+        let batch = json!({ "proposals": [as_array] });
+        let got = post_raw(&http, &batches, bytes(&batch)).await;
+        expect("batch of arrays", got, 400, "MALFORMED_REQUEST", "sequence");
 
         let mut unsigned = to_json(&good);
         unsigned
