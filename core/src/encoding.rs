@@ -13,40 +13,48 @@ use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Largest record the decoder will allocate for. Bounds what a corrupt or hostile byte
-/// string can make us allocate; a ledger entry is far below this (payload limits apply).
-pub const DECODE_BYTES_MAX: u64 = 16 * 1024 * 1024;
-
 pub const TAG_PROPOSAL: &[u8] = b"docket/proposal/v1\0";
 pub const TAG_ENTRY: &[u8] = b"docket/entry/v1\0";
 pub const TAG_CONSTITUTION: &[u8] = b"docket/constitution/v1\0";
 pub const TAG_STATE: &[u8] = b"docket/state/v1\0";
 
-fn options() -> impl Options {
+/// The encoding's configuration, with no size limit: encoding and hashing never fail for
+/// size, so no honest growth of a record (the governance state above all) can reach a
+/// limit here. Bounds belong where input arrives (the front door, frame caps) and in the
+/// decoder, below.
+fn encoder() -> impl Options {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .with_little_endian()
         .reject_trailing_bytes()
-        .with_limit(DECODE_BYTES_MAX)
+}
+
+/// The decoder for `len` input bytes. The limit is the input itself: a length prefix can
+/// never make it read, or allocate for, more than it was given (bincode checks the limit
+/// before each read, and serde preallocates at most 1 MiB for a sequence), so a corrupt or
+/// hostile byte string costs at most its own size, while a large honest record (a state
+/// snapshot of a grown ledger) decodes whatever its size.
+fn decoder(len: usize) -> impl Options {
+    encoder().with_limit(u64::try_from(len).unwrap_or(u64::MAX))
 }
 
 /// Canonical bytes of a value.
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    options()
+    encoder()
         .serialize(value)
-        .expect("invariant: core types serialize without error and below DECODE_BYTES_MAX")
+        .expect("invariant: core types serialize without error")
 }
 
 /// Canonical size of a value in bytes, without allocating it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> u64 {
-    options()
+    encoder()
         .serialized_size(value)
         .expect("invariant: core types serialize without error")
 }
 
-/// Decodes canonical bytes; refuses trailing bytes and oversize lengths.
+/// Decodes canonical bytes; refuses trailing bytes and lengths beyond the input.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    options()
+    decoder(bytes.len())
         .deserialize(bytes)
         .map_err(|e| DecodeError(e.to_string()))
 }
@@ -59,7 +67,7 @@ pub struct DecodeError(String);
 pub fn tagged_hash<T: Serialize + ?Sized>(tag: &[u8], value: &T) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(tag);
-    options()
+    encoder()
         .serialize_into(&mut HashWriter(&mut hasher), value)
         .expect("invariant: core types serialize without error");
     *hasher.finalize().as_bytes()
@@ -75,5 +83,40 @@ impl std::io::Write for HashWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The old fixed 16 MiB limit made hashing and encoding a state past that size panic
+    /// (`SizeLimit` in `State::hash`, from `GET /v1/status` on a grown ledger).
+    #[test]
+    fn records_beyond_sixteen_mib_encode_hash_and_decode() {
+        let big: Vec<u8> = (0..17 * 1024 * 1024u32)
+            .map(|i| i.to_le_bytes()[0])
+            .collect();
+        let bytes = to_bytes(&big);
+        assert_eq!(bytes.len() as u64, encoded_len(&big));
+        assert_eq!(tagged_hash(TAG_STATE, &big), {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(TAG_STATE);
+            hasher.update(&bytes);
+            *hasher.finalize().as_bytes()
+        });
+        assert_eq!(from_bytes::<Vec<u8>>(&bytes).expect("decodes"), big);
+    }
+
+    #[test]
+    fn a_length_prefix_beyond_the_input_is_refused() {
+        let mut bytes = to_bytes(&vec![7u8; 16]);
+        bytes[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(from_bytes::<Vec<u8>>(&bytes).is_err());
+        let truncated = &to_bytes(&vec![7u8; 16])[..20];
+        assert!(from_bytes::<Vec<u8>>(truncated).is_err());
+        let mut trailing = to_bytes(&vec![7u8; 16]);
+        trailing.push(0);
+        assert!(from_bytes::<Vec<u8>>(&trailing).is_err());
     }
 }
