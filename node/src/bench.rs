@@ -30,6 +30,8 @@ use crate::local_cluster::LocalCluster;
 use crate::rail::Rail;
 use crate::wire::Consistency;
 
+mod grow;
+
 /// Proposals signed ahead of a run, at most. Bounds the generator's memory (~300 bytes each).
 pub const PRESIGNED_PROPOSALS_MAX: usize = 2_000_000;
 
@@ -43,6 +45,10 @@ pub enum Mode {
     /// Payouts through the execution loop: admitted, paid on a local rail, outcome
     /// committed (starts its own cluster; not with --target).
     Effects,
+    /// Growth: write rounds, each followed by ledger length, throughput, p99, memory and
+    /// disk per node and the time of GET /v1/status; then a follower restart and a fresh
+    /// node's catch-up, timed (starts its own cluster; not with --target).
+    Grow,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +85,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = JOBS_INFLIGHT_MAX_DEFAULT as u64,
           value_parser = clap::value_parser!(u64).range(1..=JOBS_INFLIGHT_MAX_CEILING as u64))]
     pub jobs_inflight: u64,
+    /// Grow mode: write rounds of --duration-s seconds each.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub rounds: u64,
 }
 
 /// The measured figures.
@@ -139,6 +148,36 @@ pub struct EffectsReport {
     pub jobs_inflight: u64,
 }
 
+/// `--mode grow` ([`grow`]).
+async fn run_grow(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    if args.target.is_some() {
+        bail!("--mode grow starts its own cluster (it restarts and adds nodes): drop --target");
+    }
+    let temp;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new().prefix("docket-grow-").tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let report = grow::run(&args, &root, json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "throughput last/first round {:.2}; restart to linearizable read {:.0} ms; \
+             new node caught up in {:.0} ms ({:.0} entries/s), peak rss {} MiB",
+            report.throughput_last_over_first,
+            report.restart_to_read_ms,
+            report.catch_up_ms,
+            report.catch_up_entries_per_s,
+            report.catch_up_peak_rss_bytes >> 20,
+        );
+    }
+    Ok(())
+}
+
 fn percentile(sorted_us: &[u64], p: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
@@ -151,6 +190,9 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if args.mode == Mode::Effects {
         return run_effects(args, json).await;
+    }
+    if args.mode == Mode::Grow {
+        return run_grow(args, json).await;
     }
     let temp;
     let mut cluster = None;
@@ -211,10 +253,11 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
     let total_s = args.duration_s + 1;
     let per_client = match args.mode {
         Mode::Read | Mode::Effects => 0,
-        Mode::Write => ((args.rate_hint * total_s) as usize / args.clients as usize).clamp(
-            args.batch as usize,
-            PRESIGNED_PROPOSALS_MAX / args.clients as usize,
-        ),
+        Mode::Write | Mode::Grow => ((args.rate_hint * total_s) as usize / args.clients as usize)
+            .clamp(
+                args.batch as usize,
+                PRESIGNED_PROPOSALS_MAX / args.clients as usize,
+            ),
     };
     if args.mode == Mode::Read {
         // One subject for every reader to read.
@@ -273,7 +316,7 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
                         .await
                         .map(|_| 1),
                     Mode::Effects => unreachable!("effects mode runs in run_effects"),
-                    Mode::Write => {
+                    Mode::Write | Mode::Grow => {
                         let chunk: Vec<SignedProposal> = pool.by_ref().take(batch).collect();
                         if chunk.is_empty() {
                             exhausted = true;

@@ -41,6 +41,11 @@ impl LocalNode {
         self.child.is_some()
     }
 
+    /// The running process's id (for `/proc` figures: memory in `docket bench --mode grow`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|child| child.id())
+    }
+
     /// Where the node's stderr (its log) goes; a restart appends to it.
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.with_extension("log")

@@ -1,0 +1,278 @@
+//! `docket bench --mode grow`: does anything cost more as the ledger grows?
+//!
+//! Starts its own cluster, writes to it in `--rounds` rounds of `--duration-s` seconds each
+//! (the write workload of `--mode write`, batches welcome for the fill), and after every
+//! round prints the ledger length, the round's throughput and p99, each node's resident
+//! memory and disk bytes, and the median time of `GET /v1/status` at the leader. Then it
+//! measures recovery at that size: a follower is killed (SIGKILL) and restarted, timed until
+//! it serves a linearizable read; and a fresh node is added, timed until it holds the same
+//! ledger and state hash as the leader, with its peak resident memory. Flat figures from
+//! the first round to the last are the goal (DESIGN §11).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use docket_core::{dev, LedgerId, Value};
+use serde::Serialize;
+
+use super::{measure, BenchArgs, Report};
+use crate::local_cluster::LocalCluster;
+use crate::wire::{AddMemberRequest, Consistency};
+
+/// `GET /v1/status` calls timed per round; the median is reported.
+const STATUS_SAMPLES: usize = 21;
+
+/// Longest wait for a restarted node's first linearizable read, or a new node's catch-up.
+const RECOVERY_TIMEOUT_MS: u64 = 600_000;
+
+/// One round's figures.
+#[derive(Debug, Serialize)]
+pub struct Round {
+    pub round: u64,
+    pub ledger_length: u64,
+    pub operations_per_s: f64,
+    pub latency_ms_p99: f64,
+    pub errors: u64,
+    /// Median of [`STATUS_SAMPLES`] calls at the leader.
+    pub status_ms_median: f64,
+    /// Per node, in node order.
+    pub rss_bytes: Vec<u64>,
+    pub disk_bytes: Vec<u64>,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct GrowReport {
+    pub nodes: u64,
+    pub clients: u64,
+    pub batch: u64,
+    pub rounds: Vec<Round>,
+    /// Last round's throughput over the first's.
+    pub throughput_last_over_first: f64,
+    /// A follower killed and restarted: from its start until a linearizable read succeeds.
+    pub restart_to_read_ms: f64,
+    /// A fresh node added: from `member add` until its ledger and state hash equal the
+    /// leader's.
+    pub catch_up_ms: f64,
+    pub catch_up_entries_per_s: f64,
+    /// The new node's peak resident memory during catch-up (VmHWM).
+    pub catch_up_peak_rss_bytes: u64,
+}
+
+/// A `/proc/<pid>/status` field in bytes (`VmRSS`, `VmHWM`); 0 where unavailable.
+fn proc_status_bytes(pid: Option<u32>, field: &str) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn status_ms_median(cluster: &LocalCluster, leader: u64) -> anyhow::Result<f64> {
+    let client = cluster.node(leader).client();
+    let mut samples = Vec::with_capacity(STATUS_SAMPLES);
+    for _ in 0..STATUS_SAMPLES {
+        let start = Instant::now();
+        client
+            .status()
+            .await
+            .context("GET /v1/status at the leader")?;
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// Polls `what` until it returns true, or fails after [`RECOVERY_TIMEOUT_MS`].
+async fn until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
+    while !check().await {
+        if Instant::now() > deadline {
+            bail!("{what}: not within {RECOVERY_TIMEOUT_MS} ms");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Runs the growth benchmark on a cluster it starts under `root`.
+pub async fn run(args: &BenchArgs, root: &Path, json: bool) -> anyhow::Result<GrowReport> {
+    let binary = std::env::current_exe().context("locating the docket binary")?;
+    let mut cluster = LocalCluster::new(binary, root, "docket-grow", args.nodes)?;
+    eprintln!(
+        "starting a {}-node cluster in {}",
+        args.nodes,
+        root.display()
+    );
+    cluster.start_all().await?;
+    cluster.form().await?;
+    cluster.converged().await?;
+    let result = rounds_and_recovery(args, &mut cluster, json).await;
+    cluster.kill_all().await;
+    result
+}
+
+async fn rounds_and_recovery(
+    args: &BenchArgs,
+    cluster: &mut LocalCluster,
+    json: bool,
+) -> anyhow::Result<GrowReport> {
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    let status = cluster.nodes[0].client().status().await?;
+    let ledger = LedgerId::new(status.cluster_id)?;
+    // A subject the restarted node reads back.
+    let probe = dev::proposal(
+        &ledger,
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "grow-probe",
+        Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+        vec![],
+        0,
+    );
+    cluster.nodes[0].client().submit(&probe).await?;
+
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let report: Report = measure(args, &urls).await?;
+        let leader = cluster.leader().await?;
+        let ledger_length = cluster.node(leader).client().status().await?.ledger_length;
+        let figures = Round {
+            round,
+            ledger_length,
+            operations_per_s: report.operations_per_s,
+            latency_ms_p99: report.latency_ms_p99,
+            errors: report.errors,
+            status_ms_median: status_ms_median(cluster, leader).await?,
+            rss_bytes: cluster
+                .nodes
+                .iter()
+                .map(|n| proc_status_bytes(n.pid(), "VmRSS"))
+                .collect(),
+            disk_bytes: cluster
+                .nodes
+                .iter()
+                .map(|n| disk_bytes(&n.data_dir))
+                .collect(),
+        };
+        if !json {
+            let mib = |bytes: &Vec<u64>| -> Vec<u64> { bytes.iter().map(|b| b >> 20).collect() };
+            println!(
+                "round {round}: ledger {} entries; {:.0} proposals/s, p99 {:.2} ms, {} errors; \
+                 status {:.2} ms; rss MiB {:?}; disk MiB {:?}",
+                figures.ledger_length,
+                figures.operations_per_s,
+                figures.latency_ms_p99,
+                figures.errors,
+                figures.status_ms_median,
+                mib(&figures.rss_bytes),
+                mib(&figures.disk_bytes),
+            );
+        }
+        rounds.push(figures);
+    }
+
+    // Restart a follower; time until it serves a linearizable read.
+    let leader = cluster.leader().await?;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .context("--mode grow needs at least 2 nodes to restart a follower")?;
+    cluster.kill(follower).await?;
+    let restarted = Instant::now();
+    cluster.start(follower).await?;
+    let client = cluster.node(follower).client();
+    until("the restarted node's first linearizable read", || async {
+        client
+            .state("settlement", "grow-probe", Consistency::Linearizable)
+            .await
+            .is_ok()
+    })
+    .await?;
+    let restart_to_read_ms = restarted.elapsed().as_secs_f64() * 1000.0;
+
+    // Add a fresh node; time until it has the leader's ledger and state hash.
+    let id = cluster.add_slot()?;
+    cluster.start(id).await?;
+    let added = Instant::now();
+    let new = cluster.node(id);
+    let request = AddMemberRequest {
+        id,
+        raft_addr: new.raft_addr.clone(),
+        api_addr: new.api_addr.clone(),
+        learner: false,
+    };
+    let leader_client = cluster.node(cluster.leader().await?).client();
+    // `member add` answers once the node has caught up and is promoted, or with TIMEOUT
+    // while it is still a catching-up learner; either way the catch-up is timed below.
+    if let Err(error) = leader_client
+        .clone_with_timeout(Duration::from_millis(RECOVERY_TIMEOUT_MS))
+        .add_member(request)
+        .await
+    {
+        if error.code() != Some("TIMEOUT") {
+            return Err(error).context("adding the fresh node");
+        }
+        eprintln!("member add: {error} (still timing its catch-up as a learner)");
+    }
+    let new_client = new.client();
+    let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
+    let caught_up_length = loop {
+        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
+            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
+                break lead.ledger_length;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the new node's catch-up: not within {RECOVERY_TIMEOUT_MS} ms");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let catch_up_ms = added.elapsed().as_secs_f64() * 1000.0;
+    let catch_up_peak_rss_bytes = proc_status_bytes(new.pid(), "VmHWM");
+
+    let first = rounds.first().map_or(0.0, |r| r.operations_per_s);
+    let last = rounds.last().map_or(0.0, |r| r.operations_per_s);
+    Ok(GrowReport {
+        nodes: args.nodes,
+        clients: args.clients,
+        batch: args.batch,
+        throughput_last_over_first: if first > 0.0 { last / first } else { 0.0 },
+        restart_to_read_ms,
+        catch_up_ms,
+        catch_up_entries_per_s: caught_up_length as f64 / (catch_up_ms / 1000.0),
+        catch_up_peak_rss_bytes,
+        rounds,
+    })
+}
