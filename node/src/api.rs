@@ -828,6 +828,7 @@ async fn add_member_on_leader(
             format!("cannot connect to node {} at raft_addr {} within {PROBE_TIMEOUT_MS} ms; is `docket serve` running there?", request.id, request.raft_addr),
         ));
     }
+    check_history(node, &request).await?;
     let addr = NodeAddr {
         raft_addr: request.raft_addr.clone(),
         api_addr: request.api_addr.clone(),
@@ -848,6 +849,86 @@ async fn add_member_on_leader(
     Ok(MembersView {
         members: members(node),
     })
+}
+
+/// Refuses a node to be added that already holds a history other than this cluster's: one
+/// initialized on its own (`docket cluster init` run against it by mistake) or by another
+/// cluster. Raft would make it a learner and leave its ledger as it is — another genesis,
+/// another state — and it would serve that history to clients. A node is asked over its
+/// API for its status and, if initialized, its genesis entry (a local read: a former
+/// member of this cluster rejoining has no leader to ask). A fresh node, or this
+/// cluster's own member (same cluster id, same genesis entry hash), may join.
+async fn check_history(node: &Node, request: &AddMemberRequest) -> Result<(), ApiError> {
+    let unreachable = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(
+            ErrorCode::MemberUnreachable,
+            format!(
+                "cannot ask node {} at api_addr {} for its {what}: {e}; is `docket serve` \
+                 running there with that api_addr?",
+                request.id, request.api_addr
+            ),
+        )
+    };
+    let timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+    let client = crate::client::Client::with_http(&request.api_addr, timeout, node.http.clone())
+        .map_err(|e| ApiError::new(ErrorCode::MalformedRequest, e.to_string()))?;
+    let status = client
+        .status()
+        .await
+        .map_err(|e| unreachable("status", &e))?;
+    if status.node_id != request.id {
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!(
+                "api_addr {} answers as node {}, not node {}",
+                request.api_addr, status.node_id, request.id
+            ),
+        ));
+    }
+    if !status.initialized {
+        return Ok(());
+    }
+    let other = |what: String| {
+        ApiError::new(
+            ErrorCode::MemberHasOtherHistory,
+            format!(
+                "node {} at {} is already initialized with {what}; it holds a history that \
+                 is not this cluster's. Stop it, move its data directory away, start it \
+                 empty and add it again",
+                request.id, request.api_addr
+            ),
+        )
+    };
+    if status.cluster_id != node.cluster_id {
+        return Err(other(format!("cluster id {:?}", status.cluster_id)));
+    }
+    let url = format!(
+        "{}/v1/ledger?from=0&limit=1&consistency=local",
+        client.base_url()
+    );
+    let theirs: LedgerPage = async {
+        let response = node.http.get(&url).timeout(timeout).send().await?;
+        response.error_for_status()?.json().await
+    }
+    .await
+    .map_err(|e: reqwest::Error| unreachable("genesis entry", &e))?;
+    let ours = node
+        .replica
+        .ledger_entry(LedgerIndex(0))
+        .map_err(storage_error)?
+        .map(|entry| entry.hash);
+    let theirs = theirs.entries.first().map(|entry| entry.hash);
+    if theirs != ours {
+        let hex = |hash: Option<docket_core::EntryHash>| {
+            hash.map_or_else(|| "none".to_owned(), |h| h.to_string())
+        };
+        return Err(other(format!(
+            "genesis entry {} (this cluster's is {})",
+            hex(theirs),
+            hex(ours)
+        )));
+    }
+    Ok(())
 }
 
 /// Runs one membership change on the leader, with a deadline. Checked here, immediately

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     UnsafeMembershipChange,
     /// A node to be added could not be reached.
     MemberUnreachable,
+    /// A node to be added already holds a history of its own (another genesis, another
+    /// cluster): it must start empty to join.
+    MemberHasOtherHistory,
     /// Too many requests in flight: retry later.
     Overloaded,
     /// The request did not complete within its deadline; it may or may not have been recorded.
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => "ALREADY_INITIALIZED",
             ErrorCode::UnsafeMembershipChange => "UNSAFE_MEMBERSHIP_CHANGE",
             ErrorCode::MemberUnreachable => "MEMBER_UNREACHABLE",
+            ErrorCode::MemberHasOtherHistory => "MEMBER_HAS_OTHER_HISTORY",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
@@ -69,7 +73,8 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::NotInitialized
             | ErrorCode::AlreadyInitialized
-            | ErrorCode::UnsafeMembershipChange => StatusCode::CONFLICT,
+            | ErrorCode::UnsafeMembershipChange
+            | ErrorCode::MemberHasOtherHistory => StatusCode::CONFLICT,
             ErrorCode::MemberUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::NotLeader | ErrorCode::NoLeader | ErrorCode::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -291,3 +291,96 @@ async fn last_voter_is_kept_and_unreachable_members_fail_fast() {
     );
     phase(start, "done");
 }
+
+/// A node initialized on its own (`cluster init` run against it by mistake) holds another
+/// genesis; adding it would make it a learner serving its own history. `member add`
+/// refuses it, naming the reason, and the cluster's membership, ledger and state hash are
+/// unchanged. A fresh node, and this cluster's own member re-added, still join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_history_is_refused_and_a_fresh_node_joins() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster("member-history", 2, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let c = client(&cluster.node(leader).url());
+    c.submit(&deposit(&ledger, "alice", "history-0", 5))
+        .await
+        .expect("a write");
+    let before = cluster.converged().await.expect("converged");
+
+    phase(start, "node 3 initialized on its own, then added");
+    let rogue = cluster.add_slot().expect("slot for node 3");
+    cluster.start(rogue).await.expect("start node 3");
+    client(&cluster.node(rogue).url())
+        .init(Default::default())
+        .await
+        .expect("node 3 initialized alone");
+    let (status, body) = api_error(
+        c.add_member(add_request(&cluster, rogue)).await,
+        "MEMBER_HAS_OTHER_HISTORY",
+    );
+    assert_eq!(
+        (status, body.code.as_str()),
+        (409, "MEMBER_HAS_OTHER_HISTORY"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains("genesis entry"), "{}", body.message);
+    let members = c.members().await.expect("members").members;
+    assert_eq!(ids(&members), (BTreeSet::from([1, 2]), BTreeSet::new()));
+    let after = vec![
+        common::status(&cluster, 1).await,
+        common::status(&cluster, 2).await,
+    ];
+    assert_eq!(
+        common::positions(&after),
+        common::positions(&before),
+        "nothing changed on the cluster's nodes"
+    );
+
+    phase(
+        start,
+        "a fresh node 4 joins; the api_addr of another node is refused",
+    );
+    let fresh = cluster.add_slot().expect("slot for node 4");
+    cluster.start(fresh).await.expect("start node 4");
+    let mut wrong = add_request(&cluster, fresh);
+    wrong.api_addr = cluster.node(rogue).api_addr.clone();
+    let (status, body) = api_error(c.add_member(wrong).await, "MALFORMED_REQUEST");
+    assert_eq!((status, body.code.as_str()), (400, "MALFORMED_REQUEST"));
+    assert!(
+        body.message.contains("answers as node 3"),
+        "{}",
+        body.message
+    );
+    c.add_member(add_request(&cluster, fresh))
+        .await
+        .expect("a fresh node joins");
+    let members = c.members().await.expect("members").members;
+    assert_eq!(ids(&members).0, BTreeSet::from([1, 2, 4]));
+    cluster.kill(rogue).await.expect("stop node 3");
+    cluster
+        .converged()
+        .await
+        .expect("node 4 has the cluster's ledger");
+
+    phase(
+        start,
+        "node 4, this cluster's own member, is re-added after removal",
+    );
+    c.remove_member(fresh).await.expect("remove node 4");
+    c.add_member(add_request(&cluster, fresh))
+        .await
+        .expect("the cluster's own former member rejoins");
+    let members = c.members().await.expect("members").members;
+    assert_eq!(ids(&members).0, BTreeSet::from([1, 2, 4]));
+}
+
+fn add_request(cluster: &docket_node::local_cluster::LocalCluster, id: u64) -> AddMemberRequest {
+    AddMemberRequest {
+        id,
+        raft_addr: cluster.node(id).raft_addr.clone(),
+        api_addr: cluster.node(id).api_addr.clone(),
+        learner: false,
+    }
+}
