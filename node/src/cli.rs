@@ -1075,9 +1075,10 @@ fn empty_map() -> Value {
 }
 
 impl ProposalFile {
-    /// Parses a proposal file's JSON. Unknown fields and floats are refused.
+    /// Parses a proposal file's JSON. Unknown fields, floats and a proposal written as an
+    /// array instead of an object are refused.
     pub fn parse(text: &str) -> Result<ProposalFile, serde_json::Error> {
-        serde_json::from_str(text)
+        crate::wire::from_json_str(text)
     }
 
     pub fn read(path: &Path) -> anyhow::Result<ProposalFile> {
@@ -1845,6 +1846,16 @@ mod tests {
             .expect("payload, dependencies and nonce are optional");
         assert_eq!(minimal.payload, empty_map());
         assert_eq!(minimal.nonce, None);
+    }
+
+    #[test]
+    fn proposal_files_are_objects_only() {
+        let array = r#"["settlement", "SETTLEMENT.DEPOSIT_CONFIRMED", "stl-1", {}, [], 1]"#;
+        let error = ProposalFile::parse(array).expect_err("an array is not a proposal file");
+        assert!(
+            error.to_string().contains("invalid type: sequence"),
+            "{error}"
+        );
     }
 
     #[test]
