@@ -130,6 +130,14 @@ fn forwarded(headers: &HeaderMap) -> bool {
 }
 
 /// Sends the request on to the leader and relays its answer verbatim.
+///
+/// When no answer comes back, what the caller is told depends on whether the leader may
+/// have acted. A connection that could not be made means the request never reached it:
+/// `NO_LEADER`, nothing recorded. A deadline passed is `TIMEOUT`. Any other failure of a
+/// write (the connection broke after the request was sent, or while the answer was read)
+/// is `OUTCOME_UNKNOWN`: the leader may have recorded it, and only resubmitting the same
+/// signed request (idempotent) or reading it by id settles which. A read that fails the
+/// same way changed nothing, so it is `NO_LEADER` as before.
 async fn forward(
     node: &Node,
     method: Method,
@@ -138,6 +146,7 @@ async fn forward(
     leader: &str,
 ) -> Response {
     let url = format!("http://{leader}{path_and_query}");
+    let is_write = method != Method::GET;
     let mut request = node
         .http
         .request(method, &url)
@@ -147,6 +156,30 @@ async fn forward(
             .header("content-type", "application/json")
             .body(body);
     }
+    let lost = |e: &reqwest::Error| {
+        let (code, what) = if e.is_timeout() {
+            (ErrorCode::Timeout, "it may or may not have been recorded")
+        } else if e.is_connect() {
+            (
+                ErrorCode::NoLeader,
+                "the request did not reach it: nothing was recorded",
+            )
+        } else if is_write {
+            (
+                ErrorCode::OutcomeUnknown,
+                "the answer was lost after the request reached it: it may or may not have \
+                 been recorded; resubmit the same signed request, or read it by id",
+            )
+        } else {
+            (ErrorCode::NoLeader, "nothing was changed")
+        };
+        ApiError::new(
+            code,
+            format!("forwarding to the leader at {leader} failed ({e}); {what}"),
+        )
+        .with_leader(Some(leader.to_owned()))
+        .into_response()
+    };
     match request.send().await {
         Ok(response) => {
             let status =
@@ -155,27 +188,10 @@ async fn forward(
                 Ok(bytes) => {
                     (status, [("content-type", "application/json")], bytes).into_response()
                 }
-                Err(e) => ApiError::new(
-                    ErrorCode::NoLeader,
-                    format!("forwarding to leader at {leader} failed: {e}"),
-                )
-                .with_leader(Some(leader.to_owned()))
-                .into_response(),
+                Err(e) => lost(&e),
             }
         }
-        Err(e) => {
-            let code = if e.is_timeout() {
-                ErrorCode::Timeout
-            } else {
-                ErrorCode::NoLeader
-            };
-            ApiError::new(
-                code,
-                format!("forwarding to leader at {leader} failed: {e}"),
-            )
-            .with_leader(Some(leader.to_owned()))
-            .into_response()
-        }
+        Err(e) => lost(&e),
     }
 }
 

@@ -1194,16 +1194,20 @@ async fn sign_and_submit(
     let nonce = sign.nonce.or(draft.nonce).unwrap_or_else(nonce_now);
     let signed = draft.sign(ledger_id, nonce, key);
     let id = signed.id();
+    // Shown before it is sent, so the id is known whatever happens to the request.
+    eprintln!("submitting proposal {id} (nonce {nonce})");
     let response = client.submit(&signed).await.map_err(|error| {
-        let retry = if error.outcome_unknown() {
+        let context = if error.outcome_unknown() {
             format!(
-                " (it may have been recorded: rerun with --nonce {nonce} to resubmit the \
-                 identical proposal safely, a duplicate appends nothing)"
+                "the outcome of proposal {id} is unknown: it may have been recorded. Rerun \
+                 with --nonce {nonce} to resubmit the identical proposal safely (a duplicate \
+                 appends nothing and prints the recorded entry; GET /v1/proposals/{id} shows \
+                 it too)"
             )
         } else {
-            String::new()
+            format!("proposal {id} was not recorded")
         };
-        anyhow::Error::new(error).context(format!("proposal {id} was not submitted{retry}"))
+        anyhow::Error::new(error).context(context)
     })?;
     if output == OutputFormat::Json {
         print_json(&response)?;

@@ -50,8 +50,11 @@ pub enum ClientError {
     /// The node answered with an error: nothing was recorded (4xx), or it could not serve
     /// the request right now (5xx; a 503 with `leader` says where to go instead).
     Api { status: u16, body: ErrorBody },
-    /// No connection could be made (refused, unresolvable, reset).
+    /// No connection could be made (refused, unresolvable): the request was not sent.
     Unreachable { url: String, source: reqwest::Error },
+    /// The connection broke after the request was sent and before the whole answer
+    /// arrived. A write may or may not have been recorded.
+    Interrupted { url: String, source: reqwest::Error },
     /// No complete answer within the deadline. A write may or may not have been recorded.
     Timeout { url: String, timeout_ms: u64 },
     /// The answer is not what docket's API sends: another service, or another version.
@@ -82,6 +85,12 @@ impl fmt::Display for ClientError {
                 f,
                 "cannot reach docket at {url}: {} — is `docket serve` running there, and is \
                  the address right (--node or DOCKET_NODE)?",
+                root_cause(source)
+            ),
+            ClientError::Interrupted { url, source } => write!(
+                f,
+                "the connection to docket at {url} broke before its answer arrived: {} — a \
+                 write may or may not have been recorded",
                 root_cause(source)
             ),
             ClientError::Timeout { url, timeout_ms } => write!(
@@ -125,13 +134,16 @@ impl ClientError {
         }
     }
 
-    /// True when a write may have been recorded although no answer arrived: a timeout on
-    /// the way, or the node's own deadline (`TIMEOUT`). Resubmitting the identical signed
-    /// proposal is safe: a duplicate appends nothing.
+    /// True when a write may have been recorded although no answer arrived: a timeout or a
+    /// broken connection on the way, the node's own deadline (`TIMEOUT`), or a node that
+    /// lost its forwarded request's answer (`OUTCOME_UNKNOWN`). Resubmitting the identical
+    /// signed proposal is safe: a duplicate appends nothing.
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            ClientError::Timeout { .. } => true,
-            ClientError::Api { body, .. } => body.code == "TIMEOUT",
+            ClientError::Timeout { .. } | ClientError::Interrupted { .. } => true,
+            ClientError::Api { body, .. } => {
+                body.code == "TIMEOUT" || body.code == "OUTCOME_UNKNOWN"
+            }
             _ => false,
         }
     }
@@ -411,6 +423,11 @@ impl Client {
                 url: url.to_string(),
                 timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
             }
+        } else if !error.is_connect() {
+            ClientError::Interrupted {
+                url: url.to_string(),
+                source: error,
+            }
         } else {
             ClientError::Unreachable {
                 url: self.base_url().to_owned(),
@@ -605,6 +622,30 @@ mod tests {
         assert!(text.starts_with(&format!("cannot reach docket at http://127.0.0.1:{port}: ")));
         assert!(text.to_lowercase().contains("refused"), "{text}");
         assert!(text.contains("is `docket serve` running"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_broken_after_the_request_is_an_unknown_outcome() {
+        // A listener that reads the request, then closes the connection without answering:
+        // the request reached the server, so a write may have been recorded.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            drop(stream);
+        });
+        let c = client(&format!("http://127.0.0.1:{port}"));
+        let error = c.status().await.expect_err("no answer");
+        let text = error.to_string();
+        assert!(matches!(error, ClientError::Interrupted { .. }), "{text}");
+        assert!(error.outcome_unknown(), "{text}");
+        assert!(text.contains("may or may not have been recorded"), "{text}");
+        server.await.expect("server task");
     }
 
     #[tokio::test]

@@ -38,6 +38,10 @@ pub enum ErrorCode {
     Overloaded,
     /// The request did not complete within its deadline; it may or may not have been recorded.
     Timeout,
+    /// A forwarded write reached the leader but its answer was lost on the way back (the
+    /// connection broke): it may or may not have been recorded. Resubmit the same signed
+    /// proposal, or read it by id, to learn which.
+    OutcomeUnknown,
     Internal,
 }
 
@@ -59,6 +63,7 @@ impl ErrorCode {
             ErrorCode::MemberHasOtherHistory => "MEMBER_HAS_OTHER_HISTORY",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -79,7 +84,7 @@ impl ErrorCode {
             ErrorCode::NotLeader | ErrorCode::NoLeader | ErrorCode::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Timeout | ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
