@@ -92,7 +92,7 @@ pub use ledger::{
     verify_chain, Cause, ChainError, ChainFault, DecisionRecord, LedgerEntry, Record,
 };
 pub use proposal::{Proposal, ProposalFormat, SignedProposal};
-pub use replay::{audit, replay, AuditError, AuditReport, ReplayError};
+pub use replay::{audit, replay, AuditError, AuditReport, Auditor, ReplayError};
 pub use signature::{SignatureCheck, Strict, VerifiedMemo};
 pub use state::{ProposalStatus, State, SubjectState};
 pub use value::Value;

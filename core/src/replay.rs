@@ -90,41 +90,80 @@ pub struct AuditReport {
 pub fn audit<'a>(
     entries: impl IntoIterator<Item = &'a LedgerEntry>,
 ) -> Result<(State, AuditReport), AuditError> {
-    let mut entries = entries.into_iter();
-    let mut verifier = ChainVerifier::from_genesis();
-    let genesis = entries.next().ok_or(AuditError::Empty)?;
-    verifier.push(genesis, true)?;
-    let mut state = State::from_genesis_entry(genesis).map_err(AuditError::Genesis)?;
-    let mut report = AuditReport {
-        entries: 1,
-        commands: 0,
-    };
-    let mut derived: VecDeque<LedgerEntry> = VecDeque::new();
-    let mut last = genesis.index;
+    let mut auditor = Auditor::new();
+    for entry in entries {
+        auditor.push(entry)?;
+    }
+    auditor.finish()
+}
 
-    for recorded in entries {
-        verifier.push(recorded, true)?;
-        last = recorded.index;
-        report.entries += 1;
+/// [`audit`] one entry at a time, so a ledger can be audited as it streams in (page by
+/// page from a node, or from a file) without holding more than one page of entries.
+#[derive(Debug)]
+pub struct Auditor {
+    verifier: ChainVerifier,
+    /// `None` until the genesis entry is pushed.
+    state: Option<State>,
+    report: AuditReport,
+    /// Entries the current command derived that the ledger has not shown yet.
+    derived: VecDeque<LedgerEntry>,
+    last: LedgerIndex,
+}
+
+impl Default for Auditor {
+    fn default() -> Self {
+        Auditor::new()
+    }
+}
+
+impl Auditor {
+    pub fn new() -> Auditor {
+        Auditor {
+            verifier: ChainVerifier::from_genesis(),
+            state: None,
+            report: AuditReport {
+                entries: 0,
+                commands: 0,
+            },
+            derived: VecDeque::new(),
+            last: LedgerIndex(0),
+        }
+    }
+
+    /// Entries verified so far.
+    pub fn entries(&self) -> u64 {
+        self.report.entries
+    }
+
+    /// Verifies the next entry: its chain link and id, then that re-adjudicating the
+    /// command it belongs to derives exactly it.
+    pub fn push(&mut self, recorded: &LedgerEntry) -> Result<(), AuditError> {
+        self.verifier.push(recorded, true)?;
+        self.last = recorded.index;
+        self.report.entries += 1;
+        let Some(state) = self.state.as_mut() else {
+            self.state = Some(State::from_genesis_entry(recorded).map_err(AuditError::Genesis)?);
+            return Ok(());
+        };
         let Record::Decision(record) = &recorded.record else {
             return Err(AuditError::Unexplained {
                 index: recorded.index,
                 cause: "genesis",
             });
         };
-        if derived.is_empty() {
+        if self.derived.is_empty() {
             // The start of a command: a submission, or the expiries of a tick.
-            report.commands += 1;
+            self.report.commands += 1;
             match record.cause {
                 Cause::Submitted => match state.submit(record.proposal.clone(), recorded.time) {
-                    Submission::Recorded(entries) => derived.extend(entries),
+                    Submission::Recorded(entries) => self.derived.extend(entries),
                     Submission::Duplicate { .. } => {
                         return Err(AuditError::Duplicate {
                             index: recorded.index,
                         })
                     }
                 },
-                Cause::Expired => derived.extend(state.tick(recorded.time)),
+                Cause::Expired => self.derived.extend(state.tick(recorded.time)),
                 Cause::Released { .. } => {
                     return Err(AuditError::Unexplained {
                         index: recorded.index,
@@ -132,25 +171,31 @@ pub fn audit<'a>(
                     })
                 }
             }
-            if derived.is_empty() {
+            if self.derived.is_empty() {
                 return Err(AuditError::Unexplained {
                     index: recorded.index,
                     cause: "expired",
                 });
             }
         }
-        let expected = derived
+        let expected = self
+            .derived
             .pop_front()
             .expect("invariant: derived is non-empty here");
-        compare(recorded, &expected)?;
+        compare(recorded, &expected)
     }
-    if !derived.is_empty() {
-        return Err(AuditError::Truncated {
-            last,
-            missing: derived.len(),
-        });
+
+    /// The state the ledger ends in, once every entry has been pushed.
+    pub fn finish(self) -> Result<(State, AuditReport), AuditError> {
+        let state = self.state.ok_or(AuditError::Empty)?;
+        if !self.derived.is_empty() {
+            return Err(AuditError::Truncated {
+                last: self.last,
+                missing: self.derived.len(),
+            });
+        }
+        Ok((state, self.report))
     }
-    Ok((state, report))
 }
 
 fn compare(recorded: &LedgerEntry, derived: &LedgerEntry) -> Result<(), AuditError> {

@@ -38,11 +38,10 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use docket_core::constitution::Constitution;
 use docket_core::id::{decode_hex, LedgerIdError};
-use docket_core::ledger::ChainVerifier;
 use docket_core::proposal::public_key;
 use docket_core::{
-    Cause, LedgerEntry, LedgerId, Proposal, ProposalFormat, ProposalId, Record, SignedProposal,
-    StateHash, Value,
+    Auditor, Cause, LedgerEntry, LedgerId, Proposal, ProposalFormat, ProposalId, Record,
+    SignedProposal, StateHash, Value,
 };
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -1406,11 +1405,17 @@ struct VerifyReport {
     node_state_hash_matches: Option<bool>,
 }
 
+/// How often `ledger verify` reports its progress on stderr.
+const VERIFY_PROGRESS_INTERVAL_MS: u64 = 2_000;
+
+/// Streams the ledger page by page through an [`Auditor`]: memory holds one page of
+/// entries and the audit's state, never the whole ledger.
 async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
-    let mut verifier = ChainVerifier::from_genesis();
-    let mut entries: Vec<LedgerEntry> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    let mut auditor = Auditor::new();
     loop {
-        let from = entries.len() as u64;
+        let from = auditor.entries();
         let page = client
             .ledger(from, LEDGER_PAGE_ENTRIES)
             .await
@@ -1418,31 +1423,43 @@ async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<
         if page.entries.is_empty() {
             break;
         }
-        for entry in page.entries {
-            verifier.push(&entry, true).map_err(|error| {
-                anyhow!(
-                    "ledger verification FAILED at index {}: {}",
-                    error.position,
-                    error.reason
-                )
-            })?;
-            entries.push(entry);
+        let (more, length) = (page.next.is_some(), page.length);
+        // Re-adjudication checks every signature: CPU work, kept off the async threads.
+        auditor = tokio::task::spawn_blocking(move || {
+            for entry in &page.entries {
+                auditor.push(entry).map_err(|error| {
+                    anyhow!(
+                        "ledger verification FAILED at index {}: {error}",
+                        entry.index
+                    )
+                })?;
+            }
+            Ok::<_, anyhow::Error>(auditor)
+        })
+        .await
+        .context("the audit task failed")??;
+        if reported.elapsed() >= Duration::from_millis(VERIFY_PROGRESS_INTERVAL_MS) {
+            reported = std::time::Instant::now();
+            let rate = auditor.entries() as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "verified {} of {length} entries ({rate:.0} entries/s)",
+                auditor.entries(),
+            );
         }
-        if page.next.is_none() {
+        if !more {
             break;
         }
     }
-    if entries.is_empty() {
+    if auditor.entries() == 0 {
         bail!("the ledger is empty: the cluster is not initialized (`docket cluster init`)");
     }
-    let length = entries.len() as u64;
-    // Re-adjudication checks every signature: CPU work, kept off the async threads.
-    let (state_hash, report) = tokio::task::spawn_blocking(move || {
-        docket_core::audit(&entries).map(|(state, report)| (state.hash(), report))
-    })
-    .await
-    .context("the audit task failed")?
-    .map_err(|error| anyhow!("ledger audit FAILED: {error}"))?;
+    let length = auditor.entries();
+    let (state, report) = auditor
+        .finish()
+        .map_err(|error| anyhow!("ledger audit FAILED: {error}"))?;
+    let state_hash = tokio::task::spawn_blocking(move || state.hash())
+        .await
+        .context("the state hash task failed")?;
 
     let status = client
         .status()
