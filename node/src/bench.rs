@@ -148,6 +148,22 @@ pub struct EffectsReport {
     pub jobs_inflight: u64,
 }
 
+/// A cluster of `nodes` local `docket serve` processes under `root`, started, formed and
+/// converged.
+async fn started_cluster(
+    root: &std::path::Path,
+    cluster_id: &str,
+    nodes: u64,
+) -> anyhow::Result<LocalCluster> {
+    let binary = std::env::current_exe().context("locating the docket binary")?;
+    let mut cluster = LocalCluster::new(binary, root, cluster_id, nodes)?;
+    eprintln!("starting a {nodes}-node cluster in {}", root.display());
+    cluster.start_all().await?;
+    cluster.form().await?;
+    cluster.converged().await?;
+    Ok(cluster)
+}
+
 /// `--mode grow` ([`grow`]).
 async fn run_grow(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if args.target.is_some() {
@@ -206,16 +222,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
                     temp.path().to_owned()
                 }
             };
-            let binary = std::env::current_exe().context("locating the docket binary")?;
-            let mut local = LocalCluster::new(binary, &root, "docket-bench", args.nodes)?;
-            eprintln!(
-                "starting a {}-node cluster in {}",
-                args.nodes,
-                root.display()
-            );
-            local.start_all().await?;
-            local.form().await?;
-            local.converged().await?;
+            let local = started_cluster(&root, "docket-bench", args.nodes).await?;
             let urls = local.nodes.iter().map(|n| n.url()).collect();
             cluster = Some(local);
             urls

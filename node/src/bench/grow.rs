@@ -126,16 +126,7 @@ where
 
 /// Runs the growth benchmark on a cluster it starts under `root`.
 pub async fn run(args: &BenchArgs, root: &Path, json: bool) -> anyhow::Result<GrowReport> {
-    let binary = std::env::current_exe().context("locating the docket binary")?;
-    let mut cluster = LocalCluster::new(binary, root, "docket-grow", args.nodes)?;
-    eprintln!(
-        "starting a {}-node cluster in {}",
-        args.nodes,
-        root.display()
-    );
-    cluster.start_all().await?;
-    cluster.form().await?;
-    cluster.converged().await?;
+    let mut cluster = super::started_cluster(root, "docket-grow", args.nodes).await?;
     let result = rounds_and_recovery(args, &mut cluster, json).await;
     cluster.kill_all().await;
     result
