@@ -1195,19 +1195,28 @@ async fn sign_and_submit(
     let id = signed.id();
     // Shown before it is sent, so the id is known whatever happens to the request.
     eprintln!("submitting proposal {id} (nonce {nonce})");
-    let response = client.submit(&signed).await.map_err(|error| {
-        let context = if error.outcome_unknown() {
-            format!(
-                "the outcome of proposal {id} is unknown: it may have been recorded. Rerun \
+    // The other members, to resend to if this node cannot settle the outcome.
+    let others: Vec<String> = match client.status().await {
+        Ok(status) => status.members.into_iter().map(|m| m.api_addr).collect(),
+        Err(_) => Vec::new(),
+    };
+    let settle = Duration::from_millis(SUBMIT_SETTLE_MS_MAX);
+    let response = client
+        .submit_settled(&signed, &others, settle)
+        .await
+        .map_err(|error| {
+            let context = if error.outcome_unknown {
+                format!(
+                    "the outcome of proposal {id} is unknown: it may have been recorded. Rerun \
                  with --nonce {nonce} to resubmit the identical proposal safely (a duplicate \
                  appends nothing and prints the recorded entry; GET /v1/proposals/{id} shows \
                  it too)"
-            )
-        } else {
-            format!("proposal {id} was not recorded")
-        };
-        anyhow::Error::new(error).context(context)
-    })?;
+                )
+            } else {
+                format!("proposal {id} was not recorded")
+            };
+            anyhow::Error::new(error).context(context)
+        })?;
     if output == OutputFormat::Json {
         print_json(&response)?;
     } else {
@@ -1404,6 +1413,10 @@ struct VerifyReport {
     /// its ledger grew while it was being read.
     node_state_hash_matches: Option<bool>,
 }
+
+/// How long `docket propose` keeps resending the same signed proposal (to this node, the
+/// leader, then the other members) while its outcome is unknown or no leader can take it.
+pub const SUBMIT_SETTLE_MS_MAX: u64 = 30_000;
 
 /// How often `ledger verify` reports its progress on stderr.
 const VERIFY_PROGRESS_INTERVAL_MS: u64 = 2_000;

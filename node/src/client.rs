@@ -168,6 +168,29 @@ fn with_scheme(address: &str) -> String {
     }
 }
 
+/// Submissions of one proposal by [`Client::submit_settled`], at most.
+pub const SETTLE_ATTEMPTS_MAX: u32 = 20;
+/// Pause after the first failed attempt; it doubles up to [`SETTLE_PAUSE_MS_MAX`].
+pub const SETTLE_PAUSE_MS_MIN: u64 = 100;
+pub const SETTLE_PAUSE_MS_MAX: u64 = 2_000;
+
+/// Why [`Client::submit_settled`] gave up, and whether the proposal may have been recorded
+/// anyway (some attempt's outcome was unknown).
+#[derive(Debug)]
+pub struct SettleFailure {
+    pub last: ClientError,
+    pub outcome_unknown: bool,
+    pub attempts: u32,
+}
+
+impl fmt::Display for SettleFailure {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} (after {} attempts)", self.last, self.attempts)
+    }
+}
+
+impl std::error::Error for SettleFailure {}
+
 /// A client for one node's API. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Client {
@@ -257,6 +280,73 @@ impl Client {
     pub async fn submit(&self, proposal: &SignedProposal) -> Result<SubmitResponse, ClientError> {
         let url = self.url(&["v1", "proposals"], &[]);
         self.call(Method::POST, url, Some(proposal)).await
+    }
+
+    /// Submits one signed proposal until its outcome is known: recorded (the entry, from
+    /// this node or, as a duplicate, from a resubmission), or refused for certain. The
+    /// same signed bytes are resent after an unknown outcome (a timeout, a broken
+    /// connection, `TIMEOUT`, `OUTCOME_UNKNOWN`) or while no leader can take them
+    /// (unreachable node, `NO_LEADER`, `NOT_LEADER`, `OVERLOADED`), rotating over this node,
+    /// the leader a refusal names, and `others` (the cluster's other API addresses), at
+    /// most [`SETTLE_ATTEMPTS_MAX`] times within `deadline`. Resending is safe: a proposal's
+    /// id is its content, and a duplicate appends nothing. It never re-signs: a new nonce
+    /// would make a second proposal.
+    pub async fn submit_settled(
+        &self,
+        proposal: &SignedProposal,
+        others: &[String],
+        deadline: Duration,
+    ) -> Result<SubmitResponse, SettleFailure> {
+        let started = tokio::time::Instant::now();
+        let mut targets: Vec<Client> = vec![self.clone()];
+        for address in others {
+            if let Ok(client) = self.at(address) {
+                if client.base_url() != self.base_url() {
+                    targets.push(client);
+                }
+            }
+        }
+        let mut outcome_unknown = false;
+        let mut next = 0usize;
+        let mut pause = Duration::from_millis(SETTLE_PAUSE_MS_MIN);
+        for attempt in 1..=SETTLE_ATTEMPTS_MAX {
+            let target = targets[next % targets.len()].clone();
+            let error = match target.submit(proposal).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            outcome_unknown |= error.outcome_unknown();
+            let retryable = error.outcome_unknown()
+                || matches!(error, ClientError::Unreachable { .. })
+                || matches!(
+                    error.code(),
+                    Some("NO_LEADER" | "NOT_LEADER" | "OVERLOADED")
+                );
+            if !retryable || attempt == SETTLE_ATTEMPTS_MAX || started.elapsed() + pause > deadline
+            {
+                return Err(SettleFailure {
+                    last: error,
+                    outcome_unknown,
+                    attempts: attempt,
+                });
+            }
+            // Go where the refusal points, else on to the next member.
+            match error.leader_hint().and_then(|hint| self.at(&hint).ok()) {
+                Some(leader) => {
+                    next = targets
+                        .iter()
+                        .position(|t| t.base_url() == leader.base_url())
+                        .unwrap_or_else(|| {
+                            targets.push(leader);
+                            targets.len() - 1
+                        });
+                }
+                None => next += 1,
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(SETTLE_PAUSE_MS_MAX));
+        }
+        unreachable!("invariant: the last attempt returns")
     }
 
     /// `GET /v1/execution/{id}`: this node's execution evidence for a proposal.
@@ -645,6 +735,62 @@ mod tests {
         assert!(matches!(error, ClientError::Interrupted { .. }), "{text}");
         assert!(error.outcome_unknown(), "{text}");
         assert!(text.contains("may or may not have been recorded"), "{text}");
+        server.await.expect("server task");
+    }
+
+    /// A listener that reads each request and drops the connection without answering.
+    async fn black_hole(connections: usize) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            for _ in 0..connections {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let mut buffer = [0u8; 8192];
+                let _ = stream.read(&mut buffer).await;
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn settling_resends_the_same_proposal_and_remembers_an_unknown_outcome() {
+        // First target: the request arrives and the answer is lost. Second: nothing
+        // listens. The loop rotates between them and gives up within its deadline, saying
+        // the proposal may have been recorded (the first attempt's outcome is unknown).
+        let (lossy, server) = black_hole(1).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("ephemeral port")
+            .port();
+        let dead = format!("http://127.0.0.1:{port}");
+        let ledger = docket_core::LedgerId::new("settle").expect("ledger id");
+        let proposal = docket_core::dev::proposal(
+            &ledger,
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "settle-1",
+            docket_core::Value::map([("amount", docket_core::Value::Int(5))]),
+            vec![],
+            1,
+        );
+        let c = client(&lossy);
+        let failure = c
+            .submit_settled(
+                &proposal,
+                std::slice::from_ref(&dead),
+                Duration::from_millis(1_000),
+            )
+            .await
+            .expect_err("no node can answer");
+        assert!(failure.outcome_unknown, "{failure}");
+        assert!(failure.attempts >= 2, "{failure}");
+        assert!(
+            matches!(failure.last, ClientError::Unreachable { .. }),
+            "the second target is tried: {failure}"
+        );
         server.await.expect("server task");
     }
 
