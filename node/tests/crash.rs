@@ -2,6 +2,7 @@
 //! SIGKILL of every node at once.
 //!
 //! Clients retry a proposal whose outcome they do not know (not leader, no leader, timeout,
+//! a connection broken after sending, OUTCOME_UNKNOWN,
 //! node unreachable) with the *same* signed proposal: ids are idempotent, so a retry of
 //! something already recorded answers `duplicate: true` with the original entry. Every
 //! proposal answered 200 is acknowledged; after the fault each must be on every node with
@@ -35,14 +36,12 @@ type Acked = Arc<Mutex<Vec<(ProposalId, LedgerEntry)>>>;
 /// Whether an error leaves the proposal's outcome unknown or unrecorded, so resubmitting the
 /// same proposal (possibly at another node) is the right move.
 fn retryable(error: &ClientError) -> bool {
-    match error {
-        ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
-        ClientError::Api { body, .. } => matches!(
-            body.code.as_str(),
-            "NOT_LEADER" | "NO_LEADER" | "TIMEOUT" | "OVERLOADED"
-        ),
-        _ => false,
-    }
+    error.outcome_unknown()
+        || matches!(error, ClientError::Unreachable { .. })
+        || matches!(
+            error.code(),
+            Some("NOT_LEADER" | "NO_LEADER" | "OVERLOADED")
+        )
 }
 
 /// Submits `proposal` until a node answers 200, rotating through `clients` on retryable
