@@ -73,6 +73,7 @@ pub mod engine;
 pub mod id;
 pub mod json;
 pub mod ledger;
+pub mod merkle;
 pub mod proposal;
 pub mod replay;
 pub mod signature;
