@@ -1153,12 +1153,22 @@ fn nonce_now() -> u64 {
         })
 }
 
-/// `--ledger-id`, or the cluster id the node reports.
-async fn ledger_id(client: &Client, given: Option<&LedgerId>) -> anyhow::Result<LedgerId> {
+/// `--ledger-id` (or the cluster id the node reports), and the API addresses of the members
+/// the node knows, to resend to if it cannot settle a submission (best effort: none when
+/// the status cannot be read and `--ledger-id` was given). One status call for both.
+async fn ledger_and_members(
+    client: &Client,
+    given: Option<&LedgerId>,
+) -> anyhow::Result<(LedgerId, Vec<String>)> {
+    let status = client.status().await;
+    let members = status.as_ref().map_or_else(
+        |_| Vec::new(),
+        |s| s.members.iter().map(|m| m.api_addr.clone()).collect(),
+    );
     if let Some(id) = given {
-        return Ok(id.clone());
+        return Ok((id.clone(), members));
     }
-    let status = client.status().await.context(
+    let status = status.context(
         "cannot learn the ledger id from the node's status (give --ledger-id to skip this)",
     )?;
     if !status.initialized {
@@ -1167,7 +1177,9 @@ async fn ledger_id(client: &Client, given: Option<&LedgerId>) -> anyhow::Result<
             status.node_id
         );
     }
-    LedgerId::new(status.cluster_id).context("the node reports an invalid cluster id")
+    let ledger_id =
+        LedgerId::new(status.cluster_id).context("the node reports an invalid cluster id")?;
+    Ok((ledger_id, members))
 }
 
 async fn run_propose(
@@ -1189,17 +1201,12 @@ async fn sign_and_submit(
     key: &SigningKey,
     output: OutputFormat,
 ) -> anyhow::Result<SubmitResponse> {
-    let ledger_id = ledger_id(client, sign.ledger_id.as_ref()).await?;
+    let (ledger_id, others) = ledger_and_members(client, sign.ledger_id.as_ref()).await?;
     let nonce = sign.nonce.or(draft.nonce).unwrap_or_else(nonce_now);
     let signed = draft.sign(ledger_id, nonce, key);
     let id = signed.id();
     // Shown before it is sent, so the id is known whatever happens to the request.
     eprintln!("submitting proposal {id} (nonce {nonce})");
-    // The other members, to resend to if this node cannot settle the outcome.
-    let others: Vec<String> = match client.status().await {
-        Ok(status) => status.members.into_iter().map(|m| m.api_addr).collect(),
-        Err(_) => Vec::new(),
-    };
     let settle = Duration::from_millis(SUBMIT_SETTLE_MS_MAX);
     let response = client
         .submit_settled(&signed, &others, settle)
