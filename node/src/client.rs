@@ -185,7 +185,10 @@ pub struct SettleFailure {
 
 impl fmt::Display for SettleFailure {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} (after {} attempts)", self.last, self.attempts)
+        match self.attempts {
+            1 => write!(f, "{}", self.last),
+            n => write!(f, "{} (after {n} attempts)", self.last),
+        }
     }
 }
 
