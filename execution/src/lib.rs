@@ -54,7 +54,6 @@ pub mod gate;
 pub mod host;
 pub mod http;
 pub mod journal;
-pub mod leadership;
 pub mod outcome;
 pub mod sandbox;
 pub mod sim_journal;

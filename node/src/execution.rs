@@ -1,24 +1,16 @@
-//! Wiring of the execution agents (`docket-execution`) into a node: the [`Host`] seam over
-//! this node's Raft handle and replica, the leadership watch, and start-up from the
-//! `[execution]` section of the node configuration.
+//! Start-up of the execution agent (`docket-execution`) from the `[execution]` section of
+//! the node configuration. Its host ([`docket_service::ServiceHost`]) and its leadership
+//! watch ([`docket_service::Service::leadership`]) come from the service, shared with the
+//! simulator.
 //!
 //! Every node of a cluster may run an agent; only the one that leads acts, and it confirms
 //! its leadership (a read-index round) before every effect. Outcomes come back as
-//! proposals through the same `Node::submit` path as client writes.
+//! proposals through the same front door and group-commit writer as client writes.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use docket_core::state::ProposalStatus;
-use docket_core::{LedgerEntry, LedgerId, LedgerIndex, ProposalId, SignedProposal, SubjectState};
-use docket_execution::{
-    ExecutionConfig, Executor, Host, HostError, Journal, Leadership, LedgerView, Submitted,
-};
-use docket_raft::Outcome;
-use tokio::sync::watch;
-
-use crate::server::Node;
+use docket_execution::{ExecutionConfig, Executor, Journal};
 
 /// Parses and validates the `[execution]` table of a node configuration.
 pub fn config(table: &toml::Table) -> anyhow::Result<ExecutionConfig> {
@@ -56,88 +48,4 @@ pub fn executor(
     let executor = Executor::from_config(&config, key, journal)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
     Ok(Some(executor))
-}
-
-/// The node as the agents see it.
-#[derive(Debug, Clone)]
-pub struct NodeHost(pub Arc<Node>);
-
-fn host_error(e: impl std::fmt::Display) -> HostError {
-    HostError::new(e.to_string())
-}
-
-impl LedgerView for NodeHost {
-    fn ledger_len(&self) -> u64 {
-        self.0.replica.ledger_len()
-    }
-
-    fn entries(&self, from: LedgerIndex, limit: u64) -> Result<Vec<LedgerEntry>, HostError> {
-        self.0
-            .replica
-            .ledger_entries(from, limit)
-            .map_err(host_error)
-    }
-
-    fn proposal_status(&self, id: &ProposalId) -> Option<(ProposalStatus, LedgerIndex)> {
-        self.0
-            .replica
-            .with_state(|s| s?.proposal(id).map(|r| (r.status, r.index)))
-    }
-
-    fn subject(&self, domain: &str, subject: &str) -> Option<SubjectState> {
-        self.0
-            .replica
-            .with_state(|s| s?.subject(domain, subject).cloned())
-    }
-
-    fn action_quorum(&self, domain: &str, action: &str) -> Option<u32> {
-        self.0
-            .replica
-            .with_state(|s| s?.constitution().action(domain, action).map(|a| a.quorum))
-    }
-}
-
-impl Host for NodeHost {
-    fn ledger_id(&self) -> LedgerId {
-        self.0.ledger_id.clone()
-    }
-
-    fn term(&self) -> u64 {
-        self.0.raft.metrics().borrow().current_term
-    }
-
-    async fn is_leader_confirmed(&self) -> bool {
-        self.0.raft.ensure_linearizable().await.is_ok()
-    }
-
-    async fn submit(&self, proposal: SignedProposal) -> Result<Submitted, HostError> {
-        let mut outcomes = self.0.submit(vec![proposal]).await.map_err(host_error)?;
-        let outcome = outcomes
-            .pop()
-            .ok_or_else(|| HostError::new("no outcome for the submitted proposal"))?;
-        Ok(match outcome.outcome {
-            Outcome::Recorded {
-                index, decision, ..
-            } => Submitted::Recorded { index, decision },
-            Outcome::Duplicate { index, status } => Submitted::Duplicate { index, status },
-        })
-    }
-}
-
-/// Longest wait for one leadership confirmation before it is tried again.
-pub const LEADERSHIP_CONFIRM_TIMEOUT_MS: u64 = 5_000;
-/// Wait before retrying a confirmation that failed while metrics still say "leader".
-pub const LEADERSHIP_CONFIRM_RETRY_MS: u64 = 200;
-
-/// Publishes whether this node leads, confirmed by a read-index round, until Raft stops
-/// (`docket_execution::leadership` says why confirmed).
-pub fn leadership(node: &Node) -> watch::Receiver<Leadership> {
-    let timing = docket_execution::leadership::Timing {
-        confirm_timeout: std::time::Duration::from_millis(LEADERSHIP_CONFIRM_TIMEOUT_MS),
-        retry: std::time::Duration::from_millis(LEADERSHIP_CONFIRM_RETRY_MS),
-    };
-    let (rx, task) =
-        docket_execution::leadership::publisher(node.raft.clone(), node.id, timing, |_, _| {});
-    tokio::spawn(task);
-    rx
 }

@@ -11,7 +11,10 @@ pub mod demo;
 pub mod error;
 pub mod execution;
 pub mod local_cluster;
+pub mod peers;
 pub mod rail;
-pub mod read_index;
 pub mod server;
-pub mod wire;
+
+/// The JSON shapes of the API, shared by the server, the CLI, the bench and the
+/// simulator (they live in the service crate).
+pub use docket_service::wire;

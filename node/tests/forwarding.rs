@@ -9,7 +9,7 @@ use std::time::Instant;
 use common::{client, deposit, formed_cluster, ledger_id, phase, status};
 use docket_core::{Decision, ProposalStatus};
 use docket_node::api::SERVED_BY_HEADER;
-use docket_node::read_index::ReadIndexResponse;
+use docket_service::ReadIndexResponse;
 use docket_node::wire::Consistency;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

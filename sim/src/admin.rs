@@ -10,7 +10,9 @@ use docket_raft::NodeId;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::api::{self, Envelope, ErrorCode, Request, Response};
+use docket_service::ErrorCode;
+
+use crate::api::{self, Envelope, Request, Response};
 use crate::config::{rng, salt, INITIAL_VOTERS};
 use crate::workload;
 use crate::world::{host_name, now, World, API_PORT, CLUSTER_ID};
@@ -59,7 +61,7 @@ pub async fn run_admin(world: World) -> turmoil::Result {
         match response {
             Response::Done => break,
             Response::Error {
-                code: ErrorCode::Refused,
+                code: ErrorCode::AlreadyInitialized,
                 ..
             } => break,
             _ => tokio::time::sleep(Duration::from_millis(100)).await,

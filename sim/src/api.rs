@@ -1,44 +1,35 @@
-//! The client API of a simulated node, over turmoil TCP: the same operations as the
-//! node's HTTP API, with the same semantics.
+//! The client API of a simulated node, over turmoil TCP: a thin adapter over the node's
+//! own service ([`docket_service::Service`]), as `node/src/api` is over HTTP.
 //!
-//! * **Submit** writes `Command::Submit` stamped with the node's (simulated) clock through
-//!   `Raft::client_write`; a follower forwards the request once to the leader it knows,
-//!   as `node/` does.
-//! * **Read** is linearizable at every node, as the node's `read_index` module serves it.
-//!   The leader runs openraft's read index (`Raft::ensure_linearizable`: a quorum
-//!   heartbeat round, then wait for local apply). A follower or learner asks the leader
-//!   for its read index ([`Request::ReadIndex`], answered there with
-//!   `Raft::get_read_log_id`), waits until its own state machine has applied that index
-//!   (within [`READ_INDEX_DEADLINE`]) and reads its local [`Replica`]. If the leader
-//!   cannot be asked (none known, unreachable, refuses, too slow) or the index is not
-//!   applied in time, the whole read is forwarded to the leader, as before. Unlike the
-//!   node, rounds are not coalesced among concurrent reads: each read runs its own (the
-//!   semantics are the same; only the cost differs). The [`Variant::LocalReads`] negative
-//!   control skips all of it and answers locally.
-//! * **Admin** operations (genesis, add learner, change voters) go to the leader the same
-//!   way.
-//!
-//! One request per connection, length-delimited bincode frames, a deadline on every
-//! call on both sides (turmoil's TCP never retransmits, so a lost segment stalls a stream
-//! forever).
+//! Every request runs the code the node runs: the front door, the group-commit writer
+//! (stamped with the simulated clock), linearizable reads through shared read-index
+//! rounds (a follower asks the leader for its read index through [`SimPeers`]), and
+//! membership with its guardrails (probes and history checks through [`SimPeers`] too).
+//! When the service answers `NOT_LEADER` with a leader, the request is forwarded there
+//! once, and a forward that got no answer is explained as the node explains it
+//! ([`ServiceError::forward_failed`]). What is the simulator's own: the framing (one
+//! request per connection, length-delimited bincode frames), the deadlines on both sides
+//! (turmoil's TCP never retransmits, so a lost segment stalls a stream forever), and the
+//! [`Variant::LocalReads`] negative control, which skips the read barrier.
 
-use std::collections::BTreeSet;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::constitution::DEFAULT_DOCUMENT;
-use docket_core::{LedgerId, LedgerTime, SignedProposal};
-use docket_raft::{
-    codec, Command, CommandResponse, NodeAddr, NodeId, ProposalOutcome, Raft, Replica,
+use docket_core::{LedgerTime, SignedProposal};
+use docket_raft::{codec, NodeId, ProposalOutcome};
+use docket_service::wire::{AddMemberRequest, Consistency};
+use docket_service::{
+    ErrorCode, ForwardFailure, PeerHistory, Peers, Service, ServiceError,
 };
-use futures::{SinkExt, StreamExt};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::ChangeMembers;
+use futures::future::BoxFuture;
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::config::Variant;
-use crate::world::{node_addr, CLUSTER_ID};
+use crate::world::node_addr;
 
 /// Largest API frame (a submission of a few proposals, or a read answer).
 pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -47,6 +38,10 @@ pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// deadline would be pointless; shorter lets a node give up on a write stuck behind a
 /// partition and answer `Timeout` (the write may still commit: an indeterminate outcome).
 pub const SERVER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Server-side deadline of a membership change: a probe, a history check, the change's
+/// two commits and, for an added node, its catch-up.
+pub const ADMIN_SERVER_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Deadline for each step of a follower's read-index round: the leader's answer to
 /// [`Request::ReadIndex`], then the local apply of that index. Two of them leave room in
@@ -74,12 +69,34 @@ pub enum Request {
         subject: String,
     },
     Genesis,
+    /// Add a node as a learner (the service's `add_member` with `learner`).
     AddLearner(NodeId),
+    /// Promote a learner (the service's `promote_member`).
     AddVoter(NodeId),
     RemoveVoter(NodeId),
-    /// Internal, follower to leader: the leader's read index (`get_read_log_id`), for a
-    /// follower's linearizable read. Never forwarded.
+    /// Internal, follower to leader: the leader's read index, for a follower's
+    /// linearizable read. Never forwarded.
     ReadIndex,
+    /// Internal, leader to a node being added: which history it holds. Never forwarded.
+    History,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            Request::Read { .. } | Request::ReadIndex | Request::History
+        )
+    }
+
+    fn deadline(&self) -> Duration {
+        match self {
+            Request::AddLearner(_) | Request::AddVoter(_) | Request::RemoveVoter(_) => {
+                ADMIN_SERVER_DEADLINE
+            }
+            _ => SERVER_DEADLINE,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,18 +104,6 @@ pub struct Envelope {
     /// Set by a node forwarding to the leader: the leader must not forward again.
     pub forwarded: bool,
     pub request: Request,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    NotLeader,
-    NoLeader,
-    Timeout,
-    Refused,
-    Membership,
-    Stopped,
-    Malformed,
-    Unreachable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,17 +117,19 @@ pub enum Response {
     /// The leader's answer to [`Request::ReadIndex`]: the log index a read must wait for
     /// (`None`: nothing committed yet).
     ReadIndex(Option<u64>),
+    History(PeerHistory),
+    /// The service's error table, as the node's HTTP API answers it.
     Error {
         code: ErrorCode,
         message: String,
     },
 }
 
-impl Response {
-    fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+impl From<ServiceError> for Response {
+    fn from(error: ServiceError) -> Response {
         Response::Error {
-            code,
-            message: message.into(),
+            code: error.code,
+            message: error.message,
         }
     }
 }
@@ -138,45 +145,101 @@ fn framed<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
     )
 }
 
-/// Sends one request to `addr` and waits for the answer, within `deadline`.
+/// Sends one request to `addr` and waits for the answer, within `deadline`. A call that
+/// got no answer is answered as a forwarding node would answer it: `NO_LEADER` when no
+/// connection opened, `TIMEOUT`, or `OUTCOME_UNKNOWN` for a write whose connection broke.
 pub async fn call(addr: &str, envelope: &Envelope, deadline: Duration) -> Response {
-    match tokio::time::timeout(deadline, call_inner(addr, envelope)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => Response::error(ErrorCode::Unreachable, e.to_string()),
-        Err(_) => Response::error(ErrorCode::Timeout, format!("no answer from {addr}")),
+    let (failure, message) = match tokio::time::timeout(deadline, call_inner(addr, envelope)).await
+    {
+        Ok(Ok(response)) => return response,
+        Ok(Err((failure, e))) => (failure, e.to_string()),
+        Err(_) => (ForwardFailure::TimedOut, format!("no answer from {addr}")),
+    };
+    ServiceError::forward_failed(failure, addr, envelope.request.is_write(), message).into()
+}
+
+async fn call_inner(addr: &str, envelope: &Envelope) -> Result<Response, (ForwardFailure, io::Error)> {
+    let stream = turmoil::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| (ForwardFailure::NotConnected, e))?;
+    let broken = |e: io::Error| (ForwardFailure::Broken, e);
+    let mut conn = framed(stream);
+    let bytes = codec::encode(envelope)
+        .map_err(|e| (ForwardFailure::NotConnected, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    conn.send(tokio_util::bytes::Bytes::from(bytes))
+        .await
+        .map_err(broken)?;
+    match conn.next().await {
+        Some(frame) => codec::decode(&frame.map_err(broken)?)
+            .map_err(|e| broken(io::Error::new(io::ErrorKind::InvalidData, e))),
+        None => Err(broken(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "node closed the connection",
+        ))),
     }
 }
 
-async fn call_inner(addr: &str, envelope: &Envelope) -> io::Result<Response> {
-    let stream = turmoil::net::TcpStream::connect(addr).await?;
-    let mut conn = framed(stream);
-    let bytes =
-        codec::encode(envelope).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    conn.send(tokio_util::bytes::Bytes::from(bytes)).await?;
-    match conn.next().await {
-        Some(frame) => {
-            codec::decode(&frame?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+/// The service's [`Peers`] over the simulated network: the same requests, over turmoil.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimPeers;
+
+impl Peers for SimPeers {
+    fn read_index<'a>(
+        &'a self,
+        leader_api: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, String>> {
+        async move {
+            let envelope = Envelope {
+                forwarded: true,
+                request: Request::ReadIndex,
+            };
+            match call(leader_api, &envelope, deadline).await {
+                Response::ReadIndex(index) => Ok(index),
+                other => Err(format!("no read index from the leader: {other:?}")),
+            }
         }
-        None => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "node closed the connection",
-        )),
+        .boxed()
+    }
+
+    fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool> {
+        async move {
+            let connect = turmoil::net::TcpStream::connect(raft_addr);
+            matches!(tokio::time::timeout(deadline, connect).await, Ok(Ok(_)))
+        }
+        .boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        api_addr: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<PeerHistory, String>> {
+        async move {
+            let envelope = Envelope {
+                forwarded: true,
+                request: Request::History,
+            };
+            match call(api_addr, &envelope, deadline).await {
+                Response::History(history) => Ok(history),
+                other => Err(format!("{other:?}")),
+            }
+        }
+        .boxed()
     }
 }
 
 /// A node's API handler state.
 #[derive(Clone)]
 pub struct ApiNode {
-    pub id: NodeId,
-    pub raft: Raft,
-    pub replica: Replica,
+    pub service: Arc<Service>,
     pub variant: Variant,
 }
 
 impl std::fmt::Debug for ApiNode {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("ApiNode")
-            .field("id", &self.id)
+            .field("id", &self.service.id)
             .field("variant", &self.variant)
             .finish_non_exhaustive()
     }
@@ -189,11 +252,14 @@ pub async fn serve_connection(stream: turmoil::net::TcpStream, node: ApiNode) ->
         return Ok(());
     };
     let response = match codec::decode::<Envelope>(&frame?) {
-        Ok(envelope) => match tokio::time::timeout(SERVER_DEADLINE, node.handle(envelope)).await {
-            Ok(response) => response,
-            Err(_) => Response::error(ErrorCode::Timeout, "server deadline passed"),
-        },
-        Err(e) => Response::error(ErrorCode::Malformed, e.to_string()),
+        Ok(envelope) => {
+            let deadline = envelope.request.deadline();
+            match tokio::time::timeout(deadline, node.handle(envelope)).await {
+                Ok(response) => response,
+                Err(_) => ServiceError::new(ErrorCode::Timeout, "server deadline passed").into(),
+            }
+        }
+        Err(e) => ServiceError::new(ErrorCode::MalformedRequest, e.to_string()).into(),
     };
     let bytes =
         codec::encode(&response).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -206,252 +272,79 @@ pub fn ledger_now() -> LedgerTime {
     LedgerTime(LEDGER_EPOCH_MS + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX / 2))
 }
 
-fn leader_api(leader: Option<NodeAddr>) -> Option<String> {
-    leader.map(|n| n.api_addr)
-}
-
 impl ApiNode {
     async fn handle(&self, envelope: Envelope) -> Response {
         let Envelope { forwarded, request } = envelope;
-        let (response, leader) = match &request {
+        let result = self.serve(&request).await;
+        match result {
+            Ok(response) => response,
+            Err(error) => match error.forward_target(forwarded) {
+                Some(leader) => {
+                    let envelope = Envelope {
+                        forwarded: true,
+                        request,
+                    };
+                    call(leader, &envelope, SERVER_DEADLINE).await
+                }
+                None => error.into(),
+            },
+        }
+    }
+
+    async fn serve(&self, request: &Request) -> Result<Response, ServiceError> {
+        let service = &self.service;
+        match request {
             Request::Submit(proposals) => {
-                let command = Command::Submit {
-                    proposals: proposals.clone(),
-                    time: ledger_now(),
-                };
-                self.write(command).await
+                let _permit = service.admit()?;
+                let outcomes = service.submit(proposals.clone()).await?;
+                Ok(Response::Submitted(outcomes))
             }
             Request::Genesis => {
-                let command = Command::Genesis {
-                    ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
-                    document: DEFAULT_DOCUMENT.to_owned(),
-                    time: ledger_now(),
-                };
-                self.write(command).await
+                service.write_genesis(DEFAULT_DOCUMENT.to_owned()).await?;
+                Ok(Response::Done)
             }
-            Request::Read { domain, subject } => self.read(domain, subject).await,
-            Request::ReadIndex => (self.leader_read_index().await, None),
-            Request::AddLearner(id) => self.membership(request_change(&request, *id)).await,
-            Request::AddVoter(id) => self.membership(request_change(&request, *id)).await,
-            Request::RemoveVoter(id) => self.membership(request_change(&request, *id)).await,
-        };
-        match (leader, forwarded) {
-            (Some(addr), false) => {
-                let envelope = Envelope {
-                    forwarded: true,
-                    request,
-                };
-                call(&addr, &envelope, SERVER_DEADLINE).await
-            }
-            _ => response,
-        }
-    }
-
-    /// A write; `(answer, Some(leader api))` when it must be forwarded.
-    async fn write(&self, command: Command) -> (Response, Option<String>) {
-        match self.raft.client_write(command).await {
-            Ok(written) => match written.data {
-                CommandResponse::Submitted { outcomes, .. } => {
-                    (Response::Submitted(outcomes), None)
+            Request::Read { domain, subject } => {
+                let _permit = service.admit()?;
+                if self.variant != Variant::LocalReads {
+                    service.read_barrier(Consistency::Linearizable).await?;
                 }
-                CommandResponse::Genesis { .. } => (Response::Done, None),
-                CommandResponse::Refused(e) => {
-                    (Response::error(ErrorCode::Refused, e.code()), None)
-                }
-                other => (
-                    Response::error(ErrorCode::Refused, format!("unexpected {other:?}")),
-                    None,
-                ),
-            },
-            Err(e) => write_error(e),
-        }
-    }
-
-    async fn read(&self, domain: &str, subject: &str) -> (Response, Option<String>) {
-        if self.variant != Variant::LocalReads {
-            if let Err(refusal) = self.read_barrier().await {
-                return refusal;
-            }
-        }
-        let subject = self.replica.with_state(|state| {
-            state
-                .and_then(|s| s.subject(domain, subject))
-                .map(|s| SubjectRead {
-                    state: s.state.clone(),
-                    last_index: s.last_index.0,
+                let subject = service.replica.with_state(|state| {
+                    state
+                        .and_then(|s| s.subject(domain, subject))
+                        .map(|s| SubjectRead {
+                            state: s.state.clone(),
+                            last_index: s.last_index.0,
+                        })
+                });
+                Ok(Response::Read {
+                    subject,
+                    served_by: service.id,
                 })
-        });
-        (
-            Response::Read {
-                subject,
-                served_by: self.id,
-            },
-            None,
-        )
-    }
-
-    /// Waits until this node's replica reflects every write acknowledged before the read
-    /// began (the node's `read_index::round`). `Err` carries the answer, and the leader's
-    /// API address when the read is to be forwarded there.
-    async fn read_barrier(&self) -> Result<(), (Response, Option<String>)> {
-        let (leader, api) = {
-            let metrics = self.raft.metrics();
-            let metrics = metrics.borrow();
-            let leader = metrics.current_leader;
-            let api = leader.and_then(|l| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.api_addr.clone())
-            });
-            (leader, api)
-        };
-        if leader == Some(self.id) {
-            return match self.raft.ensure_linearizable().await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(check_is_leader_error(e)),
-            };
-        }
-        let Some(api) = api else {
-            return Err((
-                Response::error(
-                    ErrorCode::NoLeader,
-                    "no leader known to ask for a read index",
-                ),
-                None,
-            ));
-        };
-        let forward = |message: String| {
-            Err((
-                Response::error(ErrorCode::NotLeader, message),
-                Some(api.clone()),
-            ))
-        };
-        let envelope = Envelope {
-            forwarded: true,
-            request: Request::ReadIndex,
-        };
-        let index = match call(&api, &envelope, READ_INDEX_DEADLINE).await {
-            Response::ReadIndex(index) => index,
-            other => return forward(format!("no read index from the leader: {other:?}")),
-        };
-        match self
-            .raft
-            .wait(Some(READ_INDEX_DEADLINE))
-            .applied_index_at_least(index, "follower read")
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => forward(format!("read index {index:?} not applied in time: {e}")),
-        }
-    }
-
-    /// The leader's side of a follower read: its read index, after confirming its
-    /// leadership with a quorum (started after the request arrived).
-    async fn leader_read_index(&self) -> Response {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Response::ReadIndex(read.map(|log_id| log_id.index)),
-            Err(e) => check_is_leader_error(e).0,
-        }
-    }
-
-    async fn membership(&self, change: MembershipChange) -> (Response, Option<String>) {
-        // A leader that is not a voter of the configuration the cluster is moving to (the
-        // last of a joint configuration: a removal of the leader, cut short by a leadership
-        // change, left it behind) would remove itself with any further change and lead on as
-        // a non-member, about which openraft 0.9.25 is inconsistent (openraft#923): the next
-        // membership entry it appends trips openraft's own assertion that only a leader
-        // does (`append_membership`, a panic in debug builds; seed 54). Refused until a
-        // leader that is a member of that configuration finishes the change, or this
-        // leader finishes its own removal. The node's API has the same guard
-        // (`docket_raft::leads_outside_target_config`, checked in `membership_op`).
-        // The one change allowed there completes the interrupted removal of this leader
-        // (removing itself from the joint configuration resolves to the configuration it
-        // was moving to), as in the node's API.
-        let completes_own_removal = matches!(
-            &change,
-            MembershipChange::Voters(ChangeMembers::RemoveVoters(ids))
-                if ids.len() == 1 && ids.contains(&self.id)
-        );
-        let leaving =
-            docket_raft::leads_outside_target_config(&self.raft.metrics().borrow(), self.id);
-        if leaving && !completes_own_removal {
-            return (
-                Response::error(
-                    ErrorCode::Membership,
-                    "this leader is not a voter of the configuration the cluster is moving to",
-                ),
-                None,
-            );
-        }
-        let result = match change {
-            MembershipChange::AddLearner(id) => {
-                self.raft.add_learner(id, node_addr(id), false).await
             }
-            MembershipChange::Voters(members) => self.raft.change_membership(members, false).await,
-        };
-        match result {
-            Ok(_) => (Response::Done, None),
-            Err(e) => write_error(e),
+            Request::ReadIndex => {
+                let _permit = service.admit()?;
+                Ok(Response::ReadIndex(service.leader_read_index().await?))
+            }
+            Request::History => Ok(Response::History(service.history()?)),
+            Request::AddLearner(id) => {
+                let addr = node_addr(*id);
+                let request = AddMemberRequest {
+                    id: *id,
+                    raft_addr: addr.raft_addr,
+                    api_addr: addr.api_addr,
+                    learner: true,
+                };
+                service.add_member(request).await?;
+                Ok(Response::Done)
+            }
+            Request::AddVoter(id) => {
+                service.promote_member(*id).await?;
+                Ok(Response::Done)
+            }
+            Request::RemoveVoter(id) => {
+                service.remove_member(*id).await?;
+                Ok(Response::Done)
+            }
         }
-    }
-}
-
-enum MembershipChange {
-    AddLearner(NodeId),
-    Voters(ChangeMembers<NodeId, NodeAddr>),
-}
-
-fn request_change(request: &Request, id: NodeId) -> MembershipChange {
-    match request {
-        Request::AddLearner(_) => MembershipChange::AddLearner(id),
-        Request::AddVoter(_) => {
-            MembershipChange::Voters(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
-        }
-        _ => MembershipChange::Voters(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
-    }
-}
-
-fn check_is_leader_error(
-    error: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>,
-) -> (Response, Option<String>) {
-    match error {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-            let leader = leader_api(f.leader_node);
-            let code = if leader.is_some() {
-                ErrorCode::NotLeader
-            } else {
-                ErrorCode::NoLeader
-            };
-            (
-                Response::error(code, "reads are served by the leader"),
-                leader,
-            )
-        }
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
-            (Response::error(ErrorCode::NoLeader, e.to_string()), None)
-        }
-        RaftError::Fatal(f) => (Response::error(ErrorCode::Stopped, f.to_string()), None),
-    }
-}
-
-fn write_error(
-    error: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>,
-) -> (Response, Option<String>) {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            let leader = leader_api(f.leader_node);
-            let code = if leader.is_some() {
-                ErrorCode::NotLeader
-            } else {
-                ErrorCode::NoLeader
-            };
-            (Response::error(code, "this node is not the leader"), leader)
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            (Response::error(ErrorCode::Membership, e.to_string()), None)
-        }
-        RaftError::Fatal(f) => (Response::error(ErrorCode::Stopped, f.to_string()), None),
     }
 }

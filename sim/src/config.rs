@@ -25,6 +25,14 @@ pub enum Variant {
     /// Execution agents that skip their dedupe (`Executor::without_dedupe`): they ignore
     /// their journal and the outcome records in the ledger, so they repeat effects.
     NoDedupe,
+    /// A group-commit writer that acknowledges a submission once it is handed to Raft,
+    /// before it commits (`Faults::ack_before_commit`).
+    EarlyAck,
+    /// Read coalescing that lets a read join a read-index round already in flight
+    /// (`Faults::join_rounds_in_flight`).
+    LateJoinReads,
+    /// Membership removal without the quorum guardrail (`Faults::unguarded_removal`).
+    UnguardedRemoval,
 }
 
 impl Variant {
@@ -34,14 +42,29 @@ impl Variant {
             Variant::LocalReads => "local-reads",
             Variant::LyingDisk => "lying-disk",
             Variant::NoDedupe => "no-dedupe",
+            Variant::EarlyAck => "early-ack",
+            Variant::LateJoinReads => "late-join-reads",
+            Variant::UnguardedRemoval => "unguarded-removal",
         }
     }
 
-    pub const ALL: [Variant; 4] = [
+    /// The service's deliberate faults for this variant (none for the node as shipped).
+    pub fn faults(self) -> docket_service::Faults {
+        docket_service::Faults {
+            ack_before_commit: self == Variant::EarlyAck,
+            join_rounds_in_flight: self == Variant::LateJoinReads,
+            unguarded_removal: self == Variant::UnguardedRemoval,
+        }
+    }
+
+    pub const ALL: [Variant; 7] = [
         Variant::Correct,
         Variant::LocalReads,
         Variant::LyingDisk,
         Variant::NoDedupe,
+        Variant::EarlyAck,
+        Variant::LateJoinReads,
+        Variant::UnguardedRemoval,
     ];
 
     pub fn from_name(name: &str) -> Option<Variant> {

@@ -25,19 +25,20 @@ use docket_core::state::ProposalStatus;
 use docket_core::{
     dev, Decision, LedgerEntry, LedgerId, LedgerIndex, ProposalId, SignedProposal, SubjectState,
 };
+use docket_service::{Service, ServiceHost};
 use docket_execution::effects::RailEffect;
 use docket_execution::{
     EffectLimits, ExecutionConfig, Executor, Host, HostError, Journal, Leadership, LedgerView,
     RailConfig, SimJournal, Submitted,
 };
-use docket_raft::{Command, CommandResponse, NodeId, Outcome, Raft, Replica};
+use docket_raft::NodeId;
 use tokio::sync::watch;
 
-use crate::api::{ledger_now, SERVER_DEADLINE};
+use crate::api::ledger_now;
 use crate::config::Variant;
 use crate::rail::{self, RAIL_HOST, RAIL_PORT};
 use crate::rail_effect::SimRailEffect;
-use crate::world::{now, CLUSTER_ID};
+use crate::world::now;
 
 /// Per-request timeout of the rail effect: well above the rail's answer delay
 /// ([`rail::RAIL_DELAY_MS_MAX`]) plus a few link latencies, so only faults time it out.
@@ -144,13 +145,12 @@ pub fn executor(id: NodeId, boot: u32, journal: &SimJournal, variant: Variant) -
     }
 }
 
-/// The agent's view of a simulated node.
+/// The agent's view of a simulated node: the service's own host ([`ServiceHost`], as the
+/// node uses it), with what it files traced.
 #[derive(Clone)]
 pub struct SimHost {
     pub id: NodeId,
-    pub raft: Raft,
-    pub replica: Replica,
-    pub ledger_id: LedgerId,
+    pub inner: ServiceHost,
     pub log: ExecLog,
 }
 
@@ -162,49 +162,39 @@ impl std::fmt::Debug for SimHost {
     }
 }
 
-fn host_error(e: impl std::fmt::Display) -> HostError {
-    HostError::new(e.to_string())
-}
-
 impl LedgerView for SimHost {
     fn ledger_len(&self) -> u64 {
-        self.replica.ledger_len()
+        self.inner.ledger_len()
     }
 
     fn entries(&self, from: LedgerIndex, limit: u64) -> Result<Vec<LedgerEntry>, HostError> {
-        self.replica.ledger_entries(from, limit).map_err(host_error)
+        self.inner.entries(from, limit)
     }
 
     fn proposal_status(&self, id: &ProposalId) -> Option<(ProposalStatus, LedgerIndex)> {
-        self.replica
-            .with_state(|s| s?.proposal(id).map(|r| (r.status, r.index)))
+        self.inner.proposal_status(id)
     }
 
     fn subject(&self, domain: &str, subject: &str) -> Option<SubjectState> {
-        self.replica
-            .with_state(|s| s?.subject(domain, subject).cloned())
+        self.inner.subject(domain, subject)
     }
 
     fn action_quorum(&self, domain: &str, action: &str) -> Option<u32> {
-        self.replica
-            .with_state(|s| s?.constitution().action(domain, action).map(|a| a.quorum))
+        self.inner.action_quorum(domain, action)
     }
 }
 
 impl Host for SimHost {
     fn ledger_id(&self) -> LedgerId {
-        self.ledger_id.clone()
+        self.inner.ledger_id()
     }
 
     fn term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        self.inner.term()
     }
 
     async fn is_leader_confirmed(&self) -> bool {
-        matches!(
-            tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await,
-            Ok(Ok(_))
-        )
+        self.inner.is_leader_confirmed().await
     }
 
     async fn submit(&self, proposal: SignedProposal) -> Result<Submitted, HostError> {
@@ -216,29 +206,7 @@ impl Host for SimHost {
             proposal.id().short(),
             p.subject
         );
-        let command = Command::Submit {
-            proposals: vec![proposal],
-            time: ledger_now(),
-        };
-        let written = tokio::time::timeout(SERVER_DEADLINE, self.raft.client_write(command)).await;
-        let result = match written {
-            Err(_) => Err(HostError::new("the write did not commit in time")),
-            Ok(Err(e)) => Err(host_error(e)),
-            Ok(Ok(written)) => match written.data {
-                CommandResponse::Submitted { mut outcomes, .. } => match outcomes.pop() {
-                    Some(outcome) => Ok(match outcome.outcome {
-                        Outcome::Recorded {
-                            index, decision, ..
-                        } => Submitted::Recorded { index, decision },
-                        Outcome::Duplicate { index, status } => {
-                            Submitted::Duplicate { index, status }
-                        }
-                    }),
-                    None => Err(HostError::new("no outcome for the submitted proposal")),
-                },
-                other => Err(HostError::new(format!("unexpected answer {other:?}"))),
-            },
-        };
+        let result = self.inner.submit(proposal).await;
         let shown = match &result {
             Ok(Submitted::Recorded { index, decision }) => {
                 let label = match decision {
@@ -255,26 +223,21 @@ impl Host for SimHost {
     }
 }
 
-/// Publishes whether node `id` leads, confirmed, until its Raft stops: the node's loop
-/// (`docket_execution::leadership`), spawned on the host's `LocalSet`, tracing changes.
-pub fn leadership(id: NodeId, raft: Raft, exec_log: ExecLog) -> watch::Receiver<Leadership> {
-    let timing = docket_execution::leadership::Timing {
-        confirm_timeout: CONFIRM_TIMEOUT,
-        retry: CONFIRM_RETRY,
-    };
-    let (rx, task) =
-        docket_execution::leadership::publisher(raft, id, timing, move |before, after| {
-            if after.leader || before.leader {
-                log(
-                    &exec_log,
-                    format!(
-                        "n{id} exec {} term {}",
-                        if after.leader { "leads" } else { "stops" },
-                        after.term
-                    ),
-                );
-            }
-        });
+/// Publishes whether node `id` leads, confirmed, until its Raft stops: the service's loop
+/// (as the node runs it), spawned on the host's `LocalSet`, tracing changes.
+pub fn leadership(id: NodeId, service: &Service, exec_log: ExecLog) -> watch::Receiver<Leadership> {
+    let (rx, task) = service.leadership(move |before, after| {
+        if after.leader || before.leader {
+            log(
+                &exec_log,
+                format!(
+                    "n{id} exec {} term {}",
+                    if after.leader { "leads" } else { "stops" },
+                    after.term
+                ),
+            );
+        }
+    });
     tokio::task::spawn_local(task);
     rx
 }
@@ -283,21 +246,18 @@ pub fn leadership(id: NodeId, raft: Raft, exec_log: ExecLog) -> watch::Receiver<
 pub fn start(
     id: NodeId,
     boot: u32,
-    raft: Raft,
-    replica: Replica,
+    service: Arc<Service>,
     journal: &SimJournal,
     variant: Variant,
     exec_log: ExecLog,
 ) {
     let executor = executor(id, boot, journal, variant);
+    let leadership = leadership(id, &service, exec_log.clone());
     let host = SimHost {
         id,
-        raft: raft.clone(),
-        replica,
-        ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
+        inner: ServiceHost(service),
         log: exec_log.clone(),
     };
-    let leadership = leadership(id, raft, exec_log.clone());
     tokio::task::spawn_local(async move {
         // Never sent: the agent stops when the host's tasks are dropped (a crash).
         let (_shutdown_tx, shutdown) = watch::channel(false);

@@ -4,7 +4,9 @@
 use docket_core::ProposalId;
 use docket_raft::{NodeId, ProposalOutcome};
 
-use crate::api::{ErrorCode, SubjectRead};
+use docket_service::ErrorCode;
+
+use crate::api::SubjectRead;
 
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,11 @@ use docket_raft::network::{self, Identity, Network, Transport};
 use docket_raft::{NodeId, Raft};
 use openraft::{Config, SnapshotPolicy};
 
-use crate::api::{self, ApiNode};
+use docket_core::LedgerId;
+use docket_service::{Limits, Service, Settings, Timing};
+
+use crate::api::{self, ApiNode, SimPeers, READ_INDEX_DEADLINE, SERVER_DEADLINE};
+use crate::config::Variant;
 use crate::config::{salt, Derived, INITIAL_VOTERS};
 use crate::world::{node_addr, World, API_PORT, CLUSTER_ID, RAFT_PORT};
 
@@ -47,6 +51,34 @@ pub fn raft_config(derived: &Derived) -> Config {
     }
     .validate()
     .expect("invariant: derived raft timings are valid")
+}
+
+/// The service of node `id`: the node's limits, deadlines scaled to simulated links, the
+/// simulated clock, and the variant's deliberate fault, if any.
+pub fn settings(id: NodeId, variant: Variant) -> Settings {
+    Settings {
+        id,
+        cluster_id: CLUSTER_ID.to_owned(),
+        ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
+        addr: node_addr(id),
+        limits: Limits {
+            clients_inflight_max: 256,
+            batch_proposals_max: 100,
+            read_page_entries_max: 1_000,
+        },
+        timing: Timing {
+            write_timeout: SERVER_DEADLINE,
+            read_index_deadline: READ_INDEX_DEADLINE,
+            tick_interval: Duration::from_secs(1),
+            membership_timeout: SERVER_DEADLINE,
+            catch_up_timeout: Duration::from_millis(1_500),
+            probe_timeout: READ_INDEX_DEADLINE,
+            confirm_timeout: crate::execution::CONFIRM_TIMEOUT,
+            confirm_retry: crate::execution::CONFIRM_RETRY,
+        },
+        clock: Arc::new(api::ledger_now),
+        faults: variant.faults(),
+    }
 }
 
 /// The body of node `id`'s host, run on every boot.
@@ -110,24 +142,20 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
         }
     }
 
+    // The node's own service, with the simulated clock and network.
+    let (service, background) = Service::new(
+        settings(id, variant),
+        raft.clone(),
+        replica,
+        Arc::new(SimPeers),
+        std::future::pending(),
+    );
+    tokio::task::spawn_local(background);
     if execution {
         // The execution agent, attached to this node's confirmed leadership.
-        crate::execution::start(
-            id,
-            boot,
-            raft.clone(),
-            replica.clone(),
-            &journal,
-            variant,
-            exec_log,
-        );
+        crate::execution::start(id, boot, service.clone(), &journal, variant, exec_log);
     }
-    let api_node = ApiNode {
-        id,
-        raft: raft.clone(),
-        replica,
-        variant,
-    };
+    let api_node = ApiNode { service, variant };
     // Every task of a host is spawned on its LocalSet, so a crash drops them in spawn
     // order (see docket_raft::runtime::spawn_on_local_set).
     tokio::task::spawn_local(async move {

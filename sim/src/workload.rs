@@ -24,7 +24,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::api::{self, Envelope, ErrorCode, Request, Response, LEDGER_EPOCH_MS};
+use docket_service::ErrorCode;
+
+use crate::api::{self, Envelope, Request, Response, LEDGER_EPOCH_MS};
 use crate::config::{rng, salt};
 use crate::execution::RAIL_AMOUNT_MAX;
 use crate::history::{OpKind, OpResult};
@@ -510,7 +512,7 @@ pub async fn submit(
                 OpResult::Submitted(outcomes[0].clone())
             }
             Response::Error { code, .. } => OpResult::Failed(*code),
-            _ => OpResult::Failed(ErrorCode::Malformed),
+            _ => OpResult::Failed(ErrorCode::MalformedRequest),
         };
         {
             let mut w = world.borrow_mut();
@@ -557,7 +559,7 @@ async fn read(
     let result = match response {
         Response::Read { subject, served_by } => OpResult::Read { subject, served_by },
         Response::Error { code, .. } => OpResult::Failed(code),
-        _ => OpResult::Failed(ErrorCode::Malformed),
+        _ => OpResult::Failed(ErrorCode::MalformedRequest),
     };
     let mut w = world.borrow_mut();
     w.trace_now(format_args!(

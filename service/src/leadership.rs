@@ -1,5 +1,5 @@
-//! Confirmed leadership, published for an agent: the one loop the node and the simulator
-//! both run (`docket_node::execution::leadership`, `docket_sim::execution::leadership`).
+//! Confirmed leadership, published for an execution agent: the one loop the node and the
+//! simulator both run.
 //!
 //! "Leader in term T" is published only once the leadership is *confirmed* in T: a quorum
 //! answered a read-index round and the state machine has applied everything up to the
@@ -15,7 +15,7 @@ use std::time::Duration;
 use docket_raft::{NodeAddr, NodeId, Raft};
 use tokio::sync::watch;
 
-use crate::host::Leadership;
+use docket_execution::Leadership;
 
 /// How the publisher waits: one confirmation round at most `confirm_timeout`; after a
 /// failed one, the next no sooner than `retry` later (or when the leadership the metrics

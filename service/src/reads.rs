@@ -5,13 +5,14 @@
 //! round to a quorum; read index = the larger of the commit index then and the leader's
 //! first entry of its term). On a follower or learner it is
 //! the read-index protocol of etcd and the Raft thesis (§6.4): ask the leader for a read
-//! index (`GET /v1/internal/read-index`, which runs `get_read_log_id` there), then wait
+//! index ([`Peers::read_index`]: the node asks `GET /v1/internal/read-index`, the
+//! simulator its own request; either runs `get_read_log_id` there), then wait
 //! until the local state machine has applied that index, and serve the read from local
 //! state. So a follower serves its own reads; the leader answers one small request per
 //! round instead of carrying every read (and shares one quorum round among the rounds of
 //! all followers queued behind it: [`LeaderReadIndex`]). If the leader cannot be asked (none known, it
-//! moved, it timed out), the round fails with [`ReadError::Forward`] and the API forwards
-//! the whole read to the leader, as before.
+//! moved, it timed out), the round fails with `NOT_LEADER` naming the leader and the
+//! transport forwards the whole read there.
 //!
 //! **Coalescing**: one round per read would make a quorum round trip the cost of every
 //! read. Instead reads queue here; a driver runs one round for everyone queued *before
@@ -30,43 +31,17 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use docket_raft::{NodeAddr, NodeId, Raft};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use docket_raft::{NodeId, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::api::FORWARDED_HEADER;
-
-/// Why this node could not serve a linearizable read itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadError {
-    /// Not the leader, and the leader's read index could not be had: forward the read to
-    /// the leader (its API address, when one is known).
-    Forward(Option<String>),
-    /// The leader could not confirm its leadership with a quorum.
-    NoQuorum(String),
-    /// Raft stopped.
-    Fatal(String),
-}
-
-impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>> for ReadError {
-    fn from(error: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeAddr>>) -> ReadError {
-        match error {
-            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-                ReadError::Forward(f.leader_node.map(|n| n.api_addr))
-            }
-            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
-                ReadError::NoQuorum(e.to_string())
-            }
-            RaftError::Fatal(f) => ReadError::Fatal(f.to_string()),
-        }
-    }
-}
+use crate::error::ServiceError;
+use crate::peers::Peers;
 
 /// Outcome of a read-index round, shared by every read it served.
-pub type RoundResult = Result<(), ReadError>;
+pub type RoundResult = Result<(), ServiceError>;
 
-/// The leader's answer to `GET /v1/internal/read-index`.
+/// The leader's answer to a follower asking for its read index.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReadIndexResponse {
@@ -91,6 +66,9 @@ struct Queue<T> {
 pub struct Coalescer<T> {
     round: Round<T>,
     queue: Arc<Mutex<Queue<T>>>,
+    /// Negative control only: callers that arrive while a round is in flight are served by
+    /// it (a round that may have taken its read index before they arrived).
+    join_in_flight: bool,
 }
 
 impl<T> Clone for Coalescer<T> {
@@ -98,6 +76,7 @@ impl<T> Clone for Coalescer<T> {
         Coalescer {
             round: self.round.clone(),
             queue: self.queue.clone(),
+            join_in_flight: self.join_in_flight,
         }
     }
 }
@@ -112,26 +91,21 @@ impl<T> std::fmt::Debug for Coalescer<T> {
 pub type ReadIndex = Coalescer<RoundResult>;
 
 impl ReadIndex {
-    /// Rounds for node `id`: `http` asks the leader for its read index, and every step
+    /// Rounds for node `id`: `peers` asks the leader for its read index, and every step
     /// (the leader's answer, the local apply) has `deadline`.
-    pub fn for_node(
-        raft: Raft,
-        id: NodeId,
-        http: reqwest::Client,
-        deadline: Duration,
-    ) -> ReadIndex {
+    pub fn for_node(raft: Raft, id: NodeId, peers: Arc<dyn Peers>, deadline: Duration) -> ReadIndex {
         Coalescer::new(Arc::new(move || {
-            let (raft, http) = (raft.clone(), http.clone());
-            Box::pin(async move { round(&raft, id, &http, deadline).await })
+            let (raft, peers) = (raft.clone(), peers.clone());
+            Box::pin(async move { round(&raft, id, peers.as_ref(), deadline).await })
         }))
     }
 }
 
-/// The leader's side of follower reads: read indexes for `GET /v1/internal/read-index`,
-/// one `get_read_log_id` round (a quorum heartbeat) shared by every request queued before
-/// it started — the same rule as [`ReadIndex`], so each answer still covers every write
+/// The leader's side of follower reads: read indexes for followers' requests, one
+/// `get_read_log_id` round (a quorum heartbeat) shared by every request queued before it
+/// started — the same rule as [`ReadIndex`], so each answer still covers every write
 /// acknowledged before its request arrived.
-pub type LeaderReadIndex = Coalescer<Result<Option<u64>, ReadError>>;
+pub type LeaderReadIndex = Coalescer<Result<Option<u64>, ServiceError>>;
 
 impl LeaderReadIndex {
     pub fn for_raft(raft: Raft) -> LeaderReadIndex {
@@ -141,14 +115,14 @@ impl LeaderReadIndex {
                 raft.get_read_log_id()
                     .await
                     .map(|(read, _applied)| read.map(|log_id| log_id.index))
-                    .map_err(ReadError::from)
+                    .map_err(|e| ServiceError::from_check(e, "read indexes come from the leader"))
             })
         }))
     }
 }
 
 /// The leader's id and API address, as this node's Raft metrics know them.
-fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
+pub fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
     let metrics = raft.metrics();
     let metrics = metrics.borrow();
     let leader = metrics.current_leader?;
@@ -160,25 +134,30 @@ fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
     Some((leader, api))
 }
 
-async fn round(raft: &Raft, id: NodeId, http: &reqwest::Client, deadline: Duration) -> RoundResult {
+async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -> RoundResult {
     let api = match leader(raft) {
         Some((leader, _)) if leader == id => {
             return raft
                 .ensure_linearizable()
                 .await
                 .map(drop)
-                .map_err(ReadError::from);
+                .map_err(|e| ServiceError::from_check(e, "linearizable reads are served by the leader"));
         }
         Some((_, Some(api))) => api,
-        Some((_, None)) | None => return Err(ReadError::Forward(None)),
+        Some((_, None)) | None => {
+            return Err(ServiceError::not_leader(
+                None,
+                "no leader known to serve a linearizable read",
+            ))
+        }
     };
-    let forward = || ReadError::Forward(Some(api.clone()));
-    let index = leader_read_index(http, &api, id, deadline)
-        .await
-        .map_err(|error| {
-            tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
-            forward()
-        })?;
+    let forward = || {
+        ServiceError::not_leader(Some(api.clone()), "linearizable reads are served by the leader")
+    };
+    let index = peers.read_index(&api, deadline).await.map_err(|error| {
+        tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
+        forward()
+    })?;
     raft.wait(Some(deadline))
         .applied_index_at_least(index, "follower read")
         .await
@@ -189,27 +168,6 @@ async fn round(raft: &Raft, id: NodeId, http: &reqwest::Client, deadline: Durati
         })
 }
 
-/// Asks the leader at `api` for its read index.
-async fn leader_read_index(
-    http: &reqwest::Client,
-    api: &str,
-    id: NodeId,
-    deadline: Duration,
-) -> Result<Option<u64>, String> {
-    let response = http
-        .get(format!("http://{api}/v1/internal/read-index"))
-        .header(FORWARDED_HEADER, id.to_string())
-        .timeout(deadline)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("the leader answered {}", response.status()));
-    }
-    let answer: ReadIndexResponse = response.json().await.map_err(|e| e.to_string())?;
-    Ok(answer.read_index)
-}
-
 impl<T: Clone + Send + 'static> Coalescer<T> {
     pub fn new(round: Round<T>) -> Coalescer<T> {
         Coalescer {
@@ -218,7 +176,17 @@ impl<T: Clone + Send + 'static> Coalescer<T> {
                 waiting: Vec::new(),
                 driving: false,
             })),
+            join_in_flight: false,
         }
+    }
+
+    /// Negative control only (the simulator's `LateJoinReads`): callers arriving while a
+    /// round is in flight are served by that round. It may have taken its read index
+    /// before they arrived, so a read can miss a write acknowledged before it began.
+    #[doc(hidden)]
+    pub fn joining_rounds_in_flight(mut self) -> Coalescer<T> {
+        self.join_in_flight = true;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue<T>> {
@@ -245,7 +213,7 @@ impl<T: Clone + Send + 'static> Coalescer<T> {
         };
         if start_driver {
             let this = self.clone();
-            tokio::spawn(async move { this.drive().await });
+            crate::spawn(async move { this.drive().await });
         }
         match rx.await {
             Ok(result) => result,
@@ -262,9 +230,19 @@ impl<T: Clone + Send + 'static> Coalescer<T> {
                     queue.driving = false;
                     return;
                 }
-                std::mem::take(&mut queue.waiting)
+                if self.join_in_flight {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut queue.waiting)
+                }
             };
             let result = (self.round)().await;
+            // The negative control takes its callers only now, late joiners included.
+            let waiting = if self.join_in_flight {
+                std::mem::take(&mut self.lock().waiting)
+            } else {
+                waiting
+            };
             for waiter in waiting {
                 let _ = waiter.send(result.clone());
             }
@@ -341,5 +319,24 @@ mod tests {
         // Idle again: the next read starts round 3.
         gate.add_permits(1);
         assert_eq!(reads.wait().await, 3);
+    }
+
+    #[tokio::test]
+    async fn the_negative_control_lets_a_late_read_join_the_round_in_flight() {
+        let (reads, gate, started) = gated_rounds();
+        let reads = reads.joining_rounds_in_flight();
+        let first = tokio::spawn({
+            let reads = reads.clone();
+            async move { reads.wait().await }
+        });
+        until(|| started.load(Ordering::SeqCst) == 1).await;
+        let late = tokio::spawn({
+            let reads = reads.clone();
+            async move { reads.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        gate.add_permits(1);
+        assert_eq!(first.await.expect("joined"), 1);
+        assert_eq!(late.await.expect("joined"), 1, "served by a round that began before it");
     }
 }

@@ -1,0 +1,179 @@
+//! The HTTP/JSON client API (axum): a thin adapter over [`docket_service::Service`].
+//! Shapes are in [`crate::wire`].
+//!
+//! Handlers decode the request, call the service, and encode its answer; the service
+//! decides everything else (front door, group commit, read barrier, membership
+//! guardrails). What is HTTP's own stays here: body limits and JSON rejections with stable
+//! codes, and forwarding a request to the leader once when the service answers
+//! `NOT_LEADER` with its address (`x-docket-forwarded`), relaying the leader's answer
+//! verbatim.
+//!
+//! Route groups: [`writes`] (proposals, batches), [`reads`] (proposals, ledger, state,
+//! constitution, status, health, execution evidence, the internal read index),
+//! [`cluster`] (init and membership).
+
+mod cluster;
+mod reads;
+mod writes;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use docket_core::json::Objects;
+use docket_service::{ForwardFailure, ServiceError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::server::Node;
+
+/// Header a forwarding node sets, so a request is forwarded at most once.
+pub const FORWARDED_HEADER: &str = "x-docket-forwarded";
+/// On a read's response: the id of the node whose state answered it (a follower answers
+/// linearizable reads itself after the leader's read index).
+pub const SERVED_BY_HEADER: &str = "x-docket-served-by";
+
+pub fn router(node: Arc<Node>) -> Router {
+    let body_max = node.config.limits.request_body_bytes_max;
+    Router::new()
+        .route("/v1/proposals", post(writes::submit_one))
+        .route("/v1/batches", post(writes::submit_batch))
+        .route("/v1/proposals/{id}", get(reads::proposal))
+        .route("/v1/ledger", get(reads::ledger))
+        .route("/v1/state/{domain}/{subject}", get(reads::subject_state))
+        .route("/v1/constitution", get(reads::constitution))
+        .route("/v1/status", get(reads::status))
+        .route("/v1/health", get(reads::health))
+        .route("/v1/execution/{id}", get(reads::execution))
+        .route("/v1/internal/read-index", get(reads::internal_read_index))
+        .route("/v1/cluster/init", post(cluster::init))
+        .route(
+            "/v1/cluster/members",
+            get(cluster::list_members).post(cluster::add_member),
+        )
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(cluster::remove_member),
+        )
+        .route("/v1/cluster/members/{id}/promote", post(cluster::promote_member))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such endpoint; see the API table in README.md",
+            )
+        })
+        // Enforced where bodies are read: the `Json` extractor stops at this many bytes and
+        // `json_rejection` answers `BODY_TOO_LARGE`. (tower-http's `RequestBodyLimitLayer`
+        // used to sit here too; it answered a plain-text 413 before any handler ran, so
+        // clients never saw the stable code.)
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(node)
+}
+
+/// JSON body extractor whose rejections are API errors with stable codes.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // `Objects`: a record written as a JSON array of its field values is refused.
+        match Json::<Objects<T>>::from_request(req, state).await {
+            Ok(Json(Objects(value))) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            ErrorCode::BodyTooLarge,
+            "request body exceeds limits.request_body_bytes_max",
+        );
+    }
+    let detail = match &rejection {
+        JsonRejection::JsonDataError(e) => {
+            std::error::Error::source(e).map_or_else(|| e.body_text(), |s| s.to_string())
+        }
+        other => other.body_text(),
+    };
+    ApiError::new(ErrorCode::MalformedRequest, detail)
+}
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// A request as received, for forwarding it to the leader unchanged.
+struct Forwardable<'a> {
+    method: Method,
+    path_and_query: &'a str,
+    body: Option<Vec<u8>>,
+}
+
+/// Answers `result`; when the service says "ask the leader" and this request was not
+/// forwarded already, forwards it there once and relays the leader's answer.
+async fn answer<T: Serialize>(
+    node: &Node,
+    headers: &HeaderMap,
+    request: Forwardable<'_>,
+    result: Result<T, ServiceError>,
+) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => match error.forward_target(forwarded(headers)) {
+            Some(leader) => forward(node, request, leader).await,
+            None => ApiError(error).into_response(),
+        },
+    }
+}
+
+/// Sends the request on to the leader and relays its answer verbatim; a forward that got
+/// no answer is explained by [`ServiceError::forward_failed`].
+async fn forward(node: &Node, request: Forwardable<'_>, leader: &str) -> Response {
+    let Forwardable {
+        method,
+        path_and_query,
+        body,
+    } = request;
+    let url = format!("http://{leader}{path_and_query}");
+    let is_write = method != Method::GET;
+    let mut builder = node
+        .http
+        .request(method, &url)
+        .header(FORWARDED_HEADER, node.service.id.to_string());
+    if let Some(body) = body {
+        builder = builder
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let lost = |e: &reqwest::Error| {
+        let failure = if e.is_timeout() {
+            ForwardFailure::TimedOut
+        } else if e.is_connect() {
+            ForwardFailure::NotConnected
+        } else {
+            ForwardFailure::Broken
+        };
+        ApiError(ServiceError::forward_failed(failure, leader, is_write, e)).into_response()
+    };
+    match builder.send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match response.bytes().await {
+                Ok(bytes) => {
+                    (status, [("content-type", "application/json")], bytes).into_response()
+                }
+                Err(e) => lost(&e),
+            }
+        }
+        Err(e) => lost(&e),
+    }
+}

@@ -1,0 +1,177 @@
+//! Reads: proposals, the ledger, subject state, the constitution (linearizable unless
+//! `?consistency=local`), status, health, execution evidence, and the leader's read index
+//! for followers' reads.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use docket_core::ProposalId;
+use docket_service::{ReadIndexResponse, Service, ServiceError};
+use serde::Deserialize;
+
+use super::{answer, Forwardable, SERVED_BY_HEADER};
+use crate::error::{ApiError, ErrorCode};
+use crate::server::Node;
+use crate::wire::*;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadQuery {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+/// Runs a read: the service's read barrier, then `read` on local state, answered with the
+/// node that served it; forwarded to the leader when the barrier says so.
+async fn linearized<T: serde::Serialize>(
+    node: &Node,
+    headers: &HeaderMap,
+    uri: &Uri,
+    consistency: Consistency,
+    read: impl FnOnce(&Service) -> Result<T, ServiceError>,
+) -> Response {
+    let service = &node.service;
+    let _permit = match service.admit() {
+        Ok(p) => p,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let result = match service.read_barrier(consistency).await {
+        Ok(()) => match read(service) {
+            Ok(value) => {
+                return ([(SERVED_BY_HEADER, service.id.to_string())], Json(value)).into_response()
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err::<(), _>(e),
+    };
+    let request = Forwardable {
+        method: Method::GET,
+        path_and_query: uri.path_and_query().map_or(uri.path(), |p| p.as_str()),
+        body: None,
+    };
+    answer(node, headers, request, result).await
+}
+
+fn parse_id(id: &str) -> Result<ProposalId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::new(ErrorCode::MalformedRequest, format!("proposal id: {e}")))
+}
+
+pub(super) async fn proposal(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    linearized(&node, &headers, &uri, query.consistency, |s| s.proposal_view(id)).await
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LedgerQuery {
+    #[serde(default)]
+    from: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+pub(super) async fn ledger(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return ApiError::new(ErrorCode::MalformedRequest, e.body_text()).into_response(),
+    };
+    let limit = match node.service.page_limit(query.limit) {
+        Ok(limit) => limit,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    linearized(&node, &headers, &uri, query.consistency, |s| {
+        s.ledger_page(query.from, limit)
+    })
+    .await
+}
+
+pub(super) async fn subject_state(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((domain, subject)): Path<(String, String)>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    let consistency = query.consistency;
+    linearized(&node, &headers, &uri, consistency, |s| {
+        s.subject_view(&domain, &subject, consistency)
+    })
+    .await
+}
+
+pub(super) async fn constitution(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    linearized(&node, &headers, &uri, query.consistency, Service::constitution_view).await
+}
+
+pub(super) async fn status(State(node): State<Arc<Node>>) -> Json<StatusView> {
+    Json(node.service.status())
+}
+
+pub(super) async fn health(State(node): State<Arc<Node>>) -> Response {
+    let view = node.service.health();
+    let status = if view.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(view)).into_response()
+}
+
+pub(super) async fn execution(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = match &node.executor {
+        Some(executor) => executor
+            .journal()
+            .job(&id)
+            .map_err(ServiceError::storage)?,
+        None => None,
+    };
+    Ok(Json(ExecutionView {
+        id,
+        node_id: node.service.id,
+        enabled: node.executor.is_some(),
+        job,
+    }))
+}
+
+/// `GET /v1/internal/read-index`: the leader's read index, for a follower's linearizable
+/// read. Leadership is confirmed with a quorum after the request arrived; the follower
+/// then waits until it has applied the index and reads locally. Never forwarded.
+pub(super) async fn internal_read_index(State(node): State<Arc<Node>>) -> Response {
+    let service = &node.service;
+    let _permit = match service.admit() {
+        Ok(p) => p,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    match service.leader_read_index().await {
+        Ok(read_index) => Json(ReadIndexResponse { read_index }).into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}

@@ -1,0 +1,77 @@
+//! `POST /v1/proposals` and `POST /v1/batches`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use docket_core::SignedProposal;
+use docket_service::ServiceError;
+
+use super::{answer, ApiJson, Forwardable};
+use crate::error::ApiError;
+use crate::server::Node;
+use crate::wire::{BatchRequest, BatchResponse};
+
+/// Admission, the front door and the group-commit writer, all the service's; the body is
+/// re-encoded only when the request must be forwarded.
+async fn submit(
+    node: &Node,
+    headers: &HeaderMap,
+    path: &str,
+    proposals: Vec<SignedProposal>,
+    batch: bool,
+) -> Response {
+    let service = &node.service;
+    // Held until the answer is relayed, forwarding included.
+    let _permit = match service.admit() {
+        Ok(permit) => permit,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let result = service.submit_responses(proposals.clone()).await;
+    let body = match &result {
+        Err(error) if error.forward_target(super::forwarded(headers)).is_some() => {
+            let encoded = if batch {
+                serde_json::to_vec(&BatchRequest { proposals })
+            } else {
+                serde_json::to_vec(&proposals[0])
+            };
+            match encoded {
+                Ok(body) => Some(body),
+                Err(e) => return ApiError(ServiceError::internal(e.to_string())).into_response(),
+            }
+        }
+        _ => None,
+    };
+    let request = Forwardable {
+        method: Method::POST,
+        path_and_query: path,
+        body,
+    };
+    if batch {
+        let result = result.map(|results| BatchResponse { results });
+        answer(node, headers, request, result).await
+    } else {
+        let result = result.map(|mut results| results.remove(0));
+        answer(node, headers, request, result).await
+    }
+}
+
+pub(super) async fn submit_one(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ApiJson(signed): ApiJson<SignedProposal>,
+) -> Response {
+    submit(&node, &headers, "/v1/proposals", vec![signed], false).await
+}
+
+pub(super) async fn submit_batch(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Response {
+    if let Err(e) = node.service.check_batch_size(batch.proposals.len()) {
+        return ApiError(e).into_response();
+    }
+    submit(&node, &headers, "/v1/batches", batch.proposals, true).await
+}

@@ -1,0 +1,93 @@
+//! The service's [`Peers`] seam over HTTP and TCP: what a node asks other nodes.
+
+use std::time::Duration;
+
+use docket_core::LedgerIndex;
+use docket_raft::NodeId;
+use docket_service::{PeerHistory, Peers, ReadIndexResponse};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::api::FORWARDED_HEADER;
+use crate::wire::LedgerPage;
+
+/// Other nodes, asked over their HTTP APIs (and Raft ports, for reachability).
+#[derive(Debug, Clone)]
+pub struct HttpPeers {
+    /// This node, named in the `x-docket-forwarded` header of what it asks.
+    pub id: NodeId,
+    pub http: reqwest::Client,
+}
+
+impl Peers for HttpPeers {
+    fn read_index<'a>(
+        &'a self,
+        leader_api: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, String>> {
+        async move {
+            let response = self
+                .http
+                .get(format!("http://{leader_api}/v1/internal/read-index"))
+                .header(FORWARDED_HEADER, self.id.to_string())
+                .timeout(deadline)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("the leader answered {}", response.status()));
+            }
+            let answer: ReadIndexResponse = response.json().await.map_err(|e| e.to_string())?;
+            Ok(answer.read_index)
+        }
+        .boxed()
+    }
+
+    fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool> {
+        async move {
+            let connect = tokio::net::TcpStream::connect(raft_addr);
+            matches!(tokio::time::timeout(deadline, connect).await, Ok(Ok(_)))
+        }
+        .boxed()
+    }
+
+    /// Its status, then (if initialized) its genesis entry, read locally there: a former
+    /// member of this cluster rejoining has no leader to ask.
+    fn history<'a>(
+        &'a self,
+        api_addr: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<PeerHistory, String>> {
+        async move {
+            let client = crate::client::Client::with_http(api_addr, deadline, self.http.clone())
+                .map_err(|e| e.to_string())?;
+            let status = client
+                .status()
+                .await
+                .map_err(|e| format!("its status: {e}"))?;
+            let mut history = PeerHistory {
+                node_id: status.node_id,
+                cluster_id: status.cluster_id,
+                initialized: status.initialized,
+                genesis: None,
+            };
+            if !status.initialized {
+                return Ok(history);
+            }
+            let url = format!(
+                "{}/v1/ledger?from={}&limit=1&consistency=local",
+                client.base_url(),
+                LedgerIndex(0)
+            );
+            let page: LedgerPage = async {
+                let response = self.http.get(&url).timeout(deadline).send().await?;
+                response.error_for_status()?.json().await
+            }
+            .await
+            .map_err(|e: reqwest::Error| format!("its genesis entry: {e}"))?;
+            history.genesis = page.entries.first().map(|entry| entry.hash);
+            Ok(history)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,58 @@
+//! # docket-service: a node without its transports
+//!
+//! Everything a docket node does between a decoded request and Raft, written once and
+//! driven by two transports: the node's HTTP API (`docket-node`, axum and reqwest) and the
+//! simulator's API (`docket-sim`, turmoil). So the code the simulator puts under network
+//! faults, crashes and partitions is the code that serves clients.
+//!
+//! ```text
+//!  node/ (HTTP)  ─┐                                ┌─► Peers (reqwest | turmoil)
+//!                 ├─► Service ── front door ────────┤
+//!  sim/ (turmoil) ─┘     ├── group-commit writer, ticker ──► Raft (docket-raft)
+//!                        ├── linearizable reads (shared read-index rounds)
+//!                        ├── init, membership + guardrails
+//!                        └── confirmed leadership, ServiceHost ──► execution agent
+//! ```
+//!
+//! * [`Service`] holds the node's identity, its Raft handle and replica, its limits and
+//!   timings, a [`Clock`] (the wall clock, or simulated time) and a [`Peers`] seam for
+//!   asking other nodes (the leader's read index, a Raft port's reachability, a node's
+//!   history). It never opens a connection itself.
+//! * Errors are [`ServiceError`]s with codes from one table ([`ErrorCode`]). `NOT_LEADER`
+//!   with a leader means "forward there": the transports forward the request once
+//!   ([`ServiceError::forward_target`]) and say what a failed forward means
+//!   ([`ServiceError::forward_failed`]).
+//! * Spawned tasks go through [`spawn`]: tokio's in production, the host's `LocalSet` in
+//!   the simulator (deterministic drop order on simulated crashes).
+//!
+//! Architecture invariant: no transport here. This crate's normal dependency tree holds
+//! no HTTP stack, no turmoil and no sled (`tests/boundary.rs`).
+
+pub mod error;
+pub mod host;
+pub mod leadership;
+pub mod membership;
+pub mod peers;
+pub mod reads;
+pub mod service;
+pub mod wire;
+mod writer;
+
+pub use error::{ErrorCode, ForwardFailure, ServiceError};
+pub use host::ServiceHost;
+pub use peers::{PeerHistory, Peers};
+pub use reads::ReadIndexResponse;
+pub use service::{
+    Clock, Faults, Limits, Service, Settings, Timing, GROUP_COMMIT_PROPOSALS_MAX,
+    LAG_HEALTHY_MAX, SUBMIT_QUEUE_MAX, WRITES_INFLIGHT_MAX,
+};
+
+/// Spawns a task where this thread's Raft tasks go: tokio's runtime in production, the
+/// current `LocalSet` in the simulator (`docket_raft::runtime::spawn_on_local_set`).
+pub fn spawn<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use openraft::AsyncRuntime;
+    drop(<docket_raft::runtime::DocketRuntime as AsyncRuntime>::spawn(future));
+}

@@ -1,0 +1,435 @@
+//! Cluster initialization and membership, with their guardrails.
+//!
+//! * **Init** makes this node a one-voter cluster and writes genesis (once).
+//! * **Add** probes the node's Raft port (fails fast with `MEMBER_UNREACHABLE`), asks it
+//!   which history it holds and refuses one initialized with another cluster id or genesis
+//!   (`MEMBER_HAS_OTHER_HISTORY`: it would sit in the cluster as a learner serving its own
+//!   history), adds it as a learner, waits for it to catch up, then promotes it.
+//! * **Remove** refuses removing the last voter, or a voter when the voters left that are
+//!   replicating could not form a quorum (`UNSAFE_MEMBERSHIP_CHANGE`, naming the lagging
+//!   nodes).
+//!
+//! Every operation runs on the leader; elsewhere it answers `NOT_LEADER` and the transport
+//! forwards it once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use docket_core::Constitution;
+use docket_raft::{Command, CommandResponse, NodeAddr, NodeId};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::ChangeMembers;
+use tokio::time::Instant;
+
+use crate::error::{ErrorCode, ServiceError};
+use crate::service::{Service, LAG_HEALTHY_MAX};
+use crate::wire::{AddMemberRequest, MemberView, MembersView, StatusView};
+
+impl Service {
+    /// Makes this node a one-voter cluster and writes the genesis entry with `document`
+    /// (the constitution), once.
+    pub async fn init(&self, document: String) -> Result<StatusView, ServiceError> {
+        if self.replica.ledger_len() > 0 {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyInitialized,
+                format!("ledger {} already has its genesis entry", self.ledger_id),
+            ));
+        }
+        Constitution::parse(&document).map_err(|e| {
+            ServiceError::new(
+                ErrorCode::MalformedRequest,
+                format!("genesis constitution: {e}"),
+            )
+        })?;
+        let members = BTreeMap::from([(self.id, self.addr.clone())]);
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(ServiceError::internal(format!("initialize: {e}"))),
+        }
+        self.write_genesis(document).await?;
+        Ok(self.status())
+    }
+
+    /// Writes the genesis entry, retrying while leadership is being established. Refused
+    /// as `ALREADY_INITIALIZED` when the ledger has one.
+    pub async fn write_genesis(&self, document: String) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + self.timing.membership_timeout;
+        loop {
+            let command = Command::Genesis {
+                ledger_id: self.ledger_id.clone(),
+                document: document.clone(),
+                time: self.now(),
+            };
+            match self.client_write(command).await {
+                Ok(CommandResponse::Genesis { .. }) => return Ok(()),
+                Ok(CommandResponse::Refused(e)) => {
+                    let code = if e.code() == "ALREADY_INITIALIZED" {
+                        ErrorCode::AlreadyInitialized
+                    } else {
+                        ErrorCode::MalformedRequest
+                    };
+                    return Err(ServiceError::new(code, e.to_string()));
+                }
+                Ok(other) => {
+                    return Err(ServiceError::internal(format!(
+                        "unexpected response {other:?}"
+                    )))
+                }
+                Err(error) if error.code == ErrorCode::Timeout => return Err(error),
+                Err(error) => {
+                    // A node that is not (yet) the leader: forward, unless leadership is
+                    // still being established right after initialize.
+                    if error.forward_target(false).is_some() || Instant::now() > deadline {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Adds a node: probe, history check, learner, catch up, promote (unless
+    /// `request.learner`).
+    pub async fn add_member(&self, request: AddMemberRequest) -> Result<MembersView, ServiceError> {
+        self.on_leader("a membership change")?;
+        if request.id == 0 {
+            return Err(ServiceError::new(
+                ErrorCode::MalformedRequest,
+                "member id must be at least 1",
+            ));
+        }
+        if self.members().iter().any(|m| m.id == request.id && m.voter) {
+            return Err(ServiceError::new(
+                ErrorCode::UnsafeMembershipChange,
+                format!("node {} is already a voter", request.id),
+            ));
+        }
+        // Fail fast on an unreachable node instead of letting replication retry forever.
+        let probe = self.timing.probe_timeout;
+        if !self.peers.raft_reachable(&request.raft_addr, probe).await {
+            return Err(ServiceError::new(
+                ErrorCode::MemberUnreachable,
+                format!(
+                    "cannot connect to node {} at raft_addr {} within {} ms; is `docket serve` \
+                     running there?",
+                    request.id,
+                    request.raft_addr,
+                    probe.as_millis()
+                ),
+            ));
+        }
+        self.check_history(&request).await?;
+        let addr = NodeAddr {
+            raft_addr: request.raft_addr.clone(),
+            api_addr: request.api_addr.clone(),
+        };
+        self.membership_op(false, self.raft.add_learner(request.id, addr, false))
+            .await?;
+        self.wait_caught_up(request.id).await?;
+        if !request.learner {
+            self.membership_op(
+                false,
+                self.raft.change_membership(
+                    ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),
+                    false,
+                ),
+            )
+            .await?;
+        }
+        Ok(MembersView {
+            members: self.members(),
+        })
+    }
+
+    /// Promotes a caught-up learner to voter.
+    pub async fn promote_member(&self, id: NodeId) -> Result<MembersView, ServiceError> {
+        self.on_leader("a membership change")?;
+        let current = self.members();
+        let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::NotFound,
+                format!("node {id} is not a member; add it first"),
+            )
+        })?;
+        if member.voter {
+            return Err(ServiceError::new(
+                ErrorCode::UnsafeMembershipChange,
+                format!("node {id} is already a voter"),
+            ));
+        }
+        self.wait_caught_up(id).await?;
+        self.membership_op(
+            false,
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await?;
+        Ok(MembersView {
+            members: self.members(),
+        })
+    }
+
+    /// Removes a voter (guarded) or a learner.
+    pub async fn remove_member(&self, id: NodeId) -> Result<MembersView, ServiceError> {
+        self.on_leader("a membership change")?;
+        let current = self.probe_voters(self.members()).await;
+        let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
+            ServiceError::new(ErrorCode::NotFound, format!("node {id} is not a member"))
+        })?;
+        if member.voter {
+            if !self.faults.unguarded_removal {
+                check_removal_is_safe(&current, id)?;
+            }
+            self.membership_op(
+                id == self.id,
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            )
+            .await?;
+        } else {
+            self.membership_op(
+                false,
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+            )
+            .await?;
+        }
+        Ok(MembersView {
+            members: self.members(),
+        })
+    }
+
+    /// Refuses a node to be added that already holds a history other than this cluster's:
+    /// one initialized on its own (`docket cluster init` run against it by mistake) or by
+    /// another cluster. Raft would make it a learner and leave its ledger as it is —
+    /// another genesis, another state — and it would serve that history to clients. A
+    /// fresh node, or this cluster's own member (same cluster id, same genesis entry
+    /// hash), may join.
+    async fn check_history(&self, request: &AddMemberRequest) -> Result<(), ServiceError> {
+        let theirs = self
+            .peers
+            .history(&request.api_addr, self.timing.probe_timeout)
+            .await
+            .map_err(|e| {
+                ServiceError::new(
+                    ErrorCode::MemberUnreachable,
+                    format!(
+                        "cannot ask node {} at api_addr {} which history it holds: {e}; is \
+                         `docket serve` running there with that api_addr?",
+                        request.id, request.api_addr
+                    ),
+                )
+            })?;
+        if theirs.node_id != request.id {
+            return Err(ServiceError::new(
+                ErrorCode::MalformedRequest,
+                format!(
+                    "api_addr {} answers as node {}, not node {}",
+                    request.api_addr, theirs.node_id, request.id
+                ),
+            ));
+        }
+        if !theirs.initialized {
+            return Ok(());
+        }
+        let other = |what: String| {
+            ServiceError::new(
+                ErrorCode::MemberHasOtherHistory,
+                format!(
+                    "node {} at {} is already initialized with {what}; it holds a history \
+                     that is not this cluster's. Stop it, move its data directory away, start \
+                     it empty and add it again",
+                    request.id, request.api_addr
+                ),
+            )
+        };
+        if theirs.cluster_id != self.cluster_id {
+            return Err(other(format!("cluster id {:?}", theirs.cluster_id)));
+        }
+        let ours = self.history()?.genesis;
+        if theirs.genesis != ours {
+            let hex = |hash: Option<docket_core::EntryHash>| {
+                hash.map_or_else(|| "none".to_owned(), |h| h.to_string())
+            };
+            return Err(other(format!(
+                "genesis entry {} (this cluster's is {})",
+                hex(theirs.genesis),
+                hex(ours)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one membership change on the leader, with a deadline. Checked here, immediately
+    /// before the change (not once per request: adding and promoting first wait for the new
+    /// node to catch up, and leadership can move and come back meanwhile): a leader that is
+    /// not a voter of the configuration the cluster is moving to — a change removing it was
+    /// cut short by a leadership change — may only complete that removal. Any other change
+    /// would leave the cluster led by a non-member, about which openraft 0.9.25 is
+    /// inconsistent (openraft#923; found by the simulator, seed 54). Removing itself from
+    /// the joint configuration resolves to the configuration it was moving to, openraft's
+    /// own second step of a leader's removal.
+    async fn membership_op<T>(
+        &self,
+        completes_own_removal: bool,
+        op: impl Future<Output = Result<T, RaftError<u64, ClientWriteError<u64, NodeAddr>>>>,
+    ) -> Result<T, ServiceError> {
+        if !completes_own_removal
+            && docket_raft::leads_outside_target_config(&self.raft.metrics().borrow(), self.id)
+        {
+            return Err(ServiceError::new(
+                ErrorCode::UnsafeMembershipChange,
+                format!(
+                    "this leader (node {id}) is not a voter of the configuration the cluster \
+                     is moving to: a change removing it was cut short by a leadership change. \
+                     Finish that removal first (`docket member remove {id}`; this node then \
+                     steps down), then retry",
+                    id = self.id
+                ),
+            ));
+        }
+        let timeout = self.timing.membership_timeout;
+        match tokio::time::timeout(timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ServiceError::from_write(e)),
+            Err(_) => Err(ServiceError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "membership change did not commit within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), ServiceError> {
+        let timeout = self.timing.catch_up_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .members()
+                .iter()
+                .any(|m| m.id == id && m.lag.is_some_and(|lag| lag <= LAG_HEALTHY_MAX))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ServiceError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "node {id} was added as a learner but has not caught up within {} ms; \
+                         run `docket member promote {id}` once it has",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Marks every other voter whose Raft port accepts no connection within the probe
+    /// timeout as not replicating (`lag: None`). openraft 0.9 reports only each follower's
+    /// matched log index, which stays where it was when the follower died: on an idle
+    /// cluster a dead voter's lag reads 0, and the quorum check alone would let a removal
+    /// leave the cluster waiting on it forever. (A connection is a weak liveness signal — a
+    /// hung process whose kernel still accepts passes — but it catches a crashed or
+    /// stopped node.)
+    async fn probe_voters(&self, mut current: Vec<MemberView>) -> Vec<MemberView> {
+        let probe = self.timing.probe_timeout;
+        let probes = current.iter().map(|m| async move {
+            if !m.voter || m.id == self.id {
+                return true;
+            }
+            self.peers.raft_reachable(&m.raft_addr, probe).await
+        });
+        let reachable = futures::future::join_all(probes).await;
+        for (member, reachable) in current.iter_mut().zip(reachable) {
+            if !reachable {
+                member.lag = None;
+            }
+        }
+        current
+    }
+}
+
+/// Refuses removing the last voter, or a removal after which the voters that are
+/// replicating (within [`LAG_HEALTHY_MAX`]) could not form a quorum.
+pub fn check_removal_is_safe(current: &[MemberView], id: u64) -> Result<(), ServiceError> {
+    let voters: Vec<&MemberView> = current.iter().filter(|m| m.voter).collect();
+    if voters.len() == 1 {
+        return Err(ServiceError::new(
+            ErrorCode::UnsafeMembershipChange,
+            format!(
+                "node {id} is the last voter; removing it would leave no one to commit anything"
+            ),
+        ));
+    }
+    let remaining: Vec<&&MemberView> = voters.iter().filter(|m| m.id != id).collect();
+    let healthy: Vec<u64> = remaining
+        .iter()
+        .filter(|m| m.lag.is_some_and(|l| l <= LAG_HEALTHY_MAX))
+        .map(|m| m.id)
+        .collect();
+    let quorum = remaining.len() / 2 + 1;
+    if healthy.len() < quorum {
+        let lagging: Vec<u64> = remaining
+            .iter()
+            .map(|m| m.id)
+            .filter(|i| !healthy.contains(i))
+            .collect();
+        return Err(ServiceError::new(
+            ErrorCode::UnsafeMembershipChange,
+            format!(
+                "removing node {id} leaves {} voters needing a quorum of {quorum}, but only {} \
+                 are replicating ({:?}); nodes {:?} are unreachable or behind — bring them \
+                 back first",
+                remaining.len(),
+                healthy.len(),
+                healthy,
+                lagging
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, voter: bool, lag: Option<u64>) -> MemberView {
+        MemberView {
+            id,
+            raft_addr: String::new(),
+            api_addr: String::new(),
+            voter,
+            matched_index: None,
+            lag,
+        }
+    }
+
+    #[test]
+    fn removal_guardrails() {
+        let healthy3 = [
+            member(1, true, Some(0)),
+            member(2, true, Some(0)),
+            member(3, true, Some(3)),
+        ];
+        assert!(check_removal_is_safe(&healthy3, 3).is_ok());
+        let one_down = [
+            member(1, true, Some(0)),
+            member(2, true, None),
+            member(3, true, Some(0)),
+        ];
+        assert!(
+            check_removal_is_safe(&one_down, 2).is_ok(),
+            "removing the dead node is fine"
+        );
+        let err = check_removal_is_safe(&one_down, 3).expect_err("would leave 1 of 2 healthy");
+        assert_eq!(err.code, ErrorCode::UnsafeMembershipChange);
+        assert!(err.message.contains("[2]"), "{}", err.message);
+        let last = [member(1, true, Some(0)), member(2, false, Some(0))];
+        let err = check_removal_is_safe(&last, 1).expect_err("last voter");
+        assert!(err.message.contains("last voter"));
+    }
+}

@@ -1,0 +1,52 @@
+//! The one seam between the service and the network: asking another node something.
+//!
+//! The service never opens a connection itself. What it needs from other nodes — the
+//! leader's read index for a follower's read, whether a node's Raft port answers, which
+//! history a node to be added holds — it asks through [`Peers`]. The node implements it
+//! over HTTP (reqwest, `docket_node::peers`), the simulator over turmoil TCP. Forwarding a
+//! whole client request to the leader stays in the transports (they relay their own
+//! bytes); the decision to forward and the meaning of a failed forward are the service's
+//! ([`ServiceError::forward_target`](crate::ServiceError::forward_target),
+//! [`ServiceError::forward_failed`](crate::ServiceError::forward_failed)).
+
+use std::time::Duration;
+
+use docket_core::EntryHash;
+use docket_raft::NodeId;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// What a node holds, as it says itself: enough to tell a fresh node, this cluster's own
+/// member and a node with another history apart before it is added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHistory {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    /// The node has a membership (it was initialized, or joined a cluster).
+    pub initialized: bool,
+    /// Its genesis entry's hash, when it has one.
+    pub genesis: Option<EntryHash>,
+}
+
+/// Questions the service asks other nodes. Every call has a deadline; an error is a
+/// message naming what failed.
+pub trait Peers: Send + Sync + 'static {
+    /// The read index of the leader at `leader_api`: the log index a linearizable read
+    /// must wait for, established by a leadership round that started after this call
+    /// (`None`: nothing committed yet).
+    fn read_index<'a>(
+        &'a self,
+        leader_api: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, String>>;
+
+    /// Whether a connection to the Raft port at `raft_addr` opens within `deadline`.
+    fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool>;
+
+    /// What the node whose API is at `api_addr` holds (a local read there).
+    fn history<'a>(
+        &'a self,
+        api_addr: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<PeerHistory, String>>;
+}
