@@ -9,8 +9,8 @@ use std::time::Instant;
 use common::{client, deposit, formed_cluster, ledger_id, phase, status};
 use docket_core::{Decision, ProposalStatus};
 use docket_node::api::SERVED_BY_HEADER;
-use docket_service::ReadIndexResponse;
 use docket_node::wire::Consistency;
+use docket_service::ReadIndexResponse;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_writes_are_forwarded_and_reads_are_linearizable() {

@@ -203,7 +203,9 @@ impl ServiceError {
         detail: impl Display,
     ) -> ServiceError {
         let (code, what) = match failure {
-            ForwardFailure::TimedOut => (ErrorCode::Timeout, "it may or may not have been recorded"),
+            ForwardFailure::TimedOut => {
+                (ErrorCode::Timeout, "it may or may not have been recorded")
+            }
             ForwardFailure::NotConnected => (
                 ErrorCode::NoLeader,
                 "the request did not reach it: nothing was recorded",
@@ -233,7 +235,9 @@ impl ServiceError {
 
     /// A Raft write error: forward to the leader, an unsafe membership change, or Raft
     /// stopped.
-    pub fn from_write(error: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>) -> ServiceError {
+    pub fn from_write(
+        error: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>,
+    ) -> ServiceError {
         match error {
             RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
                 ServiceError::not_leader(
@@ -296,6 +300,9 @@ mod tests {
         let e = ServiceError::not_leader(Some("a:1".into()), "x");
         assert_eq!(e.forward_target(false), Some("a:1"));
         assert_eq!(e.forward_target(true), None);
-        assert_eq!(ServiceError::not_leader(None, "x").forward_target(false), None);
+        assert_eq!(
+            ServiceError::not_leader(None, "x").forward_target(false),
+            None
+        );
     }
 }

@@ -43,8 +43,8 @@ pub use host::ServiceHost;
 pub use peers::{PeerHistory, Peers};
 pub use reads::ReadIndexResponse;
 pub use service::{
-    Clock, Faults, Limits, Service, Settings, Timing, GROUP_COMMIT_PROPOSALS_MAX,
-    LAG_HEALTHY_MAX, SUBMIT_QUEUE_MAX, WRITES_INFLIGHT_MAX,
+    Clock, Faults, Limits, Service, Settings, Timing, GROUP_COMMIT_PROPOSALS_MAX, LAG_HEALTHY_MAX,
+    SUBMIT_QUEUE_MAX, WRITES_INFLIGHT_MAX,
 };
 
 /// Spawns a task where this thread's Raft tasks go: tokio's runtime in production, the

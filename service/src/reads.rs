@@ -38,8 +38,9 @@ use tokio::sync::oneshot;
 use crate::error::ServiceError;
 use crate::peers::Peers;
 
-/// Outcome of a read-index round, shared by every read it served.
-pub type RoundResult = Result<(), ServiceError>;
+/// Outcome of a read-index round, shared by every read it served: the read index (a Raft
+/// log index this node has applied; `None`: nothing committed yet).
+pub type RoundResult = Result<Option<u64>, ServiceError>;
 
 /// The leader's answer to a follower asking for its read index.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,7 +94,12 @@ pub type ReadIndex = Coalescer<RoundResult>;
 impl ReadIndex {
     /// Rounds for node `id`: `peers` asks the leader for its read index, and every step
     /// (the leader's answer, the local apply) has `deadline`.
-    pub fn for_node(raft: Raft, id: NodeId, peers: Arc<dyn Peers>, deadline: Duration) -> ReadIndex {
+    pub fn for_node(
+        raft: Raft,
+        id: NodeId,
+        peers: Arc<dyn Peers>,
+        deadline: Duration,
+    ) -> ReadIndex {
         Coalescer::new(Arc::new(move || {
             let (raft, peers) = (raft.clone(), peers.clone());
             Box::pin(async move { round(&raft, id, peers.as_ref(), deadline).await })
@@ -140,8 +146,10 @@ async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -
             return raft
                 .ensure_linearizable()
                 .await
-                .map(drop)
-                .map_err(|e| ServiceError::from_check(e, "linearizable reads are served by the leader"));
+                .map(|read| read.map(|log_id| log_id.index))
+                .map_err(|e| {
+                    ServiceError::from_check(e, "linearizable reads are served by the leader")
+                });
         }
         Some((_, Some(api))) => api,
         Some((_, None)) | None => {
@@ -152,7 +160,10 @@ async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -
         }
     };
     let forward = || {
-        ServiceError::not_leader(Some(api.clone()), "linearizable reads are served by the leader")
+        ServiceError::not_leader(
+            Some(api.clone()),
+            "linearizable reads are served by the leader",
+        )
     };
     let index = peers.read_index(&api, deadline).await.map_err(|error| {
         tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
@@ -161,7 +172,7 @@ async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -
     raft.wait(Some(deadline))
         .applied_index_at_least(index, "follower read")
         .await
-        .map(drop)
+        .map(|_| index)
         .map_err(|error| {
             tracing::debug!(?index, %error, "did not apply the read index in time; forwarding");
             forward()
@@ -337,6 +348,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         gate.add_permits(1);
         assert_eq!(first.await.expect("joined"), 1);
-        assert_eq!(late.await.expect("joined"), 1, "served by a round that began before it");
+        assert_eq!(
+            late.await.expect("joined"),
+            1,
+            "served by a round that began before it"
+        );
     }
 }

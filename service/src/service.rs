@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::{LedgerId, LedgerIndex, LedgerTime, ProposalId, SignatureCheck, SignedProposal};
-use docket_raft::{Command, CommandResponse, NodeAddr, NodeId, Outcome, ProposalOutcome, Raft, Replica};
+use docket_raft::{
+    Command, CommandResponse, NodeAddr, NodeId, Outcome, ProposalOutcome, Raft, Replica,
+};
 use tokio::sync::{mpsc, oneshot, Semaphore, SemaphorePermit};
 
 use crate::error::{ErrorCode, ServiceError};
@@ -180,7 +182,8 @@ impl Service {
             clock,
             faults,
         } = settings;
-        let mut reads = ReadIndex::for_node(raft.clone(), id, peers.clone(), timing.read_index_deadline);
+        let mut reads =
+            ReadIndex::for_node(raft.clone(), id, peers.clone(), timing.read_index_deadline);
         let mut leader_reads = LeaderReadIndex::for_raft(raft.clone());
         if faults.join_rounds_in_flight {
             reads = reads.joining_rounds_in_flight();
@@ -345,7 +348,9 @@ impl Service {
                     .replica
                     .ledger_entry(index)
                     .map_err(ServiceError::storage)?
-                    .ok_or_else(|| ServiceError::internal(format!("entry {index} not applied yet")))?;
+                    .ok_or_else(|| {
+                        ServiceError::internal(format!("entry {index} not applied yet"))
+                    })?;
                 Ok(SubmitResponse {
                     id,
                     duplicate,
@@ -358,10 +363,14 @@ impl Service {
 
     /// Waits until this node's state reflects every write acknowledged before the read
     /// began: a read-index round shared with the reads queued beside it. `NOT_LEADER` with
-    /// a leader: forward the read there.
-    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ServiceError> {
+    /// a leader: forward the read there. Answers the read index waited for (`None` for a
+    /// local read, or when nothing is committed yet).
+    pub async fn read_barrier(
+        &self,
+        consistency: Consistency,
+    ) -> Result<Option<u64>, ServiceError> {
         match consistency {
-            Consistency::Local => Ok(()),
+            Consistency::Local => Ok(None),
             Consistency::Linearizable => self.reads.wait().await,
         }
     }

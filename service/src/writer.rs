@@ -63,7 +63,9 @@ async fn write_group(service: &Service, group: Vec<Pending>) {
             },
             error.to_string(),
         )),
-        Ok(other) => Err(ServiceError::internal(format!("unexpected response {other:?}"))),
+        Ok(other) => Err(ServiceError::internal(format!(
+            "unexpected response {other:?}"
+        ))),
         Err(error) => Err(error),
     };
     match result {

@@ -20,9 +20,7 @@ use docket_core::constitution::DEFAULT_DOCUMENT;
 use docket_core::{LedgerTime, SignedProposal};
 use docket_raft::{codec, NodeId, ProposalOutcome};
 use docket_service::wire::{AddMemberRequest, Consistency};
-use docket_service::{
-    ErrorCode, ForwardFailure, PeerHistory, Peers, Service, ServiceError,
-};
+use docket_service::{ErrorCode, ForwardFailure, PeerHistory, Peers, Service, ServiceError};
 use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -112,6 +110,8 @@ pub enum Response {
     Read {
         subject: Option<SubjectRead>,
         served_by: NodeId,
+        /// The read index the read waited for (`None`: served without one).
+        read_index: Option<u64>,
     },
     Done,
     /// The leader's answer to [`Request::ReadIndex`]: the log index a read must wait for
@@ -158,14 +158,21 @@ pub async fn call(addr: &str, envelope: &Envelope, deadline: Duration) -> Respon
     ServiceError::forward_failed(failure, addr, envelope.request.is_write(), message).into()
 }
 
-async fn call_inner(addr: &str, envelope: &Envelope) -> Result<Response, (ForwardFailure, io::Error)> {
+async fn call_inner(
+    addr: &str,
+    envelope: &Envelope,
+) -> Result<Response, (ForwardFailure, io::Error)> {
     let stream = turmoil::net::TcpStream::connect(addr)
         .await
         .map_err(|e| (ForwardFailure::NotConnected, e))?;
     let broken = |e: io::Error| (ForwardFailure::Broken, e);
     let mut conn = framed(stream);
-    let bytes = codec::encode(envelope)
-        .map_err(|e| (ForwardFailure::NotConnected, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    let bytes = codec::encode(envelope).map_err(|e| {
+        (
+            ForwardFailure::NotConnected,
+            io::Error::new(io::ErrorKind::InvalidData, e),
+        )
+    })?;
     conn.send(tokio_util::bytes::Bytes::from(bytes))
         .await
         .map_err(broken)?;
@@ -305,9 +312,11 @@ impl ApiNode {
             }
             Request::Read { domain, subject } => {
                 let _permit = service.admit()?;
-                if self.variant != Variant::LocalReads {
-                    service.read_barrier(Consistency::Linearizable).await?;
-                }
+                let read_index = if self.variant == Variant::LocalReads {
+                    None
+                } else {
+                    service.read_barrier(Consistency::Linearizable).await?
+                };
                 let subject = service.replica.with_state(|state| {
                     state
                         .and_then(|s| s.subject(domain, subject))
@@ -319,6 +328,7 @@ impl ApiNode {
                 Ok(Response::Read {
                     subject,
                     served_by: service.id,
+                    read_index,
                 })
             }
             Request::ReadIndex => {

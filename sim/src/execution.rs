@@ -25,13 +25,13 @@ use docket_core::state::ProposalStatus;
 use docket_core::{
     dev, Decision, LedgerEntry, LedgerId, LedgerIndex, ProposalId, SignedProposal, SubjectState,
 };
-use docket_service::{Service, ServiceHost};
 use docket_execution::effects::RailEffect;
 use docket_execution::{
     EffectLimits, ExecutionConfig, Executor, Host, HostError, Journal, Leadership, LedgerView,
     RailConfig, SimJournal, Submitted,
 };
 use docket_raft::NodeId;
+use docket_service::{Service, ServiceHost};
 use tokio::sync::watch;
 
 use crate::api::ledger_now;

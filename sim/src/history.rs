@@ -32,6 +32,8 @@ pub enum OpResult {
     Read {
         subject: Option<SubjectRead>,
         served_by: NodeId,
+        /// The read index it waited for (`None`: served without one).
+        read_index: Option<u64>,
     },
     /// An error: the operation may or may not have taken effect (indeterminate), except
     /// for errors that say it was not attempted.

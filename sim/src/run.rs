@@ -173,6 +173,8 @@ struct Run {
     config: SimConfig,
     world: World,
     election: ElectionSafety,
+    /// The highest Raft log index applied anywhere, over time (read-index freshness).
+    applied: check::read_index::AppliedTimeline,
     agreement: LedgerAgreement,
     state: StateAgreement,
     /// Per node: the boot observed, ledger entries already checked, last metrics traced.
@@ -229,6 +231,7 @@ impl Run {
             config: config.clone(),
             world,
             election: ElectionSafety::default(),
+            applied: Default::default(),
             agreement: LedgerAgreement::default(),
             state: StateAgreement::default(),
             seen: BTreeMap::new(),
@@ -275,6 +278,10 @@ impl Run {
                     client,
                 )));
             }
+            tasks.push(tokio::task::spawn_local(workload::run_reader(
+                world.clone(),
+                clients,
+            )));
             for task in tasks {
                 task.await??;
             }
@@ -360,6 +367,7 @@ impl Run {
                 &canonical,
                 &member_lens,
             ));
+            violations.extend(check::read_index::check(&w.history, &self.applied));
             linearizability::check(&w.history, &canonical)
         };
         violations.extend(lin_violations);
@@ -484,6 +492,15 @@ impl Run {
     fn observe_metrics(&mut self, now: Duration) {
         let w = self.world.borrow();
         let mut lines = Vec::new();
+        let applied = w
+            .nodes
+            .values()
+            .filter_map(|slot| slot.raft.as_ref())
+            .filter_map(|raft| raft.metrics().borrow().last_applied.map(|l| l.index))
+            .max();
+        if let Some(applied) = applied {
+            self.applied.observe(now.as_nanos(), applied);
+        }
         for (id, slot) in &w.nodes {
             let Some(raft) = &slot.raft else {
                 continue;

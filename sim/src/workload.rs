@@ -557,7 +557,15 @@ async fn read(
     };
     let response = api::call(&api_addr(node), &envelope, CLIENT_DEADLINE).await;
     let result = match response {
-        Response::Read { subject, served_by } => OpResult::Read { subject, served_by },
+        Response::Read {
+            subject,
+            served_by,
+            read_index,
+        } => OpResult::Read {
+            subject,
+            served_by,
+            read_index,
+        },
         Response::Error { code, .. } => OpResult::Failed(code),
         _ => OpResult::Failed(ErrorCode::MalformedRequest),
     };
@@ -592,12 +600,26 @@ pub async fn run_client(world: World, client: u32) -> turmoil::Result {
                         w.subjects.push(key);
                     }
                 }
-                if submit(&world, client, &mut rng, nodes, &proposal)
+                let acked = submit(&world, client, &mut rng, nodes, &proposal)
                     .await
-                    .is_some()
-                    && !flows.filed.iter().any(|p| p.id() == proposal.id())
-                {
-                    flows.filed.push(*proposal);
+                    .is_some();
+                if acked && !flows.filed.iter().any(|p| p.id() == proposal.id()) {
+                    flows.filed.push((*proposal).clone());
+                }
+                // Read your write, at once and anywhere: the read that shows a read-index
+                // round serving reads that arrived after it started (a stale read of the
+                // write just acknowledged).
+                if acked && rng.gen_range(0..3) == 0 {
+                    let p = &proposal.proposal;
+                    read(
+                        &world,
+                        client,
+                        &mut rng,
+                        nodes,
+                        p.domain.clone(),
+                        p.subject.clone(),
+                    )
+                    .await;
                 }
             }
             Some(Action::Read(domain, subject)) => {
@@ -606,6 +628,37 @@ pub async fn run_client(world: World, client: u32) -> turmoil::Result {
             None => {}
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2..40))).await;
+    }
+    Ok(())
+}
+
+/// A reader beside the clients: reads a known subject at a random node every few
+/// milliseconds, so read-index rounds are often in flight when a client reads its own
+/// write (a read that joins such a round is stale: the coalescer's negative control).
+pub async fn run_reader(world: World, client: u32) -> turmoil::Result {
+    let (seed, nodes) = {
+        let w = world.borrow();
+        (w.derived.seed, w.config.nodes)
+    };
+    let mut rng = rng(
+        seed ^ (u64::from(client) << 48),
+        salt::WORKLOAD ^ 0x7265_6164,
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    while !world.borrow().stop_workload {
+        let subjects = world.borrow().subjects.clone();
+        if let Some((domain, subject)) = subjects.choose(&mut rng) {
+            read(
+                &world,
+                client,
+                &mut rng,
+                nodes,
+                domain.clone(),
+                subject.clone(),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1..10))).await;
     }
     Ok(())
 }

@@ -49,8 +49,11 @@ pub(super) async fn add_member(
         ("api_addr", &request.api_addr),
     ] {
         if let Err(e) = addr.parse::<std::net::SocketAddr>() {
-            return ApiError::new(ErrorCode::MalformedRequest, format!("{field} {addr:?}: {e}"))
-                .into_response();
+            return ApiError::new(
+                ErrorCode::MalformedRequest,
+                format!("{field} {addr:?}: {e}"),
+            )
+            .into_response();
         }
     }
     let body = serde_json::to_vec(&request).ok();

@@ -60,7 +60,10 @@ pub fn router(node: Arc<Node>) -> Router {
             "/v1/cluster/members/{id}",
             axum::routing::delete(cluster::remove_member),
         )
-        .route("/v1/cluster/members/{id}/promote", post(cluster::promote_member))
+        .route(
+            "/v1/cluster/members/{id}/promote",
+            post(cluster::promote_member),
+        )
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,

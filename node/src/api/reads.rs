@@ -39,7 +39,7 @@ async fn linearized<T: serde::Serialize>(
         Err(e) => return ApiError(e).into_response(),
     };
     let result = match service.read_barrier(consistency).await {
-        Ok(()) => match read(service) {
+        Ok(_read_index) => match read(service) {
             Ok(value) => {
                 return ([(SERVED_BY_HEADER, service.id.to_string())], Json(value)).into_response()
             }
@@ -71,7 +71,10 @@ pub(super) async fn proposal(
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    linearized(&node, &headers, &uri, query.consistency, |s| s.proposal_view(id)).await
+    linearized(&node, &headers, &uri, query.consistency, |s| {
+        s.proposal_view(id)
+    })
+    .await
 }
 
 #[derive(Deserialize, Debug)]
@@ -124,7 +127,14 @@ pub(super) async fn constitution(
     uri: Uri,
     Query(query): Query<ReadQuery>,
 ) -> Response {
-    linearized(&node, &headers, &uri, query.consistency, Service::constitution_view).await
+    linearized(
+        &node,
+        &headers,
+        &uri,
+        query.consistency,
+        Service::constitution_view,
+    )
+    .await
 }
 
 pub(super) async fn status(State(node): State<Arc<Node>>) -> Json<StatusView> {
@@ -147,10 +157,7 @@ pub(super) async fn execution(
 ) -> Result<Json<ExecutionView>, ApiError> {
     let id = parse_id(&id)?;
     let job = match &node.executor {
-        Some(executor) => executor
-            .journal()
-            .job(&id)
-            .map_err(ServiceError::storage)?,
+        Some(executor) => executor.journal().job(&id).map_err(ServiceError::storage)?,
         None => None,
     };
     Ok(Json(ExecutionView {

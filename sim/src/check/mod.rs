@@ -7,6 +7,7 @@
 //! | [`state`] | state agreement: equal ledger length implies equal state hash | every observation |
 //! | [`durability`] | every proposal acknowledged to a client is on every member at the end | at the end |
 //! | [`linearizability`] | client histories are linearizable (Wing–Gong, per subject) | at the end |
+//! | [`read_index`] | every linearizable read waited for a read index covering every entry applied anywhere before it began | at the end |
 //! | [`chain`] | every replica's ledger passes `verify_chain` and audit | at the end |
 //! | [`liveness`] | after healing, a new proposal commits and members converge in bounded time | heal phase |
 //! | [`effects`] | each admitted payout is paid at most once per idempotency key, every request to the rail is explained, one outcome record per payout agrees with the rail | at the end |
@@ -20,6 +21,7 @@ pub mod effects;
 pub mod election;
 pub mod linearizability;
 pub mod liveness;
+pub mod read_index;
 pub mod state;
 
 use std::fmt;
