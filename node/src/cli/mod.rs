@@ -220,12 +220,14 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
     }
 }
 
+/// Prints `value` on stdout as pretty JSON (`--output json`).
 fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
     say!("{text}");
     Ok(())
 }
 
+/// A table cell: the number, or `-` when there is none.
 fn optional(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
