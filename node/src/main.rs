@@ -1,15 +1,13 @@
 //! The `docket` binary: parses arguments and calls into the library. Nothing else.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc malloc: see the workspace Cargo.toml for why.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Args, Parser, Subcommand};
-use docket_config::{NodeConfig, Overrides};
-use docket_node::cli::{ClientArgs, ClientCommand};
+use clap::{Parser, Subcommand};
+use docket_node::cli::{ClientArgs, ClientCommand, OutputFormat, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,59 +65,6 @@ enum Command {
     Client(ClientCommand),
 }
 
-#[derive(Debug, Args)]
-struct ServeArgs {
-    /// Node configuration file (TOML).
-    #[arg(long, env = "DOCKET_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// This node's id (at least 1).
-    #[arg(long)]
-    node_id: Option<u64>,
-    /// Cluster id, which is also the ledger id.
-    #[arg(long)]
-    cluster_id: Option<String>,
-    /// Raft listen address, host:port.
-    #[arg(long)]
-    raft_addr: Option<String>,
-    /// HTTP API listen address, host:port.
-    #[arg(long)]
-    api_addr: Option<String>,
-    /// Data directory (sled database).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Genesis constitution used by `cluster init` when it sends none.
-    #[arg(long, value_name = "FILE")]
-    genesis_constitution: Option<PathBuf>,
-    /// Print the effective configuration and exit.
-    #[arg(long)]
-    print_config: bool,
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-fn load_config(args: ServeArgs) -> anyhow::Result<(NodeConfig, bool)> {
-    let overrides = Overrides {
-        node_id: args.node_id,
-        cluster_id: args.cluster_id,
-        raft_addr: args.raft_addr,
-        api_addr: args.api_addr,
-        data_dir: args.data_dir,
-        genesis_constitution: args.genesis_constitution,
-    };
-    // Non-Unicode variables cannot be docket's; skip them rather than panic.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let config = NodeConfig::load(args.config.as_deref(), env, &overrides)?;
-    Ok((config, args.print_config))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -135,28 +80,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
-                init_logging("info");
-                let (config, print_only) = load_config(args)?;
-                if print_only {
-                    print!("{}", config.to_toml_string()?);
-                    return Ok(());
-                }
-                docket_node::server::run(config).await
+                docket_node::cli::init_logging("info");
+                docket_node::cli::serve(args).await
             }
             Command::Demo(args) => {
-                init_logging("warn");
+                docket_node::cli::init_logging("warn");
                 docket_node::demo::run(args).await
             }
             Command::Bench(args) => {
-                init_logging("warn");
-                docket_node::bench::run(
-                    args,
-                    cli.client.output == docket_node::cli::OutputFormat::Json,
-                )
-                .await
+                docket_node::cli::init_logging("warn");
+                docket_node::bench::run(args, cli.client.output == OutputFormat::Json).await
             }
             Command::Client(command) => {
-                init_logging("warn");
+                docket_node::cli::init_logging("warn");
                 docket_node::cli::run(&cli.client, command).await
             }
         }

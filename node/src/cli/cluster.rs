@@ -1,0 +1,81 @@
+//! `docket cluster init`: the genesis entry, with the built-in or a given constitution.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::constitution::read_constitution_file;
+use super::{print_json, ClientArgs, OutputFormat};
+use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
+use crate::wire::InitRequest;
+
+#[derive(Clone, Debug, Subcommand)]
+#[command(
+    after_help = "Examples:\n  docket cluster init\n  docket cluster init --constitution my.toml"
+)]
+pub enum ClusterCommand {
+    /// Initialize the cluster at --node: it becomes the first voter and writes the genesis
+    /// entry. Add the other nodes with `docket member add`.
+    #[command(after_help = "Examples:\n  \
+        docket cluster init                              # the built-in default constitution\n  \
+        docket cluster init --constitution my.toml --node http://127.0.0.1:8001")]
+    Init {
+        /// Genesis constitution document (TOML); the built-in default when absent.
+        #[arg(long, value_name = "FILE")]
+        constitution: Option<PathBuf>,
+    },
+}
+
+/// Runs `docket cluster SUBCOMMAND`.
+pub(super) async fn run(args: &ClientArgs, command: ClusterCommand) -> anyhow::Result<()> {
+    let output = args.output;
+    match command {
+        ClusterCommand::Init { constitution } => {
+            cluster_init(
+                &args.client(REQUEST_TIMEOUT_MS_DEFAULT)?,
+                constitution,
+                output,
+            )
+            .await
+        }
+    }
+}
+
+async fn cluster_init(
+    client: &Client,
+    constitution: Option<PathBuf>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let document = match &constitution {
+        Some(path) => Some(read_constitution_file(path)?),
+        None => None,
+    };
+    let status = client
+        .init(InitRequest {
+            constitution: document,
+        })
+        .await
+        .with_context(|| format!("cannot initialize the cluster at {}", client.base_url()))?;
+    if output == OutputFormat::Json {
+        return print_json(&status);
+    }
+    let source = match &constitution {
+        Some(path) => path.display().to_string(),
+        None => "the built-in default".to_owned(),
+    };
+    say!(
+        "initialized ledger {} on node {} with {source} constitution",
+        status.cluster_id,
+        status.node_id
+    );
+    if let Some(version) = status.constitution_version {
+        say!("constitution version {version}");
+    }
+    say!(
+        "ledger length {}; add nodes with `docket member add`",
+        status.ledger_length
+    );
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! `docket ledger tail|get|verify`: reading the ledger page by page, and auditing it.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Subcommand;
+use docket_core::{Auditor, Cause, LedgerEntry, ProposalId, Record, StateHash};
+use serde::Serialize;
+
+use super::{print_json, ClientArgs, OutputFormat};
+use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
+
+/// Entries asked for per ledger page. The server may answer fewer; the CLI follows `next`.
+pub const LEDGER_PAGE_ENTRIES: u64 = 1_000;
+
+/// How often `ledger tail --follow` asks for new entries.
+pub const FOLLOW_POLL_MS: u64 = 500;
+
+/// How often `ledger verify` reports its progress on stderr.
+const VERIFY_PROGRESS_INTERVAL_MS: u64 = 2_000;
+
+#[derive(Clone, Debug, Subcommand)]
+#[command(
+    after_help = "Examples:\n  docket ledger tail -n 20 --follow\n  docket ledger get 12\n  \
+    docket ledger verify"
+)]
+pub enum LedgerCommand {
+    /// Print the last entries, and with --follow keep printing new ones.
+    #[command(after_help = "Examples:\n  \
+        docket ledger tail\n  \
+        docket ledger tail -n 50\n  \
+        docket ledger tail -n 0 --follow --output json   # new entries as JSON lines")]
+    Tail {
+        /// How many of the last entries to print.
+        #[arg(short = 'n', long = "entries", value_name = "N", default_value_t = 10)]
+        entries: u64,
+        /// Keep polling for new entries until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Print one entry in full.
+    #[command(
+        after_help = "Examples:\n  docket ledger get 0   # the genesis entry\n  \
+        docket ledger get 12 --output json"
+    )]
+    Get {
+        /// Ledger index (0 is genesis).
+        #[arg(value_name = "INDEX")]
+        index: u64,
+    },
+    /// Fetch the whole ledger, verify its hash chain and re-adjudicate every decision.
+    #[command(after_help = "Examples:\n  \
+        docket ledger verify\n  \
+        docket ledger verify --node http://127.0.0.1:8003\n\n\
+        Holds the whole ledger in memory. Exits non-zero at the first entry that fails.")]
+    Verify,
+}
+
+/// Runs `docket ledger SUBCOMMAND`.
+pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Result<()> {
+    let output = args.output;
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+    match command {
+        LedgerCommand::Tail { entries, follow } => {
+            ledger_tail(&client, entries, follow, output).await
+        }
+        LedgerCommand::Get { index } => ledger_get(&client, index, output).await,
+        LedgerCommand::Verify => ledger_verify(&client, output).await,
+    }
+}
+
+fn print_entry_line(entry: &LedgerEntry, output: OutputFormat) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Text => say!("{entry}"),
+        OutputFormat::Json => {
+            let line = serde_json::to_string(entry).context("cannot encode an entry as JSON")?;
+            say!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Prints every entry from `from` to the current end; returns the index after the last.
+async fn print_from(client: &Client, mut from: u64, output: OutputFormat) -> anyhow::Result<u64> {
+    loop {
+        let page = client
+            .ledger(from, LEDGER_PAGE_ENTRIES)
+            .await
+            .with_context(|| format!("cannot read the ledger from index {from}"))?;
+        for entry in &page.entries {
+            print_entry_line(entry, output)?;
+        }
+        from += page.entries.len() as u64;
+        match page.next {
+            Some(next) if !page.entries.is_empty() => from = next.0,
+            _ => return Ok(from),
+        }
+    }
+}
+
+async fn ledger_tail(
+    client: &Client,
+    entries: u64,
+    follow: bool,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let length = client
+        .ledger(0, 1)
+        .await
+        .context("cannot read the ledger")?
+        .length;
+    let mut from = length.saturating_sub(entries);
+    if entries > 0 {
+        from = print_from(client, from, output).await?;
+    } else {
+        from = length;
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
+        from = print_from(client, from, output).await?;
+    }
+}
+
+async fn ledger_get(client: &Client, index: u64, output: OutputFormat) -> anyhow::Result<()> {
+    let page = client
+        .ledger(index, 1)
+        .await
+        .with_context(|| format!("cannot read ledger entry {index}"))?;
+    let Some(entry) = page.entries.into_iter().find(|e| e.index.0 == index) else {
+        bail!(
+            "there is no entry {index}: the ledger has {} entries (indexes 0 to {})",
+            page.length,
+            page.length.saturating_sub(1)
+        );
+    };
+    if output == OutputFormat::Json {
+        return print_json(&entry);
+    }
+    say!("{}", describe_entry(&entry));
+    Ok(())
+}
+
+/// Every field of an entry, one per line.
+fn describe_entry(entry: &LedgerEntry) -> String {
+    let mut text = format!("{entry}\n");
+    let mut line = |name: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(text, "  {name:<13} {value}");
+    };
+    line("index", &entry.index);
+    line("time", &entry.time);
+    line("hash", &entry.hash);
+    line("prev_hash", &entry.prev_hash);
+    line("constitution", &entry.constitution);
+    match &entry.record {
+        Record::Genesis {
+            ledger_id,
+            document,
+        } => {
+            line("record", &"genesis");
+            line("ledger_id", ledger_id);
+            line(
+                "document",
+                &format!(
+                    "{} bytes (`docket constitution show --document`)",
+                    document.len()
+                ),
+            );
+        }
+        Record::Decision(record) => {
+            let p = &record.proposal.proposal;
+            let cause = match record.cause {
+                Cause::Submitted => "submitted".to_owned(),
+                Cause::Released { wave } => format!("released in wave {wave}"),
+                Cause::Expired => "deferral expired".to_owned(),
+            };
+            line("proposal", &record.id);
+            line("cause", &cause);
+            line("decision", &record.decision);
+            line("access", &record.access);
+            line("domain", &p.domain);
+            line("action", &p.action);
+            line("subject", &p.subject);
+            line("payload", &p.payload);
+            let deps: Vec<String> = p.dependencies.iter().map(ProposalId::to_hex).collect();
+            line(
+                "dependencies",
+                &if deps.is_empty() {
+                    "none".to_owned()
+                } else {
+                    deps.join(", ")
+                },
+            );
+            line("author", &p.author);
+            line("nonce", &p.nonce);
+            line("ledger_id", &p.ledger_id);
+            line("signature", &record.proposal.signature);
+        }
+    }
+    text.trim_end().to_owned()
+}
+
+/// What `docket ledger verify --output json` prints.
+#[derive(Debug, Serialize)]
+struct VerifyReport {
+    entries: u64,
+    commands: u64,
+    state_hash: StateHash,
+    /// Whether the node reports the same state hash at the same ledger length; `None` when
+    /// its ledger grew while it was being read.
+    node_state_hash_matches: Option<bool>,
+}
+
+/// Streams the ledger page by page through an [`Auditor`]: memory holds one page of
+/// entries and the audit's state, never the whole ledger.
+async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    let mut auditor = Auditor::new();
+    loop {
+        let from = auditor.entries();
+        let page = client
+            .ledger(from, LEDGER_PAGE_ENTRIES)
+            .await
+            .with_context(|| format!("cannot read the ledger from index {from}"))?;
+        if page.entries.is_empty() {
+            break;
+        }
+        let (more, length) = (page.next.is_some(), page.length);
+        // Re-adjudication checks every signature: CPU work, kept off the async threads.
+        auditor = tokio::task::spawn_blocking(move || {
+            for entry in &page.entries {
+                auditor.push(entry).map_err(|error| {
+                    anyhow!(
+                        "ledger verification FAILED at index {}: {error}",
+                        entry.index
+                    )
+                })?;
+            }
+            Ok::<_, anyhow::Error>(auditor)
+        })
+        .await
+        .context("the audit task failed")??;
+        if reported.elapsed() >= Duration::from_millis(VERIFY_PROGRESS_INTERVAL_MS) {
+            reported = std::time::Instant::now();
+            let rate = auditor.entries() as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "verified {} of {length} entries ({rate:.0} entries/s)",
+                auditor.entries(),
+            );
+        }
+        if !more {
+            break;
+        }
+    }
+    if auditor.entries() == 0 {
+        bail!("the ledger is empty: the cluster is not initialized (`docket cluster init`)");
+    }
+    let length = auditor.entries();
+    let (state, report) = auditor
+        .finish()
+        .map_err(|error| anyhow!("ledger audit FAILED: {error}"))?;
+    let state_hash = tokio::task::spawn_blocking(move || state.hash())
+        .await
+        .context("the state hash task failed")?;
+
+    let status = client
+        .status()
+        .await
+        .context("the ledger verified, but the node's status cannot be read")?;
+    let node_state_hash_matches =
+        (status.ledger_length == length).then(|| status.state_hash == Some(state_hash));
+
+    if output == OutputFormat::Json {
+        print_json(&VerifyReport {
+            entries: report.entries,
+            commands: report.commands,
+            state_hash,
+            node_state_hash_matches,
+        })?;
+    } else {
+        say!(
+            "{} entries verified, audit reproduced every decision ({} commands)",
+            report.entries,
+            report.commands
+        );
+        say!("state hash {state_hash}");
+        match node_state_hash_matches {
+            Some(true) => say!("node {} reports the same state hash", status.node_id),
+            Some(false) => {}
+            None => say!(
+                "node {} is now at ledger length {}; its state hash was not compared",
+                status.node_id,
+                status.ledger_length
+            ),
+        }
+    }
+    if node_state_hash_matches == Some(false) {
+        bail!(
+            "node {} reports state hash {} at ledger length {length}, but replaying its ledger \
+             gives {state_hash}: its state diverged from its own ledger",
+            status.node_id,
+            status
+                .state_hash
+                .map_or_else(|| "none".to_owned(), |h| h.to_hex()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::tests::DEPOSIT;
+    use crate::cli::ProposalFile;
+    use docket_core::LedgerId;
+
+    #[test]
+    fn entries_are_described_in_full() {
+        let ledger = LedgerId::new("docket-local").expect("valid");
+        let (mut state, genesis) = docket_core::State::genesis(
+            ledger.clone(),
+            docket_core::constitution::DEFAULT_DOCUMENT,
+            docket_core::LedgerTime(1_000),
+        )
+        .expect("genesis");
+        let text = describe_entry(&genesis);
+        assert!(text.contains("GENESIS ledger=docket-local"), "{text}");
+        assert!(text.contains("ledger_id     docket-local"), "{text}");
+
+        let draft = ProposalFile::parse(DEPOSIT).expect("parses");
+        let signed = draft.sign(ledger, 1, &docket_core::dev::signing_key("mallory"));
+        let submission = state.submit(signed, docket_core::LedgerTime(2_000));
+        let entry = &submission.entries()[0];
+        let text = describe_entry(entry);
+        assert!(text.contains("decision      REJECT UNAUTHORIZED"), "{text}");
+        assert!(text.contains("subject       stl-0001"), "{text}");
+        assert!(text.contains(r#"payload       {"amount":125000"#), "{text}");
+    }
+}

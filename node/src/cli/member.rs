@@ -1,0 +1,144 @@
+//! `docket member add|promote|remove|list`: membership changes and the members table.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{optional, print_json, ClientArgs, OutputFormat};
+use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
+use crate::wire::{AddMemberRequest, MemberView};
+
+/// Deadline of `member add` when `--timeout-ms` is not given: the node answers only once the
+/// new member has caught up (or been found unreachable), which can take a while on a long
+/// ledger.
+pub const MEMBER_ADD_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
+#[derive(Clone, Debug, Subcommand)]
+#[command(after_help = "Examples:\n  \
+    docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002\n  \
+    docket member list")]
+pub enum MemberCommand {
+    /// Add a running node: it joins as a learner, catches up, then becomes a voter (unless
+    /// --learner).
+    #[command(after_help = "Examples:\n  \
+        docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002\n  \
+        docket member add 4 --raft-addr 10.0.0.4:7004 --api-addr 10.0.0.4:8004 --learner\n\n\
+        Start the node first (`docket serve --node-id 2`). The command waits for it to catch up;\n\
+        raise --timeout-ms for a long ledger.")]
+    Add {
+        /// Node id of the new member (its `node_id`).
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// Address the other nodes reach its Raft port at (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT")]
+        raft_addr: String,
+        /// Address clients reach its API at (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT")]
+        api_addr: String,
+        /// Leave it a learner (replicates, does not vote) instead of promoting it.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Make a learner a voter.
+    #[command(after_help = "Examples:\n  docket member promote 4")]
+    Promote {
+        /// Node id of the learner.
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Remove a member. Refused if it would leave the cluster without a quorum.
+    #[command(after_help = "Examples:\n  docket member remove 3")]
+    Remove {
+        /// Node id of the member.
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// List the members with their addresses (and, from the leader, their lag).
+    #[command(after_help = "Examples:\n  docket member list\n  docket member list --output json")]
+    List,
+}
+
+/// Runs `docket member SUBCOMMAND`, with a longer default deadline for `add`.
+pub(super) async fn run(args: &ClientArgs, command: MemberCommand) -> anyhow::Result<()> {
+    let default_ms = match command {
+        MemberCommand::Add { .. } => MEMBER_ADD_TIMEOUT_MS_DEFAULT,
+        _ => REQUEST_TIMEOUT_MS_DEFAULT,
+    };
+    run_member(&args.client(default_ms)?, command, args.output).await
+}
+
+async fn run_member(
+    client: &Client,
+    command: MemberCommand,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let (members, done) = match command {
+        MemberCommand::Add {
+            id,
+            raft_addr,
+            api_addr,
+            learner,
+        } => {
+            let request = AddMemberRequest {
+                id,
+                raft_addr,
+                api_addr,
+                learner,
+            };
+            let members = client
+                .add_member(request)
+                .await
+                .with_context(|| format!("cannot add node {id}"))?;
+            let role = if learner { "a learner" } else { "a voter" };
+            (members, Some(format!("node {id} added as {role}")))
+        }
+        MemberCommand::Promote { id } => {
+            let members = client
+                .promote(id)
+                .await
+                .with_context(|| format!("cannot promote node {id}"))?;
+            (members, Some(format!("node {id} is now a voter")))
+        }
+        MemberCommand::Remove { id } => {
+            let members = client
+                .remove_member(id)
+                .await
+                .with_context(|| format!("cannot remove node {id}"))?;
+            (members, Some(format!("node {id} removed")))
+        }
+        MemberCommand::List => {
+            let members = client.members().await.context("cannot list the members")?;
+            (members, None)
+        }
+    };
+    if output == OutputFormat::Json {
+        return print_json(&members);
+    }
+    if let Some(done) = done {
+        say!("{done}");
+    }
+    say!("{}", members_table(&members.members));
+    Ok(())
+}
+
+fn members_table(members: &[MemberView]) -> String {
+    let mut table = format!(
+        "{:<4} {:<8} {:<22} {:<22} {:>8} {:>6}",
+        "ID", "KIND", "RAFT ADDR", "API ADDR", "MATCHED", "LAG"
+    );
+    for member in members {
+        let _ = write!(
+            table,
+            "\n{:<4} {:<8} {:<22} {:<22} {:>8} {:>6}",
+            member.id,
+            if member.voter { "voter" } else { "learner" },
+            member.raft_addr,
+            member.api_addr,
+            optional(member.matched_index),
+            optional(member.lag),
+        );
+    }
+    table
+}

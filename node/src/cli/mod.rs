@@ -1,0 +1,355 @@
+//! The commands of the `docket` binary other than `demo` and `bench`: `serve`'s flags, and
+//! the operator commands.
+//!
+//! Each operator command is a thin layer over [`Client`]: it builds a request, sends it to
+//! the node named by `--node` (or `DOCKET_NODE`), and prints the answer for a human
+//! (`--output text`, the default) or as the API's JSON (`--output json`). Errors come back as
+//! `anyhow` errors whose chain, printed with `{:#}`, is one line saying what failed and what
+//! to do.
+//!
+//! One file per command group, each with its arguments, its `run` and its tests:
+//! `cluster.rs`, `member.rs`, `status.rs`, `keys.rs` (`keygen` and key files), `propose.rs`
+//! (also signing and submitting for `constitution`), `ledger.rs`, `state.rs`,
+//! `execution.rs`, `constitution.rs`, and `serve.rs`. This file holds the options every
+//! command shares, the command list, the dispatch and the shared helpers; the public items
+//! of the group files are re-exported here.
+//!
+//! `main.rs` composes these with its own commands:
+//!
+//! ```text
+//! #[derive(clap::Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     client: docket_node::cli::ClientArgs,
+//!     #[command(subcommand)]
+//!     command: Command,
+//! }
+//! #[derive(clap::Subcommand)]
+//! enum Command {
+//!     Serve(docket_node::cli::ServeArgs),
+//!     #[command(flatten)]
+//!     Client(docket_node::cli::ClientCommand),
+//! }
+//! // Command::Serve(args) => docket_node::cli::serve(args).await
+//! // Command::Client(cmd) => docket_node::cli::run(&cli.client, cmd).await
+//! ```
+//!
+//! Key files (`docket keygen`) hold an ed25519 secret seed in hex. They are written with mode
+//! 0600 and refused when group or others can read them, like ssh does.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::client::{Client, ClientError, NODE_URL_DEFAULT};
+
+/// Writes one line to stdout, returning an error (a closed pipe) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).context("cannot write to stdout")?
+    };
+}
+
+mod cluster;
+mod constitution;
+mod execution;
+mod keys;
+mod ledger;
+mod member;
+mod propose;
+mod serve;
+mod state;
+mod status;
+
+pub use cluster::ClusterCommand;
+pub use constitution::{AmendArgs, ApproveArgs, ConstitutionCommand, CONSTITUTION_FILE_BYTES_MAX};
+pub use execution::ExecutionCommand;
+pub use keys::{
+    generate_signing_key, key_file, read_key_file, write_key_file, KeygenArgs, KEY_FILE_BYTES_MAX,
+};
+pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
+pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
+pub use propose::{
+    ProposalFile, ProposeArgs, SignArgs, PROPOSAL_FILE_BYTES_MAX, SUBMIT_SETTLE_MS_MAX,
+};
+pub use serve::{serve, ServeArgs};
+pub use state::StateCommand;
+
+// ---------------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------------
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Concise text for a human.
+    #[default]
+    Text,
+    /// The API's JSON (one JSON document; `ledger tail` prints one entry per line).
+    Json,
+}
+
+/// Options shared by every command that talks to a node.
+#[derive(Clone, Debug, Args)]
+pub struct ClientArgs {
+    /// API URL of the node to talk to (any member: writes are forwarded to the leader).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node options",
+        env = "DOCKET_NODE",
+        default_value = NODE_URL_DEFAULT,
+        value_name = "URL"
+    )]
+    pub node: String,
+
+    /// Output format.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node options",
+        value_enum,
+        default_value_t = OutputFormat::Text
+    )]
+    pub output: OutputFormat,
+
+    /// Deadline of each request in milliseconds [default: 10000; member add: 60000].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node options",
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Default for ClientArgs {
+    fn default() -> ClientArgs {
+        ClientArgs {
+            node: NODE_URL_DEFAULT.to_owned(),
+            output: OutputFormat::Text,
+            timeout_ms: None,
+        }
+    }
+}
+
+impl ClientArgs {
+    /// A client for `--node` with `--timeout-ms`, or `default_ms` when it is not given.
+    pub fn client(&self, default_ms: u64) -> anyhow::Result<Client> {
+        let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(default_ms));
+        Ok(Client::with_timeout(&self.node, timeout)?)
+    }
+}
+
+/// The operator commands `run` executes.
+#[derive(Clone, Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Initialize a new cluster: write the genesis entry with its constitution.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+
+    /// Add, promote, remove and list cluster members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+
+    /// Show the leader, term and indexes, then every member's progress and state hash.
+    #[command(after_help = "Examples:\n  \
+        docket status\n  \
+        docket status --node http://127.0.0.1:8002 --output json\n\n\
+        Exits non-zero if two nodes at the same ledger length report different state hashes.")]
+    Status,
+
+    /// Generate an ed25519 key file for signing proposals.
+    #[command(after_help = "Examples:\n  \
+        docket keygen --out alice.key\n  \
+        docket keygen --out alice.key --force   # replace an existing key (the old one is lost)")]
+    Keygen(KeygenArgs),
+
+    /// Sign a proposal and submit it; print its decision and ledger entry.
+    #[command(after_help = "Examples:\n  \
+        docket propose --key alice.key --file deposit.json\n  \
+        docket propose --key alice.key --action SETTLEMENT.DEPOSIT_CONFIRMED --subject stl-0001 \\\n      \
+            --payload '{\"amount\": 125000, \"currency\": \"EUR\", \"rail_ref\": \"dep-77\"}'\n  \
+        docket propose --key alice.key --action SETTLEMENT.PAYOUT_REQUESTED --subject stl-0001 \\\n      \
+            --payload '{\"amount\": 5000}' --depends-on $DEPOSIT_ID --nonce 2\n\n\
+        A proposal file looks like:\n  \
+        { \"domain\": \"settlement\", \"action\": \"SETTLEMENT.DEPOSIT_CONFIRMED\", \"subject\": \"stl-0001\",\n    \
+          \"payload\": { \"amount\": 125000, \"currency\": \"EUR\" }, \"dependencies\": [], \"nonce\": 1 }\n\n\
+        Exits 0 when the decision was recorded, a rejection included.")]
+    Propose(ProposeArgs),
+
+    /// Read and verify the ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+
+    /// Read a subject's lifecycle state.
+    #[command(subcommand)]
+    State(StateCommand),
+
+    /// Show, amend and approve the constitution.
+    #[command(subcommand)]
+    Constitution(ConstitutionCommand),
+
+    /// Show what execution agents did for a proposal (evidence of every attempt).
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
+}
+
+// ---------------------------------------------------------------------------------------
+// Dispatch and shared helpers
+// ---------------------------------------------------------------------------------------
+
+/// Runs one operator command against the node in `args`.
+pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Keygen(keygen) => keys::run(args, &keygen),
+        ClientCommand::Cluster(cluster) => cluster::run(args, cluster).await,
+        ClientCommand::Member(member) => member::run(args, member).await,
+        ClientCommand::Status => status::run(args).await,
+        ClientCommand::Propose(propose) => propose::run(args, &propose).await,
+        ClientCommand::Ledger(ledger) => ledger::run(args, ledger).await,
+        ClientCommand::State(state) => state::run(args, state).await,
+        ClientCommand::Execution(execution) => execution::run(args, execution).await,
+        ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
+    }
+}
+
+/// Prints `value` on stdout as pretty JSON (`--output json`).
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
+    say!("{text}");
+    Ok(())
+}
+
+/// A table cell: the number, or `-` when there is none.
+fn optional(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Reads a UTF-8 file of at most `bytes_max` bytes.
+fn read_limited(path: &Path, bytes_max: u64, what: &str) -> anyhow::Result<String> {
+    let metadata =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if metadata.len() > bytes_max {
+        bail!(
+            "{what} {} is {} bytes, over the limit of {bytes_max}",
+            path.display(),
+            metadata.len()
+        );
+    }
+    fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// The node's error behind a failed command, when the failure came from the node: `main.rs`
+/// can choose an exit code from it (`ClientError::Api` vs `Unreachable` vs `Timeout`).
+pub fn client_error(error: &anyhow::Error) -> Option<&ClientError> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+}
+
+/// Logs to stderr at `default` level, or as `DOCKET_LOG` says (e.g. `DOCKET_LOG=debug`).
+/// A second call changes nothing.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// The client commands as a standalone program, as `main.rs` composes them.
+    #[derive(Debug, Parser)]
+    #[command(name = "docket")]
+    pub(super) struct ClientCli {
+        #[command(flatten)]
+        pub(super) args: ClientArgs,
+        #[command(subcommand)]
+        pub(super) command: ClientCommand,
+    }
+
+    pub(super) fn parse(argv: &[&str]) -> Result<ClientCli, clap::Error> {
+        ClientCli::try_parse_from(std::iter::once("docket").chain(argv.iter().copied()))
+    }
+
+    /// A proposal file as DESIGN.md shows it.
+    pub(super) const DEPOSIT: &str = r#"{ "domain": "settlement", "action": "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "subject": "stl-0001",
+        "payload": { "amount": 125000, "currency": "EUR", "rail_ref": "dep-77" },
+        "dependencies": [], "nonce": 1 }"#;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        ClientCli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_help_and_examples() {
+        fn check(command: &clap::Command, path: &str) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                assert!(sub.get_about().is_some(), "`{path}` has no help text");
+                let after = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    after.contains("Examples:"),
+                    "`{path}` has no Examples: section"
+                );
+                for arg in sub.get_arguments() {
+                    assert!(
+                        arg.get_help().is_some(),
+                        "`{path}` argument {} has no help text",
+                        arg.get_id()
+                    );
+                }
+                check(sub, &path);
+            }
+        }
+        check(&ClientCli::command(), "docket");
+    }
+
+    #[test]
+    fn global_options_parse_after_the_subcommand() {
+        let cli = parse(&[
+            "ledger",
+            "tail",
+            "-n",
+            "3",
+            "--output",
+            "json",
+            "--node",
+            "http://127.0.0.1:8002",
+            "--timeout-ms",
+            "250",
+        ])
+        .expect("parses");
+        assert_eq!(cli.args.output, OutputFormat::Json);
+        assert_eq!(cli.args.node, "http://127.0.0.1:8002");
+        assert_eq!(cli.args.timeout_ms, Some(250));
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Ledger(LedgerCommand::Tail {
+                entries: 3,
+                follow: false
+            })
+        ));
+        assert!(
+            parse(&["status", "--timeout-ms", "0"]).is_err(),
+            "0 ms is refused"
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! `docket serve`: the node's flags, layered over its configuration file and environment.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use docket_config::{NodeConfig, Overrides};
+
+/// The flags of `docket serve`; each overrides the configuration file and `DOCKET_*`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Node configuration file (TOML).
+    #[arg(long, env = "DOCKET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This node's id (at least 1).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Cluster id, which is also the ledger id.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Raft listen address, host:port.
+    #[arg(long)]
+    raft_addr: Option<String>,
+    /// HTTP API listen address, host:port.
+    #[arg(long)]
+    api_addr: Option<String>,
+    /// Data directory (sled database).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Genesis constitution used by `cluster init` when it sends none.
+    #[arg(long, value_name = "FILE")]
+    genesis_constitution: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Runs `docket serve`: the node until Ctrl-C or SIGTERM, or with `--print-config` only
+/// prints the effective configuration.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, print_only) = load_config(args)?;
+    if print_only {
+        print!("{}", config.to_toml_string()?);
+        return Ok(());
+    }
+    crate::server::run(config).await
+}
+
+fn load_config(args: ServeArgs) -> anyhow::Result<(NodeConfig, bool)> {
+    let overrides = Overrides {
+        node_id: args.node_id,
+        cluster_id: args.cluster_id,
+        raft_addr: args.raft_addr,
+        api_addr: args.api_addr,
+        data_dir: args.data_dir,
+        genesis_constitution: args.genesis_constitution,
+    };
+    // Non-Unicode variables cannot be docket's; skip them rather than panic.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = NodeConfig::load(args.config.as_deref(), env, &overrides)?;
+    Ok((config, args.print_config))
+}
