@@ -81,7 +81,18 @@ pub async fn run_admin(world: World) -> turmoil::Result {
         let learners: Vec<NodeId> = members.difference(&voters).copied().collect();
         let outsiders: Vec<NodeId> = (1..=nodes).filter(|n| !members.contains(n)).collect();
         let voters: Vec<NodeId> = voters.into_iter().collect();
-        let request = match rng.gen_range(0..3) {
+        // The operator's worst mistake: with a voter down, removing a running one. The
+        // guardrail must refuse it whenever the voters left could not form a quorum.
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) = {
+            let w = world.borrow();
+            voters
+                .iter()
+                .partition(|v| w.nodes.get(v).is_some_and(|slot| slot.up))
+        };
+        let request = match rng.gen_range(0..4) {
+            3 if !down.is_empty() && !up.is_empty() => {
+                Request::RemoveVoter(*up.choose(&mut rng).expect("non-empty"))
+            }
             0 if !outsiders.is_empty() => {
                 Request::AddLearner(*outsiders.choose(&mut rng).expect("non-empty"))
             }

@@ -17,19 +17,20 @@
 //!   election timeouts through [`docket_raft::runtime`], and the simulated wall clock for
 //!   evidence (`Executor::with_clock`).
 //!
-//! Clients reach the nodes through a client API ([`api`]) with the node's semantics:
-//! writes are `Command::Submit` stamped with the (simulated) clock, forwarded to the
-//! leader; reads are linearizable at every node: the leader passes its read index
-//! (`ensure_linearizable`), a follower asks the leader for its read index
-//! (`get_read_log_id`, over the API), waits until it has applied it and reads its own
-//! replica, and forwards the read to the leader when that fails. (Unlike the node, the
-//! simulator does not coalesce concurrent reads into shared rounds.)
-//!
+//! Clients reach the nodes through a client API ([`api`]) that is a thin adapter over the
+//! node's own service ([`docket_service::Service`], as `node/src/api` is over HTTP): the
+//! front door, the group-commit writer stamped with the simulated clock, linearizable
+//! reads through shared read-index rounds (a follower asks the leader for its read index
+//! through the service's `Peers` seam, here [`api::SimPeers`] over turmoil), cluster
+//! membership with its guardrails (probes and history checks through the same seam), and
+//! forwarding to the leader once, with the node's meaning for a forward that got no
+//! answer.
+
 //! ## Execution
 //!
 //! Every node runs an agent ([`execution`]) attached to its leadership as the node attaches
-//! it: published only after a read-index round confirmed it, with a [`execution::SimHost`]
-//! over the node's Raft handle and replica. Its one effect is the crate's payment-rail
+//! it (the service's publisher: only after a read-index round confirmed it), with the
+//! service's host ([`docket_service::ServiceHost`], traced by [`execution::SimHost`]). Its one effect is the crate's payment-rail
 //! effect (planning, gate, verification and outcome records are the crate's; only the
 //! transport is the simulator's), pointed at the simulated rail ([`rail`]): a turmoil host
 //! that pays once per `Idempotency-Key`, declines some beneficiaries, answers `503` first
@@ -49,7 +50,8 @@
 //!    proposal; it must commit and every member converge within
 //!    [`config::LIVENESS_BOUND`], and (with execution) every admitted payout be reported.
 //! 3. **Checks** ([`check`], one file per invariant): election safety, ledger agreement,
-//!    state agreement, durability, linearizability, chain integrity, liveness, effects
+//!    state agreement, membership safety, durability, linearizability, read-index
+//!    freshness, chain integrity, liveness, effects
 //!    (at most one payment per idempotency key, every request to the rail explained, one
 //!    outcome record per payout agreeing with the rail).
 //!
@@ -89,15 +91,20 @@
 //! * A removal of the leader cut short by a leadership change left a joint configuration
 //!   whose new half lacks the re-elected leader; the next membership change made it a
 //!   non-member leader and tripped an assertion inside openraft 0.9.25 (seed 54). The
-//!   simulator's API refuses that change ([`api`]); the node's has no such guard yet.
+//!   service refuses that change (`leads_outside_target_config`), for the node and the
+//!   simulator alike.
 //!
 //! ## Negative controls
 //!
 //! [`Variant::LocalReads`] serves reads without the read index,
-//! [`Variant::LyingDisk`] acknowledges writes it never makes durable, and
+//! [`Variant::LyingDisk`] acknowledges writes it never makes durable,
 //! [`Variant::NoDedupe`] runs agents that ignore their journal and the outcome records in
-//! the ledger (the rail still dedupes, so only the effects checker can tell). The test suite
-//! asserts the checkers catch each within a bounded number of seeds.
+//! the ledger (the rail still dedupes, so only the effects checker can tell), and three
+//! break the service itself ([`docket_service::Faults`]): [`Variant::EarlyAck`] (a writer
+//! that acknowledges before commit), [`Variant::LateJoinReads`] (a coalescer that serves a
+//! read queued after its round began) and [`Variant::UnguardedRemoval`] (a guardrail that
+//! allows losing quorum; the operator sometimes removes a running voter while another is
+//! down). The test suite asserts the checkers catch each within a bounded number of seeds.
 
 #[cfg(not(tokio_unstable))]
 compile_error!(

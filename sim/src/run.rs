@@ -175,6 +175,8 @@ struct Run {
     election: ElectionSafety,
     /// The highest Raft log index applied anywhere, over time (read-index freshness).
     applied: check::read_index::AppliedTimeline,
+    /// Removals checked against the nodes that were down (membership safety).
+    membership: check::membership::MembershipGuard,
     agreement: LedgerAgreement,
     state: StateAgreement,
     /// Per node: the boot observed, ledger entries already checked, last metrics traced.
@@ -232,6 +234,7 @@ impl Run {
             world,
             election: ElectionSafety::default(),
             applied: Default::default(),
+            membership: Default::default(),
             agreement: LedgerAgreement::default(),
             state: StateAgreement::default(),
             seen: BTreeMap::new(),
@@ -348,6 +351,7 @@ impl Run {
         }
         violations.extend(self.agreement.take_violations());
         violations.extend(self.state.take_violations());
+        violations.extend(self.membership.take_violations());
         let canonical = self.agreement.canonical();
         let member_lens: BTreeMap<NodeId, u64> = self
             .members
@@ -492,6 +496,9 @@ impl Run {
     fn observe_metrics(&mut self, now: Duration) {
         let w = self.world.borrow();
         let mut lines = Vec::new();
+        for (id, slot) in &w.nodes {
+            self.membership.observe_node(*id, slot.up, now);
+        }
         let applied = w
             .nodes
             .values()
@@ -510,6 +517,10 @@ impl Run {
             let is_leader = m.state == ServerState::Leader;
             self.election.observe(*id, slot.boots, is_leader, m.vote);
             if is_leader {
+                let joint = m.membership_config.membership().get_joint_config();
+                if let [old, new] = joint.as_slice() {
+                    self.membership.observe_joint(old, new, now);
+                }
                 self.members = m
                     .membership_config
                     .membership()

@@ -165,9 +165,18 @@ fn the_same_seed_replays_byte_for_byte() {
 /// Runs seeds of a broken variant until the checkers catch it; returns the first caught
 /// report. Fails if none of the first `bound` seeds is caught.
 fn caught_within(variant: Variant, bound: u64, accepted: &[&str]) -> SeedReport {
+    caught_within_for(variant, Duration::from_secs(6), bound, accepted)
+}
+
+fn caught_within_for(
+    variant: Variant,
+    duration: Duration,
+    bound: u64,
+    accepted: &[&str],
+) -> SeedReport {
     let config = SimConfig {
         variant,
-        duration: Duration::from_secs(6),
+        duration,
         ..config(3)
     };
     for seed in 0..bound {
@@ -227,5 +236,39 @@ fn negative_control_acknowledging_unflushed_writes_is_caught() {
             "ledger-agreement",
             "state-agreement",
         ],
+    );
+}
+
+/// The service's group-commit writer, made to acknowledge a submission once it is handed
+/// to Raft instead of once it commits: clients are told of entries the ledger never holds
+/// (or holds another proposal at).
+#[test]
+fn negative_control_a_writer_that_acknowledges_before_commit_is_caught() {
+    caught_within(Variant::EarlyAck, 5, &["durability"]);
+}
+
+/// The service's read coalescer, made to let a read join a read-index round already in
+/// flight: that round may have taken its read index before the read arrived. The
+/// read-index checker sees it where it is decided; the linearizability checker only when
+/// the replica had not caught up.
+#[test]
+fn negative_control_a_coalescer_that_serves_reads_queued_after_its_round_began_is_caught() {
+    caught_within(
+        Variant::LateJoinReads,
+        20,
+        &["read-index", "linearizability"],
+    );
+}
+
+/// The service's membership guardrail, switched off: the operator's worst mistake (with a
+/// voter down, removing a running one) starts a change the remaining voters cannot
+/// commit. Longer runs: the mistake needs a crash and the operator to meet.
+#[test]
+fn negative_control_a_guardrail_that_allows_losing_quorum_is_caught() {
+    caught_within_for(
+        Variant::UnguardedRemoval,
+        Duration::from_secs(20),
+        20,
+        &["membership"],
     );
 }

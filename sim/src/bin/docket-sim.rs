@@ -40,7 +40,8 @@ struct Args {
     /// No execution agents and no payment rail (the workload reports payouts itself).
     #[arg(long)]
     no_execution: bool,
-    /// `correct`, or a negative control: `local-reads`, `lying-disk`, `no-dedupe`.
+    /// `correct`, or a negative control: `local-reads`, `lying-disk`, `no-dedupe`,
+    /// `early-ack`, `late-join-reads`, `unguarded-removal`.
     #[arg(long, default_value = "correct")]
     variant: String,
     /// Simulated milliseconds per step, 1 to 10: 5 by default; 1 resolves every latency
@@ -120,7 +121,8 @@ fn main() -> ExitCode {
     }
     let Some(variant) = Variant::from_name(&args.variant) else {
         eprintln!(
-            "unknown variant {:?} (correct, local-reads, lying-disk, no-dedupe)",
+            "unknown variant {:?} (correct, local-reads, lying-disk, no-dedupe, early-ack, \
+             late-join-reads, unguarded-removal)",
             args.variant
         );
         return ExitCode::from(2);

@@ -7,6 +7,7 @@
 //! | [`state`] | state agreement: equal ledger length implies equal state hash | every observation |
 //! | [`durability`] | every proposal acknowledged to a client is on every member at the end | at the end |
 //! | [`linearizability`] | client histories are linearizable (Wing–Gong, per subject) | at the end |
+//! | [`membership`] | a removal never starts while the voters it moves to lack a quorum of running nodes | every step |
 //! | [`read_index`] | every linearizable read waited for a read index covering every entry applied anywhere before it began | at the end |
 //! | [`chain`] | every replica's ledger passes `verify_chain` and audit | at the end |
 //! | [`liveness`] | after healing, a new proposal commits and members converge in bounded time | heal phase |
@@ -21,6 +22,7 @@ pub mod effects;
 pub mod election;
 pub mod linearizability;
 pub mod liveness;
+pub mod membership;
 pub mod read_index;
 pub mod state;
 
