@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use docket_core::LedgerIndex;
+use docket_core::{EntryHash, LedgerIndex};
 use docket_raft::NodeId;
 use docket_service::{PeerHistory, Peers, ReadIndexResponse};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::api::FORWARDED_HEADER;
+use crate::api::{FORWARDED_HEADER, GENESIS_HEADER};
 use crate::wire::LedgerPage;
 
 /// Other nodes, asked over their HTTP APIs (and Raft ports, for reachability).
@@ -23,22 +23,25 @@ impl Peers for HttpPeers {
     fn read_index<'a>(
         &'a self,
         leader_api: &'a str,
+        genesis: Option<EntryHash>,
         deadline: Duration,
-    ) -> BoxFuture<'a, Result<Option<u64>, String>> {
+    ) -> BoxFuture<'a, Result<ReadIndexResponse, String>> {
         async move {
-            let response = self
+            let mut request = self
                 .http
                 .get(format!("http://{leader_api}/v1/internal/read-index"))
                 .header(FORWARDED_HEADER, self.id.to_string())
-                .timeout(deadline)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("the leader answered {}", response.status()));
+                .timeout(deadline);
+            if let Some(genesis) = genesis {
+                request = request.header(GENESIS_HEADER, genesis.to_string());
             }
-            let answer: ReadIndexResponse = response.json().await.map_err(|e| e.to_string())?;
-            Ok(answer.read_index)
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("the leader answered {status}: {body}"));
+            }
+            response.json().await.map_err(|e| e.to_string())
         }
         .boxed()
     }

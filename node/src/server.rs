@@ -162,6 +162,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let identity = Identity {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
+        genesis: replica.genesis_cell(),
     };
     let network = Network::new(
         TcpTransport,

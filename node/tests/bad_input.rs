@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{client, deposit, formed_cluster, ledger_id, phase, positions, REQUEST_TIMEOUT_MS};
-use docket_core::{LedgerId, SignedProposal};
+use docket_core::{EntryHash, LedgerId, SignedProposal};
 use docket_node::local_cluster::LocalCluster;
 use docket_node::wire::ErrorBody;
 use docket_raft::network::{RefusalCode, RequestFrame, ResponseFrame, Rpc};
@@ -94,10 +94,16 @@ async fn raft_exchange(addr: &str, payload: &[u8]) -> ResponseFrame {
 }
 
 fn hostile_vote(cluster_id: &str, target: u64) -> Vec<u8> {
+    hostile_vote_from(cluster_id, target, None)
+}
+
+/// A vote as [`hostile_vote`] makes it, from a node claiming `genesis`.
+fn hostile_vote_from(cluster_id: &str, target: u64, genesis: Option<EntryHash>) -> Vec<u8> {
     let frame = RequestFrame {
         cluster_id: cluster_id.to_owned(),
         target,
         from: 99,
+        genesis,
         rpc: Rpc::Vote(VoteRequest {
             vote: Vote::new(HOSTILE_TERM, 99),
             last_log_id: Some(LogId::new(
@@ -291,11 +297,30 @@ async fn bad_input_gets_stable_codes_and_changes_nothing() {
         let (status, body) =
             common::api_error(client(&node.url()).proposal(forged_id).await, "NOT_FOUND");
         expect("the forged proposal", (status, body), 404, "NOT_FOUND", "");
+
+        // A node of another history asking for a read index is refused (every node
+        // checks the asker's genesis before anything else).
+        let response = http
+            .get(format!("{}/v1/internal/read-index", node.url()))
+            .header("x-docket-forwarded", "9")
+            .header("x-docket-genesis", "ab".repeat(32))
+            .send()
+            .await
+            .expect("GET read index");
+        let status = response.status().as_u16();
+        let body: ErrorBody = response.json().await.expect("error body");
+        expect(
+            "read index for another genesis",
+            (status, body),
+            409,
+            "MEMBER_HAS_OTHER_HISTORY",
+            &"ab".repeat(32),
+        );
     }
 
     phase(
         start,
-        "raft frames for another cluster, another node, and garbage",
+        "raft frames for another cluster, another node, another genesis, and garbage",
     );
     for node in &cluster.nodes {
         let refusal =
@@ -322,6 +347,22 @@ async fn bad_input_gets_stable_codes_and_changes_nothing() {
             );
         };
         assert_eq!(code, RefusalCode::WrongNode, "{message}");
+
+        // Right cluster, right node, another history: a node initialized on its own.
+        let other_genesis: EntryHash = "ab".repeat(32).parse().expect("a hash");
+        let refusal = raft_exchange(
+            &node.raft_addr,
+            &hostile_vote_from(&cluster.cluster_id, node.id, Some(other_genesis)),
+        )
+        .await;
+        let ResponseFrame::Refused { code, message } = refusal else {
+            panic!(
+                "node {}: a frame from another genesis was not refused: {refusal:?}",
+                node.id
+            );
+        };
+        assert_eq!(code, RefusalCode::WrongGenesis, "{message}");
+        assert!(message.contains(&"ab".repeat(32)), "{message}");
 
         let refusal = raft_exchange(&node.raft_addr, b"\xffnot bincode").await;
         let ResponseFrame::Refused { code, .. } = refusal else {

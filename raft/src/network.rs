@@ -1,8 +1,12 @@
 //! Raft RPC over TCP: length-delimited bincode frames, on the node's own Raft port.
 //!
-//! Every request frame names the cluster and the target node id; a server refuses a frame
-//! for another cluster or another node (connecting to the wrong address must not corrupt
-//! anything: a node of cluster A answering votes for cluster B would merge two quorums).
+//! Every request frame names the cluster, the target node id and the sender's genesis
+//! entry hash; a server refuses a frame for another cluster or another node, or from a
+//! node whose genesis differs from its own (connecting to the wrong address must not
+//! corrupt anything: a node of cluster A answering votes for cluster B would merge two
+//! quorums, and a node initialized on its own by mistake holds a history of its own under
+//! the right cluster id). A node without a genesis yet (fresh, about to receive the
+//! cluster's by replication or snapshot) claims none and is refused by no one.
 //! Every call has a deadline. A connection is opened lazily on first use (openraft calls
 //! `new_client` inside its core loop, so that must not dial), carries one request at a
 //! time, and is dropped after any error so the next call starts clean.
@@ -32,6 +36,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use docket_core::EntryHash;
+
 use crate::codec;
 use crate::{NodeAddr, NodeId, TypeConfig};
 
@@ -49,10 +55,51 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 pub const INBOUND_CONNECTIONS_MAX: usize = 256;
 
 /// Who a node is on the Raft network: what inbound frames must name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Identity {
     pub cluster_id: String,
     pub node_id: NodeId,
+    /// This node's genesis entry hash, once it has one.
+    pub genesis: GenesisCell,
+}
+
+/// A node's genesis entry hash, read from its ledger until it has one and then
+/// remembered: a genesis never changes, so the read costs nothing after the first hit.
+#[derive(Clone)]
+pub struct GenesisCell {
+    known: Arc<std::sync::OnceLock<EntryHash>>,
+    read: Arc<dyn Fn() -> Option<EntryHash> + Send + Sync>,
+}
+
+impl GenesisCell {
+    /// A cell that asks `read` (the node's ledger entry 0) until it answers.
+    pub fn new(read: impl Fn() -> Option<EntryHash> + Send + Sync + 'static) -> GenesisCell {
+        GenesisCell {
+            known: Arc::new(std::sync::OnceLock::new()),
+            read: Arc::new(read),
+        }
+    }
+
+    /// A fixed answer (tests).
+    pub fn fixed(genesis: Option<EntryHash>) -> GenesisCell {
+        GenesisCell::new(move || genesis)
+    }
+
+    pub fn get(&self) -> Option<EntryHash> {
+        if let Some(known) = self.known.get() {
+            return Some(*known);
+        }
+        let read = (self.read)()?;
+        Some(*self.known.get_or_init(|| read))
+    }
+}
+
+impl std::fmt::Debug for GenesisCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_tuple("GenesisCell")
+            .field(&self.known.get())
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -68,6 +115,8 @@ pub struct RequestFrame {
     pub cluster_id: String,
     pub target: NodeId,
     pub from: NodeId,
+    /// The sender's genesis entry hash (`None`: it has none yet).
+    pub genesis: Option<EntryHash>,
     pub rpc: Rpc,
 }
 
@@ -90,6 +139,9 @@ pub enum RefusalCode {
     WrongCluster,
     WrongNode,
     Malformed,
+    /// The sender's genesis entry differs from this node's: one of them holds a history
+    /// that is not the cluster's.
+    WrongGenesis,
 }
 
 /// Opens byte streams to peers. Production uses [`TcpTransport`]; the simulator supplies
@@ -226,6 +278,7 @@ impl<T: Transport> PeerClient<T> {
             cluster_id: self.identity.cluster_id.clone(),
             target: self.target,
             from: self.identity.node_id,
+            genesis: self.identity.genesis.get(),
             rpc,
         };
         let bytes = codec::encode(&frame)
@@ -247,7 +300,7 @@ impl<T: Transport> PeerClient<T> {
             .map_err(|e| CallError::Network(io::Error::new(io::ErrorKind::InvalidData, e)))?;
         if let ResponseFrame::Refused { code, message } = &response {
             tracing::error!(target_node = self.target, addr = %self.addr, ?code, %message,
-                "peer refused our raft frame: check the cluster id and the node's address");
+                "peer refused our raft frame: check the cluster id, the node's address and its history");
             return Err(CallError::Unreachable(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 format!(
@@ -418,6 +471,22 @@ async fn handle(
                 identity.node_id, request.target
             ),
         };
+    }
+    if let (Some(theirs), Some(ours)) = (request.genesis, identity.genesis.get()) {
+        if theirs != ours {
+            tracing::error!(from = request.from, %theirs, %ours,
+                "refused raft frame from a node with another genesis");
+            return ResponseFrame::Refused {
+                code: RefusalCode::WrongGenesis,
+                message: format!(
+                    "node {} holds genesis entry {ours}; node {} holds {theirs}: one of them \
+                     holds a history that is not this cluster's (initialized on its own, or \
+                     by another cluster). Stop that node, move its data directory away, start \
+                     it empty and add it again",
+                    identity.node_id, request.from
+                ),
+            };
+        }
     }
     match request.rpc {
         Rpc::Append(rpc) => ResponseFrame::Append(raft.append_entries(rpc).await),

@@ -331,6 +331,19 @@ impl Replica {
         self.store.ledger_get(index.0)
     }
 
+    /// This node's genesis entry hash, read from the ledger until there is one and then
+    /// remembered (what the Raft network and the read-index path prove to peers).
+    pub fn genesis_cell(&self) -> crate::network::GenesisCell {
+        let replica = self.clone();
+        crate::network::GenesisCell::new(move || {
+            replica
+                .ledger_entry(LedgerIndex(0))
+                .ok()
+                .flatten()
+                .map(|entry| entry.hash)
+        })
+    }
+
     /// Up to `limit` applied ledger entries from `start`, read from disk.
     pub fn ledger_entries(
         &self,

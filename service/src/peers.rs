@@ -16,6 +16,8 @@ use docket_raft::NodeId;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::reads::ReadIndexResponse;
+
 /// What a node holds, as it says itself: enough to tell a fresh node, this cluster's own
 /// member and a node with another history apart before it is added.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,13 +34,14 @@ pub struct PeerHistory {
 /// message naming what failed.
 pub trait Peers: Send + Sync + 'static {
     /// The read index of the leader at `leader_api`: the log index a linearizable read
-    /// must wait for, established by a leadership round that started after this call
-    /// (`None`: nothing committed yet).
+    /// must wait for, established by a leadership round that started after this call,
+    /// with the leader's genesis. `genesis` is this node's, for the leader to check.
     fn read_index<'a>(
         &'a self,
         leader_api: &'a str,
+        genesis: Option<EntryHash>,
         deadline: Duration,
-    ) -> BoxFuture<'a, Result<Option<u64>, String>>;
+    ) -> BoxFuture<'a, Result<ReadIndexResponse, String>>;
 
     /// Whether a connection to the Raft port at `raft_addr` opens within `deadline`.
     fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool>;

@@ -31,11 +31,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use docket_core::EntryHash;
+use docket_raft::network::GenesisCell;
 use docket_raft::{NodeId, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::error::ServiceError;
+use crate::error::{ErrorCode, ServiceError};
 use crate::peers::Peers;
 
 /// Outcome of a read-index round, shared by every read it served: the read index (a Raft
@@ -48,6 +50,28 @@ pub type RoundResult = Result<Option<u64>, ServiceError>;
 pub struct ReadIndexResponse {
     /// The Raft log index a read must wait for (`None`: nothing committed yet).
     pub read_index: Option<u64>,
+    /// The leader's genesis entry hash: a follower whose own differs holds another
+    /// history and must not serve the read.
+    #[serde(default)]
+    pub genesis: Option<EntryHash>,
+}
+
+/// The error for two nodes of one cluster id holding different genesis entries.
+pub fn other_history(
+    node: NodeId,
+    ours: EntryHash,
+    other: NodeId,
+    theirs: EntryHash,
+) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::MemberHasOtherHistory,
+        format!(
+            "node {node} holds genesis entry {ours}, node {other} holds {theirs}: one of them \
+             holds a history that is not this cluster's (initialized on its own, or by another \
+             cluster). Stop that node, move its data directory away, start it empty and add \
+             it again"
+        ),
+    )
 }
 
 /// Reads waiting for the next round, at most. Past it, a caller runs a round of its own
@@ -97,12 +121,13 @@ impl ReadIndex {
     pub fn for_node(
         raft: Raft,
         id: NodeId,
+        genesis: GenesisCell,
         peers: Arc<dyn Peers>,
         deadline: Duration,
     ) -> ReadIndex {
         Coalescer::new(Arc::new(move || {
-            let (raft, peers) = (raft.clone(), peers.clone());
-            Box::pin(async move { round(&raft, id, peers.as_ref(), deadline).await })
+            let (raft, peers, genesis) = (raft.clone(), peers.clone(), genesis.clone());
+            Box::pin(async move { round(&raft, id, &genesis, peers.as_ref(), deadline).await })
         }))
     }
 }
@@ -140,8 +165,14 @@ pub fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
     Some((leader, api))
 }
 
-async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -> RoundResult {
-    let api = match leader(raft) {
+async fn round(
+    raft: &Raft,
+    id: NodeId,
+    genesis: &GenesisCell,
+    peers: &dyn Peers,
+    deadline: Duration,
+) -> RoundResult {
+    let (leader_id, api) = match leader(raft) {
         Some((leader, _)) if leader == id => {
             return raft
                 .ensure_linearizable()
@@ -151,7 +182,7 @@ async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -
                     ServiceError::from_check(e, "linearizable reads are served by the leader")
                 });
         }
-        Some((_, Some(api))) => api,
+        Some((leader, Some(api))) => (leader, api),
         Some((_, None)) | None => {
             return Err(ServiceError::not_leader(
                 None,
@@ -165,10 +196,21 @@ async fn round(raft: &Raft, id: NodeId, peers: &dyn Peers, deadline: Duration) -
             "linearizable reads are served by the leader",
         )
     };
-    let index = peers.read_index(&api, deadline).await.map_err(|error| {
-        tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
-        forward()
-    })?;
+    let ours = genesis.get();
+    let answer = peers
+        .read_index(&api, ours, deadline)
+        .await
+        .map_err(|error| {
+            tracing::debug!(%api, %error, "no read index from the leader; forwarding the read");
+            forward()
+        })?;
+    if let (Some(ours), Some(theirs)) = (ours, answer.genesis) {
+        if ours != theirs {
+            tracing::error!(%ours, %theirs, leader = leader_id, "this node's genesis is not the leader's");
+            return Err(other_history(id, ours, leader_id, theirs));
+        }
+    }
+    let index = answer.read_index;
     raft.wait(Some(deadline))
         .applied_index_at_least(index, "follower read")
         .await

@@ -12,7 +12,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_core::{LedgerId, LedgerIndex, LedgerTime, ProposalId, SignatureCheck, SignedProposal};
+use docket_core::{
+    EntryHash, LedgerId, LedgerIndex, LedgerTime, ProposalId, SignatureCheck, SignedProposal,
+};
 use docket_raft::{
     Command, CommandResponse, NodeAddr, NodeId, Outcome, ProposalOutcome, Raft, Replica,
 };
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore, SemaphorePermit};
 
 use crate::error::{ErrorCode, ServiceError};
 use crate::peers::{PeerHistory, Peers};
-use crate::reads::{LeaderReadIndex, ReadIndex};
+use crate::reads::{LeaderReadIndex, ReadIndex, ReadIndexResponse};
 use crate::wire::*;
 
 /// Submissions queued for the leader's writer. Each holds up to `batch_proposals_max`
@@ -146,6 +148,7 @@ pub struct Service {
     pub(crate) clock: Clock,
     pub(crate) faults: Faults,
     pub(crate) peers: Arc<dyn Peers>,
+    genesis: docket_raft::network::GenesisCell,
     reads: ReadIndex,
     leader_reads: LeaderReadIndex,
     inflight: Semaphore,
@@ -182,8 +185,14 @@ impl Service {
             clock,
             faults,
         } = settings;
-        let mut reads =
-            ReadIndex::for_node(raft.clone(), id, peers.clone(), timing.read_index_deadline);
+        let genesis = replica.genesis_cell();
+        let mut reads = ReadIndex::for_node(
+            raft.clone(),
+            id,
+            genesis.clone(),
+            peers.clone(),
+            timing.read_index_deadline,
+        );
         let mut leader_reads = LeaderReadIndex::for_raft(raft.clone());
         if faults.join_rounds_in_flight {
             reads = reads.joining_rounds_in_flight();
@@ -201,6 +210,7 @@ impl Service {
             clock,
             faults,
             peers,
+            genesis,
             reads,
             leader_reads,
             raft,
@@ -375,10 +385,29 @@ impl Service {
         }
     }
 
-    /// The leader's read index, for a follower's linearizable read. Leadership is
-    /// confirmed with a quorum after the request arrived.
-    pub async fn leader_read_index(&self) -> Result<Option<u64>, ServiceError> {
-        self.leader_reads.wait().await
+    /// The leader's read index, for a follower's linearizable read, with this node's
+    /// genesis. Leadership is confirmed with a quorum after the request arrived. A
+    /// follower whose genesis (`asker`, as it says) differs is refused: it holds another
+    /// history and must not serve reads from it.
+    pub async fn leader_read_index(
+        &self,
+        asker: Option<(NodeId, EntryHash)>,
+    ) -> Result<ReadIndexResponse, ServiceError> {
+        let genesis = self.genesis.get();
+        if let (Some((node, theirs)), Some(ours)) = (asker, genesis) {
+            if theirs != ours {
+                return Err(crate::reads::other_history(self.id, ours, node, theirs));
+            }
+        }
+        Ok(ReadIndexResponse {
+            read_index: self.leader_reads.wait().await?,
+            genesis,
+        })
+    }
+
+    /// This node's genesis entry hash, once it has one.
+    pub fn genesis(&self) -> Option<EntryHash> {
+        self.genesis.get()
     }
 
     /// The API address of the current leader, if one is known.
@@ -571,11 +600,7 @@ impl Service {
             .nodes()
             .next()
             .is_some();
-        let genesis = self
-            .replica
-            .ledger_entry(LedgerIndex(0))
-            .map_err(ServiceError::storage)?
-            .map(|entry| entry.hash);
+        let genesis = self.genesis.get();
         Ok(PeerHistory {
             node_id: self.id,
             cluster_id: self.cluster_id.clone(),

@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::constitution::DEFAULT_DOCUMENT;
-use docket_core::{LedgerTime, SignedProposal};
+use docket_core::{EntryHash, LedgerTime, SignedProposal};
 use docket_raft::{codec, NodeId, ProposalOutcome};
 use docket_service::wire::{AddMemberRequest, Consistency};
-use docket_service::{ErrorCode, ForwardFailure, PeerHistory, Peers, Service, ServiceError};
+use docket_service::{
+    ErrorCode, ForwardFailure, PeerHistory, Peers, ReadIndexResponse, Service, ServiceError,
+};
 use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -73,8 +75,11 @@ pub enum Request {
     AddVoter(NodeId),
     RemoveVoter(NodeId),
     /// Internal, follower to leader: the leader's read index, for a follower's
-    /// linearizable read. Never forwarded.
-    ReadIndex,
+    /// linearizable read; the follower names itself and its genesis. Never forwarded.
+    ReadIndex {
+        from: NodeId,
+        genesis: Option<EntryHash>,
+    },
     /// Internal, leader to a node being added: which history it holds. Never forwarded.
     History,
 }
@@ -83,7 +88,7 @@ impl Request {
     fn is_write(&self) -> bool {
         !matches!(
             self,
-            Request::Read { .. } | Request::ReadIndex | Request::History
+            Request::Read { .. } | Request::ReadIndex { .. } | Request::History
         )
     }
 
@@ -115,8 +120,8 @@ pub enum Response {
     },
     Done,
     /// The leader's answer to [`Request::ReadIndex`]: the log index a read must wait for
-    /// (`None`: nothing committed yet).
-    ReadIndex(Option<u64>),
+    /// (`None`: nothing committed yet) and the leader's genesis.
+    ReadIndex(ReadIndexResponse),
     History(PeerHistory),
     /// The service's error table, as the node's HTTP API answers it.
     Error {
@@ -187,22 +192,29 @@ async fn call_inner(
 }
 
 /// The service's [`Peers`] over the simulated network: the same requests, over turmoil.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SimPeers;
+#[derive(Clone, Copy, Debug)]
+pub struct SimPeers {
+    /// The node asking.
+    pub id: NodeId,
+}
 
 impl Peers for SimPeers {
     fn read_index<'a>(
         &'a self,
         leader_api: &'a str,
+        genesis: Option<EntryHash>,
         deadline: Duration,
-    ) -> BoxFuture<'a, Result<Option<u64>, String>> {
+    ) -> BoxFuture<'a, Result<ReadIndexResponse, String>> {
         async move {
             let envelope = Envelope {
                 forwarded: true,
-                request: Request::ReadIndex,
+                request: Request::ReadIndex {
+                    from: self.id,
+                    genesis,
+                },
             };
             match call(leader_api, &envelope, deadline).await {
-                Response::ReadIndex(index) => Ok(index),
+                Response::ReadIndex(answer) => Ok(answer),
                 other => Err(format!("no read index from the leader: {other:?}")),
             }
         }
@@ -331,9 +343,10 @@ impl ApiNode {
                     read_index,
                 })
             }
-            Request::ReadIndex => {
+            Request::ReadIndex { from, genesis } => {
                 let _permit = service.admit()?;
-                Ok(Response::ReadIndex(service.leader_read_index().await?))
+                let asker = genesis.map(|genesis| (*from, genesis));
+                Ok(Response::ReadIndex(service.leader_read_index(asker).await?))
             }
             Request::History => Ok(Response::History(service.history()?)),
             Request::AddLearner(id) => {

@@ -108,6 +108,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
     let identity = Identity {
         cluster_id: CLUSTER_ID.to_owned(),
         node_id: id,
+        genesis: replica.genesis_cell(),
     };
     let network = Network::new(
         TurmoilTransport,
@@ -147,7 +148,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
         settings(id, variant),
         raft.clone(),
         replica,
-        Arc::new(SimPeers),
+        Arc::new(SimPeers { id }),
         std::future::pending(),
     );
     tokio::task::spawn_local(background);

@@ -34,6 +34,9 @@ use crate::server::Node;
 
 /// Header a forwarding node sets, so a request is forwarded at most once.
 pub const FORWARDED_HEADER: &str = "x-docket-forwarded";
+/// On a node's request for the leader's read index: the asking node's genesis entry hash
+/// (hex), which the leader checks against its own.
+pub const GENESIS_HEADER: &str = "x-docket-genesis";
 /// On a read's response: the id of the node whose state answered it (a follower answers
 /// linearizable reads itself after the leader's read index).
 pub const SERVED_BY_HEADER: &str = "x-docket-served-by";

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use docket_core::ProposalId;
-use docket_service::{ReadIndexResponse, Service, ServiceError};
+use docket_service::{Service, ServiceError};
 use serde::Deserialize;
 
 use super::{answer, Forwardable, SERVED_BY_HEADER};
@@ -168,17 +168,42 @@ pub(super) async fn execution(
     }))
 }
 
-/// `GET /v1/internal/read-index`: the leader's read index, for a follower's linearizable
-/// read. Leadership is confirmed with a quorum after the request arrived; the follower
-/// then waits until it has applied the index and reads locally. Never forwarded.
-pub(super) async fn internal_read_index(State(node): State<Arc<Node>>) -> Response {
+/// `GET /v1/internal/read-index`: the leader's read index and genesis, for a follower's
+/// linearizable read. Leadership is confirmed with a quorum after the request arrived; the
+/// follower then waits until it has applied the index and reads locally. A follower that
+/// names another genesis (`x-docket-genesis`) is refused. Never forwarded.
+pub(super) async fn internal_read_index(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Response {
     let service = &node.service;
     let _permit = match service.admit() {
         Ok(p) => p,
         Err(e) => return ApiError(e).into_response(),
     };
-    match service.leader_read_index().await {
-        Ok(read_index) => Json(ReadIndexResponse { read_index }).into_response(),
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let asker = match (
+        header(super::FORWARDED_HEADER),
+        header(super::GENESIS_HEADER),
+    ) {
+        (Some(node), Some(genesis)) => match (node.parse(), genesis.parse()) {
+            (Ok(node), Ok(genesis)) => Some((node, genesis)),
+            _ => {
+                return ApiError::new(
+                    ErrorCode::MalformedRequest,
+                    format!(
+                        "{}: {node:?} and {}: {genesis:?} must be a node id and an entry hash",
+                        super::FORWARDED_HEADER,
+                        super::GENESIS_HEADER
+                    ),
+                )
+                .into_response()
+            }
+        },
+        _ => None,
+    };
+    match service.leader_read_index(asker).await {
+        Ok(answer) => Json(answer).into_response(),
         Err(e) => ApiError(e).into_response(),
     }
 }
