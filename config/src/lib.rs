@@ -23,7 +23,7 @@
 //! ```
 //! use docket_config::{NodeConfig, Overrides};
 //!
-//! let env = [("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS".to_owned(), "150".to_owned())];
+//! let env = [("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS".to_owned(), "75".to_owned())];
 //! let error = NodeConfig::load(None, env, &Overrides::default()).unwrap_err();
 //! assert_eq!(error.field(), Some("raft.election_timeout_min_ms"));
 //! assert!(error

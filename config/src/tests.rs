@@ -96,9 +96,9 @@ fn defaults_are_valid_with_no_file() {
     assert_eq!(
         config.raft,
         RaftConfig {
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             rpc_timeout_ms: 1000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1000,
@@ -672,12 +672,12 @@ fn election_timeout_min_must_exceed_two_heartbeats_and_says_why() {
     let shown = assert_invalid(
         load(
             None,
-            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "200")],
+            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "100")],
             &flags(),
         ),
         "raft.election_timeout_min_ms",
         &env_origin("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS"),
-        "must be greater than 2 x raft.heartbeat_interval_ms (2 x 100 = 200), got 200",
+        "must be greater than 2 x raft.heartbeat_interval_ms (2 x 50 = 100), got 100",
     );
     assert!(
         shown.contains("followers must see several heartbeats"),
@@ -685,17 +685,17 @@ fn election_timeout_min_must_exceed_two_heartbeats_and_says_why() {
     );
     load(
         None,
-        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "201")],
+        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "101")],
         &flags(),
     )
-    .expect("201 > 200");
+    .expect("101 > 100");
     // The rule follows the heartbeat wherever that came from.
-    let (_dir, path) = file("[raft]\nheartbeat_interval_ms = 250\n");
+    let (_dir, path) = file("[raft]\nheartbeat_interval_ms = 150\n");
     assert_invalid(
         load(Some(&path), &[], &flags()),
         "raft.election_timeout_min_ms",
         &Origin::Default,
-        "(2 x 250 = 500), got 400",
+        "(2 x 150 = 300), got 200",
     );
 }
 
@@ -704,12 +704,12 @@ fn election_timeout_max_must_exceed_min() {
     assert_invalid(
         load(
             None,
-            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS", "400")],
+            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS", "200")],
             &flags(),
         ),
         "raft.election_timeout_max_ms",
         &env_origin("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS"),
-        "must be greater than raft.election_timeout_min_ms (400), got 400",
+        "must be greater than raft.election_timeout_min_ms (200), got 200",
     );
     assert_invalid(
         load(
@@ -721,22 +721,22 @@ fn election_timeout_max_must_exceed_min() {
         &env_origin("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS"),
         "must be at most 60000",
     );
-    let (_dir, path) = file("[raft]\nelection_timeout_min_ms = 900\n");
+    let (_dir, path) = file("[raft]\nelection_timeout_min_ms = 500\n");
     assert_invalid(
         load(Some(&path), &[], &flags()),
         "raft.election_timeout_max_ms",
         &Origin::Default,
-        "(900), got 800",
+        "(500), got 400",
     );
 }
 
 #[test]
 fn rpc_timeout_must_cover_a_heartbeat() {
     assert_invalid(
-        load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "99")], &flags()),
+        load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "49")], &flags()),
         "raft.rpc_timeout_ms",
         &env_origin("DOCKET_RAFT_RPC_TIMEOUT_MS"),
-        "must be at least raft.heartbeat_interval_ms (100), got 99",
+        "must be at least raft.heartbeat_interval_ms (50), got 49",
     );
     load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "100")], &flags()).expect("equal is enough");
     assert_invalid(
@@ -844,14 +844,14 @@ fn every_limit_is_at_least_one_and_at_most_its_ceiling() {
 fn the_display_reads_field_origin_message() {
     let error = load(
         None,
-        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "150")],
+        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "75")],
         &flags(),
     )
-    .expect_err("150 <= 2 x 100");
+    .expect_err("75 <= 2 x 50");
     assert_eq!(
         error.to_string(),
         "raft.election_timeout_min_ms (from DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS): must be \
-         greater than 2 x raft.heartbeat_interval_ms (2 x 100 = 200), got 150: followers must \
+         greater than 2 x raft.heartbeat_interval_ms (2 x 50 = 100), got 75: followers must \
          see several heartbeats go missing before timing out, or one late heartbeat deposes a \
          healthy leader"
     );
@@ -1159,7 +1159,7 @@ fn the_printed_config_reads_back_identically() {
         "{printed}"
     );
     assert!(
-        printed.contains("[raft]\nheartbeat_interval_ms = 100\n"),
+        printed.contains("[raft]\nheartbeat_interval_ms = 50\n"),
         "{printed}"
     );
     assert!(

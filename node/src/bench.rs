@@ -30,6 +30,7 @@ use crate::local_cluster::LocalCluster;
 use crate::rail::Rail;
 use crate::wire::Consistency;
 
+mod failover;
 mod grow;
 
 /// Proposals signed ahead of a run, at most. Bounds the generator's memory (~300 bytes each).
@@ -49,6 +50,10 @@ pub enum Mode {
     /// disk per node and the time of GET /v1/status; then a follower restart and a fresh
     /// node's catch-up, timed (starts its own cluster; not with --target).
     Grow,
+    /// Failover: --rounds times, SIGKILL the leader and time the first write recorded by a
+    /// survivor; the median, the maximum and the elections that took more than one term
+    /// (starts its own cluster; not with --target).
+    Failover,
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +90,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = JOBS_INFLIGHT_MAX_DEFAULT as u64,
           value_parser = clap::value_parser!(u64).range(1..=JOBS_INFLIGHT_MAX_CEILING as u64))]
     pub jobs_inflight: u64,
-    /// Grow mode: write rounds of --duration-s seconds each.
+    /// Grow mode: write rounds of --duration-s seconds each. Failover mode: leader kills.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub rounds: u64,
 }
@@ -194,6 +199,38 @@ async fn run_grow(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--mode failover` ([`failover`]).
+async fn run_failover(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    if args.target.is_some() {
+        bail!("--mode failover starts its own cluster (it kills its leaders): drop --target");
+    }
+    let temp;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("docket-failover-")
+                .tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let report = failover::run(&args, &root).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} leader kills on {} nodes: first write after the kill p50 {:.0} ms, max {:.0} ms; \
+             {} election(s) took more than one term",
+            report.rounds.len(),
+            report.nodes,
+            report.first_write_ms_p50,
+            report.first_write_ms_max,
+            report.multi_term_elections,
+        );
+    }
+    Ok(())
+}
+
 fn percentile(sorted_us: &[u64], p: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
@@ -209,6 +246,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     }
     if args.mode == Mode::Grow {
         return run_grow(args, json).await;
+    }
+    if args.mode == Mode::Failover {
+        return run_failover(args, json).await;
     }
     let temp;
     let mut cluster = None;
@@ -259,7 +299,7 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
         .unwrap_or(0);
     let total_s = args.duration_s + 1;
     let per_client = match args.mode {
-        Mode::Read | Mode::Effects => 0,
+        Mode::Read | Mode::Effects | Mode::Failover => 0,
         Mode::Write | Mode::Grow => ((args.rate_hint * total_s) as usize / args.clients as usize)
             .clamp(
                 args.batch as usize,
@@ -322,7 +362,9 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
                         .state("settlement", "bench-read", Consistency::Linearizable)
                         .await
                         .map(|_| 1),
-                    Mode::Effects => unreachable!("effects mode runs in run_effects"),
+                    Mode::Effects | Mode::Failover => {
+                        unreachable!("effects and failover run in their own functions")
+                    }
                     Mode::Write | Mode::Grow => {
                         let chunk: Vec<SignedProposal> = pool.by_ref().take(batch).collect();
                         if chunk.is_empty() {
