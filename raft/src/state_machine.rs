@@ -20,11 +20,13 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use docket_core::merkle::Hash;
 use docket_core::{LedgerEntry, LedgerIndex, State, StateHash, VerifiedMemo};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
 use crate::command::{execute, CommandResponse};
+use crate::merkle::{LedgerTree, TreeError, TreeHead};
 use crate::snapshot::{self, CoreSection, Header, SnapshotBuilder};
 use crate::store::{AppliedRecord, SnapshotRecord, Store, StoreError};
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
@@ -323,6 +325,38 @@ impl Replica {
         read(&self.shared).applied.last_applied
     }
 
+    /// Runs `f` on the Merkle tree over the applied ledger, under the state lock (so the
+    /// tree and the ledger length agree; applies and installs wait, as for
+    /// [`Replica::with_state`]). Every method of the view is O(log n) disk reads.
+    pub fn with_tree<T>(&self, f: impl FnOnce(&LedgerTree<'_>) -> T) -> T {
+        let shared = read(&self.shared);
+        f(&self.store.ledger_tree_of(shared.applied.ledger_len))
+    }
+
+    /// Size and RFC 9162 root of the Merkle tree over the whole applied ledger.
+    pub fn tree_head(&self) -> Result<TreeHead, TreeError> {
+        self.with_tree(|tree| tree.head())
+    }
+
+    /// The tree's root when the ledger had `size` entries (`size <= ledger_len`).
+    pub fn tree_root_at(&self, size: u64) -> Result<Hash, TreeError> {
+        self.with_tree(|tree| tree.root_at(size))
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries
+    /// (`index < size <= ledger_len`), leaf first; it verifies against
+    /// [`Replica::tree_root_at`]`(size)` with the entry's hash
+    /// ([`docket_core::merkle::verify_inclusion`]).
+    pub fn inclusion_proof(&self, index: LedgerIndex, size: u64) -> Result<Vec<Hash>, TreeError> {
+        self.with_tree(|tree| tree.inclusion_proof(index.0, size))
+    }
+
+    /// RFC 9162 consistency proof that the tree of `to` entries extends the tree of `from`
+    /// (`0 < from < to <= ledger_len`; [`docket_core::merkle::verify_consistency`]).
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, TreeError> {
+        self.with_tree(|tree| tree.consistency_proof(from, to))
+    }
+
     /// The applied ledger entry at `index`, read from disk.
     pub fn ledger_entry(&self, index: LedgerIndex) -> Result<Option<LedgerEntry>, StoreError> {
         if index.0 >= self.ledger_len() {
@@ -362,6 +396,7 @@ mod tests {
 
     use super::*;
     use crate::command::{Command, Outcome};
+    use crate::disk::TreeName;
     use crate::snapshot::SnapshotError;
     use crate::{NodeAddr, Vote};
 
@@ -824,16 +859,26 @@ mod tests {
                 },
             );
             sm.store
-                .commit_apply(&[stray], &read(&sm.shared).applied)
-                .expect("write stray entry");
-            sm.replica().state_hash()
+                .write_raw(TreeName::Ledger, &7u64.to_be_bytes(), &stray.to_bytes());
+            let head = sm.replica().tree_head().expect("tree head");
+            // And Merkle nodes past the applied length: a leaf, a torn append's parent.
+            for (level, index) in [(0, 7), (1, 3)] {
+                let key = crate::merkle::node_key(level, index).expect("key");
+                sm.store.write_raw(TreeName::Merkle, &key, &[9; 32]);
+            }
+            (sm.replica().state_hash(), head)
         };
         let (_log, sm) = open_sm(dir.path());
-        assert_eq!(sm.replica().state_hash(), expected);
+        assert_eq!(sm.replica().state_hash(), expected.0);
         assert_eq!(
             sm.store.ledger_get(7).expect("read"),
             None,
             "stray entry removed"
+        );
+        assert_eq!(sm.replica().tree_head().expect("tree head"), expected.1);
+        assert_eq!(
+            sm.store.ledger_tree().expect("tree").size(),
+            expected.1.size
         );
     }
 }

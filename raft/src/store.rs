@@ -56,11 +56,13 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use docket_core::merkle::{leaf_hash, Hash};
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::disk::{Disk, KeyValue, SimDisk, SledDisk, TreeName, Visit, WriteBatch};
+use crate::merkle::{self, LedgerTree};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -72,6 +74,10 @@ const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// Size of one chunk of the core state snapshot. Below sled's inline threshold (a quarter
 /// of its 512 KiB segment, minus headers) so each chunk is an ordinary log record.
 pub const STATE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Ledger entries read per page (and tree nodes written per batch) when the Merkle tree
+/// is built from the ledger: on open of a store that lacks it, and on a snapshot install.
+pub const MERKLE_BUILD_PAGE: u64 = 4096;
 
 /// sled's page cache. sled's default is 1 GiB per database; a node holds one database and
 /// the 2-core, 24 GiB machines run three nodes plus clients, so keep it modest. The cache
@@ -352,6 +358,7 @@ impl Store {
                 "removed ledger entries past the applied position (an apply or snapshot install interrupted by a crash)"
             );
         }
+        self.recover_merkle(applied.ledger_len)?;
         let generation = self.snapshot_record()?.map(|r| r.generation);
         let mut stale = WriteBatch::default();
         self.disk
@@ -547,9 +554,30 @@ impl Store {
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for entry in entries {
+        let base = applied
+            .ledger_len
+            .checked_sub(entries.len() as u64)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "applied record of {} ledger entries after an apply of {}",
+                    applied.ledger_len,
+                    entries.len()
+                ))
+            })?;
+        let mut leaves: Vec<Hash> = Vec::with_capacity(entries.len());
+        for (expected, entry) in (base..).zip(entries) {
+            if entry.index.0 != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger entry {} applied where entry {expected} belongs",
+                    entry.index
+                )));
+            }
             batch.insert(TreeName::Ledger, index_key(entry.index.0), entry.to_bytes());
+            leaves.push(entry.hash.0);
         }
+        // The tree's size is the ledger length before this apply (open makes it so, and
+        // every apply and install keeps it so).
+        merkle::append(&self.disk, base, &leaves, &mut batch)?;
         batch.insert(
             TreeName::Sm,
             KEY_APPLIED,
@@ -558,6 +586,93 @@ impl Store {
         // In order, the applied record last: it is the commit point (see "What is atomic").
         // A sled transaction over both trees would cost two extra writes of sled's buffer.
         self.disk.apply_in_order(batch)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The Merkle tree over entry hashes (layout in [`crate::merkle`])
+
+    /// A read view of the Merkle tree over the applied ledger (its length read from the
+    /// applied record).
+    pub fn ledger_tree(&self) -> Result<LedgerTree<'_>, StoreError> {
+        let len = self.read_applied()?.unwrap_or_default().ledger_len;
+        Ok(self.ledger_tree_of(len))
+    }
+
+    /// A read view of the tree over `[0, len)`, where `len` is the applied ledger length
+    /// as the caller knows it (a [`Replica`](crate::Replica), under its state lock).
+    pub(crate) fn ledger_tree_of(&self, len: u64) -> LedgerTree<'_> {
+        LedgerTree::new(&self.disk, len)
+    }
+
+    /// Makes the tree hold exactly the ledger `[0, len)`: removes nodes past `len` (an
+    /// apply or install cut short), builds what is missing from the ledger (a store
+    /// written before the tree existed, or an interrupted build), and checks its last leaf
+    /// against the last entry.
+    fn recover_merkle(&self, len: u64) -> Result<(), StoreError> {
+        let size = merkle::stored_size(&self.disk)?.min(len);
+        let mut batch = WriteBatch::default();
+        let removed = merkle::remove_past(&self.disk, size, &mut batch)?;
+        self.disk.apply(batch)?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                size,
+                "removed Merkle nodes past the applied position (an apply or snapshot install interrupted by a crash)"
+            );
+        }
+        if size < len {
+            tracing::info!(
+                from = size,
+                to = len,
+                "building the Merkle tree over the ledger"
+            );
+            self.extend_merkle(size, len)?;
+        }
+        self.check_merkle_tail(len)
+    }
+
+    /// Appends the hashes of ledger entries `[from, to)` to the tree of `from` leaves,
+    /// reading the ledger in pages of [`MERKLE_BUILD_PAGE`] entries, each page's nodes one
+    /// atomic batch (so no append is ever torn).
+    fn extend_merkle(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let mut size = from;
+        while size < to {
+            let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
+            let mut leaves: Vec<Hash> = Vec::with_capacity((end - size) as usize);
+            self.ledger_for_each(size, end, |index, bytes| {
+                let entry = LedgerEntry::from_bytes(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
+                leaves.push(entry.hash.0);
+                Ok(())
+            })?;
+            let mut batch = WriteBatch::default();
+            merkle::append(&self.disk, size, &leaves, &mut batch)?;
+            self.disk.apply(batch)?;
+            size = end;
+        }
+        Ok(())
+    }
+
+    /// The tree has exactly `len` leaves and the last is the last ledger entry's hash.
+    fn check_merkle_tail(&self, len: u64) -> Result<(), StoreError> {
+        let size = merkle::stored_size(&self.disk)?;
+        if size != len {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle tree has {size} leaves, the ledger {len} entries"
+            )));
+        }
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(());
+        };
+        let entry = self
+            .ledger_get(last)?
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger entry {last} is missing")))?;
+        if merkle::leaf(&self.disk, last)? != Some(leaf_hash(&entry.hash.0)) {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle tree's leaf {last} is not ledger entry {last}'s hash"
+            )));
+        }
+        Ok(())
     }
 
     /// The ledger entry at `index`, if stored.
@@ -725,6 +840,12 @@ impl Store {
         }
         self.remove_range_into(&mut batch, TreeName::Ledger, ledger_len, None)?;
         self.disk.apply(batch)?;
+        // 1b. The Merkle tree over it. The nodes of the ledger prefix this store had are
+        //     kept if its last entry is the shipped entry at that index: both ledgers are
+        //     hash chains (the shipped one verified from genesis), so an equal hash there
+        //     means an equal prefix. Otherwise the tree is rebuilt from the ledger.
+        //     A crash before the commit point below is recovered on open like an apply.
+        self.install_merkle(ledger, ledger_len)?;
         // 2. The state chunks under a new generation.
         let (generation, old_chunks) = self.write_state_chunks(state)?;
         record.generation = generation;
@@ -743,6 +864,46 @@ impl Store {
         self.disk.apply(sm)?;
         self.disk.apply(old_chunks)?;
         self.durable_flush()
+    }
+}
+
+impl Store {
+    /// Writes one raw key and value, bypassing every invariant (tests that fake leftovers
+    /// of a crash).
+    #[cfg(test)]
+    pub(crate) fn write_raw(&self, tree: TreeName, key: &[u8], value: &[u8]) {
+        let mut batch = WriteBatch::default();
+        batch.insert(tree, key, value);
+        self.disk.apply(batch).expect("raw write");
+    }
+
+    /// Step 1b of [`Store::install_snapshot`]: the tree over the ledger `[0, ledger_len)`
+    /// just written, whose canonical entry bytes are `ledger`.
+    fn install_merkle(&self, ledger: &[Vec<u8>], ledger_len: u64) -> Result<(), StoreError> {
+        let old = merkle::stored_size(&self.disk)?;
+        let mut keep = 0;
+        if let Some(last) = old.checked_sub(1).filter(|_| old <= ledger_len) {
+            let bytes = usize::try_from(last)
+                .ok()
+                .and_then(|i| ledger.get(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot lacks entry {last}")))?;
+            let entry = LedgerEntry::from_bytes(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("snapshot entry {last}: {e}")))?;
+            if merkle::leaf(&self.disk, last)? == Some(leaf_hash(&entry.hash.0)) {
+                keep = old;
+            }
+        }
+        if keep < old {
+            tracing::warn!(
+                old,
+                ledger_len,
+                "the installed ledger does not extend this store's: rebuilding the Merkle tree"
+            );
+        }
+        let mut batch = WriteBatch::default();
+        merkle::remove_past(&self.disk, keep, &mut batch)?;
+        self.disk.apply(batch)?;
+        self.extend_merkle(keep, ledger_len)
     }
 }
 
@@ -798,17 +959,30 @@ mod tests {
         applied.ledger_len = entries.len() as u64;
         store.commit_apply(&entries, &applied).expect("apply");
         store.durable_flush().expect("flush");
+        let head = store.ledger_tree().expect("tree").head().expect("head");
+        assert_eq!(head.size, entries.len() as u64);
 
         applied.ledger_len += second.len() as u64;
         store.commit_apply(&second, &applied).expect("apply");
         drop(store);
-        // Every entry of the second apply reached the disk, its applied record did not.
-        assert_eq!(disk.pending_batches(), second.len() + 1);
-        disk.crash_keeping(second.len());
+        // Every entry of the second apply and every Merkle node it completes reached the
+        // disk, its applied record did not.
+        let pending = disk.pending_batches();
+        assert!(pending > second.len() * 2, "entries, nodes, applied record");
+        disk.crash_keeping(pending - 1);
 
         let store = Store::open_sim(&disk).expect("reopen");
         let recovered = store.read_applied().expect("read").expect("applied");
         assert_eq!(recovered.ledger_len, entries.len() as u64);
+        assert_eq!(
+            store.ledger_tree().expect("tree").head().expect("head"),
+            head,
+            "the tree is back to the ledger it had"
+        );
+        assert_eq!(
+            merkle::stored_size(&store.disk).expect("size"),
+            entries.len() as u64
+        );
         assert!(store
             .ledger_get(entries.len() as u64)
             .expect("read")

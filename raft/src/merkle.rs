@@ -1,0 +1,357 @@
+//! The RFC 9162 Merkle tree over ledger entry hashes, kept on disk beside the ledger.
+//!
+//! [`docket_core::merkle`] owns the hashing (SHA-256, RFC 9162 §2.1), the O(log n) append
+//! and the proofs, over its [`MerkleStore`] seam. This module is that seam over the store's
+//! disk, and [`LedgerTree`], the read view a [`Replica`](crate::Replica) serves roots and
+//! proofs from. The leaves are the 32-byte [`EntryHash`](docket_core::EntryHash) values of
+//! the ledger entries, in ledger order: leaf `i` is entry `i`'s stored `hash`.
+//!
+//! ## Layout
+//!
+//! Tree `merkle` holds the hash of every *complete* subtree: the node at `(level, index)`
+//! covers leaves `[index * 2^level, (index + 1) * 2^level)`. Its key is
+//!
+//! ```text
+//! end    u64 big-endian   (index + 1) * 2^level: the leaf count when the node completes
+//! level  u8
+//! ```
+//!
+//! and its value the node's 32-byte hash. Keying by `end` first puts the nodes one append
+//! writes (all with `end = leaf index + 1`) side by side at the end of the key space, and
+//! makes "every node past size `n`" the single range `end > n`, as for the ledger.
+//!
+//! The tree's size is not stored: it is the `applied` record's `ledger_len`, the commit
+//! point of both the ledger and the tree ([`crate::store`], "What is atomic"). An apply
+//! writes its ledger entries, then their tree nodes, then the applied record; open removes
+//! tree nodes past the applied length just as it removes ledger entries past it.
+//!
+//! ## Errors
+//!
+//! Core's seam is infallible (`get` answers `Option`), so a disk error during a read is
+//! kept aside by [`DiskNodes`] and reported in place of the `MissingNode` the core then
+//! sees; a node that is really missing is [`StoreError::Corrupt`]. Sizes and indexes out
+//! of range are [`TreeError::Refused`], never a panic.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use docket_core::merkle::{Hash, MerkleError, MerkleStore, MerkleTree};
+
+use crate::disk::{Disk, TreeName, WriteBatch};
+use crate::store::StoreError;
+
+/// Length of a node key: `end` (8 bytes) and `level` (1 byte).
+pub(crate) const NODE_KEY_BYTES: usize = 9;
+
+/// The key of the node at `(level, index)`, or `None` if no tree of at most `u64::MAX`
+/// leaves has it.
+pub(crate) fn node_key(level: u32, index: u64) -> Option<[u8; NODE_KEY_BYTES]> {
+    let end = index
+        .checked_add(1)?
+        .checked_mul(1u64.checked_shl(level)?)?;
+    let level = u8::try_from(level).ok()?;
+    let mut key = [0u8; NODE_KEY_BYTES];
+    key[..8].copy_from_slice(&end.to_be_bytes());
+    key[8] = level;
+    Some(key)
+}
+
+/// `(end, level)` of a node key.
+fn key_parts(key: &[u8]) -> Result<(u64, u32), StoreError> {
+    let bytes: [u8; NODE_KEY_BYTES] = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("Merkle node key of {} bytes", key.len())))?;
+    let mut end = [0u8; 8];
+    end.copy_from_slice(&bytes[..8]);
+    Ok((u64::from_be_bytes(end), u32::from(bytes[8])))
+}
+
+fn decode_hash(level: u32, index: u64, value: &[u8]) -> Result<Hash, StoreError> {
+    Hash::try_from(value).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "Merkle node (level {level}, index {index}) holds {} bytes, not 32",
+            value.len()
+        ))
+    })
+}
+
+/// A root, or a proof, asked of the tree could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// The size or index is out of range (beyond the ledger, or `0 < m < n` violated for a
+    /// consistency proof). The caller asked for something that does not exist.
+    #[error(transparent)]
+    Refused(MerkleError),
+    /// Reading the tree failed, or it lacks a node its size says it holds.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The size and root of the tree over the whole applied ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of leaves: the ledger length.
+    pub size: u64,
+    /// RFC 9162 root (`SHA-256("")` for the empty tree).
+    pub root: Hash,
+}
+
+/// [`MerkleStore`] over the disk: reads go to nodes put during this operation first, then
+/// to the `merkle` tree; puts are collected in order for the caller to write.
+pub(crate) struct DiskNodes<'a> {
+    disk: &'a Disk,
+    size: u64,
+    /// Nodes put and not yet written, for reads.
+    overlay: BTreeMap<(u32, u64), Hash>,
+    /// The same nodes, in the order they were put.
+    put: Vec<(u32, u64, Hash)>,
+    /// The first disk error a read met (the seam cannot return it).
+    error: RefCell<Option<StoreError>>,
+    /// Reads that went to the disk.
+    reads: Cell<u64>,
+}
+
+impl<'a> DiskNodes<'a> {
+    pub(crate) fn new(disk: &'a Disk, size: u64) -> DiskNodes<'a> {
+        DiskNodes {
+            disk,
+            size,
+            overlay: BTreeMap::new(),
+            put: Vec::new(),
+            error: RefCell::new(None),
+            reads: Cell::new(0),
+        }
+    }
+
+    fn fail(&self, error: StoreError) {
+        let mut slot = self.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+    }
+
+    /// Disk reads so far.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// Adds the nodes put so far to `batch`, in order.
+    fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        for &(level, index, hash) in &self.put {
+            let key = node_key(level, index).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "Merkle node (level {level}, index {index}) has no key"
+                ))
+            })?;
+            batch.insert(TreeName::Merkle, key, hash);
+        }
+        Ok(())
+    }
+
+    /// Turns the result of a tree operation into ours: a disk error met on the way wins,
+    /// a missing node is corruption, anything else is a refusal.
+    fn finish<T>(&self, result: Result<T, MerkleError>) -> Result<T, TreeError> {
+        if let Some(error) = self.error.borrow_mut().take() {
+            return Err(TreeError::Store(error));
+        }
+        result.map_err(|e| match e {
+            MerkleError::MissingNode { level, index } => TreeError::Store(StoreError::Corrupt(
+                format!("Merkle node (level {level}, index {index}) is missing"),
+            )),
+            other => TreeError::Refused(other),
+        })
+    }
+}
+
+impl MerkleStore for DiskNodes<'_> {
+    fn get(&self, level: u32, index: u64) -> Option<Hash> {
+        if let Some(hash) = self.overlay.get(&(level, index)) {
+            return Some(*hash);
+        }
+        let key = node_key(level, index)?;
+        self.reads.set(self.reads.get() + 1);
+        match self.disk.get(TreeName::Merkle, &key) {
+            Ok(Some(value)) => match decode_hash(level, index, &value) {
+                Ok(hash) => Some(hash),
+                Err(e) => {
+                    self.fail(e);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, level: u32, index: u64, hash: Hash) {
+        self.overlay.insert((level, index), hash);
+        self.put.push((level, index, hash));
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn set_size(&mut self, size: u64) {
+        self.size = size;
+    }
+}
+
+/// Appends `leaves` to the tree of `size` leaves on `disk`, adding the nodes to write to
+/// `batch` (in the order the appends put them). Returns how many reads went to the disk.
+pub(crate) fn append(
+    disk: &Disk,
+    size: u64,
+    leaves: &[Hash],
+    batch: &mut WriteBatch,
+) -> Result<u64, StoreError> {
+    if leaves.is_empty() {
+        return Ok(0);
+    }
+    let mut tree = MerkleTree::new(DiskNodes::new(disk, size));
+    for leaf in leaves {
+        let appended = tree.append(leaf);
+        tree.store().finish(appended).map_err(|e| match e {
+            TreeError::Store(e) => e,
+            TreeError::Refused(e) => StoreError::Corrupt(format!("Merkle append: {e}")),
+        })?;
+    }
+    tree.store().write_into(batch)?;
+    Ok(tree.store().reads())
+}
+
+/// The size of the tree on disk, judged from its greatest key: the `end` of the last
+/// append if that append is whole (it wrote levels `0..=end.trailing_zeros()`, the top
+/// one last and greatest), else one less (a torn append, whose nodes the caller removes
+/// with [`remove_past`]). Assumes appends land in order, as the disk guarantees.
+pub(crate) fn stored_size(disk: &Disk) -> Result<u64, StoreError> {
+    let Some((key, _)) = disk.last(TreeName::Merkle)? else {
+        return Ok(0);
+    };
+    let (end, level) = key_parts(&key)?;
+    if end == 0 {
+        return Err(StoreError::Corrupt("Merkle node key with end 0".into()));
+    }
+    Ok(if level == end.trailing_zeros() {
+        end
+    } else {
+        end - 1
+    })
+}
+
+/// Adds removals of every node past `size` leaves (`end > size`) to `batch`; returns how
+/// many.
+pub(crate) fn remove_past(
+    disk: &Disk,
+    size: u64,
+    batch: &mut WriteBatch,
+) -> Result<u64, StoreError> {
+    let Some(lo) = size.checked_add(1) else {
+        return Ok(0);
+    };
+    let mut count = 0u64;
+    disk.for_each(TreeName::Merkle, &lo.to_be_bytes(), None, &mut |key, _| {
+        batch.remove(TreeName::Merkle, key);
+        count += 1;
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// The stored leaf node (`SHA-256(0x00 || entry hash)`) of entry `index`, if any.
+pub(crate) fn leaf(disk: &Disk, index: u64) -> Result<Option<Hash>, StoreError> {
+    let Some(key) = node_key(0, index) else {
+        return Ok(None);
+    };
+    match disk.get(TreeName::Merkle, &key)? {
+        Some(value) => Ok(Some(decode_hash(0, index, &value)?)),
+        None => Ok(None),
+    }
+}
+
+/// A read view of the tree over the first `size` ledger entries. Every method is O(log n)
+/// disk reads. Obtained from [`Store::ledger_tree`](crate::Store::ledger_tree) or through a
+/// [`Replica`](crate::Replica).
+pub struct LedgerTree<'a> {
+    tree: MerkleTree<DiskNodes<'a>>,
+}
+
+impl std::fmt::Debug for LedgerTree<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("LedgerTree")
+            .field("size", &self.size())
+            .field("reads", &self.reads())
+            .finish()
+    }
+}
+
+impl<'a> LedgerTree<'a> {
+    pub(crate) fn new(disk: &'a Disk, size: u64) -> LedgerTree<'a> {
+        LedgerTree {
+            tree: MerkleTree::new(DiskNodes::new(disk, size)),
+        }
+    }
+
+    /// Number of leaves (ledger entries).
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Size and root of the whole tree.
+    pub fn head(&self) -> Result<TreeHead, TreeError> {
+        let size = self.size();
+        Ok(TreeHead {
+            size,
+            root: self.root_at(size)?,
+        })
+    }
+
+    /// The root the tree had at `size` leaves (`size <= self.size()`).
+    pub fn root_at(&self, size: u64) -> Result<Hash, TreeError> {
+        let result = self.tree.root_at(size);
+        self.tree.store().finish(result)
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` leaves
+    /// (`index < size <= self.size()`); check it with
+    /// [`verify_inclusion`](docket_core::merkle::verify_inclusion) and the entry's hash.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
+        let result = self.tree.inclusion_proof(index, size);
+        self.tree.store().finish(result)
+    }
+
+    /// RFC 9162 consistency proof from `m` to `n` leaves (`0 < m < n <= self.size()`);
+    /// check it with [`verify_consistency`](docket_core::merkle::verify_consistency).
+    pub fn consistency_proof(&self, m: u64, n: u64) -> Result<Vec<Hash>, TreeError> {
+        let result = self.tree.consistency_proof(m, n);
+        self.tree.store().finish(result)
+    }
+
+    /// Disk reads this view has made (for cost tests).
+    pub fn reads(&self) -> u64 {
+        self.tree.store().reads()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_keys_order_by_end_then_level() {
+        let key = |level, index| node_key(level, index).expect("key");
+        // Leaf 5 (end 6) < node (1, 2) (end 6, level 1) < leaf 6 (end 7).
+        assert!(key(0, 5) < key(1, 2));
+        assert!(key(1, 2) < key(0, 6));
+        assert!(key(0, 255) < key(0, 256));
+        assert_eq!(key_parts(&key(3, 4)).expect("parts"), (40, 3));
+        // Nodes beyond any u64-sized tree have no key.
+        assert_eq!(node_key(64, 0), None);
+        assert_eq!(node_key(1, u64::MAX / 2), None);
+        assert_eq!(node_key(0, u64::MAX), None);
+        assert!(node_key(63, 0).is_some());
+    }
+}
