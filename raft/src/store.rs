@@ -628,7 +628,18 @@ impl Store {
             );
             self.extend_merkle(size, len)?;
         }
-        self.check_merkle_tail(len)
+        if let Err(e) = self.check_merkle_tail(len) {
+            // The tree is derived from the ledger; a ledger whose prefix was replaced (an
+            // install of a ledger that does not extend this one, cut short by a crash)
+            // gets its tree rebuilt.
+            tracing::warn!(error = %e, "rebuilding the Merkle tree from the ledger");
+            let mut batch = WriteBatch::default();
+            merkle::remove_past(&self.disk, 0, &mut batch)?;
+            self.disk.apply(batch)?;
+            self.extend_merkle(0, len)?;
+            self.check_merkle_tail(len)?;
+        }
+        Ok(())
     }
 
     /// Appends the hashes of ledger entries `[from, to)` to the tree of `from` leaves,
