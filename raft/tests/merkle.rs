@@ -48,11 +48,23 @@ fn apply(store: &Store, entries: &[LedgerEntry]) {
     store.commit_apply(entries, &applied).expect("apply");
 }
 
-fn sled_options() -> StoreOptions {
-    StoreOptions {
+/// Opens a sled store in `dir`. A store of the same directory dropped just before may still
+/// hold sled's file lock for a moment, so a lock conflict is retried, within a bound.
+fn open_sled(dir: &std::path::Path) -> Store {
+    let options = StoreOptions {
         flush_every_ms: None,
         ..StoreOptions::default()
+    };
+    for _ in 0..100 {
+        match Store::open(dir, &options) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open: {e}"),
+        }
     }
+    Store::open(dir, &options).expect("open")
 }
 
 /// Sizes where the tree's shape changes: 0, 1, powers of two and their neighbours.
@@ -163,7 +175,7 @@ fn the_stored_tree_equals_the_in_memory_tree_at_every_size_on_both_disks() {
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), &sled_options()).expect("open");
+    let store = open_sled(dir.path());
     in_batches(&store, &entries, 0, N as usize, 4);
     assert_tree_matches(&store, &entries, &sizes);
 }
@@ -206,12 +218,12 @@ fn a_restart_keeps_the_tree() {
     let entries = chain(100, "restart");
     let dir = tempfile::tempdir().expect("tempdir");
     let head = {
-        let store = Store::open(dir.path(), &sled_options()).expect("open");
+        let store = open_sled(dir.path());
         in_batches(&store, &entries, 0, 70, 7);
         store.durable_flush().expect("flush");
         store.ledger_tree().expect("tree").head().expect("head")
     };
-    let store = Store::open(dir.path(), &sled_options()).expect("reopen");
+    let store = open_sled(dir.path());
     assert_eq!(
         store.ledger_tree().expect("tree").head().expect("head"),
         head
