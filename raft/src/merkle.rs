@@ -338,7 +338,109 @@ impl<'a> LedgerTree<'a> {
 
 #[cfg(test)]
 mod tests {
+    use docket_core::merkle::{MemStore, MerkleTree};
+    use docket_core::{ConstitutionVersion, EntryHash, LedgerEntry, LedgerId, LedgerIndex};
+    use docket_core::{LedgerTime, Record};
+
     use super::*;
+    use crate::store::{AppliedRecord, Store};
+    use crate::SimDisk;
+
+    /// A hash chain of `n` entries (the store checks neither chain nor records).
+    fn chain(n: u64) -> Vec<LedgerEntry> {
+        let ledger_id = LedgerId::new("cost").expect("id");
+        let mut prev = EntryHash::ZERO;
+        (0..n)
+            .map(|i| {
+                let entry = LedgerEntry::seal(
+                    LedgerIndex(i),
+                    LedgerTime(i),
+                    ConstitutionVersion([2; 32]),
+                    prev,
+                    Record::Genesis {
+                        ledger_id: ledger_id.clone(),
+                        document: format!("{i}"),
+                    },
+                );
+                prev = entry.hash;
+                entry
+            })
+            .collect()
+    }
+
+    /// Bits needed for `n`: `floor(log2 n) + 1` (0 for 0).
+    fn bits(n: u64) -> u64 {
+        u64::from(64 - n.leading_zeros())
+    }
+
+    #[test]
+    fn appends_and_reads_cost_o_log_n_disk_operations() {
+        const N: u64 = (1 << 12) + 3;
+        let entries = chain(N);
+        let disk = SimDisk::new("cost");
+        let store = Store::open_sim(&disk).expect("open");
+        let mut mem = MerkleTree::new(MemStore::default());
+        let mut applied = AppliedRecord::default();
+        let (mut total_writes, mut max_writes) = (0u64, 0u64);
+        let (mut max_append_reads, mut max_view_reads) = (0u64, 0u64);
+        for (n, entry) in (0u64..).zip(&entries) {
+            // Reads of one append: the left siblings it completes, from the disk.
+            let mut batch = WriteBatch::default();
+            let reads = append(store.disk(), n, &[entry.hash.0], &mut batch).expect("append");
+            assert_eq!(reads, u64::from(n.trailing_ones()), "append of leaf {n}");
+            max_append_reads = max_append_reads.max(reads);
+
+            // Writes of one apply, counted on the disk: the entry, a node per level the
+            // leaf completes (the leaf itself and `trailing_ones` parents), the record.
+            store.durable_flush().expect("flush");
+            applied.ledger_len = n + 1;
+            store
+                .commit_apply(std::slice::from_ref(entry), &applied)
+                .expect("apply");
+            let writes = disk.pending_batches() as u64 - 2;
+            assert_eq!(
+                writes,
+                1 + u64::from(n.trailing_ones()),
+                "apply of leaf {n}"
+            );
+            assert!(writes <= 1 + bits(n));
+            total_writes += writes;
+            max_writes = max_writes.max(writes);
+
+            // Reads of the root and of proofs at the new size.
+            mem.append(&entry.hash.0).expect("mem append");
+            let size = n + 1;
+            let view = store.ledger_tree_of(size);
+            assert_eq!(view.root_at(size).expect("root"), mem.root().expect("mem"));
+            assert_eq!(view.reads(), u64::from(size.count_ones()), "root of {size}");
+            let mut worst = view.reads();
+            for i in [0, size / 2, size - 1] {
+                let view = store.ledger_tree_of(size);
+                view.inclusion_proof(i, size).expect("inclusion");
+                assert!(view.reads() <= 2 * bits(size), "inclusion {i} in {size}");
+                worst = worst.max(view.reads());
+            }
+            for m in [1, size / 2, size - 1]
+                .into_iter()
+                .filter(|&m| m > 0 && m < size)
+            {
+                let view = store.ledger_tree_of(size);
+                view.consistency_proof(m, size).expect("consistency");
+                assert!(view.reads() <= 2 * bits(size), "consistency {m} to {size}");
+                worst = worst.max(view.reads());
+            }
+            max_view_reads = max_view_reads.max(worst);
+        }
+        // An average of two node writes per entry: n leaves and n - popcount(n) parents.
+        assert_eq!(total_writes, 2 * N - u64::from(N.count_ones()));
+        assert_eq!(max_writes, 13, "leaf 4095 completes 12 levels above it");
+        assert_eq!(max_append_reads, 12);
+        eprintln!(
+            "{N} appends: {total_writes} node writes (max {max_writes} per append), \
+             max {max_append_reads} reads per append, max {max_view_reads} reads per root \
+             or proof"
+        );
+    }
 
     #[test]
     fn node_keys_order_by_end_then_level() {

@@ -879,6 +879,12 @@ impl Store {
 }
 
 impl Store {
+    /// The disk under the store (tests that count or fake what is on it).
+    #[cfg(test)]
+    pub(crate) fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
     /// Writes one raw key and value, bypassing every invariant (tests that fake leftovers
     /// of a crash).
     #[cfg(test)]
