@@ -28,7 +28,7 @@
 //! ## Errors
 //!
 //! Core's seam is infallible (`get` answers `Option`), so a disk error during a read is
-//! kept aside by [`DiskNodes`] and reported in place of the `MissingNode` the core then
+//! kept aside by `DiskNodes` and reported in place of the `MissingNode` the core then
 //! sees; a node that is really missing is [`StoreError::Corrupt`]. Sizes and indexes out
 //! of range are [`TreeError::Refused`], never a panic.
 

@@ -2,9 +2,11 @@
 //!
 //! The state lives in memory ([`docket_core::State`] is O(state), not O(ledger)); the
 //! ledger entries it produces live in sled. Applying a batch of Raft entries runs
-//! [`crate::command`] over the in-memory state, then writes the new ledger entries and the
-//! applied position in one sled transaction, while holding the lock readers take, so a
-//! reader never sees state whose entries are not yet stored.
+//! [`crate::command`] over the in-memory state, then writes the new ledger entries, the
+//! Merkle tree nodes over their hashes and the applied position (in order, the applied
+//! record last: [`Store::commit_apply`]), while holding the lock readers take, so a reader
+//! never sees state whose entries are not yet stored. [`Replica`] serves the tree's roots
+//! and proofs under the same lock, so they always cover exactly the applied ledger.
 //!
 //! Applied state is not flushed on every apply: after a crash, the node restarts from the
 //! applied position sled still has and openraft re-applies the committed entries after it

@@ -18,6 +18,7 @@
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
 //! | `sm`       | `applied`, `snapshot`            | bincode [`AppliedRecord`], [`SnapshotRecord`] |
 //! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
+//! | `merkle`   | `end` `u64` BE ++ `level` `u8`   | 32-byte RFC 9162 node hash ([`crate::merkle`]) |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
@@ -32,16 +33,21 @@
 //!
 //! * A log append writes its entries in order; nothing is acknowledged before the durable
 //!   flush that follows, and a torn append leaves a contiguous log.
-//! * Applying commands writes the new ledger entries, then the `applied` record (which
-//!   holds the ledger length), in order. The `applied` record is the commit point: a crash
-//!   before it leaves entries at or past its `ledger_len`, which open removes (they are
-//!   applied again from the log).
+//! * Applying commands writes the new ledger entries, then the Merkle tree nodes their
+//!   hashes complete, then the `applied` record (which holds the ledger length, and so the
+//!   tree's size), in order. The `applied` record is the commit point: a crash before it
+//!   leaves entries at or past its `ledger_len` and tree nodes past it (`end >
+//!   ledger_len`), which open removes (they are applied again from the log). Open also
+//!   builds the tree from the ledger where it falls short (a store from before the tree),
+//!   and checks its last leaf against the last entry.
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
 //!   that points at them; old generations are deleted afterwards and on open.
-//! * Installing a snapshot writes the shipped ledger first, then the `snapshot` record and
-//!   the `applied` record in one batch. As for an apply, on open ledger entries at or past
-//!   the `applied` record's `ledger_len` are leftovers of an interrupted write and are
-//!   removed.
+//! * Installing a snapshot writes the shipped ledger first, then the Merkle tree over it
+//!   (keeping the nodes of the prefix this store had when its last entry is the shipped
+//!   one, else rebuilding from the ledger, in atomic pages of [`MERKLE_BUILD_PAGE`]
+//!   leaves), then the `snapshot` record and the `applied` record in one batch. As for an
+//!   apply, on open ledger entries at or past the `applied` record's `ledger_len`, and
+//!   tree nodes past it, are leftovers of an interrupted write and are removed.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
