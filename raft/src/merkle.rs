@@ -9,21 +9,25 @@
 //! ## Layout
 //!
 //! Tree `merkle` holds the hash of every *complete* subtree: the node at `(level, index)`
-//! covers leaves `[index * 2^level, (index + 1) * 2^level)`. Its key is
+//! covers leaves `[index * 2^level, (index + 1) * 2^level)`. Appending leaf `n` completes
+//! the leaf and one parent per trailing one bit of `n` (`t = trailing_ones(n)` of them),
+//! and those `t + 1` nodes are stored together, as one record:
 //!
 //! ```text
-//! end    u64 big-endian   (index + 1) * 2^level: the leaf count when the node completes
-//! level  u8
+//! key    end u64 big-endian     n + 1: the leaf count once the append is done
+//! value  (t + 1) * 32 bytes     the hashes of nodes (0, n), (1, n / 2), ... (t, n >> t)
 //! ```
 //!
-//! and its value the node's 32-byte hash. Keying by `end` first puts the nodes one append
-//! writes (all with `end = leaf index + 1`) side by side at the end of the key space, and
-//! makes "every node past size `n`" the single range `end > n`, as for the ledger.
+//! so node `(level, index)` is bytes `[32 * level, 32 * level + 32)` of the record at
+//! `end = (index + 1) * 2^level`, whose `t` is `end.trailing_zeros()`. One append is one
+//! write (never torn: a crash keeps a record whole or not at all), and "every node past
+//! size `n`" is the single key range `end > n`, as for the ledger. Reads are one point
+//! read per node.
 //!
 //! The tree's size is not stored: it is the `applied` record's `ledger_len`, the commit
 //! point of both the ledger and the tree ([`crate::store`], "What is atomic"). An apply
-//! writes its ledger entries, then their tree nodes, then the applied record; open removes
-//! tree nodes past the applied length just as it removes ledger entries past it.
+//! writes its ledger entries, then their tree records, then the applied record; open removes
+//! tree records past the applied length just as it removes ledger entries past it.
 //!
 //! ## Errors
 //!
@@ -40,39 +44,41 @@ use docket_core::merkle::{Hash, MerkleError, MerkleStore, MerkleTree};
 use crate::disk::{Disk, TreeName, WriteBatch};
 use crate::store::StoreError;
 
-/// Length of a node key: `end` (8 bytes) and `level` (1 byte).
-pub(crate) const NODE_KEY_BYTES: usize = 9;
-
-/// The key of the node at `(level, index)`, or `None` if no tree of at most `u64::MAX`
-/// leaves has it.
-pub(crate) fn node_key(level: u32, index: u64) -> Option<[u8; NODE_KEY_BYTES]> {
+/// The key of the record holding node `(level, index)` (`end`, big-endian), and the
+/// node's byte offset in it; `None` if no tree of at most `u64::MAX` leaves has it.
+pub(crate) fn node_place(level: u32, index: u64) -> Option<([u8; 8], usize)> {
     let end = index
         .checked_add(1)?
         .checked_mul(1u64.checked_shl(level)?)?;
-    let level = u8::try_from(level).ok()?;
-    let mut key = [0u8; NODE_KEY_BYTES];
-    key[..8].copy_from_slice(&end.to_be_bytes());
-    key[8] = level;
-    Some(key)
+    Some((end.to_be_bytes(), 32 * level as usize))
 }
 
-/// `(end, level)` of a node key.
-fn key_parts(key: &[u8]) -> Result<(u64, u32), StoreError> {
-    let bytes: [u8; NODE_KEY_BYTES] = key
+fn key_end(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key
         .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("Merkle node key of {} bytes", key.len())))?;
-    let mut end = [0u8; 8];
-    end.copy_from_slice(&bytes[..8]);
-    Ok((u64::from_be_bytes(end), u32::from(bytes[8])))
+        .map_err(|_| StoreError::Corrupt(format!("Merkle record key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
-fn decode_hash(level: u32, index: u64, value: &[u8]) -> Result<Hash, StoreError> {
-    Hash::try_from(value).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "Merkle node (level {level}, index {index}) holds {} bytes, not 32",
+/// Checks the length of the record at `end` (`32 * (end.trailing_zeros() + 1)` bytes).
+fn check_record(end: u64, value: &[u8]) -> Result<(), StoreError> {
+    let expected = 32 * (end.trailing_zeros() as usize + 1);
+    if end == 0 || value.len() != expected {
+        return Err(StoreError::Corrupt(format!(
+            "Merkle record {end} holds {} bytes, not {expected}",
             value.len()
-        ))
-    })
+        )));
+    }
+    Ok(())
+}
+
+/// Node `(level, index)` out of its record.
+fn node_of(level: u32, index: u64, value: &[u8]) -> Result<Hash, StoreError> {
+    let (key, at) = node_place(level, index)
+        .ok_or_else(|| StoreError::Corrupt(format!("Merkle node ({level}, {index})")))?;
+    check_record(u64::from_be_bytes(key), value)?;
+    Hash::try_from(&value[at..at + 32])
+        .map_err(|_| StoreError::Corrupt(format!("Merkle node (level {level}, index {index})")))
 }
 
 /// A root, or a proof, asked of the tree could not be given.
@@ -135,15 +141,40 @@ impl<'a> DiskNodes<'a> {
         self.reads.get()
     }
 
-    /// Adds the nodes put so far to `batch`, in order.
+    /// Adds the nodes put so far to `batch`, one record per append, in order. Core's
+    /// append puts the leaf, then each parent it completes, so an append's nodes are
+    /// consecutive and level-ordered.
     fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        let mut record: Option<(u64, Vec<u8>)> = None;
         for &(level, index, hash) in &self.put {
-            let key = node_key(level, index).ok_or_else(|| {
+            let (key, at) = node_place(level, index).ok_or_else(|| {
                 StoreError::Corrupt(format!(
-                    "Merkle node (level {level}, index {index}) has no key"
+                    "Merkle node (level {level}, index {index}) has no place"
                 ))
             })?;
-            batch.insert(TreeName::Merkle, key, hash);
+            let end = u64::from_be_bytes(key);
+            match &mut record {
+                Some((current, bytes)) if *current == end && bytes.len() == at => {
+                    bytes.extend_from_slice(&hash);
+                }
+                _ => {
+                    if let Some((end, bytes)) = record.take() {
+                        check_record(end, &bytes)?;
+                        batch.insert(TreeName::Merkle, end.to_be_bytes(), bytes);
+                    }
+                    if at != 0 {
+                        return Err(StoreError::Corrupt(format!(
+                            "Merkle append of leaf {} began at level {level}",
+                            end - 1
+                        )));
+                    }
+                    record = Some((end, hash.to_vec()));
+                }
+            }
+        }
+        if let Some((end, bytes)) = record {
+            check_record(end, &bytes)?;
+            batch.insert(TreeName::Merkle, end.to_be_bytes(), bytes);
         }
         Ok(())
     }
@@ -168,10 +199,10 @@ impl MerkleStore for DiskNodes<'_> {
         if let Some(hash) = self.overlay.get(&(level, index)) {
             return Some(*hash);
         }
-        let key = node_key(level, index)?;
+        let (key, _) = node_place(level, index)?;
         self.reads.set(self.reads.get() + 1);
         match self.disk.get(TreeName::Merkle, &key) {
-            Ok(Some(value)) => match decode_hash(level, index, &value) {
+            Ok(Some(value)) => match node_of(level, index, &value) {
                 Ok(hash) => Some(hash),
                 Err(e) => {
                     self.fail(e);
@@ -223,26 +254,18 @@ pub(crate) fn append(
     Ok(tree.store().reads())
 }
 
-/// The size of the tree on disk, judged from its greatest key: the `end` of the last
-/// append if that append is whole (it wrote levels `0..=end.trailing_zeros()`, the top
-/// one last and greatest), else one less (a torn append, whose nodes the caller removes
-/// with [`remove_past`]). Assumes appends land in order, as the disk guarantees.
+/// The size of the tree on disk: the `end` of its last record (each record is written
+/// whole, and in order).
 pub(crate) fn stored_size(disk: &Disk) -> Result<u64, StoreError> {
-    let Some((key, _)) = disk.last(TreeName::Merkle)? else {
+    let Some((key, value)) = disk.last(TreeName::Merkle)? else {
         return Ok(0);
     };
-    let (end, level) = key_parts(&key)?;
-    if end == 0 {
-        return Err(StoreError::Corrupt("Merkle node key with end 0".into()));
-    }
-    Ok(if level == end.trailing_zeros() {
-        end
-    } else {
-        end - 1
-    })
+    let end = key_end(&key)?;
+    check_record(end, &value)?;
+    Ok(end)
 }
 
-/// Adds removals of every node past `size` leaves (`end > size`) to `batch`; returns how
+/// Adds removals of every record past `size` leaves (`end > size`) to `batch`; returns how
 /// many.
 pub(crate) fn remove_past(
     disk: &Disk,
@@ -263,11 +286,11 @@ pub(crate) fn remove_past(
 
 /// The stored leaf node (`SHA-256(0x00 || entry hash)`) of entry `index`, if any.
 pub(crate) fn leaf(disk: &Disk, index: u64) -> Result<Option<Hash>, StoreError> {
-    let Some(key) = node_key(0, index) else {
+    let Some((key, _)) = node_place(0, index) else {
         return Ok(None);
     };
     match disk.get(TreeName::Merkle, &key)? {
-        Some(value) => Ok(Some(decode_hash(0, index, &value)?)),
+        Some(value) => Ok(Some(node_of(0, index, &value)?)),
         None => Ok(None),
     }
 }
@@ -390,22 +413,25 @@ mod tests {
             assert_eq!(reads, u64::from(n.trailing_ones()), "append of leaf {n}");
             max_append_reads = max_append_reads.max(reads);
 
-            // Writes of one apply, counted on the disk: the entry, a node per level the
-            // leaf completes (the leaf itself and `trailing_ones` parents), the record.
+            // Writes of one apply, counted on the disk: the entry, one tree record, the
+            // applied record. The tree record holds the nodes the leaf completes: itself
+            // and `trailing_ones` parents.
             store.durable_flush().expect("flush");
             applied.ledger_len = n + 1;
             store
                 .commit_apply(std::slice::from_ref(entry), &applied)
                 .expect("apply");
-            let writes = disk.pending_batches() as u64 - 2;
-            assert_eq!(
-                writes,
-                1 + u64::from(n.trailing_ones()),
-                "apply of leaf {n}"
-            );
-            assert!(writes <= 1 + bits(n));
-            total_writes += writes;
-            max_writes = max_writes.max(writes);
+            assert_eq!(disk.pending_batches(), 3, "apply of leaf {n}");
+            let record = store
+                .disk()
+                .get(TreeName::Merkle, &(n + 1).to_be_bytes())
+                .expect("read")
+                .expect("a record");
+            let nodes = record.len() as u64 / 32;
+            assert_eq!(nodes, 1 + u64::from(n.trailing_ones()), "apply of leaf {n}");
+            assert!(nodes <= 1 + bits(n));
+            total_writes += nodes;
+            max_writes = max_writes.max(nodes);
 
             // Reads of the root and of proofs at the new size.
             mem.append(&entry.hash.0).expect("mem append");
@@ -431,29 +457,37 @@ mod tests {
             }
             max_view_reads = max_view_reads.max(worst);
         }
-        // An average of two node writes per entry: n leaves and n - popcount(n) parents.
+        // An average of two nodes per entry: n leaves and n - popcount(n) parents.
         assert_eq!(total_writes, 2 * N - u64::from(N.count_ones()));
         assert_eq!(max_writes, 13, "leaf 4095 completes 12 levels above it");
         assert_eq!(max_append_reads, 12);
         eprintln!(
-            "{N} appends: {total_writes} node writes (max {max_writes} per append), \
-             max {max_append_reads} reads per append, max {max_view_reads} reads per root \
-             or proof"
+            "{N} appends: one tree write each, {total_writes} nodes written (max \
+             {max_writes} per append), max {max_append_reads} reads per append, max \
+             {max_view_reads} reads per root or proof"
         );
     }
 
     #[test]
-    fn node_keys_order_by_end_then_level() {
-        let key = |level, index| node_key(level, index).expect("key");
-        // Leaf 5 (end 6) < node (1, 2) (end 6, level 1) < leaf 6 (end 7).
-        assert!(key(0, 5) < key(1, 2));
-        assert!(key(1, 2) < key(0, 6));
-        assert!(key(0, 255) < key(0, 256));
-        assert_eq!(key_parts(&key(3, 4)).expect("parts"), (40, 3));
-        // Nodes beyond any u64-sized tree have no key.
-        assert_eq!(node_key(64, 0), None);
-        assert_eq!(node_key(1, u64::MAX / 2), None);
-        assert_eq!(node_key(0, u64::MAX), None);
-        assert!(node_key(63, 0).is_some());
+    fn nodes_live_in_the_record_of_the_append_that_completed_them() {
+        let place = |level, index| node_place(level, index).expect("place");
+        let end = |level, index| u64::from_be_bytes(place(level, index).0);
+        // Leaf 5 and node (1, 2) are completed by the append of leaf 5.
+        assert_eq!(place(0, 5), (6u64.to_be_bytes(), 0));
+        assert_eq!(place(1, 2), (6u64.to_be_bytes(), 32));
+        // Leaf 7 completes (1, 3), (2, 1) and (3, 0): four nodes in record 8.
+        assert_eq!(place(3, 0), (8u64.to_be_bytes(), 96));
+        assert_eq!(end(2, 1), 8);
+        assert!(place(0, 255).0 < place(0, 256).0);
+        // Nodes beyond any u64-sized tree have no place.
+        assert_eq!(node_place(64, 0), None);
+        assert_eq!(node_place(1, u64::MAX / 2), None);
+        assert_eq!(node_place(0, u64::MAX), None);
+        assert!(node_place(63, 0).is_some());
+        // Record lengths follow the trailing zeros of `end`.
+        assert!(check_record(8, &[0; 128]).is_ok());
+        assert!(check_record(8, &[0; 96]).is_err());
+        assert!(check_record(7, &[0; 32]).is_ok());
+        assert!(check_record(0, &[0; 32]).is_err());
     }
 }

@@ -863,11 +863,11 @@ mod tests {
             sm.store
                 .write_raw(TreeName::Ledger, &7u64.to_be_bytes(), &stray.to_bytes());
             let head = sm.replica().tree_head().expect("tree head");
-            // And Merkle nodes past the applied length: a leaf, a torn append's parent.
-            for (level, index) in [(0, 7), (1, 3)] {
-                let key = crate::merkle::node_key(level, index).expect("key");
-                sm.store.write_raw(TreeName::Merkle, &key, &[9; 32]);
-            }
+            // And Merkle records past the applied length (of leaves 3 and 7).
+            sm.store
+                .write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[9; 96]);
+            sm.store
+                .write_raw(TreeName::Merkle, &8u64.to_be_bytes(), &[9; 128]);
             (sm.replica().state_hash(), head)
         };
         let (_log, sm) = open_sm(dir.path());

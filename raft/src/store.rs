@@ -18,7 +18,7 @@
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
 //! | `sm`       | `applied`, `snapshot`            | bincode [`AppliedRecord`], [`SnapshotRecord`] |
 //! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
-//! | `merkle`   | `end` `u64` BE ++ `level` `u8`   | 32-byte RFC 9162 node hash ([`crate::merkle`]) |
+//! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
@@ -33,11 +33,11 @@
 //!
 //! * A log append writes its entries in order; nothing is acknowledged before the durable
 //!   flush that follows, and a torn append leaves a contiguous log.
-//! * Applying commands writes the new ledger entries, then the Merkle tree nodes their
-//!   hashes complete, then the `applied` record (which holds the ledger length, and so the
-//!   tree's size), in order. The `applied` record is the commit point: a crash before it
-//!   leaves entries at or past its `ledger_len` and tree nodes past it (`end >
-//!   ledger_len`), which open removes (they are applied again from the log). Open also
+//! * Applying commands writes the new ledger entries, then one Merkle tree record per
+//!   entry (the nodes its hash completes), then the `applied` record (which holds the
+//!   ledger length, and so the tree's size), in order. The `applied` record is the commit
+//!   point: a crash before it leaves entries at or past its `ledger_len` and tree records
+//!   past it (`end > ledger_len`), which open removes (they are applied again from the log). Open also
 //!   builds the tree from the ledger where it falls short (a store from before the tree),
 //!   and checks its last leaf against the last entry.
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
@@ -47,7 +47,7 @@
 //!   one, else rebuilding from the ledger, in atomic pages of [`MERKLE_BUILD_PAGE`]
 //!   leaves), then the `snapshot` record and the `applied` record in one batch. As for an
 //!   apply, on open ledger entries at or past the `applied` record's `ledger_len`, and
-//!   tree nodes past it, are leftovers of an interrupted write and are removed.
+//!   tree records past it, are leftovers of an interrupted write and are removed.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -610,7 +610,7 @@ impl Store {
         LedgerTree::new(&self.disk, len)
     }
 
-    /// Makes the tree hold exactly the ledger `[0, len)`: removes nodes past `len` (an
+    /// Makes the tree hold exactly the ledger `[0, len)`: removes records past `len` (an
     /// apply or install cut short), builds what is missing from the ledger (a store
     /// written before the tree existed, or an interrupted build), and checks its last leaf
     /// against the last entry.
@@ -623,7 +623,7 @@ impl Store {
             tracing::warn!(
                 removed,
                 size,
-                "removed Merkle nodes past the applied position (an apply or snapshot install interrupted by a crash)"
+                "removed Merkle records past the applied position (an apply or snapshot install interrupted by a crash)"
             );
         }
         if size < len {
@@ -649,8 +649,8 @@ impl Store {
     }
 
     /// Appends the hashes of ledger entries `[from, to)` to the tree of `from` leaves,
-    /// reading the ledger in pages of [`MERKLE_BUILD_PAGE`] entries, each page's nodes one
-    /// atomic batch (so no append is ever torn).
+    /// reading the ledger in pages of [`MERKLE_BUILD_PAGE`] entries, each page's tree
+    /// records one batch (memory stays bounded by the page).
     fn extend_merkle(&self, from: u64, to: u64) -> Result<(), StoreError> {
         let mut size = from;
         while size < to {
@@ -988,10 +988,14 @@ mod tests {
         applied.ledger_len += second.len() as u64;
         store.commit_apply(&second, &applied).expect("apply");
         drop(store);
-        // Every entry of the second apply and every Merkle node it completes reached the
-        // disk, its applied record did not.
+        // Every entry of the second apply and its Merkle record reached the disk, its
+        // applied record did not.
         let pending = disk.pending_batches();
-        assert!(pending > second.len() * 2, "entries, nodes, applied record");
+        assert_eq!(
+            pending,
+            second.len() * 2 + 1,
+            "entries, tree records, applied"
+        );
         disk.crash_keeping(pending - 1);
 
         let store = Store::open_sim(&disk).expect("reopen");
