@@ -33,8 +33,11 @@
 //!
 //! Core's seam is infallible (`get` answers `Option`), so a disk error during a read is
 //! kept aside by `DiskNodes` and reported in place of the `MissingNode` the core then
-//! sees; a node that is really missing is [`StoreError::Corrupt`]. Sizes and indexes out
-//! of range are [`TreeError::Refused`], never a panic.
+//! sees; a node that is really missing, or a record of the wrong length, is
+//! [`StoreError::Corrupt`]. Sizes and indexes out of range are [`TreeError::Refused`],
+//! never a panic. Open checks only the last leaf against the last ledger entry (and
+//! rebuilds the tree from the ledger if they differ); damage elsewhere shows up as
+//! `Corrupt` on the reads that meet it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -466,6 +469,55 @@ mod tests {
              {max_writes} per append), max {max_append_reads} reads per append, max \
              {max_view_reads} reads per root or proof"
         );
+    }
+
+    #[test]
+    fn a_damaged_tree_is_an_error_not_a_panic() {
+        let entries = chain(8);
+        let disk = SimDisk::new("damaged");
+        let store = Store::open_sim(&disk).expect("open");
+        let applied = AppliedRecord {
+            ledger_len: 7,
+            ..AppliedRecord::default()
+        };
+        store.commit_apply(&entries[..7], &applied).expect("apply");
+        let corrupt =
+            |r: Result<Hash, TreeError>| matches!(r, Err(TreeError::Store(StoreError::Corrupt(_))));
+        // Record 4 (leaf 3, nodes (1, 1) and (2, 0)) cut short.
+        store.write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[1; 32]);
+        let view = store.ledger_tree_of(7);
+        assert!(corrupt(view.root_at(4)));
+        assert!(corrupt(view.root_at(7)));
+        assert!(view.root_at(2).is_ok(), "record 2 is intact");
+        assert!(matches!(
+            view.inclusion_proof(6, 7),
+            Err(TreeError::Store(StoreError::Corrupt(_)))
+        ));
+        // Record 6 missing.
+        let mut batch = WriteBatch::default();
+        batch.remove(TreeName::Merkle, 6u64.to_be_bytes());
+        store.disk().apply(batch).expect("remove");
+        assert!(corrupt(store.ledger_tree_of(7).root_at(6)));
+        // An append that needs a damaged node fails rather than write a wrong tree.
+        let applied = AppliedRecord {
+            ledger_len: 8,
+            ..AppliedRecord::default()
+        };
+        assert!(store.commit_apply(&entries[7..], &applied).is_err());
+        // Open checks only the last leaf: damage there makes it rebuild the whole tree
+        // from the ledger (the tree is derived data); damage elsewhere stays an error on
+        // the reads that meet it.
+        store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 32]);
+        drop(store);
+        let store = Store::open_sim(&disk).expect("reopen");
+        let mut mem = MerkleTree::new(MemStore::default());
+        for entry in &entries[..7] {
+            mem.append(&entry.hash.0).expect("append");
+        }
+        let view = store.ledger_tree().expect("tree");
+        for m in 0..=7 {
+            assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
+        }
     }
 
     #[test]
