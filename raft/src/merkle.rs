@@ -518,6 +518,16 @@ mod tests {
         for m in 0..=7 {
             assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
         }
+
+        // A last record of the wrong length is rebuilt too.
+        store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 64]);
+        store.write_raw(TreeName::Merkle, &2u64.to_be_bytes(), &[1; 64]);
+        drop(store);
+        let store = Store::open_sim(&disk).expect("reopen");
+        let view = store.ledger_tree().expect("tree");
+        for m in 0..=7 {
+            assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
+        }
     }
 
     #[test]

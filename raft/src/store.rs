@@ -615,7 +615,15 @@ impl Store {
     /// written before the tree existed, or an interrupted build), and checks its last leaf
     /// against the last entry.
     fn recover_merkle(&self, len: u64) -> Result<(), StoreError> {
-        let size = merkle::stored_size(&self.disk)?.min(len);
+        let size = match merkle::stored_size(&self.disk) {
+            Ok(size) => size.min(len),
+            // A last record that does not decode: rebuild (the tree is derived data).
+            Err(StoreError::Corrupt(e)) => {
+                tracing::warn!(error = %e, "rebuilding the Merkle tree from the ledger");
+                0
+            }
+            Err(e) => return Err(e),
+        };
         let mut batch = WriteBatch::default();
         let removed = merkle::remove_past(&self.disk, size, &mut batch)?;
         self.disk.apply(batch)?;
