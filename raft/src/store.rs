@@ -1029,6 +1029,88 @@ mod tests {
     }
 
     #[test]
+    fn an_install_that_extends_the_ledger_keeps_the_tree_of_its_prefix() {
+        use docket_core::{ConstitutionVersion, LedgerId, LedgerIndex, LedgerTime, Record};
+        let chain = |n: u64, salt: &str| {
+            let ledger_id = LedgerId::new("keep").expect("id");
+            let mut prev = EntryHash::ZERO;
+            (0..n)
+                .map(|i| {
+                    let entry = LedgerEntry::seal(
+                        LedgerIndex(i),
+                        LedgerTime(i),
+                        ConstitutionVersion([3; 32]),
+                        prev,
+                        Record::Genesis {
+                            ledger_id: ledger_id.clone(),
+                            document: format!("{salt} {i}"),
+                        },
+                    );
+                    prev = entry.hash;
+                    entry
+                })
+                .collect::<Vec<_>>()
+        };
+        let install = |store: &Store, ledger: &[LedgerEntry]| {
+            let bytes: Vec<Vec<u8>> = ledger.iter().map(LedgerEntry::to_bytes).collect();
+            let len = ledger.len() as u64;
+            let record = SnapshotRecord {
+                meta: SnapshotMeta {
+                    last_log_id: None,
+                    last_membership: StoredMembership::default(),
+                    snapshot_id: format!("keep-{len}"),
+                },
+                ledger_len: len,
+                core: None,
+                generation: 0,
+            };
+            let applied = AppliedRecord {
+                ledger_len: len,
+                ..AppliedRecord::default()
+            };
+            store
+                .install_snapshot(&bytes, record, &[], &applied)
+                .expect("install");
+        };
+        let ours = chain(100, "ours");
+        let disk = SimDisk::new("keep");
+        let store = Store::open_sim(&disk).expect("open");
+        let applied = AppliedRecord {
+            ledger_len: 40,
+            ..AppliedRecord::default()
+        };
+        store.commit_apply(&ours[..40], &applied).expect("apply");
+        // Mark the prefix's tree by removing a record in its middle: an install that
+        // keeps the prefix's nodes leaves the gap, one that rebuilds fills it.
+        let gap = || {
+            let mut batch = WriteBatch::default();
+            batch.remove(TreeName::Merkle, 16u64.to_be_bytes());
+            batch
+        };
+        store.disk().apply(gap()).expect("remove");
+        install(&store, &ours);
+        assert!(
+            store.ledger_tree().expect("tree").root_at(16).is_err(),
+            "the prefix's nodes were kept, not rewritten"
+        );
+        assert!(store.ledger_tree().expect("tree").root_at(100).is_ok());
+
+        // A ledger that does not extend ours: rebuilt, gap and all.
+        store.disk().apply(gap()).expect("remove");
+        let theirs = chain(120, "theirs");
+        install(&store, &theirs);
+        let view = store.ledger_tree().expect("tree");
+        let mut mem =
+            docket_core::merkle::MerkleTree::new(docket_core::merkle::MemStore::default());
+        for entry in &theirs {
+            mem.append(&entry.hash.0).expect("append");
+        }
+        for m in [16, 100, 120] {
+            assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
+        }
+    }
+
+    #[test]
     fn a_node_that_led_reopens_as_a_follower_in_the_same_term() {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = StoreOptions::default();
