@@ -16,12 +16,15 @@
 //! new leaf and each subtree it completes, so O(log n) writes per append. The root of any
 //! size `m <= size` is the RFC's recursive MTH with every left half read as one stored node,
 //! so O(log n) reads; proofs likewise. Core defines the trait; [`MemStore`] is an in-memory
-//! `BTreeMap` implementation for tests, and the raft crate will implement it over sled.
+//! `BTreeMap` implementation for tests, and the raft crate implements it over its disk
+//! (`docket_raft::merkle`: tree `merkle`, maintained with every apply).
 //!
 //! # Status
 //!
-//! Not wired into the ledger yet: adding the tree to what is persisted and checkpointed is a
-//! format change that comes later. Nothing here affects any hashed or persisted byte today.
+//! Stored by every replica beside its ledger, and served by `docket_raft::Replica` (roots
+//! at any size, inclusion and consistency proofs). Not yet in any hashed, signed or
+//! replicated format (no checkpoint or snapshot field carries a root): that is a format
+//! change that comes later. Nothing here changes any entry, proposal or state hash.
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@
 //!        StateMachine::apply ── docket_core::State::{genesis, submit, tick}
 //!                                                │ new LedgerEntry values
 //!                                                ▼
-//!                        sled `ledger` tree + `sm` applied record (one transaction)
+//!           sled `ledger` tree + `merkle` tree nodes + `sm` applied record (in order)
 //! ```
 //!
 //! ## Commands and determinism
@@ -27,8 +27,9 @@
 //! ## What is on disk, and what is in memory
 //!
 //! One store per node (a `sled::Db` in production) holds the Raft log, the vote and other
-//! metadata, every ledger entry, the applied position, and the latest snapshot of the core
-//! state (layout in [`store`]). In memory there is only the core [`State`](docket_core::State) (subjects,
+//! metadata, every ledger entry, the RFC 9162 Merkle tree over the entry hashes
+//! ([`merkle`]), the applied position, and the latest snapshot of the core state (layout
+//! in [`store`]). In memory there is only the core [`State`](docket_core::State) (subjects,
 //! proposal statuses, the deferred set: O(state), not O(ledger)). Ledger entries are read
 //! back from sled when asked for, so a node with millions of entries does not hold them.
 //!
@@ -82,6 +83,7 @@ pub mod codec;
 pub mod command;
 pub mod disk;
 pub mod log_store;
+pub mod merkle;
 pub mod network;
 pub mod runtime;
 pub mod snapshot;
@@ -98,6 +100,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
 pub use disk::{FlushMode, SimDisk, SimDiskStats};
 pub use log_store::LogStore;
+pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
 pub use state_machine::{Replica, StateMachine};
 pub use store::{Store, StoreError, StoreOptions};

@@ -2,9 +2,11 @@
 //!
 //! The state lives in memory ([`docket_core::State`] is O(state), not O(ledger)); the
 //! ledger entries it produces live in sled. Applying a batch of Raft entries runs
-//! [`crate::command`] over the in-memory state, then writes the new ledger entries and the
-//! applied position in one sled transaction, while holding the lock readers take, so a
-//! reader never sees state whose entries are not yet stored.
+//! [`crate::command`] over the in-memory state, then writes the new ledger entries, the
+//! Merkle tree nodes over their hashes and the applied position (in order, the applied
+//! record last: [`Store::commit_apply`]), while holding the lock readers take, so a reader
+//! never sees state whose entries are not yet stored. [`Replica`] serves the tree's roots
+//! and proofs under the same lock, so they always cover exactly the applied ledger.
 //!
 //! Applied state is not flushed on every apply: after a crash, the node restarts from the
 //! applied position sled still has and openraft re-applies the committed entries after it
@@ -20,11 +22,13 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use docket_core::merkle::Hash;
 use docket_core::{LedgerEntry, LedgerIndex, State, StateHash, VerifiedMemo};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
 use crate::command::{execute, CommandResponse};
+use crate::merkle::{LedgerTree, TreeError, TreeHead};
 use crate::snapshot::{self, CoreSection, Header, SnapshotBuilder};
 use crate::store::{AppliedRecord, SnapshotRecord, Store, StoreError};
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
@@ -323,6 +327,38 @@ impl Replica {
         read(&self.shared).applied.last_applied
     }
 
+    /// Runs `f` on the Merkle tree over the applied ledger, under the state lock (so the
+    /// tree and the ledger length agree; applies and installs wait, as for
+    /// [`Replica::with_state`]). Every method of the view is O(log n) disk reads.
+    pub fn with_tree<T>(&self, f: impl FnOnce(&LedgerTree<'_>) -> T) -> T {
+        let shared = read(&self.shared);
+        f(&self.store.ledger_tree_of(shared.applied.ledger_len))
+    }
+
+    /// Size and RFC 9162 root of the Merkle tree over the whole applied ledger.
+    pub fn tree_head(&self) -> Result<TreeHead, TreeError> {
+        self.with_tree(|tree| tree.head())
+    }
+
+    /// The tree's root when the ledger had `size` entries (`size <= ledger_len`).
+    pub fn tree_root_at(&self, size: u64) -> Result<Hash, TreeError> {
+        self.with_tree(|tree| tree.root_at(size))
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries
+    /// (`index < size <= ledger_len`), leaf first; it verifies against
+    /// [`Replica::tree_root_at`]`(size)` with the entry's hash
+    /// ([`docket_core::merkle::verify_inclusion`]).
+    pub fn inclusion_proof(&self, index: LedgerIndex, size: u64) -> Result<Vec<Hash>, TreeError> {
+        self.with_tree(|tree| tree.inclusion_proof(index.0, size))
+    }
+
+    /// RFC 9162 consistency proof that the tree of `to` entries extends the tree of `from`
+    /// (`0 < from < to <= ledger_len`; [`docket_core::merkle::verify_consistency`]).
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, TreeError> {
+        self.with_tree(|tree| tree.consistency_proof(from, to))
+    }
+
     /// The applied ledger entry at `index`, read from disk.
     pub fn ledger_entry(&self, index: LedgerIndex) -> Result<Option<LedgerEntry>, StoreError> {
         if index.0 >= self.ledger_len() {
@@ -375,6 +411,7 @@ mod tests {
 
     use super::*;
     use crate::command::{Command, Outcome};
+    use crate::disk::TreeName;
     use crate::snapshot::SnapshotError;
     use crate::{NodeAddr, Vote};
 
@@ -837,16 +874,179 @@ mod tests {
                 },
             );
             sm.store
-                .commit_apply(&[stray], &read(&sm.shared).applied)
-                .expect("write stray entry");
-            sm.replica().state_hash()
+                .write_raw(TreeName::Ledger, &7u64.to_be_bytes(), &stray.to_bytes());
+            let head = sm.replica().tree_head().expect("tree head");
+            // And Merkle records past the applied length (of leaves 3 and 7).
+            sm.store
+                .write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[9; 96]);
+            sm.store
+                .write_raw(TreeName::Merkle, &8u64.to_be_bytes(), &[9; 128]);
+            (sm.replica().state_hash(), head)
         };
         let (_log, sm) = open_sm(dir.path());
-        assert_eq!(sm.replica().state_hash(), expected);
+        assert_eq!(sm.replica().state_hash(), expected.0);
         assert_eq!(
             sm.store.ledger_get(7).expect("read"),
             None,
             "stray entry removed"
         );
+        assert_eq!(sm.replica().tree_head().expect("tree head"), expected.1);
+        assert_eq!(
+            sm.store.ledger_tree().expect("tree").size(),
+            expected.1.size
+        );
+    }
+
+    /// [`workload`], then `extra` more submissions of one to three deposits each.
+    fn longer_workload(extra: u64) -> Vec<Entry> {
+        let mut entries = workload();
+        for i in 0..extra {
+            let proposals = (0..=i % 3)
+                .map(|k| deposit(&format!("more-{i}-{k}"), 1 + k as i64, vec![]))
+                .collect();
+            entries.push(normal(
+                8 + i,
+                Command::Submit {
+                    proposals,
+                    time: LedgerTime(6_000 + i),
+                },
+            ));
+        }
+        entries
+    }
+
+    /// At every size of `ledger`, the replica's root is core's in-memory root, and every
+    /// inclusion and consistency proof it serves verifies with core's verifiers.
+    fn assert_proofs_verify(replica: &Replica, ledger: &[LedgerEntry]) {
+        use docket_core::merkle::{verify_consistency, verify_inclusion, MemStore, MerkleTree};
+        let n = ledger.len() as u64;
+        let mut mem = MerkleTree::new(MemStore::default());
+        for entry in ledger {
+            mem.append(&entry.hash.0).expect("append");
+        }
+        let head = replica.tree_head().expect("head");
+        assert_eq!(head.size, n);
+        assert_eq!(head.root, mem.root().expect("root"));
+        let roots: Vec<Hash> = (0..=n)
+            .map(|m| replica.tree_root_at(m).expect("root"))
+            .collect();
+        for size in 1..=n {
+            let root = roots[size as usize];
+            assert_eq!(root, mem.root_at(size).expect("mem root"), "size {size}");
+            for i in 0..size {
+                let proof = replica
+                    .inclusion_proof(LedgerIndex(i), size)
+                    .expect("inclusion");
+                verify_inclusion(&ledger[i as usize].hash.0, i, size, &proof, &root)
+                    .expect("inclusion verifies");
+            }
+            for m in 1..size {
+                let proof = replica.consistency_proof(m, size).expect("consistency");
+                verify_consistency(m, size, &proof, &roots[m as usize], &root)
+                    .expect("consistency verifies");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_replica_serves_tree_roots_and_proofs_that_verify() {
+        use docket_core::merkle::{empty_root, MerkleError};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries = longer_workload(12);
+        let expected = {
+            let (_log, mut sm) = open_sm(dir.path());
+            let replica = sm.replica();
+            assert_eq!(
+                replica.tree_head().expect("head"),
+                TreeHead {
+                    size: 0,
+                    root: empty_root()
+                }
+            );
+            for chunk in entries.chunks(3) {
+                sm.apply(chunk.to_vec()).await.expect("apply");
+                assert_proofs_verify(&replica, &ledger_of(&replica));
+            }
+            let len = replica.ledger_len();
+            assert!(len > 25, "{len} entries");
+
+            // Out of range: refused, not a panic.
+            let refused = |r: Result<Vec<Hash>, TreeError>| matches!(r, Err(TreeError::Refused(_)));
+            assert!(matches!(
+                replica.tree_root_at(len + 1),
+                Err(TreeError::Refused(MerkleError::SizeBeyondTree { .. }))
+            ));
+            assert!(replica.tree_root_at(u64::MAX).is_err());
+            assert!(refused(replica.inclusion_proof(LedgerIndex(len), len)));
+            assert!(refused(replica.inclusion_proof(LedgerIndex(0), len + 1)));
+            assert!(refused(replica.inclusion_proof(LedgerIndex(0), 0)));
+            assert!(refused(replica.consistency_proof(0, len)));
+            assert!(refused(replica.consistency_proof(len, len)));
+            assert!(refused(replica.consistency_proof(len, len - 1)));
+            assert!(refused(replica.consistency_proof(1, len + 1)));
+            (replica.tree_head().expect("head"), ledger_of(&replica))
+        };
+        // A restart keeps the tree.
+        let (_log, sm) = open_sm(dir.path());
+        assert_eq!(sm.replica().tree_head().expect("head"), expected.0);
+        assert_proofs_verify(&sm.replica(), &expected.1);
+    }
+
+    #[tokio::test]
+    async fn after_a_snapshot_install_the_tree_matches_the_leaders_and_proofs_verify() {
+        let entries = longer_workload(10);
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_leader_log, mut leader) = open_sm(leader_dir.path());
+        leader.apply(entries.clone()).await.expect("apply");
+        let built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let leader_ledger = ledger_of(&leader.replica());
+        let leader_head = leader.replica().tree_head().expect("head");
+
+        // Onto an empty store.
+        let bytes = built.snapshot.into_inner();
+        let (result, fresh, _fresh_dir) = install_on_fresh(&built.meta, bytes.clone()).await;
+        result.expect("installs");
+        assert_eq!(fresh.replica().tree_head().expect("head"), leader_head);
+        assert_proofs_verify(&fresh.replica(), &leader_ledger);
+
+        // Onto a store that has a prefix of the ledger.
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (_log, mut behind) = open_sm(dir.path());
+            behind.apply(entries[..5].to_vec()).await.expect("apply");
+            assert!(behind.replica().ledger_len() < leader_head.size);
+            behind
+                .install_snapshot(&built.meta, Box::new(Cursor::new(bytes)))
+                .await
+                .expect("installs");
+            assert_eq!(behind.replica().tree_head().expect("head"), leader_head);
+            assert_proofs_verify(&behind.replica(), &leader_ledger);
+            // It goes on applying, and its tree with it.
+            let more = normal(
+                8 + 10,
+                Command::Submit {
+                    proposals: vec![deposit("after-install", 3, vec![])],
+                    time: LedgerTime(90_000),
+                },
+            );
+            behind.apply([more.clone()]).await.expect("apply");
+            leader.apply([more]).await.expect("apply");
+            assert_eq!(
+                behind.replica().tree_head().expect("head"),
+                leader.replica().tree_head().expect("head")
+            );
+        }
+        // And a restart of it keeps the tree.
+        let (_log, behind) = open_sm(dir.path());
+        assert_eq!(
+            behind.replica().tree_head().expect("head"),
+            leader.replica().tree_head().expect("head")
+        );
+        assert_proofs_verify(&behind.replica(), &ledger_of(&leader.replica()));
     }
 }

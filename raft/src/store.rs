@@ -18,6 +18,7 @@
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
 //! | `sm`       | `applied`, `snapshot`            | bincode [`AppliedRecord`], [`SnapshotRecord`] |
 //! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
+//! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
@@ -32,16 +33,21 @@
 //!
 //! * A log append writes its entries in order; nothing is acknowledged before the durable
 //!   flush that follows, and a torn append leaves a contiguous log.
-//! * Applying commands writes the new ledger entries, then the `applied` record (which
-//!   holds the ledger length), in order. The `applied` record is the commit point: a crash
-//!   before it leaves entries at or past its `ledger_len`, which open removes (they are
-//!   applied again from the log).
+//! * Applying commands writes the new ledger entries, then one Merkle tree record per
+//!   entry (the nodes its hash completes), then the `applied` record (which holds the
+//!   ledger length, and so the tree's size), in order. The `applied` record is the commit
+//!   point: a crash before it leaves entries at or past its `ledger_len` and tree records
+//!   past it (`end > ledger_len`), which open removes (they are applied again from the log). Open also
+//!   builds the tree from the ledger where it falls short (a store from before the tree),
+//!   and checks its last leaf against the last entry.
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
 //!   that points at them; old generations are deleted afterwards and on open.
-//! * Installing a snapshot writes the shipped ledger first, then the `snapshot` record and
-//!   the `applied` record in one batch. As for an apply, on open ledger entries at or past
-//!   the `applied` record's `ledger_len` are leftovers of an interrupted write and are
-//!   removed.
+//! * Installing a snapshot writes the shipped ledger first, then the Merkle tree over it
+//!   (keeping the nodes of the prefix this store had when its last entry is the shipped
+//!   one, else rebuilding from the ledger, in atomic pages of [`MERKLE_BUILD_PAGE`]
+//!   leaves), then the `snapshot` record and the `applied` record in one batch. As for an
+//!   apply, on open ledger entries at or past the `applied` record's `ledger_len`, and
+//!   tree records past it, are leftovers of an interrupted write and are removed.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -56,11 +62,13 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use docket_core::merkle::{leaf_hash, Hash};
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::disk::{Disk, KeyValue, SimDisk, SledDisk, TreeName, Visit, WriteBatch};
+use crate::merkle::{self, LedgerTree};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -72,6 +80,10 @@ const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// Size of one chunk of the core state snapshot. Below sled's inline threshold (a quarter
 /// of its 512 KiB segment, minus headers) so each chunk is an ordinary log record.
 pub const STATE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Ledger entries read per page (and tree nodes written per batch) when the Merkle tree
+/// is built from the ledger: on open of a store that lacks it, and on a snapshot install.
+pub const MERKLE_BUILD_PAGE: u64 = 4096;
 
 /// sled's page cache. sled's default is 1 GiB per database; a node holds one database and
 /// the 2-core, 24 GiB machines run three nodes plus clients, so keep it modest. The cache
@@ -352,6 +364,7 @@ impl Store {
                 "removed ledger entries past the applied position (an apply or snapshot install interrupted by a crash)"
             );
         }
+        self.recover_merkle(applied.ledger_len)?;
         let generation = self.snapshot_record()?.map(|r| r.generation);
         let mut stale = WriteBatch::default();
         self.disk
@@ -547,9 +560,30 @@ impl Store {
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for entry in entries {
+        let base = applied
+            .ledger_len
+            .checked_sub(entries.len() as u64)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "applied record of {} ledger entries after an apply of {}",
+                    applied.ledger_len,
+                    entries.len()
+                ))
+            })?;
+        let mut leaves: Vec<Hash> = Vec::with_capacity(entries.len());
+        for (expected, entry) in (base..).zip(entries) {
+            if entry.index.0 != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger entry {} applied where entry {expected} belongs",
+                    entry.index
+                )));
+            }
             batch.insert(TreeName::Ledger, index_key(entry.index.0), entry.to_bytes());
+            leaves.push(entry.hash.0);
         }
+        // The tree's size is the ledger length before this apply (open makes it so, and
+        // every apply and install keeps it so).
+        merkle::append(&self.disk, base, &leaves, &mut batch)?;
         batch.insert(
             TreeName::Sm,
             KEY_APPLIED,
@@ -558,6 +592,112 @@ impl Store {
         // In order, the applied record last: it is the commit point (see "What is atomic").
         // A sled transaction over both trees would cost two extra writes of sled's buffer.
         self.disk.apply_in_order(batch)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The Merkle tree over entry hashes (layout in [`crate::merkle`])
+
+    /// A read view of the Merkle tree over the applied ledger (its length read from the
+    /// applied record).
+    pub fn ledger_tree(&self) -> Result<LedgerTree<'_>, StoreError> {
+        let len = self.read_applied()?.unwrap_or_default().ledger_len;
+        Ok(self.ledger_tree_of(len))
+    }
+
+    /// A read view of the tree over `[0, len)`, where `len` is the applied ledger length
+    /// as the caller knows it (a [`Replica`](crate::Replica), under its state lock).
+    pub(crate) fn ledger_tree_of(&self, len: u64) -> LedgerTree<'_> {
+        LedgerTree::new(&self.disk, len)
+    }
+
+    /// Makes the tree hold exactly the ledger `[0, len)`: removes records past `len` (an
+    /// apply or install cut short), builds what is missing from the ledger (a store
+    /// written before the tree existed, or an interrupted build), and checks its last leaf
+    /// against the last entry.
+    fn recover_merkle(&self, len: u64) -> Result<(), StoreError> {
+        let size = match merkle::stored_size(&self.disk) {
+            Ok(size) => size.min(len),
+            // A last record that does not decode: rebuild (the tree is derived data).
+            Err(StoreError::Corrupt(e)) => {
+                tracing::warn!(error = %e, "rebuilding the Merkle tree from the ledger");
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        let mut batch = WriteBatch::default();
+        let removed = merkle::remove_past(&self.disk, size, &mut batch)?;
+        self.disk.apply(batch)?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                size,
+                "removed Merkle records past the applied position (an apply or snapshot install interrupted by a crash)"
+            );
+        }
+        if size < len {
+            tracing::info!(
+                from = size,
+                to = len,
+                "building the Merkle tree over the ledger"
+            );
+            self.extend_merkle(size, len)?;
+        }
+        if let Err(e) = self.check_merkle_tail(len) {
+            // The tree is derived from the ledger; a ledger whose prefix was replaced (an
+            // install of a ledger that does not extend this one, cut short by a crash)
+            // gets its tree rebuilt.
+            tracing::warn!(error = %e, "rebuilding the Merkle tree from the ledger");
+            let mut batch = WriteBatch::default();
+            merkle::remove_past(&self.disk, 0, &mut batch)?;
+            self.disk.apply(batch)?;
+            self.extend_merkle(0, len)?;
+            self.check_merkle_tail(len)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the hashes of ledger entries `[from, to)` to the tree of `from` leaves,
+    /// reading the ledger in pages of [`MERKLE_BUILD_PAGE`] entries, each page's tree
+    /// records one batch (memory stays bounded by the page).
+    fn extend_merkle(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let mut size = from;
+        while size < to {
+            let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
+            let mut leaves: Vec<Hash> = Vec::with_capacity((end - size) as usize);
+            self.ledger_for_each(size, end, |index, bytes| {
+                let entry = LedgerEntry::from_bytes(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
+                leaves.push(entry.hash.0);
+                Ok(())
+            })?;
+            let mut batch = WriteBatch::default();
+            merkle::append(&self.disk, size, &leaves, &mut batch)?;
+            self.disk.apply(batch)?;
+            size = end;
+        }
+        Ok(())
+    }
+
+    /// The tree has exactly `len` leaves and the last is the last ledger entry's hash.
+    fn check_merkle_tail(&self, len: u64) -> Result<(), StoreError> {
+        let size = merkle::stored_size(&self.disk)?;
+        if size != len {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle tree has {size} leaves, the ledger {len} entries"
+            )));
+        }
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(());
+        };
+        let entry = self
+            .ledger_get(last)?
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger entry {last} is missing")))?;
+        if merkle::leaf(&self.disk, last)? != Some(leaf_hash(&entry.hash.0)) {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle tree's leaf {last} is not ledger entry {last}'s hash"
+            )));
+        }
+        Ok(())
     }
 
     /// The ledger entry at `index`, if stored.
@@ -725,6 +865,12 @@ impl Store {
         }
         self.remove_range_into(&mut batch, TreeName::Ledger, ledger_len, None)?;
         self.disk.apply(batch)?;
+        // 1b. The Merkle tree over it. The nodes of the ledger prefix this store had are
+        //     kept if its last entry is the shipped entry at that index: both ledgers are
+        //     hash chains (the shipped one verified from genesis), so an equal hash there
+        //     means an equal prefix. Otherwise the tree is rebuilt from the ledger.
+        //     A crash before the commit point below is recovered on open like an apply.
+        self.install_merkle(ledger, ledger_len)?;
         // 2. The state chunks under a new generation.
         let (generation, old_chunks) = self.write_state_chunks(state)?;
         record.generation = generation;
@@ -743,6 +889,52 @@ impl Store {
         self.disk.apply(sm)?;
         self.disk.apply(old_chunks)?;
         self.durable_flush()
+    }
+}
+
+impl Store {
+    /// The disk under the store (tests that count or fake what is on it).
+    #[cfg(test)]
+    pub(crate) fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    /// Writes one raw key and value, bypassing every invariant (tests that fake leftovers
+    /// of a crash).
+    #[cfg(test)]
+    pub(crate) fn write_raw(&self, tree: TreeName, key: &[u8], value: &[u8]) {
+        let mut batch = WriteBatch::default();
+        batch.insert(tree, key, value);
+        self.disk.apply(batch).expect("raw write");
+    }
+
+    /// Step 1b of [`Store::install_snapshot`]: the tree over the ledger `[0, ledger_len)`
+    /// just written, whose canonical entry bytes are `ledger`.
+    fn install_merkle(&self, ledger: &[Vec<u8>], ledger_len: u64) -> Result<(), StoreError> {
+        let old = merkle::stored_size(&self.disk)?;
+        let mut keep = 0;
+        if let Some(last) = old.checked_sub(1).filter(|_| old <= ledger_len) {
+            let bytes = usize::try_from(last)
+                .ok()
+                .and_then(|i| ledger.get(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("snapshot lacks entry {last}")))?;
+            let entry = LedgerEntry::from_bytes(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("snapshot entry {last}: {e}")))?;
+            if merkle::leaf(&self.disk, last)? == Some(leaf_hash(&entry.hash.0)) {
+                keep = old;
+            }
+        }
+        if keep < old {
+            tracing::warn!(
+                old,
+                ledger_len,
+                "the installed ledger does not extend this store's: rebuilding the Merkle tree"
+            );
+        }
+        let mut batch = WriteBatch::default();
+        merkle::remove_past(&self.disk, keep, &mut batch)?;
+        self.disk.apply(batch)?;
+        self.extend_merkle(keep, ledger_len)
     }
 }
 
@@ -798,17 +990,34 @@ mod tests {
         applied.ledger_len = entries.len() as u64;
         store.commit_apply(&entries, &applied).expect("apply");
         store.durable_flush().expect("flush");
+        let head = store.ledger_tree().expect("tree").head().expect("head");
+        assert_eq!(head.size, entries.len() as u64);
 
         applied.ledger_len += second.len() as u64;
         store.commit_apply(&second, &applied).expect("apply");
         drop(store);
-        // Every entry of the second apply reached the disk, its applied record did not.
-        assert_eq!(disk.pending_batches(), second.len() + 1);
-        disk.crash_keeping(second.len());
+        // Every entry of the second apply and its Merkle record reached the disk, its
+        // applied record did not.
+        let pending = disk.pending_batches();
+        assert_eq!(
+            pending,
+            second.len() * 2 + 1,
+            "entries, tree records, applied"
+        );
+        disk.crash_keeping(pending - 1);
 
         let store = Store::open_sim(&disk).expect("reopen");
         let recovered = store.read_applied().expect("read").expect("applied");
         assert_eq!(recovered.ledger_len, entries.len() as u64);
+        assert_eq!(
+            store.ledger_tree().expect("tree").head().expect("head"),
+            head,
+            "the tree is back to the ledger it had"
+        );
+        assert_eq!(
+            merkle::stored_size(&store.disk).expect("size"),
+            entries.len() as u64
+        );
         assert!(store
             .ledger_get(entries.len() as u64)
             .expect("read")
@@ -817,6 +1026,88 @@ mod tests {
             .ledger_get(entries.len() as u64 - 1)
             .expect("read")
             .is_some());
+    }
+
+    #[test]
+    fn an_install_that_extends_the_ledger_keeps_the_tree_of_its_prefix() {
+        use docket_core::{ConstitutionVersion, LedgerId, LedgerIndex, LedgerTime, Record};
+        let chain = |n: u64, salt: &str| {
+            let ledger_id = LedgerId::new("keep").expect("id");
+            let mut prev = EntryHash::ZERO;
+            (0..n)
+                .map(|i| {
+                    let entry = LedgerEntry::seal(
+                        LedgerIndex(i),
+                        LedgerTime(i),
+                        ConstitutionVersion([3; 32]),
+                        prev,
+                        Record::Genesis {
+                            ledger_id: ledger_id.clone(),
+                            document: format!("{salt} {i}"),
+                        },
+                    );
+                    prev = entry.hash;
+                    entry
+                })
+                .collect::<Vec<_>>()
+        };
+        let install = |store: &Store, ledger: &[LedgerEntry]| {
+            let bytes: Vec<Vec<u8>> = ledger.iter().map(LedgerEntry::to_bytes).collect();
+            let len = ledger.len() as u64;
+            let record = SnapshotRecord {
+                meta: SnapshotMeta {
+                    last_log_id: None,
+                    last_membership: StoredMembership::default(),
+                    snapshot_id: format!("keep-{len}"),
+                },
+                ledger_len: len,
+                core: None,
+                generation: 0,
+            };
+            let applied = AppliedRecord {
+                ledger_len: len,
+                ..AppliedRecord::default()
+            };
+            store
+                .install_snapshot(&bytes, record, &[], &applied)
+                .expect("install");
+        };
+        let ours = chain(100, "ours");
+        let disk = SimDisk::new("keep");
+        let store = Store::open_sim(&disk).expect("open");
+        let applied = AppliedRecord {
+            ledger_len: 40,
+            ..AppliedRecord::default()
+        };
+        store.commit_apply(&ours[..40], &applied).expect("apply");
+        // Mark the prefix's tree by removing a record in its middle: an install that
+        // keeps the prefix's nodes leaves the gap, one that rebuilds fills it.
+        let gap = || {
+            let mut batch = WriteBatch::default();
+            batch.remove(TreeName::Merkle, 16u64.to_be_bytes());
+            batch
+        };
+        store.disk().apply(gap()).expect("remove");
+        install(&store, &ours);
+        assert!(
+            store.ledger_tree().expect("tree").root_at(16).is_err(),
+            "the prefix's nodes were kept, not rewritten"
+        );
+        assert!(store.ledger_tree().expect("tree").root_at(100).is_ok());
+
+        // A ledger that does not extend ours: rebuilt, gap and all.
+        store.disk().apply(gap()).expect("remove");
+        let theirs = chain(120, "theirs");
+        install(&store, &theirs);
+        let view = store.ledger_tree().expect("tree");
+        let mut mem =
+            docket_core::merkle::MerkleTree::new(docket_core::merkle::MemStore::default());
+        for entry in &theirs {
+            mem.append(&entry.hash.0).expect("append");
+        }
+        for m in [16, 100, 120] {
+            assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
+        }
     }
 
     #[test]

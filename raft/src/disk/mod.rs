@@ -41,15 +41,17 @@ pub enum TreeName {
     Ledger,
     Sm,
     SmState,
+    Merkle,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 5] = [
+    pub const ALL: [TreeName; 6] = [
         TreeName::Log,
         TreeName::Meta,
         TreeName::Ledger,
         TreeName::Sm,
         TreeName::SmState,
+        TreeName::Merkle,
     ];
 
     /// The tree's name on disk (sled tree names; fixed, part of the persisted format).
@@ -60,6 +62,7 @@ impl TreeName {
             TreeName::Ledger => "ledger",
             TreeName::Sm => "sm",
             TreeName::SmState => "sm_state",
+            TreeName::Merkle => "merkle",
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct SledDisk {
     dir: PathBuf,
     db: sled::Db,
     /// In [`TreeName::ALL`] order.
-    trees: [Tree; 5],
+    trees: [Tree; 6],
     /// Read-only handle on sled's `db` file, only for `fsync` (fsync acts on the inode, so
     /// any descriptor works; sled holds an advisory `flock` that a plain open ignores).
     db_file: File,
@@ -64,6 +64,7 @@ fn tree_index(tree: TreeName) -> usize {
         TreeName::Ledger => 2,
         TreeName::Sm => 3,
         TreeName::SmState => 4,
+        TreeName::Merkle => 5,
     }
 }
 
@@ -94,6 +95,7 @@ impl SledDisk {
             db.open_tree(TreeName::Ledger.as_str())?,
             db.open_tree(TreeName::Sm.as_str())?,
             db.open_tree(TreeName::SmState.as_str())?,
+            db.open_tree(TreeName::Merkle.as_str())?,
         ];
         Ok(SledDisk {
             dir: dir.to_path_buf(),
