@@ -113,7 +113,12 @@ fn raft_config(config: &NodeConfig) -> anyhow::Result<Config> {
 }
 
 /// The service's settings from a node configuration.
-fn settings(config: &NodeConfig, ledger_id: LedgerId, addr: NodeAddr) -> Settings {
+fn settings(
+    config: &NodeConfig,
+    ledger_id: LedgerId,
+    addr: NodeAddr,
+    removed: docket_raft::network::Removed,
+) -> Settings {
     let ms = Duration::from_millis;
     Settings {
         id: config.node_id,
@@ -136,6 +141,7 @@ fn settings(config: &NodeConfig, ledger_id: LedgerId, addr: NodeAddr) -> Setting
             confirm_retry: ms(LEADERSHIP_CONFIRM_RETRY_MS),
         },
         clock: Arc::new(now_ledger_time),
+        removed,
         faults: Faults::default(),
     }
 }
@@ -159,10 +165,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let raft_addr = raft_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
+    let removed = docket_raft::network::Removed::default();
     let identity = Identity {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
         genesis: replica.genesis_cell(),
+        removed: removed.clone(),
     };
     let network = Network::new(
         TcpTransport,
@@ -196,7 +204,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let (service, background) = Service::new(
-        settings(&config, ledger_id, addr),
+        settings(&config, ledger_id, addr, removed),
         raft.clone(),
         replica,
         peers,

@@ -131,6 +131,42 @@ async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed(
         .expect("remove node 2")
         .members;
     assert_eq!(ids(&members), ([1, 3, 4].into(), BTreeSet::new()));
+
+    phase(
+        start,
+        "the removed node learns it, stops campaigning and refuses clients",
+    );
+    let gone = client(&cluster.node(removed).url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let s = gone
+            .status()
+            .await
+            .expect("the removed node answers status");
+        if s.role == "removed" {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 does not know it was removed: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Several election timeouts: a removed voter that still campaigned would move on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = gone.status().await.expect("status");
+    assert_eq!(later.role, "removed");
+    assert_eq!(
+        later.term, seen.term,
+        "the removed node's term still climbs"
+    );
+    let (status, body) = api_error(
+        gone.submit(&deposit(&ledger, "bob", "to-a-removed-node", 1))
+            .await,
+        "REMOVED",
+    );
+    assert_eq!(status, 410, "{body:?}");
+    assert!(body.message.contains("was removed"), "{}", body.message);
     cluster.kill(removed).await.expect("stop the removed node");
     let leader = cluster.leader().await.expect("leader after removal");
     let seen = client(&cluster.node(leader).url())

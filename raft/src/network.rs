@@ -61,6 +61,37 @@ pub struct Identity {
     pub node_id: NodeId,
     /// This node's genesis entry hash, once it has one.
     pub genesis: GenesisCell,
+    /// Set when the cluster's voters refused this node's vote request because it is not a
+    /// member (it was removed); cleared when a leader replicates to it again (re-added).
+    pub removed: Removed,
+}
+
+/// Whether the cluster told this node it is no longer a member. Shared by the network
+/// (which learns it) and the service (which stops elections at once and says so to
+/// clients).
+#[derive(Clone, Debug)]
+pub struct Removed(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Removed {
+    fn default() -> Removed {
+        Removed(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Removed {
+    pub fn get(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub fn set(&self, removed: bool) {
+        self.0
+            .send_if_modified(|now| std::mem::replace(now, removed) != removed);
+    }
+
+    /// Sees every change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 /// A node's genesis entry hash, read from its ledger until it has one and then
@@ -142,6 +173,9 @@ pub enum RefusalCode {
     /// The sender's genesis entry differs from this node's: one of them holds a history
     /// that is not the cluster's.
     WrongGenesis,
+    /// A vote request from a node that is not a member of this node's configuration: it
+    /// was removed, and must not campaign.
+    NotAMember,
 }
 
 /// Opens byte streams to peers. Production uses [`TcpTransport`]; the simulator supplies
@@ -299,6 +333,17 @@ impl<T: Transport> PeerClient<T> {
         let response: ResponseFrame = codec::decode(&reply)
             .map_err(|e| CallError::Network(io::Error::new(io::ErrorKind::InvalidData, e)))?;
         if let ResponseFrame::Refused { code, message } = &response {
+            if *code == RefusalCode::NotAMember {
+                if !self.identity.removed.get() {
+                    tracing::warn!(target_node = self.target, %message,
+                        "this node was removed from the cluster: it stops campaigning");
+                }
+                self.identity.removed.set(true);
+                return Err(CallError::Unreachable(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    message.clone(),
+                )));
+            }
             tracing::error!(target_node = self.target, addr = %self.addr, ?code, %message,
                 "peer refused our raft frame: check the cluster id, the node's address and its history");
             return Err(CallError::Unreachable(io::Error::new(
@@ -486,6 +531,44 @@ async fn handle(
                     identity.node_id, request.from
                 ),
             };
+        }
+    }
+    match &request.rpc {
+        Rpc::Vote(_) => {
+            // A removed voter that never received the configuration without it keeps
+            // campaigning in ever higher terms; its votes are refused, and the refusal tells
+            // it why. Only votes: a leader this node does not know yet (a lagging node two
+            // configurations behind) must still be able to replicate to it.
+            let metrics = raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            let known = membership.nodes().next().is_some();
+            if known && membership.get_node(&request.from).is_none() {
+                tracing::info!(
+                    from = request.from,
+                    "refused a vote request from a non-member"
+                );
+                return ResponseFrame::Refused {
+                    code: RefusalCode::NotAMember,
+                    message: format!(
+                        "node {from} is not a member of cluster {cluster:?} as node {id} knows \
+                         it: it was removed. Stop it, or add it back with `docket member add \
+                         {from}`",
+                        from = request.from,
+                        cluster = identity.cluster_id,
+                        id = identity.node_id,
+                    ),
+                };
+            }
+        }
+        Rpc::Append(_) | Rpc::Snapshot(_) => {
+            // A leader replicates to this node: it is a member again (if it ever was not).
+            if identity.removed.get() {
+                tracing::info!(
+                    from = request.from,
+                    "a leader replicates to this node again"
+                );
+                identity.removed.set(false);
+            }
         }
     }
     match request.rpc {

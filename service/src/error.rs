@@ -36,6 +36,8 @@ pub enum ErrorCode {
     /// A node to be added already holds a history of its own (another genesis, another
     /// cluster): it must start empty to join.
     MemberHasOtherHistory,
+    /// This node is no longer a member of its cluster: ask another member.
+    Removed,
     /// Too many requests in flight: retry later.
     Overloaded,
     /// The request did not complete within its deadline; it may or may not have been recorded.
@@ -49,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::BadSignature,
@@ -63,6 +65,7 @@ impl ErrorCode {
         ErrorCode::UnsafeMembershipChange,
         ErrorCode::MemberUnreachable,
         ErrorCode::MemberHasOtherHistory,
+        ErrorCode::Removed,
         ErrorCode::Overloaded,
         ErrorCode::Timeout,
         ErrorCode::OutcomeUnknown,
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::UnsafeMembershipChange => "UNSAFE_MEMBERSHIP_CHANGE",
             ErrorCode::MemberUnreachable => "MEMBER_UNREACHABLE",
             ErrorCode::MemberHasOtherHistory => "MEMBER_HAS_OTHER_HISTORY",
+            ErrorCode::Removed => "REMOVED",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
@@ -106,6 +110,7 @@ impl ErrorCode {
             | ErrorCode::UnsafeMembershipChange
             | ErrorCode::MemberHasOtherHistory => 409,
             ErrorCode::MemberUnreachable => 502,
+            ErrorCode::Removed => 410,
             ErrorCode::NotLeader | ErrorCode::NoLeader | ErrorCode::Overloaded => 503,
             ErrorCode::Timeout | ErrorCode::OutcomeUnknown => 504,
             ErrorCode::Internal => 500,

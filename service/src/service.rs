@@ -104,6 +104,9 @@ pub struct Settings {
     pub limits: Limits,
     pub timing: Timing,
     pub clock: Clock,
+    /// Set by the Raft network when the cluster's voters say this node is no longer a
+    /// member (the same flag its `Identity` carries).
+    pub removed: docket_raft::network::Removed,
     #[doc(hidden)]
     pub faults: Faults,
 }
@@ -146,6 +149,7 @@ pub struct Service {
     pub limits: Limits,
     pub timing: Timing,
     pub(crate) clock: Clock,
+    pub(crate) removed: docket_raft::network::Removed,
     pub(crate) faults: Faults,
     pub(crate) peers: Arc<dyn Peers>,
     genesis: docket_raft::network::GenesisCell,
@@ -183,6 +187,7 @@ impl Service {
             limits,
             timing,
             clock,
+            removed,
             faults,
         } = settings;
         let genesis = replica.genesis_cell();
@@ -208,6 +213,7 @@ impl Service {
             limits,
             timing,
             clock,
+            removed,
             faults,
             peers,
             genesis,
@@ -223,7 +229,8 @@ impl Service {
                 tokio::select! {
                     _ = stop => {}
                     _ = crate::writer::writer(service.clone(), submit_rx) => {}
-                    _ = crate::writer::ticker(service) => {}
+                    _ = crate::writer::ticker(service.clone()) => {}
+                    _ = crate::writer::elections(service) => {}
                 }
             }
         };
@@ -252,8 +259,36 @@ impl Service {
         (self.clock)()
     }
 
+    /// Whether this node is no longer a member of its cluster: the voters refused its
+    /// vote as a non-member's, or its own configuration leaves it out.
+    pub fn is_removed(&self) -> bool {
+        if self.removed.get() {
+            return true;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        membership.nodes().next().is_some() && membership.get_node(&self.id).is_none()
+    }
+
+    /// `REMOVED` for a node that is no longer a member: it serves nothing.
+    fn check_member(&self) -> Result<(), ServiceError> {
+        if self.is_removed() {
+            return Err(ServiceError::new(
+                ErrorCode::Removed,
+                format!(
+                    "node {id} was removed from cluster {cluster:?} and serves nothing: ask \
+                     another member, or add it back with `docket member add {id}`",
+                    id = self.id,
+                    cluster = self.cluster_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Admission: one of `limits.clients_inflight_max` request slots, or `OVERLOADED`.
     pub fn admit(&self) -> Result<SemaphorePermit<'_>, ServiceError> {
+        self.check_member()?;
         self.inflight.try_acquire().map_err(|_| {
             ServiceError::new(
                 ErrorCode::Overloaded,
@@ -422,6 +457,7 @@ impl Service {
     /// `Ok` on the leader; otherwise `NOT_LEADER` naming it (or `NO_LEADER`), so the
     /// transport forwards the request there.
     pub fn on_leader(&self, what: &str) -> Result<(), ServiceError> {
+        self.check_member()?;
         if self.is_leader() {
             return Ok(());
         }
@@ -563,7 +599,11 @@ impl Service {
         StatusView {
             node_id: self.id,
             cluster_id: self.cluster_id.clone(),
-            role: role(metrics.state).to_owned(),
+            role: if self.is_removed() {
+                "removed".to_owned()
+            } else {
+                role(metrics.state).to_owned()
+            },
             leader_id: metrics.current_leader,
             leader_api_addr,
             term: metrics.current_term,

@@ -55,7 +55,7 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The service of node `id`: the node's limits, deadlines scaled to simulated links, the
 /// simulated clock, and the variant's deliberate fault, if any.
-pub fn settings(id: NodeId, variant: Variant) -> Settings {
+pub fn settings(id: NodeId, variant: Variant, removed: docket_raft::network::Removed) -> Settings {
     Settings {
         id,
         cluster_id: CLUSTER_ID.to_owned(),
@@ -77,6 +77,7 @@ pub fn settings(id: NodeId, variant: Variant) -> Settings {
             confirm_retry: crate::execution::CONFIRM_RETRY,
         },
         clock: Arc::new(api::ledger_now),
+        removed,
         faults: variant.faults(),
     }
 }
@@ -105,10 +106,12 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
     let (log_store, state_machine) = docket_raft::open_sim(&disk)?;
     let state_machine = state_machine.with_signatures(signatures);
     let replica = state_machine.replica();
+    let removed = docket_raft::network::Removed::default();
     let identity = Identity {
         cluster_id: CLUSTER_ID.to_owned(),
         node_id: id,
         genesis: replica.genesis_cell(),
+        removed: removed.clone(),
     };
     let network = Network::new(
         TurmoilTransport,
@@ -145,7 +148,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
 
     // The node's own service, with the simulated clock and network.
     let (service, background) = Service::new(
-        settings(id, variant),
+        settings(id, variant, removed),
         raft.clone(),
         replica,
         Arc::new(SimPeers { id }),
