@@ -152,7 +152,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let executor = crate::execution::executor(&config.execution, &config.data_dir)?.map(Arc::new);
-    let (log_store, state_machine) = docket_raft::open(&config.data_dir)
+    let options = docket_raft::StoreOptions {
+        node_id: Some(config.node_id),
+        ..docket_raft::StoreOptions::default()
+    };
+    let (log_store, state_machine) = docket_raft::open_with(&config.data_dir, &options)
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
     let replica = state_machine.replica();
 

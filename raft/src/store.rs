@@ -101,6 +101,11 @@ pub struct StoreOptions {
     /// deterministic simulation wants). Acknowledged writes never depend on it.
     pub flush_every_ms: Option<u64>,
     pub cache_capacity_bytes: u64,
+    /// The node this store belongs to. With it, only a committed vote for this node
+    /// itself (it led) is demoted on open ([`Store::demote_vote`]); a follower keeps its
+    /// committed vote for another leader, so it restarts honouring that leader's lease
+    /// instead of campaigning against a healthy leader. `None` demotes any committed vote.
+    pub node_id: Option<crate::NodeId>,
 }
 
 impl Default for StoreOptions {
@@ -108,6 +113,7 @@ impl Default for StoreOptions {
         StoreOptions {
             flush_every_ms: Some(FLUSH_EVERY_MS_DEFAULT),
             cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
+            node_id: None,
         }
     }
 }
@@ -251,7 +257,7 @@ impl Store {
     /// and finishes whatever a crash interrupted (see the module docs).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let disk = SledDisk::open(dir, options)?;
-        Store::over(dir.to_path_buf(), Disk::Sled(disk))
+        Store::over(dir.to_path_buf(), Disk::Sled(disk), options.node_id)
     }
 
     /// Opens the store on a simulated disk: what a restarted simulated node finds is what
@@ -259,17 +265,17 @@ impl Store {
     pub fn open_sim(disk: &SimDisk) -> Result<Store, StoreError> {
         let handle = disk.handle();
         let dir = PathBuf::from(handle.describe());
-        Store::over(dir, Disk::Sim(handle))
+        Store::over(dir, Disk::Sim(handle), None)
     }
 
-    fn over(dir: PathBuf, disk: Disk) -> Result<Store, StoreError> {
+    fn over(dir: PathBuf, disk: Disk, node_id: Option<crate::NodeId>) -> Result<Store, StoreError> {
         let store = Store {
             dir,
             disk,
             snapshot_lock: Mutex::new(()),
         };
         store.recover()?;
-        store.demote_vote()?;
+        store.demote_vote(node_id)?;
         // Makes the recovery (and, on sled, blobs an earlier run never synced) durable.
         store.durable_flush()?;
         Ok(store)
@@ -294,9 +300,15 @@ impl Store {
     /// (every linearizable read runs a quorum round), so this costs availability in that
     /// window, not safety. It is also what lets [`Store::save_committed`] skip a flush on
     /// every commit.
-    fn demote_vote(&self) -> Result<(), StoreError> {
+    ///
+    /// Only the node's own vote needs it: a follower's committed vote for another leader
+    /// cannot make it lead, and keeping it committed keeps the restarted follower inside
+    /// that leader's lease (openraft refuses to campaign while it holds), so a follower's
+    /// restart does not depose a healthy leader. `own` is this node's id when known.
+    fn demote_vote(&self, own: Option<crate::NodeId>) -> Result<(), StoreError> {
         if let Some(vote) = self.read_vote()? {
-            if vote.is_committed() {
+            let others = own.is_some_and(|own| vote.leader_id.voted_for() != Some(own));
+            if vote.is_committed() && !others {
                 let demoted = Vote {
                     leader_id: vote.leader_id,
                     committed: false,
@@ -1132,6 +1144,27 @@ mod tests {
         // An uncommitted vote is kept as it is.
         drop(store);
         let store = Store::open(dir.path(), &options).expect("reopen again");
+        assert_eq!(store.read_vote().expect("read"), Some(Vote::new(7, 2)));
+    }
+
+    #[test]
+    fn a_follower_keeps_its_committed_vote_for_another_leader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let as_node = |id| StoreOptions {
+            node_id: Some(id),
+            ..StoreOptions::default()
+        };
+        let followed = Vote::new_committed(7, 2);
+        {
+            let store = Store::open(dir.path(), &as_node(3)).expect("open");
+            store.save_vote(&followed).expect("vote");
+        }
+        // Node 3 followed node 2: its vote stays committed, inside node 2's lease.
+        let store = Store::open(dir.path(), &as_node(3)).expect("reopen");
+        assert_eq!(store.read_vote().expect("read"), Some(followed));
+        drop(store);
+        // The same vote opened as node 2's own: it led, so it is demoted.
+        let store = Store::open(dir.path(), &as_node(2)).expect("reopen as the leader");
         assert_eq!(store.read_vote().expect("read"), Some(Vote::new(7, 2)));
     }
 }
