@@ -308,7 +308,9 @@ impl LocalCluster {
             let running = self.nodes.iter().filter(|n| n.is_running()).count();
             let agree = statuses.len() == running
                 && statuses.windows(2).all(|w| {
-                    w[0].ledger_length == w[1].ledger_length && w[0].state_hash == w[1].state_hash
+                    w[0].ledger_length == w[1].ledger_length
+                        && w[0].state_hash == w[1].state_hash
+                        && w[0].ledger_root == w[1].ledger_root
                 });
             if agree && statuses.first().is_some_and(|s| s.ledger_length > 0) {
                 return Ok(statuses);
@@ -318,10 +320,11 @@ impl LocalCluster {
                     .iter()
                     .map(|s| {
                         format!(
-                            "node {}: length {} hash {:?}",
+                            "node {}: length {} hash {:?} root {:?}",
                             s.node_id,
                             s.ledger_length,
-                            s.state_hash.map(|h| h.short())
+                            s.state_hash.map(|h| h.short()),
+                            s.ledger_root.as_deref().map(|r| &r[..16.min(r.len())])
                         )
                     })
                     .collect();

@@ -612,6 +612,12 @@ impl Service {
             initialized,
             ledger_length: self.replica.ledger_len(),
             state_hash,
+            ledger_root: self
+                .replica
+                .tree_head()
+                .ok()
+                .filter(|head| head.size > 0)
+                .map(|head| hex::encode(head.root)),
             constitution_version,
             deferred,
             members: self.members(),

@@ -127,6 +127,10 @@ pub struct StatusView {
     pub ledger_length: u64,
     /// Hash of this node's governance state at `ledger_length`; absent before genesis.
     pub state_hash: Option<StateHash>,
+    /// Root of the RFC 9162 (SHA-256) Merkle tree over this node's `ledger_length` entry
+    /// hashes, lowercase hex: equal lengths give equal roots on every replica.
+    #[serde(default)]
+    pub ledger_root: Option<String>,
     pub constitution_version: Option<ConstitutionVersion>,
     pub deferred: u64,
     pub members: Vec<MemberView>,
