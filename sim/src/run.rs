@@ -597,7 +597,16 @@ impl Run {
             if let Some((head_len, hash)) =
                 replica.with_state(|s| s.map(|s| (s.head().index.0 + 1, s.hash())))
             {
-                self.state.observe(id, head_len, hash);
+                // Nothing runs between the two reads: the harness holds the simulation.
+                match replica.tree_head() {
+                    Ok(head) if head.size == head_len => {
+                        self.state.observe(id, head_len, hash, head.root)
+                    }
+                    other => self.other.push(Violation::new(
+                        "state-agreement",
+                        format!("n{id}: ledger tree {other:?} at ledger length {head_len}"),
+                    )),
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! State agreement: two replicas with ledgers of the same length hold the same state
-//! (equal `StateHash`), whenever they are observed.
+//! (equal `StateHash`) and the same Merkle tree over their entries (equal RFC 9162 root),
+//! whenever they are observed.
 
 use std::collections::BTreeMap;
 
@@ -12,14 +13,15 @@ const NAME: &str = "state-agreement";
 
 #[derive(Debug, Default)]
 pub struct StateAgreement {
-    by_len: BTreeMap<u64, (StateHash, NodeId)>,
+    by_len: BTreeMap<u64, (StateHash, [u8; 32], NodeId)>,
     violations: Vec<Violation>,
 }
 
 impl StateAgreement {
-    pub fn observe(&mut self, node: NodeId, ledger_len: u64, hash: StateHash) {
+    /// `root`: the node's ledger tree root at `ledger_len`.
+    pub fn observe(&mut self, node: NodeId, ledger_len: u64, hash: StateHash, root: [u8; 32]) {
         match self.by_len.get(&ledger_len) {
-            Some((first, at)) if *first != hash => self.violations.push(Violation::new(
+            Some((first, _, at)) if *first != hash => self.violations.push(Violation::new(
                 NAME,
                 format!(
                     "at ledger length {ledger_len} n{node} has state {} but n{at} had {}",
@@ -27,9 +29,18 @@ impl StateAgreement {
                     first.short()
                 ),
             )),
+            Some((_, first_root, at)) if *first_root != root => {
+                self.violations.push(Violation::new(
+                    NAME,
+                    format!(
+                        "at ledger length {ledger_len} n{node}'s ledger tree root differs from \
+                         n{at}'s"
+                    ),
+                ))
+            }
             Some(_) => {}
             None => {
-                self.by_len.insert(ledger_len, (hash, node));
+                self.by_len.insert(ledger_len, (hash, root, node));
             }
         }
     }
@@ -46,11 +57,17 @@ mod tests {
     #[test]
     fn equal_lengths_must_have_equal_hashes() {
         let mut check = StateAgreement::default();
-        check.observe(1, 3, StateHash([1; 32]));
-        check.observe(2, 3, StateHash([1; 32]));
-        check.observe(2, 4, StateHash([2; 32]));
+        check.observe(1, 3, StateHash([1; 32]), [7; 32]);
+        check.observe(2, 3, StateHash([1; 32]), [7; 32]);
+        check.observe(2, 4, StateHash([2; 32]), [8; 32]);
         assert!(check.take_violations().is_empty());
-        check.observe(3, 4, StateHash([3; 32]));
+        check.observe(3, 4, StateHash([3; 32]), [8; 32]);
         assert_eq!(check.take_violations().len(), 1);
+        check.observe(3, 4, StateHash([2; 32]), [9; 32]);
+        assert_eq!(
+            check.take_violations().len(),
+            1,
+            "the tree root is checked too"
+        );
     }
 }
