@@ -55,6 +55,7 @@ pub mod host;
 pub mod http;
 pub mod journal;
 pub mod outcome;
+pub mod retry;
 pub mod sandbox;
 pub mod sim_journal;
 
