@@ -16,7 +16,8 @@
 //!
 //! The journal is written through a small storage seam with two implementations: sled
 //! (production, [`Journal::open`]) and [`SimJournal`] ([`Journal::sim`]), the simulator's
-//! in-memory model in which a crash keeps exactly what was flushed. sled's background
+//! in-memory model in which a crash keeps exactly what was flushed (`docket_simstore`'s,
+//! the same as under the Raft store's simulated disk). sled's background
 //! threads and real I/O would break the simulator's replay, and a simulated crash could not
 //! take back what sled already wrote. Both offer the same operations: get, an ordered scan,
 //! insert, an atomic read-modify-write of one key, and flush.

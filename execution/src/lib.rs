@@ -13,6 +13,7 @@
 //!                          │ gate: admitted · plan · allowlist / sandbox · size · leadership
 //!                          │       confirmed · rate (waits) · quota (refuses)
 //!                          │ run (bounded retries, Idempotency-Key = proposal id) · verify
+//!                          │     (the retry loop: [`retry::with_retries`], generic over its send)
 //!                          ├──► Journal (sled): Job + Evidence per attempt
 //!                          └──► outcome proposal (executor key, depends on the original)
 //!                                 ──► Host::submit ──► consensus ──► ledger
@@ -41,9 +42,10 @@
 //!   allowlist or sandbox, over a size cap or quota — is evidence, and for admitted
 //!   entries an outcome record (`SETTLEMENT.RAIL_ERROR`, `EXECUTION.OUTCOME` `refused`).
 //!
-//! Architecture invariant: this crate depends on `docket-core` and on no other workspace
-//! crate; it never writes the ledger (it can only submit proposals through the host) and
-//! nothing it does changes what the replicated state machine outputs.
+//! Architecture invariant: this crate depends on `docket-core` (and on `docket-simstore`,
+//! the simulator's storage model under [`SimJournal`]); it never writes the ledger (it can
+//! only submit proposals through the host) and nothing it does changes what the replicated
+//! state machine outputs.
 
 pub mod agent;
 pub mod config;

@@ -2,15 +2,14 @@
 //!
 //! The production journal is sled, which runs background threads and does real I/O: in a
 //! deterministic simulation that breaks replay, and a simulated crash cannot take back
-//! writes sled already made. [`SimJournal`] is the journal's other storage, an in-memory
-//! model with sled's crash semantics made explicit (like `docket_raft::SimDisk` for the
-//! Raft store):
+//! writes sled already made. [`SimJournal`] is the journal's other storage, an adapter over
+//! `docket_simstore`'s pending/durable model, the same one under `docket_raft::SimDisk`:
 //!
 //! * every write is visible to reads at once and stays *pending* until
 //!   [`Journal::flush`](crate::Journal::flush);
 //! * [`SimJournal::crash`] drops the pending writes; [`SimJournal::crash_keeping`] keeps a
 //!   prefix of them (sled's log reaches the disk in order and may get there before it is
-//!   asked to flush);
+//!   asked to flush); each write is its own pending batch;
 //! * the handle is cloneable and outlives the simulated host: the simulator keeps one per
 //!   node and the restarted node opens its journal from it
 //!   ([`Journal::sim`](crate::Journal::sim));
@@ -20,9 +19,9 @@
 //!
 //! Nothing here spawns, sleeps or reads a clock.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use docket_simstore::{Handle, Shared, Stale};
 
 use crate::journal::JournalError;
 
@@ -34,51 +33,19 @@ pub(crate) enum Space {
     Meta,
 }
 
-type Spaces = BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-/// One write: an insert (`Some`) or a removal (`None`).
-type Write = (Space, Vec<u8>, Option<Vec<u8>>);
-
-#[derive(Debug, Default)]
-struct Inner {
-    name: String,
-    /// What reads see: `durable` plus every pending write.
-    current: Spaces,
-    durable: Spaces,
-    pending: Vec<Write>,
-    /// Bumped by every crash; journals opened in an older epoch may not write.
-    epoch: u64,
-    flushes: u64,
-    crashes: u64,
-    lost_writes: u64,
-}
-
-fn apply(spaces: &mut Spaces, write: &Write) {
-    let (space, key, value) = write;
-    let space = spaces.entry(*space).or_default();
-    match value {
-        Some(value) => {
-            space.insert(key.clone(), value.clone());
-        }
-        None => {
-            space.remove(key);
-        }
-    }
-}
-
 /// A node's simulated journal storage. Clones share it.
 #[derive(Clone, Default)]
 pub struct SimJournal {
-    inner: Arc<Mutex<Inner>>,
+    model: Shared<Space, Vec<u8>, Vec<u8>>,
 }
 
 impl fmt::Debug for SimJournal {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let inner = self.lock();
+        let model = self.model.lock();
         f.debug_struct("SimJournal")
-            .field("name", &inner.name)
-            .field("pending", &inner.pending.len())
-            .field("epoch", &inner.epoch)
+            .field("name", &self.model.name())
+            .field("pending", &model.pending_batches())
+            .field("epoch", &model.epoch())
             .finish()
     }
 }
@@ -96,19 +63,8 @@ pub struct SimJournalStats {
 impl SimJournal {
     pub fn new(name: impl Into<String>) -> SimJournal {
         SimJournal {
-            inner: Arc::new(Mutex::new(Inner {
-                name: name.into(),
-                ..Inner::default()
-            })),
+            model: Shared::new(name),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every method finishes its changes before anything can panic, so a poisoned lock
-        // holds nothing half-done.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Loses every write not flushed, as a crash would. Returns how many writes were lost.
@@ -119,40 +75,28 @@ impl SimJournal {
     /// Crashes, but the first `keep` pending writes reached the disk anyway (in order).
     /// Returns how many writes were lost.
     pub fn crash_keeping(&self, keep: usize) -> usize {
-        let mut inner = self.lock();
-        let pending = std::mem::take(&mut inner.pending);
-        let keep = keep.min(pending.len());
-        for write in &pending[..keep] {
-            apply(&mut inner.durable, write);
-        }
-        let lost = pending.len() - keep;
-        inner.current = inner.durable.clone();
-        inner.epoch += 1;
-        inner.crashes += 1;
-        inner.lost_writes += lost as u64;
-        lost
+        self.model.crash(keep)
     }
 
     pub fn pending_writes(&self) -> usize {
-        self.lock().pending.len()
+        self.model.lock().pending_batches()
     }
 
     pub fn stats(&self) -> SimJournalStats {
-        let inner = self.lock();
+        // Every pending batch of the journal is one write.
+        let stats = self.model.lock().stats();
         SimJournalStats {
-            flushes: inner.flushes,
-            crashes: inner.crashes,
-            lost_writes: inner.lost_writes,
-            pending_writes: inner.pending.len() as u64,
+            flushes: stats.flushes,
+            crashes: stats.crashes,
+            lost_writes: stats.lost_batches,
+            pending_writes: stats.pending_batches,
         }
     }
 
     /// A handle for a journal opened now (stamped with the current crash epoch).
     pub(crate) fn handle(&self) -> SimJournalHandle {
-        let epoch = self.lock().epoch;
         SimJournalHandle {
-            store: self.clone(),
-            epoch,
+            handle: self.model.handle(),
         }
     }
 }
@@ -160,22 +104,17 @@ impl SimJournal {
 /// What a [`Journal`](crate::Journal) opened on a [`SimJournal`] holds.
 #[derive(Clone, Debug)]
 pub(crate) struct SimJournalHandle {
-    store: SimJournal,
-    epoch: u64,
+    handle: Handle<Space, Vec<u8>, Vec<u8>>,
+}
+
+fn stale(error: Stale) -> JournalError {
+    JournalError::Crashed(error.name)
 }
 
 impl SimJournalHandle {
-    fn writable(&self) -> Result<MutexGuard<'_, Inner>, JournalError> {
-        let inner = self.store.lock();
-        if inner.epoch != self.epoch {
-            return Err(JournalError::Crashed(inner.name.clone()));
-        }
-        Ok(inner)
-    }
-
     pub fn get(&self, space: Space, key: &[u8]) -> Option<Vec<u8>> {
-        let inner = self.store.lock();
-        inner.current.get(&space).and_then(|s| s.get(key)).cloned()
+        let model = self.handle.read();
+        model.space(&space).and_then(|s| s.get(key)).cloned()
     }
 
     /// Up to `limit` entries with keys strictly after `after` (from the start if `None`),
@@ -186,8 +125,8 @@ impl SimJournalHandle {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let inner = self.store.lock();
-        let Some(s) = inner.current.get(&space) else {
+        let model = self.handle.read();
+        let Some(s) = model.space(&space) else {
             return Vec::new();
         };
         let lower = match after {
@@ -201,10 +140,8 @@ impl SimJournalHandle {
     }
 
     pub fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
-        let mut inner = self.writable()?;
-        let write = (space, key.to_vec(), Some(value));
-        apply(&mut inner.current, &write);
-        inner.pending.push(write);
+        let mut model = self.handle.write().map_err(stale)?;
+        model.apply(vec![(space, key.to_vec(), Some(value))]);
         Ok(())
     }
 
@@ -216,24 +153,17 @@ impl SimJournalHandle {
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, JournalError> {
-        let mut inner = self.writable()?;
-        let before = inner.current.get(&space).and_then(|s| s.get(key)).cloned();
+        let mut model = self.handle.write().map_err(stale)?;
+        let before = model.space(&space).and_then(|s| s.get(key)).cloned();
         let after = f(before.as_deref());
         if after != before {
-            let write = (space, key.to_vec(), after);
-            apply(&mut inner.current, &write);
-            inner.pending.push(write);
+            model.apply(vec![(space, key.to_vec(), after)]);
         }
         Ok(before)
     }
 
     pub fn flush(&self) -> Result<(), JournalError> {
-        let mut inner = self.writable()?;
-        inner.flushes += 1;
-        let pending = std::mem::take(&mut inner.pending);
-        for write in &pending {
-            apply(&mut inner.durable, write);
-        }
+        self.handle.write().map_err(stale)?.flush();
         Ok(())
     }
 }

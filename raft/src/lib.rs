@@ -62,7 +62,8 @@
 //!
 //! * **Disk.** [`Store`] runs over a [`disk`]: sled ([`open`], every sled call is in
 //!   `disk/sled_disk.rs`) or the simulator's [`SimDisk`] ([`open_sim`]), which loses writes
-//!   not yet durably flushed when it crashes.
+//!   not yet durably flushed when it crashes (an adapter over `docket_simstore`'s
+//!   pending/durable model, shared with the execution journal's simulated storage).
 //! * **Randomness.** openraft's only random draw (the election timeout) goes through
 //!   [`runtime::DocketRuntime`], which the simulator seeds per host.
 //! * **Network.** [`network`] is generic over a [`network::Transport`]; the simulator

@@ -3,10 +3,11 @@
 //!
 //! * [`SledDisk`] is production: one `sled::Db` per node, with `durable_flush` adding the
 //!   `fsync`s sled leaves out (see its docs).
-//! * [`SimDisk`] is the simulator's disk model: writes are visible at once but stay
-//!   *pending* until `durable_flush`; [`SimDisk::crash`] throws pending writes away, and a
-//!   store reopened after it sees exactly what was flushed. Its handle is cloneable and
-//!   outlives the store (and the simulated host) using it.
+//! * [`SimDisk`] is the simulator's disk model (over `docket_simstore`'s pending/durable
+//!   model): writes are visible at once but stay *pending* until `durable_flush`;
+//!   [`SimDisk::crash`] throws pending writes away, and a store reopened after it sees
+//!   exactly what was flushed. Its handle is cloneable and outlives the store (and the
+//!   simulated host) using it.
 //!
 //! The interface is what [`Store`](crate::Store) needs and nothing more: a fixed set of
 //! named trees ([`TreeName`]), `get`, `last`, an ordered range scan, an atomic batch that
