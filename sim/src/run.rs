@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use docket_core::{LedgerEntry, LedgerIndex};
 use docket_execution::{Journal, SimJournal};
-use docket_raft::{FlushMode, NodeId, Replica, SimDisk};
+use docket_raft::{NodeId, Replica};
 use openraft::ServerState;
 
 use crate::api::LEDGER_EPOCH_MS;
@@ -22,6 +22,7 @@ use crate::check::{self, linearizability, Violation};
 use crate::config::{
     Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK_DEFAULT, TICK_FINE, TICK_MAX,
 };
+use crate::disk::{FlushMode, SimDisk};
 use crate::faults::Schedule;
 use crate::history::{History, OpKind, OpResult};
 use crate::rail::{Rail, RAIL_HOST};

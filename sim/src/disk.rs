@@ -1,13 +1,16 @@
-//! The simulator's disk model: what survives a crash is exactly what was flushed.
+//! The simulator's disk under the Raft store: what survives a crash is exactly what was
+//! flushed.
 //!
-//! An adapter over `docket_simstore`'s pending/durable model (shared with the execution
-//! journal's simulated storage): every applied [`WriteBatch`] is visible to reads at once
-//! (like the page cache) and is *pending* until [`durable_flush`](SimHandle::durable_flush).
+//! [`SimHandle`] implements `docket_raft`'s [`Disk`] seam (sled's `SledDisk` is the other
+//! implementation), as an adapter over `docket_simstore`'s pending/durable model, shared
+//! with the execution journal's simulated storage (`docket_execution::SimJournal`): every applied
+//! [`WriteBatch`] is visible to reads at once (like the page cache) and is *pending* until
+//! [`durable_flush`](Disk::durable_flush).
 //! [`SimDisk::crash`] drops the pending batches; [`SimDisk::crash_keeping`] keeps a prefix
 //! of them (a disk may have written some of what it was not asked to sync yet, but — like
 //! sled's log — only in order). The handle is an `Arc`: the simulator keeps one per node
 //! outside the simulated host, so the disk outlives the host's crash and the restarted host
-//! reopens the store from it.
+//! reopens the store from it (`docket_raft::open_on(disk.handle())`).
 //!
 //! A store opened before a crash must not write after it (its process is gone): each store
 //! holds a [`SimHandle`] stamped with the crash epoch it was opened in, and a write through a
@@ -15,12 +18,12 @@
 
 use std::fmt;
 use std::ops::Bound;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use docket_raft::disk::{Disk, KeyValue, TreeName, Visit, WriteBatch};
+use docket_raft::StoreError;
 use docket_simstore::{Handle, Shared, Stale};
-
-use super::{KeyValue, TreeName, Visit, WriteBatch};
-use crate::store::StoreError;
 
 /// Keys and values are shared, not copied, between what reads see, what is durable, the
 /// pending batches and a scan in progress: the simulator copies nothing per write but the
@@ -32,7 +35,6 @@ type Op = docket_simstore::Op<TreeName, Bytes, Bytes>;
 
 fn shared(batch: WriteBatch) -> impl Iterator<Item = Op> {
     batch
-        .ops
         .into_iter()
         .map(|(tree, key, value)| (tree, Bytes::from(key), value.map(Bytes::from)))
 }
@@ -106,8 +108,9 @@ impl SimDisk {
         self.mode
     }
 
-    /// A handle for a store opened now (stamped with the current crash epoch).
-    pub(crate) fn handle(&self) -> SimHandle {
+    /// A handle for a store opened now (stamped with the current crash epoch), to open the
+    /// store on (`docket_raft::open_on`).
+    pub fn handle(&self) -> SimHandle {
         SimHandle {
             handle: self.model.handle(),
             mode: self.mode,
@@ -115,9 +118,9 @@ impl SimDisk {
     }
 }
 
-/// What a store opened on a [`SimDisk`] holds.
+/// What a store opened on a [`SimDisk`] holds: the disk, as the store's [`Disk`].
 #[derive(Debug)]
-pub(crate) struct SimHandle {
+pub struct SimHandle {
     handle: Handle<TreeName, Bytes, Bytes>,
     mode: FlushMode,
 }
@@ -129,8 +132,8 @@ fn stale(error: Stale) -> StoreError {
     ))
 }
 
-impl SimHandle {
-    pub fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+impl Disk for SimHandle {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let model = self.handle.read();
         Ok(model
             .space(&tree)
@@ -138,7 +141,7 @@ impl SimHandle {
             .map(|v| v.to_vec()))
     }
 
-    pub fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+    fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
         let model = self.handle.read();
         Ok(model
             .space(&tree)
@@ -146,7 +149,7 @@ impl SimHandle {
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
-    pub fn for_each(
+    fn for_each(
         &self,
         tree: TreeName,
         lo: &[u8],
@@ -178,7 +181,7 @@ impl SimHandle {
         Ok(())
     }
 
-    pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut model = self.handle.write().map_err(stale)?;
         model.apply(shared(batch).collect());
         Ok(())
@@ -186,13 +189,13 @@ impl SimHandle {
 
     /// Each write is its own pending batch, so a torn crash ([`SimDisk::crash_keeping`])
     /// can keep any prefix of them.
-    pub fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut model = self.handle.write().map_err(stale)?;
         model.apply_in_order(shared(batch));
         Ok(())
     }
 
-    pub fn durable_flush(&self) -> Result<(), StoreError> {
+    fn durable_flush(&self) -> Result<(), StoreError> {
         let mut model = self.handle.write().map_err(stale)?;
         match self.mode {
             FlushMode::Honest => model.flush(),
@@ -201,8 +204,14 @@ impl SimHandle {
         Ok(())
     }
 
-    pub fn describe(&self) -> String {
-        format!("simdisk:{}", self.handle.shared().name())
+    /// Inline: the flush is a memory copy, and the host must stay on the simulation's one
+    /// thread.
+    fn flush_blocks(&self) -> bool {
+        false
+    }
+
+    fn location(&self) -> PathBuf {
+        PathBuf::from(format!("simdisk:{}", self.handle.shared().name()))
     }
 }
 
