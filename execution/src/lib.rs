@@ -42,10 +42,9 @@
 //!   allowlist or sandbox, over a size cap or quota — is evidence, and for admitted
 //!   entries an outcome record (`SETTLEMENT.RAIL_ERROR`, `EXECUTION.OUTCOME` `refused`).
 //!
-//! Architecture invariant: this crate depends on `docket-core` (and on `docket-simstore`,
-//! the simulator's storage model under [`SimJournal`]); it never writes the ledger (it can
-//! only submit proposals through the host) and nothing it does changes what the replicated
-//! state machine outputs.
+//! Architecture invariant: this crate depends on `docket-core` and on no other workspace
+//! crate; it never writes the ledger (it can only submit proposals through the host) and
+//! nothing it does changes what the replicated state machine outputs.
 
 pub mod agent;
 pub mod config;
@@ -59,7 +58,6 @@ pub mod journal;
 pub mod outcome;
 pub mod retry;
 pub mod sandbox;
-pub mod sim_journal;
 
 pub use agent::{Clock, EpochEnd, ExecutionError, Executor};
 pub use config::{
@@ -69,5 +67,6 @@ pub use config::{
 pub use effect::{Effect, Plan, PlanContext, Reporting, Request, Target, Trigger};
 pub use evidence::{Cost, EffectRecord, Evidence, OutcomeKind};
 pub use host::{Host, HostError, Leadership, LedgerView, Submitted};
-pub use journal::{Conclusion, Job, Journal, JournalError, Phase, Resolution};
-pub use sim_journal::{SimJournal, SimJournalStats};
+pub use journal::{
+    Conclusion, Job, Journal, JournalError, JournalStorage, Phase, Resolution, SledStorage, Space,
+};

@@ -3,14 +3,14 @@
 //!
 //! [`SimHandle`] implements `docket_raft`'s [`Disk`] seam (sled's `SledDisk` is the other
 //! implementation), as an adapter over `docket_simstore`'s pending/durable model, shared
-//! with the execution journal's simulated storage (`docket_execution::SimJournal`): every applied
+//! with the execution journal's simulated storage ([`crate::journal`]): every applied
 //! [`WriteBatch`] is visible to reads at once (like the page cache) and is *pending* until
-//! [`durable_flush`](Disk::durable_flush).
-//! [`SimDisk::crash`] drops the pending batches; [`SimDisk::crash_keeping`] keeps a prefix
-//! of them (a disk may have written some of what it was not asked to sync yet, but — like
-//! sled's log — only in order). The handle is an `Arc`: the simulator keeps one per node
-//! outside the simulated host, so the disk outlives the host's crash and the restarted host
-//! reopens the store from it (`docket_raft::open_on(disk.handle())`).
+//! [`durable_flush`](Disk::durable_flush). [`SimDisk::crash`] drops the pending batches;
+//! [`SimDisk::crash_keeping`] keeps a prefix of them (a disk may have written some of what
+//! it was not asked to sync yet, but — like sled's log — only in order). The handle is an
+//! `Arc`: the simulator keeps one per node outside the simulated host, so the disk outlives
+//! the host's crash and the restarted host reopens the store from it
+//! (`docket_raft::open_on(disk.handle())`).
 //!
 //! A store opened before a crash must not write after it (its process is gone): each store
 //! holds a [`SimHandle`] stamped with the crash epoch it was opened in, and a write through a

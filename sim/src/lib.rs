@@ -11,8 +11,9 @@
 //!   ([`node::TurmoilTransport`]) and `serve_connection`; the payment-rail effect's
 //!   transport ([`rail_effect`]: minimal HTTP/1.1 over turmoil TCP instead of reqwest);
 //! * **the disks**: [`disk::SimDisk`] under the Raft store (`docket_raft`'s `Disk` seam)
-//!   and [`docket_execution::SimJournal`] for the execution journal (instead of sled),
-//!   where a write is lost in a crash unless it was flushed;
+//!   and [`journal::SimJournal`] under the execution journal (`docket_execution`'s
+//!   `JournalStorage` seam), instead of sled: adapters over `docket_simstore`'s
+//!   pending/durable model, where a write is lost in a crash unless it was flushed;
 //! * **clocks and randomness**: turmoil's seeded world and tokio runtimes, openraft's
 //!   election timeouts through [`docket_raft::runtime`], and the simulated wall clock for
 //!   evidence (`Executor::with_clock`).
@@ -121,6 +122,7 @@ pub mod execution;
 pub mod faults;
 pub mod history;
 pub mod http;
+pub mod journal;
 pub mod node;
 pub mod rail;
 pub mod rail_effect;

@@ -1,18 +1,20 @@
-//! The simulator's journal store: what survives a crash is exactly what was flushed.
+//! The simulator's execution journal storage: what survives a crash is exactly what was
+//! flushed.
 //!
-//! The production journal is sled, which runs background threads and does real I/O: in a
-//! deterministic simulation that breaks replay, and a simulated crash cannot take back
-//! writes sled already made. [`SimJournal`] is the journal's other storage, an adapter over
-//! `docket_simstore`'s pending/durable model, the same one under `docket_raft::SimDisk`:
+//! The production journal is sled (`docket_execution::SledStorage`), which runs background
+//! threads and does real I/O: in a deterministic simulation that breaks replay, and a
+//! simulated crash cannot take back writes sled already made. [`SimJournal`] is the
+//! journal's other storage ([`SimJournalHandle`] implements `docket_execution`'s
+//! [`JournalStorage`] seam), an adapter over `docket_simstore`'s pending/durable model, the
+//! same one under the Raft store's [`SimDisk`](crate::disk::SimDisk):
 //!
 //! * every write is visible to reads at once and stays *pending* until
-//!   [`Journal::flush`](crate::Journal::flush);
+//!   [`Journal::flush`];
 //! * [`SimJournal::crash`] drops the pending writes; [`SimJournal::crash_keeping`] keeps a
 //!   prefix of them (sled's log reaches the disk in order and may get there before it is
 //!   asked to flush); each write is its own pending batch;
 //! * the handle is cloneable and outlives the simulated host: the simulator keeps one per
-//!   node and the restarted node opens its journal from it
-//!   ([`Journal::sim`](crate::Journal::sim));
+//!   node and the restarted node opens its journal from it ([`SimJournal::open`]);
 //! * a journal opened before a crash may not write after it (its process is gone): each
 //!   journal is stamped with the crash epoch it was opened in, and a write through a stale
 //!   one fails with [`JournalError::Crashed`].
@@ -21,17 +23,9 @@
 
 use std::fmt;
 
+use docket_execution::journal::{KeyValue, Update};
+use docket_execution::{Journal, JournalError, JournalStorage, Space};
 use docket_simstore::{Handle, Shared, Stale};
-
-use crate::journal::JournalError;
-
-/// The journal's two key spaces (the sled journal's trees `execution/jobs` and
-/// `execution/meta`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(crate) enum Space {
-    Jobs,
-    Meta,
-}
 
 /// A node's simulated journal storage. Clones share it.
 #[derive(Clone, Default)]
@@ -94,16 +88,23 @@ impl SimJournal {
     }
 
     /// A handle for a journal opened now (stamped with the current crash epoch).
-    pub(crate) fn handle(&self) -> SimJournalHandle {
+    pub fn handle(&self) -> SimJournalHandle {
         SimJournalHandle {
             handle: self.model.handle(),
         }
     }
+
+    /// The journal kept here, opened now: a restarted node reopens it from the same
+    /// [`SimJournal`] and finds what was flushed before the crash.
+    pub fn open(&self) -> Journal {
+        Journal::on(self.handle())
+    }
 }
 
-/// What a [`Journal`](crate::Journal) opened on a [`SimJournal`] holds.
+/// What a [`Journal`] opened on a [`SimJournal`] holds: the storage, as the journal's
+/// [`JournalStorage`].
 #[derive(Clone, Debug)]
-pub(crate) struct SimJournalHandle {
+pub struct SimJournalHandle {
     handle: Handle<Space, Vec<u8>, Vec<u8>>,
 }
 
@@ -111,47 +112,57 @@ fn stale(error: Stale) -> JournalError {
     JournalError::Crashed(error.name)
 }
 
-impl SimJournalHandle {
-    pub fn get(&self, space: Space, key: &[u8]) -> Option<Vec<u8>> {
+impl JournalStorage for SimJournalHandle {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
         let model = self.handle.read();
-        model.space(&space).and_then(|s| s.get(key)).cloned()
+        Ok(model.space(&space).and_then(|s| s.get(key)).cloned())
     }
 
-    /// Up to `limit` entries with keys strictly after `after` (from the start if `None`),
-    /// in key order.
-    pub fn range_after(
+    fn range_after(
         &self,
         space: Space,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+    ) -> Result<Vec<KeyValue>, JournalError> {
         let model = self.handle.read();
         let Some(s) = model.space(&space) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let lower = match after {
             Some(key) => std::ops::Bound::Excluded(key.to_vec()),
             None => std::ops::Bound::Unbounded,
         };
-        s.range((lower, std::ops::Bound::Unbounded))
+        Ok(s.range((lower, std::ops::Bound::Unbounded))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect())
     }
 
-    pub fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
+    /// One pending batch.
+    fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
         let mut model = self.handle.write().map_err(stale)?;
         model.apply(vec![(space, key.to_vec(), Some(value))]);
         Ok(())
     }
 
-    /// Replaces the value at `key` with `f(current)` (`None` removes it) atomically;
-    /// answers the value before.
-    pub fn update(
+    /// An [`update`](JournalStorage::update) that keeps a value already there.
+    fn insert_if_absent(
         &self,
         space: Space,
         key: &[u8],
-        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        self.update(space, key, &mut |current| {
+            Some(current.unwrap_or(value).to_vec())
+        })
+    }
+
+    /// Runs `f` once; one pending batch if the value changes, none if it does not.
+    fn update(
+        &self,
+        space: Space,
+        key: &[u8],
+        f: &mut Update<'_>,
     ) -> Result<Option<Vec<u8>>, JournalError> {
         let mut model = self.handle.write().map_err(stale)?;
         let before = model.space(&space).and_then(|s| s.get(key)).cloned();
@@ -162,15 +173,26 @@ impl SimJournalHandle {
         Ok(before)
     }
 
-    pub fn flush(&self) -> Result<(), JournalError> {
+    fn flush(&self) -> Result<(), JournalError> {
         self.handle.write().map_err(stale)?.flush();
         Ok(())
+    }
+
+    /// In place: nothing to wait for, nothing spawned.
+    fn flush_blocks(&self) -> bool {
+        false
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use docket_core::EntryHash;
+
     use super::*;
+
+    fn get(h: &SimJournalHandle, space: Space, key: &[u8]) -> Option<Vec<u8>> {
+        h.get(space, key).expect("get")
+    }
 
     #[test]
     fn a_crash_keeps_what_was_flushed_and_a_prefix_if_asked() {
@@ -181,18 +203,22 @@ mod tests {
         h.insert(Space::Jobs, b"b", b"2".to_vec()).expect("insert");
         h.insert(Space::Jobs, b"c", b"3".to_vec()).expect("insert");
         assert_eq!(
-            h.get(Space::Jobs, b"c"),
+            get(&h, Space::Jobs, b"c"),
             Some(b"3".to_vec()),
             "visible at once"
         );
         assert_eq!(store.crash_keeping(1), 1);
         let h = store.handle();
-        assert_eq!(h.get(Space::Jobs, b"a"), Some(b"1".to_vec()));
-        assert_eq!(h.get(Space::Jobs, b"b"), Some(b"2".to_vec()), "kept prefix");
-        assert_eq!(h.get(Space::Jobs, b"c"), None, "lost");
+        assert_eq!(get(&h, Space::Jobs, b"a"), Some(b"1".to_vec()));
+        assert_eq!(
+            get(&h, Space::Jobs, b"b"),
+            Some(b"2".to_vec()),
+            "kept prefix"
+        );
+        assert_eq!(get(&h, Space::Jobs, b"c"), None, "lost");
         h.insert(Space::Meta, b"x", b"9".to_vec()).expect("insert");
         assert_eq!(store.crash(), 1);
-        assert_eq!(store.handle().get(Space::Meta, b"x"), None);
+        assert_eq!(get(&store.handle(), Space::Meta, b"x"), None);
         assert_eq!(store.stats().crashes, 2);
         assert_eq!(store.stats().lost_writes, 2);
     }
@@ -222,20 +248,57 @@ mod tests {
         }
         let after_a: Vec<Vec<u8>> = h
             .range_after(Space::Jobs, Some(b"a"), 10)
+            .expect("range")
             .into_iter()
             .map(|(k, _)| k)
             .collect();
         assert_eq!(after_a, vec![b"b".to_vec(), b"c".to_vec()]);
-        assert_eq!(h.range_after(Space::Jobs, None, 1).len(), 1);
+        assert_eq!(h.range_after(Space::Jobs, None, 1).expect("range").len(), 1);
         let before = h
-            .update(Space::Meta, b"n", |old| {
+            .update(Space::Meta, b"n", &mut |old| {
                 assert!(old.is_none());
                 Some(vec![1])
             })
             .expect("update");
         assert_eq!(before, None);
-        let before = h.update(Space::Meta, b"n", |_| None).expect("remove");
+        let before = h.update(Space::Meta, b"n", &mut |_| None).expect("remove");
         assert_eq!(before, Some(vec![1]));
-        assert_eq!(h.get(Space::Meta, b"n"), None);
+        assert_eq!(get(&h, Space::Meta, b"n"), None);
+    }
+
+    #[test]
+    fn the_journal_storage_suite_passes() {
+        docket_execution::journal::storage_suite::run(|| SimJournal::new("suite").open());
+    }
+
+    #[test]
+    fn a_journal_keeps_what_was_flushed_across_a_crash() {
+        let store = SimJournal::new("n1");
+        let journal = store.open();
+        journal.bind_ledger(&EntryHash([1; 32])).expect("binds");
+        assert_eq!(store.crash(), 1, "the binding was not flushed");
+        assert!(
+            matches!(
+                journal.bind_ledger(&EntryHash([2; 32])),
+                Err(JournalError::Crashed(_))
+            ),
+            "the journal of the crashed process cannot write"
+        );
+        let reopened = store.open();
+        reopened.bind_ledger(&EntryHash([2; 32])).expect("binds");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(reopened.flush())
+            .expect("flush");
+        assert_eq!(store.crash(), 0);
+        let error = store
+            .open()
+            .bind_ledger(&EntryHash([1; 32]))
+            .expect_err("bound to the other ledger");
+        assert!(
+            matches!(error, JournalError::ForeignLedger { .. }),
+            "{error}"
+        );
     }
 }
