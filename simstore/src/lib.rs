@@ -1,9 +1,10 @@
 //! The simulator's storage model: what survives a crash is exactly what was flushed.
 //!
-//! Both of a simulated node's stores are built on it: the Raft store's disk
-//! (`docket_raft::SimDisk`) and the execution journal's (`docket_execution::SimJournal`).
-//! Each is a thin adapter that names its key spaces and maps [`Stale`] to its own error; the
-//! crash model lives here, once.
+//! Both of a simulated node's stores are built on it, in `docket-sim`: the Raft store's disk
+//! (`SimDisk`, implementing `docket_raft`'s `Disk` seam) and the execution journal's storage
+//! (`SimJournal`, implementing `docket_execution`'s `JournalStorage` seam). Each is a thin
+//! adapter that names its key spaces and maps [`Stale`] to its own error; the crash model
+//! lives here, once.
 //!
 //! * [`Durable`] is the model: key spaces of ordered maps. Every applied batch is visible to
 //!   reads at once (like the page cache) and stays *pending* until [`Durable::flush`].
