@@ -1,5 +1,5 @@
 //! One HTTP POST with bounded retries, exponential backoff, a per-request timeout, an
-//! overall deadline, and a bounded read of the response.
+//! overall deadline (the loop is [`crate::retry`]'s), and a bounded read of the response.
 //!
 //! Every request carries `Idempotency-Key: <proposal id>`, so a target that honours it sees
 //! one effect however many times the request arrives (retries here, a re-run by the next
@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use docket_core::ProposalId;
 use reqwest::{StatusCode, Url};
-use tokio::time::Instant;
 
 use crate::config::EffectLimits;
 use crate::effect::{Failed, Performed, Request, Target};
-use crate::evidence::{bounded, EffectRecord, TARGET_BYTES_MAX};
+use crate::evidence::bounded;
+use crate::retry::{self, Attempt, Received};
 
 /// The header carrying the idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -35,14 +35,6 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-enum Try {
-    Done(StatusCode, Vec<u8>),
-    Retry(String, Option<Vec<u8>>),
-    Stop(String, Option<Vec<u8>>),
-}
-
-/// POSTs `body` (JSON) to `url`, retrying as the limits allow. Answers the 2xx response, or
-/// the failure with everything tried.
 /// POSTs a planned request: the run step of every HTTP effect. `effect` names the effect
 /// in the failure reason when a plan targets something other than a URL.
 pub async fn post_request(
@@ -61,6 +53,8 @@ pub async fn post_request(
     post(client, url, &request.body, key, limits).await
 }
 
+/// POSTs `body` (JSON) to `url`, retrying as the limits allow ([`retry::with_retries`]).
+/// Answers the 2xx response, or the failure with everything tried.
 pub async fn post(
     client: &reqwest::Client,
     url: &Url,
@@ -68,94 +62,12 @@ pub async fn post(
     key: &ProposalId,
     limits: &EffectLimits,
 ) -> Result<Performed, Failed> {
-    let started = Instant::now();
-    let deadline = started + Duration::from_millis(limits.deadline_ms);
-    let mut effects = Vec::new();
-    let mut cost = crate::evidence::Cost::default();
-    let mut last_reason = String::from("no attempt fit in the deadline");
-    let mut last_output = None;
-    for attempt in 1..=limits.attempts_max {
-        let now = Instant::now();
-        if now >= deadline {
-            last_reason = format!(
-                "deadline of {} ms reached: {last_reason}",
-                limits.deadline_ms
-            );
-            break;
-        }
-        let timeout = Duration::from_millis(limits.timeout_ms).min(deadline - now);
-        cost.attempts = attempt;
-        cost.bytes_out += body.len() as u64;
-        let outcome = tokio::time::timeout(
-            timeout,
-            once(client, url, body, key, attempt, limits, &mut cost),
-        )
-        .await;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(_) => Try::Retry(format!("timed out after {} ms", timeout.as_millis()), None),
-        };
-        let (result, next) = match outcome {
-            Try::Done(status, output) => {
-                effects.push(record(url, format!("status {}", status.as_u16())));
-                return Ok(Performed {
-                    output,
-                    effects,
-                    cost,
-                });
-            }
-            Try::Retry(reason, output) => {
-                last_output = output.or(last_output);
-                (reason, true)
-            }
-            Try::Stop(reason, output) => {
-                last_output = output.or(last_output);
-                (reason, false)
-            }
-        };
-        effects.push(record(url, result.clone()));
-        last_reason = result;
-        if !next {
-            break;
-        }
-        if attempt < limits.attempts_max {
-            let backoff = backoff_ms(limits, attempt);
-            let now = Instant::now();
-            if now + Duration::from_millis(backoff) >= deadline {
-                last_reason = format!(
-                    "deadline of {} ms reached: {last_reason}",
-                    limits.deadline_ms
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
-        } else {
-            last_reason = format!("{attempt} attempts failed, last: {last_reason}");
-        }
-    }
-    Err(Failed {
-        reason: last_reason,
-        output: last_output,
-        effects,
-        cost,
+    let received = Received::default();
+    let target = url.to_string();
+    retry::with_retries(&target, body.len() as u64, limits, &received, |attempt| {
+        once(client, url, body, key, attempt, limits, &received)
     })
-}
-
-/// Wait before retry number `attempt` (1-based): `backoff_ms * 2^(attempt-1)`, capped.
-pub fn backoff_ms(limits: &EffectLimits, attempt: u32) -> u64 {
-    let factor = 1u64 << attempt.saturating_sub(1).min(32);
-    limits
-        .backoff_ms
-        .saturating_mul(factor)
-        .min(limits.backoff_ms_max)
-}
-
-fn record(url: &Url, result: String) -> EffectRecord {
-    EffectRecord {
-        kind: "http_post".into(),
-        target: bounded(url.to_string(), TARGET_BYTES_MAX),
-        result,
-    }
+    .await
 }
 
 async fn once(
@@ -165,8 +77,8 @@ async fn once(
     key: &ProposalId,
     attempt: u32,
     limits: &EffectLimits,
-    cost: &mut crate::evidence::Cost,
-) -> Try {
+    received: &Received,
+) -> Attempt {
     let response = client
         .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -177,41 +89,49 @@ async fn once(
         .await;
     let mut response = match response {
         Ok(response) => response,
-        Err(error) => return Try::Retry(describe(&error), None),
+        Err(error) => {
+            return Attempt::Retry {
+                reason: describe(&error),
+                output: None,
+            }
+        }
     };
     let status = response.status();
     let mut output = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                cost.bytes_in += chunk.len() as u64;
+                received.add(chunk.len() as u64);
                 if output.len() + chunk.len() > limits.response_bytes_max {
-                    return Try::Stop(
-                        format!(
+                    return Attempt::Stop {
+                        reason: format!(
                             "status {}: response exceeds response_bytes_max {}",
                             status.as_u16(),
                             limits.response_bytes_max
                         ),
-                        None,
-                    );
+                        output: None,
+                    };
                 }
                 output.extend_from_slice(&chunk);
             }
             Ok(None) => break,
             Err(error) => {
-                return Try::Retry(
-                    format!(
+                return Attempt::Retry {
+                    reason: format!(
                         "status {}: reading the response: {}",
                         status.as_u16(),
                         describe(&error)
                     ),
-                    None,
-                )
+                    output: None,
+                }
             }
         }
     }
     if status.is_success() {
-        return Try::Done(status, output);
+        return Attempt::Done {
+            status: status.as_u16(),
+            output,
+        };
     }
     let reason = format!("status {}", status.as_u16());
     let retryable = status.is_server_error()
@@ -219,9 +139,15 @@ async fn once(
         || status == StatusCode::TOO_EARLY
         || status == StatusCode::TOO_MANY_REQUESTS;
     if retryable {
-        Try::Retry(reason, Some(output))
+        Attempt::Retry {
+            reason,
+            output: Some(output),
+        }
     } else {
-        Try::Stop(reason, Some(output))
+        Attempt::Stop {
+            reason,
+            output: Some(output),
+        }
     }
 }
 
@@ -246,23 +172,5 @@ fn describe(error: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         bounded(format!("{kind}: {detail}"), 200)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let limits = EffectLimits {
-            backoff_ms: 100,
-            backoff_ms_max: 350,
-            ..EffectLimits::default()
-        };
-        assert_eq!(backoff_ms(&limits, 1), 100);
-        assert_eq!(backoff_ms(&limits, 2), 200);
-        assert_eq!(backoff_ms(&limits, 3), 350);
-        assert_eq!(backoff_ms(&limits, 60), 350);
     }
 }

@@ -1,6 +1,6 @@
 //! The execution journal: one [`Job`] per effect-bearing proposal, keyed by proposal id, in
-//! a sled database separate from the governance ledger (or, in the simulator, in a
-//! [`SimJournal`]).
+//! a sled database separate from the governance ledger (or, in the simulator, in its model
+//! of one).
 //!
 //! The journal is node-local and not replicated: it is how *this* node remembers what it
 //! already did, so a restart or a return to leadership never repeats an effect whose result
@@ -14,20 +14,24 @@
 //!
 //! ## Storage
 //!
-//! The journal is written through a small storage seam with two implementations: sled
-//! (production, [`Journal::open`]) and [`SimJournal`] ([`Journal::sim`]), the simulator's
-//! in-memory model in which a crash keeps exactly what was flushed. sled's background
-//! threads and real I/O would break the simulator's replay, and a simulated crash could not
-//! take back what sled already wrote. Both offer the same operations: get, an ordered scan,
-//! insert, an atomic read-modify-write of one key, and flush.
+//! The journal is written through a small storage seam, the [`JournalStorage`] trait: sled
+//! in production ([`Journal::open`], [`SledStorage`]), and any other implementation
+//! ([`Journal::on`]), such as the simulator's in-memory model in which a crash keeps exactly
+//! what was flushed (`docket-sim`'s `SimJournal`, over `docket-simstore`'s pending/durable
+//! model, the same as under the Raft store's simulated disk). sled's background threads and
+//! real I/O would break the simulator's replay, and a simulated crash could not take back
+//! what sled already wrote. The operations: get, an ordered scan, insert, an atomic
+//! read-modify-write of one key, and flush. [`storage_suite`] checks an implementation
+//! through the journal's own API.
 
+use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use docket_core::{EntryHash, LedgerIndex, ProposalId, SignedProposal};
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::{Evidence, OutcomeKind};
-use crate::sim_journal::{SimJournal, SimJournalHandle, Space};
 
 /// Evidence records kept per proposal. Each is one attempt; more than 32 attempts at one
 /// proposal means leadership is flapping, and the oldest records are dropped (counted in
@@ -164,83 +168,167 @@ pub enum JournalError {
     ForeignLedger { journal: String, ledger: String },
     #[error("execution journal record for {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
-    /// A simulated journal written through a handle opened before the crash of its node
-    /// (only [`SimJournal`]; a real crash takes the writer with it).
+    /// A journal written through storage opened before the crash of its node (only a
+    /// simulated storage can tell; a real crash takes the writer with it).
     #[error("simulated execution journal {0}: written after its node crashed")]
     Crashed(String),
+}
+
+/// The journal's two key spaces (the sled journal's trees `execution/jobs` and
+/// `execution/meta`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub enum Space {
+    Jobs,
+    Meta,
+}
+
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A read-modify-write of one value: given the value there (if any), the value to leave
+/// (`None` removes it).
+pub type Update<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
+
+/// Where a journal keeps its records: two ordered key spaces ([`Space`]) of byte keys and
+/// values. [`SledStorage`] in production; the simulator brings its own model.
+pub trait JournalStorage: fmt::Debug + Send + Sync + 'static {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError>;
+
+    /// Up to `limit` entries with keys strictly after `after` (from the start if `None`),
+    /// in key order.
+    fn range_after(
+        &self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, JournalError>;
+
+    fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError>;
+
+    /// Writes `value` at `key` unless a value is there; answers the value that was there
+    /// (`None`: `value` was written).
+    fn insert_if_absent(
+        &self,
+        space: Space,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, JournalError>;
+
+    /// Atomically replaces the value at `key` with `f(current)`; answers the value before.
+    /// `f` may run more than once (sled retries it on contention).
+    fn update(
+        &self,
+        space: Space,
+        key: &[u8],
+        f: &mut Update<'_>,
+    ) -> Result<Option<Vec<u8>>, JournalError>;
+
+    /// Makes everything written before the call durable.
+    fn flush(&self) -> Result<(), JournalError>;
+
+    /// Whether [`flush`](JournalStorage::flush) waits on the operating system, so the
+    /// journal runs it on tokio's blocking pool; `false` flushes in place (a simulated
+    /// storage: nothing to wait for, nothing spawned).
+    fn flush_blocks(&self) -> bool;
+}
+
+/// The production storage: two trees of a sled database.
+#[derive(Clone, Debug)]
+pub struct SledStorage {
+    db: sled::Db,
+    jobs: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl SledStorage {
+    /// Uses the trees `execution/jobs` and `execution/meta` of an open database.
+    pub fn in_db(db: sled::Db) -> Result<SledStorage, JournalError> {
+        let jobs = db.open_tree("execution/jobs")?;
+        let meta = db.open_tree("execution/meta")?;
+        Ok(SledStorage { db, jobs, meta })
+    }
+
+    fn tree(&self, space: Space) -> &sled::Tree {
+        match space {
+            Space::Jobs => &self.jobs,
+            Space::Meta => &self.meta,
+        }
+    }
+}
+
+impl JournalStorage for SledStorage {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self.tree(space).get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn range_after(
+        &self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, JournalError> {
+        let tree = self.tree(space);
+        let range = match after {
+            Some(key) => {
+                tree.range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+            }
+            None => tree.iter(),
+        };
+        let mut items = Vec::new();
+        for item in range.take(limit) {
+            let (key, bytes) = item?;
+            items.push((key.to_vec(), bytes.to_vec()));
+        }
+        Ok(items)
+    }
+
+    fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
+        self.tree(space).insert(key, value)?;
+        Ok(())
+    }
+
+    fn insert_if_absent(
+        &self,
+        space: Space,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        match self
+            .tree(space)
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+        {
+            Ok(()) => Ok(None),
+            Err(current) => Ok(current.current.map(|v| v.to_vec())),
+        }
+    }
+
+    fn update(
+        &self,
+        space: Space,
+        key: &[u8],
+        f: &mut Update<'_>,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self
+            .tree(space)
+            .fetch_and_update(key, f)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn flush(&self) -> Result<(), JournalError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// sled's flush waits for its writes to reach the file.
+    fn flush_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// The execution journal.
 #[derive(Clone, Debug)]
 pub struct Journal {
-    store: Store,
-}
-
-/// Where a journal keeps its records.
-#[derive(Clone, Debug)]
-enum Store {
-    Sled {
-        db: sled::Db,
-        jobs: sled::Tree,
-        meta: sled::Tree,
-    },
-    Sim(SimJournalHandle),
-}
-
-impl Store {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, JournalError> {
-        match self {
-            Store::Sled { jobs, meta, .. } => {
-                let tree = if space == Space::Jobs { jobs } else { meta };
-                Ok(tree.get(key)?.map(|v| v.to_vec()))
-            }
-            Store::Sim(handle) => Ok(handle.get(space, key)),
-        }
-    }
-
-    fn insert(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), JournalError> {
-        match self {
-            Store::Sled { jobs, meta, .. } => {
-                let tree = if space == Space::Jobs { jobs } else { meta };
-                tree.insert(key, value)?;
-                Ok(())
-            }
-            Store::Sim(handle) => handle.insert(space, key, value),
-        }
-    }
-
-    /// Writes `value` at `key` of `meta` unless a value is there; answers the value that was
-    /// there (`None`: `value` was written).
-    fn insert_meta_if_absent(
-        &self,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Option<Vec<u8>>, JournalError> {
-        match self {
-            Store::Sled { meta, .. } => {
-                match meta.compare_and_swap(key, None as Option<&[u8]>, Some(value))? {
-                    Ok(()) => Ok(None),
-                    Err(current) => Ok(current.current.map(|v| v.to_vec())),
-                }
-            }
-            Store::Sim(handle) => handle.update(Space::Meta, key, |current| {
-                Some(current.unwrap_or(value).to_vec())
-            }),
-        }
-    }
-
-    /// Atomically replaces the value at `key` of `meta` with `f(current)`; answers the
-    /// value before. `f` may run more than once (sled retries it on contention).
-    fn update_meta(
-        &self,
-        key: &[u8],
-        f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, JournalError> {
-        match self {
-            Store::Sled { meta, .. } => Ok(meta.fetch_and_update(key, f)?.map(|v| v.to_vec())),
-            Store::Sim(handle) => handle.update(Space::Meta, key, f),
-        }
-    }
+    store: Arc<dyn JournalStorage>,
 }
 
 impl Journal {
@@ -258,18 +346,14 @@ impl Journal {
 
     /// Uses the trees `execution/jobs` and `execution/meta` of an open database.
     pub fn in_db(db: sled::Db) -> Result<Journal, JournalError> {
-        let jobs = db.open_tree("execution/jobs")?;
-        let meta = db.open_tree("execution/meta")?;
-        Ok(Journal {
-            store: Store::Sled { db, jobs, meta },
-        })
+        Ok(Journal::on(SledStorage::in_db(db)?))
     }
 
-    /// Opens the journal kept in a simulated store (the simulator's node restarts reopen
-    /// it from the same [`SimJournal`]). Writes are lost in a crash unless flushed.
-    pub fn sim(store: &SimJournal) -> Journal {
+    /// The journal kept in `storage` (the simulator's restarted nodes reopen theirs from
+    /// the model they kept, and find what was flushed before the crash).
+    pub fn on(storage: impl JournalStorage) -> Journal {
         Journal {
-            store: Store::Sim(store.handle()),
+            store: Arc::new(storage),
         }
     }
 
@@ -288,26 +372,9 @@ impl Journal {
 
     /// Up to `limit` jobs in proposal-id order, starting after `after` (for listings).
     pub fn jobs(&self, after: Option<&ProposalId>, limit: usize) -> Result<Vec<Job>, JournalError> {
-        let items: Vec<(Vec<u8>, Vec<u8>)> = match &self.store {
-            Store::Sled { jobs, .. } => {
-                let range = match after {
-                    Some(id) => jobs.range::<&[u8], _>((
-                        std::ops::Bound::Excluded(&id.as_bytes()[..]),
-                        std::ops::Bound::Unbounded,
-                    )),
-                    None => jobs.iter(),
-                };
-                let mut items = Vec::new();
-                for item in range.take(limit) {
-                    let (key, bytes) = item?;
-                    items.push((key.to_vec(), bytes.to_vec()));
-                }
-                items
-            }
-            Store::Sim(handle) => {
-                handle.range_after(Space::Jobs, after.map(|id| &id.as_bytes()[..]), limit)
-            }
-        };
+        let items =
+            self.store
+                .range_after(Space::Jobs, after.map(|id| &id.as_bytes()[..]), limit)?;
         let mut out = Vec::with_capacity(items.len());
         for (key, bytes) in items {
             let id = ProposalId(
@@ -329,7 +396,8 @@ impl Journal {
             .insert(Space::Jobs, job.proposal_id.as_bytes(), bytes)
     }
 
-    /// Makes everything written so far durable (sled's flush), on a blocking thread.
+    /// Makes everything written so far durable (sled's flush), on a blocking thread when the
+    /// storage's flush blocks ([`JournalStorage::flush_blocks`]).
     ///
     /// Not `sled::Db::flush_async`: in sled 0.34 it queues the flush on sled's own IO pool,
     /// which does not grow until more than seven tasks wait, so seven concurrent jobs
@@ -338,16 +406,15 @@ impl Journal {
     ///
     /// A simulated journal flushes in place: nothing to wait for, nothing spawned.
     pub async fn flush(&self) -> Result<(), JournalError> {
-        let db = match &self.store {
-            Store::Sled { db, .. } => db.clone(),
-            Store::Sim(handle) => return handle.flush(),
-        };
-        tokio::task::spawn_blocking(move || db.flush())
+        if !self.store.flush_blocks() {
+            return self.store.flush();
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|e| {
                 JournalError::from(sled::Error::Io(std::io::Error::other(e.to_string())))
-            })??;
-        Ok(())
+            })?
     }
 
     /// First ledger index the agent has not finished with: every effect-bearing entry
@@ -372,7 +439,10 @@ impl Journal {
     /// Ties the journal to the ledger whose genesis entry has `genesis` as its hash; refuses
     /// a journal already tied to another ledger.
     pub fn bind_ledger(&self, genesis: &EntryHash) -> Result<(), JournalError> {
-        match self.store.insert_meta_if_absent(LEDGER_KEY, &genesis.0)? {
+        match self
+            .store
+            .insert_if_absent(Space::Meta, LEDGER_KEY, &genesis.0)?
+        {
             None => Ok(()),
             Some(bound) if bound.as_slice() == &genesis.0[..] => Ok(()),
             Some(bound) => Err(JournalError::ForeignLedger {
@@ -396,7 +466,7 @@ impl Journal {
         max: u64,
     ) -> Result<bool, JournalError> {
         let key = format!("quota/{effect}/{window:020}");
-        let previous = self.store.update_meta(key.as_bytes(), |old| {
+        let previous = self.store.update(Space::Meta, key.as_bytes(), &mut |old| {
             let count = old.map_or(0, read_count);
             if count >= max {
                 old.map(<[u8]>::to_vec)
@@ -440,6 +510,68 @@ fn decode(id: &ProposalId, bytes: &[u8]) -> Result<Job, JournalError> {
     Ok(job)
 }
 
+/// Checks a [`JournalStorage`] through the journal's own API (listing order, the ledger
+/// binding, quota counting): each check gets a fresh, empty journal from `fresh` and panics
+/// on a failure. Run on sled here and on the simulator's storage in `docket-sim`.
+pub mod storage_suite {
+    use docket_core::{EntryHash, LedgerIndex, ProposalId};
+
+    use super::{Job, Journal, JournalError};
+
+    pub fn run(fresh: impl Fn() -> Journal) {
+        lists_jobs_in_id_order(&fresh());
+        belongs_to_one_ledger(&fresh());
+        counts_quota_up_to_its_maximum(&fresh());
+    }
+
+    pub fn lists_jobs_in_id_order(journal: &Journal) {
+        for b in [3u8, 1, 2] {
+            journal
+                .put(&Job::new(ProposalId([b; 32]), "A", "e", LedgerIndex(1)))
+                .expect("put");
+        }
+        let ids: Vec<u8> = journal
+            .jobs(None, 10)
+            .expect("lists")
+            .iter()
+            .map(|j| j.proposal_id.0[0])
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        let after: Vec<u8> = journal
+            .jobs(Some(&ProposalId([1; 32])), 1)
+            .expect("lists")
+            .iter()
+            .map(|j| j.proposal_id.0[0])
+            .collect();
+        assert_eq!(after, vec![2]);
+    }
+
+    pub fn belongs_to_one_ledger(journal: &Journal) {
+        journal.bind_ledger(&EntryHash([1; 32])).expect("binds");
+        journal
+            .bind_ledger(&EntryHash([1; 32]))
+            .expect("same ledger");
+        let error = journal
+            .bind_ledger(&EntryHash([2; 32]))
+            .expect_err("another ledger");
+        assert!(
+            matches!(error, JournalError::ForeignLedger { .. }),
+            "{error}"
+        );
+    }
+
+    pub fn counts_quota_up_to_its_maximum(journal: &Journal) {
+        assert!(journal.take_quota("rail", 7, 2).expect("take"));
+        assert!(journal.take_quota("rail", 7, 2).expect("take"));
+        assert!(!journal.take_quota("rail", 7, 2).expect("take"));
+        assert_eq!(journal.quota_used("rail", 7).expect("used"), 2);
+        assert!(journal.take_quota("rail", 8, 2).expect("another window"));
+        assert!(journal
+            .take_quota("webhook/a", 7, 2)
+            .expect("another effect"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,103 +605,9 @@ mod tests {
         assert!(journal.jobs(Some(&id), 10).expect("lists").is_empty());
     }
 
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(future)
-    }
-
-    /// Both storages: a temporary sled database and a simulated store.
-    fn journals() -> Vec<(&'static str, Journal)> {
-        vec![
-            ("sled", Journal::temporary().expect("opens")),
-            ("sim", Journal::sim(&SimJournal::new("test"))),
-        ]
-    }
-
     #[test]
-    fn a_simulated_journal_keeps_what_was_flushed_across_a_crash() {
-        let store = SimJournal::new("n1");
-        let flushed = ProposalId([1; 32]);
-        let unflushed = ProposalId([2; 32]);
-        let journal = Journal::sim(&store);
-        journal.bind_ledger(&EntryHash([7; 32])).expect("binds");
-        let job = Job::new(flushed, "A", "rail", LedgerIndex(3));
-        journal.put(&job).expect("put");
-        journal.set_cursor(LedgerIndex(4)).expect("cursor");
-        block_on(journal.flush()).expect("flush");
-        journal
-            .put(&Job::new(unflushed, "A", "rail", LedgerIndex(5)))
-            .expect("put");
-        journal.set_cursor(LedgerIndex(6)).expect("cursor");
-        assert!(journal.job(&unflushed).expect("reads").is_some(), "visible");
-        assert_eq!(store.crash(), 2);
-        assert!(
-            matches!(journal.put(&job), Err(JournalError::Crashed(_))),
-            "the journal of the crashed process cannot write"
-        );
-        let reopened = Journal::sim(&store);
-        assert_eq!(reopened.job(&flushed).expect("reads"), Some(job));
-        assert_eq!(reopened.job(&unflushed).expect("reads"), None);
-        assert_eq!(reopened.cursor().expect("cursor"), LedgerIndex(4));
-        assert!(reopened.bind_ledger(&EntryHash([8; 32])).is_err());
-    }
-
-    #[test]
-    fn both_storages_list_jobs_in_id_order() {
-        for (name, journal) in journals() {
-            for b in [3u8, 1, 2] {
-                journal
-                    .put(&Job::new(ProposalId([b; 32]), "A", "e", LedgerIndex(1)))
-                    .expect("put");
-            }
-            let ids: Vec<u8> = journal
-                .jobs(None, 10)
-                .expect("lists")
-                .iter()
-                .map(|j| j.proposal_id.0[0])
-                .collect();
-            assert_eq!(ids, vec![1, 2, 3], "{name}");
-            let after: Vec<u8> = journal
-                .jobs(Some(&ProposalId([1; 32])), 1)
-                .expect("lists")
-                .iter()
-                .map(|j| j.proposal_id.0[0])
-                .collect();
-            assert_eq!(after, vec![2], "{name}");
-        }
-    }
-
-    #[test]
-    fn a_journal_belongs_to_one_ledger() {
-        for (name, journal) in journals() {
-            journal.bind_ledger(&EntryHash([1; 32])).expect("binds");
-            journal
-                .bind_ledger(&EntryHash([1; 32]))
-                .expect("same ledger");
-            let error = journal
-                .bind_ledger(&EntryHash([2; 32]))
-                .expect_err("another ledger");
-            assert!(
-                matches!(error, JournalError::ForeignLedger { .. }),
-                "{name}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn quota_counts_up_to_its_maximum() {
-        for (name, journal) in journals() {
-            assert!(journal.take_quota("rail", 7, 2).expect("take"), "{name}");
-            assert!(journal.take_quota("rail", 7, 2).expect("take"), "{name}");
-            assert!(!journal.take_quota("rail", 7, 2).expect("take"), "{name}");
-            assert_eq!(journal.quota_used("rail", 7).expect("used"), 2, "{name}");
-            assert!(journal.take_quota("rail", 8, 2).expect("another window"));
-            assert!(journal
-                .take_quota("webhook/a", 7, 2)
-                .expect("another effect"));
-        }
+    fn the_storage_suite_passes_on_sled() {
+        storage_suite::run(|| Journal::temporary().expect("opens"));
     }
 
     #[test]

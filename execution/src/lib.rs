@@ -13,6 +13,7 @@
 //!                          │ gate: admitted · plan · allowlist / sandbox · size · leadership
 //!                          │       confirmed · rate (waits) · quota (refuses)
 //!                          │ run (bounded retries, Idempotency-Key = proposal id) · verify
+//!                          │     (the retry loop: [`retry::with_retries`], generic over its send)
 //!                          ├──► Journal (sled): Job + Evidence per attempt
 //!                          └──► outcome proposal (executor key, depends on the original)
 //!                                 ──► Host::submit ──► consensus ──► ledger
@@ -55,8 +56,8 @@ pub mod host;
 pub mod http;
 pub mod journal;
 pub mod outcome;
+pub mod retry;
 pub mod sandbox;
-pub mod sim_journal;
 
 pub use agent::{Clock, EpochEnd, ExecutionError, Executor};
 pub use config::{
@@ -66,5 +67,6 @@ pub use config::{
 pub use effect::{Effect, Plan, PlanContext, Reporting, Request, Target, Trigger};
 pub use evidence::{Cost, EffectRecord, Evidence, OutcomeKind};
 pub use host::{Host, HostError, Leadership, LedgerView, Submitted};
-pub use journal::{Conclusion, Job, Journal, JournalError, Phase, Resolution};
-pub use sim_journal::{SimJournal, SimJournalStats};
+pub use journal::{
+    Conclusion, Job, Journal, JournalError, JournalStorage, Phase, Resolution, SledStorage, Space,
+};

@@ -60,9 +60,10 @@
 //!
 //! `sim/` runs this crate unchanged under turmoil, swapping only what is below it:
 //!
-//! * **Disk.** [`Store`] runs over a [`disk`]: sled ([`open`], every sled call is in
-//!   `disk/sled_disk.rs`) or the simulator's [`SimDisk`] ([`open_sim`]), which loses writes
-//!   not yet durably flushed when it crashes.
+//! * **Disk.** [`Store`] runs over a [`Disk`]: sled ([`open`], every sled call is in
+//!   `disk/sled_disk.rs`) or any other implementation ([`open_on`]). The simulator's
+//!   (`docket-sim`'s `SimDisk`, over `docket-simstore`'s pending/durable model) loses writes
+//!   not yet durably flushed when it crashes; this crate holds no simulator model.
 //! * **Randomness.** openraft's only random draw (the election timeout) goes through
 //!   [`runtime::DocketRuntime`], which the simulator seeds per host.
 //! * **Network.** [`network`] is generic over a [`network::Transport`]; the simulator
@@ -98,7 +99,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
-pub use disk::{FlushMode, SimDisk, SimDiskStats};
+pub use disk::Disk;
 pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
@@ -174,10 +175,10 @@ pub fn open_with(
     open_store(Store::open(dir, options)?)
 }
 
-/// Opens a node's storage on a simulated disk (see [`SimDisk`]): what a restarted simulated
-/// node recovers is exactly what was durably flushed before its last crash.
-pub fn open_sim(disk: &SimDisk) -> Result<(LogStore, StateMachine), StoreError> {
-    open_store(Store::open_sim(disk)?)
+/// Opens a node's storage on `disk` (the simulator's disk model, for one): the log store
+/// and the state machine, rebuilt from what the disk recovered.
+pub fn open_on(disk: impl Disk) -> Result<(LogStore, StateMachine), StoreError> {
+    open_store(Store::open_on(disk)?)
 }
 
 fn open_store(store: Store) -> Result<(LogStore, StateMachine), StoreError> {

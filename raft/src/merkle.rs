@@ -44,7 +44,7 @@ use std::collections::BTreeMap;
 
 use docket_core::merkle::{Hash, MerkleError, MerkleStore, MerkleTree};
 
-use crate::disk::{Disk, TreeName, WriteBatch};
+use crate::disk::{BoxedDisk, TreeName, WriteBatch};
 use crate::store::StoreError;
 
 /// The key of the record holding node `(level, index)` (`end`, big-endian), and the
@@ -108,7 +108,7 @@ pub struct TreeHead {
 /// [`MerkleStore`] over the disk: reads go to nodes put during this operation first, then
 /// to the `merkle` tree; puts are collected in order for the caller to write.
 pub(crate) struct DiskNodes<'a> {
-    disk: &'a Disk,
+    disk: &'a BoxedDisk,
     size: u64,
     /// Nodes put and not yet written, for reads.
     overlay: BTreeMap<(u32, u64), Hash>,
@@ -121,7 +121,7 @@ pub(crate) struct DiskNodes<'a> {
 }
 
 impl<'a> DiskNodes<'a> {
-    pub(crate) fn new(disk: &'a Disk, size: u64) -> DiskNodes<'a> {
+    pub(crate) fn new(disk: &'a BoxedDisk, size: u64) -> DiskNodes<'a> {
         DiskNodes {
             disk,
             size,
@@ -237,7 +237,7 @@ impl MerkleStore for DiskNodes<'_> {
 /// Appends `leaves` to the tree of `size` leaves on `disk`, adding the nodes to write to
 /// `batch` (in the order the appends put them). Returns how many reads went to the disk.
 pub(crate) fn append(
-    disk: &Disk,
+    disk: &BoxedDisk,
     size: u64,
     leaves: &[Hash],
     batch: &mut WriteBatch,
@@ -259,7 +259,7 @@ pub(crate) fn append(
 
 /// The size of the tree on disk: the `end` of its last record (each record is written
 /// whole, and in order).
-pub(crate) fn stored_size(disk: &Disk) -> Result<u64, StoreError> {
+pub(crate) fn stored_size(disk: &BoxedDisk) -> Result<u64, StoreError> {
     let Some((key, value)) = disk.last(TreeName::Merkle)? else {
         return Ok(0);
     };
@@ -271,7 +271,7 @@ pub(crate) fn stored_size(disk: &Disk) -> Result<u64, StoreError> {
 /// Adds removals of every record past `size` leaves (`end > size`) to `batch`; returns how
 /// many.
 pub(crate) fn remove_past(
-    disk: &Disk,
+    disk: &BoxedDisk,
     size: u64,
     batch: &mut WriteBatch,
 ) -> Result<u64, StoreError> {
@@ -288,7 +288,7 @@ pub(crate) fn remove_past(
 }
 
 /// The stored leaf node (`SHA-256(0x00 || entry hash)`) of entry `index`, if any.
-pub(crate) fn leaf(disk: &Disk, index: u64) -> Result<Option<Hash>, StoreError> {
+pub(crate) fn leaf(disk: &BoxedDisk, index: u64) -> Result<Option<Hash>, StoreError> {
     let Some((key, _)) = node_place(0, index) else {
         return Ok(None);
     };
@@ -315,7 +315,7 @@ impl std::fmt::Debug for LedgerTree<'_> {
 }
 
 impl<'a> LedgerTree<'a> {
-    pub(crate) fn new(disk: &'a Disk, size: u64) -> LedgerTree<'a> {
+    pub(crate) fn new(disk: &'a BoxedDisk, size: u64) -> LedgerTree<'a> {
         LedgerTree {
             tree: MerkleTree::new(DiskNodes::new(disk, size)),
         }
@@ -369,8 +369,8 @@ mod tests {
     use docket_core::{LedgerTime, Record};
 
     use super::*;
+    use crate::disk::test_disk::SimDisk;
     use crate::store::{AppliedRecord, Store};
-    use crate::SimDisk;
 
     /// A hash chain of `n` entries (the store checks neither chain nor records).
     fn chain(n: u64) -> Vec<LedgerEntry> {
@@ -404,7 +404,7 @@ mod tests {
         const N: u64 = (1 << 12) + 3;
         let entries = chain(N);
         let disk = SimDisk::new("cost");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         let mut mem = MerkleTree::new(MemStore::default());
         let mut applied = AppliedRecord::default();
         let (mut total_writes, mut max_writes) = (0u64, 0u64);
@@ -475,7 +475,7 @@ mod tests {
     fn a_damaged_tree_is_an_error_not_a_panic() {
         let entries = chain(8);
         let disk = SimDisk::new("damaged");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         let applied = AppliedRecord {
             ledger_len: 7,
             ..AppliedRecord::default()
@@ -509,7 +509,7 @@ mod tests {
         // the reads that meet it.
         store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 32]);
         drop(store);
-        let store = Store::open_sim(&disk).expect("reopen");
+        let store = Store::open_on(disk.handle()).expect("reopen");
         let mut mem = MerkleTree::new(MemStore::default());
         for entry in &entries[..7] {
             mem.append(&entry.hash.0).expect("append");
@@ -523,7 +523,7 @@ mod tests {
         store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 64]);
         store.write_raw(TreeName::Merkle, &2u64.to_be_bytes(), &[1; 64]);
         drop(store);
-        let store = Store::open_sim(&disk).expect("reopen");
+        let store = Store::open_on(disk.handle()).expect("reopen");
         let view = store.ledger_tree().expect("tree");
         for m in 0..=7 {
             assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));

@@ -2,10 +2,10 @@
 //! the vote, the ledger and the state machine's records goes through the methods below.
 //!
 //! [`LogStore`](crate::LogStore) and [`StateMachine`](crate::StateMachine) only call the
-//! typed methods; neither names a disk type. Under them is a [`crate::disk`]: sled in
-//! production ([`Store::open`]), the simulator's disk model ([`Store::open_sim`]), which
-//! loses writes not yet made durable when it crashes. [`Store::durable_flush`] is the point
-//! where writes become crash-proof on both.
+//! typed methods; neither names a disk type. Under them is a [`Disk`]: sled in production
+//! ([`Store::open`]), or any other implementation ([`Store::open_on`]), such as the
+//! simulator's disk model, which loses writes not yet made durable when it crashes.
+//! [`Store::durable_flush`] is the point where writes become crash-proof.
 //!
 //! ## Layout
 //!
@@ -67,7 +67,7 @@ use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::disk::{Disk, KeyValue, SimDisk, SledDisk, TreeName, Visit, WriteBatch};
+use crate::disk::{BoxedDisk, Disk, KeyValue, SledDisk, TreeName, Visit, WriteBatch};
 use crate::merkle::{self, LedgerTree};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
@@ -195,7 +195,7 @@ pub struct SnapshotRecord {
 pub struct Store {
     /// Where it lives, for logs: a directory, or the simulated disk's name.
     dir: PathBuf,
-    disk: Disk,
+    disk: BoxedDisk,
     /// Serializes writers and readers of the snapshot record and its chunks.
     snapshot_lock: Mutex<()>,
 }
@@ -256,21 +256,23 @@ impl Store {
     /// Opens (or creates) the sled database in `dir`, makes its directory entries durable,
     /// and finishes whatever a crash interrupted (see the module docs).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let disk = SledDisk::open(dir, options)?;
-        Store::over(dir.to_path_buf(), Disk::Sled(disk), options.node_id)
+        Store::over(
+            BoxedDisk::new(SledDisk::open(dir, options)?),
+            options.node_id,
+        )
     }
 
-    /// Opens the store on a simulated disk: what a restarted simulated node finds is what
-    /// was durably flushed before its last crash.
-    pub fn open_sim(disk: &SimDisk) -> Result<Store, StoreError> {
-        let handle = disk.handle();
-        let dir = PathBuf::from(handle.describe());
-        Store::over(dir, Disk::Sim(handle), None)
+    /// Opens the store on `disk` and finishes whatever a crash interrupted. The simulator
+    /// opens its disk model this way: what a restarted simulated node finds is what was
+    /// durably flushed before its last crash. Any committed vote is demoted on open (no
+    /// [`StoreOptions::node_id`]).
+    pub fn open_on(disk: impl Disk) -> Result<Store, StoreError> {
+        Store::over(BoxedDisk::new(disk), None)
     }
 
-    fn over(dir: PathBuf, disk: Disk, node_id: Option<crate::NodeId>) -> Result<Store, StoreError> {
+    fn over(disk: BoxedDisk, node_id: Option<crate::NodeId>) -> Result<Store, StoreError> {
         let store = Store {
-            dir,
+            dir: disk.location(),
             disk,
             snapshot_lock: Mutex::new(()),
         };
@@ -322,25 +324,24 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `io` — writes ending in a durable flush — where its wait belongs: on sled, on
-    /// tokio's blocking pool, because the flush waits for `fsync` and would otherwise hold
-    /// one of the runtime's few worker threads (the API, the network and apply need them);
-    /// on the simulated disk, inline, because its flush is a memory copy and a simulated
-    /// host must stay on the simulation's one thread for runs to be reproducible.
+    /// Runs `io` — writes ending in a durable flush — where its wait belongs: on a disk
+    /// whose flush blocks ([`Disk::flush_blocks`]: sled), on tokio's blocking pool, because
+    /// the flush waits for `fsync` and would otherwise hold one of the runtime's few worker
+    /// threads (the API, the network and apply need them); on one whose flush does not (the
+    /// simulated disk), inline, because its flush is a memory copy and a simulated host
+    /// must stay on the simulation's one thread for runs to be reproducible.
     pub async fn blocking_io<T: Send + 'static>(
         self: &std::sync::Arc<Self>,
         io: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> T {
-        match self.disk {
-            Disk::Sim(_) => io(self),
-            Disk::Sled(_) => {
-                let store = self.clone();
-                match tokio::task::spawn_blocking(move || io(&store)).await {
-                    Ok(value) => value,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => panic!("blocking store I/O was cancelled: {e}"),
-                }
-            }
+        if !self.disk.flush_blocks() {
+            return io(self);
+        }
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || io(&store)).await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("blocking store I/O was cancelled: {e}"),
         }
     }
 
@@ -350,7 +351,8 @@ impl Store {
     }
 
     /// Makes every write that completed before this call durable, then returns. On sled
-    /// this is [`SledDisk::durable_flush`], whose docs say exactly what is guaranteed.
+    /// this is `SledDisk`'s [`Disk::durable_flush`], whose docs say exactly what is
+    /// guaranteed.
     pub fn durable_flush(&self) -> Result<(), StoreError> {
         self.disk.durable_flush()
     }
@@ -907,7 +909,7 @@ impl Store {
 impl Store {
     /// The disk under the store (tests that count or fake what is on it).
     #[cfg(test)]
-    pub(crate) fn disk(&self) -> &Disk {
+    pub(crate) fn disk(&self) -> &BoxedDisk {
         &self.disk
     }
 
@@ -953,6 +955,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::test_disk::SimDisk;
 
     #[test]
     fn index_spans() {
@@ -995,7 +998,7 @@ mod tests {
         let second: Vec<LedgerEntry> = state.submit(deposit(2), LedgerTime(3)).entries().to_vec();
 
         let disk = SimDisk::new("torn");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         let mut applied = AppliedRecord::default();
         let mut entries = vec![genesis];
         entries.extend(first);
@@ -1018,7 +1021,7 @@ mod tests {
         );
         disk.crash_keeping(pending - 1);
 
-        let store = Store::open_sim(&disk).expect("reopen");
+        let store = Store::open_on(disk.handle()).expect("reopen");
         let recovered = store.read_applied().expect("read").expect("applied");
         assert_eq!(recovered.ledger_len, entries.len() as u64);
         assert_eq!(
@@ -1086,7 +1089,7 @@ mod tests {
         };
         let ours = chain(100, "ours");
         let disk = SimDisk::new("keep");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         let applied = AppliedRecord {
             ledger_len: 40,
             ..AppliedRecord::default()

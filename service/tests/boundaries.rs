@@ -16,12 +16,14 @@ const BOUNDARIES: &[(&str, Option<u32>, &[&str], &str)] = &[
             "docket-service",
             "docket-node",
             "docket-sim",
+            "docket-simstore",
             "openraft",
             "turmoil",
             "axum",
         ],
         "execution depends on docket-core only among docket's crates: it never writes the \
-         ledger, only submits proposals through its host",
+         ledger, only submits proposals through its host; the simulator's journal storage \
+         lives in the simulator",
     ),
     (
         "docket-service",
@@ -42,7 +44,13 @@ const BOUNDARIES: &[(&str, Option<u32>, &[&str], &str)] = &[
     (
         "docket-service",
         None,
-        &["docket-node", "docket-sim", "axum", "turmoil"],
+        &[
+            "docket-node",
+            "docket-sim",
+            "docket-simstore",
+            "axum",
+            "turmoil",
+        ],
         "the service is below the node and the simulator, and serves no HTTP",
     ),
     (
@@ -53,6 +61,7 @@ const BOUNDARIES: &[(&str, Option<u32>, &[&str], &str)] = &[
             "docket-service",
             "docket-node",
             "docket-sim",
+            "docket-simstore",
             "axum",
             "hyper*",
             "reqwest",
@@ -64,8 +73,8 @@ const BOUNDARIES: &[(&str, Option<u32>, &[&str], &str)] = &[
     (
         "docket-node",
         None,
-        &["docket-sim", "turmoil"],
-        "the binary never contains the simulator",
+        &["docket-sim", "docket-simstore", "turmoil"],
+        "the binary never contains the simulator or its models",
     ),
 ];
 

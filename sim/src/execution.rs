@@ -8,9 +8,9 @@
 //! * [`leadership`] publishes "leader in term T" only once a read-index round confirmed it
 //!   in T (and the replica has applied up to the read index), as the node does: an agent
 //!   starting on metrics alone could miss outcome records of earlier terms not applied yet.
-//! * The journal is a [`Journal::sim`] over the node's [`SimJournal`], which outlives host
-//!   crashes and keeps exactly what was flushed; evidence is stamped with the simulated
-//!   clock ([`Executor::with_clock`]).
+//! * The journal is opened ([`SimJournal::open`]) on the node's [`SimJournal`], which
+//!   outlives host crashes and keeps exactly what was flushed; evidence is stamped with the
+//!   simulated clock ([`Executor::with_clock`]).
 //! * The one effect is the payment rail ([`SimRailEffect`]: the crate's `RailEffect` with
 //!   a turmoil transport) pointed at the simulated rail ([`crate::rail`]).
 //!
@@ -27,8 +27,8 @@ use docket_core::{
 };
 use docket_execution::effects::RailEffect;
 use docket_execution::{
-    EffectLimits, ExecutionConfig, Executor, Host, HostError, Journal, Leadership, LedgerView,
-    RailConfig, SimJournal, Submitted,
+    EffectLimits, ExecutionConfig, Executor, Host, HostError, Leadership, LedgerView, RailConfig,
+    Submitted,
 };
 use docket_raft::NodeId;
 use docket_service::{Service, ServiceHost};
@@ -36,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::api::ledger_now;
 use crate::config::Variant;
+use crate::journal::SimJournal;
 use crate::rail::{self, RAIL_HOST, RAIL_PORT};
 use crate::rail_effect::SimRailEffect;
 use crate::world::now;
@@ -133,7 +134,7 @@ pub fn executor(id: NodeId, boot: u32, journal: &SimJournal, variant: Variant) -
             .allowlist()
             .expect("invariant: the allowlist is valid"),
         dev::signing_key("exec"),
-        Journal::sim(journal),
+        journal.open(),
         config.jobs_inflight_max,
     )
     .expect("invariant: one effect per action")

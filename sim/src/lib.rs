@@ -10,9 +10,10 @@
 //! * **the network**: turmoil's TCP, through the network code's `Transport` seam
 //!   ([`node::TurmoilTransport`]) and `serve_connection`; the payment-rail effect's
 //!   transport ([`rail_effect`]: minimal HTTP/1.1 over turmoil TCP instead of reqwest);
-//! * **the disks**: [`docket_raft::SimDisk`] for the Raft store and
-//!   [`docket_execution::SimJournal`] for the execution journal (instead of sled), where a
-//!   write is lost in a crash unless it was flushed;
+//! * **the disks**: [`disk::SimDisk`] under the Raft store (`docket_raft`'s `Disk` seam)
+//!   and [`journal::SimJournal`] under the execution journal (`docket_execution`'s
+//!   `JournalStorage` seam), instead of sled: adapters over `docket_simstore`'s
+//!   pending/durable model, where a write is lost in a crash unless it was flushed;
 //! * **clocks and randomness**: turmoil's seeded world and tokio runtimes, openraft's
 //!   election timeouts through [`docket_raft::runtime`], and the simulated wall clock for
 //!   evidence (`Executor::with_clock`).
@@ -116,10 +117,12 @@ pub mod admin;
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod disk;
 pub mod execution;
 pub mod faults;
 pub mod history;
 pub mod http;
+pub mod journal;
 pub mod node;
 pub mod rail;
 pub mod rail_effect;

@@ -7,10 +7,10 @@
 //! the simulator's: reqwest cannot run over turmoil's sockets, so a run POSTs with
 //! [`crate::http`] over turmoil TCP, with the semantics of the crate's HTTP runner
 //! (`docket_execution::http::post`): `Idempotency-Key` = the proposal id and
-//! `Docket-Attempt` on every request, bounded tries with exponential backoff
-//! ([`docket_execution::http::backoff_ms`]), a timeout per try and a deadline over all of
-//! them, retries on connection errors, timeouts, `5xx`, `408`, `425` and `429`, none on
-//! other `4xx`, and a bounded response.
+//! `Docket-Attempt` on every request, the same retry loop
+//! ([`docket_execution::retry::with_retries`]: bounded tries with exponential backoff, a
+//! timeout per try and a deadline over all of them), retries on connection errors,
+//! timeouts, `5xx`, `408`, `425` and `429`, none on other `4xx`, and a bounded response.
 //!
 //! Two simulator-only headers let the effects checker explain every request the rail gets:
 //! [`RUN_HEADER`] names the run (tries of one run share it) and [`KNOWN_LEDGER_HEADER`]
@@ -19,18 +19,16 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use docket_core::ProposalId;
 use docket_execution::effect::{EffectFuture, Failed, Performed, Verified};
 use docket_execution::effects::RailEffect;
-use docket_execution::evidence::{bounded, Cost, EffectRecord, TARGET_BYTES_MAX};
-use docket_execution::http::{backoff_ms, ATTEMPT_HEADER, IDEMPOTENCY_KEY_HEADER};
+use docket_execution::http::{ATTEMPT_HEADER, IDEMPOTENCY_KEY_HEADER};
+use docket_execution::retry::{with_retries, Attempt, Received};
 use docket_execution::{
     Effect, EffectLimits, Plan, PlanContext, Reporting, Request, Target, Trigger,
 };
 use docket_raft::NodeId;
-use tokio::time::Instant;
 
 use crate::http;
 use crate::rail::{KNOWN_LEDGER_HEADER, RUN_HEADER};
@@ -58,51 +56,53 @@ impl SimRailEffect {
     }
 }
 
-enum Try {
-    Done(u16, Vec<u8>),
-    Retry(String, Option<Vec<u8>>),
-    Stop(String, Option<Vec<u8>>),
-}
-
-fn record(target: &str, result: String) -> EffectRecord {
-    EffectRecord {
-        kind: "http_post".into(),
-        target: bounded(target.to_owned(), TARGET_BYTES_MAX),
-        result,
-    }
-}
-
 /// One request and its answer.
-async fn once(address: &str, bytes: &[u8], response_bytes_max: usize, cost: &mut Cost) -> Try {
+async fn once(
+    address: &str,
+    bytes: &[u8],
+    response_bytes_max: usize,
+    received: &Received,
+) -> Attempt {
+    let retry = |reason: String| Attempt::Retry {
+        reason,
+        output: None,
+    };
     let mut stream = match turmoil::net::TcpStream::connect(address).await {
         Ok(stream) => stream,
-        Err(e) => return Try::Retry(format!("connection failed: {e}"), None),
+        Err(e) => return retry(format!("connection failed: {e}")),
     };
     if let Err(e) = http::write_all(&mut stream, bytes).await {
-        return Try::Retry(format!("sending: {e}"), None);
+        return retry(format!("sending: {e}"));
     }
     let response = match http::read_message(&mut stream, response_bytes_max).await {
         Ok(response) => response,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Try::Stop(format!("unusable response: {e}"), None)
+            return Attempt::Stop {
+                reason: format!("unusable response: {e}"),
+                output: None,
+            }
         }
-        Err(e) => return Try::Retry(format!("reading the response: {e}"), None),
+        Err(e) => return retry(format!("reading the response: {e}")),
     };
-    cost.bytes_in += response.body.len() as u64;
+    received.add(response.body.len() as u64);
     let Some(status) = response.status() else {
-        return Try::Stop(
-            format!("not an HTTP status line: {:?}", response.start),
-            None,
-        );
+        return Attempt::Stop {
+            reason: format!("not an HTTP status line: {:?}", response.start),
+            output: None,
+        };
     };
     if (200..300).contains(&status) {
-        return Try::Done(status, response.body);
+        return Attempt::Done {
+            status,
+            output: response.body,
+        };
     }
     let reason = format!("status {status}");
+    let output = Some(response.body);
     if status >= 500 || matches!(status, 408 | 425 | 429) {
-        Try::Retry(reason, Some(response.body))
+        Attempt::Retry { reason, output }
     } else {
-        Try::Stop(reason, Some(response.body))
+        Attempt::Stop { reason, output }
     }
 }
 
@@ -160,22 +160,8 @@ impl Effect for SimRailEffect {
                 .copied()
                 .unwrap_or(0);
             let limits = self.inner.limits();
-            let started = Instant::now();
-            let deadline = started + Duration::from_millis(limits.deadline_ms);
-            let mut effects = Vec::new();
-            let mut cost = Cost::default();
-            let mut last_reason = String::from("no attempt fit in the deadline");
-            let mut last_output = None;
-            for attempt in 1..=limits.attempts_max {
-                let now = Instant::now();
-                if now >= deadline {
-                    last_reason = format!(
-                        "deadline of {} ms reached: {last_reason}",
-                        limits.deadline_ms
-                    );
-                    break;
-                }
-                let timeout = Duration::from_millis(limits.timeout_ms).min(deadline - now);
+            let received = Received::default();
+            let send = |attempt: u32| {
                 let bytes = http::post_bytes(
                     url.path(),
                     &address,
@@ -187,59 +173,10 @@ impl Effect for SimRailEffect {
                     ],
                     &request.body,
                 );
-                cost.attempts = attempt;
-                cost.bytes_out += request.body.len() as u64;
-                let outcome = tokio::time::timeout(
-                    timeout,
-                    once(&address, &bytes, limits.response_bytes_max, &mut cost),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Try::Retry(format!("timed out after {} ms", timeout.as_millis()), None)
-                });
-                let (reason, retry) = match outcome {
-                    Try::Done(status, output) => {
-                        effects.push(record(&target, format!("status {status}")));
-                        return Ok(Performed {
-                            output,
-                            effects,
-                            cost,
-                        });
-                    }
-                    Try::Retry(reason, output) => {
-                        last_output = output.or(last_output);
-                        (reason, true)
-                    }
-                    Try::Stop(reason, output) => {
-                        last_output = output.or(last_output);
-                        (reason, false)
-                    }
-                };
-                effects.push(record(&target, reason.clone()));
-                last_reason = reason;
-                if !retry {
-                    break;
-                }
-                if attempt < limits.attempts_max {
-                    let backoff = Duration::from_millis(backoff_ms(limits, attempt));
-                    if Instant::now() + backoff >= deadline {
-                        last_reason = format!(
-                            "deadline of {} ms reached: {last_reason}",
-                            limits.deadline_ms
-                        );
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                } else {
-                    last_reason = format!("{attempt} attempts failed, last: {last_reason}");
-                }
-            }
-            Err(Failed {
-                reason: last_reason,
-                output: last_output,
-                effects,
-                cost,
-            })
+                let (address, received) = (&address, &received);
+                async move { once(address, &bytes, limits.response_bytes_max, received).await }
+            };
+            with_retries(&target, request.body.len() as u64, limits, &received, send).await
         })
     }
 

@@ -9,8 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use docket_core::{LedgerEntry, LedgerIndex};
-use docket_execution::{Journal, SimJournal};
-use docket_raft::{FlushMode, NodeId, Replica, SimDisk};
+use docket_raft::{NodeId, Replica};
 use openraft::ServerState;
 
 use crate::api::LEDGER_EPOCH_MS;
@@ -22,8 +21,10 @@ use crate::check::{self, linearizability, Violation};
 use crate::config::{
     Derived, SimConfig, Variant, INITIAL_VOTERS, LIVENESS_BOUND, TICK_DEFAULT, TICK_FINE, TICK_MAX,
 };
+use crate::disk::{FlushMode, SimDisk};
 use crate::faults::Schedule;
 use crate::history::{History, OpKind, OpResult};
+use crate::journal::SimJournal;
 use crate::rail::{Rail, RAIL_HOST};
 use crate::trace::Trace;
 use crate::world::{host_name, NodeSlot, Probe, Shared, World};
@@ -480,7 +481,7 @@ impl Run {
             .collect();
         let mut out = BTreeMap::new();
         for (id, store) in stores {
-            match Journal::sim(&store).jobs(None, usize::MAX) {
+            match store.open().jobs(None, usize::MAX) {
                 Ok(jobs) => {
                     out.insert(id, jobs);
                 }

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_core::VerifiedMemo;
-use docket_execution::SimJournal;
-use docket_raft::{NodeAddr, NodeId, Raft, Replica, SimDisk};
+use docket_raft::{NodeAddr, NodeId, Raft, Replica};
 
 use crate::config::{Derived, SimConfig};
+use crate::disk::SimDisk;
 use crate::execution::ExecLog;
 use crate::history::History;
+use crate::journal::SimJournal;
 use crate::rail::Rail;
 use crate::trace::Trace;
 

@@ -1,28 +1,28 @@
-//! The disk under [`Store`](crate::Store): a minimal key-value interface with two
-//! implementations.
+//! The disk under [`Store`](crate::Store): a minimal key-value interface, the [`Disk`]
+//! trait.
 //!
 //! * [`SledDisk`] is production: one `sled::Db` per node, with `durable_flush` adding the
 //!   `fsync`s sled leaves out (see its docs).
-//! * [`SimDisk`] is the simulator's disk model: writes are visible at once but stay
-//!   *pending* until `durable_flush`; [`SimDisk::crash`] throws pending writes away, and a
-//!   store reopened after it sees exactly what was flushed. Its handle is cloneable and
-//!   outlives the store (and the simulated host) using it.
+//! * The simulator implements it in its own crate (`docket-sim`'s `SimDisk`, over
+//!   `docket-simstore`'s pending/durable model): writes are visible at once but stay
+//!   *pending* until `durable_flush`, and a crash keeps exactly what was flushed.
 //!
 //! The interface is what [`Store`](crate::Store) needs and nothing more: a fixed set of
 //! named trees ([`TreeName`]), `get`, `last`, an ordered range scan, an atomic batch that
-//! may span trees ([`WriteBatch`]), and `durable_flush`. Keys order bytewise.
+//! may span trees ([`WriteBatch`]), writes in order, and `durable_flush`. Keys order
+//! bytewise.
 //!
-//! Both disks recover a *prefix* of the batches applied to them (sled: its single
-//! LSN-ordered log; the model: everything flushed, plus optionally a prefix of what was
-//! pending), which is what the store's crash-consistency argument relies on.
+//! Every disk must recover a *prefix* of the batches applied to it (sled: its single
+//! LSN-ordered log; the simulator's model: everything flushed, plus optionally a prefix of
+//! what was pending), which is what the store's crash-consistency argument relies on.
 
-mod sim_disk;
 mod sled_disk;
+#[cfg(test)]
+pub(crate) mod test_disk;
 
 use std::fmt;
+use std::path::PathBuf;
 
-pub(crate) use self::sim_disk::SimHandle;
-pub use self::sim_disk::{FlushMode, SimDisk, SimDiskStats};
 pub use self::sled_disk::SledDisk;
 
 use crate::store::StoreError;
@@ -77,8 +77,12 @@ impl fmt::Display for TreeName {
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct WriteBatch {
     /// `(tree, key, Some(value))` inserts, `(tree, key, None)` removes; applied in order.
-    pub(crate) ops: Vec<(TreeName, Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) ops: Vec<WriteOp>,
 }
+
+/// One write of a [`WriteBatch`]: `(tree, key, Some(value))` inserts, `(tree, key, None)`
+/// removes.
+pub type WriteOp = (TreeName, Vec<u8>, Option<Vec<u8>>);
 
 impl WriteBatch {
     pub fn insert(&mut self, tree: TreeName, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
@@ -98,59 +102,42 @@ impl WriteBatch {
     }
 }
 
-/// The disk a store runs over. An enum, not a trait object: there are exactly two, and
-/// the store stays a plain concrete type for openraft's `Send + Sync + 'static` bounds.
-#[derive(Debug)]
-pub(crate) enum Disk {
-    Sled(SledDisk),
-    Sim(SimHandle),
+impl IntoIterator for WriteBatch {
+    type Item = WriteOp;
+    type IntoIter = std::vec::IntoIter<WriteOp>;
+
+    /// The writes, in the order they apply.
+    fn into_iter(self) -> Self::IntoIter {
+        self.ops.into_iter()
+    }
 }
 
-impl Disk {
-    pub fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Disk::Sled(d) => d.get(tree, key),
-            Disk::Sim(d) => d.get(tree, key),
-        }
-    }
+/// The disk a [`Store`](crate::Store) runs over: [`SledDisk`] in production, the
+/// simulator's model under simulation. The store owns it (boxed, so the store and the
+/// openraft types over it stay concrete) and never names its type.
+pub trait Disk: fmt::Debug + Send + Sync + 'static {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The entry with the greatest key in `tree`.
-    pub fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
-        match self {
-            Disk::Sled(d) => d.last(tree),
-            Disk::Sim(d) => d.last(tree),
-        }
-    }
+    fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError>;
 
     /// Calls `f` on every entry with `lo <= key < hi` (`hi = None`: no upper bound), in key
-    /// order, stopping at the first error.
-    pub fn for_each(
+    /// order, stopping at the first error. `f` may read the disk again.
+    fn for_each(
         &self,
         tree: TreeName,
         lo: &[u8],
         hi: Option<&[u8]>,
         f: &mut Visit<'_>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Disk::Sled(d) => d.for_each(tree, lo, hi, f),
-            Disk::Sim(d) => d.for_each(tree, lo, hi, f),
-        }
-    }
+    ) -> Result<(), StoreError>;
 
-    /// Applies a batch atomically (all or nothing on recovery). Not durable by itself.
-    pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Disk::Sled(d) => d.apply(batch),
-            Disk::Sim(d) => d.apply(batch),
-        }
-    }
+    /// Applies a non-empty batch atomically (all or nothing on recovery). Not durable by
+    /// itself.
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
-    /// Applies a batch's writes one by one, in order: on recovery a *prefix* of them is
-    /// there (possibly none, possibly all), never a later write without an earlier one.
-    /// Not durable by itself.
+    /// Applies a non-empty batch's writes one by one, in order: on recovery a *prefix* of
+    /// them is there (possibly none, possibly all), never a later write without an earlier
+    /// one. Not durable by itself.
     ///
     /// For writes that need order but not atomicity, such as a Raft log append (entries
     /// are acknowledged only after a [`durable_flush`](Disk::durable_flush), and a torn
@@ -159,21 +146,70 @@ impl Disk {
     /// before and once after its batch manifest; sled 0.34 `PageCache::pin_log`), each
     /// write a `pwrite` and a `sync_file_range` on sled's thread pool, all of which the
     /// next durable flush waits for.
+    fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Makes every batch applied before the call durable.
+    fn durable_flush(&self) -> Result<(), StoreError>;
+
+    /// Whether [`durable_flush`](Disk::durable_flush) waits on the operating system (an
+    /// `fsync`), so the store runs it on tokio's blocking pool; `false` runs it inline (a
+    /// simulated disk, whose host must stay on the simulation's one thread).
+    fn flush_blocks(&self) -> bool;
+
+    /// Where the disk is, for logs: its directory, or a pseudo path naming it.
+    fn location(&self) -> PathBuf;
+}
+
+/// The store's disk: the trait object, with an empty batch written as nothing.
+#[derive(Debug)]
+pub(crate) struct BoxedDisk(Box<dyn Disk>);
+
+impl BoxedDisk {
+    pub fn new(disk: impl Disk) -> BoxedDisk {
+        BoxedDisk(Box::new(disk))
+    }
+
+    pub fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(tree, key)
+    }
+
+    pub fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+        self.0.last(tree)
+    }
+
+    pub fn for_each(
+        &self,
+        tree: TreeName,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        f: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        self.0.for_each(tree, lo, hi, f)
+    }
+
+    pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.0.apply(batch)
+    }
+
     pub fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        match self {
-            Disk::Sled(d) => d.apply_in_order(batch),
-            Disk::Sim(d) => d.apply_in_order(batch),
-        }
+        self.0.apply_in_order(batch)
     }
 
-    /// Makes every batch applied before the call durable.
     pub fn durable_flush(&self) -> Result<(), StoreError> {
-        match self {
-            Disk::Sled(d) => d.durable_flush(),
-            Disk::Sim(d) => d.durable_flush(),
-        }
+        self.0.durable_flush()
+    }
+
+    pub fn flush_blocks(&self) -> bool {
+        self.0.flush_blocks()
+    }
+
+    pub fn location(&self) -> PathBuf {
+        self.0.location()
     }
 }

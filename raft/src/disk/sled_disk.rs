@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Batch, Transactional, Tree};
 
-use super::{KeyValue, TreeName, Visit, WriteBatch};
+use super::{Disk, KeyValue, TreeName, Visit, WriteBatch};
 use crate::store::{StoreError, StoreOptions};
 
 /// A node's sled database and its trees.
@@ -113,19 +113,21 @@ impl SledDisk {
     fn tree(&self, tree: TreeName) -> &Tree {
         &self.trees[tree_index(tree)]
     }
+}
 
-    pub(crate) fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+impl Disk for SledDisk {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
     }
 
-    pub(crate) fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+    fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
         Ok(self
             .tree(tree)
             .last()?
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
-    pub(crate) fn for_each(
+    fn for_each(
         &self,
         tree: TreeName,
         lo: &[u8],
@@ -146,7 +148,7 @@ impl SledDisk {
 
     /// One tree: a sled `Batch` (atomic on recovery). Several: one sled transaction over
     /// them (atomic across trees on recovery).
-    pub(crate) fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut per_tree: BTreeMap<TreeName, Batch> = BTreeMap::new();
         for (tree, key, value) in batch.ops {
             let b = per_tree.entry(tree).or_default();
@@ -179,10 +181,10 @@ impl SledDisk {
             })
     }
 
-    /// Writes one by one, in order (see [`super::Disk::apply_in_order`]). sled recovers
+    /// Writes one by one, in order (see [`Disk::apply_in_order`]). sled recovers
     /// its log up to the first message that is missing or torn, so what survives a crash
     /// is a prefix of these writes.
-    pub(crate) fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
         for (tree, key, value) in batch.ops {
             let tree = self.tree(tree);
             match value {
@@ -222,7 +224,7 @@ impl SledDisk {
     ///
     /// It blocks the calling thread for one `fsync` (plus one per new blob). openraft 0.9
     /// awaits each log write inline anyway, so this costs no pipelining.
-    pub fn durable_flush(&self) -> Result<(), StoreError> {
+    fn durable_flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.sync_new_blobs()?;
         self.db_file
@@ -230,6 +232,17 @@ impl SledDisk {
             .map_err(io_error(format_args!("fsync {}/db", self.dir.display())))
     }
 
+    /// `fsync`s: run on tokio's blocking pool.
+    fn flush_blocks(&self) -> bool {
+        true
+    }
+
+    fn location(&self) -> PathBuf {
+        self.dir.clone()
+    }
+}
+
+impl SledDisk {
     /// fsyncs each blob file not yet synced at its current length, then `blobs/` itself.
     ///
     /// A blob referenced by a record at or before the flushed position is complete when

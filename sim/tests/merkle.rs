@@ -8,7 +8,8 @@ use docket_core::merkle::{
 use docket_core::{ConstitutionVersion, EntryHash, LedgerEntry, LedgerId, LedgerIndex, Record};
 use docket_core::{LedgerTime, StateHash};
 use docket_raft::store::{AppliedRecord, CoreRecord, SnapshotRecord};
-use docket_raft::{FlushMode, SimDisk, SnapshotMeta, Store, StoreOptions, TreeError};
+use docket_raft::{SnapshotMeta, Store, StoreOptions, TreeError};
+use docket_sim::disk::{FlushMode, SimDisk};
 
 /// A hash chain of `n` entries (not a governable ledger: the store checks neither chain
 /// nor records), whose hashes differ with `salt`.
@@ -163,13 +164,13 @@ fn the_stored_tree_equals_the_in_memory_tree_at_every_size_on_both_disks() {
     let sizes = interesting_sizes(N);
 
     let disk = SimDisk::new("sizes");
-    let store = Store::open_sim(&disk).expect("open");
+    let store = Store::open_on(disk.handle()).expect("open");
     one_by_one(&store, &entries);
     assert_tree_matches(&store, &entries, &sizes);
 
     for seed in [1, 2, 3] {
         let disk = SimDisk::new("batches");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         in_batches(&store, &entries, 0, N as usize, seed);
         assert_tree_matches(&store, &entries, &[N]);
     }
@@ -184,7 +185,7 @@ fn the_stored_tree_equals_the_in_memory_tree_at_every_size_on_both_disks() {
 fn sizes_and_indexes_out_of_range_are_refused() {
     let entries = chain(9, "range");
     let disk = SimDisk::new("range");
-    let store = Store::open_sim(&disk).expect("open");
+    let store = Store::open_on(disk.handle()).expect("open");
     let empty = store.ledger_tree().expect("tree");
     assert!(matches!(
         empty.inclusion_proof(0, 0),
@@ -274,7 +275,7 @@ fn a_crash_at_any_write_leaves_the_tree_and_the_ledger_consistent() {
     let applies: [std::ops::Range<usize>; 4] = [10..11, 11..16, 16..17, 17..32];
     let build = || {
         let disk = SimDisk::new("crash");
-        let store = Store::open_sim(&disk).expect("open");
+        let store = Store::open_on(disk.handle()).expect("open");
         apply(&store, &entries[..10]);
         store.durable_flush().expect("flush");
         for range in applies.clone() {
@@ -289,7 +290,7 @@ fn a_crash_at_any_write_leaves_the_tree_and_the_ledger_consistent() {
     for keep in 0..=pending {
         let disk = build();
         disk.crash_keeping(keep);
-        let store = Store::open_sim(&disk).expect("reopen");
+        let store = Store::open_on(disk.handle()).expect("reopen");
         let len = assert_consistent(&store, &entries);
         lengths.insert(len);
         // The node goes on from there: the rest of the ledger applies and the tree follows.
@@ -297,7 +298,7 @@ fn a_crash_at_any_write_leaves_the_tree_and_the_ledger_consistent() {
         assert_consistent(&store, &entries);
         store.durable_flush().expect("flush");
         drop(store);
-        let store = Store::open_sim(&disk).expect("reopen after the rest");
+        let store = Store::open_on(disk.handle()).expect("reopen after the rest");
         assert_eq!(assert_consistent(&store, &entries), 40);
     }
     assert_eq!(
@@ -344,7 +345,7 @@ fn a_snapshot_install_leaves_the_tree_matching_the_installed_ledger() {
     let long = chain(300, "install");
     let other = chain(150, "other");
     let disk = SimDisk::new("install");
-    let store = Store::open_sim(&disk).expect("open");
+    let store = Store::open_on(disk.handle()).expect("open");
 
     // Onto an empty store.
     install(&store, &long[..40]);
@@ -361,7 +362,7 @@ fn a_snapshot_install_leaves_the_tree_matching_the_installed_ledger() {
     // And it survives a crash that keeps only what was flushed, and a restart.
     disk.crash();
     drop(store);
-    let store = Store::open_sim(&disk).expect("reopen");
+    let store = Store::open_on(disk.handle()).expect("reopen");
     assert_tree_matches(&store, &other, &[150]);
 }
 
@@ -377,7 +378,7 @@ fn a_crash_during_a_snapshot_install_leaves_the_tree_and_the_ledger_consistent()
         // pending and a crash can cut it anywhere.
         let build = || {
             let disk = SimDisk::with_mode("install-crash", FlushMode::Lying);
-            let store = Store::open_sim(&disk).expect("open");
+            let store = Store::open_on(disk.handle()).expect("open");
             apply(&store, &entries[..30]);
             let base = disk.pending_batches();
             install(&store, target);
@@ -390,7 +391,7 @@ fn a_crash_during_a_snapshot_install_leaves_the_tree_and_the_ledger_consistent()
         for keep in base..=total {
             let (disk, _) = build();
             disk.crash_keeping(keep);
-            let store = Store::open_sim(&disk).expect("reopen");
+            let store = Store::open_on(disk.handle()).expect("reopen");
             let stored = assert_tree_follows_ledger(&store);
             lengths.insert(stored.len());
             if stored.len() == target.len() {

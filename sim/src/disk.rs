@@ -1,40 +1,42 @@
-//! The simulator's disk model: what survives a crash is exactly what was flushed.
+//! The simulator's disk under the Raft store: what survives a crash is exactly what was
+//! flushed.
 //!
-//! Every applied [`WriteBatch`] is visible to reads at once (like the page cache) and is
-//! *pending* until [`durable_flush`](SimHandle::durable_flush). [`SimDisk::crash`] drops the
-//! pending batches; [`SimDisk::crash_keeping`] keeps a prefix of them (a disk may have
-//! written some of what it was not asked to sync yet, but — like sled's log — only in
-//! order). The handle is an `Arc`: the simulator keeps one per node outside the simulated
-//! host, so the disk outlives the host's crash and the restarted host reopens the store
-//! from it.
+//! [`SimHandle`] implements `docket_raft`'s [`Disk`] seam (sled's `SledDisk` is the other
+//! implementation), as an adapter over `docket_simstore`'s pending/durable model, shared
+//! with the execution journal's simulated storage ([`crate::journal`]): every applied
+//! [`WriteBatch`] is visible to reads at once (like the page cache) and is *pending* until
+//! [`durable_flush`](Disk::durable_flush). [`SimDisk::crash`] drops the pending batches;
+//! [`SimDisk::crash_keeping`] keeps a prefix of them (a disk may have written some of what
+//! it was not asked to sync yet, but — like sled's log — only in order). The handle is an
+//! `Arc`: the simulator keeps one per node outside the simulated host, so the disk outlives
+//! the host's crash and the restarted host reopens the store from it
+//! (`docket_raft::open_on(disk.handle())`).
 //!
 //! A store opened before a crash must not write after it (its process is gone): each store
 //! holds a [`SimHandle`] stamped with the crash epoch it was opened in, and a write through a
 //! stale handle is refused.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{KeyValue, TreeName, Visit, WriteBatch};
-use crate::store::StoreError;
+use docket_raft::disk::{Disk, KeyValue, TreeName, Visit, WriteBatch};
+use docket_raft::StoreError;
+use docket_simstore::{Handle, Shared, Stale};
 
 /// Keys and values are shared, not copied, between what reads see, what is durable, the
 /// pending batches and a scan in progress: the simulator copies nothing per write but the
 /// batch itself.
 type Bytes = Arc<[u8]>;
-type Trees = BTreeMap<TreeName, BTreeMap<Bytes, Bytes>>;
 
-/// A [`WriteBatch`] as the disk keeps it while pending.
-type Batch = Vec<(TreeName, Bytes, Option<Bytes>)>;
+/// One write as the disk keeps it while pending.
+type Op = docket_simstore::Op<TreeName, Bytes, Bytes>;
 
-fn shared(batch: WriteBatch) -> Batch {
+fn shared(batch: WriteBatch) -> impl Iterator<Item = Op> {
     batch
-        .ops
         .into_iter()
         .map(|(tree, key, value)| (tree, Bytes::from(key), value.map(Bytes::from)))
-        .collect()
 }
 
 /// Whether `durable_flush` does its job.
@@ -47,62 +49,27 @@ pub enum FlushMode {
     Lying,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    name: String,
-    mode: FlushMode,
-    /// What reads see: `durable` plus every pending batch.
-    current: Trees,
-    durable: Trees,
-    pending: Vec<Batch>,
-    /// Bumped by every crash; handles from an older epoch may not write.
-    epoch: u64,
-    flushes: u64,
-    crashes: u64,
-    lost_batches: u64,
-}
-
-fn apply_to(trees: &mut Trees, batch: &Batch) {
-    for (tree, key, value) in batch {
-        let tree = trees.entry(*tree).or_default();
-        match value {
-            Some(value) => {
-                tree.insert(key.clone(), value.clone());
-            }
-            None => {
-                tree.remove(key);
-            }
-        }
-    }
-}
-
 /// A node's simulated disk. Clones share the same disk.
 #[derive(Clone, Default)]
 pub struct SimDisk {
-    inner: Arc<Mutex<Inner>>,
+    model: Shared<TreeName, Bytes, Bytes>,
+    mode: FlushMode,
 }
 
 impl fmt::Debug for SimDisk {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let inner = self.lock();
+        let model = self.model.lock();
         f.debug_struct("SimDisk")
-            .field("name", &inner.name)
-            .field("mode", &inner.mode)
-            .field("pending", &inner.pending.len())
-            .field("epoch", &inner.epoch)
+            .field("name", &self.model.name())
+            .field("mode", &self.mode)
+            .field("pending", &model.pending_batches())
+            .field("epoch", &model.epoch())
             .finish()
     }
 }
 
 /// Counters of what happened to a disk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SimDiskStats {
-    pub flushes: u64,
-    pub crashes: u64,
-    /// Pending batches thrown away by crashes.
-    pub lost_batches: u64,
-    pub pending_batches: u64,
-}
+pub type SimDiskStats = docket_simstore::Stats;
 
 impl SimDisk {
     pub fn new(name: impl Into<String>) -> SimDisk {
@@ -111,20 +78,9 @@ impl SimDisk {
 
     pub fn with_mode(name: impl Into<String>, mode: FlushMode) -> SimDisk {
         SimDisk {
-            inner: Arc::new(Mutex::new(Inner {
-                name: name.into(),
-                mode,
-                ..Inner::default()
-            })),
+            model: Shared::new(name),
+            mode,
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Nothing half-done is left in memory by a panic while it is held (every method
-        // finishes its changes before anything can panic), so a poisoned lock is usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Loses every write not made durable, as a power cut would. Returns how many batches
@@ -137,86 +93,63 @@ impl SimDisk {
     /// writes in order, and may write before it is asked to sync). Returns how many
     /// batches were lost.
     pub fn crash_keeping(&self, keep: usize) -> usize {
-        let mut inner = self.lock();
-        let pending = std::mem::take(&mut inner.pending);
-        let keep = keep.min(pending.len());
-        for batch in &pending[..keep] {
-            apply_to(&mut inner.durable, batch);
-        }
-        let lost = pending.len() - keep;
-        inner.current = inner.durable.clone();
-        inner.epoch += 1;
-        inner.crashes += 1;
-        inner.lost_batches += lost as u64;
-        lost
+        self.model.crash(keep)
     }
 
     pub fn pending_batches(&self) -> usize {
-        self.lock().pending.len()
+        self.model.lock().pending_batches()
     }
 
     pub fn stats(&self) -> SimDiskStats {
-        let inner = self.lock();
-        SimDiskStats {
-            flushes: inner.flushes,
-            crashes: inner.crashes,
-            lost_batches: inner.lost_batches,
-            pending_batches: inner.pending.len() as u64,
-        }
+        self.model.lock().stats()
     }
 
     pub fn mode(&self) -> FlushMode {
-        self.lock().mode
+        self.mode
     }
 
-    /// A handle for a store opened now (stamped with the current crash epoch).
-    pub(crate) fn handle(&self) -> SimHandle {
-        let epoch = self.lock().epoch;
+    /// A handle for a store opened now (stamped with the current crash epoch), to open the
+    /// store on (`docket_raft::open_on`).
+    pub fn handle(&self) -> SimHandle {
         SimHandle {
-            disk: self.clone(),
-            epoch,
+            handle: self.model.handle(),
+            mode: self.mode,
         }
     }
 }
 
-/// What a store opened on a [`SimDisk`] holds.
+/// What a store opened on a [`SimDisk`] holds: the disk, as the store's [`Disk`].
 #[derive(Debug)]
-pub(crate) struct SimHandle {
-    disk: SimDisk,
-    epoch: u64,
+pub struct SimHandle {
+    handle: Handle<TreeName, Bytes, Bytes>,
+    mode: FlushMode,
 }
 
-impl SimHandle {
-    fn writable(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        let inner = self.disk.lock();
-        if inner.epoch != self.epoch {
-            return Err(StoreError::Corrupt(format!(
-                "simulated disk {}: write through a store opened before a crash",
-                inner.name
-            )));
-        }
-        Ok(inner)
-    }
+fn stale(error: Stale) -> StoreError {
+    StoreError::Corrupt(format!(
+        "simulated disk {}: write through a store opened before a crash",
+        error.name
+    ))
+}
 
-    pub fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let inner = self.disk.lock();
-        Ok(inner
-            .current
-            .get(&tree)
+impl Disk for SimHandle {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let model = self.handle.read();
+        Ok(model
+            .space(&tree)
             .and_then(|t| t.get(key))
             .map(|v| v.to_vec()))
     }
 
-    pub fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
-        let inner = self.disk.lock();
-        Ok(inner
-            .current
-            .get(&tree)
+    fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+        let model = self.handle.read();
+        Ok(model
+            .space(&tree)
             .and_then(|t| t.last_key_value())
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
-    pub fn for_each(
+    fn for_each(
         &self,
         tree: TreeName,
         lo: &[u8],
@@ -225,8 +158,8 @@ impl SimHandle {
     ) -> Result<(), StoreError> {
         // Copied out first, so `f` may call back into the store without deadlocking.
         let items: Vec<(Bytes, Bytes)> = {
-            let inner = self.disk.lock();
-            let Some(t) = inner.current.get(&tree) else {
+            let model = self.handle.read();
+            let Some(t) = model.space(&tree) else {
                 return Ok(());
             };
             let lo: &[u8] = lo;
@@ -248,41 +181,37 @@ impl SimHandle {
         Ok(())
     }
 
-    pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut inner = self.writable()?;
-        let batch = shared(batch);
-        apply_to(&mut inner.current, &batch);
-        inner.pending.push(batch);
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut model = self.handle.write().map_err(stale)?;
+        model.apply(shared(batch).collect());
         Ok(())
     }
 
     /// Each write is its own pending batch, so a torn crash ([`SimDisk::crash_keeping`])
     /// can keep any prefix of them.
-    pub fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut inner = self.writable()?;
-        for op in shared(batch) {
-            let one = vec![op];
-            apply_to(&mut inner.current, &one);
-            inner.pending.push(one);
+    fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut model = self.handle.write().map_err(stale)?;
+        model.apply_in_order(shared(batch));
+        Ok(())
+    }
+
+    fn durable_flush(&self) -> Result<(), StoreError> {
+        let mut model = self.handle.write().map_err(stale)?;
+        match self.mode {
+            FlushMode::Honest => model.flush(),
+            FlushMode::Lying => model.flush_lying(),
         }
         Ok(())
     }
 
-    pub fn durable_flush(&self) -> Result<(), StoreError> {
-        let mut inner = self.writable()?;
-        inner.flushes += 1;
-        if inner.mode == FlushMode::Lying {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut inner.pending);
-        for batch in &pending {
-            apply_to(&mut inner.durable, batch);
-        }
-        Ok(())
+    /// Inline: the flush is a memory copy, and the host must stay on the simulation's one
+    /// thread.
+    fn flush_blocks(&self) -> bool {
+        false
     }
 
-    pub fn describe(&self) -> String {
-        format!("simdisk:{}", self.disk.lock().name)
+    fn location(&self) -> PathBuf {
+        PathBuf::from(format!("simdisk:{}", self.handle.shared().name()))
     }
 }
 

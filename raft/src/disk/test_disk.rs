@@ -1,0 +1,117 @@
+//! A disk that can crash, for this crate's unit tests only (`#[cfg(test)]`): the store's
+//! recovery and the Merkle tree's write counts are tested against internals integration
+//! tests cannot reach. It is a thin adapter over `docket-simstore`'s pending/durable model
+//! (a dev-dependency), the model under the simulator's own disk (`docket-sim`'s `SimDisk`,
+//! which is what runs in the simulator and under openraft's storage suite there): one
+//! pending batch per `apply`, one per write of `apply_in_order`, and a crash keeps what was
+//! flushed plus a prefix of the rest.
+
+use std::ops::Bound;
+use std::path::PathBuf;
+
+use docket_simstore::{Handle, Shared};
+
+use super::{Disk, KeyValue, TreeName, Visit, WriteBatch};
+use crate::store::StoreError;
+
+type Model = Shared<TreeName, Vec<u8>, Vec<u8>>;
+
+/// A disk that outlives the stores opened on it. Clones share it.
+#[derive(Clone, Default)]
+pub(crate) struct SimDisk {
+    model: Model,
+}
+
+impl SimDisk {
+    pub fn new(name: &str) -> SimDisk {
+        SimDisk {
+            model: Shared::new(name),
+        }
+    }
+
+    /// Crashes, keeping the first `keep` pending batches; returns how many were lost.
+    pub fn crash_keeping(&self, keep: usize) -> usize {
+        self.model.crash(keep)
+    }
+
+    pub fn pending_batches(&self) -> usize {
+        self.model.lock().pending_batches()
+    }
+
+    /// What a store opened now holds (stale after the next crash).
+    pub fn handle(&self) -> TestHandle {
+        TestHandle(self.model.handle())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>);
+
+fn stale(error: docket_simstore::Stale) -> StoreError {
+    StoreError::Corrupt(format!("test disk {}: written after a crash", error.name))
+}
+
+impl Disk for TestHandle {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.read().space(&tree).and_then(|t| t.get(key)).cloned())
+    }
+
+    fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self
+            .0
+            .read()
+            .space(&tree)
+            .and_then(|t| t.last_key_value())
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    fn for_each(
+        &self,
+        tree: TreeName,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        f: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let items: Vec<KeyValue> = {
+            let model = self.0.read();
+            let Some(t) = model.space(&tree) else {
+                return Ok(());
+            };
+            let upper = match hi {
+                Some(hi) if hi <= lo => return Ok(()),
+                Some(hi) => Bound::Excluded(hi),
+                None => Bound::Unbounded,
+            };
+            t.range::<[u8], _>((Bound::Included(lo), upper))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        for (key, value) in &items {
+            f(key, value)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.0.write().map_err(stale)?.apply(batch.ops);
+        Ok(())
+    }
+
+    fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.0.write().map_err(stale)?.apply_in_order(batch.ops);
+        Ok(())
+    }
+
+    fn durable_flush(&self) -> Result<(), StoreError> {
+        self.0.write().map_err(stale)?.flush();
+        Ok(())
+    }
+
+    fn flush_blocks(&self) -> bool {
+        false
+    }
+
+    fn location(&self) -> PathBuf {
+        PathBuf::from(format!("testdisk:{}", self.0.shared().name()))
+    }
+}
