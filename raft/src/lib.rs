@@ -175,10 +175,10 @@ pub fn open_with(
     open_store(Store::open(dir, options)?)
 }
 
-/// Opens a node's storage on `disk` (the simulator's disk model, for one): the log store
-/// and the state machine, rebuilt from what the disk recovered.
-pub fn open_on(disk: impl Disk) -> Result<(LogStore, StateMachine), StoreError> {
-    open_store(Store::open_on(disk)?)
+/// Opens node `node_id`'s storage on `disk` (the simulator's disk model, for one): the
+/// log store and the state machine, rebuilt from what the disk recovered.
+pub fn open_on(disk: impl Disk, node_id: NodeId) -> Result<(LogStore, StateMachine), StoreError> {
+    open_store(Store::open_on_for(disk, node_id)?)
 }
 
 fn open_store(store: Store) -> Result<(LogStore, StateMachine), StoreError> {

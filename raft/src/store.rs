@@ -270,6 +270,12 @@ impl Store {
         Store::over(BoxedDisk::new(disk), None)
     }
 
+    /// [`Store::open_on`] for node `node_id`: only its own committed vote is demoted, as
+    /// [`StoreOptions::node_id`] does for sled.
+    pub fn open_on_for(disk: impl Disk, node_id: crate::NodeId) -> Result<Store, StoreError> {
+        Store::over(BoxedDisk::new(disk), Some(node_id))
+    }
+
     fn over(disk: BoxedDisk, node_id: Option<crate::NodeId>) -> Result<Store, StoreError> {
         let store = Store {
             dir: disk.location(),

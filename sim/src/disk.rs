@@ -10,7 +10,7 @@
 //! it was not asked to sync yet, but — like sled's log — only in order). The handle is an
 //! `Arc`: the simulator keeps one per node outside the simulated host, so the disk outlives
 //! the host's crash and the restarted host reopens the store from it
-//! (`docket_raft::open_on(disk.handle())`).
+//! (`docket_raft::open_on(disk.handle(), id)`).
 //!
 //! A store opened before a crash must not write after it (its process is gone): each store
 //! holds a [`SimHandle`] stamped with the crash epoch it was opened in, and a write through a

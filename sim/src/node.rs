@@ -103,7 +103,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
     };
     // openraft draws this node's election timeout in Raft::new, from this sequence.
     docket_raft::runtime::seed_thread_rng(derived.seed ^ salt::RAFT ^ (id << 32) ^ u64::from(boot));
-    let (log_store, state_machine) = docket_raft::open_on(disk.handle())?;
+    let (log_store, state_machine) = docket_raft::open_on(disk.handle(), id)?;
     let state_machine = state_machine.with_signatures(signatures);
     let replica = state_machine.replica();
     let removed = docket_raft::network::Removed::default();

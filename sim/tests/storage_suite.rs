@@ -17,7 +17,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, SimDisk> for SimDiskBuilde
     async fn build(&self) -> Result<(SimDisk, LogStore, StateMachine), StorageError<u64>> {
         let disk = SimDisk::new("suite");
         let (log_store, state_machine) =
-            docket_raft::open_on(disk.handle()).map_err(storage_error)?;
+            docket_raft::open_on(disk.handle(), 1).map_err(storage_error)?;
         Ok((disk, log_store, state_machine))
     }
 }
