@@ -54,7 +54,9 @@ pub enum LedgerCommand {
     #[command(after_help = "Examples:\n  \
         docket ledger verify\n  \
         docket ledger verify --node http://127.0.0.1:8003\n\n\
-        Holds the whole ledger in memory. Exits non-zero at the first entry that fails.")]
+        Reads the ledger a page at a time (progress on stderr every few seconds); memory \
+        holds one page and the replayed state, not the ledger. Exits non-zero at the \
+        first entry that fails.")]
     Verify,
 }
 
