@@ -102,7 +102,7 @@ pub struct StoreOptions {
     pub flush_every_ms: Option<u64>,
     pub cache_capacity_bytes: u64,
     /// The node this store belongs to. With it, only a committed vote for this node
-    /// itself (it led) is demoted on open ([`Store::demote_vote`]); a follower keeps its
+    /// itself (it led) is demoted on open (`Store::demote_vote`); a follower keeps its
     /// committed vote for another leader, so it restarts honouring that leader's lease
     /// instead of campaigning against a healthy leader. `None` demotes any committed vote.
     pub node_id: Option<crate::NodeId>,
@@ -532,7 +532,7 @@ impl Store {
     /// openraft reads it back at start to apply what is known committed without waiting
     /// for a leader. Losing the latest value in a crash only delays that: a follower
     /// learns the commit index from its leader, and a node that led starts as a follower
-    /// ([`Store::demote_vote`]), so no restarted leader derives a read index from it.
+    /// (`Store::demote_vote`), so no restarted leader derives a read index from it.
     /// (Until that demotion this was flushed on every commit advance, one fsync per
     /// commit; the simulator's seed 10751 is the regression test for both.)
     pub fn save_committed(&self, committed: Option<LogId>) -> Result<(), StoreError> {

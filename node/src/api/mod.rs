@@ -8,9 +8,9 @@
 //! `NOT_LEADER` with its address (`x-docket-forwarded`), relaying the leader's answer
 //! verbatim.
 //!
-//! Route groups: [`writes`] (proposals, batches), [`reads`] (proposals, ledger, state,
+//! Route groups: `writes` (proposals, batches), `reads` (proposals, ledger, state,
 //! constitution, status, health, execution evidence, the internal read index),
-//! [`cluster`] (init and membership).
+//! `cluster` (init and membership).
 
 mod cluster;
 mod reads;
