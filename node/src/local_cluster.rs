@@ -15,6 +15,10 @@ use crate::wire::{AddMemberRequest, InitRequest, StatusView};
 
 /// How long a node may take to start answering its API.
 pub const NODE_START_TIMEOUT_MS: u64 = 20_000;
+
+/// Starts of one node tried when its port was taken between choosing it and binding it
+/// (another process on the machine, e.g. a parallel test, took it meanwhile).
+pub const START_ATTEMPTS_MAX: u32 = 3;
 /// How long the cluster may take to elect a leader or converge after a fault.
 pub const CONVERGE_TIMEOUT_MS: u64 = 30_000;
 
@@ -26,6 +30,8 @@ pub struct LocalNode {
     pub api_addr: String,
     pub data_dir: PathBuf,
     child: Option<Child>,
+    /// It has answered once: its addresses may be in a cluster's membership now.
+    started: bool,
 }
 
 impl LocalNode {
@@ -130,6 +136,7 @@ impl LocalCluster {
             api_addr: format!("127.0.0.1:{}", free_port()?),
             data_dir: self.root.join(format!("node-{id}")),
             child: None,
+            started: false,
         });
         Ok(id)
     }
@@ -148,8 +155,38 @@ impl LocalCluster {
             .expect("invariant: callers name a node of this cluster")
     }
 
-    /// Starts (or restarts) node `id` and waits until its API answers.
+    /// Starts (or restarts) node `id` and waits until its API answers. A port chosen free
+    /// can be taken by another process before the node binds it: a node that never ran gets
+    /// fresh ports, a restarted one (whose addresses are in the membership) the same ports
+    /// a moment later, up to [`START_ATTEMPTS_MAX`] starts.
     pub async fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        let mut attempt = 1;
+        loop {
+            let log_before = std::fs::metadata(self.node(id).log_path()).map_or(0, |m| m.len());
+            let result = self.start_once(id).await;
+            let bind_failed = result.is_err() && {
+                let log = std::fs::read(self.node(id).log_path()).unwrap_or_default();
+                let fresh = log.get(log_before as usize..).unwrap_or_default();
+                String::from_utf8_lossy(fresh).contains("binding ")
+            };
+            if result.is_ok() || !bind_failed || attempt >= START_ATTEMPTS_MAX {
+                if result.is_ok() {
+                    self.node_mut(id).started = true;
+                }
+                return result;
+            }
+            attempt += 1;
+            let node = self.node_mut(id);
+            if node.started {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            } else {
+                node.raft_addr = format!("127.0.0.1:{}", free_port()?);
+                node.api_addr = format!("127.0.0.1:{}", free_port()?);
+            }
+        }
+    }
+
+    async fn start_once(&mut self, id: u64) -> anyhow::Result<()> {
         let (binary, cluster_id, extra, extra_env) = (
             self.binary.clone(),
             self.cluster_id.clone(),
