@@ -265,7 +265,9 @@ impl Service {
         if self.removed.get() {
             return true;
         }
-        let metrics = self.raft.metrics().borrow().clone();
+        // Every request asks: read the metrics in place (no copy of the membership).
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         let membership = metrics.membership_config.membership();
         membership.nodes().next().is_some() && membership.get_node(&self.id).is_none()
     }
