@@ -118,6 +118,7 @@ fn settings(
     ledger_id: LedgerId,
     addr: NodeAddr,
     removed: docket_raft::network::Removed,
+    genesis: docket_raft::network::GenesisCell,
 ) -> Settings {
     let ms = Duration::from_millis;
     Settings {
@@ -142,6 +143,7 @@ fn settings(
         },
         clock: Arc::new(now_ledger_time),
         removed,
+        genesis,
         faults: Faults::default(),
     }
 }
@@ -208,7 +210,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let (service, background) = Service::new(
-        settings(&config, ledger_id, addr, removed),
+        settings(&config, ledger_id, addr, removed, identity.genesis.clone()),
         raft.clone(),
         replica,
         peers,

@@ -107,6 +107,9 @@ pub struct Settings {
     /// Set by the Raft network when the cluster's voters say this node is no longer a
     /// member (the same flag its `Identity` carries).
     pub removed: docket_raft::network::Removed,
+    /// This node's genesis entry hash, the same cell its Raft `Identity` proves to peers
+    /// (`Replica::genesis_cell`), so the ledger is read for it once per node.
+    pub genesis: docket_raft::network::GenesisCell,
     #[doc(hidden)]
     pub faults: Faults,
 }
@@ -188,9 +191,9 @@ impl Service {
             timing,
             clock,
             removed,
+            genesis,
             faults,
         } = settings;
-        let genesis = replica.genesis_cell();
         let mut reads = ReadIndex::for_node(
             raft.clone(),
             id,

@@ -55,7 +55,12 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The service of node `id`: the node's limits, deadlines scaled to simulated links, the
 /// simulated clock, and the variant's deliberate fault, if any.
-pub fn settings(id: NodeId, variant: Variant, removed: docket_raft::network::Removed) -> Settings {
+pub fn settings(
+    id: NodeId,
+    variant: Variant,
+    removed: docket_raft::network::Removed,
+    genesis: docket_raft::network::GenesisCell,
+) -> Settings {
     Settings {
         id,
         cluster_id: CLUSTER_ID.to_owned(),
@@ -78,6 +83,7 @@ pub fn settings(id: NodeId, variant: Variant, removed: docket_raft::network::Rem
         },
         clock: Arc::new(api::ledger_now),
         removed,
+        genesis,
         faults: variant.faults(),
     }
 }
@@ -148,7 +154,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
 
     // The node's own service, with the simulated clock and network.
     let (service, background) = Service::new(
-        settings(id, variant, removed),
+        settings(id, variant, removed, identity.genesis.clone()),
         raft.clone(),
         replica,
         Arc::new(SimPeers { id }),
