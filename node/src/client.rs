@@ -304,7 +304,7 @@ impl Client {
         let mut targets: Vec<Client> = vec![self.clone()];
         for address in others {
             if let Ok(client) = self.at(address) {
-                if client.base_url() != self.base_url() {
+                if targets.iter().all(|t| t.base_url() != client.base_url()) {
                     targets.push(client);
                 }
             }

@@ -117,13 +117,11 @@ fn settings(
     config: &NodeConfig,
     ledger_id: LedgerId,
     addr: NodeAddr,
-    removed: docket_raft::network::Removed,
-    genesis: docket_raft::network::GenesisCell,
+    identity: Identity,
 ) -> Settings {
     let ms = Duration::from_millis;
     Settings {
-        id: config.node_id,
-        cluster_id: config.cluster_id.clone(),
+        identity,
         ledger_id,
         addr,
         limits: Limits {
@@ -142,8 +140,6 @@ fn settings(
             confirm_retry: ms(LEADERSHIP_CONFIRM_RETRY_MS),
         },
         clock: Arc::new(now_ledger_time),
-        removed,
-        genesis,
         faults: Faults::default(),
     }
 }
@@ -171,12 +167,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let raft_addr = raft_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
-    let removed = docket_raft::network::Removed::default();
     let identity = Identity {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
         genesis: replica.genesis_cell(),
-        removed: removed.clone(),
+        removed: Default::default(),
+        leader_heard: Default::default(),
     };
     let network = Network::new(
         TcpTransport,
@@ -210,7 +206,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let (service, background) = Service::new(
-        settings(&config, ledger_id, addr, removed, identity.genesis.clone()),
+        settings(&config, ledger_id, addr, identity.clone()),
         raft.clone(),
         replica,
         peers,

@@ -1,5 +1,6 @@
 //! `docket ledger verify` streams a real node's ledger page by page through the audit and
-//! agrees with the node's state hash, across page boundaries.
+//! agrees with the node's state hash, across page boundaries. And the CLI rides out a dead
+//! address in `--node a,b`.
 
 mod common;
 
@@ -45,5 +46,49 @@ async fn ledger_verify_streams_pages_and_matches_the_node() {
         report["state_hash"],
         serde_json::to_value(status.state_hash).expect("hash as JSON"),
         "{report}"
+    );
+}
+
+/// Runs the binary and answers (success, stdout, stderr).
+async fn docket(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(binary())
+        .args(args)
+        .output()
+        .await
+        .expect("run docket");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_address_is_skipped_and_named() {
+    let (_dir, cluster) = formed_cluster("nodes", 1, &[]).await;
+    let url = cluster.node(1).url();
+    // Nothing listens there: the port was bound and released.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+
+    let (ok, stdout, stderr) = docket(&[
+        "status",
+        "--node",
+        &format!("{dead},{url}"),
+        "--output",
+        "json",
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON status");
+    assert_eq!(status["node"]["node_id"], 1, "{status}");
+
+    let (ok, stdout, stderr) = docket(&["status", "--node", &format!("{dead}, {dead}/")]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("none of the --node addresses answered") && stderr.contains(&dead),
+        "{stderr}"
     );
 }

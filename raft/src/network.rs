@@ -64,6 +64,27 @@ pub struct Identity {
     /// Set when the cluster's voters refused this node's vote request because it is not a
     /// member (it was removed); cleared when a leader replicates to it again (re-added).
     pub removed: Removed,
+    /// When this node last accepted a leader's append (heartbeats included).
+    pub leader_heard: LeaderHeard,
+}
+
+/// When this node last accepted an append from a leader: the silence after which a
+/// follower may campaign. The service's election trigger reads it (see
+/// `docket_service`'s `elections`), because openraft 0.9 exposes no such time to its host.
+/// Tokio time, so the simulator's virtual clock drives it there.
+#[derive(Clone, Debug, Default)]
+pub struct LeaderHeard(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaderHeard {
+    /// Records an accepted append now.
+    pub fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now());
+    }
+
+    /// The last accepted append, if any since this node started.
+    pub fn last(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Whether the cluster told this node it is no longer a member. Shared by the network
@@ -572,7 +593,22 @@ async fn handle(
         }
     }
     match request.rpc {
-        Rpc::Append(rpc) => ResponseFrame::Append(raft.append_entries(rpc).await),
+        Rpc::Append(rpc) => {
+            // Marked on arrival too: a long append (a large batch, a slow flush) must not
+            // look like silence to the election trigger while it is being written.
+            identity.leader_heard.mark();
+            let response = raft.append_entries(rpc).await;
+            // Any answer but a higher vote means this node follows the sender's term.
+            if matches!(
+                &response,
+                Ok(AppendEntriesResponse::Success
+                    | AppendEntriesResponse::PartialSuccess(_)
+                    | AppendEntriesResponse::Conflict)
+            ) {
+                identity.leader_heard.mark();
+            }
+            ResponseFrame::Append(response)
+        }
         Rpc::Vote(rpc) => ResponseFrame::Vote(raft.vote(rpc).await),
         Rpc::Snapshot(rpc) => ResponseFrame::Snapshot(raft.install_snapshot(rpc).await),
     }

@@ -359,6 +359,20 @@ impl Replica {
         self.with_tree(|tree| tree.consistency_proof(from, to))
     }
 
+    /// The Raft log id at `index` as this node holds it: the last applied one, or the one
+    /// in its log, or its purge mark when that is exactly `index`. `None` when the entry
+    /// was compacted away or never arrived.
+    pub fn log_id_at(&self, index: u64) -> Result<Option<LogId>, StoreError> {
+        if let Some(applied) = self.last_applied().filter(|id| id.index == index) {
+            return Ok(Some(applied));
+        }
+        let at = std::ops::Bound::Included(index);
+        if let Some(entry) = self.store.log_entries(at, at)?.pop() {
+            return Ok(Some(entry.log_id));
+        }
+        Ok(self.store.last_purged()?.filter(|id| id.index == index))
+    }
+
     /// The applied ledger entry at `index`, read from disk.
     pub fn ledger_entry(&self, index: LedgerIndex) -> Result<Option<LedgerEntry>, StoreError> {
         if index.0 >= self.ledger_len() {

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use docket_core::EntryHash;
 use docket_raft::network::GenesisCell;
-use docket_raft::{NodeId, Raft};
+use docket_raft::{LogId, NodeId, Raft, Replica};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -50,6 +50,10 @@ pub type RoundResult = Result<Option<u64>, ServiceError>;
 pub struct ReadIndexResponse {
     /// The Raft log index a read must wait for (`None`: nothing committed yet).
     pub read_index: Option<u64>,
+    /// The leader's log id at `read_index` (term, leader and index): a follower whose own
+    /// log holds another entry there must not serve the read.
+    #[serde(default)]
+    pub read_log_id: Option<LogId>,
     /// The leader's genesis entry hash: a follower whose own differs holds another
     /// history and must not serve the read.
     #[serde(default)]
@@ -70,6 +74,18 @@ pub fn other_history(
              holds a history that is not this cluster's (initialized on its own, or by another \
              cluster). Stop that node, move its data directory away, start it empty and add \
              it again"
+        ),
+    )
+}
+
+/// The error for a follower whose log at the read index is not the leader's.
+pub fn other_entry(node: NodeId, ours: LogId, leader: NodeId, theirs: LogId) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::MemberHasOtherHistory,
+        format!(
+            "node {node} holds log entry {ours} where leader {leader} holds {theirs}: its log \
+             is not the leader's, so it serves no linearizable read. Stop node {node}, move its \
+             data directory away, start it empty and add it again"
         ),
     )
 }
@@ -120,14 +136,28 @@ impl ReadIndex {
     /// (the leader's answer, the local apply) has `deadline`.
     pub fn for_node(
         raft: Raft,
+        replica: Replica,
         id: NodeId,
         genesis: GenesisCell,
         peers: Arc<dyn Peers>,
         deadline: Duration,
     ) -> ReadIndex {
         Coalescer::new(Arc::new(move || {
-            let (raft, peers, genesis) = (raft.clone(), peers.clone(), genesis.clone());
-            Box::pin(async move { round(&raft, id, &genesis, peers.as_ref(), deadline).await })
+            let (raft, replica, peers, genesis) = (
+                raft.clone(),
+                replica.clone(),
+                peers.clone(),
+                genesis.clone(),
+            );
+            Box::pin(async move {
+                let node = Node {
+                    raft: &raft,
+                    replica: &replica,
+                    id,
+                    genesis: &genesis,
+                };
+                round(node, peers.as_ref(), deadline).await
+            })
         }))
     }
 }
@@ -136,7 +166,7 @@ impl ReadIndex {
 /// `get_read_log_id` round (a quorum heartbeat) shared by every request queued before it
 /// started — the same rule as [`ReadIndex`], so each answer still covers every write
 /// acknowledged before its request arrived.
-pub type LeaderReadIndex = Coalescer<Result<Option<u64>, ServiceError>>;
+pub type LeaderReadIndex = Coalescer<Result<Option<LogId>, ServiceError>>;
 
 impl LeaderReadIndex {
     pub fn for_raft(raft: Raft) -> LeaderReadIndex {
@@ -145,7 +175,7 @@ impl LeaderReadIndex {
             Box::pin(async move {
                 raft.get_read_log_id()
                     .await
-                    .map(|(read, _applied)| read.map(|log_id| log_id.index))
+                    .map(|(read, _applied)| read)
                     .map_err(|e| ServiceError::from_check(e, "read indexes come from the leader"))
             })
         }))
@@ -165,13 +195,21 @@ pub fn leader(raft: &Raft) -> Option<(NodeId, Option<String>)> {
     Some((leader, api))
 }
 
-async fn round(
-    raft: &Raft,
+/// What a round needs of this node.
+struct Node<'a> {
+    raft: &'a Raft,
+    replica: &'a Replica,
     id: NodeId,
-    genesis: &GenesisCell,
-    peers: &dyn Peers,
-    deadline: Duration,
-) -> RoundResult {
+    genesis: &'a GenesisCell,
+}
+
+async fn round(node: Node<'_>, peers: &dyn Peers, deadline: Duration) -> RoundResult {
+    let Node {
+        raft,
+        replica,
+        id,
+        genesis,
+    } = node;
     let (leader_id, api) = match leader(raft) {
         Some((leader, _)) if leader == id => {
             return raft
@@ -214,11 +252,40 @@ async fn round(
     raft.wait(Some(deadline))
         .applied_index_at_least(index, "follower read")
         .await
-        .map(|_| index)
         .map_err(|error| {
             tracing::debug!(?index, %error, "did not apply the read index in time; forwarding");
             forward()
-        })
+        })?;
+    if let Some(theirs) = answer.read_log_id {
+        same_entry_as_leader(replica, id, leader_id, theirs)?;
+    }
+    Ok(index)
+}
+
+/// Whether this node's log holds the leader's entry `theirs` at its index. Raft's log
+/// matching makes this hold on every member; it is checked anyway, because a read served
+/// from another history is the one failure a client cannot notice. An entry this node has
+/// compacted into a snapshot since cannot be compared, and is not: it was applied, so it
+/// was committed.
+fn same_entry_as_leader(
+    replica: &Replica,
+    id: NodeId,
+    leader: NodeId,
+    theirs: LogId,
+) -> Result<(), ServiceError> {
+    let ours = replica.log_id_at(theirs.index).map_err(|error| {
+        ServiceError::new(
+            ErrorCode::Internal,
+            format!("cannot read this node's log at the read index: {error}"),
+        )
+    })?;
+    match ours {
+        Some(ours) if ours != theirs => {
+            tracing::error!(%ours, %theirs, leader, "this node's log at the read index is not the leader's");
+            Err(other_entry(id, ours, leader, theirs))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl<T: Clone + Send + 'static> Coalescer<T> {
@@ -311,6 +378,37 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+
+    fn log_id(term: u64, leader: NodeId, index: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(term, leader), index)
+    }
+
+    /// A follower whose log holds another entry at the leader's read index refuses to
+    /// serve; the same entry, or one it no longer holds, passes.
+    #[test]
+    fn a_follower_serves_only_from_the_leaders_entry_at_the_read_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (log_store, state_machine) = docket_raft::open(dir.path()).expect("store opens");
+        let replica = state_machine.replica();
+        log_store
+            .store()
+            .log_append((1..=3).map(|index| docket_raft::Entry {
+                log_id: log_id(2, 1, index),
+                payload: openraft::EntryPayload::Blank,
+            }))
+            .expect("appends");
+
+        same_entry_as_leader(&replica, 2, 1, log_id(2, 1, 3)).expect("the leader's entry");
+        same_entry_as_leader(&replica, 2, 1, log_id(7, 3, 9)).expect("an entry it lacks");
+        let error = same_entry_as_leader(&replica, 2, 3, log_id(3, 3, 2))
+            .expect_err("another term at index 2");
+        assert_eq!(error.code, ErrorCode::MemberHasOtherHistory);
+        assert!(
+            error.message.contains("node 2 holds log entry"),
+            "{}",
+            error.message
+        );
+    }
 
     /// A round that reports its own number and finishes only when the test releases it.
     fn gated_rounds() -> (Coalescer<u64>, Arc<Semaphore>, Arc<AtomicU64>) {

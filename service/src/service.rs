@@ -97,19 +97,15 @@ pub struct Faults {
 /// What a service is built from.
 #[derive(Clone)]
 pub struct Settings {
-    pub id: NodeId,
-    pub cluster_id: String,
+    /// Who this node is on the Raft network: its id, cluster, genesis cell, removed flag
+    /// and when it last heard a leader. The service shares these cells with the network
+    /// (which learns them), so the ledger is read for the genesis once per node.
+    pub identity: docket_raft::network::Identity,
     pub ledger_id: LedgerId,
     pub addr: NodeAddr,
     pub limits: Limits,
     pub timing: Timing,
     pub clock: Clock,
-    /// Set by the Raft network when the cluster's voters say this node is no longer a
-    /// member (the same flag its `Identity` carries).
-    pub removed: docket_raft::network::Removed,
-    /// This node's genesis entry hash, the same cell its Raft `Identity` proves to peers
-    /// (`Replica::genesis_cell`), so the ledger is read for it once per node.
-    pub genesis: docket_raft::network::GenesisCell,
     #[doc(hidden)]
     pub faults: Faults,
 }
@@ -117,8 +113,8 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("id", &self.id)
-            .field("cluster_id", &self.cluster_id)
+            .field("id", &self.identity.node_id)
+            .field("cluster_id", &self.identity.cluster_id)
             .field("addr", &self.addr)
             .field("limits", &self.limits)
             .field("timing", &self.timing)
@@ -153,6 +149,7 @@ pub struct Service {
     pub timing: Timing,
     pub(crate) clock: Clock,
     pub(crate) removed: docket_raft::network::Removed,
+    pub(crate) leader_heard: docket_raft::network::LeaderHeard,
     pub(crate) faults: Faults,
     pub(crate) peers: Arc<dyn Peers>,
     genesis: docket_raft::network::GenesisCell,
@@ -183,19 +180,22 @@ impl Service {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> (Arc<Service>, impl Future<Output = ()> + Send + 'static) {
         let Settings {
-            id,
-            cluster_id,
+            identity,
             ledger_id,
             addr,
             limits,
             timing,
             clock,
-            removed,
-            genesis,
             faults,
         } = settings;
+        let id = identity.node_id;
+        let cluster_id = identity.cluster_id.clone();
+        let removed = identity.removed.clone();
+        let genesis = identity.genesis.clone();
+        let leader_heard = identity.leader_heard.clone();
         let mut reads = ReadIndex::for_node(
             raft.clone(),
+            replica.clone(),
             id,
             genesis.clone(),
             peers.clone(),
@@ -217,6 +217,7 @@ impl Service {
             timing,
             clock,
             removed,
+            leader_heard,
             faults,
             peers,
             genesis,
@@ -233,7 +234,7 @@ impl Service {
                     _ = stop => {}
                     _ = crate::writer::writer(service.clone(), submit_rx) => {}
                     _ = crate::writer::ticker(service.clone()) => {}
-                    _ = crate::writer::elections(service) => {}
+                    _ = crate::elections::elections(service) => {}
                 }
             }
         };
@@ -439,8 +440,10 @@ impl Service {
                 return Err(crate::reads::other_history(self.id, ours, node, theirs));
             }
         }
+        let read_log_id = self.leader_reads.wait().await?;
         Ok(ReadIndexResponse {
-            read_index: self.leader_reads.wait().await?,
+            read_index: read_log_id.map(|log_id| log_id.index),
+            read_log_id,
             genesis,
         })
     }

@@ -129,23 +129,6 @@ fn acknowledge_before_commit(
     }
 }
 
-/// Stops elections the moment the cluster says this node was removed (a removed voter
-/// would otherwise campaign forever in ever higher terms), and starts them again once a
-/// leader replicates to it.
-pub(crate) async fn elections(service: Arc<Service>) {
-    let mut removed = service.removed.watch();
-    loop {
-        let electing = !*removed.borrow_and_update();
-        if !electing {
-            tracing::warn!("this node was removed from its cluster: elections stopped");
-        }
-        service.raft.runtime_config().elect(electing);
-        if removed.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// On the leader, files a `Tick` whenever a deferred proposal's expiry has passed, so
 /// deferrals expire on an idle ledger too. Followers do nothing.
 pub(crate) async fn ticker(service: Arc<Service>) {

@@ -55,15 +55,9 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The service of node `id`: the node's limits, deadlines scaled to simulated links, the
 /// simulated clock, and the variant's deliberate fault, if any.
-pub fn settings(
-    id: NodeId,
-    variant: Variant,
-    removed: docket_raft::network::Removed,
-    genesis: docket_raft::network::GenesisCell,
-) -> Settings {
+pub fn settings(id: NodeId, variant: Variant, identity: Identity) -> Settings {
     Settings {
-        id,
-        cluster_id: CLUSTER_ID.to_owned(),
+        identity,
         ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
         addr: node_addr(id),
         limits: Limits {
@@ -82,8 +76,6 @@ pub fn settings(
             confirm_retry: crate::execution::CONFIRM_RETRY,
         },
         clock: Arc::new(api::ledger_now),
-        removed,
-        genesis,
         faults: variant.faults(),
     }
 }
@@ -112,12 +104,12 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
     let (log_store, state_machine) = docket_raft::open_on(disk.handle(), id)?;
     let state_machine = state_machine.with_signatures(signatures);
     let replica = state_machine.replica();
-    let removed = docket_raft::network::Removed::default();
     let identity = Identity {
         cluster_id: CLUSTER_ID.to_owned(),
         node_id: id,
         genesis: replica.genesis_cell(),
-        removed: removed.clone(),
+        removed: Default::default(),
+        leader_heard: Default::default(),
     };
     let network = Network::new(
         TurmoilTransport,
@@ -154,7 +146,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
 
     // The node's own service, with the simulated clock and network.
     let (service, background) = Service::new(
-        settings(id, variant, removed, identity.genesis.clone()),
+        settings(id, variant, identity.clone()),
         raft.clone(),
         replica,
         Arc::new(SimPeers { id }),

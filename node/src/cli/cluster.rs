@@ -34,7 +34,7 @@ pub(super) async fn run(args: &ClientArgs, command: ClusterCommand) -> anyhow::R
     match command {
         ClusterCommand::Init { constitution } => {
             cluster_init(
-                &args.client(REQUEST_TIMEOUT_MS_DEFAULT)?,
+                &args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?,
                 constitution,
                 output,
             )

@@ -75,14 +75,16 @@ pub struct ApproveArgs {
 /// Runs `docket constitution SUBCOMMAND`.
 pub(super) async fn run(args: &ClientArgs, command: ConstitutionCommand) -> anyhow::Result<()> {
     let output = args.output;
-    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
     match command {
         ConstitutionCommand::Show { document } => {
             constitution_show(&client, document, output).await
         }
-        ConstitutionCommand::Amend(amend) => constitution_amend(&client, &amend, output).await,
+        ConstitutionCommand::Amend(amend) => {
+            constitution_amend(&client, &args.nodes(), &amend, output).await
+        }
         ConstitutionCommand::Approve(approve) => {
-            constitution_approve(&client, &approve, output).await
+            constitution_approve(&client, &args.nodes(), &approve, output).await
         }
     }
 }
@@ -128,6 +130,7 @@ async fn constitution_show(
 
 async fn constitution_amend(
     client: &Client,
+    nodes: &[&str],
     args: &AmendArgs,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
@@ -148,7 +151,7 @@ async fn constitution_amend(
         dependencies: vec![],
         nonce: None,
     };
-    let response = sign_and_submit(client, &args.sign, &draft, &key, output).await?;
+    let response = sign_and_submit(client, nodes, &args.sign, &draft, &key, output).await?;
     if output == OutputFormat::Text && is_admitted(&response) {
         say!(
             "amendment {:?} of version {} is pending: governors approve it with \
@@ -163,6 +166,7 @@ async fn constitution_amend(
 
 async fn constitution_approve(
     client: &Client,
+    nodes: &[&str],
     args: &ApproveArgs,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
@@ -175,7 +179,7 @@ async fn constitution_approve(
         dependencies: vec![],
         nonce: None,
     };
-    let response = sign_and_submit(client, &args.sign, &draft, &key, output).await?;
+    let response = sign_and_submit(client, nodes, &args.sign, &draft, &key, output).await?;
     if output == OutputFormat::Text && is_admitted(&response) {
         let amendment = client
             .state(

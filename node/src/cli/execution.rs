@@ -32,7 +32,7 @@ pub(super) async fn run(args: &ClientArgs, command: ExecutionCommand) -> anyhow:
     let output = args.output;
     match command {
         ExecutionCommand::Show { id } => {
-            let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+            let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
             execution_show(&client, &id, output).await
         }
     }

@@ -63,7 +63,7 @@ pub enum LedgerCommand {
 /// Runs `docket ledger SUBCOMMAND`.
 pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Result<()> {
     let output = args.output;
-    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
     match command {
         LedgerCommand::Tail { entries, follow } => {
             ledger_tail(&client, entries, follow, output).await

@@ -66,7 +66,7 @@ pub(super) async fn run(args: &ClientArgs, command: MemberCommand) -> anyhow::Re
         MemberCommand::Add { .. } => MEMBER_ADD_TIMEOUT_MS_DEFAULT,
         _ => REQUEST_TIMEOUT_MS_DEFAULT,
     };
-    run_member(&args.client(default_ms)?, command, args.output).await
+    run_member(&args.client(default_ms).await?, command, args.output).await
 }
 
 async fn run_member(

@@ -98,13 +98,15 @@ pub enum OutputFormat {
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
     /// API URL of the node to talk to (any member: writes are forwarded to the leader).
+    /// Several, comma-separated, to ride out a dead node: the first that answers is used,
+    /// and `propose` resubmits to the others after an unknown outcome.
     #[arg(
         long,
         global = true,
         help_heading = "Node options",
         env = "DOCKET_NODE",
         default_value = NODE_URL_DEFAULT,
-        value_name = "URL"
+        value_name = "URL[,URL...]"
     )]
     pub node: String,
 
@@ -140,12 +142,50 @@ impl Default for ClientArgs {
 }
 
 impl ClientArgs {
+    /// The `--node` addresses, in the order given.
+    pub fn nodes(&self) -> Vec<&str> {
+        self.node
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
     /// A client for `--node` with `--timeout-ms`, or `default_ms` when it is not given.
-    pub fn client(&self, default_ms: u64) -> anyhow::Result<Client> {
+    /// With several addresses, the first whose `GET /v1/health` answers within
+    /// [`NODE_PROBE_TIMEOUT_MS`] (or the deadline, if shorter); when none does, the error
+    /// names each and why.
+    pub async fn client(&self, default_ms: u64) -> anyhow::Result<Client> {
         let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(default_ms));
-        Ok(Client::with_timeout(&self.node, timeout)?)
+        let nodes = self.nodes();
+        let clients = nodes
+            .iter()
+            .map(|node| Client::with_timeout(node, timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        let [first, rest @ ..] = clients.as_slice() else {
+            bail!("--node names no address");
+        };
+        if rest.is_empty() {
+            return Ok(first.clone());
+        }
+        let probe = timeout.min(Duration::from_millis(NODE_PROBE_TIMEOUT_MS));
+        let mut failures = Vec::new();
+        for client in &clients {
+            match client.clone_with_timeout(probe).health().await {
+                Ok(_) => return Ok(client.clone()),
+                Err(error) => failures.push(format!("{}: {error}", client.base_url())),
+            }
+        }
+        bail!(
+            "none of the --node addresses answered: {}",
+            failures.join("; ")
+        )
     }
 }
+
+/// How long `--node` with several addresses waits for each one's health before trying the
+/// next.
+pub const NODE_PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// The operator commands `run` executes.
 #[derive(Clone, Debug, Subcommand)]

@@ -76,7 +76,8 @@ pub struct ProposeArgs {
 /// Runs `docket propose`.
 pub(super) async fn run(args: &ClientArgs, propose: &ProposeArgs) -> anyhow::Result<()> {
     run_propose(
-        &args.client(REQUEST_TIMEOUT_MS_DEFAULT)?,
+        &args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?,
+        &args.nodes(),
         propose,
         args.output,
     )
@@ -214,24 +215,30 @@ async fn ledger_and_members(
 
 async fn run_propose(
     client: &Client,
+    nodes: &[&str],
     args: &ProposeArgs,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     let key = read_key_file(&args.sign.key)?;
     let draft = args.proposal_file()?;
-    sign_and_submit(client, &args.sign, &draft, &key, output).await?;
+    sign_and_submit(client, nodes, &args.sign, &draft, &key, output).await?;
     Ok(())
 }
 
 /// Signs `draft` as `key` for the ledger, submits it and prints the recorded decision.
+/// After an unknown outcome the same signed proposal is resubmitted to the other `nodes`
+/// (`--node`) and the cluster's members, never re-signed.
 pub(super) async fn sign_and_submit(
     client: &Client,
+    nodes: &[&str],
     sign: &SignArgs,
     draft: &ProposalFile,
     key: &SigningKey,
     output: OutputFormat,
 ) -> anyhow::Result<SubmitResponse> {
-    let (ledger_id, others) = ledger_and_members(client, sign.ledger_id.as_ref()).await?;
+    let (ledger_id, members) = ledger_and_members(client, sign.ledger_id.as_ref()).await?;
+    let mut others: Vec<String> = nodes.iter().map(|n| (*n).to_owned()).collect();
+    others.extend(members);
     let nonce = sign.nonce.or(draft.nonce).unwrap_or_else(nonce_now);
     let signed = draft.sign(ledger_id, nonce, key);
     let id = signed.id();

@@ -38,7 +38,7 @@ pub(super) async fn run(args: &ClientArgs, command: StateCommand) -> anyhow::Res
             subject,
             local,
         } => {
-            let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT)?;
+            let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
             state_get(&client, &domain, &subject, local, output).await
         }
     }

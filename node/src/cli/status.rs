@@ -35,7 +35,7 @@ struct ClusterStatus {
 
 /// Runs `docket status`.
 pub(super) async fn run(args: &ClientArgs) -> anyhow::Result<()> {
-    status(&args.client(REQUEST_TIMEOUT_MS_DEFAULT)?, args.output).await
+    status(&args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?, args.output).await
 }
 
 async fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
