@@ -65,6 +65,7 @@
 
 pub mod adjudicate;
 pub mod code;
+pub mod commitment;
 pub mod constitution;
 pub mod decision;
 pub mod dev;

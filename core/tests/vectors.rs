@@ -109,3 +109,51 @@ const PINNED_SIGNATURE: &str = concat!(
     "f2a27db2fc8b2c5103ea3b640fb40af60d8078c5415eb75ade39475c294592cc",
     "bf6bb2c125025139ce9d7fcf47b656f23a620f44b3f2249c9ae4d1e88ac7d101"
 );
+
+/// The state commitment's hashed bytes, recomputed by hand as ARCHITECTURE.md documents
+/// them: a key sits at BLAKE3("docket/state-key/v2\0" || canonical key bytes); a leaf is
+/// BLAKE3("JMT::LeafNode" || key hash || BLAKE3(value)); a map of one key has its leaf as
+/// root; two keys whose hashes differ in the first bit meet in one internal node,
+/// BLAKE3("JMT::IntrnalNode" || left || right).
+#[test]
+fn state_commitment_bytes_are_pinned() {
+    use docket_core::commitment::{root_of, StateKey, EMPTY_ROOT};
+    use docket_core::LedgerIndex;
+
+    let blake3 = |parts: &[&[u8]]| {
+        let mut hasher = blake3::Hasher::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        *hasher.finalize().as_bytes()
+    };
+    let key = StateKey::Adopted(LedgerIndex(7));
+    // Canonical key bytes: variant index 1 as u32 LE, then the index as u64 LE.
+    let key_bytes = [1u8, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+    let key_hash = blake3(&[b"docket/state-key/v2\0", &key_bytes]);
+    assert_eq!(key.key_hash().0, key_hash);
+
+    let leaf = |key_hash: [u8; 32], value: &[u8]| {
+        blake3(&[b"JMT::LeafNode", &key_hash, &blake3(&[value])])
+    };
+    assert_eq!(
+        root_of([(key.clone(), b"v".to_vec())]).0,
+        leaf(key_hash, b"v")
+    );
+
+    // Two keys on either side of the root.
+    let other = (0..)
+        .map(|i| StateKey::Adopted(LedgerIndex(i)))
+        .find(|k| (k.key_hash().0[0] >> 7) != (key_hash[0] >> 7))
+        .expect("a key hash with the other first bit");
+    let (left, right) = if key_hash[0] >> 7 == 0 {
+        (leaf(key_hash, b"v"), leaf(other.key_hash().0, b"w"))
+    } else {
+        (leaf(other.key_hash().0, b"w"), leaf(key_hash, b"v"))
+    };
+    assert_eq!(
+        root_of([(key, b"v".to_vec()), (other, b"w".to_vec())]).0,
+        blake3(&[b"JMT::IntrnalNode", &left, &right])
+    );
+    assert_eq!(EMPTY_ROOT, *b"SPARSE_MERKLE_PLACEHOLDER_HASH__");
+}

@@ -306,16 +306,17 @@ impl LocalCluster {
         }
     }
 
-    /// The leader as seen by any running node, waiting up to the convergence timeout.
+    /// The running node that reports it leads, waiting up to the convergence timeout.
     pub async fn leader(&self) -> anyhow::Result<u64> {
         let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
         loop {
+            // Only a node's own word counts: a follower's `leader_id` can name a node that
+            // does not lead (after a whole-cluster restart, followers keep their committed
+            // vote for the old leader, which is campaigning again).
             for node in self.nodes.iter().filter(|n| n.is_running()) {
                 if let Ok(status) = node.client().status().await {
-                    if let Some(leader) = status.leader_id {
-                        if status.role == "leader" || self.node(leader).is_running() {
-                            return Ok(leader);
-                        }
+                    if status.role == "leader" {
+                        return Ok(status.node_id);
                     }
                 }
             }

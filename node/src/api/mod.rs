@@ -43,7 +43,7 @@ pub const SERVED_BY_HEADER: &str = "x-docket-served-by";
 
 pub fn router(node: Arc<Node>) -> Router {
     let body_max = node.config.limits.request_body_bytes_max;
-    Router::new()
+    let routes = Router::new()
         .route("/v1/proposals", post(writes::submit_one))
         .route("/v1/batches", post(writes::submit_batch))
         .route("/v1/proposals/{id}", get(reads::proposal))
@@ -78,7 +78,29 @@ pub fn router(node: Arc<Node>) -> Router {
         // used to sit here too; it answered a plain-text 413 before any handler ran, so
         // clients never saw the stable code.)
         .layer(DefaultBodyLimit::max(body_max))
-        .with_state(node)
+        .with_state(node);
+    guarded(routes)
+}
+
+/// A handler that panics (a bug) answers `500 INTERNAL` as JSON, naming the panic, and the
+/// node goes on serving: the panic is caught at the request's boundary and logged, not
+/// left to drop the client's connection with no answer.
+fn guarded(routes: Router) -> Router {
+    routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |panic: Box<dyn std::any::Any + Send + 'static>| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            tracing::error!(panic = message, "an API handler panicked");
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("the node hit a bug serving this request (a handler panicked: {message}); it goes on serving, and its log has the details"),
+            )
+            .into_response()
+        },
+    ))
 }
 
 /// JSON body extractor whose rejections are API errors with stable codes.
@@ -181,5 +203,51 @@ async fn forward(node: &Node, request: Forwardable<'_>, leader: &str) -> Respons
             }
         }
         Err(e) => lost(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_and_the_router_serves_on() {
+        let app = guarded(
+            Router::new()
+                .route(
+                    "/boom",
+                    get(|| async {
+                        if true {
+                            panic!("state too big");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let request = |path: &str| {
+            Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let response = app.clone().oneshot(request("/boom")).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["code"], "INTERNAL", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("state too big")),
+            "{body}"
+        );
+        let response = app.oneshot(request("/fine")).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::OK);
     }
 }

@@ -38,6 +38,12 @@ pub fn phase(start: Instant, message: &str) {
 /// A cluster of `count` nodes in its own temporary directory, started, formed (node 1
 /// initialized, the others added as voters) and converged. The `TempDir` must outlive the
 /// cluster.
+/// `DOCKET_TEST_KEEP=1` keeps each cluster's directory (data and node logs) after the
+/// test, to read what a failed run's nodes logged.
+fn keep_dirs() -> bool {
+    std::env::var_os("DOCKET_TEST_KEEP").is_some()
+}
+
 pub async fn formed_cluster(
     cluster_id: &str,
     count: u64,
@@ -45,6 +51,7 @@ pub async fn formed_cluster(
 ) -> (tempfile::TempDir, LocalCluster) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("docket-{cluster_id}-"))
+        .keep(keep_dirs())
         .tempdir()
         .expect("temporary directory");
     let mut cluster = LocalCluster::new(binary(), dir.path(), cluster_id, count)
@@ -66,6 +73,7 @@ pub async fn formed_cluster_with_config(
 ) -> (tempfile::TempDir, LocalCluster) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("docket-{cluster_id}-"))
+        .keep(keep_dirs())
         .tempdir()
         .expect("temporary directory");
     let toml = config(dir.path());
