@@ -88,11 +88,11 @@ pub mod merkle;
 pub mod network;
 pub mod runtime;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
 
 use std::fmt;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -103,6 +103,7 @@ pub use disk::Disk;
 pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::{Replica, StateMachine};
 pub use store::{Store, StoreError, StoreOptions};
 
@@ -129,7 +130,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot_file::SnapshotFile,
         AsyncRuntime = runtime::DocketRuntime,
 );
 

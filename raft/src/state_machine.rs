@@ -19,7 +19,6 @@
 //! stop the node on a returned `StorageError`; the panic additionally keeps the in-memory
 //! state from ever being read past the failure, because the panic poisons the state lock.
 
-use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use docket_core::merkle::Hash;
@@ -29,8 +28,9 @@ use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
 use crate::command::{execute, CommandResponse};
 use crate::merkle::{LedgerTree, TreeError, TreeHead};
-use crate::snapshot::{self, CoreSection, Header, SnapshotBuilder};
-use crate::store::{AppliedRecord, SnapshotRecord, Store, StoreError};
+use crate::snapshot::{self, Header, SnapshotBuilder, VerifyError};
+use crate::snapshot_file::SnapshotFile;
+use crate::store::{AppliedRecord, CoreRecord, SnapshotRecord, Store, StoreError};
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What apply changes, under one lock.
@@ -181,18 +181,25 @@ impl StateMachine {
         responses
     }
 
-    fn header(&self) -> Header {
+    /// The snapshot header and state bytes of the state as it is now.
+    fn header(&self) -> (Header, Vec<u8>) {
         let shared = read(&self.shared);
-        Header {
+        let state = shared
+            .core
+            .as_ref()
+            .map(State::to_snapshot)
+            .unwrap_or_default();
+        let header = Header {
             last_applied: shared.applied.last_applied,
             last_membership: shared.applied.last_membership.clone(),
             ledger_len: shared.applied.ledger_len,
-            core: shared.core.as_ref().map(|state| CoreSection {
-                state_hash: state.hash(),
-                head_hash: state.head().hash,
-                state: state.to_snapshot(),
+            core: shared.core.as_ref().map(|core| CoreRecord {
+                state_hash: core.hash(),
+                head_hash: core.head().hash,
+                state_bytes: state.len() as u64,
             }),
-        }
+        };
+        (header, state)
     }
 }
 
@@ -228,30 +235,57 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// machine's own task, between applies); `build_snapshot` then runs concurrently with
     /// later applies and reads only immutable ledger entries.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let (header, state) = self.header();
         SnapshotBuilder {
             store: self.store.clone(),
-            header: self.header(),
+            header,
+            state,
         }
     }
 
+    /// An empty spill file for openraft's receiver to write the chunks into.
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
+        let file = SnapshotFile::create_in(self.store.spill_dir().as_deref()).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(Box::new(file))
     }
 
+    /// Reads the received file from its start, verifying and replaying entry by entry,
+    /// each verified entry staged (`Store::begin_install`); switches the store over only
+    /// once everything verified. A refused or failed install leaves the store as it was.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
-        let bytes = snapshot.into_inner();
-        let verified = snapshot::verify(&bytes, meta).map_err(|e| {
-            tracing::error!(snapshot_id = %meta.snapshot_id, error = %e, "refused snapshot");
-            read_snapshot_error(Some(meta), &e)
-        })?;
-        drop(bytes);
+        let write_error = |e: &StoreError| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
+        };
+        let file = snapshot.file_mut();
+        std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
+        let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
+        let verified = match snapshot::verify(&mut *file, meta, |index, bytes| {
+            staging.entry(index, bytes)
+        }) {
+            Ok(verified) => verified,
+            Err(error) => {
+                let staged = staging.staged();
+                staging.abort().map_err(|e| write_error(&e))?;
+                return Err(match error {
+                    VerifyError::Refused(e) => {
+                        tracing::error!(snapshot_id = %meta.snapshot_id, error = %e, staged, "refused snapshot");
+                        read_snapshot_error(Some(meta), &e)
+                    }
+                    VerifyError::Store(e) => write_error(&e),
+                });
+            }
+        };
+        drop(snapshot);
         let ledger_len = verified.header.ledger_len;
+        let staged = staging.staged();
         let record = SnapshotRecord {
             meta: meta.clone(),
             ..verified.header.record()
@@ -261,26 +295,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_membership: meta.last_membership.clone(),
             ledger_len,
         };
-        let state_bytes = verified
-            .header
-            .core
-            .as_ref()
-            .map_or(&[][..], |c| &c.state[..]);
         let mut shared = write(&self.shared);
-        self.store
-            .install_snapshot(&verified.ledger, record, state_bytes, &applied)
-            .map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    AnyError::new(&e),
-                ))
-            })?;
+        staging
+            .commit(record, &verified.state_bytes, &applied)
+            .map_err(|e| write_error(&e))?;
         shared.core = verified.state;
         shared.applied = applied;
-        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, "installed snapshot");
+        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
         Ok(())
     }
 
+    /// The current snapshot, written afresh from the store into a spill file (the ledger
+    /// part is the store's own ledger prefix; see [`crate::snapshot`]).
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError<NodeId>> {
@@ -291,12 +317,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         else {
             return Ok(None);
         };
-        let header = Header::from_record(&record, state);
-        let data = snapshot::encode(&self.store, &header)
+        let header = Header::from_record(&record);
+        let file = snapshot::spill(&self.store, &header, &state)
             .map_err(|e| read_snapshot_error(Some(&record.meta), &e))?;
         Ok(Some(openraft::Snapshot {
             meta: record.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }
@@ -673,9 +699,10 @@ mod tests {
             .expect("read")
             .expect("a current snapshot");
         assert_eq!(current.meta, built.meta);
+        let (mut current, mut built) = (current, built);
         assert_eq!(
-            current.snapshot.get_ref(),
-            built.snapshot.get_ref(),
+            current.snapshot.to_bytes().expect("read"),
+            built.snapshot.to_bytes().expect("read"),
             "served = built"
         );
 
@@ -731,14 +758,14 @@ mod tests {
                 .with_state(|s| s.expect("state").deferred().len()),
             1
         );
-        let built = leader
+        let mut built = leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
             .expect("build");
         let (result, follower, _dir) =
-            install_on_fresh(&built.meta, built.snapshot.into_inner()).await;
+            install_on_fresh(&built.meta, built.snapshot.to_bytes().expect("read")).await;
         result.expect("installs");
         assert_eq!(
             follower.replica().state_hash(),
@@ -746,14 +773,42 @@ mod tests {
         );
     }
 
+    fn read_u64_le(bytes: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// The decoded header of a snapshot and the offset where its ledger section starts.
+    fn parse_header(bytes: &[u8]) -> (Header, usize) {
+        let len = usize::try_from(read_u64_le(bytes, 8)).expect("length");
+        let header = crate::codec::decode(&bytes[16..16 + len]).expect("header");
+        (header, 16 + len)
+    }
+
     /// Re-encodes a snapshot with `edit` applied to its header.
     fn edit_header(bytes: &[u8], edit: impl FnOnce(&mut Header)) -> Vec<u8> {
-        let mut input = &bytes[8..];
-        let mut header: Header = crate::codec::decode_prefix(&mut input).expect("header");
+        let (mut header, rest) = parse_header(bytes);
         edit(&mut header);
+        let encoded = crate::codec::encode(&header).expect("encode");
         let mut out = bytes[..8].to_vec();
-        crate::codec::encode_into(&mut out, &header).expect("encode");
-        out.extend_from_slice(input);
+        out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+        out.extend_from_slice(&encoded);
+        out.extend_from_slice(&bytes[rest..]);
+        out
+    }
+
+    /// Byte ranges of a snapshot's records, in stream order: the magic, the header (with
+    /// its length), each ledger entry (with its length), and the state section.
+    fn records(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let (header, mut at) = parse_header(bytes);
+        let mut out = vec![0..8, 8..at];
+        for _ in 0..header.ledger_len {
+            let len = usize::try_from(read_u64_le(bytes, at)).expect("length");
+            out.push(at..at + 8 + len);
+            at += 8 + len;
+        }
+        let state = usize::try_from(header.core.map_or(0, |c| c.state_bytes)).expect("len");
+        out.push(at..at + state);
+        assert_eq!(at + state, bytes.len(), "nothing after the state section");
         out
     }
 
@@ -768,7 +823,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_log, mut sm) = open_sm(dir.path());
         let result = sm
-            .install_snapshot(meta, Box::new(Cursor::new(bytes)))
+            .install_snapshot(
+                meta,
+                Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
+            )
             .await;
         (result, sm, dir)
     }
@@ -776,26 +834,26 @@ mod tests {
     #[tokio::test]
     async fn corrupted_snapshots_are_refused_and_change_nothing() {
         let leader_dir = tempfile::tempdir().expect("tempdir");
-        let (_leader, built) = leader_snapshot(leader_dir.path()).await;
+        let (_leader, mut built) = leader_snapshot(leader_dir.path()).await;
         let meta = built.meta.clone();
-        let good = built.snapshot.into_inner();
+        let good = built.snapshot.to_bytes().expect("read");
 
         // The snapshot is sound to begin with.
-        assert!(snapshot::verify(&good, &meta).is_ok());
+        assert!(snapshot::verify_bytes(&good, &meta).is_ok());
 
         // 1. One byte flipped inside a ledger entry: the subject "stl-1" of the deposit,
-        //    whose last occurrence is in the ledger section (the state bytes come first).
+        //    whose first occurrence is in the ledger section (the state bytes come last).
         let needle = b"stl-1";
         let at = good
             .windows(needle.len())
-            .rposition(|w| w == needle)
+            .position(|w| w == needle)
             .expect("subject in the ledger section")
             + needle.len()
             - 1;
         let mut flipped = good.clone();
         flipped[at] = b'9';
         assert!(matches!(
-            snapshot::verify(&flipped, &meta),
+            snapshot::verify_bytes(&flipped, &meta),
             Err(SnapshotError::Chain(_))
         ));
         let (result, mut sm, _dir) = install_on_fresh(&meta, flipped).await;
@@ -809,18 +867,15 @@ mod tests {
             h.core.as_mut().expect("core").state_hash = StateHash([7; 32]);
         });
         assert!(matches!(
-            snapshot::verify(&wrong_hash, &meta),
+            snapshot::verify_bytes(&wrong_hash, &meta),
             Err(SnapshotError::StateHash { .. })
         ));
 
         // 3. State bytes that do not restore to the shipped hash.
-        let wrong_state = edit_header(&good, |h| {
-            let state = &mut h.core.as_mut().expect("core").state;
-            let last = state.len() - 1;
-            state[last] ^= 1;
-        });
+        let mut wrong_state = good.clone();
+        *wrong_state.last_mut().expect("a state section") ^= 1;
         assert!(matches!(
-            snapshot::verify(&wrong_state, &meta),
+            snapshot::verify_bytes(&wrong_state, &meta),
             Err(SnapshotError::Restore(_))
         ));
 
@@ -828,23 +883,23 @@ mod tests {
         let mut other_meta = meta.clone();
         other_meta.last_log_id = Some(log_id(1, 0, 99));
         assert!(matches!(
-            snapshot::verify(&good, &other_meta),
+            snapshot::verify_bytes(&good, &other_meta),
             Err(SnapshotError::Meta { .. })
         ));
 
         // 5. A truncated snapshot, and one with bytes after the end.
         assert!(matches!(
-            snapshot::verify(&good[..good.len() - 3], &meta),
+            snapshot::verify_bytes(&good[..good.len() - 3], &meta),
             Err(SnapshotError::Truncated { .. })
         ));
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(matches!(
-            snapshot::verify(&trailing, &meta),
+            snapshot::verify_bytes(&trailing, &meta),
             Err(SnapshotError::Trailing(1))
         ));
         assert!(matches!(
-            snapshot::verify(b"garbage!", &meta),
+            snapshot::verify_bytes(b"garbage!", &meta),
             Err(SnapshotError::Magic)
         ));
 
@@ -998,7 +1053,7 @@ mod tests {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         let (_leader_log, mut leader) = open_sm(leader_dir.path());
         leader.apply(entries.clone()).await.expect("apply");
-        let built = leader
+        let mut built = leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
@@ -1008,7 +1063,7 @@ mod tests {
         let leader_head = leader.replica().tree_head().expect("head");
 
         // Onto an empty store.
-        let bytes = built.snapshot.into_inner();
+        let bytes = built.snapshot.to_bytes().expect("read");
         let (result, fresh, _fresh_dir) = install_on_fresh(&built.meta, bytes.clone()).await;
         result.expect("installs");
         assert_eq!(fresh.replica().tree_head().expect("head"), leader_head);
@@ -1021,7 +1076,10 @@ mod tests {
             behind.apply(entries[..5].to_vec()).await.expect("apply");
             assert!(behind.replica().ledger_len() < leader_head.size);
             behind
-                .install_snapshot(&built.meta, Box::new(Cursor::new(bytes)))
+                .install_snapshot(
+                    &built.meta,
+                    Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
+                )
                 .await
                 .expect("installs");
             assert_eq!(behind.replica().tree_head().expect("head"), leader_head);
