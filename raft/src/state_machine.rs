@@ -1107,4 +1107,326 @@ mod tests {
         );
         assert_proofs_verify(&behind.replica(), &ledger_of(&leader.replica()));
     }
+
+    // ---------------------------------------------------------------------------------
+    // Streaming snapshots: refusal, interruption, memory
+
+    /// What a node has, for "an install changed nothing" checks.
+    #[derive(Debug, PartialEq)]
+    struct Holding {
+        ledger: Vec<LedgerEntry>,
+        state_hash: Option<StateHash>,
+        applied: (Option<LogId>, StoredMembership),
+        tree: TreeHead,
+        current: Option<SnapshotMeta>,
+        staged: usize,
+    }
+
+    async fn holding(sm: &mut StateMachine) -> Holding {
+        let replica = sm.replica();
+        let mut staged = 0;
+        sm.store
+            .disk()
+            .for_each(TreeName::Stage, &[], None, &mut |_, _| {
+                staged += 1;
+                Ok(())
+            })
+            .expect("scan the stage");
+        Holding {
+            ledger: ledger_of(&replica),
+            state_hash: replica.state_hash(),
+            applied: sm.applied_state().await.expect("applied"),
+            tree: replica.tree_head().expect("tree head"),
+            current: sm
+                .get_current_snapshot()
+                .await
+                .expect("current")
+                .map(|s| s.meta),
+            staged,
+        }
+    }
+
+    async fn install_bytes(
+        sm: &mut StateMachine,
+        meta: &SnapshotMeta,
+        bytes: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        let file = SnapshotFile::from_bytes(bytes).expect("spill");
+        sm.install_snapshot(meta, Box::new(file)).await
+    }
+
+    /// A leader with `longer_workload(extra)` applied, and the bytes of its snapshot.
+    async fn long_leader(
+        dir: &std::path::Path,
+        extra: u64,
+    ) -> (StateMachine, SnapshotMeta, Vec<u8>) {
+        let (_log, mut leader) = open_sm(dir);
+        leader.apply(longer_workload(extra)).await.expect("apply");
+        let mut built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let bytes = built.snapshot.to_bytes().expect("read");
+        (leader, built.meta, bytes)
+    }
+
+    /// A follower that has a prefix of the leader's ledger and a snapshot of its own, so
+    /// that "changed nothing" has something to keep.
+    async fn behind_follower(dir: &std::path::Path) -> StateMachine {
+        let (_log, mut sm) = open_sm(dir);
+        sm.apply(longer_workload(3)[..9].to_vec())
+            .await
+            .expect("apply");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        sm
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_in_any_record_is_refused_and_changes_nothing() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 12).await;
+        let recs = records(&good);
+        assert!(recs.len() > 20, "magic, header, entries, state");
+
+        // Through the streaming verifier alone: every byte of every record up to 512
+        // bytes (the magic, the header, the length prefixes and the entries), and of
+        // longer ones (the genesis entry and the state section, which both carry the
+        // constitution document) the first and last 64 bytes and every 29th between.
+        // Each verify replays the whole ledger, which is what a check of every byte of
+        // those would multiply.
+        let positions: Vec<usize> = recs
+            .iter()
+            .flat_map(|r| {
+                let (start, end) = (r.start, r.end);
+                r.clone().filter(move |&at| {
+                    end - start <= 512 || at < start + 64 || at >= end - 64 || at % 29 == 0
+                })
+            })
+            .collect();
+        eprintln!(
+            "flipping {} of {} bytes ({} records)",
+            positions.len(),
+            good.len(),
+            recs.len()
+        );
+        for at in positions {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x01;
+            assert!(
+                snapshot::verify_bytes(&flipped, &meta).is_err(),
+                "a flipped bit at byte {at} of {} went unnoticed",
+                good.len()
+            );
+        }
+
+        // Through a node: the first, middle and last byte of the magic, the header, the
+        // first, a middle and the last entry, and the state section.
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = behind_follower(follower_dir.path()).await;
+        let before = holding(&mut follower).await;
+        assert!(!before.ledger.is_empty() && before.current.is_some());
+        let entries = &recs[2..recs.len() - 1];
+        let picked = [
+            &recs[0],
+            &recs[1],
+            &entries[0],
+            &entries[entries.len() / 2],
+            &entries[entries.len() - 1],
+            &recs[recs.len() - 1],
+        ];
+        for record in picked {
+            for at in [
+                record.start,
+                record.start + record.len() / 2,
+                record.end - 1,
+            ] {
+                let mut flipped = good.clone();
+                flipped[at] ^= 0x01;
+                let result = install_bytes(&mut follower, &meta, &flipped).await;
+                assert!(
+                    result.is_err(),
+                    "byte {at} ({record:?}) flipped was installed"
+                );
+                assert_eq!(
+                    holding(&mut follower).await,
+                    before,
+                    "a refused install (byte {at} flipped) changed the node"
+                );
+            }
+        }
+
+        // The sound stream still installs, and the follower then holds the leader's.
+        install_bytes(&mut follower, &meta, &good)
+            .await
+            .expect("the sound snapshot installs");
+        let after = holding(&mut follower).await;
+        assert_eq!(after, holding(&mut leader).await);
+    }
+
+    #[tokio::test]
+    async fn an_install_cut_at_any_record_boundary_changes_nothing_then_the_whole_installs() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 8).await;
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = behind_follower(follower_dir.path()).await;
+        let before = holding(&mut follower).await;
+
+        // Every record boundary, and every 1 KiB (a transfer cut inside a record).
+        let mut cuts: Vec<usize> = records(&good).iter().map(|r| r.start).collect();
+        cuts.extend((0..good.len()).step_by(1024));
+        cuts.sort_unstable();
+        cuts.dedup();
+        for cut in cuts {
+            let result = install_bytes(&mut follower, &meta, &good[..cut]).await;
+            assert!(result.is_err(), "a stream cut at byte {cut} was installed");
+            assert_eq!(
+                holding(&mut follower).await,
+                before,
+                "a stream cut at byte {cut} changed the node"
+            );
+        }
+        // Reopening after the refusals finds the node as it was.
+        drop(follower);
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        assert_eq!(holding(&mut follower).await, before);
+        install_bytes(&mut follower, &meta, &good)
+            .await
+            .expect("the whole snapshot installs");
+        assert_eq!(holding(&mut follower).await, holding(&mut leader).await);
+    }
+
+    fn open_on_test_disk(disk: &crate::disk::test_disk::SimDisk) -> StateMachine {
+        let store = Store::open_on(disk.handle()).expect("open the test disk");
+        StateMachine::open(Arc::new(store)).expect("open the state machine")
+    }
+
+    #[tokio::test]
+    async fn an_install_crashed_after_any_write_reopens_and_then_installs() {
+        use crate::disk::test_disk::SimDisk;
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 120).await;
+        let want = holding(&mut leader).await;
+
+        // A follower on a disk that can crash, holding a prefix of the ledger (durable),
+        // then the install with every flush lying, so all of its writes are pending.
+        let prepare = || async {
+            let disk = SimDisk::new("install-crash");
+            let mut sm = open_on_test_disk(&disk);
+            sm.apply(longer_workload(3)[..9].to_vec())
+                .await
+                .expect("apply");
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build");
+            sm.store.durable_flush().expect("flush");
+            let before = holding(&mut sm).await;
+            disk.set_flushes_lie(true);
+            install_bytes(&mut sm, &meta, &good)
+                .await
+                .expect("installs");
+            drop(sm);
+            (disk, before)
+        };
+        let (disk, _) = prepare().await;
+        let writes = disk.pending_batches();
+        assert!(
+            writes > 4,
+            "stage, state chunks, switch, copy, commit: {writes}"
+        );
+
+        let (mut kept_old, mut kept_new) = (0, 0);
+        for keep in 0..=writes {
+            let (disk, before) = prepare().await;
+            disk.crash_keeping(keep);
+            disk.set_flushes_lie(false);
+            let mut sm = open_on_test_disk(&disk);
+            let now = holding(&mut sm).await;
+            if now == before {
+                kept_old += 1;
+            } else {
+                assert_eq!(
+                    now, want,
+                    "after a crash keeping {keep} of {writes} writes the node holds neither \
+                     what it had nor the snapshot"
+                );
+                kept_new += 1;
+            }
+            install_bytes(&mut sm, &meta, &good)
+                .await
+                .unwrap_or_else(|e| panic!("install after a crash at {keep}: {e}"));
+            assert_eq!(holding(&mut sm).await, want, "crash at {keep}");
+            drop(sm);
+            let mut sm = open_on_test_disk(&disk);
+            assert_eq!(holding(&mut sm).await, want, "reopened, crash at {keep}");
+        }
+        eprintln!("{writes} writes: {kept_old} crashes kept the old node, {kept_new} the snapshot");
+        assert!(
+            kept_old > 0 && kept_new > 0,
+            "{kept_old} old, {kept_new} new"
+        );
+    }
+
+    #[tokio::test]
+    async fn building_and_installing_a_long_ledger_holds_a_page_not_the_ledger() {
+        use crate::snapshot::{meter, IO_BUFFER_BYTES};
+        use crate::store::STAGE_BATCH_BYTES;
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut leader) = open_sm(leader_dir.path());
+        leader.apply(longer_workload(1_500)).await.expect("apply");
+
+        meter::reset();
+        let mut built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let built_high = meter::high_water_bytes();
+        let good = built.snapshot.to_bytes().expect("read");
+        let recs = records(&good);
+        let entries = &recs[2..recs.len() - 1];
+        let ledger_bytes: usize = entries.iter().map(|r| r.len()).sum();
+        let entry_max = entries.iter().map(|r| r.len()).max().expect("entries");
+        eprintln!(
+            "ledger: {} entries, {ledger_bytes} bytes (largest {entry_max}); build held at most {built_high} bytes",
+            entries.len()
+        );
+        assert!(
+            built_high <= IO_BUFFER_BYTES + entry_max,
+            "the builder held {built_high} bytes"
+        );
+
+        meter::reset();
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        install_bytes(&mut follower, &built.meta, &good)
+            .await
+            .expect("installs");
+        let installed_high = meter::high_water_bytes();
+        eprintln!("install held at most {installed_high} bytes");
+        assert!(
+            installed_high <= IO_BUFFER_BYTES + STAGE_BATCH_BYTES + 3 * entry_max,
+            "the install held {installed_high} bytes"
+        );
+        assert_eq!(
+            follower.replica().state_hash(),
+            leader.replica().state_hash()
+        );
+
+        // The bounds are far below the ledger: neither side could have held it whole.
+        assert!(
+            ledger_bytes > 8 * installed_high.max(built_high),
+            "ledger of {ledger_bytes} bytes is too short to tell"
+        );
+    }
 }
