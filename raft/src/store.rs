@@ -16,9 +16,10 @@
 //! | `log`      | Raft log index, big-endian `u64` | bincode `openraft::Entry<TypeConfig>`     |
 //! | `meta`     | `vote`, `last_purged`, `committed` | bincode `Vote` / `LogId` / `LogId`      |
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
-//! | `sm`       | `applied`, `snapshot`            | bincode [`AppliedRecord`], [`SnapshotRecord`] |
+//! | `sm`       | `applied`, `snapshot`, `install` | bincode [`AppliedRecord`], [`SnapshotRecord`], [`InstallRecord`] |
 //! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
 //! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
+//! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
@@ -42,12 +43,20 @@
 //!   and checks its last leaf against the last entry.
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
 //!   that points at them; old generations are deleted afterwards and on open.
-//! * Installing a snapshot writes the shipped ledger first, then the Merkle tree over it
-//!   (keeping the nodes of the prefix this store had when its last entry is the shipped
-//!   one, else rebuilding from the ledger, in atomic pages of [`MERKLE_BUILD_PAGE`]
-//!   leaves), then the `snapshot` record and the `applied` record in one batch. As for an
-//!   apply, on open ledger entries at or past the `applied` record's `ledger_len`, and
-//!   tree records past it, are leftovers of an interrupted write and are removed.
+//! * Installing a snapshot is staged, then switched over. While the snapshot is read and
+//!   verified ([`crate::snapshot`]), each verified entry the store does not already hold
+//!   with the same bytes is written to `snap_stage` (batches of [`STAGE_BATCH_BYTES`]);
+//!   nothing else is touched, so a refused or interrupted install leaves the node as it
+//!   was (a refusal clears the stage; open clears what a crash left there). Once every
+//!   check passed: the state chunks under a new generation, then the `install` record in
+//!   `sm` — the switch point — then the staged entries move into `ledger` (a page of
+//!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
+//!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
+//!   new ledger (keeping the nodes of the prefix this store had when its last leaf is the
+//!   installed entry's hash, else rebuilding from the ledger, in atomic pages of
+//!   [`MERKLE_BUILD_PAGE`] leaves), and one batch writes the `snapshot` and `applied`
+//!   records and removes `install`. Every step after the switch point can run again with
+//!   the same result, and open runs them first when it finds an `install` record.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -883,7 +892,7 @@ impl Store {
 
     /// Starts receiving a snapshot install: clears what an earlier one left in the stage
     /// tree and notes the ledger length this store has.
-    pub(crate) fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
+    pub fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
         self.clear_stage()?;
         Ok(Staging {
             store: self,
@@ -1029,7 +1038,7 @@ pub struct InstallRecord {
 /// staged. Dropping it without [`Staging::abort`] leaves staged entries behind for the next
 /// install or open to clear; nothing else is touched either way.
 #[derive(Debug)]
-pub(crate) struct Staging<'a> {
+pub struct Staging<'a> {
     store: &'a Store,
     /// The applied ledger length when the install began.
     had_len: u64,
