@@ -1023,7 +1023,7 @@ impl Store {
 }
 
 /// The record that commits a snapshot install (key `install` in `sm`): once it is on disk
-/// the install happens, finished by [`Store::recover`] after a crash if need be.
+/// the install happens, finished when the store is opened after a crash if need be.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct InstallRecord {
     /// The new snapshot record (its state chunks are already written).
