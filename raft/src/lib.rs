@@ -53,8 +53,11 @@
 //!
 //! A snapshot is the whole ledger plus the core state bytes and their hash (format in
 //! [`snapshot`]); a node that installs one ends with the identical ledger and state hash.
-//! Installing verifies the hash chain, replays it, and checks the state hash and the
-//! shipped state before anything is replaced.
+//! It lives in a spill file ([`SnapshotFile`], openraft's `SnapshotData` here), never whole
+//! in memory: the builder writes the ledger into it page by page, and the receiver reads
+//! it back entry by entry, verifying the hash chain and replaying as it reads, staging
+//! the verified entries apart from the ledger, and switching the store over only after
+//! the state hash and the shipped state checked out.
 //!
 //! ## Seams for the simulator
 //!
@@ -74,11 +77,11 @@
 //!
 //! ## Known limits (FIXME)
 //!
-//! * A snapshot is an in-memory `Cursor<Vec<u8>>` holding the whole ledger while it is
-//!   built, sent or installed; streaming it through a file is needed before ledgers
-//!   approach the size of memory.
+//! * A snapshot ships the whole ledger from genesis, even to a node that has a prefix of
+//!   it, and its state section is the whole `State::to_snapshot()` held in memory.
 //! * Serving the current snapshot (and openraft's start-up check of it) re-reads and
-//!   re-verifies the ledger from disk: O(ledger) per call.
+//!   re-verifies the ledger from disk into a new spill file: O(ledger) time per call
+//!   (bounded memory).
 
 pub mod codec;
 pub mod command;
@@ -88,11 +91,11 @@ pub mod merkle;
 pub mod network;
 pub mod runtime;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
 
 use std::fmt;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -103,6 +106,7 @@ pub use disk::Disk;
 pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::{Replica, StateMachine};
 pub use store::{Store, StoreError, StoreOptions};
 
@@ -129,7 +133,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot_file::SnapshotFile,
         AsyncRuntime = runtime::DocketRuntime,
 );
 

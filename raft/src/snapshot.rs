@@ -4,24 +4,43 @@
 //! ## Format
 //!
 //! ```text
-//! magic     8 bytes  "dktsnap1"
-//! header    bincode  Header { last_applied, last_membership, ledger_len,
-//!                             core: Option<{ state_hash, head_hash, state bytes }> }
-//! ledger    ledger_len times: u64 little-endian length, then LedgerEntry::to_bytes()
+//! magic     8 bytes  "dktsnap2"
+//! header    u64 little-endian length (at most HEADER_BYTES_MAX), then bincode
+//!           Header { last_applied, last_membership, ledger_len,
+//!                    core: Option<{ state_hash, head_hash, state_bytes }> }
+//! ledger    ledger_len times: u64 little-endian length (at most ENTRY_BYTES_MAX),
+//!           then LedgerEntry::to_bytes()
+//! state     core.state_bytes bytes of State::to_snapshot() (nothing without a core)
 //! ```
 //!
-//! The core state bytes are `State::to_snapshot()`; the ledger is the whole ledger, from
-//! genesis, so the receiver ends with the same ledger as the sender, not only the same
-//! state. Nothing follows the last entry.
+//! The ledger is the whole ledger, from genesis, so the receiver ends with the same ledger
+//! as the sender, not only the same state. Nothing follows the state. The state comes
+//! last so that the ledger can be written and checked as a stream before the state is
+//! needed. (`dktsnap1` held the state bytes inside the header, before the ledger.)
+//!
+//! ## Streaming
+//!
+//! A snapshot never exists whole in memory. It is written to a [`SnapshotFile`] (a
+//! temporary file; openraft's chunked transport reads it from there and the receiver's
+//! transport writes the chunks into one), the ledger read from the store in pages of
+//! [`BUILD_PAGE_ENTRIES`] through a [`IO_BUFFER_BYTES`] buffer. The receiver reads the
+//! file back through a buffer of the same size, one entry at a time, and hands each
+//! verified entry to the store's staging area (`Store::begin_install`), which writes it
+//! in batches of `STAGE_BATCH_BYTES`. Memory is O(one entry + the state): the state is
+//! still `State::to_snapshot()` bytes, held whole (moving the state to disk is separate
+//! work).
 //!
 //! ## Trust
 //!
-//! A received snapshot is checked as if it came from a stranger before anything is
-//! written: the chain is verified from genesis (indexes, links, entry hashes, proposal ids),
-//! the entries are replayed (trusted replay, `State::apply`) and the replayed state must
-//! have the shipped state hash; the shipped state bytes must restore (`State::restore`,
-//! which checks the hash) to a state equal to the replay. Only then are the ledger tree and
-//! the state replaced. A snapshot that fails any check is refused with a `StorageError`.
+//! A received snapshot is checked as if it came from a stranger, as it is read: the chain
+//! is verified from genesis entry by entry (indexes, links, entry hashes, proposal ids,
+//! canonical encoding), each entry is replayed (trusted replay, `State::apply`) as it
+//! arrives, the replayed state must have the shipped state hash, and the shipped state
+//! bytes must restore (`State::restore`, which checks the hash) to a state equal to the
+//! replay. Entries are written only to the staging area while this goes on; the ledger,
+//! the state and the applied position are switched over (`Staging::commit`) only after
+//! every check passed. A snapshot that fails any check, or ends early, is refused with a
+//! `StorageError` and the staging area is cleared: the node keeps exactly what it had.
 //!
 //! A snapshot this node builds or serves is read back from its own ledger tree, and its
 //! chain (without the costly id recomputation) is checked against the captured head on the
@@ -29,11 +48,12 @@
 //!
 //! ## Limits
 //!
-//! `SnapshotData` is openraft's default `Cursor<Vec<u8>>`, so a snapshot is held in memory
-//! while it is built, sent or installed: size O(ledger). Streaming it from a file is the
-//! next step once ledgers outgrow memory (FIXME: see the crate docs).
+//! The whole ledger is shipped, even to a node that has a prefix of it (the receiver skips
+//! rewriting entries it already has, but they cross the network and are verified again).
+//! Serving the current snapshot rebuilds its file from the store: O(ledger) time, bounded
+//! memory.
 
-use std::io::Cursor;
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 
 use docket_core::ledger::ChainVerifier;
@@ -43,28 +63,38 @@ use openraft::{AnyError, RaftSnapshotBuilder, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::snapshot_file::SnapshotFile;
 use crate::store::{CoreRecord, SnapshotRecord, Store, StoreError};
 use crate::{LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
-const MAGIC: &[u8; 8] = b"dktsnap1";
+const MAGIC: &[u8; 8] = b"dktsnap2";
 
-/// Everything in a snapshot but the ledger entries.
+/// Largest encoded header accepted. A header is two log ids, a membership and two hashes:
+/// hundreds of bytes for any realistic cluster; the bound only keeps a corrupt length
+/// from allocating.
+pub const HEADER_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Largest ledger entry accepted. An entry is produced by applying one command, and every
+/// command reached the log inside a Raft frame, so no honest entry is larger than a frame.
+pub const ENTRY_BYTES_MAX: u64 = crate::network::FRAME_BYTES_MAX as u64;
+
+/// Buffer between a snapshot file and the code that writes or reads it: the builder's
+/// writes and the receiver's reads go through one buffer of this size.
+pub const IO_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Ledger entries read from the store per page while a snapshot is written (a simulated
+/// disk copies a scanned range out before visiting it, so the page bounds that too).
+pub const BUILD_PAGE_ENTRIES: u64 = 1024;
+
+/// Everything in a snapshot but the ledger entries and the state bytes.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(crate) struct Header {
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
     pub ledger_len: u64,
-    /// `None` exactly when `ledger_len == 0` (no genesis yet).
-    pub core: Option<CoreSection>,
-}
-
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub(crate) struct CoreSection {
-    pub state_hash: StateHash,
-    /// Hash of the last ledger entry; the state's head.
-    pub head_hash: EntryHash,
-    /// `State::to_snapshot()`.
-    pub state: Vec<u8>,
+    /// `None` exactly when `ledger_len == 0` (no genesis yet). Its `state_bytes` is the
+    /// length of the state section.
+    pub core: Option<CoreRecord>,
 }
 
 impl Header {
@@ -80,25 +110,17 @@ impl Header {
         SnapshotRecord {
             meta: self.meta(),
             ledger_len: self.ledger_len,
-            core: self.core.as_ref().map(|c| CoreRecord {
-                state_hash: c.state_hash,
-                head_hash: c.head_hash,
-                state_bytes: c.state.len() as u64,
-            }),
+            core: self.core.clone(),
             generation: 0,
         }
     }
 
-    pub fn from_record(record: &SnapshotRecord, state: Vec<u8>) -> Header {
+    pub fn from_record(record: &SnapshotRecord) -> Header {
         Header {
             last_applied: record.meta.last_log_id,
             last_membership: record.meta.last_membership.clone(),
             ledger_len: record.ledger_len,
-            core: record.core.as_ref().map(|c| CoreSection {
-                state_hash: c.state_hash,
-                head_hash: c.head_hash,
-                state,
-            }),
+            core: record.core.clone(),
         }
     }
 }
@@ -118,16 +140,22 @@ pub fn snapshot_id(last_log_id: Option<&LogId>) -> String {
 pub enum SnapshotError {
     #[error("not a docket snapshot (bad magic)")]
     Magic,
+    #[error("header of {bytes} bytes is over the limit HEADER_BYTES_MAX ({HEADER_BYTES_MAX})")]
+    HeaderTooLarge { bytes: u64 },
     #[error("header does not decode: {0}")]
     Header(codec::Error),
-    #[error("truncated at ledger entry {index}")]
-    Truncated { index: u64 },
-    #[error("{0} unexpected bytes after the last ledger entry")]
-    Trailing(usize),
+    #[error("truncated in the {at}")]
+    Truncated { at: String },
+    #[error("{0} unexpected bytes after the state section")]
+    Trailing(u64),
     #[error("snapshot contents disagree with its metadata ({what})")]
     Meta { what: &'static str },
     #[error("a snapshot with {ledger_len} ledger entries must {what}")]
     Shape { ledger_len: u64, what: &'static str },
+    #[error(
+        "ledger entry {index} of {bytes} bytes is over the limit ENTRY_BYTES_MAX ({ENTRY_BYTES_MAX})"
+    )]
+    EntryTooLarge { index: u64, bytes: u64 },
     #[error("ledger entry {index} does not decode: {message}")]
     Entry { index: u64, message: String },
     #[error("ledger entry {index} is not in canonical encoding")]
@@ -152,66 +180,236 @@ pub enum SnapshotError {
     RestoreDiffers,
 }
 
-/// Encodes a snapshot from a header and this node's own ledger `[0, header.ledger_len)`.
-pub(crate) fn encode(store: &Store, header: &Header) -> Result<Vec<u8>, StoreError> {
-    let mut out = MAGIC.to_vec();
-    codec::encode_into(&mut out, header).map_err(|source| StoreError::Encode {
+/// Why an install stopped: the snapshot was refused, or this node's storage failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    #[error(transparent)]
+    Refused(#[from] SnapshotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn write_error(source: io::Error) -> StoreError {
+    StoreError::Io {
+        context: "writing a snapshot file".to_owned(),
+        source,
+    }
+}
+
+fn read_error(source: io::Error) -> StoreError {
+    StoreError::Io {
+        context: "reading a snapshot file".to_owned(),
+        source,
+    }
+}
+
+/// Notes that the snapshot code holds `bytes` in buffers of its own right now; tests read
+/// the high-water mark ([`meter`]) to check that memory does not grow with the ledger.
+#[inline]
+pub(crate) fn note_held(bytes: usize) {
+    #[cfg(test)]
+    meter::note(bytes);
+    #[cfg(not(test))]
+    let _ = bytes;
+}
+
+/// The high-water mark of [`note_held`], per thread (tests only).
+#[cfg(test)]
+pub(crate) mod meter {
+    use std::cell::Cell;
+
+    thread_local!(static HIGH_WATER_BYTES: Cell<usize> = const { Cell::new(0) });
+
+    pub fn reset() {
+        HIGH_WATER_BYTES.with(|h| h.set(0));
+    }
+
+    pub fn note(bytes: usize) {
+        HIGH_WATER_BYTES.with(|h| h.set(h.get().max(bytes)));
+    }
+
+    pub fn high_water_bytes() -> usize {
+        HIGH_WATER_BYTES.with(Cell::get)
+    }
+}
+
+/// A writer that counts what passes through it and notes each write's size.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        note_held(buf.len());
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the snapshot of `header` to `out`: this node's own ledger
+/// `[0, header.ledger_len)`, read from the store in pages of [`BUILD_PAGE_ENTRIES`] and
+/// chain-checked on the way, then `state` (the `State::to_snapshot()` bytes the header's
+/// core describes). Returns the number of bytes written.
+pub(crate) fn write(
+    store: &Store,
+    header: &Header,
+    state: &[u8],
+    out: impl Write,
+) -> Result<u64, StoreError> {
+    let state_bytes = header.core.as_ref().map_or(0, |c| c.state_bytes);
+    if state.len() as u64 != state_bytes {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot state of {} bytes where its header says {state_bytes}",
+            state.len()
+        )));
+    }
+    let mut out = BufWriter::with_capacity(
+        IO_BUFFER_BYTES,
+        Counted {
+            inner: out,
+            bytes: 0,
+        },
+    );
+    let encoded = codec::encode(header).map_err(|source| StoreError::Encode {
         what: "snapshot header",
         source,
     })?;
+    out.write_all(MAGIC).map_err(write_error)?;
+    out.write_all(&(encoded.len() as u64).to_le_bytes())
+        .map_err(write_error)?;
+    out.write_all(&encoded).map_err(write_error)?;
+
     let mut verifier = ChainVerifier::from_genesis();
     let mut head = None;
-    store.ledger_for_each(0, header.ledger_len, |index, bytes| {
-        let entry = LedgerEntry::from_bytes(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
-        verifier
-            .push(&entry, false)
-            .map_err(|e| StoreError::Corrupt(format!("local ledger: {e}")))?;
-        head = Some(entry.hash);
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(bytes);
-        Ok(())
-    })?;
+    let mut lo = 0;
+    while lo < header.ledger_len {
+        let hi = header.ledger_len.min(lo.saturating_add(BUILD_PAGE_ENTRIES));
+        store.ledger_for_each(lo, hi, |index, bytes| {
+            let entry = LedgerEntry::from_bytes(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
+            verifier
+                .push(&entry, false)
+                .map_err(|e| StoreError::Corrupt(format!("local ledger: {e}")))?;
+            head = Some(entry.hash);
+            note_held(IO_BUFFER_BYTES + bytes.len());
+            out.write_all(&(bytes.len() as u64).to_le_bytes())
+                .map_err(write_error)?;
+            out.write_all(bytes).map_err(write_error)
+        })?;
+        lo = hi;
+    }
     if head != header.core.as_ref().map(|c| c.head_hash) {
         return Err(StoreError::Corrupt(format!(
             "local ledger head {head:?} differs from the snapshot's state head"
         )));
     }
-    Ok(out)
+    for piece in state.chunks(IO_BUFFER_BYTES) {
+        out.write_all(piece).map_err(write_error)?;
+    }
+    let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
+    Ok(counted.bytes)
 }
 
-/// A snapshot that passed every check, ready to install.
+/// Writes the snapshot of `header` and `state` into a new [`SnapshotFile`] in the store's
+/// spill directory, positioned at its start.
+pub(crate) fn spill(
+    store: &Store,
+    header: &Header,
+    state: &[u8],
+) -> Result<SnapshotFile, StoreError> {
+    let mut file = SnapshotFile::create_in(store.spill_dir().as_deref()).map_err(write_error)?;
+    write(store, header, state, file.file_mut())?;
+    io::Seek::rewind(file.file_mut()).map_err(write_error)?;
+    Ok(file)
+}
+
+/// A snapshot that passed every check; its ledger went to the sink as it was read.
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub header: Header,
-    /// Canonical bytes of entries `0..ledger.len()`.
-    pub ledger: Vec<Vec<u8>>,
     /// The state, `None` before genesis.
     pub state: Option<State>,
+    /// The shipped `State::to_snapshot()` bytes (empty without a core).
+    pub state_bytes: Vec<u8>,
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if input.len() < n {
-        return None;
+fn read_exact_or(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    at: impl FnOnce() -> String,
+) -> Result<(), VerifyError> {
+    match reader.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(SnapshotError::Truncated { at: at() }.into())
+        }
+        Err(e) => Err(read_error(e).into()),
     }
-    let (head, rest) = input.split_at(n);
-    *input = rest;
-    Some(head)
 }
 
-/// Decodes and checks a received snapshot against the metadata it came with.
-pub(crate) fn verify(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, SnapshotError> {
-    let mut input = bytes
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or(SnapshotError::Magic)?;
-    let header: Header = codec::decode_prefix(&mut input).map_err(SnapshotError::Header)?;
+fn read_u64(reader: &mut impl Read, at: impl FnOnce() -> String) -> Result<u64, VerifyError> {
+    let mut bytes = [0u8; 8];
+    read_exact_or(reader, &mut bytes, at)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// Reads exactly `len` bytes into `buf` (cleared first). The buffer grows only as bytes
+/// arrive, so a length that lies allocates no more than the input holds.
+fn read_len(
+    reader: &mut impl Read,
+    len: u64,
+    buf: &mut Vec<u8>,
+    at: impl FnOnce() -> String,
+) -> Result<(), VerifyError> {
+    buf.clear();
+    let n = reader
+        .by_ref()
+        .take(len)
+        .read_to_end(buf)
+        .map_err(read_error)?;
+    if n as u64 != len {
+        return Err(SnapshotError::Truncated { at: at() }.into());
+    }
+    Ok(())
+}
+
+/// Reads a received snapshot from `input` and checks it against the metadata it came
+/// with, as it reads (see "Trust" in the module docs). Each ledger entry, once verified and
+/// replayed, is handed to `sink` with its index; the sink returns how many bytes it holds
+/// (for the memory meter). Memory: one entry, the read buffer, the state being replayed
+/// and the shipped state bytes.
+pub(crate) fn verify(
+    input: impl Read,
+    meta: &SnapshotMeta,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<usize, StoreError>,
+) -> Result<Verified, VerifyError> {
+    let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
+    let mut magic = [0u8; 8];
+    read_exact_or(&mut reader, &mut magic, || "magic".to_owned())?;
+    if &magic != MAGIC {
+        return Err(SnapshotError::Magic.into());
+    }
+    let header_len = read_u64(&mut reader, || "header length".to_owned())?;
+    if header_len > HEADER_BYTES_MAX {
+        return Err(SnapshotError::HeaderTooLarge { bytes: header_len }.into());
+    }
+    let mut buf = Vec::new();
+    read_len(&mut reader, header_len, &mut buf, || "header".to_owned())?;
+    let header: Header = codec::decode(&buf).map_err(SnapshotError::Header)?;
     if header.last_applied != meta.last_log_id {
         return Err(SnapshotError::Meta {
             what: "last log id",
-        });
+        }
+        .into());
     }
     if header.last_membership != meta.last_membership {
-        return Err(SnapshotError::Meta { what: "membership" });
+        return Err(SnapshotError::Meta { what: "membership" }.into());
     }
     let ledger_len = header.ledger_len;
     match (&header.core, ledger_len) {
@@ -220,40 +418,36 @@ pub(crate) fn verify(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, Snap
             return Err(SnapshotError::Shape {
                 ledger_len,
                 what: "carry no state",
-            })
+            }
+            .into())
         }
         (None, _) => {
             return Err(SnapshotError::Shape {
                 ledger_len,
                 what: "carry the state",
-            })
+            }
+            .into())
         }
     }
 
-    // Every entry is at least its 8-byte length prefix: bounds the allocation below by the
-    // input, whatever `ledger_len` claims.
-    let capacity = usize::try_from(ledger_len)
-        .unwrap_or(usize::MAX)
-        .min(input.len() / 8);
-    let mut ledger = Vec::with_capacity(capacity);
     let mut verifier = ChainVerifier::from_genesis();
     let mut state: Option<State> = None;
     let mut head = None;
     for index in 0..ledger_len {
-        let len = take(&mut input, 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-            .ok_or(SnapshotError::Truncated { index })?;
-        let len = usize::try_from(len).map_err(|_| SnapshotError::Truncated { index })?;
-        let raw = take(&mut input, len).ok_or(SnapshotError::Truncated { index })?;
-        let entry = LedgerEntry::from_bytes(raw).map_err(|e| SnapshotError::Entry {
+        let len = read_u64(&mut reader, || format!("length of ledger entry {index}"))?;
+        if len > ENTRY_BYTES_MAX {
+            return Err(SnapshotError::EntryTooLarge { index, bytes: len }.into());
+        }
+        read_len(&mut reader, len, &mut buf, || {
+            format!("ledger entry {index}")
+        })?;
+        let entry = LedgerEntry::from_bytes(&buf).map_err(|e| SnapshotError::Entry {
             index,
             message: e.to_string(),
         })?;
-        verifier.push(&entry, true)?;
-        let canonical = entry.to_bytes();
-        if canonical != raw {
-            return Err(SnapshotError::NotCanonical { index });
+        verifier.push(&entry, true).map_err(SnapshotError::Chain)?;
+        if entry.to_bytes() != buf {
+            return Err(SnapshotError::NotCanonical { index }.into());
         }
         match &mut state {
             None => {
@@ -267,10 +461,20 @@ pub(crate) fn verify(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, Snap
                 .map_err(|error| SnapshotError::Replay { index, error })?,
         }
         head = Some(entry.hash);
-        ledger.push(canonical);
+        let held = sink(index, &buf)?;
+        note_held(IO_BUFFER_BYTES + buf.capacity() + held);
     }
-    if !input.is_empty() {
-        return Err(SnapshotError::Trailing(input.len()));
+    drop(buf);
+
+    let mut state_bytes = Vec::new();
+    if let Some(core) = &header.core {
+        read_len(&mut reader, core.state_bytes, &mut state_bytes, || {
+            "state section".to_owned()
+        })?;
+    }
+    let trailing = io::copy(&mut reader, &mut io::sink()).map_err(read_error)?;
+    if trailing > 0 {
+        return Err(SnapshotError::Trailing(trailing).into());
     }
 
     if let (Some(core), Some(replayed), Some(head)) = (&header.core, &state, head) {
@@ -278,26 +482,38 @@ pub(crate) fn verify(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, Snap
             return Err(SnapshotError::Head {
                 expected: core.head_hash,
                 found: head,
-            });
+            }
+            .into());
         }
         let found = replayed.hash();
         if found != core.state_hash {
             return Err(SnapshotError::StateHash {
                 expected: core.state_hash,
                 found,
-            });
+            }
+            .into());
         }
         let restored =
-            State::restore(&core.state, core.state_hash).map_err(SnapshotError::Restore)?;
+            State::restore(&state_bytes, core.state_hash).map_err(SnapshotError::Restore)?;
         if &restored != replayed {
-            return Err(SnapshotError::RestoreDiffers);
+            return Err(SnapshotError::RestoreDiffers.into());
         }
     }
     Ok(Verified {
         header,
-        ledger,
         state,
+        state_bytes,
     })
+}
+
+/// [`verify`] of bytes in memory with a sink that keeps nothing (tests).
+#[cfg(test)]
+pub(crate) fn verify_bytes(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, SnapshotError> {
+    match verify(bytes, meta, |_, _| Ok(0)) {
+        Ok(verified) => Ok(verified),
+        Err(VerifyError::Refused(e)) => Err(e),
+        Err(VerifyError::Store(e)) => panic!("a sink that stores nothing failed: {e}"),
+    }
 }
 
 /// Builds a snapshot from a view captured while applies were paused (see
@@ -306,6 +522,8 @@ pub(crate) fn verify(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, Snap
 pub struct SnapshotBuilder {
     pub(crate) store: Arc<Store>,
     pub(crate) header: Header,
+    /// `State::to_snapshot()` of the captured state (empty before genesis).
+    pub(crate) state: Vec<u8>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -316,22 +534,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let write_error = |e: StoreError| -> StorageError<NodeId> {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
         };
-        let data = encode(&self.store, &self.header).map_err(write_error)?;
-        let state = self.header.core.as_ref().map_or(&[][..], |c| &c.state[..]);
+        let file = spill(&self.store, &self.header, &self.state).map_err(write_error)?;
+        let bytes = file.len().map_err(|e| write_error(self::write_error(e)))?;
         let current = self
             .store
-            .save_snapshot(self.header.record(), state)
+            .save_snapshot(self.header.record(), &self.state)
             .map_err(write_error)?;
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
             ledger_len = self.header.ledger_len,
-            bytes = data.len(),
+            bytes,
             current,
             "built snapshot"
         );
         Ok(openraft::Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }

@@ -19,7 +19,6 @@
 //! stop the node on a returned `StorageError`; the panic additionally keeps the in-memory
 //! state from ever being read past the failure, because the panic poisons the state lock.
 
-use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use docket_core::merkle::Hash;
@@ -29,8 +28,9 @@ use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
 use crate::command::{execute, CommandResponse};
 use crate::merkle::{LedgerTree, TreeError, TreeHead};
-use crate::snapshot::{self, CoreSection, Header, SnapshotBuilder};
-use crate::store::{AppliedRecord, SnapshotRecord, Store, StoreError};
+use crate::snapshot::{self, Header, SnapshotBuilder, VerifyError};
+use crate::snapshot_file::SnapshotFile;
+use crate::store::{AppliedRecord, CoreRecord, SnapshotRecord, Store, StoreError};
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What apply changes, under one lock.
@@ -181,18 +181,25 @@ impl StateMachine {
         responses
     }
 
-    fn header(&self) -> Header {
+    /// The snapshot header and state bytes of the state as it is now.
+    fn header(&self) -> (Header, Vec<u8>) {
         let shared = read(&self.shared);
-        Header {
+        let state = shared
+            .core
+            .as_ref()
+            .map(State::to_snapshot)
+            .unwrap_or_default();
+        let header = Header {
             last_applied: shared.applied.last_applied,
             last_membership: shared.applied.last_membership.clone(),
             ledger_len: shared.applied.ledger_len,
-            core: shared.core.as_ref().map(|state| CoreSection {
-                state_hash: state.hash(),
-                head_hash: state.head().hash,
-                state: state.to_snapshot(),
+            core: shared.core.as_ref().map(|core| CoreRecord {
+                state_hash: core.hash(),
+                head_hash: core.head().hash,
+                state_bytes: state.len() as u64,
             }),
-        }
+        };
+        (header, state)
     }
 }
 
@@ -228,30 +235,57 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// machine's own task, between applies); `build_snapshot` then runs concurrently with
     /// later applies and reads only immutable ledger entries.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let (header, state) = self.header();
         SnapshotBuilder {
             store: self.store.clone(),
-            header: self.header(),
+            header,
+            state,
         }
     }
 
+    /// An empty spill file for openraft's receiver to write the chunks into.
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
+        let file = SnapshotFile::create_in(self.store.spill_dir().as_deref()).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(Box::new(file))
     }
 
+    /// Reads the received file from its start, verifying and replaying entry by entry,
+    /// each verified entry staged (`Store::begin_install`); switches the store over only
+    /// once everything verified. A refused or failed install leaves the store as it was.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
-        let bytes = snapshot.into_inner();
-        let verified = snapshot::verify(&bytes, meta).map_err(|e| {
-            tracing::error!(snapshot_id = %meta.snapshot_id, error = %e, "refused snapshot");
-            read_snapshot_error(Some(meta), &e)
-        })?;
-        drop(bytes);
+        let write_error = |e: &StoreError| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
+        };
+        let file = snapshot.file_mut();
+        std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
+        let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
+        let verified = match snapshot::verify(&mut *file, meta, |index, bytes| {
+            staging.entry(index, bytes)
+        }) {
+            Ok(verified) => verified,
+            Err(error) => {
+                let staged = staging.staged();
+                staging.abort().map_err(|e| write_error(&e))?;
+                return Err(match error {
+                    VerifyError::Refused(e) => {
+                        tracing::error!(snapshot_id = %meta.snapshot_id, error = %e, staged, "refused snapshot");
+                        read_snapshot_error(Some(meta), &e)
+                    }
+                    VerifyError::Store(e) => write_error(&e),
+                });
+            }
+        };
+        drop(snapshot);
         let ledger_len = verified.header.ledger_len;
+        let staged = staging.staged();
         let record = SnapshotRecord {
             meta: meta.clone(),
             ..verified.header.record()
@@ -261,26 +295,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_membership: meta.last_membership.clone(),
             ledger_len,
         };
-        let state_bytes = verified
-            .header
-            .core
-            .as_ref()
-            .map_or(&[][..], |c| &c.state[..]);
         let mut shared = write(&self.shared);
-        self.store
-            .install_snapshot(&verified.ledger, record, state_bytes, &applied)
-            .map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    AnyError::new(&e),
-                ))
-            })?;
+        staging
+            .commit(record, &verified.state_bytes, &applied)
+            .map_err(|e| write_error(&e))?;
         shared.core = verified.state;
         shared.applied = applied;
-        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, "installed snapshot");
+        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
         Ok(())
     }
 
+    /// The current snapshot, written afresh from the store into a spill file (the ledger
+    /// part is the store's own ledger prefix; see [`crate::snapshot`]).
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<openraft::Snapshot<TypeConfig>>, StorageError<NodeId>> {
@@ -291,12 +317,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         else {
             return Ok(None);
         };
-        let header = Header::from_record(&record, state);
-        let data = snapshot::encode(&self.store, &header)
+        let header = Header::from_record(&record);
+        let file = snapshot::spill(&self.store, &header, &state)
             .map_err(|e| read_snapshot_error(Some(&record.meta), &e))?;
         Ok(Some(openraft::Snapshot {
             meta: record.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }
@@ -687,9 +713,10 @@ mod tests {
             .expect("read")
             .expect("a current snapshot");
         assert_eq!(current.meta, built.meta);
+        let (mut current, mut built) = (current, built);
         assert_eq!(
-            current.snapshot.get_ref(),
-            built.snapshot.get_ref(),
+            current.snapshot.to_bytes().expect("read"),
+            built.snapshot.to_bytes().expect("read"),
             "served = built"
         );
 
@@ -745,14 +772,14 @@ mod tests {
                 .with_state(|s| s.expect("state").deferred().len()),
             1
         );
-        let built = leader
+        let mut built = leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
             .expect("build");
         let (result, follower, _dir) =
-            install_on_fresh(&built.meta, built.snapshot.into_inner()).await;
+            install_on_fresh(&built.meta, built.snapshot.to_bytes().expect("read")).await;
         result.expect("installs");
         assert_eq!(
             follower.replica().state_hash(),
@@ -760,14 +787,42 @@ mod tests {
         );
     }
 
+    fn read_u64_le(bytes: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// The decoded header of a snapshot and the offset where its ledger section starts.
+    fn parse_header(bytes: &[u8]) -> (Header, usize) {
+        let len = usize::try_from(read_u64_le(bytes, 8)).expect("length");
+        let header = crate::codec::decode(&bytes[16..16 + len]).expect("header");
+        (header, 16 + len)
+    }
+
     /// Re-encodes a snapshot with `edit` applied to its header.
     fn edit_header(bytes: &[u8], edit: impl FnOnce(&mut Header)) -> Vec<u8> {
-        let mut input = &bytes[8..];
-        let mut header: Header = crate::codec::decode_prefix(&mut input).expect("header");
+        let (mut header, rest) = parse_header(bytes);
         edit(&mut header);
+        let encoded = crate::codec::encode(&header).expect("encode");
         let mut out = bytes[..8].to_vec();
-        crate::codec::encode_into(&mut out, &header).expect("encode");
-        out.extend_from_slice(input);
+        out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+        out.extend_from_slice(&encoded);
+        out.extend_from_slice(&bytes[rest..]);
+        out
+    }
+
+    /// Byte ranges of a snapshot's records, in stream order: the magic, the header (with
+    /// its length), each ledger entry (with its length), and the state section.
+    fn records(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let (header, mut at) = parse_header(bytes);
+        let mut out = vec![0..8, 8..at];
+        for _ in 0..header.ledger_len {
+            let len = usize::try_from(read_u64_le(bytes, at)).expect("length");
+            out.push(at..at + 8 + len);
+            at += 8 + len;
+        }
+        let state = usize::try_from(header.core.map_or(0, |c| c.state_bytes)).expect("len");
+        out.push(at..at + state);
+        assert_eq!(at + state, bytes.len(), "nothing after the state section");
         out
     }
 
@@ -782,7 +837,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_log, mut sm) = open_sm(dir.path());
         let result = sm
-            .install_snapshot(meta, Box::new(Cursor::new(bytes)))
+            .install_snapshot(
+                meta,
+                Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
+            )
             .await;
         (result, sm, dir)
     }
@@ -790,26 +848,26 @@ mod tests {
     #[tokio::test]
     async fn corrupted_snapshots_are_refused_and_change_nothing() {
         let leader_dir = tempfile::tempdir().expect("tempdir");
-        let (_leader, built) = leader_snapshot(leader_dir.path()).await;
+        let (_leader, mut built) = leader_snapshot(leader_dir.path()).await;
         let meta = built.meta.clone();
-        let good = built.snapshot.into_inner();
+        let good = built.snapshot.to_bytes().expect("read");
 
         // The snapshot is sound to begin with.
-        assert!(snapshot::verify(&good, &meta).is_ok());
+        assert!(snapshot::verify_bytes(&good, &meta).is_ok());
 
         // 1. One byte flipped inside a ledger entry: the subject "stl-1" of the deposit,
-        //    whose last occurrence is in the ledger section (the state bytes come first).
+        //    whose first occurrence is in the ledger section (the state bytes come last).
         let needle = b"stl-1";
         let at = good
             .windows(needle.len())
-            .rposition(|w| w == needle)
+            .position(|w| w == needle)
             .expect("subject in the ledger section")
             + needle.len()
             - 1;
         let mut flipped = good.clone();
         flipped[at] = b'9';
         assert!(matches!(
-            snapshot::verify(&flipped, &meta),
+            snapshot::verify_bytes(&flipped, &meta),
             Err(SnapshotError::Chain(_))
         ));
         let (result, mut sm, _dir) = install_on_fresh(&meta, flipped).await;
@@ -823,18 +881,15 @@ mod tests {
             h.core.as_mut().expect("core").state_hash = StateHash([7; 32]);
         });
         assert!(matches!(
-            snapshot::verify(&wrong_hash, &meta),
+            snapshot::verify_bytes(&wrong_hash, &meta),
             Err(SnapshotError::StateHash { .. })
         ));
 
         // 3. State bytes that do not restore to the shipped hash.
-        let wrong_state = edit_header(&good, |h| {
-            let state = &mut h.core.as_mut().expect("core").state;
-            let last = state.len() - 1;
-            state[last] ^= 1;
-        });
+        let mut wrong_state = good.clone();
+        *wrong_state.last_mut().expect("a state section") ^= 1;
         assert!(matches!(
-            snapshot::verify(&wrong_state, &meta),
+            snapshot::verify_bytes(&wrong_state, &meta),
             Err(SnapshotError::Restore(_))
         ));
 
@@ -842,23 +897,23 @@ mod tests {
         let mut other_meta = meta.clone();
         other_meta.last_log_id = Some(log_id(1, 0, 99));
         assert!(matches!(
-            snapshot::verify(&good, &other_meta),
+            snapshot::verify_bytes(&good, &other_meta),
             Err(SnapshotError::Meta { .. })
         ));
 
         // 5. A truncated snapshot, and one with bytes after the end.
         assert!(matches!(
-            snapshot::verify(&good[..good.len() - 3], &meta),
+            snapshot::verify_bytes(&good[..good.len() - 3], &meta),
             Err(SnapshotError::Truncated { .. })
         ));
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(matches!(
-            snapshot::verify(&trailing, &meta),
+            snapshot::verify_bytes(&trailing, &meta),
             Err(SnapshotError::Trailing(1))
         ));
         assert!(matches!(
-            snapshot::verify(b"garbage!", &meta),
+            snapshot::verify_bytes(b"garbage!", &meta),
             Err(SnapshotError::Magic)
         ));
 
@@ -1012,7 +1067,7 @@ mod tests {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         let (_leader_log, mut leader) = open_sm(leader_dir.path());
         leader.apply(entries.clone()).await.expect("apply");
-        let built = leader
+        let mut built = leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
@@ -1022,7 +1077,7 @@ mod tests {
         let leader_head = leader.replica().tree_head().expect("head");
 
         // Onto an empty store.
-        let bytes = built.snapshot.into_inner();
+        let bytes = built.snapshot.to_bytes().expect("read");
         let (result, fresh, _fresh_dir) = install_on_fresh(&built.meta, bytes.clone()).await;
         result.expect("installs");
         assert_eq!(fresh.replica().tree_head().expect("head"), leader_head);
@@ -1035,7 +1090,10 @@ mod tests {
             behind.apply(entries[..5].to_vec()).await.expect("apply");
             assert!(behind.replica().ledger_len() < leader_head.size);
             behind
-                .install_snapshot(&built.meta, Box::new(Cursor::new(bytes)))
+                .install_snapshot(
+                    &built.meta,
+                    Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
+                )
                 .await
                 .expect("installs");
             assert_eq!(behind.replica().tree_head().expect("head"), leader_head);
@@ -1062,5 +1120,327 @@ mod tests {
             leader.replica().tree_head().expect("head")
         );
         assert_proofs_verify(&behind.replica(), &ledger_of(&leader.replica()));
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Streaming snapshots: refusal, interruption, memory
+
+    /// What a node has, for "an install changed nothing" checks.
+    #[derive(Debug, PartialEq)]
+    struct Holding {
+        ledger: Vec<LedgerEntry>,
+        state_hash: Option<StateHash>,
+        applied: (Option<LogId>, StoredMembership),
+        tree: TreeHead,
+        current: Option<SnapshotMeta>,
+        staged: usize,
+    }
+
+    async fn holding(sm: &mut StateMachine) -> Holding {
+        let replica = sm.replica();
+        let mut staged = 0;
+        sm.store
+            .disk()
+            .for_each(TreeName::Stage, &[], None, &mut |_, _| {
+                staged += 1;
+                Ok(())
+            })
+            .expect("scan the stage");
+        Holding {
+            ledger: ledger_of(&replica),
+            state_hash: replica.state_hash(),
+            applied: sm.applied_state().await.expect("applied"),
+            tree: replica.tree_head().expect("tree head"),
+            current: sm
+                .get_current_snapshot()
+                .await
+                .expect("current")
+                .map(|s| s.meta),
+            staged,
+        }
+    }
+
+    async fn install_bytes(
+        sm: &mut StateMachine,
+        meta: &SnapshotMeta,
+        bytes: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        let file = SnapshotFile::from_bytes(bytes).expect("spill");
+        sm.install_snapshot(meta, Box::new(file)).await
+    }
+
+    /// A leader with `longer_workload(extra)` applied, and the bytes of its snapshot.
+    async fn long_leader(
+        dir: &std::path::Path,
+        extra: u64,
+    ) -> (StateMachine, SnapshotMeta, Vec<u8>) {
+        let (_log, mut leader) = open_sm(dir);
+        leader.apply(longer_workload(extra)).await.expect("apply");
+        let mut built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let bytes = built.snapshot.to_bytes().expect("read");
+        (leader, built.meta, bytes)
+    }
+
+    /// A follower that has a prefix of the leader's ledger and a snapshot of its own, so
+    /// that "changed nothing" has something to keep.
+    async fn behind_follower(dir: &std::path::Path) -> StateMachine {
+        let (_log, mut sm) = open_sm(dir);
+        sm.apply(longer_workload(3)[..9].to_vec())
+            .await
+            .expect("apply");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        sm
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_in_any_record_is_refused_and_changes_nothing() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 12).await;
+        let recs = records(&good);
+        assert!(recs.len() > 20, "magic, header, entries, state");
+
+        // Through the streaming verifier alone: every byte of every record up to 512
+        // bytes (the magic, the header, the length prefixes and the entries), and of
+        // longer ones (the genesis entry and the state section, which both carry the
+        // constitution document) the first and last 64 bytes and every 29th between.
+        // Each verify replays the whole ledger, which is what a check of every byte of
+        // those would multiply.
+        let positions: Vec<usize> = recs
+            .iter()
+            .flat_map(|r| {
+                let (start, end) = (r.start, r.end);
+                r.clone().filter(move |&at| {
+                    end - start <= 512 || at < start + 64 || at >= end - 64 || at % 29 == 0
+                })
+            })
+            .collect();
+        eprintln!(
+            "flipping {} of {} bytes ({} records)",
+            positions.len(),
+            good.len(),
+            recs.len()
+        );
+        for at in positions {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x01;
+            assert!(
+                snapshot::verify_bytes(&flipped, &meta).is_err(),
+                "a flipped bit at byte {at} of {} went unnoticed",
+                good.len()
+            );
+        }
+
+        // Through a node: the first, middle and last byte of the magic, the header, the
+        // first, a middle and the last entry, and the state section.
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = behind_follower(follower_dir.path()).await;
+        let before = holding(&mut follower).await;
+        assert!(!before.ledger.is_empty() && before.current.is_some());
+        let entries = &recs[2..recs.len() - 1];
+        let picked = [
+            &recs[0],
+            &recs[1],
+            &entries[0],
+            &entries[entries.len() / 2],
+            &entries[entries.len() - 1],
+            &recs[recs.len() - 1],
+        ];
+        for record in picked {
+            for at in [
+                record.start,
+                record.start + record.len() / 2,
+                record.end - 1,
+            ] {
+                let mut flipped = good.clone();
+                flipped[at] ^= 0x01;
+                let result = install_bytes(&mut follower, &meta, &flipped).await;
+                assert!(
+                    result.is_err(),
+                    "byte {at} ({record:?}) flipped was installed"
+                );
+                assert_eq!(
+                    holding(&mut follower).await,
+                    before,
+                    "a refused install (byte {at} flipped) changed the node"
+                );
+            }
+        }
+
+        // The sound stream still installs, and the follower then holds the leader's.
+        install_bytes(&mut follower, &meta, &good)
+            .await
+            .expect("the sound snapshot installs");
+        let after = holding(&mut follower).await;
+        assert_eq!(after, holding(&mut leader).await);
+    }
+
+    #[tokio::test]
+    async fn an_install_cut_at_any_record_boundary_changes_nothing_then_the_whole_installs() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 8).await;
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = behind_follower(follower_dir.path()).await;
+        let before = holding(&mut follower).await;
+
+        // Every record boundary, and every 1 KiB (a transfer cut inside a record).
+        let mut cuts: Vec<usize> = records(&good).iter().map(|r| r.start).collect();
+        cuts.extend((0..good.len()).step_by(1024));
+        cuts.sort_unstable();
+        cuts.dedup();
+        for cut in cuts {
+            let result = install_bytes(&mut follower, &meta, &good[..cut]).await;
+            assert!(result.is_err(), "a stream cut at byte {cut} was installed");
+            assert_eq!(
+                holding(&mut follower).await,
+                before,
+                "a stream cut at byte {cut} changed the node"
+            );
+        }
+        // Reopening after the refusals finds the node as it was.
+        drop(follower);
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        assert_eq!(holding(&mut follower).await, before);
+        install_bytes(&mut follower, &meta, &good)
+            .await
+            .expect("the whole snapshot installs");
+        assert_eq!(holding(&mut follower).await, holding(&mut leader).await);
+    }
+
+    fn open_on_test_disk(disk: &crate::disk::test_disk::SimDisk) -> StateMachine {
+        let store = Store::open_on(disk.handle()).expect("open the test disk");
+        StateMachine::open(Arc::new(store)).expect("open the state machine")
+    }
+
+    #[tokio::test]
+    async fn an_install_crashed_after_any_write_reopens_and_then_installs() {
+        use crate::disk::test_disk::SimDisk;
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 120).await;
+        let want = holding(&mut leader).await;
+
+        // A follower on a disk that can crash, holding a prefix of the ledger (durable),
+        // then the install with every flush lying, so all of its writes are pending.
+        let prepare = || async {
+            let disk = SimDisk::new("install-crash");
+            let mut sm = open_on_test_disk(&disk);
+            sm.apply(longer_workload(3)[..9].to_vec())
+                .await
+                .expect("apply");
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build");
+            sm.store.durable_flush().expect("flush");
+            let before = holding(&mut sm).await;
+            disk.set_flushes_lie(true);
+            install_bytes(&mut sm, &meta, &good)
+                .await
+                .expect("installs");
+            drop(sm);
+            (disk, before)
+        };
+        let (disk, _) = prepare().await;
+        let writes = disk.pending_batches();
+        assert!(
+            writes > 4,
+            "stage, state chunks, switch, copy, commit: {writes}"
+        );
+
+        let (mut kept_old, mut kept_new) = (0, 0);
+        for keep in 0..=writes {
+            let (disk, before) = prepare().await;
+            disk.crash_keeping(keep);
+            disk.set_flushes_lie(false);
+            let mut sm = open_on_test_disk(&disk);
+            let now = holding(&mut sm).await;
+            if now == before {
+                kept_old += 1;
+            } else {
+                assert_eq!(
+                    now, want,
+                    "after a crash keeping {keep} of {writes} writes the node holds neither \
+                     what it had nor the snapshot"
+                );
+                kept_new += 1;
+            }
+            install_bytes(&mut sm, &meta, &good)
+                .await
+                .unwrap_or_else(|e| panic!("install after a crash at {keep}: {e}"));
+            assert_eq!(holding(&mut sm).await, want, "crash at {keep}");
+            drop(sm);
+            let mut sm = open_on_test_disk(&disk);
+            assert_eq!(holding(&mut sm).await, want, "reopened, crash at {keep}");
+        }
+        eprintln!("{writes} writes: {kept_old} crashes kept the old node, {kept_new} the snapshot");
+        assert!(
+            kept_old > 0 && kept_new > 0,
+            "{kept_old} old, {kept_new} new"
+        );
+    }
+
+    #[tokio::test]
+    async fn building_and_installing_a_long_ledger_holds_a_page_not_the_ledger() {
+        use crate::snapshot::{meter, IO_BUFFER_BYTES};
+        use crate::store::STAGE_BATCH_BYTES;
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut leader) = open_sm(leader_dir.path());
+        leader.apply(longer_workload(1_500)).await.expect("apply");
+
+        meter::reset();
+        let mut built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let built_high = meter::high_water_bytes();
+        let good = built.snapshot.to_bytes().expect("read");
+        let recs = records(&good);
+        let entries = &recs[2..recs.len() - 1];
+        let ledger_bytes: usize = entries.iter().map(|r| r.len()).sum();
+        let entry_max = entries.iter().map(|r| r.len()).max().expect("entries");
+        eprintln!(
+            "ledger: {} entries, {ledger_bytes} bytes (largest {entry_max}); build held at most {built_high} bytes",
+            entries.len()
+        );
+        assert!(
+            built_high <= IO_BUFFER_BYTES + entry_max,
+            "the builder held {built_high} bytes"
+        );
+
+        meter::reset();
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        install_bytes(&mut follower, &built.meta, &good)
+            .await
+            .expect("installs");
+        let installed_high = meter::high_water_bytes();
+        eprintln!("install held at most {installed_high} bytes");
+        assert!(
+            installed_high <= IO_BUFFER_BYTES + STAGE_BATCH_BYTES + 3 * entry_max,
+            "the install held {installed_high} bytes"
+        );
+        assert_eq!(
+            follower.replica().state_hash(),
+            leader.replica().state_hash()
+        );
+
+        // The bounds are far below the ledger: neither side could have held it whole.
+        assert!(
+            ledger_bytes > 8 * installed_high.max(built_high),
+            "ledger of {ledger_bytes} bytes is too short to tell"
+        );
     }
 }

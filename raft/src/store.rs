@@ -16,9 +16,10 @@
 //! | `log`      | Raft log index, big-endian `u64` | bincode `openraft::Entry<TypeConfig>`     |
 //! | `meta`     | `vote`, `last_purged`, `committed` | bincode `Vote` / `LogId` / `LogId`      |
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
-//! | `sm`       | `applied`, `snapshot`            | bincode [`AppliedRecord`], [`SnapshotRecord`] |
+//! | `sm`       | `applied`, `snapshot`, `install` | bincode [`AppliedRecord`], [`SnapshotRecord`], [`InstallRecord`] |
 //! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
 //! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
+//! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
@@ -42,12 +43,20 @@
 //!   and checks its last leaf against the last entry.
 //! * A snapshot's chunks are written under a new generation before the `snapshot` record
 //!   that points at them; old generations are deleted afterwards and on open.
-//! * Installing a snapshot writes the shipped ledger first, then the Merkle tree over it
-//!   (keeping the nodes of the prefix this store had when its last entry is the shipped
-//!   one, else rebuilding from the ledger, in atomic pages of [`MERKLE_BUILD_PAGE`]
-//!   leaves), then the `snapshot` record and the `applied` record in one batch. As for an
-//!   apply, on open ledger entries at or past the `applied` record's `ledger_len`, and
-//!   tree records past it, are leftovers of an interrupted write and are removed.
+//! * Installing a snapshot is staged, then switched over. While the snapshot is read and
+//!   verified ([`crate::snapshot`]), each verified entry the store does not already hold
+//!   with the same bytes is written to `snap_stage` (batches of [`STAGE_BATCH_BYTES`]);
+//!   nothing else is touched, so a refused or interrupted install leaves the node as it
+//!   was (a refusal clears the stage; open clears what a crash left there). Once every
+//!   check passed: the state chunks under a new generation, then the `install` record in
+//!   `sm` — the switch point — then the staged entries move into `ledger` (a page of
+//!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
+//!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
+//!   new ledger (keeping the nodes of the prefix this store had when its last leaf is the
+//!   installed entry's hash, else rebuilding from the ledger, in atomic pages of
+//!   [`MERKLE_BUILD_PAGE`] leaves), and one batch writes the `snapshot` and `applied`
+//!   records and removes `install`. Every step after the switch point can run again with
+//!   the same result, and open runs them first when it finds an `install` record.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -76,6 +85,7 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_INSTALL: &[u8] = b"install";
 
 /// Size of one chunk of the core state snapshot. Below sled's inline threshold (a quarter
 /// of its 512 KiB segment, minus headers) so each chunk is an ordinary log record.
@@ -84,6 +94,14 @@ pub const STATE_CHUNK_BYTES: usize = 64 * 1024;
 /// Ledger entries read per page (and tree nodes written per batch) when the Merkle tree
 /// is built from the ledger: on open of a store that lacks it, and on a snapshot install.
 pub const MERKLE_BUILD_PAGE: u64 = 4096;
+
+/// Verified snapshot entries written to the stage tree per batch while an install is
+/// received, in bytes: what the receiver holds of the ledger at once, besides one entry.
+pub const STAGE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Index keys per batch when staged entries move into the ledger (`finish_install`) or a
+/// stage tree is cleared: bounds each batch by a page, not by the ledger.
+pub const STAGE_PAGE_ENTRIES: u64 = 1024;
 
 /// sled's page cache. sled's default is 1 GiB per database; a node holds one database and
 /// the 2-core, 24 GiB machines run three nodes plus clients, so keep it modest. The cache
@@ -375,32 +393,36 @@ impl Store {
                 );
             }
         }
+        // A snapshot install that reached its switch point is carried out before anything
+        // below reads the applied record; one that did not leaves only staged entries
+        // and state chunks no record points at, which are removed.
+        if let Some(install) = self.install_record()? {
+            tracing::warn!(
+                snapshot_id = %install.snapshot.meta.snapshot_id,
+                ledger_len = install.applied.ledger_len,
+                "finishing a snapshot install interrupted after its switch point"
+            );
+            self.finish_install(&install)?;
+        }
+        let unstaged = self.clear_stage()?;
+        if unstaged > 0 {
+            tracing::warn!(
+                unstaged,
+                "removed the staged entries of a snapshot install that never switched over"
+            );
+        }
         let applied = self.read_applied()?.unwrap_or_default();
         let removed = self.remove_range(TreeName::Ledger, applied.ledger_len, None)?;
         if removed > 0 {
             tracing::warn!(
                 removed,
                 ledger_len = applied.ledger_len,
-                "removed ledger entries past the applied position (an apply or snapshot install interrupted by a crash)"
+                "removed ledger entries past the applied position (an apply interrupted by a crash)"
             );
         }
         self.recover_merkle(applied.ledger_len)?;
-        let generation = self.snapshot_record()?.map(|r| r.generation);
-        let mut stale = WriteBatch::default();
-        self.disk
-            .for_each(TreeName::SmState, &[], None, &mut |key, _| {
-                let key_generation = key
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes);
-                if key_generation != generation {
-                    stale.remove(TreeName::SmState, key);
-                }
-                Ok(())
-            })?;
-        if !stale.is_empty() {
-            let stale_count = stale.len();
-            self.disk.apply(stale)?;
+        let stale_count = self.remove_stale_chunks()?;
+        if stale_count > 0 {
             tracing::info!(
                 stale_count,
                 "removed state chunks of an unfinished snapshot"
@@ -859,56 +881,249 @@ impl Store {
         Ok(true)
     }
 
-    /// Replaces the ledger, the current snapshot and the applied record with a verified
-    /// snapshot from the leader; durable on return. `ledger` holds canonical entry bytes for
-    /// indexes `0..ledger.len()`.
-    pub fn install_snapshot(
-        &self,
-        ledger: &[Vec<u8>],
-        mut record: SnapshotRecord,
+    // ---------------------------------------------------------------------------------
+    // Snapshot installs (staged, then switched over; see "What is atomic")
+
+    /// A real directory for snapshot spill files, or `None` for the OS temp dir
+    /// ([`Disk::spill_dir`]).
+    pub(crate) fn spill_dir(&self) -> Option<PathBuf> {
+        self.disk.spill_dir()
+    }
+
+    /// Starts receiving a snapshot install: clears what an earlier one left in the stage
+    /// tree and notes the ledger length this store has.
+    pub fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
+        self.clear_stage()?;
+        Ok(Staging {
+            store: self,
+            had_len: self.read_applied()?.unwrap_or_default().ledger_len,
+            batch: WriteBatch::default(),
+            batch_bytes: 0,
+            staged: 0,
+        })
+    }
+
+    fn install_record(&self) -> Result<Option<InstallRecord>, StoreError> {
+        match self.disk.get(TreeName::Sm, KEY_INSTALL)? {
+            Some(value) => Ok(Some(decode("install record", &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every staged entry, in batches of [`STAGE_PAGE_ENTRIES`] index keys; returns
+    /// how many there were.
+    fn clear_stage(&self) -> Result<u64, StoreError> {
+        let Some((last, _)) = self.disk.last(TreeName::Stage)? else {
+            return Ok(0);
+        };
+        let last = key_index(&last)?;
+        let mut removed = 0;
+        let mut lo = 0u64;
+        while lo <= last {
+            let hi = lo.saturating_add(STAGE_PAGE_ENTRIES);
+            removed += self.remove_range(TreeName::Stage, lo, Some(hi))?;
+            lo = hi;
+        }
+        Ok(removed)
+    }
+
+    /// Carries out a committed install (its [`InstallRecord`] is on disk): moves the
+    /// staged entries into the ledger, a page per batch (each entry removed from the stage
+    /// in the batch that copies it), removes ledger entries past the new length, brings
+    /// the Merkle tree to the new ledger, then writes the snapshot and applied records and
+    /// removes the install record in one batch. Every step can be run again after a crash
+    /// ([`Store::recover`] does), with the same result.
+    fn finish_install(&self, install: &InstallRecord) -> Result<(), StoreError> {
+        let len = install.applied.ledger_len;
+        if let Some((last, _)) = self.disk.last(TreeName::Stage)? {
+            let last = key_index(&last)?;
+            let mut lo = 0u64;
+            while lo <= last {
+                let hi = lo.saturating_add(STAGE_PAGE_ENTRIES);
+                let mut batch = WriteBatch::default();
+                self.for_each_index(TreeName::Stage, lo, Some(hi), &mut |key, value| {
+                    batch.insert(TreeName::Ledger, key, value);
+                    batch.remove(TreeName::Stage, key);
+                    Ok(())
+                })?;
+                self.disk.apply(batch)?;
+                lo = hi;
+            }
+        }
+        self.remove_range(TreeName::Ledger, len, None)?;
+        self.install_merkle(len)?;
+        let mut batch = WriteBatch::default();
+        batch.insert(
+            TreeName::Sm,
+            KEY_SNAPSHOT,
+            encode("snapshot record", &install.snapshot)?,
+        );
+        batch.insert(
+            TreeName::Sm,
+            KEY_APPLIED,
+            encode("applied record", &install.applied)?,
+        );
+        batch.remove(TreeName::Sm, KEY_INSTALL);
+        self.disk.apply(batch)
+    }
+
+    /// Brings the Merkle tree to the ledger `[0, len)` just installed. The nodes of the
+    /// ledger prefix this store had are kept if its last leaf is the hash of the installed
+    /// entry at that index: both ledgers are hash chains (the installed one verified from
+    /// genesis), so an equal hash there means an equal prefix. Otherwise the tree is
+    /// rebuilt from the ledger. Run again after a crash, it keeps what a first run built.
+    fn install_merkle(&self, len: u64) -> Result<(), StoreError> {
+        let old = match merkle::stored_size(&self.disk) {
+            Ok(size) => size,
+            // A last record that does not decode: rebuild (the tree is derived data).
+            Err(StoreError::Corrupt(_)) => 0,
+            Err(e) => return Err(e),
+        };
+        let mut keep = 0;
+        if let Some(last) = old.checked_sub(1).filter(|_| old <= len) {
+            let entry = self
+                .ledger_get(last)?
+                .ok_or_else(|| StoreError::Corrupt(format!("installed ledger lacks {last}")))?;
+            if merkle::leaf(&self.disk, last)? == Some(leaf_hash(&entry.hash.0)) {
+                keep = old;
+            }
+        }
+        if keep < old {
+            tracing::warn!(
+                old,
+                len,
+                "the installed ledger does not extend this store's: rebuilding the Merkle tree"
+            );
+        }
+        let mut batch = WriteBatch::default();
+        merkle::remove_past(&self.disk, keep, &mut batch)?;
+        self.disk.apply(batch)?;
+        self.extend_merkle(keep, len)
+    }
+
+    /// Removes state chunks of every generation but the current snapshot record's.
+    fn remove_stale_chunks(&self) -> Result<usize, StoreError> {
+        let generation = self.snapshot_record()?.map(|r| r.generation);
+        let mut stale = WriteBatch::default();
+        self.disk
+            .for_each(TreeName::SmState, &[], None, &mut |key, _| {
+                let key_generation = key
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes);
+                if key_generation != generation {
+                    stale.remove(TreeName::SmState, key);
+                }
+                Ok(())
+            })?;
+        let count = stale.len();
+        self.disk.apply(stale)?;
+        Ok(count)
+    }
+}
+
+/// The record that commits a snapshot install (key `install` in `sm`): once it is on disk
+/// the install happens, finished when the store is opened after a crash if need be.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InstallRecord {
+    /// The new snapshot record (its state chunks are already written).
+    pub snapshot: SnapshotRecord,
+    /// The new applied record; its `ledger_len` is the installed ledger's length.
+    pub applied: AppliedRecord,
+}
+
+/// A snapshot install being received ([`Store::begin_install`]): verified ledger entries
+/// are written to the stage tree, never to the ledger, until [`Staging::commit`]. Entries
+/// the store already has with identical bytes (below the ledger length it had) are not
+/// staged. Dropping it without [`Staging::abort`] leaves staged entries behind for the next
+/// install or open to clear; nothing else is touched either way.
+#[derive(Debug)]
+pub struct Staging<'a> {
+    store: &'a Store,
+    /// The applied ledger length when the install began.
+    had_len: u64,
+    batch: WriteBatch,
+    batch_bytes: usize,
+    staged: u64,
+}
+
+impl Staging<'_> {
+    /// Stages verified entry `index` (canonical bytes); returns the bytes held in memory
+    /// for the current batch.
+    pub fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+        if index < self.had_len
+            && self
+                .store
+                .disk
+                .get(TreeName::Ledger, &index_key(index))?
+                .is_some_and(|ours| ours == bytes)
+        {
+            return Ok(self.batch_bytes);
+        }
+        self.batch.insert(TreeName::Stage, index_key(index), bytes);
+        self.batch_bytes += bytes.len() + 8;
+        self.staged += 1;
+        let held = self.batch_bytes;
+        if self.batch_bytes >= STAGE_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(held)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.store.disk.apply(std::mem::take(&mut self.batch))?;
+        self.batch_bytes = 0;
+        Ok(())
+    }
+
+    /// Entries staged so far.
+    pub fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    /// Switches the store over to the verified snapshot: writes `state` as a new
+    /// generation of state chunks, then the [`InstallRecord`] (the switch point), then
+    /// carries the install out (`Store::finish_install`); durable on return. `snapshot`
+    /// and `applied` must agree on the ledger length, which every entry up to has been
+    /// given to [`Staging::entry`].
+    pub fn commit(
+        mut self,
+        mut snapshot: SnapshotRecord,
         state: &[u8],
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
-        let _guard = lock(&self.snapshot_lock);
-        let ledger_len = ledger.len() as u64;
-        if record.ledger_len != ledger_len || applied.ledger_len != ledger_len {
+        if snapshot.ledger_len != applied.ledger_len {
             return Err(StoreError::Corrupt(format!(
-                "snapshot install of {ledger_len} entries with records saying {} and {}",
-                record.ledger_len, applied.ledger_len
+                "snapshot install with records saying {} and {} ledger entries",
+                snapshot.ledger_len, applied.ledger_len
             )));
         }
-        // 1. The ledger. Entries below the old length are rewritten with identical bytes
-        //    (committed entries agree on every replica); readers never see a gap.
+        self.flush()?;
+        let store = self.store;
+        let _guard = lock(&store.snapshot_lock);
+        let (generation, old_chunks) = store.write_state_chunks(state)?;
+        snapshot.generation = generation;
+        let install = InstallRecord {
+            snapshot,
+            applied: applied.clone(),
+        };
         let mut batch = WriteBatch::default();
-        for (index, bytes) in (0u64..).zip(ledger) {
-            batch.insert(TreeName::Ledger, index_key(index), bytes.as_slice());
-        }
-        self.remove_range_into(&mut batch, TreeName::Ledger, ledger_len, None)?;
-        self.disk.apply(batch)?;
-        // 1b. The Merkle tree over it. The nodes of the ledger prefix this store had are
-        //     kept if its last entry is the shipped entry at that index: both ledgers are
-        //     hash chains (the shipped one verified from genesis), so an equal hash there
-        //     means an equal prefix. Otherwise the tree is rebuilt from the ledger.
-        //     A crash before the commit point below is recovered on open like an apply.
-        self.install_merkle(ledger, ledger_len)?;
-        // 2. The state chunks under a new generation.
-        let (generation, old_chunks) = self.write_state_chunks(state)?;
-        record.generation = generation;
-        // 3. The commit point: snapshot record and applied record together.
-        let mut sm = WriteBatch::default();
-        sm.insert(
+        batch.insert(
             TreeName::Sm,
-            KEY_SNAPSHOT,
-            encode("snapshot record", &record)?,
+            KEY_INSTALL,
+            encode("install record", &install)?,
         );
-        sm.insert(
-            TreeName::Sm,
-            KEY_APPLIED,
-            encode("applied record", applied)?,
-        );
-        self.disk.apply(sm)?;
-        self.disk.apply(old_chunks)?;
-        self.durable_flush()
+        store.disk.apply(batch)?;
+        store.finish_install(&install)?;
+        store.disk.apply(old_chunks)?;
+        store.durable_flush()
+    }
+
+    /// Gives the install up: removes what was staged. The store is as it was before
+    /// [`Store::begin_install`].
+    pub fn abort(self) -> Result<(), StoreError> {
+        self.store.clear_stage()?;
+        Ok(())
     }
 }
 
@@ -926,35 +1141,6 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.insert(tree, key, value);
         self.disk.apply(batch).expect("raw write");
-    }
-
-    /// Step 1b of [`Store::install_snapshot`]: the tree over the ledger `[0, ledger_len)`
-    /// just written, whose canonical entry bytes are `ledger`.
-    fn install_merkle(&self, ledger: &[Vec<u8>], ledger_len: u64) -> Result<(), StoreError> {
-        let old = merkle::stored_size(&self.disk)?;
-        let mut keep = 0;
-        if let Some(last) = old.checked_sub(1).filter(|_| old <= ledger_len) {
-            let bytes = usize::try_from(last)
-                .ok()
-                .and_then(|i| ledger.get(i))
-                .ok_or_else(|| StoreError::Corrupt(format!("snapshot lacks entry {last}")))?;
-            let entry = LedgerEntry::from_bytes(bytes)
-                .map_err(|e| StoreError::Corrupt(format!("snapshot entry {last}: {e}")))?;
-            if merkle::leaf(&self.disk, last)? == Some(leaf_hash(&entry.hash.0)) {
-                keep = old;
-            }
-        }
-        if keep < old {
-            tracing::warn!(
-                old,
-                ledger_len,
-                "the installed ledger does not extend this store's: rebuilding the Merkle tree"
-            );
-        }
-        let mut batch = WriteBatch::default();
-        merkle::remove_past(&self.disk, keep, &mut batch)?;
-        self.disk.apply(batch)?;
-        self.extend_merkle(keep, ledger_len)
     }
 }
 
@@ -1089,9 +1275,11 @@ mod tests {
                 ledger_len: len,
                 ..AppliedRecord::default()
             };
-            store
-                .install_snapshot(&bytes, record, &[], &applied)
-                .expect("install");
+            let mut staging = store.begin_install().expect("begin");
+            for (index, entry) in (0u64..).zip(&bytes) {
+                staging.entry(index, entry).expect("stage");
+            }
+            staging.commit(record, &[], &applied).expect("install");
         };
         let ours = chain(100, "ours");
         let disk = SimDisk::new("keep");

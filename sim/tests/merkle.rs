@@ -335,8 +335,12 @@ fn install(store: &Store, ledger: &[LedgerEntry]) {
         ledger_len: len,
         ..AppliedRecord::default()
     };
-    store
-        .install_snapshot(&bytes, snapshot_record(len, head), &[], &applied)
+    let mut staging = store.begin_install().expect("begin");
+    for (index, entry) in (0u64..).zip(&bytes) {
+        staging.entry(index, entry).expect("stage");
+    }
+    staging
+        .commit(snapshot_record(len, head), &[], &applied)
         .expect("install");
 }
 

@@ -42,16 +42,20 @@ pub enum TreeName {
     Sm,
     SmState,
     Merkle,
+    /// Ledger entries of a snapshot install, staged until it is verified
+    /// ([`crate::store`], "What is atomic").
+    Stage,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 6] = [
+    pub const ALL: [TreeName; 7] = [
         TreeName::Log,
         TreeName::Meta,
         TreeName::Ledger,
         TreeName::Sm,
         TreeName::SmState,
         TreeName::Merkle,
+        TreeName::Stage,
     ];
 
     /// The tree's name on disk (sled tree names; fixed, part of the persisted format).
@@ -63,6 +67,7 @@ impl TreeName {
             TreeName::Sm => "sm",
             TreeName::SmState => "sm_state",
             TreeName::Merkle => "merkle",
+            TreeName::Stage => "snap_stage",
         }
     }
 }
@@ -158,6 +163,13 @@ pub trait Disk: fmt::Debug + Send + Sync + 'static {
 
     /// Where the disk is, for logs: its directory, or a pseudo path naming it.
     fn location(&self) -> PathBuf;
+
+    /// A real directory on the disk's file system for scratch files (snapshots in
+    /// transit, [`crate::snapshot_file`]), or `None` for the OS temp dir (a disk with no
+    /// directory, such as a simulated one).
+    fn spill_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// The store's disk: the trait object, with an empty batch written as nothing.
@@ -211,5 +223,9 @@ impl BoxedDisk {
 
     pub fn location(&self) -> PathBuf {
         self.0.location()
+    }
+
+    pub fn spill_dir(&self) -> Option<PathBuf> {
+        self.0.spill_dir()
     }
 }

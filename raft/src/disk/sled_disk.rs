@@ -19,7 +19,7 @@ pub struct SledDisk {
     dir: PathBuf,
     db: sled::Db,
     /// In [`TreeName::ALL`] order.
-    trees: [Tree; 6],
+    trees: [Tree; 7],
     /// Read-only handle on sled's `db` file, only for `fsync` (fsync acts on the inode, so
     /// any descriptor works; sled holds an advisory `flock` that a plain open ignores).
     db_file: File,
@@ -65,6 +65,7 @@ fn tree_index(tree: TreeName) -> usize {
         TreeName::Sm => 3,
         TreeName::SmState => 4,
         TreeName::Merkle => 5,
+        TreeName::Stage => 6,
     }
 }
 
@@ -96,6 +97,7 @@ impl SledDisk {
             db.open_tree(TreeName::Sm.as_str())?,
             db.open_tree(TreeName::SmState.as_str())?,
             db.open_tree(TreeName::Merkle.as_str())?,
+            db.open_tree(TreeName::Stage.as_str())?,
         ];
         Ok(SledDisk {
             dir: dir.to_path_buf(),
@@ -239,6 +241,12 @@ impl Disk for SledDisk {
 
     fn location(&self) -> PathBuf {
         self.dir.clone()
+    }
+
+    /// The data directory: snapshot spill files are unnamed (`O_TMPFILE`), so sled never
+    /// sees them, and they share the file system the ledger is on.
+    fn spill_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
     }
 }
 

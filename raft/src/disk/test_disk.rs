@@ -8,6 +8,8 @@
 
 use std::ops::Bound;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use docket_simstore::{Handle, Shared};
 
@@ -20,13 +22,22 @@ type Model = Shared<TreeName, Vec<u8>, Vec<u8>>;
 #[derive(Clone, Default)]
 pub(crate) struct SimDisk {
     model: Model,
+    /// While set, `durable_flush` makes nothing durable (simstore's `flush_lying`), so a
+    /// test can crash a store in the middle of a write that ends in a flush.
+    flushes_lie: Arc<AtomicBool>,
 }
 
 impl SimDisk {
     pub fn new(name: &str) -> SimDisk {
         SimDisk {
             model: Shared::new(name),
+            flushes_lie: Arc::default(),
         }
+    }
+
+    /// Makes the durable flushes of every handle lie (`true`) or tell the truth again.
+    pub fn set_flushes_lie(&self, lie: bool) {
+        self.flushes_lie.store(lie, Ordering::SeqCst);
     }
 
     /// Crashes, keeping the first `keep` pending batches; returns how many were lost.
@@ -40,12 +51,12 @@ impl SimDisk {
 
     /// What a store opened now holds (stale after the next crash).
     pub fn handle(&self) -> TestHandle {
-        TestHandle(self.model.handle())
+        TestHandle(self.model.handle(), self.flushes_lie.clone())
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>);
+pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>, Arc<AtomicBool>);
 
 fn stale(error: docket_simstore::Stale) -> StoreError {
     StoreError::Corrupt(format!("test disk {}: written after a crash", error.name))
@@ -103,7 +114,12 @@ impl Disk for TestHandle {
     }
 
     fn durable_flush(&self) -> Result<(), StoreError> {
-        self.0.write().map_err(stale)?.flush();
+        let mut model = self.0.write().map_err(stale)?;
+        if self.1.load(Ordering::SeqCst) {
+            model.flush_lying();
+        } else {
+            model.flush();
+        }
         Ok(())
     }
 
