@@ -51,7 +51,7 @@ pub async fn formed_cluster(
 ) -> (tempfile::TempDir, LocalCluster) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("docket-{cluster_id}-"))
-        .keep(keep_dirs())
+        .disable_cleanup(keep_dirs())
         .tempdir()
         .expect("temporary directory");
     let mut cluster = LocalCluster::new(binary(), dir.path(), cluster_id, count)
@@ -73,7 +73,7 @@ pub async fn formed_cluster_with_config(
 ) -> (tempfile::TempDir, LocalCluster) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("docket-{cluster_id}-"))
-        .keep(keep_dirs())
+        .disable_cleanup(keep_dirs())
         .tempdir()
         .expect("temporary directory");
     let toml = config(dir.path());
