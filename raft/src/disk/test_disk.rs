@@ -8,6 +8,8 @@
 
 use std::ops::Bound;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use docket_simstore::{Handle, Shared};
 
@@ -20,13 +22,21 @@ type Model = Shared<TreeName, Vec<u8>, Vec<u8>>;
 #[derive(Clone, Default)]
 pub(crate) struct SimDisk {
     model: Model,
+    /// Calls of `get`, `last` and `for_each` on every handle.
+    reads: Arc<AtomicU64>,
 }
 
 impl SimDisk {
     pub fn new(name: &str) -> SimDisk {
         SimDisk {
             model: Shared::new(name),
+            reads: Arc::default(),
         }
+    }
+
+    /// Reads so far, through any handle: calls of `get`, `last` and `for_each`.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Crashes, keeping the first `keep` pending batches; returns how many were lost.
@@ -40,12 +50,18 @@ impl SimDisk {
 
     /// What a store opened now holds (stale after the next crash).
     pub fn handle(&self) -> TestHandle {
-        TestHandle(self.model.handle())
+        TestHandle(self.model.handle(), self.reads.clone())
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>);
+pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>, Arc<AtomicU64>);
+
+impl TestHandle {
+    fn count_read(&self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 fn stale(error: docket_simstore::Stale) -> StoreError {
     StoreError::Corrupt(format!("test disk {}: written after a crash", error.name))
@@ -53,10 +69,12 @@ fn stale(error: docket_simstore::Stale) -> StoreError {
 
 impl Disk for TestHandle {
     fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count_read();
         Ok(self.0.read().space(&tree).and_then(|t| t.get(key)).cloned())
     }
 
     fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+        self.count_read();
         Ok(self
             .0
             .read()
@@ -72,6 +90,7 @@ impl Disk for TestHandle {
         hi: Option<&[u8]>,
         f: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
+        self.count_read();
         let items: Vec<KeyValue> = {
             let model = self.0.read();
             let Some(t) = model.space(&tree) else {
