@@ -43,6 +43,12 @@ use docket_raft::{Command, CommandResponse, Entry, Replica, StateMachine, Store,
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
+/// The allocator the `docket` binary runs with (node/src/main.rs), so the figures are the
+/// node's: under glibc malloc, sled's page cache fragments the heap as the store grows and
+/// every apply's allocations slow down with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ledger lengths of the `apply` group unless `DOCKET_BENCH_SIZES` says otherwise.
 /// 10^7 is left out: its fill signs and verifies 10^7 proposals (about 15 minutes on the
 /// 2-core machine) and holds them all in the in-memory core state.
@@ -54,6 +60,9 @@ const COMMIT_SIZES_DEFAULT: &[u64] = &[10_000, 100_000, 1_000_000, 10_000_000];
 /// far a fixture drifts from its nominal length: warm-up and 20 samples apply about 3,000
 /// entries, under a third of the smallest length.
 const APPLIES_PER_SAMPLE_MAX: u64 = 100;
+/// Overrides [`APPLIES_PER_SAMPLE_MAX`]: thousands give a profiler (`perf record`) enough
+/// of the timed path to see past the fill.
+const APPLIES_PER_SAMPLE_VARIABLE: &str = "DOCKET_BENCH_APPLIES_PER_SAMPLE";
 const SAMPLES: usize = 20;
 
 /// Proposals per `Submit` command, and commands per apply call, while filling: large
@@ -80,6 +89,15 @@ fn sizes(variable: &str, default: &[u64]) -> Vec<u64> {
             })
             .collect(),
         Err(_) => default.to_vec(),
+    }
+}
+
+fn applies_per_sample() -> u64 {
+    match std::env::var(APPLIES_PER_SAMPLE_VARIABLE) {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|e| panic!("{APPLIES_PER_SAMPLE_VARIABLE}: {n:?} is not a count: {e}")),
+        Err(_) => APPLIES_PER_SAMPLE_MAX,
     }
 }
 
@@ -381,10 +399,11 @@ fn micros(d: Duration) -> f64 {
 /// Prints one length's summary line and, after the last, the ratio of the medians of the
 /// longest and the shortest ledger.
 fn report(group: &str, summaries: &[(u64, Summary)]) {
+    let per_sample = applies_per_sample();
     for (len, s) in summaries {
         eprintln!(
             "{group}/{len}: median {:.1} µs per apply, IQR {:.1}..{:.1}, min {:.1}, max {:.1} \
-             ({SAMPLES} samples of up to {APPLIES_PER_SAMPLE_MAX} applies)",
+             ({SAMPLES} samples of up to {per_sample} applies)",
             micros(s.median),
             micros(s.p25),
             micros(s.p75),
@@ -409,6 +428,7 @@ fn scaled(elapsed: Duration, timed: u64, iters: u64) -> Duration {
 }
 
 fn bench_apply(c: &mut Criterion) {
+    let per_sample = applies_per_sample();
     let mut group = c.benchmark_group("apply");
     group.sampling_mode(SamplingMode::Flat);
     let mut summaries = Vec::new();
@@ -419,7 +439,7 @@ fn bench_apply(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(len), |b| {
             let fixture = fixture.get_or_insert_with(|| ApplyFixture::build(len));
             b.iter_custom(|iters| {
-                let timed = iters.clamp(1, APPLIES_PER_SAMPLE_MAX);
+                let timed = iters.clamp(1, per_sample);
                 let entries = fixture.prepare(timed);
                 let elapsed = fixture.timed_applies(entries);
                 samples.record(elapsed, timed);
@@ -439,6 +459,7 @@ fn bench_apply(c: &mut Criterion) {
 }
 
 fn bench_commit(c: &mut Criterion) {
+    let per_sample = applies_per_sample();
     let mut group = c.benchmark_group("commit");
     group.sampling_mode(SamplingMode::Flat);
     let mut summaries = Vec::new();
@@ -448,7 +469,7 @@ fn bench_commit(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(len), |b| {
             let fixture = fixture.get_or_insert_with(|| CommitFixture::build(len));
             b.iter_custom(|iters| {
-                let timed = iters.clamp(1, APPLIES_PER_SAMPLE_MAX);
+                let timed = iters.clamp(1, per_sample);
                 let elapsed = fixture.timed_commits(timed);
                 samples.record(elapsed, timed);
                 scaled(elapsed, timed, iters)
