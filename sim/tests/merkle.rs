@@ -92,6 +92,7 @@ fn assert_tree_matches(store: &Store, entries: &[LedgerEntry], sizes: &[u64]) {
     let head = view.head().expect("head");
     assert_eq!(head.size, n);
     assert_eq!(head.root, mem.root().expect("root"));
+    assert_eq!(store.ledger_tree_head(), head, "frontier in memory");
     let roots: Vec<Hash> = (0..=n).map(|m| mem.root_at(m).expect("root")).collect();
     for m in 0..=n {
         assert_eq!(
