@@ -13,7 +13,9 @@
 //! * `commit/{len}`: `Store::commit_apply` of one ledger entry alone, on a store filled
 //!   with synthetic entries (the store checks neither chain nor records), which fills
 //!   fast enough for 10^7 and isolates the part of apply whose cost could depend on the
-//!   ledger's length.
+//!   ledger's length. On the same store, `commit/head_frontier/{len}` and
+//!   `commit/head_disk/{len}` read the tree's head from the frontier in memory and from
+//!   the disk.
 //!
 //! Each fixture is built once per length in a temporary directory (removed when the
 //! length is done) and reused by every sample. Applying grows the ledger, so a sample
@@ -476,6 +478,25 @@ fn bench_commit(c: &mut Criterion) {
             });
         });
         summaries.extend(samples.summary().map(|s| (len, s)));
+        // The head of the tree (size and root: what `GET /v1/status` shows as its ledger
+        // root) on the same store, two ways in the same run: from the frontier the store
+        // keeps in memory (what `Replica::tree_head` uses), and read from the disk as
+        // before it (`popcount(len)` node reads, plus one of the applied record).
+        if let Some(fixture) = &fixture {
+            group.bench_function(BenchmarkId::new("head_frontier", len), |b| {
+                b.iter(|| fixture.store.ledger_tree_head());
+            });
+            group.bench_function(BenchmarkId::new("head_disk", len), |b| {
+                b.iter(|| {
+                    fixture
+                        .store
+                        .ledger_tree()
+                        .expect("tree")
+                        .head()
+                        .expect("head")
+                });
+            });
+        }
         if let Some(fixture) = fixture {
             eprintln!(
                 "commit/{len}: the ledger grew to {} entries while measured",
