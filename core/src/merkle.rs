@@ -19,6 +19,10 @@
 //! `BTreeMap` implementation for tests, and the raft crate implements it over its disk
 //! (`docket_raft::merkle`: tree `merkle`, maintained with every apply).
 //!
+//! [`Frontier`] is the tree's right edge alone (one subtree root per set bit of the size,
+//! at most 64 hashes): enough to append with no reads and to give the current root, so a
+//! store that keeps it in memory appends with writes only. The raft crate does.
+//!
 //! # Status
 //!
 //! Stored by every replica beside its ledger, and served by `docket_raft::Replica` (roots
@@ -258,6 +262,92 @@ impl<S: MerkleStore> MerkleTree<S> {
     }
 }
 
+/// The right edge of a tree of `size` leaves: the root of each perfect subtree in the
+/// decomposition of `[0, size)` into subtrees of decreasing power-of-two sizes, one per set
+/// bit of `size`, so at most 64 hashes and `popcount(size) <= log2(size) + 1` in use.
+///
+/// It is all an append needs: the left siblings that appending leaf `n` combines with are
+/// exactly the frontier's lowest `trailing_ones(n)` subtrees, and the root is their fold.
+/// So a tree kept as a frontier appends with no reads and gives its root in O(log n)
+/// hashes, whatever is (or is not) in its [`MerkleStore`]. It is derived data: the nodes
+/// [`Frontier::positions`] names, read from a store, rebuild it ([`Frontier::load`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// Subtree roots left to right (largest, leftmost first): the node at
+    /// `(level, (size >> level) - 1)` for each set bit `level` of `size`, high to low.
+    roots: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn new() -> Frontier {
+        Frontier::default()
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `(level, index)` of the nodes of the frontier of a tree of `size` leaves, left to
+    /// right (the order [`Frontier::load`] reads them in).
+    pub fn positions(size: u64) -> impl Iterator<Item = (u32, u64)> {
+        (0..u64::BITS)
+            .rev()
+            .filter(move |level| (size >> level) & 1 == 1)
+            .map(move |level| (level, (size >> level) - 1))
+    }
+
+    /// The frontier of the tree in `store`: `popcount(size)` reads.
+    pub fn load(store: &impl MerkleStore) -> Result<Frontier, MerkleError> {
+        let size = store.size();
+        let roots = Frontier::positions(size)
+            .map(|(level, index)| {
+                store
+                    .get(level, index)
+                    .ok_or(MerkleError::MissingNode { level, index })
+            })
+            .collect::<Result<Vec<Hash>, MerkleError>>()?;
+        Ok(Frontier { size, roots })
+    }
+
+    /// Appends one leaf (an entry hash) and calls `put` with each node it completes: the
+    /// leaf node `(0, size)`, then one parent per trailing one bit of `size`, level by
+    /// level, exactly the nodes [`MerkleTree::append`] puts. No reads.
+    pub fn append(&mut self, leaf: &Hash, mut put: impl FnMut(u32, u64, &Hash)) {
+        let size = self.size;
+        let mut hash = leaf_hash(leaf);
+        let (mut level, mut index) = (0u32, size);
+        put(level, index, &hash);
+        while index % 2 == 1 {
+            let left = self
+                .roots
+                .pop()
+                .expect("invariant: the frontier holds one root per set bit of its size");
+            hash = node_hash(&left, &hash);
+            level += 1;
+            index /= 2;
+            put(level, index, &hash);
+        }
+        self.roots.push(hash);
+        self.size = size
+            .checked_add(1)
+            .expect("invariant: a tree holds fewer than 2^64 leaves");
+        debug_assert_eq!(self.roots.len(), self.size.count_ones() as usize);
+    }
+
+    /// The root: its subtree roots folded right to left (`SHA-256("")` when empty), as the
+    /// RFC 9162 MTH splits them. O(log n) hashes, no reads.
+    pub fn root(&self) -> Hash {
+        let mut roots = self.roots.iter().rev();
+        let Some(last) = roots.next() else {
+            return empty_root();
+        };
+        roots.fold(*last, |right, left| node_hash(left, &right))
+    }
+}
+
 /// RFC 9162 §2.1.3.2: verifies that `leaf` (an entry hash) is at `index` in the tree of
 /// `size` leaves whose root is `root`.
 pub fn verify_inclusion(
@@ -413,6 +503,60 @@ mod tests {
                 ROOTS[m as usize]
             );
         }
+    }
+
+    #[test]
+    fn the_frontier_appends_as_the_tree_does_and_loads_back() {
+        let mut t = MerkleTree::new(MemStore::default());
+        let mut frontier = Frontier::new();
+        assert_eq!(frontier.root(), empty_root());
+        for i in 0..600u64 {
+            let before = t.store().clone();
+            t.append(&leaf(i)).expect("append");
+            let mut put = Vec::new();
+            frontier.append(&leaf(i), |level, index, hash| {
+                put.push((level, index, *hash))
+            });
+            // The same nodes as the tree's append, which are exactly what it added.
+            let added: Vec<(u32, u64, Hash)> = t
+                .store()
+                .nodes
+                .iter()
+                .filter(|(key, _)| !before.nodes.contains_key(key))
+                .map(|(&(level, index), hash)| (level, index, *hash))
+                .collect();
+            let mut sorted = put.clone();
+            sorted.sort();
+            assert_eq!(sorted, added, "append of leaf {i}");
+            assert_eq!(put.len() as u32, i.trailing_ones() + 1);
+            assert_eq!(frontier.size(), i + 1);
+            assert_eq!(
+                frontier.root(),
+                t.root().expect("root"),
+                "root at {}",
+                i + 1
+            );
+            assert_eq!(Frontier::load(t.store()), Ok(frontier.clone()));
+            assert_eq!(
+                frontier.roots.len() as u32,
+                (i + 1).count_ones(),
+                "one root per set bit"
+            );
+        }
+        // A store lacking a frontier node cannot be loaded.
+        let mut store = t.store().clone();
+        let (level, index) = Frontier::positions(600).last().expect("a node");
+        store.nodes.remove(&(level, index));
+        assert_eq!(
+            Frontier::load(&store),
+            Err(MerkleError::MissingNode { level, index })
+        );
+        assert_eq!(
+            Frontier::positions(6).collect::<Vec<_>>(),
+            vec![(2, 0), (1, 2)]
+        );
+        assert_eq!(Frontier::positions(0).count(), 0);
+        assert_eq!(Frontier::positions(u64::MAX).count(), 64);
     }
 
     #[test]

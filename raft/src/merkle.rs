@@ -24,6 +24,20 @@
 //! size `n`" is the single key range `end > n`, as for the ledger. Reads are one point
 //! read per node.
 //!
+//! ## In memory: the frontier
+//!
+//! An append combines the new leaf with the roots of the complete subtrees to its left
+//! (`t` of them), which are always on the tree's right edge: core's
+//! [`Frontier`], one root per set bit of the size, at most 64 hashes (`popcount(n) <=
+//! log2 n + 1` in use). The [`Store`](crate::Store) keeps it in memory, so an apply reads
+//! nothing from the `merkle` tree (it used to read the `t` left siblings back, one point
+//! read per append on average, from ever colder parts of sled as the tree grew) and the
+//! head of the tree is `popcount(n)` hashes with no reads. It is derived data, loaded from
+//! the `popcount(n)` nodes it names: on open (after recovery has made the tree match the
+//! applied ledger) and after a snapshot install writes the tree
+//! (`Store::reset_merkle_frontier`); an apply replaces it only once its write went
+//! through, and refuses to run on a frontier whose size is not where the apply starts.
+//!
 //! The tree's size is not stored: it is the `applied` record's `ledger_len`, the commit
 //! point of both the ledger and the tree ([`crate::store`], "What is atomic"). An apply
 //! writes its ledger entries, then their tree records, then the applied record; open removes
@@ -35,14 +49,14 @@
 //! kept aside by `DiskNodes` and reported in place of the `MissingNode` the core then
 //! sees; a node that is really missing, or a record of the wrong length, is
 //! [`StoreError::Corrupt`]. Sizes and indexes out of range are [`TreeError::Refused`],
-//! never a panic. Open checks only the last leaf against the last ledger entry (and
-//! rebuilds the tree from the ledger if they differ); damage elsewhere shows up as
-//! `Corrupt` on the reads that meet it.
+//! never a panic. Open checks the last leaf against the last ledger entry and loads the
+//! frontier (and rebuilds the tree from the ledger if either fails); damage elsewhere
+//! shows up as `Corrupt` on the reads that meet it. Appends no longer meet it: they read
+//! nothing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 
-use docket_core::merkle::{Hash, MerkleError, MerkleStore, MerkleTree};
+use docket_core::merkle::{Frontier, Hash, MerkleError, MerkleStore, MerkleTree};
 
 use crate::disk::{BoxedDisk, TreeName, WriteBatch};
 use crate::store::StoreError;
@@ -105,15 +119,11 @@ pub struct TreeHead {
     pub root: Hash,
 }
 
-/// [`MerkleStore`] over the disk: reads go to nodes put during this operation first, then
-/// to the `merkle` tree; puts are collected in order for the caller to write.
+/// [`MerkleStore`] over the disk, read-only: reads go to the `merkle` tree. (Appends do not
+/// go through it: they run on the [`Frontier`] kept in memory, see [`append`].)
 pub(crate) struct DiskNodes<'a> {
     disk: &'a BoxedDisk,
     size: u64,
-    /// Nodes put and not yet written, for reads.
-    overlay: BTreeMap<(u32, u64), Hash>,
-    /// The same nodes, in the order they were put.
-    put: Vec<(u32, u64, Hash)>,
     /// The first disk error a read met (the seam cannot return it).
     error: RefCell<Option<StoreError>>,
     /// Reads that went to the disk.
@@ -125,8 +135,6 @@ impl<'a> DiskNodes<'a> {
         DiskNodes {
             disk,
             size,
-            overlay: BTreeMap::new(),
-            put: Vec::new(),
             error: RefCell::new(None),
             reads: Cell::new(0),
         }
@@ -142,44 +150,6 @@ impl<'a> DiskNodes<'a> {
     /// Disk reads so far.
     pub(crate) fn reads(&self) -> u64 {
         self.reads.get()
-    }
-
-    /// Adds the nodes put so far to `batch`, one record per append, in order. Core's
-    /// append puts the leaf, then each parent it completes, so an append's nodes are
-    /// consecutive and level-ordered.
-    fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
-        let mut record: Option<(u64, Vec<u8>)> = None;
-        for &(level, index, hash) in &self.put {
-            let (key, at) = node_place(level, index).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "Merkle node (level {level}, index {index}) has no place"
-                ))
-            })?;
-            let end = u64::from_be_bytes(key);
-            match &mut record {
-                Some((current, bytes)) if *current == end && bytes.len() == at => {
-                    bytes.extend_from_slice(&hash);
-                }
-                _ => {
-                    if let Some((end, bytes)) = record.take() {
-                        check_record(end, &bytes)?;
-                        batch.insert(TreeName::Merkle, end.to_be_bytes(), bytes);
-                    }
-                    if at != 0 {
-                        return Err(StoreError::Corrupt(format!(
-                            "Merkle append of leaf {} began at level {level}",
-                            end - 1
-                        )));
-                    }
-                    record = Some((end, hash.to_vec()));
-                }
-            }
-        }
-        if let Some((end, bytes)) = record {
-            check_record(end, &bytes)?;
-            batch.insert(TreeName::Merkle, end.to_be_bytes(), bytes);
-        }
-        Ok(())
     }
 
     /// Turns the result of a tree operation into ours: a disk error met on the way wins,
@@ -199,9 +169,6 @@ impl<'a> DiskNodes<'a> {
 
 impl MerkleStore for DiskNodes<'_> {
     fn get(&self, level: u32, index: u64) -> Option<Hash> {
-        if let Some(hash) = self.overlay.get(&(level, index)) {
-            return Some(*hash);
-        }
         let (key, _) = node_place(level, index)?;
         self.reads.set(self.reads.get() + 1);
         match self.disk.get(TreeName::Merkle, &key) {
@@ -220,9 +187,11 @@ impl MerkleStore for DiskNodes<'_> {
         }
     }
 
-    fn put(&mut self, level: u32, index: u64, hash: Hash) {
-        self.overlay.insert((level, index), hash);
-        self.put.push((level, index, hash));
+    /// Never called: nothing appends through a read view.
+    fn put(&mut self, level: u32, index: u64, _hash: Hash) {
+        self.fail(StoreError::Corrupt(format!(
+            "Merkle node (level {level}, index {index}) put through a read view"
+        )));
     }
 
     fn size(&self) -> u64 {
@@ -234,27 +203,27 @@ impl MerkleStore for DiskNodes<'_> {
     }
 }
 
-/// Appends `leaves` to the tree of `size` leaves on `disk`, adding the nodes to write to
-/// `batch` (in the order the appends put them). Returns how many reads went to the disk.
-pub(crate) fn append(
-    disk: &BoxedDisk,
-    size: u64,
-    leaves: &[Hash],
-    batch: &mut WriteBatch,
-) -> Result<u64, StoreError> {
-    if leaves.is_empty() {
-        return Ok(0);
-    }
-    let mut tree = MerkleTree::new(DiskNodes::new(disk, size));
+/// Appends `leaves` to the tree whose right edge is `frontier`, adding one record per
+/// leaf (the nodes its append completes, level by level) to `batch`. No disk reads: the
+/// left siblings an append combines with are the frontier's own roots.
+pub(crate) fn append(frontier: &mut Frontier, leaves: &[Hash], batch: &mut WriteBatch) {
     for leaf in leaves {
-        let appended = tree.append(leaf);
-        tree.store().finish(appended).map_err(|e| match e {
-            TreeError::Store(e) => e,
-            TreeError::Refused(e) => StoreError::Corrupt(format!("Merkle append: {e}")),
-        })?;
+        let end = frontier.size() + 1;
+        let mut record = Vec::with_capacity(32 * (end.trailing_zeros() as usize + 1));
+        frontier.append(leaf, |_, _, hash| record.extend_from_slice(hash));
+        debug_assert!(check_record(end, &record).is_ok());
+        batch.insert(TreeName::Merkle, end.to_be_bytes(), record);
     }
-    tree.store().write_into(batch)?;
-    Ok(tree.store().reads())
+}
+
+/// The frontier of the tree of `size` leaves on `disk`: `popcount(size)` point reads.
+pub(crate) fn load_frontier(disk: &BoxedDisk, size: u64) -> Result<Frontier, StoreError> {
+    let nodes = DiskNodes::new(disk, size);
+    let loaded = Frontier::load(&nodes);
+    nodes.finish(loaded).map_err(|e| match e {
+        TreeError::Store(e) => e,
+        TreeError::Refused(e) => StoreError::Corrupt(format!("Merkle frontier: {e}")),
+    })
 }
 
 /// The size of the tree on disk: the `end` of its last record (each record is written
@@ -410,20 +379,19 @@ mod tests {
         let (mut total_writes, mut max_writes) = (0u64, 0u64);
         let (mut max_append_reads, mut max_view_reads) = (0u64, 0u64);
         for (n, entry) in (0u64..).zip(&entries) {
-            // Reads of one append: the left siblings it completes, from the disk.
-            let mut batch = WriteBatch::default();
-            let reads = append(store.disk(), n, &[entry.hash.0], &mut batch).expect("append");
-            assert_eq!(reads, u64::from(n.trailing_ones()), "append of leaf {n}");
-            max_append_reads = max_append_reads.max(reads);
-
             // Writes of one apply, counted on the disk: the entry, one tree record, the
             // applied record. The tree record holds the nodes the leaf completes: itself
-            // and `trailing_ones` parents.
+            // and `trailing_ones` parents. Reads: none; the left siblings it combines
+            // with are the frontier's, in memory.
             store.durable_flush().expect("flush");
             applied.ledger_len = n + 1;
+            let reads = disk.reads();
             store
                 .commit_apply(std::slice::from_ref(entry), &applied)
                 .expect("apply");
+            let append_reads = disk.reads() - reads;
+            assert_eq!(append_reads, 0, "apply of leaf {n}");
+            max_append_reads = max_append_reads.max(append_reads);
             assert_eq!(disk.pending_batches(), 3, "apply of leaf {n}");
             let record = store
                 .disk()
@@ -463,12 +431,114 @@ mod tests {
         // An average of two nodes per entry: n leaves and n - popcount(n) parents.
         assert_eq!(total_writes, 2 * N - u64::from(N.count_ones()));
         assert_eq!(max_writes, 13, "leaf 4095 completes 12 levels above it");
-        assert_eq!(max_append_reads, 12);
+        assert_eq!(max_append_reads, 0);
         eprintln!(
             "{N} appends: one tree write each, {total_writes} nodes written (max \
              {max_writes} per append), max {max_append_reads} reads per append, max \
              {max_view_reads} reads per root or proof"
         );
+    }
+
+    /// The frontier the store keeps in memory is the one its tree on disk loads to, and
+    /// the head computed from it is the head read from the disk and core's in-memory root.
+    fn assert_frontier_is_the_disk_tree(store: &Store, mem: &MerkleTree<MemStore>) {
+        let len = mem.size();
+        let frontier = store.merkle_frontier();
+        assert_eq!(frontier.size(), len);
+        assert_eq!(
+            frontier,
+            load_frontier(store.disk(), len).expect("load"),
+            "frontier at {len}"
+        );
+        let head = store.ledger_tree_head();
+        assert_eq!(head, store.ledger_tree_of(len).head().expect("head"));
+        assert_eq!(head.root, mem.root().expect("mem root"), "root at {len}");
+    }
+
+    /// Applies `entries` (continuing the store's ledger) as one apply, and to `mem`.
+    fn apply_to(store: &Store, mem: &mut MerkleTree<MemStore>, entries: &[LedgerEntry]) {
+        let applied = AppliedRecord {
+            ledger_len: mem.size() + entries.len() as u64,
+            ..AppliedRecord::default()
+        };
+        store.commit_apply(entries, &applied).expect("apply");
+        for entry in entries {
+            mem.append(&entry.hash.0).expect("mem append");
+        }
+    }
+
+    #[test]
+    fn the_frontier_in_memory_follows_the_tree_on_disk() {
+        let entries = chain(1_300);
+        let disk = SimDisk::new("frontier");
+        let store = Store::open_on(disk.handle()).expect("open");
+        let mut mem = MerkleTree::new(MemStore::default());
+        assert_frontier_is_the_disk_tree(&store, &mem);
+        // Many appends, in applies of 1 to 7 entries.
+        let (mut at, mut step) = (0usize, 1usize);
+        while at < 1_000 {
+            let next = (at + step).min(1_000);
+            apply_to(&store, &mut mem, &entries[at..next]);
+            assert_frontier_is_the_disk_tree(&store, &mem);
+            (at, step) = (next, step % 7 + 1);
+        }
+        // A reopen loads it back.
+        store.durable_flush().expect("flush");
+        drop(store);
+        let store = Store::open_on(disk.handle()).expect("reopen");
+        assert_frontier_is_the_disk_tree(&store, &mem);
+
+        // A write that fails (the disk crashed under the store) leaves the frontier where
+        // the disk is; the store is then reopened, as the node would be.
+        disk.crash_keeping(0);
+        let applied = AppliedRecord {
+            ledger_len: 1_005,
+            ..AppliedRecord::default()
+        };
+        assert!(store
+            .commit_apply(&entries[1_000..1_005], &applied)
+            .is_err());
+        assert_eq!(store.merkle_frontier().size(), 1_000);
+        drop(store);
+
+        // A torn tail: an apply of 5 entries whose writes (5 entries, 5 tree records,
+        // the applied record) reached the disk only in part, cut at every write. Open
+        // rolls the tree back to the applied record, and the frontier with it: the
+        // appends after it must give core's roots (a frontier left at 1,005, or built
+        // from the removed records, would not).
+        let store = Store::open_on(disk.handle()).expect("reopen");
+        assert_frontier_is_the_disk_tree(&store, &mem);
+        drop(store);
+        for keep in 0..=11 {
+            let disk = SimDisk::new(&format!("frontier-torn-{keep}"));
+            let store = Store::open_on(disk.handle()).expect("open");
+            let mut mem = MerkleTree::new(MemStore::default());
+            apply_to(&store, &mut mem, &entries[..1_000]);
+            store.durable_flush().expect("flush");
+            let applied = AppliedRecord {
+                ledger_len: 1_005,
+                ..AppliedRecord::default()
+            };
+            store
+                .commit_apply(&entries[1_000..1_005], &applied)
+                .expect("apply");
+            assert_eq!(disk.pending_batches(), 11);
+            drop(store);
+            disk.crash_keeping(keep);
+            let store = Store::open_on(disk.handle()).expect("reopen");
+            if keep == 11 {
+                // The applied record made it: the apply happened.
+                for entry in &entries[1_000..1_005] {
+                    mem.append(&entry.hash.0).expect("mem append");
+                }
+            }
+            assert_frontier_is_the_disk_tree(&store, &mem);
+            let at = mem.size() as usize;
+            for chunk in entries[at..at + 200].chunks(3) {
+                apply_to(&store, &mut mem, chunk);
+            }
+            assert_frontier_is_the_disk_tree(&store, &mem);
+        }
     }
 
     #[test]
@@ -498,32 +568,66 @@ mod tests {
         batch.remove(TreeName::Merkle, 6u64.to_be_bytes());
         store.disk().apply(batch).expect("remove");
         assert!(corrupt(store.ledger_tree_of(7).root_at(6)));
-        // An append that needs a damaged node fails rather than write a wrong tree.
+        // An append reads nothing from the disk (its left siblings are the frontier's, in
+        // memory), so damage it would have met does not stop it, and the nodes it writes
+        // are right: the root at 8 is record 8's top node, computed from the frontier.
         let applied = AppliedRecord {
             ledger_len: 8,
             ..AppliedRecord::default()
         };
-        assert!(store.commit_apply(&entries[7..], &applied).is_err());
-        // Open checks only the last leaf: damage there makes it rebuild the whole tree
-        // from the ledger (the tree is derived data); damage elsewhere stays an error on
-        // the reads that meet it.
-        store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 32]);
-        drop(store);
-        let store = Store::open_on(disk.handle()).expect("reopen");
+        store.commit_apply(&entries[7..], &applied).expect("apply");
         let mut mem = MerkleTree::new(MemStore::default());
-        for entry in &entries[..7] {
+        for entry in &entries {
             mem.append(&entry.hash.0).expect("append");
         }
+        assert_eq!(
+            store.ledger_tree_of(8).root_at(8).expect("root"),
+            mem.root_at(8).expect("mem")
+        );
+        assert_eq!(store.ledger_tree_head().root, mem.root_at(8).expect("mem"));
+        assert!(corrupt(store.ledger_tree_of(8).root_at(6)), "still damaged");
+        // Open checks the last leaf and loads the frontier: damage there (record 8 holds
+        // leaf 7 and the frontier's only node) makes it rebuild the whole tree from the
+        // ledger (the tree is derived data); damage elsewhere stays an error on the reads
+        // that meet it.
+        store.write_raw(TreeName::Merkle, &8u64.to_be_bytes(), &[1; 128]);
+        drop(store);
+        let store = Store::open_on(disk.handle()).expect("reopen");
         let view = store.ledger_tree().expect("tree");
-        for m in 0..=7 {
+        for m in 0..=8 {
             assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
         }
+        assert_eq!(store.ledger_tree_head().root, mem.root_at(8).expect("mem"));
 
         // A last record of the wrong length is rebuilt too.
-        store.write_raw(TreeName::Merkle, &7u64.to_be_bytes(), &[1; 64]);
+        store.write_raw(TreeName::Merkle, &8u64.to_be_bytes(), &[1; 64]);
         store.write_raw(TreeName::Merkle, &2u64.to_be_bytes(), &[1; 64]);
         drop(store);
         let store = Store::open_on(disk.handle()).expect("reopen");
+        let view = store.ledger_tree().expect("tree");
+        for m in 0..=8 {
+            assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));
+        }
+
+        // A damaged frontier node that is not the last leaf: the tail check passes, the
+        // frontier does not load, and open rebuilds rather than fail or append on it.
+        // At 7 leaves the frontier is (2, 0), (1, 2), (0, 6); record 4 holds (2, 0) after
+        // (0, 3) and (1, 1): cut it short. (Damage that keeps a record's length is not
+        // detectable without rehashing the subtree, as before the frontier.)
+        let store = {
+            let disk = SimDisk::new("damaged-frontier");
+            let store = Store::open_on(disk.handle()).expect("open");
+            let applied = AppliedRecord {
+                ledger_len: 7,
+                ..AppliedRecord::default()
+            };
+            store.commit_apply(&entries[..7], &applied).expect("apply");
+            store.write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[1; 64]);
+            drop(store);
+            Store::open_on(disk.handle()).expect("reopen")
+        };
+        assert_eq!(store.merkle_frontier().size(), 7);
+        assert_eq!(store.ledger_tree_head().root, mem.root_at(7).expect("mem"));
         let view = store.ledger_tree().expect("tree");
         for m in 0..=7 {
             assert_eq!(view.root_at(m).expect("root"), mem.root_at(m).expect("mem"));

@@ -381,9 +381,17 @@ impl Replica {
         f(&self.store.ledger_tree_of(shared.applied.ledger_len))
     }
 
-    /// Size and RFC 9162 root of the Merkle tree over the whole applied ledger.
+    /// Size and RFC 9162 root of the Merkle tree over the whole applied ledger, from the
+    /// tree's right edge the store keeps in memory (no disk reads).
     pub fn tree_head(&self) -> Result<TreeHead, TreeError> {
-        self.with_tree(|tree| tree.head())
+        let shared = read(&self.shared);
+        let head = self.store.ledger_tree_head();
+        if head.size == shared.applied.ledger_len {
+            return Ok(head);
+        }
+        // Only between a failed snapshot install and the panic of the next apply: the
+        // tree on disk, as for every other view.
+        self.store.ledger_tree_of(shared.applied.ledger_len).head()
     }
 
     /// The tree's root when the ledger had `size` entries (`size <= ledger_len`).

@@ -35,7 +35,8 @@
 //! * A log append writes its entries in order; nothing is acknowledged before the durable
 //!   flush that follows, and a torn append leaves a contiguous log.
 //! * Applying commands writes the new ledger entries, then one Merkle tree record per
-//!   entry (the nodes its hash completes), then the `applied` record (which holds the
+//!   entry (the nodes its hash completes, computed from the tree's right edge kept in
+//!   memory: no reads), then the `applied` record (which holds the
 //!   ledger length, and so the tree's size), in order. The `applied` record is the commit
 //!   point: a crash before it leaves entries at or past its `ledger_len` and tree records
 //!   past it (`end > ledger_len`), which open removes (they are applied again from the log). Open also
@@ -71,13 +72,13 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use docket_core::merkle::{leaf_hash, Hash};
+use docket_core::merkle::{leaf_hash, Frontier, Hash};
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::disk::{BoxedDisk, Disk, KeyValue, SledDisk, TreeName, Visit, WriteBatch};
-use crate::merkle::{self, LedgerTree};
+use crate::merkle::{self, LedgerTree, TreeHead};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -223,6 +224,13 @@ pub struct Store {
     disk: BoxedDisk,
     /// Serializes writers and readers of the snapshot record and its chunks.
     snapshot_lock: Mutex<()>,
+    /// The right edge of the Merkle tree on disk ([`Frontier`]: at most 64 hashes), at the
+    /// size of the last committed apply. Appends use it instead of reading left siblings
+    /// back from the disk, and the head of the tree is computed from it. Loaded from the
+    /// disk whenever something other than [`Store::commit_apply`] writes the tree (open's
+    /// recovery, a snapshot install: [`Store::reset_merkle_frontier`]), and replaced by
+    /// `commit_apply` only once its write has gone through.
+    frontier: Mutex<Frontier>,
 }
 
 impl fmt::Debug for Store {
@@ -306,6 +314,7 @@ impl Store {
             dir: disk.location(),
             disk,
             snapshot_lock: Mutex::new(()),
+            frontier: Mutex::new(Frontier::new()),
         };
         store.recover()?;
         store.demote_vote(node_id)?;
@@ -667,6 +676,13 @@ impl Store {
                     entries.len()
                 ))
             })?;
+        let mut frontier = lock(&self.frontier);
+        if frontier.size() != base {
+            return Err(StoreError::Corrupt(format!(
+                "the Merkle frontier in memory holds {} leaves, the apply starts at entry {base}",
+                frontier.size()
+            )));
+        }
         let mut leaves: Vec<Hash> = Vec::with_capacity(entries.len());
         for (expected, entry) in (base..).zip(entries) {
             if entry.index.0 != expected {
@@ -679,8 +695,10 @@ impl Store {
             leaves.push(entry.hash.0);
         }
         // The tree's size is the ledger length before this apply (open makes it so, and
-        // every apply and install keeps it so).
-        merkle::append(&self.disk, base, &leaves, &mut batch)?;
+        // every apply and install keeps it so). The frontier moves only once the write has
+        // gone through: a failed write leaves it at the size still on disk.
+        let mut next = frontier.clone();
+        merkle::append(&mut next, &leaves, &mut batch);
         batch.insert(
             TreeName::Sm,
             KEY_APPLIED,
@@ -688,7 +706,9 @@ impl Store {
         );
         // In order, the applied record last: it is the commit point (see "What is atomic").
         // A sled transaction over both trees would cost two extra writes of sled's buffer.
-        self.disk.apply_in_order(batch)
+        self.disk.apply_in_order(batch)?;
+        *frontier = next;
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------
@@ -699,6 +719,33 @@ impl Store {
     pub fn ledger_tree(&self) -> Result<LedgerTree<'_>, StoreError> {
         let len = self.read_applied()?.unwrap_or_default().ledger_len;
         Ok(self.ledger_tree_of(len))
+    }
+
+    /// Size and root of the tree over the applied ledger, from the frontier in memory:
+    /// `popcount(size)` hashes, no disk reads.
+    pub fn ledger_tree_head(&self) -> TreeHead {
+        let frontier = lock(&self.frontier);
+        TreeHead {
+            size: frontier.size(),
+            root: frontier.root(),
+        }
+    }
+
+    /// The frontier in memory (tests that compare it with the tree on disk).
+    #[cfg(test)]
+    pub(crate) fn merkle_frontier(&self) -> Frontier {
+        lock(&self.frontier).clone()
+    }
+
+    /// Reloads the frontier in memory from the tree on disk at `len` leaves
+    /// (`popcount(len)` reads). Whatever writes the tree other than [`Store::commit_apply`]
+    /// calls it afterwards: open's recovery and the snapshot install
+    /// ([`Store::install_merkle`]); an apply after a stale frontier would write wrong
+    /// nodes.
+    pub(crate) fn reset_merkle_frontier(&self, len: u64) -> Result<(), StoreError> {
+        let frontier = merkle::load_frontier(&self.disk, len)?;
+        *lock(&self.frontier) = frontier;
+        Ok(())
     }
 
     /// A read view of the tree over `[0, len)`, where `len` is the applied ledger length
@@ -731,32 +778,40 @@ impl Store {
                 "removed Merkle records past the applied position (an apply or snapshot install interrupted by a crash)"
             );
         }
-        if size < len {
+        let built = if size < len {
             tracing::info!(
                 from = size,
                 to = len,
                 "building the Merkle tree over the ledger"
             );
-            self.extend_merkle(size, len)?;
-        }
-        if let Err(e) = self.check_merkle_tail(len) {
+            self.extend_merkle(size, len)
+        } else {
+            Ok(())
+        };
+        let checked = built
+            .and_then(|()| self.check_merkle_tail(len))
+            .and_then(|()| self.reset_merkle_frontier(len));
+        if let Err(e) = checked {
             // The tree is derived from the ledger; a ledger whose prefix was replaced (an
-            // install of a ledger that does not extend this one, cut short by a crash)
-            // gets its tree rebuilt.
+            // install of a ledger that does not extend this one, cut short by a crash), or
+            // a damaged node on the tree's right edge, gets its tree rebuilt.
             tracing::warn!(error = %e, "rebuilding the Merkle tree from the ledger");
             let mut batch = WriteBatch::default();
             merkle::remove_past(&self.disk, 0, &mut batch)?;
             self.disk.apply(batch)?;
             self.extend_merkle(0, len)?;
             self.check_merkle_tail(len)?;
+            self.reset_merkle_frontier(len)?;
         }
         Ok(())
     }
 
     /// Appends the hashes of ledger entries `[from, to)` to the tree of `from` leaves,
     /// reading the ledger in pages of [`MERKLE_BUILD_PAGE`] entries, each page's tree
-    /// records one batch (memory stays bounded by the page).
+    /// records one batch (memory stays bounded by the page). Reads the tree only for the
+    /// frontier at `from`; leaves the frontier in memory as it was (callers reset it).
     fn extend_merkle(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let mut frontier = merkle::load_frontier(&self.disk, from)?;
         let mut size = from;
         while size < to {
             let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
@@ -768,7 +823,7 @@ impl Store {
                 Ok(())
             })?;
             let mut batch = WriteBatch::default();
-            merkle::append(&self.disk, size, &leaves, &mut batch)?;
+            merkle::append(&mut frontier, &leaves, &mut batch);
             self.disk.apply(batch)?;
             size = end;
         }
@@ -1053,7 +1108,10 @@ impl Store {
         let mut batch = WriteBatch::default();
         merkle::remove_past(&self.disk, keep, &mut batch)?;
         self.disk.apply(batch)?;
-        self.extend_merkle(keep, len)
+        self.extend_merkle(keep, len)?;
+        // The tree on disk changed under the frontier: reload it (the one hook a snapshot
+        // install needs; see `frontier`).
+        self.reset_merkle_frontier(len)
     }
 
     /// Removes state chunks of every generation but the current snapshot record's.

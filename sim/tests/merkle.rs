@@ -92,6 +92,7 @@ fn assert_tree_matches(store: &Store, entries: &[LedgerEntry], sizes: &[u64]) {
     let head = view.head().expect("head");
     assert_eq!(head.size, n);
     assert_eq!(head.root, mem.root().expect("root"));
+    assert_eq!(store.ledger_tree_head(), head, "frontier in memory");
     let roots: Vec<Hash> = (0..=n).map(|m| mem.root_at(m).expect("root")).collect();
     for m in 0..=n {
         assert_eq!(
@@ -154,6 +155,7 @@ fn in_batches(store: &Store, all: &[LedgerEntry], from: usize, to: usize, seed: 
         at = end;
         let head = store.ledger_tree().expect("tree").head().expect("head");
         assert_eq!(head.root, mem_tree(&all[..at]).root().expect("root"));
+        assert_eq!(store.ledger_tree_head(), head, "frontier in memory");
     }
 }
 
@@ -252,6 +254,9 @@ fn assert_tree_follows_ledger(store: &Store) -> Vec<LedgerEntry> {
     let head = view.head().expect("head");
     assert_eq!(head.size, len);
     assert_eq!(head.root, mem_tree(&stored).root().expect("root"));
+    // The head the store computes from the frontier it keeps in memory (what apply
+    // appends from) is the head read from the disk.
+    assert_eq!(store.ledger_tree_head(), head, "frontier in memory");
     if let Some(last) = len.checked_sub(1) {
         let root = head.root;
         let proof = view.inclusion_proof(last, len).expect("proof");

@@ -8,7 +8,7 @@
 
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use docket_simstore::{Handle, Shared};
@@ -25,6 +25,8 @@ pub(crate) struct SimDisk {
     /// While set, `durable_flush` makes nothing durable (simstore's `flush_lying`), so a
     /// test can crash a store in the middle of a write that ends in a flush.
     flushes_lie: Arc<AtomicBool>,
+    /// Calls of `get`, `last` and `for_each` on every handle.
+    reads: Arc<AtomicU64>,
 }
 
 impl SimDisk {
@@ -32,12 +34,18 @@ impl SimDisk {
         SimDisk {
             model: Shared::new(name),
             flushes_lie: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
     /// Makes the durable flushes of every handle lie (`true`) or tell the truth again.
     pub fn set_flushes_lie(&self, lie: bool) {
         self.flushes_lie.store(lie, Ordering::SeqCst);
+    }
+
+    /// Reads so far, through any handle: calls of `get`, `last` and `for_each`.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Crashes, keeping the first `keep` pending batches; returns how many were lost.
@@ -51,12 +59,26 @@ impl SimDisk {
 
     /// What a store opened now holds (stale after the next crash).
     pub fn handle(&self) -> TestHandle {
-        TestHandle(self.model.handle(), self.flushes_lie.clone())
+        TestHandle {
+            model: self.model.handle(),
+            flushes_lie: self.flushes_lie.clone(),
+            reads: self.reads.clone(),
+        }
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct TestHandle(Handle<TreeName, Vec<u8>, Vec<u8>>, Arc<AtomicBool>);
+pub(crate) struct TestHandle {
+    model: Handle<TreeName, Vec<u8>, Vec<u8>>,
+    flushes_lie: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
+}
+
+impl TestHandle {
+    fn count_read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 fn stale(error: docket_simstore::Stale) -> StoreError {
     StoreError::Corrupt(format!("test disk {}: written after a crash", error.name))
@@ -64,12 +86,19 @@ fn stale(error: docket_simstore::Stale) -> StoreError {
 
 impl Disk for TestHandle {
     fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.read().space(&tree).and_then(|t| t.get(key)).cloned())
+        self.count_read();
+        Ok(self
+            .model
+            .read()
+            .space(&tree)
+            .and_then(|t| t.get(key))
+            .cloned())
     }
 
     fn last(&self, tree: TreeName) -> Result<Option<KeyValue>, StoreError> {
+        self.count_read();
         Ok(self
-            .0
+            .model
             .read()
             .space(&tree)
             .and_then(|t| t.last_key_value())
@@ -83,8 +112,9 @@ impl Disk for TestHandle {
         hi: Option<&[u8]>,
         f: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
+        self.count_read();
         let items: Vec<KeyValue> = {
-            let model = self.0.read();
+            let model = self.model.read();
             let Some(t) = model.space(&tree) else {
                 return Ok(());
             };
@@ -104,18 +134,18 @@ impl Disk for TestHandle {
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.0.write().map_err(stale)?.apply(batch.ops);
+        self.model.write().map_err(stale)?.apply(batch.ops);
         Ok(())
     }
 
     fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.0.write().map_err(stale)?.apply_in_order(batch.ops);
+        self.model.write().map_err(stale)?.apply_in_order(batch.ops);
         Ok(())
     }
 
     fn durable_flush(&self) -> Result<(), StoreError> {
-        let mut model = self.0.write().map_err(stale)?;
-        if self.1.load(Ordering::SeqCst) {
+        let mut model = self.model.write().map_err(stale)?;
+        if self.flushes_lie.load(Ordering::SeqCst) {
             model.flush_lying();
         } else {
             model.flush();
@@ -128,6 +158,6 @@ impl Disk for TestHandle {
     }
 
     fn location(&self) -> PathBuf {
-        PathBuf::from(format!("testdisk:{}", self.0.shared().name()))
+        PathBuf::from(format!("testdisk:{}", self.model.shared().name()))
     }
 }
