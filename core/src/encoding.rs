@@ -16,9 +16,7 @@ use serde::Serialize;
 pub const TAG_PROPOSAL: &[u8] = b"docket/proposal/v1\0";
 pub const TAG_ENTRY: &[u8] = b"docket/entry/v1\0";
 pub const TAG_CONSTITUTION: &[u8] = b"docket/constitution/v1\0";
-/// Keys of the authenticated state map (`commitment::StateKey`). Version 2: the state hash
-/// is the map's root (version 1 hashed the whole state's canonical bytes).
-pub const TAG_STATE_KEY: &[u8] = b"docket/state-key/v2\0";
+pub const TAG_STATE: &[u8] = b"docket/state/v1\0";
 
 /// The encoding's configuration, with no size limit: encoding and hashing never fail for
 /// size, so no honest growth of a record (the governance state above all) can reach a
@@ -101,9 +99,9 @@ mod tests {
             .collect();
         let bytes = to_bytes(&big);
         assert_eq!(bytes.len() as u64, encoded_len(&big));
-        assert_eq!(tagged_hash(TAG_STATE_KEY, &big), {
+        assert_eq!(tagged_hash(TAG_STATE, &big), {
             let mut hasher = blake3::Hasher::new();
-            hasher.update(TAG_STATE_KEY);
+            hasher.update(TAG_STATE);
             hasher.update(&bytes);
             *hasher.finalize().as_bytes()
         });

@@ -65,7 +65,6 @@
 
 pub mod adjudicate;
 pub mod code;
-pub mod commitment;
 pub mod constitution;
 pub mod decision;
 pub mod dev;

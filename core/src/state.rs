@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::code::RejectCode;
-use crate::commitment::{Commitment, StateKey, PENDING_KEYS_MAX};
 use crate::constitution::rules::StateEffect;
 use crate::constitution::{Constitution, ConstitutionError, Domain};
 use crate::decision::Decision;
-use crate::encoding;
+use crate::encoding::{self, TAG_STATE};
 use crate::id::{
     ConstitutionVersion, EntryHash, LedgerId, LedgerIndex, LedgerTime, ProposalId, PublicKey,
     StateHash,
@@ -110,8 +109,6 @@ impl ActiveConstitution {
 /// Governance state. Cloning is O(state); replicas hold one and mutate it in place.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct State {
-    /// The authenticated map over everything below (derived: rebuilt on restore).
-    pub(crate) commitment: CommitmentCell,
     pub(crate) ledger_id: LedgerId,
     pub(crate) head: Head,
     pub(crate) constitution: ActiveConstitution,
@@ -125,58 +122,8 @@ pub struct State {
     pub(crate) expiry: BTreeSet<(LedgerTime, ProposalId)>,
 }
 
-/// The state commitment behind a lock, so `State::hash` can write pending keys through a
-/// shared reference. Equal for equal states by construction (its root is a function of the
-/// maps it commits to), so it takes no part in comparing states.
-#[derive(Default)]
-pub(crate) struct CommitmentCell(std::sync::Mutex<Commitment>);
-
-impl CommitmentCell {
-    fn get_mut(&mut self) -> &mut Commitment {
-        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Commitment> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Clone for CommitmentCell {
-    fn clone(&self) -> CommitmentCell {
-        CommitmentCell(std::sync::Mutex::new(self.lock().clone()))
-    }
-}
-
-impl PartialEq for CommitmentCell {
-    fn eq(&self, _: &CommitmentCell) -> bool {
-        true
-    }
-}
-
-impl Eq for CommitmentCell {}
-
-impl std::fmt::Debug for CommitmentCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.debug_struct("Commitment")
-            .field("pending", &self.lock().pending())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The value of [`StateKey::Meta`]: what identifies the ledger and where it stands.
-#[derive(Serialize)]
-struct StateMeta<'a> {
-    ledger_id: &'a LedgerId,
-    head: &'a Head,
-    constitution: ConstitutionVersion,
-    constitution_adopted_at: LedgerIndex,
-    /// BLAKE3 of the active constitution's document text (its version covers the parsed
-    /// form only; the text is what a snapshot carries).
-    constitution_document: [u8; 32],
-}
-
-/// The persisted form of the state: everything but derived indexes, and the constitution
-/// as its document (the parsed form is derived from it).
+/// The persisted and hashed form of the state: everything but derived indexes, and the
+/// constitution as its document (the parsed form is derived from it).
 #[derive(Serialize)]
 struct StateView<'a> {
     ledger_id: &'a LedgerId,
@@ -260,8 +207,7 @@ impl State {
                 document: document.to_owned(),
             },
         );
-        let mut state = State {
-            commitment: CommitmentCell::default(),
+        let state = State {
             ledger_id,
             head: Head {
                 index: LedgerIndex(0),
@@ -276,9 +222,6 @@ impl State {
             waiting: BTreeMap::new(),
             expiry: BTreeSet::new(),
         };
-        let commitment = state.commitment.get_mut();
-        commitment.touch(StateKey::Meta);
-        commitment.touch(StateKey::Adopted(LedgerIndex(0)));
         Ok((state, entry))
     }
 
@@ -367,46 +310,10 @@ impl State {
         }
     }
 
-    /// The state hash: the root of the authenticated map over the state
-    /// ([`crate::commitment`]). Equal on every replica at an equal ledger index. Costs the
-    /// keys changed since it was last asked (at most [`PENDING_KEYS_MAX`]) times O(log n).
+    /// BLAKE3 over the canonical encoding of the state. Equal on every replica at an equal
+    /// ledger index; O(state), so callers compute it when asked, not per entry.
     pub fn hash(&self) -> StateHash {
-        self.commitment.lock().root(|key| self.value_of(key))
-    }
-
-    /// The canonical bytes a key of the authenticated map holds; `None` when it holds
-    /// nothing.
-    pub fn value_of(&self, key: &StateKey) -> Option<Vec<u8>> {
-        match key {
-            StateKey::Meta => Some(encoding::to_bytes(&StateMeta {
-                ledger_id: &self.ledger_id,
-                head: &self.head,
-                constitution: self.constitution.version,
-                constitution_adopted_at: self.constitution.adopted_at,
-                constitution_document: *blake3::hash(self.constitution.document.as_bytes())
-                    .as_bytes(),
-            })),
-            StateKey::Adopted(index) => {
-                let at = self
-                    .history
-                    .binary_search_by_key(index, |(adopted_at, _)| *adopted_at)
-                    .ok()?;
-                Some(encoding::to_bytes(&self.history[at].1))
-            }
-            StateKey::Subject { domain, subject } => {
-                self.subject(domain, subject).map(encoding::to_bytes)
-            }
-            StateKey::Proposal(id) => self.proposals.get(id).map(encoding::to_bytes),
-            StateKey::Deferred(id) => self.deferred.get(id).map(encoding::to_bytes),
-        }
-    }
-
-    /// Writes pending keys to the tree once enough are waiting, so none of them waits
-    /// for a question and no question finds more than [`PENDING_KEYS_MAX`].
-    fn settle_commitment(&mut self) {
-        if self.commitment.get_mut().pending() >= PENDING_KEYS_MAX {
-            self.hash();
-        }
+        StateHash(encoding::tagged_hash(TAG_STATE, &self.view()))
     }
 
     /// Canonical bytes of the state, for snapshots.
@@ -416,38 +323,11 @@ impl State {
 
     /// Restores a snapshot and checks it against the state hash it was taken with.
     pub fn restore(bytes: &[u8], expected: StateHash) -> Result<State, RestoreError> {
-        let state = State::decode_snapshot(bytes)?;
-        let found = state.hash();
-        if found != expected {
-            return Err(RestoreError::Hash { expected, found });
-        }
-        Ok(state)
-    }
-
-    /// Restores a snapshot persisted by store format 1, whose state hash was BLAKE3 over
-    /// `docket/state/v1\0` and the whole snapshot view (the snapshot bytes themselves are
-    /// unchanged since): checked against that hash, so a store can migrate its persisted
-    /// state without trusting it blindly. Its [`State::hash`] is the current one.
-    pub fn restore_format1(bytes: &[u8], expected_v1: StateHash) -> Result<State, RestoreError> {
-        const TAG_STATE_V1: &[u8] = b"docket/state/v1\0";
-        let state = State::decode_snapshot(bytes)?;
-        let found = StateHash(encoding::tagged_hash(TAG_STATE_V1, &state.view()));
-        if found != expected_v1 {
-            return Err(RestoreError::Hash {
-                expected: expected_v1,
-                found,
-            });
-        }
-        Ok(state)
-    }
-
-    fn decode_snapshot(bytes: &[u8]) -> Result<State, RestoreError> {
         let owned: StateOwned = encoding::from_bytes(bytes)?;
         let constitution =
             ActiveConstitution::parse(owned.constitution_document, owned.constitution_adopted_at)
                 .map_err(RestoreError::Constitution)?;
         let mut state = State {
-            commitment: CommitmentCell::default(),
             ledger_id: owned.ledger_id,
             head: owned.head,
             constitution,
@@ -459,27 +339,11 @@ impl State {
             expiry: BTreeSet::new(),
         };
         state.rebuild_indexes();
-        state.commit_everything();
+        let found = state.hash();
+        if found != expected {
+            return Err(RestoreError::Hash { expected, found });
+        }
         Ok(state)
-    }
-
-    /// Marks every key of the state for the commitment (a restored state's tree is built
-    /// from its maps).
-    fn commit_everything(&mut self) {
-        let mut keys = vec![StateKey::Meta];
-        keys.extend(self.history.iter().map(|(at, _)| StateKey::Adopted(*at)));
-        for (domain, subjects) in &self.subjects {
-            keys.extend(subjects.keys().map(|subject| StateKey::Subject {
-                domain: domain.clone(),
-                subject: subject.clone(),
-            }));
-        }
-        keys.extend(self.proposals.keys().map(|id| StateKey::Proposal(*id)));
-        keys.extend(self.deferred.keys().map(|id| StateKey::Deferred(*id)));
-        let commitment = self.commitment.get_mut();
-        for key in keys {
-            commitment.touch(key);
-        }
     }
 
     fn rebuild_indexes(&mut self) {
@@ -534,9 +398,6 @@ impl State {
                 }
                 self.expiry.insert((deferred.expires_at, record.id));
                 self.deferred.insert(record.id, deferred);
-                self.commitment
-                    .get_mut()
-                    .touch(StateKey::Deferred(record.id));
                 ProposalStatus::Deferred
             }
         };
@@ -554,17 +415,12 @@ impl State {
                 deferred_at,
             };
             self.proposals.insert(record.id, record_of_id);
-            self.commitment
-                .get_mut()
-                .touch(StateKey::Proposal(record.id));
         }
         self.head = Head {
             index: entry.index,
             hash: entry.hash,
             time: entry.time,
         };
-        self.commitment.get_mut().touch(StateKey::Meta);
-        self.settle_commitment();
         Ok(())
     }
 
@@ -572,7 +428,6 @@ impl State {
     /// of the entry that had deferred it.
     fn undefer(&mut self, id: &ProposalId) -> Option<LedgerIndex> {
         let deferred = self.deferred.remove(id)?;
-        self.commitment.get_mut().touch(StateKey::Deferred(*id));
         for dep in &deferred.waiting_on {
             if let Some(dependents) = self.waiting.get_mut(dep) {
                 dependents.remove(id);
@@ -612,10 +467,6 @@ impl State {
             .entry(p.subject.clone())
             .or_insert_with(|| SubjectState::initial(domain));
         subject.last_index = index;
-        self.commitment.get_mut().touch(StateKey::Subject {
-            domain: p.domain.clone(),
-            subject: p.subject.clone(),
-        });
         if action.quorum > 1 {
             let approvals = subject.approvals.entry(p.action.clone()).or_default();
             approvals.insert(p.author);
@@ -640,7 +491,6 @@ impl State {
                         ActiveConstitution::parse(document, index).map_err(ApplyError::Adoption)?;
                     self.history.push((index, adopted.version));
                     self.constitution = adopted;
-                    self.commitment.get_mut().touch(StateKey::Adopted(index));
                 }
             }
         }

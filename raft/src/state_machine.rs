@@ -86,27 +86,8 @@ impl StateMachine {
                 )));
             }
             if let Some(c) = &record.core {
-                let format = store.state_format()?;
-                let state = match format {
-                    Some(crate::store::STATE_FORMAT) => State::restore(&bytes, c.state_hash),
-                    None => State::restore_format1(&bytes, c.state_hash),
-                    Some(newer) => {
-                        return Err(StoreError::Corrupt(format!(
-                            "{} holds governance state format {newer}; this docket reads format \
-                             {} and older: run the docket that wrote it",
-                            store.dir().display(),
-                            crate::store::STATE_FORMAT
-                        )))
-                    }
-                }
-                .map_err(|e| StoreError::Corrupt(format!("persisted core state: {e}")))?;
-                if format.is_none() {
-                    // Checked against its format-1 hash above; from now on it is known by
-                    // its commitment root.
-                    let root = state.hash();
-                    store.migrate_state_format(root)?;
-                    tracing::warn!(state_hash = %root, "migrated the persisted governance state to format 2 (the state hash is now the root of its authenticated map)");
-                }
+                let state = State::restore(&bytes, c.state_hash)
+                    .map_err(|e| StoreError::Corrupt(format!("persisted core state: {e}")))?;
                 if state.head().index.0 + 1 != record.ledger_len || state.head().hash != c.head_hash
                 {
                     return Err(StoreError::Corrupt(
@@ -117,7 +98,6 @@ impl StateMachine {
             }
             replay_from = record.ledger_len;
         }
-        store.mark_state_format()?;
         let mut replayed = 0u64;
         store.ledger_for_each(replay_from, applied.ledger_len, |index, bytes| {
             let entry = LedgerEntry::from_bytes(bytes)
@@ -698,63 +678,6 @@ mod tests {
             matches!(&next[0], CommandResponse::Submitted { appended, .. } if appended.start.0 == 5)
         );
         docket_core::verify_chain(&ledger_of(&replica)).expect("chain still verifies");
-    }
-
-    /// A store written by state format 1 (its persisted state known by the hash over the
-    /// whole state) opens: the state is checked against that hash, then known by its
-    /// commitment root; a format-1 state that fails its hash is refused.
-    #[tokio::test]
-    async fn a_format1_store_is_checked_and_migrated_on_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let entries = workload();
-        let expected = {
-            let (_log, mut sm) = open_sm(dir.path());
-            sm.apply(entries[..4].to_vec()).await.expect("apply");
-            sm.get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .expect("build");
-            sm.apply(entries[4..].to_vec()).await.expect("apply");
-            sm.store.regress_to_format1();
-            assert_eq!(sm.store.state_format().expect("format"), None);
-            sm.replica().state_hash()
-        };
-        {
-            let (_log, sm) = open_sm(dir.path());
-            assert_eq!(sm.replica().state_hash(), expected);
-            assert_eq!(
-                sm.store.state_format().expect("format"),
-                Some(crate::store::STATE_FORMAT)
-            );
-        }
-        // Migrated for good: it opens as format 2 again.
-        let (log, sm) = open_sm(dir.path());
-        assert_eq!(sm.replica().state_hash(), expected);
-
-        // A format-1 record whose old hash does not match is corrupt, not migrated.
-        sm.store.regress_to_format1();
-        let (mut record, _) = sm.store.read_snapshot().expect("read").expect("snapshot");
-        record.core.as_mut().expect("core").state_hash.0[0] ^= 1;
-        sm.store.write_raw(
-            TreeName::Sm,
-            b"snapshot",
-            &crate::codec::encode(&record).expect("encode"),
-        );
-        drop((log, sm));
-        let error = loop {
-            match crate::open(dir.path()) {
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => break e,
-                Ok(_) => panic!("a format-1 state with a wrong hash opened"),
-            }
-        };
-        assert!(
-            error.to_string().contains("persisted core state"),
-            "{error}"
-        );
     }
 
     #[tokio::test]

@@ -87,13 +87,6 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_INSTALL: &[u8] = b"install";
-const KEY_STATE_FORMAT: &[u8] = b"state_format";
-
-/// The governance state format this store's persisted state is known by (`meta`
-/// `state_format`, bincode `u32`). 2: the state hash is the root of the authenticated map
-/// (`docket_core::commitment`). A store without the key was written by format 1 (the hash
-/// over the whole state); open migrates it ([`Store::migrate_state_format`]).
-pub const STATE_FORMAT: u32 = 2;
 
 /// Size of one chunk of the core state snapshot. Below sled's inline threshold (a quarter
 /// of its 512 KiB segment, minus headers) so each chunk is an ordinary log record.
@@ -587,54 +580,6 @@ impl Store {
         Ok(self
             .meta_get::<Option<LogId>>("committed log id", KEY_COMMITTED)?
             .flatten())
-    }
-
-    /// The persisted state's format; `None` for a store written before formats were
-    /// recorded (format 1).
-    pub fn state_format(&self) -> Result<Option<u32>, StoreError> {
-        self.meta_get("state format", KEY_STATE_FORMAT)
-    }
-
-    /// Records [`STATE_FORMAT`] for a store whose persisted state (if any) is already
-    /// known by it; durable with the next flush, and idempotent.
-    pub fn mark_state_format(&self) -> Result<(), StoreError> {
-        if self.state_format()? == Some(STATE_FORMAT) {
-            return Ok(());
-        }
-        let mut batch = WriteBatch::default();
-        batch.insert(
-            TreeName::Meta,
-            KEY_STATE_FORMAT,
-            encode("state format", &STATE_FORMAT)?,
-        );
-        self.disk.apply(batch)?;
-        self.durable_flush()
-    }
-
-    /// Moves a format-1 store to [`STATE_FORMAT`]: its current snapshot's state hash
-    /// becomes `root` (the caller checked the state against its old hash and computed
-    /// this one), in the same batch as the format record, so a crash leaves either format
-    /// whole.
-    pub fn migrate_state_format(&self, root: StateHash) -> Result<(), StoreError> {
-        let _guard = lock(&self.snapshot_lock);
-        let mut batch = WriteBatch::default();
-        if let Some(mut record) = self.snapshot_record()? {
-            if let Some(core) = &mut record.core {
-                core.state_hash = root;
-            }
-            batch.insert(
-                TreeName::Sm,
-                KEY_SNAPSHOT,
-                encode("snapshot record", &record)?,
-            );
-        }
-        batch.insert(
-            TreeName::Meta,
-            KEY_STATE_FORMAT,
-            encode("state format", &STATE_FORMAT)?,
-        );
-        self.disk.apply(batch)?;
-        self.durable_flush()
     }
 
     fn meta_get<T: serde::de::DeserializeOwned>(
@@ -1254,30 +1199,6 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.insert(tree, key, value);
         self.disk.apply(batch).expect("raw write");
-    }
-
-    /// Test only: makes this store look written by state format 1 (no format record, the
-    /// persisted snapshot's state hash over the whole state), as stores were before it.
-    #[cfg(test)]
-    pub(crate) fn regress_to_format1(&self) {
-        let (mut record, state) = self
-            .read_snapshot()
-            .expect("read snapshot")
-            .expect("a snapshot");
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"docket/state/v1\0");
-        hasher.update(&state);
-        record.core.as_mut().expect("a core state").state_hash =
-            StateHash(*hasher.finalize().as_bytes());
-        let mut batch = WriteBatch::default();
-        batch.insert(
-            TreeName::Sm,
-            KEY_SNAPSHOT,
-            encode("snapshot record", &record).expect("encode"),
-        );
-        batch.remove(TreeName::Meta, KEY_STATE_FORMAT);
-        self.disk.apply(batch).expect("raw write");
-        self.durable_flush().expect("flush");
     }
 }
 
