@@ -217,11 +217,57 @@ struct VerifyReport {
     node_state_hash_matches: Option<bool>,
 }
 
+/// How far `ledger verify` has come: a bar on a terminal, a line every
+/// [`VERIFY_PROGRESS_INTERVAL_MS`] otherwise (logs, CI), both on stderr.
+struct Progress {
+    started: std::time::Instant,
+    reported: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+                )
+                .expect("invariant: the template is valid"),
+            );
+            bar
+        });
+        let now = std::time::Instant::now();
+        Progress {
+            started: now,
+            reported: now,
+            bar,
+        }
+    }
+
+    fn show(&mut self, verified: u64, length: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(length);
+            bar.set_position(verified);
+        } else if self.reported.elapsed() >= Duration::from_millis(VERIFY_PROGRESS_INTERVAL_MS) {
+            self.reported = std::time::Instant::now();
+            let rate = verified as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!("verified {verified} of {length} entries ({rate:.0} entries/s)");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Streams the ledger page by page through an [`Auditor`]: memory holds one page of
 /// entries and the audit's state, never the whole ledger.
 async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let mut reported = started;
+    let mut progress = Progress::new();
     let mut auditor = Auditor::new();
     loop {
         let from = auditor.entries();
@@ -247,18 +293,12 @@ async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<
         })
         .await
         .context("the audit task failed")??;
-        if reported.elapsed() >= Duration::from_millis(VERIFY_PROGRESS_INTERVAL_MS) {
-            reported = std::time::Instant::now();
-            let rate = auditor.entries() as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            eprintln!(
-                "verified {} of {length} entries ({rate:.0} entries/s)",
-                auditor.entries(),
-            );
-        }
+        progress.show(auditor.entries(), length);
         if !more {
             break;
         }
     }
+    progress.finish();
     if auditor.entries() == 0 {
         bail!("the ledger is empty: the cluster is not initialized (`docket cluster init`)");
     }
