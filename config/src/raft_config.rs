@@ -4,31 +4,35 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Leader heartbeat period: four heartbeats fit in the shortest election timeout, at a
-/// cost of twenty small RPCs per second per follower.
-pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 50;
+/// Leader heartbeat period. openraft 0.9 also makes it the deadline of every
+/// AppendEntries, catch-up batches included (hard-coded), so it must leave room for a
+/// batch of entries and the follower's fsync under load: at 50 ms a fresh node could not
+/// catch up on a ledger of 300,000 entries (every batch timed out), and replication timed
+/// out on a loaded machine. Ten small RPCs per second per follower.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
 /// Below 10 ms heartbeats approach OS timer granularity and scheduler jitter on a busy
 /// machine, so a follower would time out on noise rather than on a dead leader.
 pub const HEARTBEAT_INTERVAL_MS_FLOOR: u64 = 10;
 /// Above 10 s a crashed leader goes unnoticed for far too long; nobody wants this.
 pub const HEARTBEAT_INTERVAL_MS_CEILING: u64 = 10_000;
 
-/// Lower bound of the randomized election timeout: four heartbeats, so a follower sees
-/// several heartbeats go missing before it starts an election.
+/// Lower bound of the randomized election timeout: two and a half heartbeats, and a
+/// follower that heard a leader waits the lease (`election_timeout_max_ms`) on top, so it
+/// sees at least six heartbeats go missing before it campaigns.
 ///
 /// openraft 0.9 makes a follower that has heard from a leader wait the leader's lease
 /// (`election_timeout_max_ms`) *plus* its own election timeout before it campaigns, and
 /// adds 2 x `election_timeout_max_ms` more while it remembers a vote refused for a longer
 /// log; the service campaigns on the schedule without that lingering penalty (see
 /// `docket_service`'s `elections`). With these defaults a dead leader is replaced after
-/// 600–800 ms of silence: measured on loopback (`docket bench --mode failover`, 30 kills)
-/// the first write after a leader SIGKILL landed at a median of 673 ms and at most 789 ms,
-/// with no split vote. Before the service's trigger: median 1.5 s, max 1.6 s; with the
-/// former 400–800 ms defaults, about 3 s.
-pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 200;
+/// 700–900 ms of silence: measured on loopback (`docket bench --mode failover`, 30 kills)
+/// the first write after a leader SIGKILL landed at a median of 799 ms and at most
+/// 1,740 ms (one split vote). Before the service's trigger: median 1.5 s, max 1.6 s; with
+/// the former 400–800 ms defaults, about 3 s.
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 250;
 /// Upper bound of the randomized election timeout (and openraft's leader lease). A
 /// 200 ms spread keeps split votes rare (none in the failover benchmark's kills).
-pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 400;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 450;
 /// `election_timeout_min_ms` must exceed this many heartbeats: with fewer, one delayed or
 /// dropped heartbeat is enough to depose a healthy leader.
 pub const ELECTION_TIMEOUT_HEARTBEATS_MIN: u64 = 2;

@@ -96,9 +96,9 @@ fn defaults_are_valid_with_no_file() {
     assert_eq!(
         config.raft,
         RaftConfig {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 450,
             rpc_timeout_ms: 1000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1000,
@@ -672,12 +672,12 @@ fn election_timeout_min_must_exceed_two_heartbeats_and_says_why() {
     let shown = assert_invalid(
         load(
             None,
-            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "100")],
+            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "200")],
             &flags(),
         ),
         "raft.election_timeout_min_ms",
         &env_origin("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS"),
-        "must be greater than 2 x raft.heartbeat_interval_ms (2 x 50 = 100), got 100",
+        "must be greater than 2 x raft.heartbeat_interval_ms (2 x 100 = 200), got 200",
     );
     assert!(
         shown.contains("followers must see several heartbeats"),
@@ -685,17 +685,17 @@ fn election_timeout_min_must_exceed_two_heartbeats_and_says_why() {
     );
     load(
         None,
-        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "101")],
+        &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "201")],
         &flags(),
     )
-    .expect("101 > 100");
+    .expect("201 > 200");
     // The rule follows the heartbeat wherever that came from.
     let (_dir, path) = file("[raft]\nheartbeat_interval_ms = 150\n");
     assert_invalid(
         load(Some(&path), &[], &flags()),
         "raft.election_timeout_min_ms",
         &Origin::Default,
-        "(2 x 150 = 300), got 200",
+        "(2 x 150 = 300), got 250",
     );
 }
 
@@ -704,12 +704,12 @@ fn election_timeout_max_must_exceed_min() {
     assert_invalid(
         load(
             None,
-            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS", "200")],
+            &[("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS", "250")],
             &flags(),
         ),
         "raft.election_timeout_max_ms",
         &env_origin("DOCKET_RAFT_ELECTION_TIMEOUT_MAX_MS"),
-        "must be greater than raft.election_timeout_min_ms (200), got 200",
+        "must be greater than raft.election_timeout_min_ms (250), got 250",
     );
     assert_invalid(
         load(
@@ -726,17 +726,17 @@ fn election_timeout_max_must_exceed_min() {
         load(Some(&path), &[], &flags()),
         "raft.election_timeout_max_ms",
         &Origin::Default,
-        "(500), got 400",
+        "(500), got 450",
     );
 }
 
 #[test]
 fn rpc_timeout_must_cover_a_heartbeat() {
     assert_invalid(
-        load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "49")], &flags()),
+        load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "99")], &flags()),
         "raft.rpc_timeout_ms",
         &env_origin("DOCKET_RAFT_RPC_TIMEOUT_MS"),
-        "must be at least raft.heartbeat_interval_ms (50), got 49",
+        "must be at least raft.heartbeat_interval_ms (100), got 99",
     );
     load(None, &[("DOCKET_RAFT_RPC_TIMEOUT_MS", "100")], &flags()).expect("equal is enough");
     assert_invalid(
@@ -847,11 +847,11 @@ fn the_display_reads_field_origin_message() {
         &[("DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS", "75")],
         &flags(),
     )
-    .expect_err("75 <= 2 x 50");
+    .expect_err("75 <= 2 x 100");
     assert_eq!(
         error.to_string(),
         "raft.election_timeout_min_ms (from DOCKET_RAFT_ELECTION_TIMEOUT_MIN_MS): must be \
-         greater than 2 x raft.heartbeat_interval_ms (2 x 50 = 100), got 75: followers must \
+         greater than 2 x raft.heartbeat_interval_ms (2 x 100 = 200), got 75: followers must \
          see several heartbeats go missing before timing out, or one late heartbeat deposes a \
          healthy leader"
     );
@@ -1159,7 +1159,7 @@ fn the_printed_config_reads_back_identically() {
         "{printed}"
     );
     assert!(
-        printed.contains("[raft]\nheartbeat_interval_ms = 50\n"),
+        printed.contains("[raft]\nheartbeat_interval_ms = 100\n"),
         "{printed}"
     );
     assert!(

@@ -94,6 +94,13 @@ impl RunningNode {
     }
 }
 
+/// Raft log entries per AppendEntries. openraft 0.9 counts entries, not bytes, and gives
+/// each AppendEntries one heartbeat interval; a docket entry is a group commit of up to
+/// `GROUP_COMMIT_PROPOSALS_MAX` proposals (hundreds of KB), so openraft's default of 300
+/// made catch-up batches of tens of MB that never finished in time (a fresh node never
+/// caught up on a 300,000-entry ledger). Eight keeps a batch to a few MB.
+pub const APPEND_ENTRIES_MAX: u64 = 8;
+
 fn raft_config(config: &NodeConfig) -> anyhow::Result<Config> {
     let r = &config.raft;
     let raft = Config {
@@ -107,6 +114,7 @@ fn raft_config(config: &NodeConfig) -> anyhow::Result<Config> {
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
         max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
+        max_payload_entries: APPEND_ENTRIES_MAX,
         ..Config::default()
     };
     raft.validate().context("raft configuration")
