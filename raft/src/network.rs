@@ -595,7 +595,9 @@ async fn handle(
     match request.rpc {
         Rpc::Append(rpc) => {
             // Marked on arrival too: a long append (a large batch, a slow flush) must not
-            // look like silence to the election trigger while it is being written.
+            // look like silence to the election trigger while it is being written. (A
+            // deposed leader's appends mark it as well, which only holds the trigger back:
+            // openraft's own timer, which such appends do not reset, still runs.)
             identity.leader_heard.mark();
             let response = raft.append_entries(rpc).await;
             // Any answer but a higher vote means this node follows the sender's term.
