@@ -400,9 +400,8 @@ impl Replica {
         if let Some(applied) = self.last_applied().filter(|id| id.index == index) {
             return Ok(Some(applied));
         }
-        let at = std::ops::Bound::Included(index);
-        if let Some(entry) = self.store.log_entries(at, at)?.pop() {
-            return Ok(Some(entry.log_id));
+        if let Some(id) = self.store.log_id_at(index)? {
+            return Ok(Some(id));
         }
         Ok(self.store.last_purged()?.filter(|id| id.index == index))
     }

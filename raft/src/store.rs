@@ -498,6 +498,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Log id of the entry at `index`, if the log holds it: only the id is decoded (it
+    /// leads the entry's bytes), not the entry's payload of up to a group commit.
+    pub fn log_id_at(&self, index: u64) -> Result<Option<LogId>, StoreError> {
+        let Some(bytes) = self.disk.get(TreeName::Log, &index_key(index))? else {
+            return Ok(None);
+        };
+        codec::decode_prefix(&mut &bytes[..])
+            .map(Some)
+            .map_err(|source| StoreError::Decode {
+                what: "log id of a log entry",
+                source,
+            })
+    }
+
     /// Log id of the last entry present in the log, if any.
     pub fn log_last_id(&self) -> Result<Option<LogId>, StoreError> {
         match self.disk.last(TreeName::Log)? {
