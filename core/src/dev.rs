@@ -129,6 +129,31 @@ impl Proposer {
     }
 }
 
+/// A hash chain of `n` entries for storage tests: linked and sealed, but not a governable
+/// ledger (every record is a genesis record), so only stores that check neither chain nor
+/// records take it. `salt` makes two chains' hashes differ.
+pub fn entry_chain(n: u64, salt: &str) -> Vec<crate::LedgerEntry> {
+    use crate::{ConstitutionVersion, EntryHash, LedgerEntry, LedgerId, LedgerIndex, LedgerTime};
+    let ledger_id = LedgerId::new("chain").expect("invariant: a valid ledger id");
+    let mut prev = EntryHash::ZERO;
+    (0..n)
+        .map(|i| {
+            let entry = LedgerEntry::seal(
+                LedgerIndex(i),
+                LedgerTime(i),
+                ConstitutionVersion([1; 32]),
+                prev,
+                crate::Record::Genesis {
+                    ledger_id: ledger_id.clone(),
+                    document: format!("{salt} {i}"),
+                },
+            );
+            prev = entry.hash;
+            entry
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -334,33 +334,14 @@ impl<'a> LedgerTree<'a> {
 #[cfg(test)]
 mod tests {
     use docket_core::merkle::{MemStore, MerkleTree};
-    use docket_core::{ConstitutionVersion, EntryHash, LedgerEntry, LedgerId, LedgerIndex};
-    use docket_core::{LedgerTime, Record};
+    use docket_core::LedgerEntry;
 
     use super::*;
     use crate::disk::test_disk::SimDisk;
     use crate::store::{AppliedRecord, Store};
 
-    /// A hash chain of `n` entries (the store checks neither chain nor records).
     fn chain(n: u64) -> Vec<LedgerEntry> {
-        let ledger_id = LedgerId::new("cost").expect("id");
-        let mut prev = EntryHash::ZERO;
-        (0..n)
-            .map(|i| {
-                let entry = LedgerEntry::seal(
-                    LedgerIndex(i),
-                    LedgerTime(i),
-                    ConstitutionVersion([2; 32]),
-                    prev,
-                    Record::Genesis {
-                        ledger_id: ledger_id.clone(),
-                        document: format!("{i}"),
-                    },
-                );
-                prev = entry.hash;
-                entry
-            })
-            .collect()
+        docket_core::dev::entry_chain(n, "cost")
     }
 
     /// Bits needed for `n`: `floor(log2 n) + 1` (0 for 0).

@@ -1309,27 +1309,7 @@ mod tests {
 
     #[test]
     fn an_install_that_extends_the_ledger_keeps_the_tree_of_its_prefix() {
-        use docket_core::{ConstitutionVersion, LedgerId, LedgerIndex, LedgerTime, Record};
-        let chain = |n: u64, salt: &str| {
-            let ledger_id = LedgerId::new("keep").expect("id");
-            let mut prev = EntryHash::ZERO;
-            (0..n)
-                .map(|i| {
-                    let entry = LedgerEntry::seal(
-                        LedgerIndex(i),
-                        LedgerTime(i),
-                        ConstitutionVersion([3; 32]),
-                        prev,
-                        Record::Genesis {
-                            ledger_id: ledger_id.clone(),
-                            document: format!("{salt} {i}"),
-                        },
-                    );
-                    prev = entry.hash;
-                    entry
-                })
-                .collect::<Vec<_>>()
-        };
+        let chain = docket_core::dev::entry_chain;
         let install = |store: &Store, ledger: &[LedgerEntry]| {
             let bytes: Vec<Vec<u8>> = ledger.iter().map(LedgerEntry::to_bytes).collect();
             let len = ledger.len() as u64;

@@ -5,33 +5,14 @@
 use docket_core::merkle::{
     verify_consistency, verify_inclusion, Hash, MemStore, MerkleError, MerkleTree,
 };
-use docket_core::{ConstitutionVersion, EntryHash, LedgerEntry, LedgerId, LedgerIndex, Record};
-use docket_core::{LedgerTime, StateHash};
+use docket_core::{EntryHash, LedgerEntry, StateHash};
 use docket_raft::store::{AppliedRecord, CoreRecord, SnapshotRecord};
 use docket_raft::{SnapshotMeta, Store, StoreOptions, TreeError};
 use docket_sim::disk::{FlushMode, SimDisk};
 
-/// A hash chain of `n` entries (not a governable ledger: the store checks neither chain
-/// nor records), whose hashes differ with `salt`.
+/// A hash chain of `n` entries whose hashes differ with `salt`.
 fn chain(n: u64, salt: &str) -> Vec<LedgerEntry> {
-    let ledger_id = LedgerId::new("merkle").expect("id");
-    let mut prev = EntryHash::ZERO;
-    (0..n)
-        .map(|i| {
-            let entry = LedgerEntry::seal(
-                LedgerIndex(i),
-                LedgerTime(i),
-                ConstitutionVersion([1; 32]),
-                prev,
-                Record::Genesis {
-                    ledger_id: ledger_id.clone(),
-                    document: format!("{salt} {i}"),
-                },
-            );
-            prev = entry.hash;
-            entry
-        })
-        .collect()
+    docket_core::dev::entry_chain(n, salt)
 }
 
 fn mem_tree(entries: &[LedgerEntry]) -> MerkleTree<MemStore> {
