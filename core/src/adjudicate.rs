@@ -202,14 +202,10 @@ fn judge(
 
     // 7. Lifecycle.
     let domain = &state.constitution().domains[&p.domain];
-    let initial;
-    let subject = match state.subject(&p.domain, &p.subject) {
-        Some(subject) => subject,
-        None => {
-            initial = SubjectState::initial(domain);
-            &initial
-        }
-    };
+    let subject = state
+        .subject(&p.domain, &p.subject)
+        .unwrap_or_else(|| SubjectState::initial(domain));
+    let subject = &subject;
     if !action.from.contains(&subject.state) {
         let from: Vec<&str> = action.from.iter().map(String::as_str).collect();
         return Err(Decision::reject(

@@ -76,6 +76,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod proposal;
 pub mod replay;
+pub mod rows;
 pub mod signature;
 pub mod state;
 pub mod value;
@@ -94,6 +95,7 @@ pub use ledger::{
 };
 pub use proposal::{Proposal, ProposalFormat, SignedProposal};
 pub use replay::{audit, replay, AuditError, AuditReport, Auditor, ReplayError};
+pub use rows::{NoRows, Rows};
 pub use signature::{SignatureCheck, Strict, VerifiedMemo};
 pub use state::{ProposalStatus, State, SubjectState};
 pub use value::Value;

@@ -7,6 +7,7 @@
 //! stored entry through it, so the two cannot drift apart.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,9 @@ use crate::id::{
 };
 use crate::ledger::{LedgerEntry, Record};
 use crate::proposal::SignedProposal;
+use crate::rows::{
+    self, Lattice, NoRows, Rows, LATTICE_BYTES, TABLE_DEFERRED, TABLE_PROPOSAL, TABLE_SUBJECT,
+};
 use crate::value::Value;
 
 /// One subject's lifecycle state and domain data.
@@ -106,60 +110,123 @@ impl ActiveConstitution {
     }
 }
 
-/// Governance state. Cloning is O(state); replicas hold one and mutate it in place.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// Governance state.
+///
+/// The parts that stay small live in memory: the ledger id, the head, the active
+/// constitution and its history, and the deferred set (bounded by the constitution's
+/// `deferred_max`) with its indexes. Subjects, proposal statuses and the deferred set are
+/// also **rows** ([`crate::rows`]): read from a [`Rows`] store, changed in a pending overlay
+/// that [`State::take_changes`] hands to whoever persists them, and committed to by a
+/// lattice hash kept up to date per changed row, so [`State::hash`] is O(1).
+///
+/// Cloning copies the pending overlay and shares the store.
+#[derive(Clone, Debug)]
 pub struct State {
     pub(crate) ledger_id: LedgerId,
     pub(crate) head: Head,
     pub(crate) constitution: ActiveConstitution,
     /// Every constitution adopted, with the index of the entry that adopted it.
     pub(crate) history: Vec<(LedgerIndex, ConstitutionVersion)>,
-    pub(crate) subjects: BTreeMap<String, BTreeMap<String, SubjectState>>,
-    pub(crate) proposals: BTreeMap<ProposalId, ProposalRecord>,
     pub(crate) deferred: BTreeMap<ProposalId, Deferred>,
-    // Derived indexes over `deferred`; rebuilt on restore, never hashed or persisted.
+    // Derived indexes over `deferred`; rebuilt on open, never hashed or persisted.
     pub(crate) waiting: BTreeMap<ProposalId, BTreeSet<ProposalId>>,
     pub(crate) expiry: BTreeSet<(LedgerTime, ProposalId)>,
+    /// Settled rows.
+    rows: Arc<dyn Rows>,
+    /// Rows changed since the last [`State::take_changes`] (`None`: removed).
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The commitment to every row, settled and pending.
+    lattice: Lattice,
+    /// Rows in the state, by table.
+    counts: RowCounts,
+    /// The constitution or its history changed since the last [`State::take_changes`].
+    constitution_changed: bool,
 }
 
-/// The persisted and hashed form of the state: everything but derived indexes, and the
-/// constitution as its document (the parsed form is derived from it).
+/// How many rows of each table the state holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct RowCounts {
+    pub subjects: u64,
+    pub proposals: u64,
+    pub deferred: u64,
+}
+
+impl RowCounts {
+    fn of(&mut self, table: u8) -> &mut u64 {
+        match table {
+            TABLE_SUBJECT => &mut self.subjects,
+            TABLE_PROPOSAL => &mut self.proposals,
+            _ => &mut self.deferred,
+        }
+    }
+}
+
+/// Two states are equal when their hashes are: the hash covers every row (through the
+/// lattice), the head, the constitution and its history.
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        self.hash() == other.hash()
+    }
+}
+
+impl Eq for State {}
+
+/// What the state hash covers: every field, and the rows through their lattice digest.
 #[derive(Serialize)]
-struct StateView<'a> {
+struct StateDigest<'a> {
     ledger_id: &'a LedgerId,
     head: &'a Head,
     constitution_document: &'a str,
     constitution_adopted_at: LedgerIndex,
     history: &'a [(LedgerIndex, ConstitutionVersion)],
-    subjects: &'a BTreeMap<String, BTreeMap<String, SubjectState>>,
-    proposals: &'a BTreeMap<ProposalId, ProposalRecord>,
-    deferred: &'a BTreeMap<ProposalId, Deferred>,
+    counts: RowCounts,
+    rows: [u8; 32],
 }
 
-#[derive(Deserialize)]
-struct StateOwned {
-    ledger_id: LedgerId,
+/// Key of the persisted head, counts and lattice (not a row: not in the lattice).
+pub const KEY_META: &[u8] = b"m";
+/// Key of the persisted ledger id and constitution (not a row: not in the lattice).
+pub const KEY_CONSTITUTION: &[u8] = b"c";
+
+/// The persisted form of the small, frequently changed part of the state.
+#[derive(Serialize, Deserialize)]
+struct MetaRow {
     head: Head,
-    constitution_document: String,
-    constitution_adopted_at: LedgerIndex,
-    history: Vec<(LedgerIndex, ConstitutionVersion)>,
-    subjects: BTreeMap<String, BTreeMap<String, SubjectState>>,
-    proposals: BTreeMap<ProposalId, ProposalRecord>,
-    deferred: BTreeMap<ProposalId, Deferred>,
+    counts: RowCounts,
+    lattice: Vec<u8>,
 }
 
-/// A state snapshot that cannot be restored.
+/// The persisted form of the ledger id and the constitution (changed by amendments only).
+#[derive(Serialize, Deserialize)]
+struct ConstitutionRow {
+    ledger_id: LedgerId,
+    document: String,
+    adopted_at: LedgerIndex,
+    history: Vec<(LedgerIndex, ConstitutionVersion)>,
+}
+
+/// Rows and records a state changed, for its store ([`State::take_changes`]).
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// `(key, Some(value))` to write, `(key, None)` to remove, in key order. The head and
+    /// counts record (`KEY_META`) is always among them, the constitution record
+    /// (`KEY_CONSTITUTION`) when it changed.
+    pub rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Persisted state that cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     Decode(#[from] encoding::DecodeError),
-    #[error("snapshot's constitution does not parse: {0}")]
+    #[error("persisted constitution does not parse: {0}")]
     Constitution(ConstitutionError),
-    #[error("snapshot's state hash is {found}, expected {expected}")]
-    Hash {
-        expected: StateHash,
-        found: StateHash,
-    },
+    #[error("persisted state lacks its {0} record")]
+    Missing(&'static str),
+    #[error("persisted lattice has {0} bytes, not {LATTICE_BYTES}")]
+    Lattice(usize),
+    #[error("the rows hash to {found}, the state records {expected}")]
+    Rows { expected: String, found: String },
 }
 
 /// An entry that does not follow from the state it is applied to.
@@ -190,7 +257,7 @@ pub enum ApplyError {
 }
 
 impl State {
-    /// Creates the state and entry 0 of a new ledger.
+    /// Creates the state and entry 0 of a new ledger, its rows in memory ([`NoRows`]).
     pub fn genesis(
         ledger_id: LedgerId,
         document: &str,
@@ -216,11 +283,14 @@ impl State {
             },
             history: vec![(LedgerIndex(0), active.version)],
             constitution: active,
-            subjects: BTreeMap::new(),
-            proposals: BTreeMap::new(),
             deferred: BTreeMap::new(),
             waiting: BTreeMap::new(),
             expiry: BTreeSet::new(),
+            rows: Arc::new(NoRows),
+            pending: BTreeMap::new(),
+            lattice: Lattice::empty(),
+            counts: RowCounts::default(),
+            constitution_changed: true,
         };
         Ok((state, entry))
     }
@@ -248,6 +318,131 @@ impl State {
         Ok(state)
     }
 
+    /// Moves a state with no settled rows (fresh from genesis, or from a replay whose
+    /// changes were never taken) onto `rows`, an empty store its changes will be written to.
+    pub fn on_rows(mut self, rows: Arc<dyn Rows>) -> State {
+        self.rows = rows;
+        self
+    }
+
+    /// Opens the state persisted in `rows` (what [`State::take_changes`] wrote there);
+    /// `None` when it holds no state. Trusts the store: the rows are not re-hashed
+    /// ([`State::check_rows`] does that, in O(state)).
+    pub fn open(rows: Arc<dyn Rows>) -> Result<Option<State>, RestoreError> {
+        let (Some(meta), Some(constitution)) = (rows.get(KEY_META), rows.get(KEY_CONSTITUTION))
+        else {
+            return match rows.get(KEY_META).or_else(|| rows.get(KEY_CONSTITUTION)) {
+                None => Ok(None),
+                Some(_) => Err(RestoreError::Missing("head or constitution")),
+            };
+        };
+        let meta: MetaRow = encoding::from_bytes(&meta)?;
+        let constitution: ConstitutionRow = encoding::from_bytes(&constitution)?;
+        let lattice =
+            Lattice::from_bytes(&meta.lattice).ok_or(RestoreError::Lattice(meta.lattice.len()))?;
+        let active = ActiveConstitution::parse(constitution.document, constitution.adopted_at)
+            .map_err(RestoreError::Constitution)?;
+        let mut deferred = BTreeMap::new();
+        let mut error = None;
+        rows.scan(&[TABLE_DEFERRED], &mut |key, value| {
+            if error.is_some() {
+                return;
+            }
+            match (
+                key.get(1..).and_then(|id| <[u8; 32]>::try_from(id).ok()),
+                encoding::from_bytes::<Deferred>(value),
+            ) {
+                (Some(id), Ok(record)) => {
+                    deferred.insert(ProposalId(id), record);
+                }
+                (None, _) => error = Some(RestoreError::Missing("deferred row key")),
+                (_, Err(e)) => error = Some(RestoreError::Decode(e)),
+            }
+        });
+        if let Some(error) = error {
+            return Err(error);
+        }
+        let mut state = State {
+            ledger_id: constitution.ledger_id,
+            head: meta.head,
+            constitution: active,
+            history: constitution.history,
+            deferred,
+            waiting: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            rows,
+            pending: BTreeMap::new(),
+            lattice,
+            counts: meta.counts,
+            constitution_changed: false,
+        };
+        state.rebuild_indexes();
+        Ok(Some(state))
+    }
+
+    /// Re-hashes every row (settled and pending) and checks the lattice and the counts the
+    /// state keeps: O(state). A check of a store, for tests and audits.
+    pub fn check_rows(&self) -> Result<(), RestoreError> {
+        let mut all: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED] {
+            self.rows.scan(&[table], &mut |key, value| {
+                all.insert(key.to_vec(), value.to_vec());
+            });
+        }
+        for (key, value) in &self.pending {
+            match value {
+                Some(value) => all.insert(key.clone(), value.clone()),
+                None => all.remove(key),
+            };
+        }
+        let mut lattice = Lattice::empty();
+        let mut counts = RowCounts::default();
+        for (key, value) in &all {
+            lattice.insert(key, value);
+            *counts.of(key[0]) += 1;
+        }
+        if lattice != self.lattice || counts != self.counts {
+            return Err(RestoreError::Rows {
+                expected: format!("{:?} {:?}", self.lattice, self.counts),
+                found: format!("{lattice:?} {counts:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The rows changed since the last call (the overlay is emptied: from now on they are
+    /// read from the store, so the caller must write them there before reading again),
+    /// with the head and counts record and, if it changed, the constitution record.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            std::mem::take(&mut self.pending).into_iter().collect();
+        let meta = MetaRow {
+            head: self.head,
+            counts: self.counts,
+            lattice: self.lattice.to_bytes(),
+        };
+        rows.push((KEY_META.to_vec(), Some(encoding::to_bytes(&meta))));
+        if std::mem::take(&mut self.constitution_changed) {
+            let constitution = ConstitutionRow {
+                ledger_id: self.ledger_id.clone(),
+                document: self.constitution.document.clone(),
+                adopted_at: self.constitution.adopted_at,
+                history: self.history.clone(),
+            };
+            rows.push((
+                KEY_CONSTITUTION.to_vec(),
+                Some(encoding::to_bytes(&constitution)),
+            ));
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Changes { rows }
+    }
+
+    /// Rows changed since the last [`State::take_changes`].
+    pub fn pending_rows(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn ledger_id(&self) -> &LedgerId {
         &self.ledger_id
     }
@@ -272,78 +467,117 @@ impl State {
         &self.history
     }
 
-    pub fn subject(&self, domain: &str, subject: &str) -> Option<&SubjectState> {
-        self.subjects.get(domain)?.get(subject)
+    /// The current bytes of a row: pending, else settled.
+    fn row(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.pending.get(key) {
+            Some(value) => value.clone(),
+            None => self.rows.get(key),
+        }
     }
 
-    /// Every subject of a domain, in name order.
-    pub fn subjects(&self, domain: &str) -> impl Iterator<Item = (&String, &SubjectState)> {
-        self.subjects.get(domain).into_iter().flatten()
+    fn decode_row<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> T {
+        encoding::from_bytes(bytes).unwrap_or_else(|e| {
+            panic!(
+                "invariant: a state row decodes (key {}): {e}",
+                hex::encode(key)
+            )
+        })
     }
 
-    pub fn proposal(&self, id: &ProposalId) -> Option<&ProposalRecord> {
-        self.proposals.get(id)
+    /// Sets a row, keeping the lattice and the counts.
+    fn put_row(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match self.row(&key) {
+            Some(old) => self.lattice.remove(&key, &old),
+            None => *self.counts.of(key[0]) += 1,
+        }
+        self.lattice.insert(&key, &value);
+        self.pending.insert(key, Some(value));
+    }
+
+    /// Removes a row, keeping the lattice and the counts.
+    fn remove_row(&mut self, key: Vec<u8>) {
+        let Some(old) = self.row(&key) else {
+            return;
+        };
+        self.lattice.remove(&key, &old);
+        *self.counts.of(key[0]) -= 1;
+        if self.rows.get(&key).is_some() {
+            self.pending.insert(key, None);
+        } else {
+            self.pending.remove(&key);
+        }
+    }
+
+    pub fn subject(&self, domain: &str, subject: &str) -> Option<SubjectState> {
+        let key = rows::subject_key(domain, subject);
+        self.row(&key).map(|bytes| Self::decode_row(&key, &bytes))
+    }
+
+    /// Every subject of a domain, in name order. O(subjects of the domain): for tests and
+    /// small domains.
+    pub fn subjects(&self, domain: &str) -> Vec<(String, SubjectState)> {
+        let prefix = rows::subject_prefix(domain);
+        let mut all: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        self.rows.scan(&prefix, &mut |key, value| {
+            all.insert(key.to_vec(), value.to_vec());
+        });
+        for (key, value) in self.pending.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match value {
+                Some(value) => all.insert(key.clone(), value.clone()),
+                None => all.remove(key),
+            };
+        }
+        all.into_iter()
+            .map(|(key, value)| {
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                (name, Self::decode_row(&key, &value))
+            })
+            .collect()
+    }
+
+    pub fn proposal(&self, id: &ProposalId) -> Option<ProposalRecord> {
+        let key = rows::proposal_key(id);
+        self.row(&key).map(|bytes| Self::decode_row(&key, &bytes))
     }
 
     pub fn proposal_status(&self, id: &ProposalId) -> Option<ProposalStatus> {
-        self.proposals.get(id).map(|r| r.status)
+        self.proposal(id).map(|r| r.status)
     }
 
-    pub fn proposal_count(&self) -> usize {
-        self.proposals.len()
+    /// Proposals with a status (every decided or deferred proposal ever recorded).
+    pub fn proposal_count(&self) -> u64 {
+        self.counts.proposals
+    }
+
+    /// Rows in the state, by table.
+    pub fn row_counts(&self) -> RowCounts {
+        self.counts
     }
 
     pub fn deferred(&self) -> &BTreeMap<ProposalId, Deferred> {
         &self.deferred
     }
 
-    fn view(&self) -> StateView<'_> {
-        StateView {
-            ledger_id: &self.ledger_id,
-            head: &self.head,
-            constitution_document: &self.constitution.document,
-            constitution_adopted_at: self.constitution.adopted_at,
-            history: &self.history,
-            subjects: &self.subjects,
-            proposals: &self.proposals,
-            deferred: &self.deferred,
-        }
-    }
-
-    /// BLAKE3 over the canonical encoding of the state. Equal on every replica at an equal
-    /// ledger index; O(state), so callers compute it when asked, not per entry.
+    /// BLAKE3 over the canonical encoding of what the state is: the ledger id, head,
+    /// constitution and history, the row counts, and the lattice digest of every row.
+    /// Equal on every replica at an equal ledger index; O(constitution + history), not
+    /// O(state).
     pub fn hash(&self) -> StateHash {
-        StateHash(encoding::tagged_hash(TAG_STATE, &self.view()))
-    }
-
-    /// Canonical bytes of the state, for snapshots.
-    pub fn to_snapshot(&self) -> Vec<u8> {
-        encoding::to_bytes(&self.view())
-    }
-
-    /// Restores a snapshot and checks it against the state hash it was taken with.
-    pub fn restore(bytes: &[u8], expected: StateHash) -> Result<State, RestoreError> {
-        let owned: StateOwned = encoding::from_bytes(bytes)?;
-        let constitution =
-            ActiveConstitution::parse(owned.constitution_document, owned.constitution_adopted_at)
-                .map_err(RestoreError::Constitution)?;
-        let mut state = State {
-            ledger_id: owned.ledger_id,
-            head: owned.head,
-            constitution,
-            history: owned.history,
-            subjects: owned.subjects,
-            proposals: owned.proposals,
-            deferred: owned.deferred,
-            waiting: BTreeMap::new(),
-            expiry: BTreeSet::new(),
-        };
-        state.rebuild_indexes();
-        let found = state.hash();
-        if found != expected {
-            return Err(RestoreError::Hash { expected, found });
-        }
-        Ok(state)
+        StateHash(encoding::tagged_hash(
+            TAG_STATE,
+            &StateDigest {
+                ledger_id: &self.ledger_id,
+                head: &self.head,
+                constitution_document: &self.constitution.document,
+                constitution_adopted_at: self.constitution.adopted_at,
+                history: &self.history,
+                counts: self.counts,
+                rows: self.lattice.digest(),
+            },
+        ))
     }
 
     fn rebuild_indexes(&mut self) {
@@ -397,6 +631,10 @@ impl State {
                     self.waiting.entry(*dep).or_default().insert(record.id);
                 }
                 self.expiry.insert((deferred.expires_at, record.id));
+                self.put_row(
+                    rows::deferred_key(&record.id),
+                    encoding::to_bytes(&deferred),
+                );
                 self.deferred.insert(record.id, deferred);
                 ProposalStatus::Deferred
             }
@@ -414,7 +652,10 @@ impl State {
                 status,
                 deferred_at,
             };
-            self.proposals.insert(record.id, record_of_id);
+            self.put_row(
+                rows::proposal_key(&record.id),
+                encoding::to_bytes(&record_of_id),
+            );
         }
         self.head = Head {
             index: entry.index,
@@ -428,6 +669,7 @@ impl State {
     /// of the entry that had deferred it.
     fn undefer(&mut self, id: &ProposalId) -> Option<LedgerIndex> {
         let deferred = self.deferred.remove(id)?;
+        self.remove_row(rows::deferred_key(id));
         for dep in &deferred.waiting_on {
             if let Some(dependents) = self.waiting.get_mut(dep) {
                 dependents.remove(id);
@@ -460,30 +702,31 @@ impl State {
             .get(&p.domain)
             .ok_or_else(unknown)?;
         let action = domain.actions.get(&p.action).ok_or_else(unknown)?;
-        let subject = self
-            .subjects
-            .entry(p.domain.clone())
-            .or_default()
-            .entry(p.subject.clone())
-            .or_insert_with(|| SubjectState::initial(domain));
+        let key = rows::subject_key(&p.domain, &p.subject);
+        let mut subject = match self.row(&key) {
+            Some(bytes) => Self::decode_row::<SubjectState>(&key, &bytes),
+            None => SubjectState::initial(domain),
+        };
         subject.last_index = index;
+        let mut effects = Vec::new();
+        let mut quorum_pending = false;
         if action.quorum > 1 {
             let approvals = subject.approvals.entry(p.action.clone()).or_default();
             approvals.insert(p.author);
-            if (approvals.len() as u64) < u64::from(action.quorum) {
-                return Ok(());
+            quorum_pending = (approvals.len() as u64) < u64::from(action.quorum);
+        }
+        if !quorum_pending {
+            subject.state = action.to.clone();
+            subject.approvals.clear();
+            for update in &action.updates {
+                match update.apply(p, id, &mut subject) {
+                    Ok(Some(effect)) => effects.push(effect),
+                    Ok(None) => {}
+                    Err(rejection) => return Err(ApplyError::Update(rejection.to_string())),
+                }
             }
         }
-        subject.state = action.to.clone();
-        subject.approvals.clear();
-        let mut effects = Vec::new();
-        for update in &action.updates {
-            match update.apply(p, id, subject) {
-                Ok(Some(effect)) => effects.push(effect),
-                Ok(None) => {}
-                Err(rejection) => return Err(ApplyError::Update(rejection.to_string())),
-            }
-        }
+        self.put_row(key, encoding::to_bytes(&subject));
         for effect in effects {
             match effect {
                 StateEffect::AdoptConstitution { document } => {
@@ -491,6 +734,7 @@ impl State {
                         ActiveConstitution::parse(document, index).map_err(ApplyError::Adoption)?;
                     self.history.push((index, adopted.version));
                     self.constitution = adopted;
+                    self.constitution_changed = true;
                 }
             }
         }

@@ -44,10 +44,7 @@ fn deposit(amount: i64, nonce: u64) -> SignedProposal {
 /// change: same subjects, nothing deferred.
 fn assert_rejected_without_effect(signed: SignedProposal, code: RejectCode) {
     let mut state = funded_state();
-    let subjects_before: Vec<_> = state
-        .subjects("settlement")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let subjects_before: Vec<_> = state.subjects("settlement");
     let id = signed.id();
     let submission = state.submit(signed, LedgerTime(T0 + 2));
     let entry = submission.own_entry(&id).expect("a rejection is recorded");
@@ -58,10 +55,7 @@ fn assert_rejected_without_effect(signed: SignedProposal, code: RejectCode) {
         1,
         "only the rejection is recorded"
     );
-    let subjects_after: Vec<_> = state
-        .subjects("settlement")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let subjects_after: Vec<_> = state.subjects("settlement");
     assert_eq!(
         subjects_before, subjects_after,
         "a rejection changes no subject"

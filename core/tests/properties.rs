@@ -247,10 +247,16 @@ proptest! {
     ) {
         let proposals = build(&ops);
         let cut = cut.index(order.len() + 1);
-        let (mut original, _) = run(&proposals, &ops, &order[..cut]);
-        let snapshot = original.to_snapshot();
-        let mut restored = State::restore(&snapshot, original.hash()).expect("restores");
+        let (original, _) = run(&proposals, &ops, &order[..cut]);
+        // Persist the original's rows as a node does, then open a second state from them.
+        let rows = std::sync::Arc::new(docket_core::rows::MemRows::default());
+        let mut original = original.on_rows(rows.clone());
+        rows.write(original.take_changes());
+        prop_assert_eq!(original.pending_rows(), 0);
+        original.check_rows().expect("settled rows hash to the lattice");
+        let mut restored = State::open(rows.clone()).expect("opens").expect("a state");
         prop_assert_eq!(restored.hash(), original.hash());
+        prop_assert_eq!(restored.deferred(), original.deferred());
         let mut time = original.head().time.0;
         for &i in &order[cut..] {
             time += ops[i].step_ms;
@@ -293,7 +299,8 @@ proptest! {
             // so compare what the wave decided, not the whole state hash.
             let subjects: Vec<(String, docket_core::SubjectState)> = state
                 .subjects("settlement")
-                .map(|(name, subject)| (name.clone(), docket_core::SubjectState { last_index: Default::default(), ..subject.clone() }))
+                .into_iter()
+                .map(|(name, subject)| (name, docket_core::SubjectState { last_index: Default::default(), ..subject }))
                 .collect();
             (released, subjects)
         };

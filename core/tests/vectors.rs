@@ -109,3 +109,45 @@ const PINNED_SIGNATURE: &str = concat!(
     "f2a27db2fc8b2c5103ea3b640fb40af60d8078c5415eb75ade39475c294592cc",
     "bf6bb2c125025139ce9d7fcf47b656f23a620f44b3f2249c9ae4d1e88ac7d101"
 );
+
+/// The state commitment (format 2, ARCHITECTURE.md "State commitment"): the lattice digest
+/// of fixed rows, and the state hash after a fixed history. A change here changes every
+/// state hash a node reports and every snapshot it accepts.
+#[test]
+fn state_commitment_is_pinned() {
+    use docket_core::rows::{self, Lattice};
+    let mut lattice = Lattice::empty();
+    assert_eq!(hex::encode(lattice.digest()), PINNED_EMPTY_LATTICE);
+    lattice.insert(&rows::subject_key("settlement", "s1"), b"value");
+    lattice.insert(&rows::proposal_key(&ProposalId([0x11; 32])), b"record");
+    assert_eq!(hex::encode(lattice.digest()), PINNED_TWO_ROW_LATTICE);
+
+    let ledger = LedgerId::new("vec").expect("valid");
+    let (mut state, _) = docket_core::State::genesis(
+        ledger.clone(),
+        docket_core::constitution::DEFAULT_DOCUMENT,
+        docket_core::LedgerTime(1_000),
+    )
+    .expect("genesis");
+    assert_eq!(state.hash().to_string(), PINNED_GENESIS_STATE);
+    let deposit = docket_core::dev::proposal(
+        &ledger,
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "s1",
+        Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]),
+        vec![],
+        1,
+    );
+    state.submit(deposit, docket_core::LedgerTime(2_000));
+    assert_eq!(state.hash().to_string(), PINNED_ONE_DEPOSIT_STATE);
+}
+
+const PINNED_EMPTY_LATTICE: &str =
+    "8d80dc52a968da1a849c468a8306b353318f46b2b98ce49e89325afd32081152";
+const PINNED_TWO_ROW_LATTICE: &str =
+    "dacaf180099a383ae1203fdf88d421ee50576bbdab1e8d4ee0c34160a0521c43";
+const PINNED_GENESIS_STATE: &str =
+    "d4fafb9c94cf3e134051ddc8e9b0de2e1be209ef161af927643118e04223a139";
+const PINNED_ONE_DEPOSIT_STATE: &str =
+    "99439109ab955192e31d93631159d7bd7d3ceb2e7cc6d8ce7c66e7524441a3e1";

@@ -28,7 +28,7 @@
 //!         self.0.replica.with_state(|s| s?.proposal(id).map(|r| (r.status, r.index)))
 //!     }
 //!     fn subject(&self, d, s) -> Option<SubjectState> {
-//!         self.0.replica.with_state(|st| st?.subject(d, s).cloned())
+//!         self.0.replica.with_state(|st| st?.subject(d, s))
 //!     }
 //!     fn action_quorum(&self, d, a) -> Option<u32> {
 //!         self.0.replica.with_state(|st| Some(st?.constitution().domains.get(d)?.actions.get(a)?.quorum))

@@ -310,7 +310,7 @@ impl CommitFixture {
             fixture.applied.ledger_len += count;
             fixture
                 .store
-                .commit_apply(&entries, &fixture.applied)
+                .commit_apply(&entries, None, &fixture.applied)
                 .expect("commit");
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -349,7 +349,7 @@ impl CommitFixture {
         for entry in &entries {
             self.applied.ledger_len += 1;
             self.store
-                .commit_apply(std::slice::from_ref(entry), &self.applied)
+                .commit_apply(std::slice::from_ref(entry), None, &self.applied)
                 .expect("commit");
         }
         started.elapsed()

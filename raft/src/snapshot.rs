@@ -4,19 +4,19 @@
 //! ## Format
 //!
 //! ```text
-//! magic     8 bytes  "dktsnap2"
+//! magic     8 bytes  "dktsnap3"
 //! header    u64 little-endian length (at most HEADER_BYTES_MAX), then bincode
 //!           Header { last_applied, last_membership, ledger_len,
-//!                    core: Option<{ state_hash, head_hash, state_bytes }> }
+//!                    core: Option<{ state_hash, head_hash, state_bytes: 0 }> }
 //! ledger    ledger_len times: u64 little-endian length (at most ENTRY_BYTES_MAX),
 //!           then LedgerEntry::to_bytes()
-//! state     core.state_bytes bytes of State::to_snapshot() (nothing without a core)
 //! ```
 //!
 //! The ledger is the whole ledger, from genesis, so the receiver ends with the same ledger
-//! as the sender, not only the same state. Nothing follows the state. The state comes
-//! last so that the ledger can be written and checked as a stream before the state is
-//! needed. (`dktsnap1` held the state bytes inside the header, before the ledger.)
+//! as the sender, not only the same state. Nothing follows it: the receiver replays the
+//! ledger anyway (see "Trust"), and the replay builds its state rows, so the state itself
+//! is not shipped; the header carries its hash, which the replay must reach.
+//! (`dktsnap2` shipped the state's bytes after the ledger; `dktsnap1` inside the header.)
 //!
 //! ## Streaming
 //!
@@ -26,20 +26,20 @@
 //! [`BUILD_PAGE_ENTRIES`] through a [`IO_BUFFER_BYTES`] buffer. The receiver reads the
 //! file back through a buffer of the same size, one entry at a time, and hands each
 //! verified entry to the store's staging area (`Store::begin_install`), which writes it
-//! in batches of `STAGE_BATCH_BYTES`. Memory is O(one entry + the state): the state is
-//! still `State::to_snapshot()` bytes, held whole (moving the state to disk is separate
-//! work).
+//! in batches of `STAGE_BATCH_BYTES`; the replay writes its state rows to the next
+//! generation of the store's rows whenever `REPLAY_PENDING_ROWS_MAX` are pending. Memory is
+//! O(one entry + a page of rows + the deferred set), whatever the size of the ledger or
+//! the state.
 //!
 //! ## Trust
 //!
 //! A received snapshot is checked as if it came from a stranger, as it is read: the chain
 //! is verified from genesis entry by entry (indexes, links, entry hashes, proposal ids,
 //! canonical encoding), each entry is replayed (trusted replay, `State::apply`) as it
-//! arrives, the replayed state must have the shipped state hash, and the shipped state
-//! bytes must restore (`State::restore`, which checks the hash) to a state equal to the
-//! replay. Entries are written only to the staging area while this goes on; the ledger,
-//! the state and the applied position are switched over (`Staging::commit`) only after
-//! every check passed. A snapshot that fails any check, or ends early, is refused with a
+//! arrives, and the replayed state must have the shipped state hash. Entries and rows are
+//! written only to the staging area and the next generation of rows while this goes on;
+//! the ledger, the state and the applied position are switched over (`Staging::commit`)
+//! only after every check passed. A snapshot that fails any check, or ends early, is refused with a
 //! `StorageError` and the staging area is cleared: the node keeps exactly what it had.
 //!
 //! A snapshot this node builds or serves is read back from its own ledger tree, and its
@@ -57,17 +57,18 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 
 use docket_core::ledger::ChainVerifier;
-use docket_core::state::{ApplyError, RestoreError};
-use docket_core::{ChainError, EntryHash, LedgerEntry, State, StateHash};
+use docket_core::state::{ApplyError, Changes};
+use docket_core::{ChainError, EntryHash, LedgerEntry, Rows, State, StateHash};
 use openraft::{AnyError, RaftSnapshotBuilder, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::snapshot_file::SnapshotFile;
-use crate::store::{CoreRecord, SnapshotRecord, Store, StoreError};
+use crate::state_machine::REPLAY_PENDING_ROWS_MAX;
+use crate::store::{CoreRecord, SnapshotRecord, Staging, Store, StoreError};
 use crate::{LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
-const MAGIC: &[u8; 8] = b"dktsnap2";
+const MAGIC: &[u8; 8] = b"dktsnap3";
 
 /// Largest encoded header accepted. A header is two log ids, a membership and two hashes:
 /// hundreds of bytes for any realistic cluster; the bound only keeps a corrupt length
@@ -86,14 +87,13 @@ pub const IO_BUFFER_BYTES: usize = 64 * 1024;
 /// disk copies a scanned range out before visiting it, so the page bounds that too).
 pub const BUILD_PAGE_ENTRIES: u64 = 1024;
 
-/// Everything in a snapshot but the ledger entries and the state bytes.
+/// Everything in a snapshot but the ledger entries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(crate) struct Header {
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
     pub ledger_len: u64,
-    /// `None` exactly when `ledger_len == 0` (no genesis yet). Its `state_bytes` is the
-    /// length of the state section.
+    /// `None` exactly when `ledger_len == 0` (no genesis yet). Its `state_bytes` is 0.
     pub core: Option<CoreRecord>,
 }
 
@@ -146,7 +146,7 @@ pub enum SnapshotError {
     Header(codec::Error),
     #[error("truncated in the {at}")]
     Truncated { at: String },
-    #[error("{0} unexpected bytes after the state section")]
+    #[error("{0} unexpected bytes after the ledger")]
     Trailing(u64),
     #[error("snapshot contents disagree with its metadata ({what})")]
     Meta { what: &'static str },
@@ -174,10 +174,8 @@ pub enum SnapshotError {
         expected: StateHash,
         found: StateHash,
     },
-    #[error("shipped state bytes: {0}")]
-    Restore(RestoreError),
-    #[error("shipped state restores to a state different from the replayed ledger")]
-    RestoreDiffers,
+    #[error("the header announces a state section of {0} bytes; this format ships none")]
+    StateSection(u64),
 }
 
 /// Why an install stopped: the snapshot was refused, or this node's storage failed.
@@ -254,21 +252,8 @@ impl<W: Write> Write for Counted<W> {
 
 /// Writes the snapshot of `header` to `out`: this node's own ledger
 /// `[0, header.ledger_len)`, read from the store in pages of [`BUILD_PAGE_ENTRIES`] and
-/// chain-checked on the way, then `state` (the `State::to_snapshot()` bytes the header's
-/// core describes). Returns the number of bytes written.
-pub(crate) fn write(
-    store: &Store,
-    header: &Header,
-    state: &[u8],
-    out: impl Write,
-) -> Result<u64, StoreError> {
-    let state_bytes = header.core.as_ref().map_or(0, |c| c.state_bytes);
-    if state.len() as u64 != state_bytes {
-        return Err(StoreError::Corrupt(format!(
-            "snapshot state of {} bytes where its header says {state_bytes}",
-            state.len()
-        )));
-    }
+/// chain-checked on the way. Returns the number of bytes written.
+pub(crate) fn write(store: &Store, header: &Header, out: impl Write) -> Result<u64, StoreError> {
     let mut out = BufWriter::with_capacity(
         IO_BUFFER_BYTES,
         Counted {
@@ -309,34 +294,46 @@ pub(crate) fn write(
             "local ledger head {head:?} differs from the snapshot's state head"
         )));
     }
-    for piece in state.chunks(IO_BUFFER_BYTES) {
-        out.write_all(piece).map_err(write_error)?;
-    }
     let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
     Ok(counted.bytes)
 }
 
-/// Writes the snapshot of `header` and `state` into a new [`SnapshotFile`] in the store's
-/// spill directory, positioned at its start.
-pub(crate) fn spill(
-    store: &Store,
-    header: &Header,
-    state: &[u8],
-) -> Result<SnapshotFile, StoreError> {
+/// Writes the snapshot of `header` into a new [`SnapshotFile`] in the store's spill
+/// directory, positioned at its start.
+pub(crate) fn spill(store: &Store, header: &Header) -> Result<SnapshotFile, StoreError> {
     let mut file = SnapshotFile::create_in(store.spill_dir().as_deref()).map_err(write_error)?;
-    write(store, header, state, file.file_mut())?;
+    write(store, header, file.file_mut())?;
     io::Seek::rewind(file.file_mut()).map_err(write_error)?;
     Ok(file)
 }
 
-/// A snapshot that passed every check; its ledger went to the sink as it was read.
+/// A snapshot that passed every check; its ledger and rows went to the receiver as they
+/// were read.
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub header: Header,
-    /// The state, `None` before genesis.
+    /// The replayed state, `None` before genesis. Its pending rows (those not yet handed
+    /// to the receiver) are still in it.
     pub state: Option<State>,
-    /// The shipped `State::to_snapshot()` bytes (empty without a core).
-    pub state_bytes: Vec<u8>,
+}
+
+/// Where a verified snapshot goes while it is read.
+pub(crate) trait Receiver {
+    /// Takes verified ledger entry `index` (canonical bytes); returns the bytes it holds in
+    /// memory (for the meter).
+    fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError>;
+    /// Takes a page of the replayed state's rows.
+    fn rows(&mut self, changes: Changes) -> Result<(), StoreError>;
+}
+
+impl Receiver for Staging<'_> {
+    fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+        Staging::entry(self, index, bytes)
+    }
+
+    fn rows(&mut self, changes: Changes) -> Result<(), StoreError> {
+        Staging::rows(self, changes)
+    }
 }
 
 fn read_exact_or(
@@ -381,13 +378,15 @@ fn read_len(
 
 /// Reads a received snapshot from `input` and checks it against the metadata it came
 /// with, as it reads (see "Trust" in the module docs). Each ledger entry, once verified and
-/// replayed, is handed to `sink` with its index; the sink returns how many bytes it holds
-/// (for the memory meter). Memory: one entry, the read buffer, the state being replayed
-/// and the shipped state bytes.
+/// replayed, goes to `receiver`. The replayed state lives on `rows` (the generation the
+/// install builds), its rows handed to the receiver whenever
+/// [`REPLAY_PENDING_ROWS_MAX`] are pending; with `rows` `None` the state stays in memory.
+/// Memory: one entry, the read buffer, a page of rows and the deferred set.
 pub(crate) fn verify(
     input: impl Read,
     meta: &SnapshotMeta,
-    mut sink: impl FnMut(u64, &[u8]) -> Result<usize, StoreError>,
+    receiver: &mut impl Receiver,
+    rows: Option<Arc<dyn Rows>>,
 ) -> Result<Verified, VerifyError> {
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
     let mut magic = [0u8; 8];
@@ -412,6 +411,9 @@ pub(crate) fn verify(
         return Err(SnapshotError::Meta { what: "membership" }.into());
     }
     let ledger_len = header.ledger_len;
+    if let Some(core) = header.core.as_ref().filter(|c| c.state_bytes != 0) {
+        return Err(SnapshotError::StateSection(core.state_bytes).into());
+    }
     match (&header.core, ledger_len) {
         (None, 0) | (Some(_), 1..) => {}
         (Some(_), 0) => {
@@ -449,29 +451,31 @@ pub(crate) fn verify(
         if entry.to_bytes() != buf {
             return Err(SnapshotError::NotCanonical { index }.into());
         }
-        match &mut state {
+        let replayed = match &mut state {
             None => {
-                state = Some(
-                    State::from_genesis_entry(&entry)
-                        .map_err(|error| SnapshotError::Replay { index, error })?,
-                )
+                let genesis = State::from_genesis_entry(&entry)
+                    .map_err(|error| SnapshotError::Replay { index, error })?;
+                state.insert(match &rows {
+                    Some(rows) => genesis.on_rows(rows.clone()),
+                    None => genesis,
+                })
             }
-            Some(state) => state
-                .apply(&entry)
-                .map_err(|error| SnapshotError::Replay { index, error })?,
+            Some(state) => {
+                state
+                    .apply(&entry)
+                    .map_err(|error| SnapshotError::Replay { index, error })?;
+                state
+            }
+        };
+        if rows.is_some() && replayed.pending_rows() >= REPLAY_PENDING_ROWS_MAX {
+            receiver.rows(replayed.take_changes())?;
         }
         head = Some(entry.hash);
-        let held = sink(index, &buf)?;
+        let held = receiver.entry(index, &buf)?;
         note_held(IO_BUFFER_BYTES + buf.capacity() + held);
     }
     drop(buf);
 
-    let mut state_bytes = Vec::new();
-    if let Some(core) = &header.core {
-        read_len(&mut reader, core.state_bytes, &mut state_bytes, || {
-            "state section".to_owned()
-        })?;
-    }
     let trailing = io::copy(&mut reader, &mut io::sink()).map_err(read_error)?;
     if trailing > 0 {
         return Err(SnapshotError::Trailing(trailing).into());
@@ -493,37 +497,41 @@ pub(crate) fn verify(
             }
             .into());
         }
-        let restored =
-            State::restore(&state_bytes, core.state_hash).map_err(SnapshotError::Restore)?;
-        if &restored != replayed {
-            return Err(SnapshotError::RestoreDiffers.into());
-        }
     }
-    Ok(Verified {
-        header,
-        state,
-        state_bytes,
-    })
+    Ok(Verified { header, state })
 }
 
-/// [`verify`] of bytes in memory with a sink that keeps nothing (tests).
+/// A receiver that keeps nothing (tests).
+#[cfg(test)]
+struct Discard;
+
+#[cfg(test)]
+impl Receiver for Discard {
+    fn entry(&mut self, _index: u64, _bytes: &[u8]) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    fn rows(&mut self, _changes: Changes) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// [`verify`] of bytes in memory, keeping the state in memory (tests).
 #[cfg(test)]
 pub(crate) fn verify_bytes(bytes: &[u8], meta: &SnapshotMeta) -> Result<Verified, SnapshotError> {
-    match verify(bytes, meta, |_, _| Ok(0)) {
+    match verify(bytes, meta, &mut Discard, None) {
         Ok(verified) => Ok(verified),
         Err(VerifyError::Refused(e)) => Err(e),
         Err(VerifyError::Store(e)) => panic!("a sink that stores nothing failed: {e}"),
     }
 }
 
-/// Builds a snapshot from a view captured while applies were paused (see
+/// Builds a snapshot from a header captured while applies were paused (see
 /// `StateMachine::get_snapshot_builder`), then persists it as the current snapshot.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     pub(crate) store: Arc<Store>,
     pub(crate) header: Header,
-    /// `State::to_snapshot()` of the captured state (empty before genesis).
-    pub(crate) state: Vec<u8>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -534,11 +542,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let write_error = |e: StoreError| -> StorageError<NodeId> {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
         };
-        let file = spill(&self.store, &self.header, &self.state).map_err(write_error)?;
+        let file = spill(&self.store, &self.header).map_err(write_error)?;
         let bytes = file.len().map_err(|e| write_error(self::write_error(e)))?;
         let current = self
             .store
-            .save_snapshot(self.header.record(), &self.state)
+            .save_snapshot(self.header.record())
             .map_err(write_error)?;
         tracing::info!(
             snapshot_id = %meta.snapshot_id,

@@ -16,15 +16,19 @@
 //! | `log`      | Raft log index, big-endian `u64` | bincode `openraft::Entry<TypeConfig>`     |
 //! | `meta`     | `vote`, `last_purged`, `committed` | bincode `Vote` / `LogId` / `LogId`      |
 //! | `ledger`   | ledger index, big-endian `u64`   | `LedgerEntry::to_bytes()` (canonical)     |
-//! | `sm`       | `applied`, `snapshot`, `install` | bincode [`AppliedRecord`], [`SnapshotRecord`], [`InstallRecord`] |
-//! | `sm_state` | generation `u64` BE ++ chunk `u32` BE | core state snapshot bytes, in chunks |
+//! | `sm`       | `applied`, `snapshot`, `install`, `state_gen` | bincode [`AppliedRecord`], [`SnapshotRecord`], [`InstallRecord`], generation `u64` |
+//! | `sm`       | `0x00`, generation `u64` BE, row key | the state's rows and records ([`docket_core::rows`]: subjects, proposal statuses, deferred proposals; `m` head, counts and lattice; `c` constitution) |
+//! | `sm_state` | (format 1: state snapshot chunks; emptied on open) | |
 //! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
 //! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
-//! The core state bytes sit in a tree of their own, in chunks: `applied` is rewritten on
-//! every apply, and sled rewrites a whole leaf node when it consolidates one, so large
-//! values must not share a leaf with a hot key.
+//! The state rows share `sm` with the `applied` record so that an apply's rows and its
+//! commit point are one sled batch (atomic on recovery, no transaction across trees);
+//! their `0x00` prefix sorts them before every record name, one key range apart. Rows
+//! live in **generations**: the state machine reads and writes the current one
+//! (`state_gen`); a snapshot install builds the next beside it and switches at its switch
+//! point, so a node serves its old state until the new one is complete and verified.
 //!
 //! ## What is atomic
 //!
@@ -36,28 +40,35 @@
 //!   flush that follows, and a torn append leaves a contiguous log.
 //! * Applying commands writes the new ledger entries, then one Merkle tree record per
 //!   entry (the nodes its hash completes, computed from the tree's right edge kept in
-//!   memory: no reads), then the `applied` record (which holds the
-//!   ledger length, and so the tree's size), in order. The `applied` record is the commit
-//!   point: a crash before it leaves entries at or past its `ledger_len` and tree records
-//!   past it (`end > ledger_len`), which open removes (they are applied again from the log). Open also
-//!   builds the tree from the ledger where it falls short (a store from before the tree),
-//!   and checks its last leaf against the last entry.
-//! * A snapshot's chunks are written under a new generation before the `snapshot` record
-//!   that points at them; old generations are deleted afterwards and on open.
+//!   memory: no reads), in order; then one batch with the state rows the apply changed
+//!   and the `applied` record (which holds the ledger length, and so the tree's size).
+//!   That batch is the commit point: a crash before it leaves entries at or past its
+//!   `ledger_len` and tree records past it (`end > ledger_len`), which open removes (they
+//!   are applied again from the log), and the rows as they were. Open also builds the tree
+//!   from the ledger where it falls short (a store from before the tree), and checks its
+//!   last leaf against the last entry.
+//! * A snapshot record is one write; the snapshot's ledger is the store's own prefix and
+//!   its state is not stored apart (the receiver replays the ledger).
+//! * Migrating a format-1 store (a ledger, no `state_gen`) writes rows of generation 1 in
+//!   pages, then one batch with the last rows, the snapshot record (with the format-2
+//!   state hash) and `state_gen`. A crash before that batch leaves generation-1 rows that
+//!   open removes; the migration then starts over.
 //! * Installing a snapshot is staged, then switched over. While the snapshot is read and
 //!   verified ([`crate::snapshot`]), each verified entry the store does not already hold
 //!   with the same bytes is written to `snap_stage` (batches of [`STAGE_BATCH_BYTES`]);
-//!   nothing else is touched, so a refused or interrupted install leaves the node as it
-//!   was (a refusal clears the stage; open clears what a crash left there). Once every
-//!   check passed: the state chunks under a new generation, then the `install` record in
+//!   and the replay of the snapshot writes its state rows to the next generation, in
+//!   pages; nothing else is touched, so a refused or interrupted install leaves the node
+//!   as it was (a refusal clears the stage and that generation; open clears what a crash
+//!   left there). Once every check passed: the last rows, then the `install` record in
 //!   `sm` — the switch point — then the staged entries move into `ledger` (a page of
 //!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
 //!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
 //!   new ledger (keeping the nodes of the prefix this store had when its last leaf is the
 //!   installed entry's hash, else rebuilding from the ledger, in atomic pages of
 //!   [`MERKLE_BUILD_PAGE`] leaves), and one batch writes the `snapshot` and `applied`
-//!   records and removes `install`. Every step after the switch point can run again with
-//!   the same result, and open runs them first when it finds an `install` record.
+//!   records and `state_gen` and removes `install`; the old generation's rows go last.
+//!   Every step after the switch point can run again with the same result, and open runs
+//!   them first when it finds an `install` record.
 //! * Purging writes `last_purged` and deletes the entries in one batch; an older store
 //!   that wrote them separately is finished on open. Readers never need the deleted entries.
 //!
@@ -70,14 +81,16 @@ use std::fmt;
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use docket_core::merkle::{leaf_hash, Frontier, Hash};
+use docket_core::state::Changes;
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::disk::{BoxedDisk, Disk, KeyValue, SledDisk, TreeName, Visit, WriteBatch};
+use crate::disk::{BoxedDisk, Disk, SledDisk, TreeName, Visit, WriteBatch};
 use crate::merkle::{self, LedgerTree, TreeHead};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
@@ -87,10 +100,14 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_INSTALL: &[u8] = b"install";
+const KEY_STATE_GEN: &[u8] = b"state_gen";
 
-/// Size of one chunk of the core state snapshot. Below sled's inline threshold (a quarter
-/// of its 512 KiB segment, minus headers) so each chunk is an ordinary log record.
-pub const STATE_CHUNK_BYTES: usize = 64 * 1024;
+/// First byte of every state row key in `sm`: below every record name, so the rows are one
+/// key range apart from the hot `applied` record.
+const STATE_ROW_PREFIX: u8 = 0x00;
+
+/// State rows removed per batch when a stale generation is cleared.
+pub const STATE_CLEAR_PAGE_ROWS: usize = 4096;
 
 /// Ledger entries read per page (and tree nodes written per batch) when the Merkle tree
 /// is built from the ledger: on open of a store that lacks it, and on a snapshot install.
@@ -162,6 +179,9 @@ pub enum StoreError {
     },
     #[error("storage is inconsistent: {0}")]
     Corrupt(String),
+    /// A visitor ended a scan early (internal to the store; never returned by it).
+    #[error("scan stopped early")]
+    ScanStopped,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(
@@ -186,14 +206,16 @@ pub struct AppliedRecord {
     pub ledger_len: u64,
 }
 
-/// The core-state part of a persisted snapshot.
+/// The core-state part of a snapshot.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CoreRecord {
-    /// `State::hash` of the state the chunks hold.
+    /// `State::hash` of the state at `ledger_len`.
     pub state_hash: StateHash,
     /// Hash of the ledger entry at `ledger_len - 1` (the state's head).
     pub head_hash: EntryHash,
-    /// Total length of the state bytes across chunks.
+    /// Bytes of a shipped state section: always 0 since snapshot format `dktsnap3`, which
+    /// ships none (the receiver replays the ledger into its own rows). Kept so records
+    /// written by format 1 still decode.
     pub state_bytes: u64,
 }
 
@@ -206,7 +228,9 @@ pub struct SnapshotRecord {
     pub ledger_len: u64,
     /// `None` while the ledger has no genesis (`ledger_len == 0`).
     pub core: Option<CoreRecord>,
-    /// Key prefix of the chunks in `sm_state`; assigned by the store.
+    /// The generation of state rows ([`Store::state_generation`]) the node's state was in
+    /// when the record was written; in an [`InstallRecord`], the generation the install
+    /// switches to. (Format 1 stored the chunk generation of `sm_state` here.)
     pub generation: u64,
 }
 
@@ -215,8 +239,11 @@ pub struct Store {
     /// Where it lives, for logs: a directory, or the simulated disk's name.
     dir: PathBuf,
     disk: BoxedDisk,
-    /// Serializes writers and readers of the snapshot record and its chunks.
+    /// Serializes writers and readers of the snapshot record.
     snapshot_lock: Mutex<()>,
+    /// The generation of state rows the state machine reads and writes
+    /// ([`Store::state_generation`]); 0 while a format-1 store waits for its migration.
+    state_gen: AtomicU64,
     /// The right edge of the Merkle tree on disk ([`Frontier`]: at most 64 hashes), at the
     /// size of the last committed apply. Appends use it instead of reading left siblings
     /// back from the disk, and the head of the tree is computed from it. Loaded from the
@@ -245,11 +272,38 @@ fn key_index(key: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn chunk_key(generation: u64, chunk: u32) -> [u8; 12] {
-    let mut key = [0u8; 12];
-    key[..8].copy_from_slice(&generation.to_be_bytes());
-    key[8..].copy_from_slice(&chunk.to_be_bytes());
-    key
+/// A format-1 `sm_state` key: chunk generation, then chunk number (tests of the migration).
+#[cfg(test)]
+fn chunk_key_format1(generation: u64, chunk: u32) -> Vec<u8> {
+    [generation.to_be_bytes().as_slice(), &chunk.to_be_bytes()].concat()
+}
+
+/// The `sm` key prefix of the state rows of `generation`.
+fn state_prefix(generation: u64) -> [u8; 9] {
+    let mut prefix = [0u8; 9];
+    prefix[0] = STATE_ROW_PREFIX;
+    prefix[1..].copy_from_slice(&generation.to_be_bytes());
+    prefix
+}
+
+/// The `sm` key of state row `key` of `generation`.
+fn state_key(generation: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + key.len());
+    out.extend_from_slice(&state_prefix(generation));
+    out.extend_from_slice(key);
+    out
+}
+
+/// The first key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// `[lo, hi)` in index space for a pair of bounds, or `None` when empty.
@@ -307,6 +361,7 @@ impl Store {
             dir: disk.location(),
             disk,
             snapshot_lock: Mutex::new(()),
+            state_gen: AtomicU64::new(0),
             frontier: Mutex::new(Frontier::new()),
         };
         store.recover()?;
@@ -430,12 +485,34 @@ impl Store {
             );
         }
         self.recover_merkle(applied.ledger_len)?;
-        let stale_count = self.remove_stale_chunks()?;
-        if stale_count > 0 {
+        let generation = match self.disk.get(TreeName::Sm, KEY_STATE_GEN)? {
+            Some(value) => decode("state generation", &value)?,
+            // A new store starts its rows at generation 1; a format-1 store (a ledger but
+            // no rows yet) stays at 0 until the state machine migrates it.
+            None if applied.ledger_len == 0 => {
+                let mut batch = WriteBatch::default();
+                batch.insert(
+                    TreeName::Sm,
+                    KEY_STATE_GEN,
+                    encode("state generation", &1u64)?,
+                );
+                self.disk.apply(batch)?;
+                1
+            }
+            None => 0,
+        };
+        self.state_gen.store(generation, Ordering::SeqCst);
+        let stale = self.remove_state_rows_except(generation)?;
+        if stale > 0 {
             tracing::info!(
-                stale_count,
-                "removed state chunks of an unfinished snapshot"
+                stale,
+                generation,
+                "removed state rows of an unfinished snapshot install or migration"
             );
+        }
+        let chunks = self.remove_format1_chunks()?;
+        if chunks > 0 {
+            tracing::info!(chunks, "removed format-1 state snapshot chunks");
         }
         Ok(())
     }
@@ -617,11 +694,13 @@ impl Store {
         }
     }
 
-    /// Writes new ledger entries, then the applied record (the commit point). Not flushed: applied
-    /// state is re-derived from the Raft log after a crash (see the crate docs).
+    /// Writes new ledger entries and their Merkle nodes, then, in one atomic batch, the
+    /// state rows the apply changed and the applied record (the commit point). Not flushed:
+    /// applied state is re-derived from the Raft log after a crash (see the crate docs).
     pub fn commit_apply(
         &self,
         entries: &[LedgerEntry],
+        changes: Option<Changes>,
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -658,16 +737,154 @@ impl Store {
         // gone through: a failed write leaves it at the size still on disk.
         let mut next = frontier.clone();
         merkle::append(&mut next, &leaves, &mut batch);
-        batch.insert(
+        // In order, then the commit batch: the rows and the applied record, all in `sm`, so
+        // one sled batch (atomic on recovery) without a transaction across trees.
+        self.disk.apply_in_order(batch)?;
+        let mut commit = WriteBatch::default();
+        if let Some(changes) = changes {
+            self.state_rows_into(&mut commit, self.state_generation(), changes);
+        }
+        commit.insert(
             TreeName::Sm,
             KEY_APPLIED,
             encode("applied record", applied)?,
         );
-        // In order, the applied record last: it is the commit point (see "What is atomic").
-        // A sled transaction over both trees would cost two extra writes of sled's buffer.
-        self.disk.apply_in_order(batch)?;
+        self.disk.apply(commit)?;
         *frontier = next;
         Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // State rows (layout in the module docs)
+
+    /// The generation of state rows the state machine reads and writes: changed only by a
+    /// snapshot install (which builds the next generation beside the current one and
+    /// switches at its switch point) and by the migration of a format-1 store (from 0).
+    pub fn state_generation(&self) -> u64 {
+        self.state_gen.load(Ordering::SeqCst)
+    }
+
+    /// State row `key` of `generation`.
+    pub fn state_row(&self, generation: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.disk.get(TreeName::Sm, &state_key(generation, key))
+    }
+
+    /// Calls `f` with every state row of `generation` whose key starts with `prefix`, in
+    /// key order (keys without the generation prefix).
+    pub fn state_scan(
+        &self,
+        generation: u64,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        let lo = state_key(generation, prefix);
+        let hi = prefix_end(&lo);
+        self.disk
+            .for_each(TreeName::Sm, &lo, hi.as_deref(), &mut |key, value| {
+                f(&key[9..], value);
+                Ok(())
+            })
+    }
+
+    fn state_rows_into(&self, batch: &mut WriteBatch, generation: u64, changes: Changes) {
+        for (key, value) in changes.rows {
+            let key = state_key(generation, &key);
+            match value {
+                Some(value) => batch.insert(TreeName::Sm, key, value),
+                None => batch.remove(TreeName::Sm, key),
+            }
+        }
+    }
+
+    /// Writes rows of a generation being built (a snapshot install, a migration): not the
+    /// current one, so no reader sees them until the switch.
+    pub fn write_state_rows(&self, generation: u64, changes: Changes) -> Result<(), StoreError> {
+        if generation == self.state_generation() {
+            return Err(StoreError::Corrupt(format!(
+                "staged state rows written to the current generation {generation}"
+            )));
+        }
+        let mut batch = WriteBatch::default();
+        self.state_rows_into(&mut batch, generation, changes);
+        self.disk.apply(batch)
+    }
+
+    /// Finishes the migration of a format-1 store: the last rows of generation 1, the
+    /// snapshot record with the state hash of format 2 at its index (if there is one),
+    /// and the generation, in one batch; durable on return.
+    pub fn finish_migration(
+        &self,
+        changes: Changes,
+        snapshot: Option<SnapshotRecord>,
+    ) -> Result<(), StoreError> {
+        let _guard = lock(&self.snapshot_lock);
+        let mut batch = WriteBatch::default();
+        self.state_rows_into(&mut batch, 1, changes);
+        if let Some(record) = snapshot {
+            batch.insert(
+                TreeName::Sm,
+                KEY_SNAPSHOT,
+                encode("snapshot record", &record)?,
+            );
+        }
+        batch.insert(
+            TreeName::Sm,
+            KEY_STATE_GEN,
+            encode("state generation", &1u64)?,
+        );
+        self.disk.apply(batch)?;
+        self.state_gen.store(1, Ordering::SeqCst);
+        self.durable_flush()
+    }
+
+    /// Removes the state rows of every generation but `keep`, a page of
+    /// [`STATE_CLEAR_PAGE_ROWS`] per batch; returns how many.
+    fn remove_state_rows_except(&self, keep: u64) -> Result<u64, StoreError> {
+        let keep_lo = state_prefix(keep);
+        let keep_hi = prefix_end(&keep_lo).unwrap_or_else(|| vec![STATE_ROW_PREFIX + 1]);
+        let below = self.remove_keys_paged(TreeName::Sm, &[STATE_ROW_PREFIX], Some(&keep_lo))?;
+        let above =
+            self.remove_keys_paged(TreeName::Sm, &keep_hi, Some(&[STATE_ROW_PREFIX + 1]))?;
+        Ok(below + above)
+    }
+
+    /// Removes every key of `tree` in `[lo, hi)`, a page of [`STATE_CLEAR_PAGE_ROWS`] keys
+    /// per batch (memory: one page of keys); returns how many.
+    fn remove_keys_paged(
+        &self,
+        tree: TreeName,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            let mut page: Vec<Vec<u8>> = Vec::new();
+            let scan = self.disk.for_each(tree, lo, hi, &mut |key, _| {
+                page.push(key.to_vec());
+                if page.len() >= STATE_CLEAR_PAGE_ROWS {
+                    return Err(StoreError::ScanStopped);
+                }
+                Ok(())
+            });
+            match scan {
+                Ok(()) | Err(StoreError::ScanStopped) => {}
+                Err(e) => return Err(e),
+            }
+            if page.is_empty() {
+                return Ok(removed);
+            }
+            removed += page.len() as u64;
+            let mut batch = WriteBatch::default();
+            for key in page {
+                batch.remove(tree, key);
+            }
+            self.disk.apply(batch)?;
+        }
+    }
+
+    /// Removes what format 1 kept in `sm_state` (state snapshot chunks), in pages.
+    fn remove_format1_chunks(&self) -> Result<u64, StoreError> {
+        self.remove_keys_paged(TreeName::SmState, &[], None)
     }
 
     // ---------------------------------------------------------------------------------
@@ -865,79 +1082,23 @@ impl Store {
         }
     }
 
-    /// Keys of the state chunks of `generation`, in order.
-    fn chunks_of(&self, generation: u64) -> Result<Vec<KeyValue>, StoreError> {
-        let lo = generation.to_be_bytes();
-        let hi = generation.checked_add(1).map(u64::to_be_bytes);
-        let mut out = Vec::new();
-        self.disk.for_each(
-            TreeName::SmState,
-            &lo,
-            hi.as_ref().map(|h| &h[..]),
-            &mut |key, value| {
-                out.push((key.to_vec(), value.to_vec()));
-                Ok(())
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// The current snapshot record and its core state bytes (empty when it has no core).
-    pub fn read_snapshot(&self) -> Result<Option<(SnapshotRecord, Vec<u8>)>, StoreError> {
+    /// The current snapshot record: the ledger prefix and the state hash a snapshot of
+    /// this node covers (the ledger part is this node's own ledger prefix, which only grows).
+    pub fn read_snapshot(&self) -> Result<Option<SnapshotRecord>, StoreError> {
         let _guard = lock(&self.snapshot_lock);
-        let Some(record) = self.snapshot_record()? else {
-            return Ok(None);
-        };
-        let mut state = Vec::new();
-        for (_, chunk) in self.chunks_of(record.generation)? {
-            state.extend_from_slice(&chunk);
-        }
-        let expected = record.core.as_ref().map_or(0, |c| c.state_bytes);
-        if state.len() as u64 != expected {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot state has {} bytes, its record says {expected}",
-                state.len()
-            )));
-        }
-        Ok(Some((record, state)))
+        self.snapshot_record()
     }
 
-    /// Writes the chunks of a new generation; returns it and the batch that removes the
-    /// current one.
-    fn write_state_chunks(&self, state: &[u8]) -> Result<(u64, WriteBatch), StoreError> {
-        let current = self.snapshot_record()?.map(|r| r.generation);
-        let generation = current.map_or(1, |g| g + 1);
-        let mut chunks = WriteBatch::default();
-        for (i, chunk) in state.chunks(STATE_CHUNK_BYTES).enumerate() {
-            let i = u32::try_from(i)
-                .map_err(|_| StoreError::Corrupt("state snapshot has too many chunks".into()))?;
-            chunks.insert(TreeName::SmState, chunk_key(generation, i), chunk);
-        }
-        self.disk.apply(chunks)?;
-        let mut old = WriteBatch::default();
-        if let Some(current) = current {
-            for (key, _) in self.chunks_of(current)? {
-                old.remove(TreeName::SmState, key);
-            }
-        }
-        Ok((generation, old))
-    }
-
-    /// Persists a snapshot this node built, unless the current one is as new or newer;
-    /// durable on return. Returns whether it became the current snapshot.
-    pub fn save_snapshot(
-        &self,
-        mut record: SnapshotRecord,
-        state: &[u8],
-    ) -> Result<bool, StoreError> {
+    /// Persists the record of a snapshot this node built, unless the current one is as new
+    /// or newer; durable on return. Returns whether it became the current snapshot.
+    pub fn save_snapshot(&self, mut record: SnapshotRecord) -> Result<bool, StoreError> {
         let _guard = lock(&self.snapshot_lock);
         if let Some(current) = self.snapshot_record()? {
             if current.meta.last_log_id >= record.meta.last_log_id {
                 return Ok(false);
             }
         }
-        let (generation, old_chunks) = self.write_state_chunks(state)?;
-        record.generation = generation;
+        record.generation = self.state_generation();
         let mut batch = WriteBatch::default();
         batch.insert(
             TreeName::Sm,
@@ -945,7 +1106,6 @@ impl Store {
             encode("snapshot record", &record)?,
         );
         self.disk.apply(batch)?;
-        self.disk.apply(old_chunks)?;
         self.durable_flush()?;
         Ok(true)
     }
@@ -960,12 +1120,17 @@ impl Store {
     }
 
     /// Starts receiving a snapshot install: clears what an earlier one left in the stage
-    /// tree and notes the ledger length this store has.
+    /// tree and in the next generation of state rows, and notes the ledger length this
+    /// store has. The install's state is built in the next generation
+    /// ([`Staging::generation`]) beside the current one.
     pub fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
         self.clear_stage()?;
+        let generation = self.state_generation() + 1;
+        self.remove_state_rows_except(self.state_generation())?;
         Ok(Staging {
             store: self,
             had_len: self.read_applied()?.unwrap_or_default().ledger_len,
+            generation,
             batch: WriteBatch::default(),
             batch_bytes: 0,
             staged: 0,
@@ -1032,8 +1197,24 @@ impl Store {
             KEY_APPLIED,
             encode("applied record", &install.applied)?,
         );
+        // The install's rows become the state. A format-1 store (no generation recorded)
+        // finishing an install format 1 began has no rows: it stays at 0 and migrates.
+        let rows = self.disk.get(TreeName::Sm, KEY_STATE_GEN)?.is_some();
+        if rows {
+            batch.insert(
+                TreeName::Sm,
+                KEY_STATE_GEN,
+                encode("state generation", &install.snapshot.generation)?,
+            );
+        }
         batch.remove(TreeName::Sm, KEY_INSTALL);
-        self.disk.apply(batch)
+        self.disk.apply(batch)?;
+        if rows {
+            self.state_gen
+                .store(install.snapshot.generation, Ordering::SeqCst);
+            self.remove_state_rows_except(install.snapshot.generation)?;
+        }
+        Ok(())
     }
 
     /// Brings the Merkle tree to the ledger `[0, len)` just installed. The nodes of the
@@ -1072,26 +1253,6 @@ impl Store {
         // install needs; see `frontier`).
         self.reset_merkle_frontier(len)
     }
-
-    /// Removes state chunks of every generation but the current snapshot record's.
-    fn remove_stale_chunks(&self) -> Result<usize, StoreError> {
-        let generation = self.snapshot_record()?.map(|r| r.generation);
-        let mut stale = WriteBatch::default();
-        self.disk
-            .for_each(TreeName::SmState, &[], None, &mut |key, _| {
-                let key_generation = key
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes);
-                if key_generation != generation {
-                    stale.remove(TreeName::SmState, key);
-                }
-                Ok(())
-            })?;
-        let count = stale.len();
-        self.disk.apply(stale)?;
-        Ok(count)
-    }
 }
 
 /// The record that commits a snapshot install (key `install` in `sm`): once it is on disk
@@ -1114,6 +1275,8 @@ pub struct Staging<'a> {
     store: &'a Store,
     /// The applied ledger length when the install began.
     had_len: u64,
+    /// The generation of state rows the install builds.
+    generation: u64,
     batch: WriteBatch,
     batch_bytes: usize,
     staged: u64,
@@ -1153,15 +1316,26 @@ impl Staging<'_> {
         self.staged
     }
 
-    /// Switches the store over to the verified snapshot: writes `state` as a new
-    /// generation of state chunks, then the [`InstallRecord`] (the switch point), then
-    /// carries the install out (`Store::finish_install`); durable on return. `snapshot`
-    /// and `applied` must agree on the ledger length, which every entry up to has been
-    /// given to [`Staging::entry`].
+    /// The generation of state rows the install builds: the replay of the snapshot writes
+    /// its rows there ([`Staging::rows`]), and the switch makes it current.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Writes rows of the install's state (a page of the replay's changes).
+    pub fn rows(&self, changes: Changes) -> Result<(), StoreError> {
+        self.store.write_state_rows(self.generation, changes)
+    }
+
+    /// Switches the store over to the verified snapshot: writes the last rows of its state
+    /// (`changes`), then the [`InstallRecord`] (the switch point), then carries the install
+    /// out (`Store::finish_install`); durable on return. `snapshot` and `applied` must
+    /// agree on the ledger length, which every entry up to has been given to
+    /// [`Staging::entry`].
     pub fn commit(
         mut self,
         mut snapshot: SnapshotRecord,
-        state: &[u8],
+        changes: Option<Changes>,
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
         if snapshot.ledger_len != applied.ledger_len {
@@ -1171,10 +1345,12 @@ impl Staging<'_> {
             )));
         }
         self.flush()?;
+        if let Some(changes) = changes {
+            self.rows(changes)?;
+        }
         let store = self.store;
         let _guard = lock(&store.snapshot_lock);
-        let (generation, old_chunks) = store.write_state_chunks(state)?;
-        snapshot.generation = generation;
+        snapshot.generation = self.generation;
         let install = InstallRecord {
             snapshot,
             applied: applied.clone(),
@@ -1187,14 +1363,15 @@ impl Staging<'_> {
         );
         store.disk.apply(batch)?;
         store.finish_install(&install)?;
-        store.disk.apply(old_chunks)?;
         store.durable_flush()
     }
 
-    /// Gives the install up: removes what was staged. The store is as it was before
-    /// [`Store::begin_install`].
+    /// Gives the install up: removes what was staged and the rows it built. The store is
+    /// as it was before [`Store::begin_install`].
     pub fn abort(self) -> Result<(), StoreError> {
         self.store.clear_stage()?;
+        self.store
+            .remove_state_rows_except(self.store.state_generation())?;
         Ok(())
     }
 }
@@ -1204,6 +1381,30 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn disk(&self) -> &BoxedDisk {
         &self.disk
+    }
+
+    /// Turns this store into what format 1 left: no state rows and no generation, and a
+    /// snapshot record with a format-1 state hash and state section (tests of the
+    /// migration).
+    #[cfg(test)]
+    pub(crate) fn make_format1(&self) {
+        self.remove_state_rows_except(u64::MAX)
+            .expect("remove rows");
+        let mut batch = WriteBatch::default();
+        batch.remove(TreeName::Sm, KEY_STATE_GEN);
+        if let Some(mut record) = self.snapshot_record().expect("snapshot record") {
+            if let Some(core) = &mut record.core {
+                core.state_hash = StateHash([0xaa; 32]);
+                core.state_bytes = 100;
+            }
+            batch.insert(
+                TreeName::Sm,
+                KEY_SNAPSHOT,
+                encode("snapshot record", &record).expect("encode"),
+            );
+        }
+        batch.insert(TreeName::SmState, chunk_key_format1(1, 0), vec![7u8; 100]);
+        self.disk.apply(batch).expect("write");
     }
 
     /// Writes one raw key and value, bypassing every invariant (tests that fake leftovers
@@ -1236,7 +1437,10 @@ mod tests {
     #[test]
     fn keys_sort_numerically() {
         assert!(index_key(255) < index_key(256));
-        assert!(chunk_key(1, u32::MAX) < chunk_key(2, 0));
+        assert!(state_key(1, &[0xff; 40]) < state_key(2, &[]));
+        assert!(state_key(u64::MAX, &[0xff; 4]).as_slice() < KEY_APPLIED);
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
     }
 
     #[test]
@@ -1267,13 +1471,13 @@ mod tests {
         let mut entries = vec![genesis];
         entries.extend(first);
         applied.ledger_len = entries.len() as u64;
-        store.commit_apply(&entries, &applied).expect("apply");
+        store.commit_apply(&entries, None, &applied).expect("apply");
         store.durable_flush().expect("flush");
         let head = store.ledger_tree().expect("tree").head().expect("head");
         assert_eq!(head.size, entries.len() as u64);
 
         applied.ledger_len += second.len() as u64;
-        store.commit_apply(&second, &applied).expect("apply");
+        store.commit_apply(&second, None, &applied).expect("apply");
         drop(store);
         // Every entry of the second apply and its Merkle record reached the disk, its
         // applied record did not.
@@ -1331,7 +1535,7 @@ mod tests {
             for (index, entry) in (0u64..).zip(&bytes) {
                 staging.entry(index, entry).expect("stage");
             }
-            staging.commit(record, &[], &applied).expect("install");
+            staging.commit(record, None, &applied).expect("install");
         };
         let ours = chain(100, "ours");
         let disk = SimDisk::new("keep");
@@ -1340,7 +1544,9 @@ mod tests {
             ledger_len: 40,
             ..AppliedRecord::default()
         };
-        store.commit_apply(&ours[..40], &applied).expect("apply");
+        store
+            .commit_apply(&ours[..40], None, &applied)
+            .expect("apply");
         // Mark the prefix's tree by removing a record in its middle: an install that
         // keeps the prefix's nodes leaves the gap, one that rebuilds fills it.
         let gap = || {

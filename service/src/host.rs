@@ -39,9 +39,7 @@ impl LedgerView for ServiceHost {
     }
 
     fn subject(&self, domain: &str, subject: &str) -> Option<SubjectState> {
-        self.0
-            .replica
-            .with_state(|s| s?.subject(domain, subject).cloned())
+        self.0.replica.with_state(|s| s?.subject(domain, subject))
     }
 
     fn action_quorum(&self, domain: &str, action: &str) -> Option<u32> {

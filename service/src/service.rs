@@ -481,7 +481,7 @@ impl Service {
     pub fn proposal_view(&self, id: ProposalId) -> Result<ProposalView, ServiceError> {
         let record = self
             .replica
-            .with_state(|s| s.map(|s| s.proposal(&id).copied()))
+            .with_state(|s| s.map(|s| s.proposal(&id)))
             .ok_or_else(ServiceError::not_initialized)?
             .ok_or_else(|| {
                 ServiceError::new(ErrorCode::NotFound, format!("no proposal {id} is recorded"))
@@ -557,7 +557,7 @@ impl Service {
             Ok(SubjectView {
                 domain: domain.to_owned(),
                 subject: subject.to_owned(),
-                state: s.subject(domain, subject).cloned(),
+                state: s.subject(domain, subject),
                 initial_state: initial,
                 as_of_length: s.head().index.0 + 1,
                 consistency,

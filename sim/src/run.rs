@@ -686,6 +686,7 @@ fn payouts_settled(replica: &Replica) -> bool {
     replica.with_state(|state| {
         state.is_some_and(|s| {
             s.subjects("settlement")
+                .iter()
                 .all(|(_, subject)| subject.state != "payout_requested")
         })
     })

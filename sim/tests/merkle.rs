@@ -27,7 +27,7 @@ fn mem_tree(entries: &[LedgerEntry]) -> MerkleTree<MemStore> {
 fn apply(store: &Store, entries: &[LedgerEntry]) {
     let mut applied = store.read_applied().expect("read").unwrap_or_default();
     applied.ledger_len += entries.len() as u64;
-    store.commit_apply(entries, &applied).expect("apply");
+    store.commit_apply(entries, None, &applied).expect("apply");
 }
 
 /// Opens a sled store in `dir`. A store of the same directory dropped just before may still
@@ -326,7 +326,7 @@ fn install(store: &Store, ledger: &[LedgerEntry]) {
         staging.entry(index, entry).expect("stage");
     }
     staging
-        .commit(snapshot_record(len, head), &[], &applied)
+        .commit(snapshot_record(len, head), None, &applied)
         .expect("install");
 }
 

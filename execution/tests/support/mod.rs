@@ -126,12 +126,7 @@ impl FakeHost {
     }
 
     pub fn subject_state(&self, domain: &str, subject: &str) -> Option<SubjectState> {
-        self.ledger
-            .lock()
-            .unwrap()
-            .0
-            .subject(domain, subject)
-            .cloned()
+        self.ledger.lock().unwrap().0.subject(domain, subject)
     }
 
     pub fn set_leader(&self, leader: bool, term: u64) {
