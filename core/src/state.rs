@@ -486,8 +486,14 @@ impl State {
 
     /// Sets a row, keeping the lattice and the counts.
     fn put_row(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        match self.row(&key) {
-            Some(old) => self.lattice.remove(&key, &old),
+        let old = self.row(&key);
+        self.replace_row(key, old.as_deref(), value);
+    }
+
+    /// Sets a row whose current bytes the caller just read (`old`, `None` if absent).
+    fn replace_row(&mut self, key: Vec<u8>, old: Option<&[u8]>, value: Vec<u8>) {
+        match old {
+            Some(old) => self.lattice.remove(&key, old),
             None => *self.counts.of(key[0]) += 1,
         }
         self.lattice.insert(&key, &value);
@@ -703,8 +709,9 @@ impl State {
             .ok_or_else(unknown)?;
         let action = domain.actions.get(&p.action).ok_or_else(unknown)?;
         let key = rows::subject_key(&p.domain, &p.subject);
-        let mut subject = match self.row(&key) {
-            Some(bytes) => Self::decode_row::<SubjectState>(&key, &bytes),
+        let old = self.row(&key);
+        let mut subject = match &old {
+            Some(bytes) => Self::decode_row::<SubjectState>(&key, bytes),
             None => SubjectState::initial(domain),
         };
         subject.last_index = index;
@@ -726,7 +733,7 @@ impl State {
                 }
             }
         }
-        self.put_row(key, encoding::to_bytes(&subject));
+        self.replace_row(key, old.as_deref(), encoding::to_bytes(&subject));
         for effect in effects {
             match effect {
                 StateEffect::AdoptConstitution { document } => {
