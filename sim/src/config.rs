@@ -117,7 +117,14 @@ pub struct SimConfig {
     pub tick: Duration,
     /// Keep the full trace log (for `--trace`), not only its hash.
     pub keep_trace: bool,
+    /// Growth mode: proposals a filler submits in batches of [`FILL_BATCH`] during the
+    /// fault phase, beside the workload, so that snapshots, their streaming and their
+    /// installs carry a ledger this much longer (0: no filler).
+    pub prefill: u64,
 }
+
+/// Proposals per batch the growth mode's filler submits.
+pub const FILL_BATCH: u64 = 250;
 
 impl Default for SimConfig {
     fn default() -> SimConfig {
@@ -130,6 +137,7 @@ impl Default for SimConfig {
             execution: true,
             tick: TICK_DEFAULT,
             keep_trace: false,
+            prefill: 0,
         }
     }
 }

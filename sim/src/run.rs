@@ -97,6 +97,9 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
     if config.tick != TICK_DEFAULT {
         command.push_str(&format!(" --tick-ms {}", config.tick.as_millis()));
     }
+    if config.prefill > 0 {
+        command.push_str(&format!(" --prefill {}", config.prefill));
+    }
     command
 }
 
@@ -286,6 +289,11 @@ impl Run {
                 world.clone(),
                 clients,
             )));
+            if world.borrow().config.prefill > 0 {
+                tasks.push(tokio::task::spawn_local(workload::run_filler(
+                    world.clone(),
+                )));
+            }
             for task in tasks {
                 task.await??;
             }

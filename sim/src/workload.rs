@@ -27,7 +27,7 @@ use rand::Rng;
 use docket_service::ErrorCode;
 
 use crate::api::{self, Envelope, Request, Response, LEDGER_EPOCH_MS};
-use crate::config::{rng, salt};
+use crate::config::{rng, salt, FILL_BATCH};
 use crate::execution::RAIL_AMOUNT_MAX;
 use crate::history::{OpKind, OpResult};
 use crate::rail::{BENEFICIARY_BLOCKED, BENEFICIARY_FLAKY};
@@ -628,6 +628,56 @@ pub async fn run_client(world: World, client: u32) -> turmoil::Result {
             None => {}
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2..40))).await;
+    }
+    Ok(())
+}
+
+/// The growth mode's filler ([`crate::SimConfig::prefill`]): submits deposits to fresh
+/// subjects in batches of [`FILL_BATCH`] through random nodes until `prefill` of them are
+/// acknowledged or the workload stops. Its proposals are not in the history (they are
+/// bulk, not operations the checkers reason about one by one); the agreement, chain and
+/// convergence checks cover them like every other entry.
+pub async fn run_filler(world: World) -> turmoil::Result {
+    let (seed, nodes, prefill) = {
+        let w = world.borrow();
+        (w.derived.seed, w.config.nodes, w.config.prefill)
+    };
+    let mut rng = rng(seed ^ (0xf111 << 48), salt::WORKLOAD);
+    let ledger = LedgerId::new(CLUSTER_ID).expect("invariant: the cluster id is a ledger id");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (mut acknowledged, mut nonce) = (0u64, 0u64);
+    while acknowledged < prefill && !world.borrow().stop_workload {
+        let count = FILL_BATCH.min(prefill - acknowledged);
+        let batch: Vec<SignedProposal> = (0..count)
+            .map(|_| {
+                nonce += 1;
+                dev::proposal(
+                    &ledger,
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &format!("fill-{nonce}"),
+                    Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+                    vec![],
+                    nonce,
+                )
+            })
+            .collect();
+        let envelope = Envelope {
+            forwarded: false,
+            request: Request::Submit(batch),
+        };
+        let node = pick_node(&mut rng, nodes);
+        match api::call(&api_addr(node), &envelope, CLIENT_DEADLINE).await {
+            Response::Submitted(outcomes) => {
+                acknowledged += outcomes.len() as u64;
+                world.borrow_mut().trace_now(format_args!(
+                    "filler: {acknowledged} of {prefill} acknowledged"
+                ));
+            }
+            // A timeout or refusal: the batch may or may not be recorded; the next one
+            // carries new nonces, so nothing is filed twice by design.
+            _ => tokio::time::sleep(Duration::from_millis(rng.gen_range(50..200))).await,
+        }
     }
     Ok(())
 }

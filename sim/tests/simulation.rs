@@ -107,6 +107,31 @@ fn three_nodes_heavy_faults_and_no_faults() {
 /// * 54: a removal of the leader cut short left a joint configuration without the leader;
 ///   the next membership change at that leader made it a non-member leader and tripped an
 ///   assertion inside openraft. The simulator's API now refuses that change.
+/// Growth mode: a filler adds 2,000 deposits in batches during the fault phase, so the
+/// snapshots that catch up crashed, lagging and added nodes stream, verify and install a
+/// ledger several times longer than a default run's (replayed into the next generation of
+/// state rows); every invariant must still hold, and the ledger must have grown.
+#[test]
+fn growth_mode_seeds_with_a_longer_ledger() {
+    let config = SimConfig {
+        prefill: 2_000,
+        ..config(5)
+    };
+    let mut failures = Vec::new();
+    for seed in 2000..2004 {
+        let report = run_seed(seed, &config);
+        if !report.passed() {
+            failures.push(failure(&report));
+        }
+        assert!(
+            report.stats.ledger_len >= 2_000,
+            "seed {seed}: the filler grew the ledger to only {} entries",
+            report.stats.ledger_len
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn regression_seeds() {
     let found_at = SimConfig {

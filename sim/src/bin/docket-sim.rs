@@ -61,6 +61,10 @@ struct Args {
     /// Run each seed this many times and fail if the trace hashes differ (determinism check).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
+    /// Growth mode: a filler submits this many more deposits, in batches, during the
+    /// fault phase, so snapshots stream and install a longer ledger (0: off).
+    #[arg(long, default_value_t = 0)]
+    prefill: u64,
 }
 
 fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
         variant,
         execution: !args.no_execution,
         tick: Duration::from_millis(args.tick_ms),
+        prefill: args.prefill,
         keep_trace: args.trace,
     };
     let started = Instant::now();
