@@ -91,22 +91,6 @@ fn three_nodes_heavy_faults_and_no_faults() {
     run_all(2100..2110, &calm);
 }
 
-/// Seeds that once failed, kept as regressions, at the tick they failed at (1 ms: each was
-/// found before the default tick became 5 ms).
-///
-/// * 10751: a leader restarted (instant crash, its unflushed committed id lost) and resumed
-///   leadership in the same term, so its read index was below a write it had already
-///   acknowledged: a stale `ensure_linearizable` read. Fixed first by a durable
-///   `docket_raft::Store::save_committed`, now by `Store` reopening a node that led as a
-///   follower (its vote un-committed).
-/// * 100: an execution attempt interrupted mid-flight, whose payout another leader then
-///   reported, left no evidence in the journal of the node that sent it. Fixed in
-///   `docket_execution::agent` (the interrupted attempt is recorded before the ledger check).
-/// * 75: the agents' leadership publisher re-ran its read-index round on every metrics
-///   change after a failed one; an isolated leader spun without simulated time passing.
-/// * 54: a removal of the leader cut short left a joint configuration without the leader;
-///   the next membership change at that leader made it a non-member leader and tripped an
-///   assertion inside openraft. The simulator's API now refuses that change.
 /// Growth mode: a filler adds 2,000 deposits in batches during the fault phase, so the
 /// snapshots that catch up crashed, lagging and added nodes stream, verify and install a
 /// ledger several times longer than a default run's (replayed into the next generation of
@@ -132,6 +116,22 @@ fn growth_mode_seeds_with_a_longer_ledger() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Seeds that once failed, kept as regressions, at the tick they failed at (1 ms: each was
+/// found before the default tick became 5 ms).
+///
+/// * 10751: a leader restarted (instant crash, its unflushed committed id lost) and resumed
+///   leadership in the same term, so its read index was below a write it had already
+///   acknowledged: a stale `ensure_linearizable` read. Fixed first by a durable
+///   `docket_raft::Store::save_committed`, now by `Store` reopening a node that led as a
+///   follower (its vote un-committed).
+/// * 100: an execution attempt interrupted mid-flight, whose payout another leader then
+///   reported, left no evidence in the journal of the node that sent it. Fixed in
+///   `docket_execution::agent` (the interrupted attempt is recorded before the ledger check).
+/// * 75: the agents' leadership publisher re-ran its read-index round on every metrics
+///   change after a failed one; an isolated leader spun without simulated time passing.
+/// * 54: a removal of the leader cut short left a joint configuration without the leader;
+///   the next membership change at that leader made it a non-member leader and tripped an
+///   assertion inside openraft. The simulator's API now refuses that change.
 #[test]
 fn regression_seeds() {
     let found_at = SimConfig {
