@@ -126,6 +126,14 @@ impl ClientError {
         }
     }
 
+    /// The leader's API address as the node gave it (no scheme), for [`Client::at`].
+    pub fn leader_address(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => body.leader.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The API error code, when the node answered with one.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -267,8 +275,14 @@ impl Client {
     }
 
     /// A client for another node with the same deadline, sharing the connection pool.
+    /// An address without a scheme (as members report theirs) gets this client's scheme,
+    /// so a client of a TLS cluster reaches the other members over TLS too.
     pub fn at(&self, base_url: &str) -> Result<Client, ClientError> {
-        Client::with_http(base_url, self.timeout, self.http.clone())
+        if base_url.contains("://") {
+            return Client::with_http(base_url, self.timeout, self.http.clone());
+        }
+        let url = format!("{}://{}", self.base.scheme(), base_url.trim());
+        Client::with_http(&url, self.timeout, self.http.clone())
     }
 
     /// The same node with another request deadline (sharing the connection pool).
@@ -334,7 +348,7 @@ impl Client {
                 });
             }
             // Go where the refusal points, else on to the next member.
-            match error.leader_hint().and_then(|hint| self.at(&hint).ok()) {
+            match error.leader_address().and_then(|hint| self.at(hint).ok()) {
                 Some(leader) => {
                     next = targets
                         .iter()
