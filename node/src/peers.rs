@@ -31,7 +31,10 @@ impl Peers for HttpPeers {
         async move {
             let mut request = self
                 .http
-                .get(format!("{}://{leader_api}/v1/internal/read-index", self.scheme))
+                .get(format!(
+                    "{}://{leader_api}/v1/internal/read-index",
+                    self.scheme
+                ))
                 .header(FORWARDED_HEADER, self.id.to_string())
                 .timeout(deadline);
             if let Some(genesis) = genesis {

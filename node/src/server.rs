@@ -214,17 +214,31 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let raft = match &tls {
         Some(tls) => {
             let network = Network::new(TlsTransport::new(tls), identity.clone(), rpc_timeout);
-            Raft::new(config.node_id, raft_config, network, log_store, state_machine).await
+            Raft::new(
+                config.node_id,
+                raft_config,
+                network,
+                log_store,
+                state_machine,
+            )
+            .await
         }
         None => {
             let network = Network::new(TcpTransport, identity.clone(), rpc_timeout);
-            Raft::new(config.node_id, raft_config, network, log_store, state_machine).await
+            Raft::new(
+                config.node_id,
+                raft_config,
+                network,
+                log_store,
+                state_machine,
+            )
+            .await
         }
     }
     .context("starting raft")?;
 
-    let mut http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.limits.forward_timeout_ms));
+    let mut http =
+        reqwest::Client::builder().timeout(Duration::from_millis(config.limits.forward_timeout_ms));
     if let Some(tls) = &tls {
         http = http.use_preconfigured_tls(tls.http_client_config());
     }

@@ -580,8 +580,11 @@ pub async fn serve_authenticated<S: AsyncRead + AsyncWrite + Unpin>(
             },
             Ok(request) => match authenticated {
                 Some(peer) if peer != request.from => {
-                    tracing::error!(peer, claimed = request.from,
-                        "refused raft frame: the sender claims another node's id");
+                    tracing::error!(
+                        peer,
+                        claimed = request.from,
+                        "refused raft frame: the sender claims another node's id"
+                    );
                     ResponseFrame::Refused {
                         code: RefusalCode::WrongPeer,
                         message: format!(

@@ -78,7 +78,10 @@ pub fn router(node: Arc<Node>) -> Router {
         // used to sit here too; it answered a plain-text 413 before any handler ran, so
         // clients never saw the stable code.)
         .layer(DefaultBodyLimit::max(body_max))
-        .layer(axum::middleware::from_fn_with_state(node.clone(), nodes_only))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            nodes_only,
+        ))
         .with_state(node);
     guarded(routes)
 }

@@ -60,11 +60,14 @@ pub fn check_plaintext(config: &NodeConfig, insecure: bool) -> anyhow::Result<()
     if config.tls.is_some() {
         return Ok(());
     }
-    let exposed: Vec<String> = [("api_addr", config.api_addr), ("raft_addr", config.raft_addr)]
-        .into_iter()
-        .filter(|(_, addr)| !addr.ip().is_loopback())
-        .map(|(field, addr)| format!("{field} {addr}"))
-        .collect();
+    let exposed: Vec<String> = [
+        ("api_addr", config.api_addr),
+        ("raft_addr", config.raft_addr),
+    ]
+    .into_iter()
+    .filter(|(_, addr)| !addr.ip().is_loopback())
+    .map(|(field, addr)| format!("{field} {addr}"))
+    .collect();
     if exposed.is_empty() {
         return Ok(());
     }

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 
 use super::ClientArgs;
 use crate::tls::certs::{
-    node_stem, refuse_overwrite, validity, write_atomic, write_pair, Ca, CA_CERT_FILE,
-    CA_KEY_FILE, LEAF_VALIDITY_DAYS_DEFAULT,
+    node_stem, refuse_overwrite, validity, write_atomic, write_pair, Ca, CA_CERT_FILE, CA_KEY_FILE,
+    LEAF_VALIDITY_DAYS_DEFAULT,
 };
 
 /// Name of the client certificate `tls init` writes (`client.pem`, `client.key`).
@@ -55,7 +55,12 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// Node ids to issue certificates for, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "ID[,ID...]")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "ID[,ID...]"
+    )]
     pub nodes: Vec<u64>,
     /// Extra host names or IP addresses every node certificate is valid for (the addresses
     /// clients and peers use to reach the nodes), comma-separated.
@@ -127,7 +132,11 @@ fn run_init(args: &InitArgs) -> anyhow::Result<()> {
     let issued = ca.issue_client(CLIENT_STEM, not_before, not_after)?;
     write_pair(&args.dir, CLIENT_STEM, &issued)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "wrote the cluster CA and certificates to {}:", args.dir.display())?;
+    writeln!(
+        out,
+        "wrote the cluster CA and certificates to {}:",
+        args.dir.display()
+    )?;
     writeln!(out, "  ca.pem ca.key (keep ca.key off the nodes)")?;
     for id in &args.nodes {
         writeln!(out, "  node-{id}.pem node-{id}.key")?;
@@ -149,10 +158,7 @@ fn run_issue(args: &IssueArgs) -> anyhow::Result<()> {
             ca.issue_node(*id, &args.hosts, not_before, not_after)?,
             node_stem(*id),
         ),
-        (None, Some(name)) => (
-            ca.issue_client(name, not_before, not_after)?,
-            name.clone(),
-        ),
+        (None, Some(name)) => (ca.issue_client(name, not_before, not_after)?, name.clone()),
         (None, None) => anyhow::bail!("give --node ID or --client NAME"),
     };
     let (cert, key) = write_pair(&args.dir, &stem, &issued)?;

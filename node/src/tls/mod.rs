@@ -73,12 +73,16 @@ pub fn node_uri(id: NodeId) -> String {
 pub fn node_id_of(cert: &CertificateDer<'_>) -> Option<NodeId> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let san = parsed.subject_alternative_name().ok()??;
-    let mut ids = san.value.general_names.iter().filter_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => {
-            uri.strip_prefix(NODE_URI_PREFIX)?.parse::<NodeId>().ok()
-        }
-        _ => None,
-    });
+    let mut ids = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => {
+                uri.strip_prefix(NODE_URI_PREFIX)?.parse::<NodeId>().ok()
+            }
+            _ => None,
+        });
     let first = ids.next()?;
     match ids.next() {
         None => Some(first),
