@@ -325,7 +325,13 @@ pub enum ClientCommand {
     Execution(ExecutionCommand),
 
     /// Create the cluster CA and the node and client certificates for TLS.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        docket tls init --dir tls --nodes 1,2,3 --hosts 10.0.0.1,10.0.0.2,10.0.0.3\n  \
+        docket tls issue --dir tls --node 2 --hosts 10.0.0.2   # renew node 2's certificate\n  \
+        docket --ca tls/ca.pem status --node 10.0.0.1:8001     # talk to a TLS node"
+    )]
     Tls(TlsCommand),
 }
 

@@ -101,3 +101,47 @@ fn load_config(args: ServeArgs) -> anyhow::Result<(NodeConfig, bool)> {
     let config = NodeConfig::load(args.config.as_deref(), env, &overrides)?;
     Ok((config, args.print_config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(api: &str, raft: &str, tls: bool) -> NodeConfig {
+        NodeConfig {
+            api_addr: api.parse().expect("addr"),
+            raft_addr: raft.parse().expect("addr"),
+            tls: tls.then(|| docket_config::TlsConfig {
+                ca: "ca.pem".into(),
+                cert: "node-1.pem".into(),
+                key: "node-1.key".into(),
+                require_client_cert: false,
+                reload_poll_ms: docket_config::RELOAD_POLL_MS_DEFAULT,
+            }),
+            ..NodeConfig::default()
+        }
+    }
+
+    #[test]
+    fn plain_text_is_for_loopback_unless_the_operator_insists() {
+        for (api, raft) in [
+            ("127.0.0.1:8001", "127.0.0.1:7001"),
+            ("[::1]:8001", "[::1]:7001"),
+        ] {
+            check_plaintext(&config(api, raft, false), false).expect("loopback is fine");
+        }
+        for (api, raft, named) in [
+            ("0.0.0.0:8001", "127.0.0.1:7001", "api_addr 0.0.0.0:8001"),
+            ("127.0.0.1:8001", "10.0.0.2:7001", "raft_addr 10.0.0.2:7001"),
+            ("[::]:8001", "127.0.0.1:7001", "api_addr [::]:8001"),
+        ] {
+            let error = check_plaintext(&config(api, raft, false), false)
+                .expect_err("plain text beyond loopback")
+                .to_string();
+            assert!(error.contains(named), "{error}");
+            assert!(error.contains(INSECURE_FLAG), "{error}");
+            assert!(error.contains("docket tls init"), "{error}");
+            check_plaintext(&config(api, raft, false), true).expect("the operator insisted");
+            check_plaintext(&config(api, raft, true), false).expect("tls is configured");
+        }
+    }
+}

@@ -591,3 +591,101 @@ impl ClientTls {
         Ok(reqwest::Client::builder().use_preconfigured_tls(self.rustls_config()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::certs::{validity, Ca};
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")
+    }
+
+    #[test]
+    fn a_node_certificate_names_its_node_and_a_client_certificate_none() {
+        let ca = Ca::generate("test").expect("CA");
+        let (from, to) = validity(1);
+        let node = ca
+            .issue_node(
+                7,
+                &["10.0.0.7".to_owned(), "db7.example".to_owned()],
+                from,
+                to,
+            )
+            .expect("node");
+        assert_eq!(node_id_of(&der(&node.cert_pem)), Some(7));
+        let client = ca.issue_client("ops", from, to).expect("client");
+        assert_eq!(node_id_of(&der(&client.cert_pem)), None);
+        assert_eq!(node_id_of(&der(&ca.cert_pem())), None);
+        assert_eq!(node_id_of(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
+
+    #[test]
+    fn a_ca_loaded_from_its_files_issues_certificates_the_original_verifies() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = Ca::generate("test").expect("CA");
+        certs::write_atomic(&dir.path().join(certs::CA_CERT_FILE), &ca.cert_pem(), false)
+            .expect("write");
+        certs::write_atomic(&dir.path().join(certs::CA_KEY_FILE), &ca.key_pem(), true)
+            .expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(certs::CA_KEY_FILE))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "keys are private");
+        }
+        let loaded = Ca::load(dir.path()).expect("load");
+        let (from, to) = validity(1);
+        let issued = loaded.issue_node(2, &[], from, to).expect("issue");
+        let roots = read_roots(&dir.path().join(certs::CA_CERT_FILE)).expect("roots");
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .expect("verifier");
+        verifier
+            .verify_client_cert(&der(&issued.cert_pem), &[], UnixTime::now())
+            .expect("the original CA verifies what the reloaded one issued");
+        let stranger = Ca::generate("other").expect("CA");
+        let foreign = stranger.issue_node(2, &[], from, to).expect("issue");
+        assert!(verifier
+            .verify_client_cert(&der(&foreign.cert_pem), &[], UnixTime::now())
+            .is_err());
+    }
+
+    #[test]
+    fn a_node_refuses_another_nodes_certificate_and_keeps_its_own_on_a_bad_reload() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = Ca::generate("test").expect("CA");
+        let (from, to) = validity(1);
+        let ca_path = dir.path().join("ca.pem");
+        certs::write_atomic(&ca_path, &ca.cert_pem(), false).expect("write");
+        let (cert, key) = certs::write_pair(
+            dir.path(),
+            "node-1",
+            &ca.issue_node(1, &[], from, to).expect("x"),
+        )
+        .expect("write");
+        let config = TlsConfig {
+            ca: ca_path,
+            cert: cert.clone(),
+            key: key.clone(),
+            require_client_cert: false,
+            reload_poll_ms: 1_000,
+        };
+        let error = NodeTls::load(2, &config).expect_err("node 1's certificate on node 2");
+        assert!(error.to_string().contains("node 1's"), "{error:#}");
+        let tls = NodeTls::load(1, &config).expect("node 1");
+        let before = tls.current_cert();
+        // A key that does not belong to the certificate: refused, the old pair stays.
+        let other = ca.issue_node(1, &[], from, to).expect("x");
+        certs::write_atomic(&key, &other.key_pem, true).expect("write");
+        tls.reload_if_changed();
+        assert_eq!(tls.current_cert(), before);
+        // The certificate follows: the new pair is taken.
+        certs::write_atomic(&cert, &other.cert_pem, false).expect("write");
+        tls.reload().expect("reload");
+        assert_eq!(tls.current_cert(), der(&other.cert_pem));
+    }
+}
