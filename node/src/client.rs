@@ -84,14 +84,16 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable { url, source } => write!(
                 f,
                 "cannot reach docket at {url}: {} — is `docket serve` running there, and is \
-                 the address right (--node or DOCKET_NODE)?",
-                root_cause(source)
+                 the address right (--node or DOCKET_NODE)?{}",
+                root_cause(source),
+                tls_hint(url, source)
             ),
             ClientError::Interrupted { url, source } => write!(
                 f,
                 "the connection to docket at {url} broke before its answer arrived: {} — a \
-                 write may or may not have been recorded",
-                root_cause(source)
+                 write may or may not have been recorded{}",
+                root_cause(source),
+                tls_hint(url, source)
             ),
             ClientError::Timeout { url, timeout_ms } => write!(
                 f,
@@ -165,6 +167,32 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = inner;
     }
     cause.to_string()
+}
+
+/// A hint when a failure looks like the two ends disagreeing about TLS: plain HTTP
+/// answered by a TLS node (its alert is no HTTP), or HTTPS to a plain node or with a
+/// certificate the node refused.
+fn tls_hint(url: &str, error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let cause = root_cause(error);
+    if url.starts_with("http://") && cause.contains("invalid HTTP version") {
+        " (the node may speak TLS: use https:// and give the cluster CA with --ca)"
+    } else if url.starts_with("https://")
+        && [
+            "certificate",
+            "tls",
+            "TLS",
+            "alert",
+            "corrupt message",
+            "InvalidContentType",
+        ]
+        .iter()
+        .any(|needle| cause.contains(needle))
+    {
+        " (a TLS failure: is --ca the cluster's CA, does the node require a client \
+         certificate (--client-cert, --client-key), and does it speak TLS at all?)"
+    } else {
+        ""
+    }
 }
 
 /// `127.0.0.1:8001` → `http://127.0.0.1:8001`; URLs with a scheme are kept as they are.

@@ -101,6 +101,8 @@ pub struct LocalTls {
     pub reload_poll_ms: u64,
     /// Trusts the cluster CA and presents `client.pem`.
     pub http: reqwest::Client,
+    /// What `http` was built from, for clients that want a connection pool of their own.
+    pub client: crate::tls::ClientTls,
 }
 
 impl LocalTls {
@@ -206,10 +208,12 @@ impl LocalCluster {
             identity: Some((cert, key)),
         };
         let http = client_tls.reqwest_builder()?.build()?;
+        let client_tls = client_tls.clone();
         let tls = LocalTls {
             dir,
             reload_poll_ms,
             http: http.clone(),
+            client: client_tls,
         };
         for node in &mut self.nodes {
             tls.ensure_node(node.id)?;
