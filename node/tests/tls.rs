@@ -29,8 +29,29 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// node acted on would move that node's term there, which the checks would see.
 const HOSTILE_TERM: u64 = 1_000;
 
-/// What must not move on any node while hostile connections are refused.
-async fn fingerprint(
+/// What must not move on any node while hostile connections are refused: per node its
+/// id, ledger length, state hash and term, and the membership as each node sees it.
+type Fingerprint = (
+    Vec<(u64, u64, Option<docket_core::StateHash>, u64)>,
+    Vec<Vec<(u64, String, String, bool)>>,
+);
+
+async fn fingerprint(cluster: &LocalCluster) -> Fingerprint {
+    let mut members = Vec::new();
+    for node in &cluster.nodes {
+        let view = node.client().members().await.expect("members");
+        let mut seen: Vec<_> = view
+            .members
+            .into_iter()
+            .map(|m| (m.id, m.raft_addr, m.api_addr, m.voter))
+            .collect();
+        seen.sort();
+        members.push(seen);
+    }
+    (fingerprint_positions(cluster).await, members)
+}
+
+async fn fingerprint_positions(
     cluster: &LocalCluster,
 ) -> Vec<(u64, u64, Option<docket_core::StateHash>, u64)> {
     let statuses = cluster.converged().await.expect("converged");
