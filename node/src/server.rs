@@ -178,7 +178,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ledger_id = LedgerId::new(config.cluster_id.clone()).context("cluster_id")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let executor = crate::execution::executor(&config.execution, &config.data_dir)?.map(Arc::new);
+    let executor = crate::execution::executor(
+        &config.execution,
+        &config.data_dir,
+        config.tls.as_ref().map(|tls| tls.ca.as_path()),
+    )?
+    .map(Arc::new);
     let options = docket_raft::StoreOptions {
         node_id: Some(config.node_id),
         ..docket_raft::StoreOptions::default()
