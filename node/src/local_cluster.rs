@@ -99,6 +99,8 @@ pub struct LocalTls {
     pub dir: PathBuf,
     /// `tls.reload_poll_ms` of every node.
     pub reload_poll_ms: u64,
+    /// `tls.require_client_cert` of every node.
+    pub require_client_cert: bool,
     /// Trusts the cluster CA and presents `client.pem`.
     pub http: reqwest::Client,
     /// What `http` was built from, for clients that want a connection pool of their own.
@@ -123,11 +125,13 @@ impl LocalTls {
     fn section(&self, id: u64) -> String {
         let (cert, key) = self.node_files(id);
         format!(
-            "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nreload_poll_ms = {}\n",
+            "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nreload_poll_ms = {}\n\
+             require_client_cert = {}\n",
             self.ca().display().to_string(),
             cert.display().to_string(),
             key.display().to_string(),
-            self.reload_poll_ms
+            self.reload_poll_ms,
+            self.require_client_cert
         )
     }
 
@@ -212,6 +216,7 @@ impl LocalCluster {
         let tls = LocalTls {
             dir,
             reload_poll_ms,
+            require_client_cert: false,
             http: http.clone(),
             client: client_tls,
         };
@@ -221,6 +226,15 @@ impl LocalCluster {
         }
         self.tls = Some(tls);
         Ok(self)
+    }
+
+    /// With TLS, every node refuses API clients without a certificate of the CA
+    /// (`tls.require_client_cert`); this cluster's own clients present one.
+    pub fn requiring_client_certs(mut self) -> LocalCluster {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.require_client_cert = true;
+        }
+        self
     }
 
     /// The cluster's TLS files and client, when it runs TLS.

@@ -199,7 +199,7 @@ async fn a_tls_cluster_elects_takes_proposals_from_the_cli_and_replicates() {
         start,
         "three nodes with mutual TLS under one CA: formed, elected",
     );
-    let (dir, cluster) = formed_tls_cluster("tls-basic", 3, 5_000).await;
+    let (dir, cluster) = formed_tls_cluster("tls-basic", 3, 5_000, false).await;
     let tls = cluster.tls().expect("tls").clone();
     let before = cluster.converged().await.expect("converged");
     assert!(cluster.node(1).url().starts_with("https://"));
@@ -270,7 +270,7 @@ async fn a_tls_cluster_elects_takes_proposals_from_the_cli_and_replicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_are_not_the_clusters_are_refused_and_change_nothing() {
     let start = Instant::now();
-    let (dir, cluster) = formed_tls_cluster("tls-hostile", 3, 5_000).await;
+    let (dir, cluster) = formed_tls_cluster("tls-hostile", 3, 5_000, true).await;
     let tls = cluster.tls().expect("tls").clone();
     let ledger = ledger_id(&cluster);
     let good = deposit(&ledger, "alice", "hostile-0", 1);
@@ -344,6 +344,31 @@ async fn connections_that_are_not_the_clusters_are_refused_and_change_nothing() 
         assert!(
             plain.is_err(),
             "node {id}: plain HTTP was answered: {plain:?}"
+        );
+        hostile.push(proposal.id());
+
+        phase(
+            start,
+            &format!("node {id}: no client certificate (the nodes require one)"),
+        );
+        let anonymous = ClientTls {
+            ca: ca_file.clone(),
+            identity: None,
+        }
+        .reqwest_builder()
+        .expect("client")
+        .build()
+        .expect("client");
+        let proposal = deposit(&ledger, "alice", &format!("hostile-anon-{id}"), 1);
+        let answer = anonymous
+            .post(format!("{}/v1/proposals", node.url()))
+            .json(&proposal)
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .send()
+            .await;
+        assert!(
+            answer.is_err(),
+            "node {id}: a client without a certificate was served: {answer:?}"
         );
         hostile.push(proposal.id());
 
@@ -526,7 +551,7 @@ async fn connections_that_are_not_the_clusters_are_refused_and_change_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_under_writes_without_losing_an_acknowledged_proposal() {
     let start = Instant::now();
-    let (_dir, cluster) = formed_tls_cluster("tls-rotate", 3, 300).await;
+    let (_dir, cluster) = formed_tls_cluster("tls-rotate", 3, 300, false).await;
     let tls = cluster.tls().expect("tls").clone();
     let ledger = ledger_id(&cluster);
     let clients: Vec<_> = cluster.nodes.iter().map(|n| n.client()).collect();

@@ -89,11 +89,13 @@ pub async fn formed_cluster_with_config(
 
 /// Like [`formed_cluster`], with TLS on every node under a fresh cluster CA (see
 /// `LocalCluster::with_tls`), nodes polling their certificate files every
-/// `reload_poll_ms`.
+/// `reload_poll_ms`, and refusing API clients without a certificate when
+/// `require_client_cert`.
 pub async fn formed_tls_cluster(
     cluster_id: &str,
     count: u64,
     reload_poll_ms: u64,
+    require_client_cert: bool,
 ) -> (tempfile::TempDir, LocalCluster) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("docket-{cluster_id}-"))
@@ -104,6 +106,9 @@ pub async fn formed_tls_cluster(
         .expect("prepare cluster")
         .with_tls(reload_poll_ms)
         .expect("cluster certificates");
+    if require_client_cert {
+        cluster = cluster.requiring_client_certs();
+    }
     cluster.start_all().await.expect("start nodes");
     cluster.form().await.expect("form cluster");
     cluster.leader().await.expect("leader elected");
