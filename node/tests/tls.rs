@@ -752,3 +752,63 @@ async fn serve_refuses_plain_text_beyond_loopback() {
     child.start_kill().expect("kill");
     let _ = child.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificates_at_once() {
+    let start = Instant::now();
+    // Polling once an hour: only the signal can explain a reload within the test.
+    let (_dir, cluster) = formed_tls_cluster("tls-sighup", 1, 3_600_000, false).await;
+    let tls = cluster.tls().expect("tls").clone();
+    let node = cluster.node(1);
+    let (client_cert, client_key) = (tls.dir.join("client.pem"), tls.dir.join("client.key"));
+    let identity = (client_cert.as_path(), client_key.as_path());
+    let old = served_cert(&node.api_addr, &tls.ca(), identity)
+        .await
+        .expect("served");
+
+    phase(
+        start,
+        "new files for node 1: not picked up without a signal",
+    );
+    let ca = Ca::load(&tls.dir).expect("CA");
+    let (from, to) = validity(30);
+    write_pair(
+        &tls.dir,
+        "node-1",
+        &ca.issue_node(1, &[], from, to).expect("issue"),
+    )
+    .expect("write");
+    let new = cert_file_der(&tls.node_files(1).0);
+    assert_ne!(old, new);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let served = served_cert(&node.api_addr, &tls.ca(), identity)
+        .await
+        .expect("served");
+    assert_eq!(served, old, "reloaded without a signal or a poll");
+
+    phase(
+        start,
+        "SIGHUP: the next connection gets the new certificate",
+    );
+    let pid = node.pid().expect("running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .expect("kill -HUP");
+    assert!(status.success());
+    wait_for(
+        "the new certificate after SIGHUP",
+        WAIT_TIMEOUT_MS,
+        || async {
+            let served = served_cert(&node.api_addr, &tls.ca(), identity).await?;
+            if served == new {
+                Ok(())
+            } else {
+                Err("still the old certificate".to_owned())
+            }
+        },
+    )
+    .await;
+    node.client().status().await.expect("the node still serves");
+}

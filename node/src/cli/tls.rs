@@ -171,3 +171,54 @@ fn run_issue(args: &IssueArgs) -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{node_id_of, read_certs};
+
+    #[test]
+    fn init_writes_a_ca_and_certificates_with_private_keys_and_issue_renews_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let init = InitArgs {
+            dir: dir.path().join("tls"),
+            nodes: vec![1, 2, 3],
+            hosts: vec!["10.0.0.1".to_owned(), "db.example".to_owned()],
+            cluster_id: "test".to_owned(),
+            days: 30,
+            force: false,
+        };
+        run_init(&init).expect("init");
+        for stem in ["ca", "node-1", "node-2", "node-3", "client"] {
+            let key = init.dir.join(format!("{stem}.key"));
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = fs::metadata(&key).expect("key").permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+            }
+            assert!(init.dir.join(format!("{stem}.pem")).exists());
+        }
+        let node2 = read_certs(&init.dir.join("node-2.pem"), "cert").expect("cert");
+        assert_eq!(node_id_of(&node2[0]), Some(2));
+        let client = read_certs(&init.dir.join("client.pem"), "cert").expect("cert");
+        assert_eq!(node_id_of(&client[0]), None);
+
+        let again = run_init(&init).expect_err("a second init would replace the CA");
+        assert!(again.to_string().contains("--force"), "{again}");
+
+        let ca_before = fs::read(init.dir.join("ca.pem")).expect("ca");
+        let issue = IssueArgs {
+            dir: init.dir.clone(),
+            node: Some(2),
+            client: None,
+            hosts: vec![],
+            days: 10,
+        };
+        run_issue(&issue).expect("issue");
+        let renewed = read_certs(&init.dir.join("node-2.pem"), "cert").expect("cert");
+        assert_ne!(renewed[0], node2[0]);
+        assert_eq!(node_id_of(&renewed[0]), Some(2));
+        assert_eq!(fs::read(init.dir.join("ca.pem")).expect("ca"), ca_before);
+    }
+}
