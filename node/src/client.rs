@@ -128,7 +128,8 @@ impl ClientError {
         }
     }
 
-    /// The leader's API address as the node gave it (no scheme), for [`Client::at`].
+    /// The leader's API address as the node gave it (with `https://` added when this client
+    /// speaks HTTPS), for [`Client::at`].
     pub fn leader_address(&self) -> Option<&str> {
         match self {
             ClientError::Api { body, .. } => body.leader.as_deref(),
@@ -545,9 +546,17 @@ impl Client {
                 message: format!("HTTP {status} with a body that does not parse: {e}"),
             })
         } else {
+            let mut body = error_body(status, &bytes);
+            // Nodes name the leader by address; over HTTPS the hint must say https, or
+            // following it would speak plain HTTP to a TLS port.
+            if let Some(leader) = body.leader.as_mut() {
+                if !leader.contains("://") && self.base.scheme() == "https" {
+                    *leader = format!("https://{leader}");
+                }
+            }
             Err(ClientError::Api {
                 status: status.as_u16(),
-                body: error_body(status, &bytes),
+                body,
             })
         }
     }
