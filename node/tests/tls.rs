@@ -443,6 +443,43 @@ async fn connections_that_are_not_the_clusters_are_refused_and_change_nothing() 
         );
         hostile.push(proposal.id());
 
+        if id != 3 {
+            phase(
+                start,
+                &format!("node {id}: node 3's certificate claiming to forward for node 2"),
+            );
+            let node3 = ClientTls {
+                ca: ca_file.clone(),
+                identity: Some((node3_cert.clone(), node3_key.clone())),
+            }
+            .reqwest_builder()
+            .expect("client")
+            .build()
+            .expect("client");
+            // Control: node 3's certificate is a node's, so the internal route serves it.
+            let answer = node3
+                .get(format!("{}/v1/internal/read-index", node.url()))
+                .header("x-docket-forwarded", "3")
+                .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+                .send()
+                .await
+                .expect("answered");
+            assert_ne!(answer.status().as_u16(), 403, "node 3 as itself is a node");
+            let proposal = deposit(&ledger, "alice", &format!("hostile-fwd3-{id}"), 1);
+            let answer = node3
+                .post(format!("{}/v1/proposals", node.url()))
+                .header("x-docket-forwarded", "2")
+                .json(&proposal)
+                .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(answer.status().as_u16(), 403, "node 3 posing as node 2");
+            let body = answer.text().await.expect("body");
+            assert!(body.contains("PEER_NOT_AUTHENTICATED"), "{body}");
+            hostile.push(proposal.id());
+        }
+
         // The Raft port. The frames claim node 2 (node 1 for node 2 itself), at a term far
         // above the cluster's: acted on, they would move the term.
         let claimed = if id == 2 { 1 } else { 2 };
