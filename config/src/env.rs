@@ -35,6 +35,11 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_LIMITS_FORWARD_TIMEOUT_MS",
     "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX",
     "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX",
+    "DOCKET_TLS_CA",
+    "DOCKET_TLS_CERT",
+    "DOCKET_TLS_KEY",
+    "DOCKET_TLS_REQUIRE_CLIENT_CERT",
+    "DOCKET_TLS_RELOAD_POLL_MS",
 ];
 
 /// `DOCKET_*` variables that are not configuration fields but belong to the `docket`
@@ -53,6 +58,10 @@ pub const RESERVED_ENV_VARS: &[&str] = &[
     "DOCKET_DATA_ROOT",
     // The CLI's `--node` fallback: set in shells that also run `docket serve`.
     "DOCKET_NODE",
+    // The CLI's client-side TLS (`--ca`, `--client-cert`, `--client-key`).
+    "DOCKET_CA",
+    "DOCKET_CLIENT_CERT",
+    "DOCKET_CLIENT_KEY",
 ];
 
 /// Typos within this many single-character edits of a known variable get a suggestion.
@@ -127,6 +136,16 @@ impl Layers {
                     self.clients_inflight_max =
                         Some(number("limits.clients_inflight_max", &raw, origin)?)
                 }
+                "DOCKET_TLS_CA" => self.tls_ca = Some(path("tls.ca", raw, origin)?),
+                "DOCKET_TLS_CERT" => self.tls_cert = Some(path("tls.cert", raw, origin)?),
+                "DOCKET_TLS_KEY" => self.tls_key = Some(path("tls.key", raw, origin)?),
+                "DOCKET_TLS_REQUIRE_CLIENT_CERT" => {
+                    self.tls_require_client_cert =
+                        Some(boolean("tls.require_client_cert", &raw, origin)?)
+                }
+                "DOCKET_TLS_RELOAD_POLL_MS" => {
+                    self.tls_reload_poll_ms = Some(number("tls.reload_poll_ms", &raw, origin)?)
+                }
                 _ => {
                     let suggestion = suggest(&var);
                     return Err(ConfigError::UnknownEnvVar { var, suggestion });
@@ -134,6 +153,25 @@ impl Layers {
             }
         }
         Ok(())
+    }
+}
+
+/// `true` or `false`, nothing else (no `1`, `yes`: a typo must not flip a security switch).
+fn boolean(field: &'static str, raw: &str, origin: Origin) -> Result<Set<bool>, ConfigError> {
+    match raw {
+        "true" => Ok(Set {
+            value: true,
+            origin,
+        }),
+        "false" => Ok(Set {
+            value: false,
+            origin,
+        }),
+        _ => Err(ConfigError::InvalidValue {
+            field,
+            origin,
+            message: format!("expected true or false, got {raw:?}"),
+        }),
     }
 }
 

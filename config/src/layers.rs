@@ -27,6 +27,7 @@ use crate::raft_config::{
     HEARTBEAT_INTERVAL_MS_DEFAULT, MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT,
     SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
 };
+use crate::tls_config::{TlsConfig, RELOAD_POLL_MS_DEFAULT};
 use crate::validate;
 
 /// A value some layer set, and which layer.
@@ -75,6 +76,11 @@ pub(crate) struct Layers {
     pub(crate) read_page_entries_max: Option<Set<usize>>,
     pub(crate) clients_inflight_max: Option<Set<usize>>,
     pub(crate) execution: toml::Table,
+    pub(crate) tls_ca: Option<Set<PathBuf>>,
+    pub(crate) tls_cert: Option<Set<PathBuf>>,
+    pub(crate) tls_key: Option<Set<PathBuf>>,
+    pub(crate) tls_require_client_cert: Option<Set<bool>>,
+    pub(crate) tls_reload_poll_ms: Option<Set<u64>>,
 }
 
 /// The file as written: every key optional, unknown keys refused, spans kept so that a
@@ -95,6 +101,18 @@ struct FileLayer {
     /// Validated by the node (see `NodeConfig::execution`).
     #[serde(default)]
     execution: toml::Table,
+    #[serde(default)]
+    tls: TlsFileLayer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [tls] table")]
+struct TlsFileLayer {
+    ca: Option<Spanned<PathBuf>>,
+    cert: Option<Spanned<PathBuf>>,
+    key: Option<Spanned<PathBuf>>,
+    require_client_cert: Option<Spanned<bool>>,
+    reload_poll_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +201,16 @@ impl Layers {
             at,
         );
         self.execution = file.execution;
+        let tls = file.tls;
+        set(&mut self.tls_ca, tls.ca, at);
+        set(&mut self.tls_cert, tls.cert, at);
+        set(&mut self.tls_key, tls.key, at);
+        set(
+            &mut self.tls_require_client_cert,
+            tls.require_client_cert,
+            at,
+        );
+        set(&mut self.tls_reload_poll_ms, tls.reload_poll_ms, at);
         let limits = file.limits;
         set(
             &mut self.request_body_bytes_max,
@@ -336,6 +364,15 @@ impl Layers {
             or_default(self.clients_inflight_max, CLIENTS_INFLIGHT_MAX_DEFAULT),
         );
 
+        let tls = tls_section(
+            self.tls_ca,
+            self.tls_cert,
+            self.tls_key,
+            self.tls_require_client_cert,
+            self.tls_reload_poll_ms,
+            &mut record,
+        )?;
+
         let config = NodeConfig {
             node_id: id,
             cluster_id: cluster_id.value,
@@ -359,6 +396,7 @@ impl Layers {
                 clients_inflight_max,
             },
             execution: self.execution,
+            tls,
         };
         Ok((
             config,
@@ -368,6 +406,59 @@ impl Layers {
             },
         ))
     }
+}
+
+/// `[tls]` from its layers: absent when no layer set any of it; otherwise `ca`, `cert` and
+/// `key` are all required (half a TLS configuration is refused, never served plain).
+fn tls_section(
+    ca: Option<Set<PathBuf>>,
+    cert: Option<Set<PathBuf>>,
+    key: Option<Set<PathBuf>>,
+    require_client_cert: Option<Set<bool>>,
+    reload_poll_ms: Option<Set<u64>>,
+    record: &mut impl FnMut(&'static str, Origin),
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let any_origin = [
+        ca.as_ref().map(|s| s.origin.clone()),
+        cert.as_ref().map(|s| s.origin.clone()),
+        key.as_ref().map(|s| s.origin.clone()),
+        require_client_cert.as_ref().map(|s| s.origin.clone()),
+        reload_poll_ms.as_ref().map(|s| s.origin.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    let Some(origin) = any_origin else {
+        return Ok(None);
+    };
+    let mut required = |field: &'static str, slot: Option<Set<PathBuf>>| {
+        match slot {
+        Some(set) => {
+            record(field, set.origin);
+            Ok(set.value)
+        }
+        None => Err(ConfigError::InvalidValue {
+            field,
+            origin: origin.clone(),
+            message: "[tls] needs ca, cert and key together (`docket tls init` writes all                       three); this one is missing"
+                .to_owned(),
+        }),
+    }
+    };
+    let ca = required("tls.ca", ca)?;
+    let cert = required("tls.cert", cert)?;
+    let key = required("tls.key", key)?;
+    let require_client_cert = or_default(require_client_cert, false);
+    record("tls.require_client_cert", require_client_cert.origin);
+    let reload_poll_ms = or_default(reload_poll_ms, RELOAD_POLL_MS_DEFAULT);
+    record("tls.reload_poll_ms", reload_poll_ms.origin);
+    Ok(Some(TlsConfig {
+        ca,
+        cert,
+        key,
+        require_client_cert: require_client_cert.value,
+        reload_poll_ms: reload_poll_ms.value,
+    }))
 }
 
 fn or_default<T>(slot: Option<Set<T>>, default: T) -> Set<T> {

@@ -45,6 +45,11 @@
 //!
 //! [limits]
 //! clients_inflight_max = 4096
+//!
+//! [tls]
+//! ca = "/etc/docket/tls/ca.pem"
+//! cert = "/etc/docket/tls/node-2.pem"
+//! key = "/etc/docket/tls/node-2.key"
 //! ```
 //!
 //! Architecture invariant: this crate reads a file and an injected environment and nothing
@@ -58,6 +63,7 @@ mod limits_config;
 mod node_config;
 mod overrides;
 mod raft_config;
+mod tls_config;
 mod validate;
 
 pub use env::{ENV_PREFIX, ENV_VARS, RESERVED_ENV_VARS};
@@ -66,6 +72,7 @@ pub use limits_config::*;
 pub use node_config::*;
 pub use overrides::*;
 pub use raft_config::*;
+pub use tls_config::*;
 
 #[cfg(test)]
 mod tests;

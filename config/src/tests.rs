@@ -1110,7 +1110,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 17, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 22, "one variable per field");
 }
 
 #[test]
@@ -1179,4 +1179,58 @@ fn deserializing_a_node_config_refuses_unknown_fields() {
     printed.push_str("surprise = 1\n");
     let error = toml::from_str::<NodeConfig>(&printed).expect_err("unknown field");
     assert!(error.message().contains("surprise"), "{error}");
+}
+
+#[test]
+fn tls_is_off_unless_configured() {
+    let config = load(None, &[], &flags()).expect("load");
+    assert_eq!(config.tls, None);
+}
+
+#[test]
+fn a_tls_section_is_read_with_its_defaults() {
+    let (_dir, path) =
+        file("[tls]\nca = \"ca.pem\"\ncert = \"node-1.pem\"\nkey = \"node-1.key\"\n");
+    let config = load(Some(&path), &[], &flags()).expect("load");
+    assert_eq!(
+        config.tls,
+        Some(TlsConfig {
+            ca: "ca.pem".into(),
+            cert: "node-1.pem".into(),
+            key: "node-1.key".into(),
+            require_client_cert: false,
+            reload_poll_ms: RELOAD_POLL_MS_DEFAULT,
+        })
+    );
+    // What `docket config show` prints reads back the same.
+    let text = config.to_toml_string().expect("toml");
+    assert!(text.contains("[tls]"), "{text}");
+}
+
+#[test]
+fn tls_comes_from_the_environment_too() {
+    let env = [
+        ("DOCKET_TLS_CA", "/tls/ca.pem"),
+        ("DOCKET_TLS_CERT", "/tls/n.pem"),
+        ("DOCKET_TLS_KEY", "/tls/n.key"),
+        ("DOCKET_TLS_REQUIRE_CLIENT_CERT", "true"),
+        ("DOCKET_TLS_RELOAD_POLL_MS", "1000"),
+    ];
+    let tls = load(None, &env, &flags()).expect("load").tls.expect("tls");
+    assert!(tls.require_client_cert);
+    assert_eq!(tls.reload_poll_ms, 1000);
+    assert_eq!(tls.key, std::path::PathBuf::from("/tls/n.key"));
+}
+
+#[test]
+fn half_a_tls_section_is_refused_naming_the_missing_file() {
+    let (_dir, path) = file("[tls]\nca = \"ca.pem\"\ncert = \"node-1.pem\"\n");
+    let error = load(Some(&path), &[], &flags()).expect_err("no key");
+    assert_eq!(error.field(), Some("tls.key"), "{error}");
+    let error = load(None, &[("DOCKET_TLS_REQUIRE_CLIENT_CERT", "yes")], &flags())
+        .expect_err("not a boolean");
+    assert_eq!(error.field(), Some("tls.require_client_cert"), "{error}");
+    let (_dir, path) = file("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nreload_poll_ms = 5\n");
+    let error = load(Some(&path), &[], &flags()).expect_err("too fast");
+    assert_eq!(error.field(), Some("tls.reload_poll_ms"), "{error}");
 }

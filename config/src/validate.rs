@@ -20,6 +20,7 @@ use crate::raft_config::{
     HEARTBEAT_INTERVAL_MS_FLOOR, MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING, RPC_TIMEOUT_MS_CEILING,
     SNAPSHOT_LOGS_SINCE_LAST_CEILING,
 };
+use crate::tls_config::{RELOAD_POLL_MS_CEILING, RELOAD_POLL_MS_FLOOR};
 
 pub(crate) fn node_config(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
     node_id(config.node_id, &origins.of("node_id"))?;
@@ -30,7 +31,22 @@ pub(crate) fn node_config(config: &NodeConfig, origins: &Origins) -> Result<(), 
         genesis_constitution(path, &origins.of("genesis_constitution"))?;
     }
     raft(config, origins)?;
-    limits(config, origins)
+    limits(config, origins)?;
+    if let Some(tls) = &config.tls {
+        utf8_path("tls.ca", &tls.ca, &origins.of("tls.ca"))?;
+        utf8_path("tls.cert", &tls.cert, &origins.of("tls.cert"))?;
+        utf8_path("tls.key", &tls.key, &origins.of("tls.key"))?;
+        let field = "tls.reload_poll_ms";
+        range(
+            field,
+            &origins.of(field),
+            tls.reload_poll_ms,
+            RELOAD_POLL_MS_FLOOR,
+            RELOAD_POLL_MS_CEILING,
+            "",
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn node_id(node_id: u64, origin: &Origin) -> Result<(), ConfigError> {

@@ -132,8 +132,19 @@ impl Executor {
         key: SigningKey,
         journal: Journal,
     ) -> Result<Executor, ConfigError> {
+        Executor::from_config_trusting(config, key, journal, &[])
+    }
+
+    /// [`Executor::from_config`], its HTTP effects trusting the CA certificates in
+    /// `ca_pems` (PEM) for HTTPS targets (see [`crate::http::client_trusting`]).
+    pub fn from_config_trusting(
+        config: &ExecutionConfig,
+        key: SigningKey,
+        journal: Journal,
+        ca_pems: &[&[u8]],
+    ) -> Result<Executor, ConfigError> {
         config.validate()?;
-        let client = crate::http::client().map_err(|e| ConfigError {
+        let client = crate::http::client_trusting(ca_pems).map_err(|e| ConfigError {
             field: "execution".into(),
             message: format!("cannot build the HTTP client: {e}"),
         })?;

@@ -28,11 +28,23 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// The HTTP client effects share: no redirects, no proxies from the environment (an
 /// `HTTP_PROXY` would send effects somewhere the allowlist never saw), a connect timeout.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    client_trusting(&[])
+}
+
+/// [`client`], trusting the CA certificates in `ca_pems` (PEM) for HTTPS targets. reqwest
+/// is built with rustls and no bundled roots: an HTTPS target is trusted only if one of
+/// these issued its certificate (the node passes its cluster CA).
+pub fn client_trusting(ca_pems: &[&[u8]]) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .build()
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
+    for pem in ca_pems {
+        for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build()
 }
 
 /// POSTs a planned request: the run step of every HTTP effect. `effect` names the effect

@@ -93,6 +93,10 @@ pub struct BenchArgs {
     /// Grow mode: write rounds of --duration-s seconds each. Failover mode: leader kills.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub rounds: u64,
+    /// Write and read modes: run the cluster bench starts with TLS (HTTPS API, mutual TLS between
+    /// peers, a fresh CA), to compare with the same run without it.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// The measured figures.
@@ -159,9 +163,13 @@ async fn started_cluster(
     root: &std::path::Path,
     cluster_id: &str,
     nodes: u64,
+    tls: bool,
 ) -> anyhow::Result<LocalCluster> {
     let binary = std::env::current_exe().context("locating the docket binary")?;
     let mut cluster = LocalCluster::new(binary, root, cluster_id, nodes)?;
+    if tls {
+        cluster = cluster.with_tls(docket_config::RELOAD_POLL_MS_DEFAULT)?;
+    }
     eprintln!("starting a {nodes}-node cluster in {}", root.display());
     cluster.start_all().await?;
     cluster.form().await?;
@@ -241,6 +249,9 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
 
 /// Runs the benchmark; `json` prints the report as JSON (`--output json`).
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    if args.tls && !matches!(args.mode, Mode::Write | Mode::Read) {
+        bail!("--tls is for --mode write or read (the TLS against plain comparison)");
+    }
     if args.mode == Mode::Effects {
         return run_effects(args, json).await;
     }
@@ -252,6 +263,10 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     }
     let temp;
     let mut cluster = None;
+    if args.tls && args.target.is_some() {
+        bail!("--tls starts its own cluster with TLS: drop --target");
+    }
+    let mut tls = None;
     let urls: Vec<String> = match &args.target {
         Some(url) => vec![url.clone()],
         None => {
@@ -262,13 +277,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
                     temp.path().to_owned()
                 }
             };
-            let local = started_cluster(&root, "docket-bench", args.nodes).await?;
+            let local = started_cluster(&root, "docket-bench", args.nodes, args.tls).await?;
             let urls = local.nodes.iter().map(|n| n.url()).collect();
+            tls = local.tls().map(|tls| tls.client.clone());
             cluster = Some(local);
             urls
         }
     };
-    let report = measure(&args, &urls).await;
+    let report = measure(&args, &urls, tls.as_ref()).await;
     if let Some(mut cluster) = cluster {
         cluster.kill_all().await;
     }
@@ -286,8 +302,24 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
-    let first = Client::new(&urls[0])?;
+/// A client of its own (its own connection pool) for `url`, over TLS when `tls` is given.
+fn own_client(url: &str, tls: Option<&crate::tls::ClientTls>) -> anyhow::Result<Client> {
+    Ok(match tls {
+        None => Client::new(url)?,
+        Some(tls) => Client::with_http(
+            url,
+            Duration::from_millis(crate::client::REQUEST_TIMEOUT_MS_DEFAULT),
+            tls.reqwest_builder()?.build()?,
+        )?,
+    })
+}
+
+async fn measure(
+    args: &BenchArgs,
+    urls: &[String],
+    tls: Option<&crate::tls::ClientTls>,
+) -> anyhow::Result<Report> {
+    let first = own_client(&urls[0], tls)?;
     let status = first
         .status()
         .await
@@ -346,7 +378,7 @@ async fn measure(args: &BenchArgs, urls: &[String]) -> anyhow::Result<Report> {
     let urls = Arc::new(urls.to_vec());
     let mut tasks = tokio::task::JoinSet::new();
     for (c, pool) in pools.into_iter().enumerate() {
-        let client = Client::new(&urls[c % urls.len()])?;
+        let client = own_client(&urls[c % urls.len()], tls)?;
         let (mode, batch) = (args.mode, args.batch as usize);
         tasks.spawn(async move {
             let mut latencies_us = Vec::new();

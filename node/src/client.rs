@@ -84,14 +84,16 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable { url, source } => write!(
                 f,
                 "cannot reach docket at {url}: {} — is `docket serve` running there, and is \
-                 the address right (--node or DOCKET_NODE)?",
-                root_cause(source)
+                 the address right (--node or DOCKET_NODE)?{}",
+                root_cause(source),
+                tls_hint(url, source)
             ),
             ClientError::Interrupted { url, source } => write!(
                 f,
                 "the connection to docket at {url} broke before its answer arrived: {} — a \
-                 write may or may not have been recorded",
-                root_cause(source)
+                 write may or may not have been recorded{}",
+                root_cause(source),
+                tls_hint(url, source)
             ),
             ClientError::Timeout { url, timeout_ms } => write!(
                 f,
@@ -122,6 +124,15 @@ impl ClientError {
     pub fn leader_hint(&self) -> Option<String> {
         match self {
             ClientError::Api { body, .. } => body.leader.as_deref().map(with_scheme),
+            _ => None,
+        }
+    }
+
+    /// The leader's API address as the node gave it (with `https://` added when this client
+    /// speaks HTTPS), for [`Client::at`].
+    pub fn leader_address(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => body.leader.as_deref(),
             _ => None,
         }
     }
@@ -157,6 +168,32 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = inner;
     }
     cause.to_string()
+}
+
+/// A hint when a failure looks like the two ends disagreeing about TLS: plain HTTP
+/// answered by a TLS node (its alert is no HTTP), or HTTPS to a plain node or with a
+/// certificate the node refused.
+fn tls_hint(url: &str, error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let cause = root_cause(error);
+    if url.starts_with("http://") && cause.contains("invalid HTTP version") {
+        " (the node may speak TLS: use https:// and give the cluster CA with --ca)"
+    } else if url.starts_with("https://")
+        && [
+            "certificate",
+            "tls",
+            "TLS",
+            "alert",
+            "corrupt message",
+            "InvalidContentType",
+        ]
+        .iter()
+        .any(|needle| cause.contains(needle))
+    {
+        " (a TLS failure: is --ca the cluster's CA, does the node require a client \
+         certificate (--client-cert, --client-key), and does it speak TLS at all?)"
+    } else {
+        ""
+    }
 }
 
 /// `127.0.0.1:8001` → `http://127.0.0.1:8001`; URLs with a scheme are kept as they are.
@@ -267,8 +304,14 @@ impl Client {
     }
 
     /// A client for another node with the same deadline, sharing the connection pool.
+    /// An address without a scheme (as members report theirs) gets this client's scheme,
+    /// so a client of a TLS cluster reaches the other members over TLS too.
     pub fn at(&self, base_url: &str) -> Result<Client, ClientError> {
-        Client::with_http(base_url, self.timeout, self.http.clone())
+        if base_url.contains("://") {
+            return Client::with_http(base_url, self.timeout, self.http.clone());
+        }
+        let url = format!("{}://{}", self.base.scheme(), base_url.trim());
+        Client::with_http(&url, self.timeout, self.http.clone())
     }
 
     /// The same node with another request deadline (sharing the connection pool).
@@ -334,7 +377,7 @@ impl Client {
                 });
             }
             // Go where the refusal points, else on to the next member.
-            match error.leader_hint().and_then(|hint| self.at(&hint).ok()) {
+            match error.leader_address().and_then(|hint| self.at(hint).ok()) {
                 Some(leader) => {
                     next = targets
                         .iter()
@@ -503,9 +546,17 @@ impl Client {
                 message: format!("HTTP {status} with a body that does not parse: {e}"),
             })
         } else {
+            let mut body = error_body(status, &bytes);
+            // Nodes name the leader by address; over HTTPS the hint must say https, or
+            // following it would speak plain HTTP to a TLS port.
+            if let Some(leader) = body.leader.as_mut() {
+                if !leader.contains("://") && self.base.scheme() == "https" {
+                    *leader = format!("https://{leader}");
+                }
+            }
             Err(ClientError::Api {
                 status: status.as_u16(),
-                body: error_body(status, &bytes),
+                body,
             })
         }
     }

@@ -71,7 +71,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::cli::write_key_file(&root.join("exec.key"), &dev::signing_key("exec"), true)?;
     let binary = std::env::current_exe().context("locating the docket binary")?;
     let mut cluster = LocalCluster::new(binary, &root, "docket-demo", 3)?
-        .with_config(&execution_toml(&root, &rail));
+        .with_config(&execution_toml(&root, &rail))
+        .with_tls(docket_config::RELOAD_POLL_MS_DEFAULT)?;
     let result = demo(&mut cluster, &rail, &root).await;
     cluster.kill_all().await;
     if args.keep {
@@ -133,14 +134,15 @@ async fn demo(
     root: &std::path::Path,
 ) -> anyhow::Result<()> {
     step(
-        "starting three nodes on loopback, each with its own sled directory and an execution agent",
+        "starting three nodes on loopback with TLS under a fresh cluster CA, each with its own \
+         sled directory and an execution agent",
     );
     cluster.start_all().await?;
     for node in &cluster.nodes {
         println!(
-            "  node {}: api http://{} raft {} data {}",
+            "  node {}: api {} raft {} (mutual tls) data {}",
             node.id,
-            node.api_addr,
+            node.url(),
             node.raft_addr,
             node.data_dir.display()
         );

@@ -25,9 +25,12 @@ pub fn config(table: &toml::Table) -> anyhow::Result<ExecutionConfig> {
 }
 
 /// Builds the executor a configuration asks for; `None` when execution is disabled.
+/// With `[tls]` (`ca` is its CA file), HTTPS effect targets whose certificates that CA
+/// issued are trusted, and no others (no bundled web roots).
 pub fn executor(
     table: &toml::Table,
     data_dir: &std::path::Path,
+    ca: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Executor>> {
     let config = config(table)?;
     if !config.enabled {
@@ -45,7 +48,14 @@ pub fn executor(
         .unwrap_or_else(|| data_dir.join("execution"));
     let journal = Journal::open(&journal_dir)
         .with_context(|| format!("opening the execution journal in {}", journal_dir.display()))?;
-    let executor = Executor::from_config(&config, key, journal)
+    let ca_pem = match ca {
+        Some(ca) => Some(
+            std::fs::read(ca).with_context(|| format!("reading the CA file {}", ca.display()))?,
+        ),
+        None => None,
+    };
+    let ca_pems: Vec<&[u8]> = ca_pem.iter().map(Vec::as_slice).collect();
+    let executor = Executor::from_config_trusting(&config, key, journal, &ca_pems)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
     Ok(Some(executor))
 }

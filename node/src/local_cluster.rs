@@ -32,15 +32,31 @@ pub struct LocalNode {
     child: Option<Child>,
     /// It has answered once: its addresses may be in a cluster's membership now.
     started: bool,
+    /// The cluster's HTTPS client (trusting its CA, presenting its client certificate),
+    /// when it runs TLS.
+    https: Option<reqwest::Client>,
 }
 
 impl LocalNode {
     pub fn url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        let scheme = if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.api_addr)
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.url()).expect("invariant: a loopback URL is valid")
+        match &self.https {
+            Some(http) => Client::with_http(
+                &self.url(),
+                std::time::Duration::from_millis(crate::client::REQUEST_TIMEOUT_MS_DEFAULT),
+                http.clone(),
+            ),
+            None => Client::new(&self.url()),
+        }
+        .expect("invariant: a loopback URL is valid")
     }
 
     pub fn is_running(&self) -> bool {
@@ -73,6 +89,64 @@ pub struct LocalCluster {
     /// TOML written to each node's config file (`--config`), e.g. an `[execution]` section;
     /// `{node}` is replaced with the node id.
     config_toml: Option<String>,
+    /// TLS for every node and client, when [`LocalCluster::with_tls`] was called.
+    tls: Option<LocalTls>,
+}
+
+/// A local cluster's certificates: `docket tls init`'s files in `dir`.
+#[derive(Debug, Clone)]
+pub struct LocalTls {
+    pub dir: PathBuf,
+    /// `tls.reload_poll_ms` of every node.
+    pub reload_poll_ms: u64,
+    /// `tls.require_client_cert` of every node.
+    pub require_client_cert: bool,
+    /// Trusts the cluster CA and presents `client.pem`.
+    pub http: reqwest::Client,
+    /// What `http` was built from, for clients that want a connection pool of their own.
+    pub client: crate::tls::ClientTls,
+}
+
+impl LocalTls {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(crate::tls::certs::CA_CERT_FILE)
+    }
+
+    /// Node `id`'s certificate and key files.
+    pub fn node_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let stem = crate::tls::certs::node_stem(id);
+        (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        )
+    }
+
+    /// The `[tls]` section of node `id`'s configuration.
+    fn section(&self, id: u64) -> String {
+        let (cert, key) = self.node_files(id);
+        format!(
+            "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nreload_poll_ms = {}\n\
+             require_client_cert = {}\n",
+            self.ca().display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+            self.reload_poll_ms,
+            self.require_client_cert
+        )
+    }
+
+    /// Issues node `id`'s certificate unless it exists.
+    fn ensure_node(&self, id: u64) -> anyhow::Result<()> {
+        let (cert, _) = self.node_files(id);
+        if cert.exists() {
+            return Ok(());
+        }
+        let ca = crate::tls::certs::Ca::load(&self.dir)?;
+        let (from, to) = crate::tls::certs::validity(crate::tls::certs::LEAF_VALIDITY_DAYS_DEFAULT);
+        let issued = ca.issue_node(id, &[], from, to)?;
+        crate::tls::certs::write_pair(&self.dir, &crate::tls::certs::node_stem(id), &issued)?;
+        Ok(())
+    }
 }
 
 /// A port the OS considers free right now. (Another process could take it before the node
@@ -97,6 +171,7 @@ impl LocalCluster {
             extra_args: Vec::new(),
             extra_env: Vec::new(),
             config_toml: None,
+            tls: None,
         };
         for _ in 0..count {
             cluster.add_slot()?;
@@ -119,6 +194,54 @@ impl LocalCluster {
         self
     }
 
+    /// Runs every node with TLS under a fresh cluster CA in `<root>/tls` (the files of
+    /// `docket tls init`), nodes polling their files every `reload_poll_ms`; every client
+    /// of this cluster trusts that CA and presents its client certificate.
+    pub fn with_tls(mut self, reload_poll_ms: u64) -> anyhow::Result<LocalCluster> {
+        use crate::tls::certs;
+        let dir = self.root.join("tls");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = certs::Ca::generate(&self.cluster_id)?;
+        certs::write_atomic(&dir.join(certs::CA_KEY_FILE), &ca.key_pem(), true)?;
+        certs::write_atomic(&dir.join(certs::CA_CERT_FILE), &ca.cert_pem(), false)?;
+        let (from, to) = certs::validity(certs::LEAF_VALIDITY_DAYS_DEFAULT);
+        let client = ca.issue_client("client", from, to)?;
+        let (cert, key) = certs::write_pair(&dir, "client", &client)?;
+        let client_tls = crate::tls::ClientTls {
+            ca: dir.join(certs::CA_CERT_FILE),
+            identity: Some((cert, key)),
+        };
+        let http = client_tls.reqwest_builder()?.build()?;
+        let client_tls = client_tls.clone();
+        let tls = LocalTls {
+            dir,
+            reload_poll_ms,
+            require_client_cert: false,
+            http: http.clone(),
+            client: client_tls,
+        };
+        for node in &mut self.nodes {
+            tls.ensure_node(node.id)?;
+            node.https = Some(http.clone());
+        }
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// With TLS, every node refuses API clients without a certificate of the CA
+    /// (`tls.require_client_cert`); this cluster's own clients present one.
+    pub fn requiring_client_certs(mut self) -> LocalCluster {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.require_client_cert = true;
+        }
+        self
+    }
+
+    /// The cluster's TLS files and client, when it runs TLS.
+    pub fn tls(&self) -> Option<&LocalTls> {
+        self.tls.as_ref()
+    }
+
     /// A configuration file for every node (see `config_toml`).
     pub fn with_config(mut self, toml: &str) -> LocalCluster {
         self.config_toml = Some(toml.to_owned());
@@ -137,7 +260,11 @@ impl LocalCluster {
             data_dir: self.root.join(format!("node-{id}")),
             child: None,
             started: false,
+            https: self.tls.as_ref().map(|tls| tls.http.clone()),
         });
+        if let Some(tls) = &self.tls {
+            tls.ensure_node(id)?;
+        }
         Ok(id)
     }
 
@@ -193,7 +320,10 @@ impl LocalCluster {
             self.extra_args.clone(),
             self.extra_env.clone(),
         );
-        let config_toml = self.config_toml.clone();
+        let mut config_toml = self.config_toml.clone();
+        if let Some(tls) = &self.tls {
+            config_toml = Some(config_toml.unwrap_or_default() + &tls.section(id));
+        }
         let node = self.node_mut(id);
         let config_path = node.data_dir.with_extension("toml");
         if let Some(toml) = config_toml {

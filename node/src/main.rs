@@ -58,7 +58,8 @@ enum Command {
         docket bench                                   # starts its own 3-node cluster\n  \
         docket bench --nodes 1 --clients 64 --duration-s 10\n  \
         docket bench --target http://127.0.0.1:8001 --batch 100 --output json\n  \
-        docket bench --mode effects --payouts 1000     # payouts through execution agents and a local rail")]
+        docket bench --mode effects --payouts 1000     # payouts through execution agents and a local rail\n  \
+        docket bench --clients 64 --tls                # the same cluster with TLS everywhere (compare without --tls)")]
     Bench(docket_node::bench::BenchArgs),
 
     #[command(flatten)]

@@ -17,6 +17,8 @@ pub struct HttpPeers {
     /// This node, named in the `x-docket-forwarded` header of what it asks.
     pub id: NodeId,
     pub http: reqwest::Client,
+    /// `https` when the cluster runs TLS, else `http`.
+    pub scheme: &'static str,
 }
 
 impl Peers for HttpPeers {
@@ -29,7 +31,10 @@ impl Peers for HttpPeers {
         async move {
             let mut request = self
                 .http
-                .get(format!("http://{leader_api}/v1/internal/read-index"))
+                .get(format!(
+                    "{}://{leader_api}/v1/internal/read-index",
+                    self.scheme
+                ))
                 .header(FORWARDED_HEADER, self.id.to_string())
                 .timeout(deadline);
             if let Some(genesis) = genesis {
@@ -62,7 +67,8 @@ impl Peers for HttpPeers {
         deadline: Duration,
     ) -> BoxFuture<'a, Result<PeerHistory, String>> {
         async move {
-            let client = crate::client::Client::with_http(api_addr, deadline, self.http.clone())
+            let url = format!("{}://{api_addr}", self.scheme);
+            let client = crate::client::Client::with_http(&url, deadline, self.http.clone())
                 .map_err(|e| e.to_string())?;
             let status = client
                 .status()

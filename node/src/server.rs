@@ -13,6 +13,10 @@ use anyhow::Context;
 use docket_config::NodeConfig;
 use docket_core::{LedgerId, LedgerTime};
 use docket_raft::network::{Identity, Network, TcpTransport, SNAPSHOT_CHUNK_BYTES};
+
+use crate::tls::listener::{ApiListener, PeerInfo};
+use crate::tls::transport::{TlsRaftAcceptor, TlsTransport};
+use crate::tls::NodeTls;
 use docket_raft::{NodeAddr, Raft};
 use docket_service::{Faults, Limits, Service, Settings, Timing};
 use openraft::{Config, SnapshotPolicy};
@@ -62,6 +66,23 @@ pub struct Node {
     pub http: reqwest::Client,
     /// The execution agent, when `[execution] enabled`; its journal serves evidence.
     pub executor: Option<Arc<docket_execution::Executor>>,
+    /// The node's certificates, when `[tls]` is configured.
+    pub tls: Option<Arc<NodeTls>>,
+}
+
+impl Node {
+    /// The scheme of this cluster's API addresses: `https` with `[tls]`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        scheme(self.tls.is_some())
+    }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -157,7 +178,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ledger_id = LedgerId::new(config.cluster_id.clone()).context("cluster_id")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let executor = crate::execution::executor(&config.execution, &config.data_dir)?.map(Arc::new);
+    let executor = crate::execution::executor(
+        &config.execution,
+        &config.data_dir,
+        config.tls.as_ref().map(|tls| tls.ca.as_path()),
+    )?
+    .map(Arc::new);
     let options = docket_raft::StoreOptions {
         node_id: Some(config.node_id),
         ..docket_raft::StoreOptions::default()
@@ -165,6 +191,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let (log_store, state_machine) = docket_raft::open_with(&config.data_dir, &options)
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
     let replica = state_machine.replica();
+    let tls = match &config.tls {
+        Some(tls_config) => Some(
+            NodeTls::load(config.node_id, tls_config).context("loading the [tls] certificates")?,
+        ),
+        None => None,
+    };
 
     let raft_listener = TcpListener::bind(&config.raft_addr)
         .await
@@ -182,25 +214,40 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         removed: Default::default(),
         leader_heard: Default::default(),
     };
-    let network = Network::new(
-        TcpTransport,
-        identity.clone(),
-        Duration::from_millis(config.raft.rpc_timeout_ms),
-    );
-    let raft = Raft::new(
-        config.node_id,
-        Arc::new(raft_config(&config)?),
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
+    let rpc_timeout = Duration::from_millis(config.raft.rpc_timeout_ms);
+    let raft_config = Arc::new(raft_config(&config)?);
+    let raft = match &tls {
+        Some(tls) => {
+            let network = Network::new(TlsTransport::new(tls), identity.clone(), rpc_timeout);
+            Raft::new(
+                config.node_id,
+                raft_config,
+                network,
+                log_store,
+                state_machine,
+            )
+            .await
+        }
+        None => {
+            let network = Network::new(TcpTransport, identity.clone(), rpc_timeout);
+            Raft::new(
+                config.node_id,
+                raft_config,
+                network,
+                log_store,
+                state_machine,
+            )
+            .await
+        }
+    }
     .context("starting raft")?;
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.limits.forward_timeout_ms))
-        .build()
-        .context("building the forwarding client")?;
+    let mut http =
+        reqwest::Client::builder().timeout(Duration::from_millis(config.limits.forward_timeout_ms));
+    if let Some(tls) = &tls {
+        http = http.use_preconfigured_tls(tls.http_client_config());
+    }
+    let http = http.build().context("building the forwarding client")?;
     let addr = NodeAddr {
         raft_addr: raft_addr.to_string(),
         api_addr: api_addr.to_string(),
@@ -208,6 +255,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let peers = Arc::new(crate::peers::HttpPeers {
         id: config.node_id,
         http: http.clone(),
+        scheme: scheme(tls.is_some()),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -225,21 +273,35 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         config,
         http,
         executor,
+        tls: tls.clone(),
     });
 
     let mut tasks = JoinSet::new();
     tasks.spawn({
         let (raft, stop) = (raft.clone(), stopped(shutdown_rx.clone()));
+        let acceptor = tls.as_ref().map(TlsRaftAcceptor::new);
         async move {
-            if let Err(e) = docket_raft::network::serve(raft_listener, raft, identity, stop).await {
+            let served = match acceptor {
+                Some(acceptor) => {
+                    docket_raft::network::serve_with(raft_listener, acceptor, raft, identity, stop)
+                        .await
+                }
+                None => docket_raft::network::serve(raft_listener, raft, identity, stop).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "raft listener stopped");
             }
         }
     });
+    let api_listener = match &tls {
+        Some(tls) => ApiListener::tls(api_listener, tls, stopped(shutdown_rx.clone()))
+            .context("starting the api's tls listener")?,
+        None => ApiListener::Plain(api_listener),
+    };
     tasks.spawn({
         let (node, stop) = (node.clone(), stopped(shutdown_rx.clone()));
         async move {
-            let app = crate::api::router(node);
+            let app = crate::api::router(node).into_make_service_with_connect_info::<PeerInfo>();
             if let Err(e) = axum::serve(api_listener, app)
                 .with_graceful_shutdown(stop)
                 .await
@@ -248,6 +310,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             }
         }
     });
+    if let Some(tls) = tls.clone() {
+        tasks.spawn(tls.watch(stopped(shutdown_rx.clone())));
+    }
     tasks.spawn(background);
     if let Some(executor) = node.executor.clone() {
         let host = docket_service::ServiceHost(service.clone());
@@ -261,7 +326,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             }
         });
     }
-    tracing::info!(node_id = service.id, cluster = %service.cluster_id, %raft_addr, %api_addr, "node started");
+    tracing::info!(node_id = service.id, cluster = %service.cluster_id, %raft_addr, %api_addr,
+        tls = node.tls.is_some(), "node started");
     Ok(RunningNode {
         node,
         api_addr,
@@ -274,9 +340,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 /// Starts a node and serves until Ctrl-C or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let running = start(config).await?;
+    let node = &running.node;
     println!(
-        "docket node {} serving: api http://{} raft {} (Ctrl-C to stop)",
-        running.node.service.id, running.api_addr, running.raft_addr
+        "docket node {} serving: api {}://{} raft {}{} (Ctrl-C to stop)",
+        node.service.id,
+        node.scheme(),
+        running.api_addr,
+        running.raft_addr,
+        if node.tls.is_some() {
+            " (mutual tls)"
+        } else {
+            ""
+        }
     );
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -14,6 +14,13 @@
 //! The byte stream sits behind [`Transport`], so the simulator runs this same code over
 //! turmoil's simulated TCP by supplying its own `Transport` and feeding accepted streams
 //! to [`serve_connection`].
+//!
+//! Authentication of the peer (mutual TLS in the node) wraps this code on both sides
+//! without it knowing TLS: a [`Transport`] may check whom it reached in
+//! [`Transport::connect_to`], and an [`Acceptor`] turns an accepted TCP stream into an
+//! authenticated one and names the node it proved to be. [`serve_with`] then refuses any
+//! frame whose sender is not that node (`Refused { WrongPeer }`, before the frame is acted
+//! on), and a stream the acceptor refuses is closed before a byte of it is read as a frame.
 
 use std::future::Future;
 use std::io;
@@ -197,6 +204,9 @@ pub enum RefusalCode {
     /// A vote request from a node that is not a member of this node's configuration: it
     /// was removed, and must not campaign.
     NotAMember,
+    /// The frame names a sender other than the node the connection authenticated as (its
+    /// certificate's node id): a peer speaking for another node.
+    WrongPeer,
 }
 
 /// Opens byte streams to peers. Production uses [`TcpTransport`]; the simulator supplies
@@ -204,7 +214,45 @@ pub enum RefusalCode {
 pub trait Transport: Clone + Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// Opens a stream to node `target` at `addr`. A transport that authenticates its peer
+    /// (the node's mutual TLS) refuses a peer that is not `target`; the default is
+    /// [`Transport::connect`], which cannot tell.
+    fn connect_to(
+        &self,
+        target: NodeId,
+        addr: &str,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send {
+        let _ = target;
+        self.connect(addr)
+    }
 }
+
+/// Turns an accepted TCP stream into the stream Raft frames are read from, and says which
+/// node the peer proved to be (`None`: the stream does not authenticate its peer, as plain
+/// TCP does not). An error closes the connection before any frame is read.
+pub trait Acceptor: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = io::Result<(Self::Stream, Option<NodeId>)>> + Send;
+}
+
+/// Plain TCP: nothing to check, no peer identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainAcceptor;
+
+impl Acceptor for PlainAcceptor {
+    type Stream = TcpStream;
+    async fn accept(&self, stream: TcpStream) -> io::Result<(TcpStream, Option<NodeId>)> {
+        Ok((stream, None))
+    }
+}
+
+/// How long an accepted connection may take to authenticate (the TLS handshake) before it
+/// is closed: a peer that opens connections and says nothing must not hold permits.
+pub const ACCEPT_TIMEOUT_MS: u64 = 5_000;
 
 /// Real TCP, with Nagle off (Raft messages are small and latency-bound).
 #[derive(Clone, Copy, Debug, Default)]
@@ -323,7 +371,7 @@ impl<T: Transport> PeerClient<T> {
         if self.conn.is_none() {
             let stream = self
                 .transport
-                .connect(&self.addr)
+                .connect_to(self.target, &self.addr)
                 .await
                 .map_err(CallError::Unreachable)?;
             self.conn = Some(framed(stream));
@@ -449,6 +497,18 @@ pub async fn serve(
     identity: Identity,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with(listener, PlainAcceptor, raft, identity, shutdown).await
+}
+
+/// Accepts Raft connections until `shutdown` resolves, each through `acceptor` (within
+/// [`ACCEPT_TIMEOUT_MS`]) before any frame is read.
+pub async fn serve_with<A: Acceptor>(
+    listener: TcpListener,
+    acceptor: A,
+    raft: Raft<TypeConfig>,
+    identity: Identity,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
     tokio::pin!(shutdown);
     loop {
@@ -471,8 +531,22 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let identity = identity.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft, identity).await {
+            let deadline = Duration::from_millis(ACCEPT_TIMEOUT_MS);
+            let accepted = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "refused raft connection before any frame");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "refused raft connection: no handshake within {deadline:?}");
+                    return;
+                }
+            };
+            let (stream, authenticated) = accepted;
+            if let Err(e) = serve_authenticated(stream, raft, identity, authenticated).await {
                 tracing::debug!(%peer, error = %e, "raft connection closed");
             }
             drop(permit);
@@ -486,6 +560,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     raft: Raft<TypeConfig>,
     identity: Identity,
 ) -> io::Result<()> {
+    serve_authenticated(stream, raft, identity, None).await
+}
+
+/// [`serve_connection`] for a stream whose peer proved to be node `authenticated`: a frame
+/// from any other sender is refused (`WrongPeer`) and the connection closed.
+pub async fn serve_authenticated<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    raft: Raft<TypeConfig>,
+    identity: Identity,
+    authenticated: Option<NodeId>,
+) -> io::Result<()> {
     let mut conn = framed(stream);
     while let Some(frame) = conn.next().await {
         let response = match codec::decode::<RequestFrame>(&frame?) {
@@ -493,7 +578,24 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 code: RefusalCode::Malformed,
                 message: e.to_string(),
             },
-            Ok(request) => handle(&raft, &identity, request).await,
+            Ok(request) => match authenticated {
+                Some(peer) if peer != request.from => {
+                    tracing::error!(
+                        peer,
+                        claimed = request.from,
+                        "refused raft frame: the sender claims another node's id"
+                    );
+                    ResponseFrame::Refused {
+                        code: RefusalCode::WrongPeer,
+                        message: format!(
+                            "this connection authenticated as node {peer}, but the frame \
+                             claims to come from node {}",
+                            request.from
+                        ),
+                    }
+                }
+                _ => handle(&raft, &identity, request).await,
+            },
         };
         let refused = matches!(response, ResponseFrame::Refused { .. });
         let bytes =

@@ -47,11 +47,15 @@ pub enum ErrorCode {
     /// proposal, or read it by id, to learn which.
     OutcomeUnknown,
     Internal,
+    /// A route only cluster nodes may call (`/v1/internal/*`, a forwarded request) was
+    /// called without a node certificate of the cluster CA, or by a node certificate other
+    /// than the node the request claims to come from. Nothing was done.
+    PeerNotAuthenticated,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::MalformedRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::BadSignature,
@@ -70,6 +74,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::OutcomeUnknown,
         ErrorCode::Internal,
+        ErrorCode::PeerNotAuthenticated,
     ];
 
     /// The stable name clients match on.
@@ -93,6 +98,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PeerNotAuthenticated => "PEER_NOT_AUTHENTICATED",
         }
     }
 
@@ -114,6 +120,7 @@ impl ErrorCode {
             ErrorCode::NotLeader | ErrorCode::NoLeader | ErrorCode::Overloaded => 503,
             ErrorCode::Timeout | ErrorCode::OutcomeUnknown => 504,
             ErrorCode::Internal => 500,
+            ErrorCode::PeerNotAuthenticated => 403,
         }
     }
 

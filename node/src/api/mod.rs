@@ -78,6 +78,10 @@ pub fn router(node: Arc<Node>) -> Router {
         // used to sit here too; it answered a plain-text 413 before any handler ran, so
         // clients never saw the stable code.)
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            nodes_only,
+        ))
         .with_state(node);
     guarded(routes)
 }
@@ -134,6 +138,52 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(ErrorCode::MalformedRequest, detail)
 }
 
+/// With TLS on, what only a node may ask — the internal routes, and any request marked as
+/// forwarded by a node — must come over a connection whose client certificate is a node
+/// certificate of the cluster CA, and a forwarded request's `x-docket-forwarded` must name
+/// that node. Refused with `PEER_NOT_AUTHENTICATED` before the handler runs. (Without TLS
+/// there is nothing to check a claim against: plain HTTP is for loopback.)
+async fn nodes_only(
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if node.tls.is_none() {
+        return next.run(request).await;
+    }
+    let internal = request.uri().path().starts_with("/v1/internal/");
+    let claimed = request.headers().get(FORWARDED_HEADER).cloned();
+    if !internal && claimed.is_none() {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::tls::listener::PeerInfo>>()
+        .and_then(|info| info.0.node);
+    let refusal = match (peer, &claimed) {
+        (None, _) => Some(
+            "this route is for cluster nodes: the connection must present a node certificate \
+             of the cluster CA"
+                .to_owned(),
+        ),
+        (Some(peer), Some(claimed)) if claimed.to_str().ok() != Some(&peer.to_string()) => {
+            Some(format!(
+                "the connection's certificate is node {peer}'s, but the request claims to be \
+                 forwarded by node {}",
+                String::from_utf8_lossy(claimed.as_bytes())
+            ))
+        }
+        _ => None,
+    };
+    match refusal {
+        Some(message) => {
+            tracing::warn!(path = %request.uri().path(), ?peer, %message, "refused a node-only request");
+            ApiError::new(ErrorCode::PeerNotAuthenticated, message).into_response()
+        }
+        None => next.run(request).await,
+    }
+}
+
 fn forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED_HEADER)
 }
@@ -170,7 +220,7 @@ async fn forward(node: &Node, request: Forwardable<'_>, leader: &str) -> Respons
         path_and_query,
         body,
     } = request;
-    let url = format!("http://{leader}{path_and_query}");
+    let url = format!("{}://{leader}{path_and_query}", node.scheme());
     let is_write = method != Method::GET;
     let mut builder = node
         .http

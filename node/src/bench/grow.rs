@@ -126,7 +126,7 @@ where
 
 /// Runs the growth benchmark on a cluster it starts under `root`.
 pub async fn run(args: &BenchArgs, root: &Path, json: bool) -> anyhow::Result<GrowReport> {
-    let mut cluster = super::started_cluster(root, "docket-grow", args.nodes).await?;
+    let mut cluster = super::started_cluster(root, "docket-grow", args.nodes, false).await?;
     let result = rounds_and_recovery(args, &mut cluster, json).await;
     cluster.kill_all().await;
     result
@@ -154,7 +154,7 @@ async fn rounds_and_recovery(
 
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let report: Report = measure(args, &urls).await?;
+        let report: Report = measure(args, &urls, None).await?;
         let leader = cluster.leader().await?;
         let ledger_length = cluster.node(leader).client().status().await?.ledger_length;
         let figures = Round {

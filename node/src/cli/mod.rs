@@ -39,7 +39,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -65,6 +65,7 @@ mod propose;
 mod serve;
 mod state;
 mod status;
+mod tls;
 
 pub use cluster::ClusterCommand;
 pub use constitution::{AmendArgs, ApproveArgs, ConstitutionCommand, CONSTITUTION_FILE_BYTES_MAX};
@@ -79,6 +80,7 @@ pub use propose::{
 };
 pub use serve::{serve, ServeArgs};
 pub use state::StateCommand;
+pub use tls::TlsCommand;
 
 // ---------------------------------------------------------------------------------------
 // Arguments
@@ -129,6 +131,41 @@ pub struct ClientArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub timeout_ms: Option<u64>,
+
+    /// The cluster CA certificate (PEM) to trust: talk HTTPS, and trust this CA and
+    /// nothing else. Addresses without a scheme (and the default) become https://.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "TLS options",
+        env = "DOCKET_CA",
+        value_name = "FILE"
+    )]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present, for a node with `tls.require_client_cert`
+    /// (`docket tls init` writes client.pem). Needs --client-key and --ca.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "TLS options",
+        env = "DOCKET_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert. (Not --key: that is the ed25519 signing key of
+    /// proposals.)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "TLS options",
+        env = "DOCKET_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for ClientArgs {
@@ -137,6 +174,9 @@ impl Default for ClientArgs {
             node: NODE_URL_DEFAULT.to_owned(),
             output: OutputFormat::Text,
             timeout_ms: None,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -158,10 +198,32 @@ impl ClientArgs {
     pub async fn client(&self, default_ms: u64) -> anyhow::Result<Client> {
         let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(default_ms));
         let nodes = self.nodes();
-        let clients = nodes
-            .iter()
-            .map(|node| Client::with_timeout(node, timeout))
-            .collect::<Result<Vec<_>, _>>()?;
+        let clients = match self.tls()? {
+            None => nodes
+                .iter()
+                .map(|node| Client::with_timeout(node, timeout))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(tls) => {
+                let http = tls
+                    .reqwest_builder()
+                    .context("--ca / --client-cert")?
+                    .build()
+                    .context("cannot set up the HTTPS client")?;
+                nodes
+                    .iter()
+                    .map(|node| {
+                        let url = if *node == NODE_URL_DEFAULT {
+                            NODE_URL_DEFAULT.replacen("http://", "https://", 1)
+                        } else if node.contains("://") {
+                            (*node).to_owned()
+                        } else {
+                            format!("https://{node}")
+                        };
+                        Client::with_http(&url, timeout, http.clone())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
         let [first, rest @ ..] = clients.as_slice() else {
             bail!("--node names no address");
         };
@@ -180,6 +242,28 @@ impl ClientArgs {
             "none of the --node addresses answered: {}",
             failures.join("; ")
         )
+    }
+}
+
+impl ClientArgs {
+    /// The client-side TLS of `--ca`, `--client-cert`, `--client-key`; `None` without
+    /// `--ca` (plain HTTP).
+    pub fn tls(&self) -> anyhow::Result<Option<crate::tls::ClientTls>> {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => None,
+        };
+        match &self.ca {
+            Some(ca) => Ok(Some(crate::tls::ClientTls {
+                ca: ca.clone(),
+                identity,
+            })),
+            None if identity.is_some() => bail!(
+                "--client-cert needs --ca: give the cluster CA (ca.pem from `docket tls init`) \
+                 so the node's certificate can be checked"
+            ),
+            None => Ok(None),
+        }
     }
 }
 
@@ -239,6 +323,16 @@ pub enum ClientCommand {
     /// Show what execution agents did for a proposal (evidence of every attempt).
     #[command(subcommand)]
     Execution(ExecutionCommand),
+
+    /// Create the cluster CA and the node and client certificates for TLS.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        docket tls init --dir tls --nodes 1,2,3 --hosts 10.0.0.1,10.0.0.2,10.0.0.3\n  \
+        docket tls issue --dir tls --node 2 --hosts 10.0.0.2   # renew node 2's certificate\n  \
+        docket --ca tls/ca.pem status --node 10.0.0.1:8001     # talk to a TLS node"
+    )]
+    Tls(TlsCommand),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,6 +351,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::State(state) => state::run(args, state).await,
         ClientCommand::Execution(execution) => execution::run(args, execution).await,
         ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
+        ClientCommand::Tls(command) => tls::run(args, command),
     }
 }
 

@@ -87,6 +87,35 @@ pub async fn formed_cluster_with_config(
     (dir, cluster)
 }
 
+/// Like [`formed_cluster`], with TLS on every node under a fresh cluster CA (see
+/// `LocalCluster::with_tls`), nodes polling their certificate files every
+/// `reload_poll_ms`, and refusing API clients without a certificate when
+/// `require_client_cert`.
+pub async fn formed_tls_cluster(
+    cluster_id: &str,
+    count: u64,
+    reload_poll_ms: u64,
+    require_client_cert: bool,
+) -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("docket-{cluster_id}-"))
+        .disable_cleanup(keep_dirs())
+        .tempdir()
+        .expect("temporary directory");
+    let mut cluster = LocalCluster::new(binary(), dir.path(), cluster_id, count)
+        .expect("prepare cluster")
+        .with_tls(reload_poll_ms)
+        .expect("cluster certificates");
+    if require_client_cert {
+        cluster = cluster.requiring_client_certs();
+    }
+    cluster.start_all().await.expect("start nodes");
+    cluster.form().await.expect("form cluster");
+    cluster.leader().await.expect("leader elected");
+    cluster.converged().await.expect("converged after forming");
+    (dir, cluster)
+}
+
 /// Every entry of the ledger, read in pages with linearizable reads at `client`'s node.
 pub async fn read_ledger(client: &Client) -> Vec<LedgerEntry> {
     let mut entries = Vec::new();
@@ -232,7 +261,10 @@ pub async fn local_proposal(
 /// acknowledged with (same index, same hash: the same decision). Reads run 16 at a time.
 pub async fn assert_all_present(cluster: &LocalCluster, acked: &[(ProposalId, LedgerEntry)]) {
     use futures::StreamExt;
-    let http = reqwest::Client::new();
+    let http = cluster
+        .tls()
+        .map(|tls| tls.http.clone())
+        .unwrap_or_default();
     let urls: Vec<(u64, String)> = cluster
         .nodes
         .iter()
