@@ -53,7 +53,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Ledger lengths of the `apply` group unless `DOCKET_BENCH_SIZES` says otherwise.
 /// 10^7 is left out: its fill signs and verifies 10^7 proposals (about 15 minutes on the
-/// 2-core machine) and holds them all in the in-memory core state.
+/// 2-core machine).
 const APPLY_SIZES_DEFAULT: &[u64] = &[10_000, 100_000, 1_000_000];
 /// Ledger lengths of the `commit` group unless `DOCKET_BENCH_COMMIT_SIZES` says otherwise.
 const COMMIT_SIZES_DEFAULT: &[u64] = &[10_000, 100_000, 1_000_000, 10_000_000];
@@ -73,8 +73,8 @@ const FILL_PROPOSALS_PER_COMMAND: usize = 256;
 const FILL_COMMANDS_PER_APPLY: usize = 8;
 /// Synthetic entries per `commit_apply` while filling the `commit` fixture.
 const FILL_ENTRIES_PER_COMMIT: usize = 4_096;
-/// Distinct subjects the deposits go to: the core state's subject map stays this size,
-/// whatever the ledger length (its per-proposal index still grows, as it does in a node).
+/// Distinct subjects the deposits go to: the state's subject rows stay this many, whatever
+/// the ledger length (its proposal status rows still grow, as they do in a node).
 const SUBJECTS: u64 = 1_024;
 
 const T0: u64 = 1_767_225_600_000;
