@@ -5,6 +5,10 @@
 //! its history, and the ledger head. [`State::apply`] is the one function that changes it:
 //! the engine applies each entry it records through it, and trusted replay applies each
 //! stored entry through it, so the two cannot drift apart.
+//!
+//! The parts that grow with the ledger (subjects, proposal statuses) and the deferred set
+//! are rows ([`crate::rows`]), read through a [`Rows`] store and committed to by a lattice
+//! hash kept per changed row; a node keeps them on disk, pure uses in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
