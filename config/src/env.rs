@@ -35,6 +35,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_LIMITS_FORWARD_TIMEOUT_MS",
     "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX",
     "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX",
+    "DOCKET_STORAGE_CACHE_MB",
     "DOCKET_TLS_CA",
     "DOCKET_TLS_CERT",
     "DOCKET_TLS_KEY",
@@ -131,6 +132,9 @@ impl Layers {
                 "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX" => {
                     self.read_page_entries_max =
                         Some(number("limits.read_page_entries_max", &raw, origin)?)
+                }
+                "DOCKET_STORAGE_CACHE_MB" => {
+                    self.storage_cache_mb = Some(number("storage.cache_mb", &raw, origin)?)
                 }
                 "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX" => {
                     self.clients_inflight_max =

@@ -27,6 +27,7 @@ use crate::raft_config::{
     HEARTBEAT_INTERVAL_MS_DEFAULT, MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT,
     SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
 };
+use crate::storage_config::{StorageConfig, CACHE_MB_DEFAULT};
 use crate::tls_config::{TlsConfig, RELOAD_POLL_MS_DEFAULT};
 use crate::validate;
 
@@ -76,6 +77,7 @@ pub(crate) struct Layers {
     pub(crate) read_page_entries_max: Option<Set<usize>>,
     pub(crate) clients_inflight_max: Option<Set<usize>>,
     pub(crate) execution: toml::Table,
+    pub(crate) storage_cache_mb: Option<Set<u64>>,
     pub(crate) tls_ca: Option<Set<PathBuf>>,
     pub(crate) tls_cert: Option<Set<PathBuf>>,
     pub(crate) tls_key: Option<Set<PathBuf>>,
@@ -102,7 +104,15 @@ struct FileLayer {
     #[serde(default)]
     execution: toml::Table,
     #[serde(default)]
+    storage: StorageFileLayer,
+    #[serde(default)]
     tls: TlsFileLayer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [storage] table")]
+struct StorageFileLayer {
+    cache_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +211,7 @@ impl Layers {
             at,
         );
         self.execution = file.execution;
+        set(&mut self.storage_cache_mb, file.storage.cache_mb, at);
         let tls = file.tls;
         set(&mut self.tls_ca, tls.ca, at);
         set(&mut self.tls_cert, tls.cert, at);
@@ -342,6 +353,10 @@ impl Layers {
             "limits.forward_timeout_ms",
             or_default(self.forward_timeout_ms, FORWARD_TIMEOUT_MS_DEFAULT),
         );
+        let cache_mb = field(
+            "storage.cache_mb",
+            or_default(self.storage_cache_mb, CACHE_MB_DEFAULT),
+        );
 
         let mut field = |name: &'static str, set: Set<usize>| {
             record(name, set.origin);
@@ -396,6 +411,7 @@ impl Layers {
                 clients_inflight_max,
             },
             execution: self.execution,
+            storage: StorageConfig { cache_mb },
             tls,
         };
         Ok((

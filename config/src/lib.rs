@@ -46,6 +46,9 @@
 //! [limits]
 //! clients_inflight_max = 4096
 //!
+//! [storage]
+//! cache_mb = 64
+//!
 //! [tls]
 //! ca = "/etc/docket/tls/ca.pem"
 //! cert = "/etc/docket/tls/node-2.pem"
@@ -63,6 +66,7 @@ mod limits_config;
 mod node_config;
 mod overrides;
 mod raft_config;
+mod storage_config;
 mod tls_config;
 mod validate;
 
@@ -72,6 +76,7 @@ pub use limits_config::*;
 pub use node_config::*;
 pub use overrides::*;
 pub use raft_config::*;
+pub use storage_config::*;
 pub use tls_config::*;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::layers::{Layers, Origins};
 use crate::limits_config::LimitsConfig;
 use crate::overrides::Overrides;
 use crate::raft_config::RaftConfig;
+use crate::storage_config::StorageConfig;
 use crate::tls_config::TlsConfig;
 use crate::validate;
 
@@ -84,6 +85,8 @@ pub struct NodeConfig {
     /// crate stays free of the execution crate's dependencies). Set only in the file.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub execution: toml::Table,
+    /// `[storage]`: the embedded store's memory.
+    pub storage: StorageConfig,
     /// `[tls]`: certificates under the cluster CA; `None` serves plain HTTP and plain Raft
     /// (refused by `docket serve` on a non-loopback address unless the operator insists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +111,7 @@ impl Default for NodeConfig {
             raft: RaftConfig::default(),
             limits: LimitsConfig::default(),
             execution: toml::Table::new(),
+            storage: StorageConfig::default(),
             tls: None,
         }
     }

@@ -298,6 +298,7 @@ fn env_overrides_file() {
         ("DOCKET_LIMITS_FORWARD_TIMEOUT_MS", "900"),
         ("DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX", "9"),
         ("DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX", "2"),
+        ("DOCKET_STORAGE_CACHE_MB", "16"),
         ("PATH", "/usr/bin"),
     ];
     let (config, origins) =
@@ -328,6 +329,7 @@ fn env_overrides_file() {
             clients_inflight_max: 2,
         }
     );
+    assert_eq!(config.storage, StorageConfig { cache_mb: 16 });
     // Every configuration variable was in `env`, so every field comes from the environment.
     for (field, origin) in &origins {
         if *field != "genesis_constitution" {
@@ -1110,7 +1112,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 22, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 23, "one variable per field");
 }
 
 #[test]
@@ -1233,4 +1235,38 @@ fn half_a_tls_section_is_refused_naming_the_missing_file() {
     let (_dir, path) = file("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nreload_poll_ms = 5\n");
     let error = load(Some(&path), &[], &flags()).expect_err("too fast");
     assert_eq!(error.field(), Some("tls.reload_poll_ms"), "{error}");
+}
+
+// ---- [storage] ---------------------------------------------------------------------------
+
+#[test]
+fn storage_cache_comes_from_the_file_or_the_environment_within_its_bounds() {
+    let config = load(None, &[], &flags()).expect("defaults");
+    assert_eq!(config.storage.cache_mb, CACHE_MB_DEFAULT);
+    assert_eq!(config.storage.cache_bytes(), CACHE_MB_DEFAULT * 1024 * 1024);
+
+    let (_dir, path) = file("[storage]\ncache_mb = 32\n");
+    let (config, origins) =
+        NodeConfig::load_with_origins(Some(&path), vars(&[]), &flags()).expect("load");
+    assert_eq!(config.storage.cache_mb, 32);
+    assert_eq!(origins["storage.cache_mb"], file_origin(&path, 2));
+
+    let config =
+        load(Some(&path), &[("DOCKET_STORAGE_CACHE_MB", "512")], &flags()).expect("env over file");
+    assert_eq!(config.storage.cache_mb, 512);
+
+    let (_dir, path) = file("[storage]\ncache_mb = 4\n");
+    let error = load(Some(&path), &[], &flags()).expect_err("under the floor");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "storage.cache_mb (from {}:2): must be at least 8, got 4: sled's page cache in MiB",
+            path.display()
+        )
+    );
+    let (_dir, path) = file("[storage]\ncache = 64\n");
+    assert!(
+        load(Some(&path), &[], &flags()).is_err(),
+        "unknown keys are refused"
+    );
 }

@@ -20,6 +20,7 @@ use crate::raft_config::{
     HEARTBEAT_INTERVAL_MS_FLOOR, MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING, RPC_TIMEOUT_MS_CEILING,
     SNAPSHOT_LOGS_SINCE_LAST_CEILING,
 };
+use crate::storage_config::{StorageConfig, CACHE_MB_CEILING, CACHE_MB_FLOOR};
 use crate::tls_config::{RELOAD_POLL_MS_CEILING, RELOAD_POLL_MS_FLOOR};
 
 pub(crate) fn node_config(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
@@ -32,6 +33,7 @@ pub(crate) fn node_config(config: &NodeConfig, origins: &Origins) -> Result<(), 
     }
     raft(config, origins)?;
     limits(config, origins)?;
+    storage(&config.storage, origins)?;
     if let Some(tls) = &config.tls {
         utf8_path("tls.ca", &tls.ca, &origins.of("tls.ca"))?;
         utf8_path("tls.cert", &tls.cert, &origins.of("tls.cert"))?;
@@ -297,6 +299,18 @@ fn limits(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
         1,
         CLIENTS_INFLIGHT_MAX_CEILING,
         "",
+    )
+}
+
+fn storage(storage: &StorageConfig, origins: &Origins) -> Result<(), ConfigError> {
+    let field = "storage.cache_mb";
+    range(
+        field,
+        &origins.of(field),
+        storage.cache_mb,
+        CACHE_MB_FLOOR,
+        CACHE_MB_CEILING,
+        "sled's page cache in MiB",
     )
 }
 

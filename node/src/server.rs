@@ -186,6 +186,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     .map(Arc::new);
     let options = docket_raft::StoreOptions {
         node_id: Some(config.node_id),
+        cache_capacity_bytes: config.storage.cache_bytes(),
         ..docket_raft::StoreOptions::default()
     };
     let (log_store, state_machine) = docket_raft::open_with(&config.data_dir, &options)

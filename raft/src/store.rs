@@ -129,9 +129,11 @@ pub const STAGE_BATCH_BYTES: usize = 64 * 1024;
 /// stage tree is cleared: bounds each batch by a page, not by the ledger.
 pub const STAGE_PAGE_ENTRIES: u64 = 1024;
 
-/// sled's page cache. sled's default is 1 GiB per database; a node holds one database and
-/// the 2-core, 24 GiB machines run three nodes plus clients, so keep it modest. The cache
-/// only speeds reads of recent log and ledger entries; it holds no state we depend on.
+/// sled's page cache when the caller does not say (a node takes its `[storage] cache_mb`).
+/// sled's default is 1 GiB per database; a node holds one database and the 2-core, 24 GiB
+/// machines run three nodes plus clients, so keep it modest. The cache speeds reads of
+/// the state's rows and of recent log and ledger entries; it holds nothing that is not on
+/// disk.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 
 /// sled's background flusher period. It bounds how long a write that is not explicitly
