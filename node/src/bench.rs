@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// peers, a fresh CA), to compare with the same run without it.
     #[arg(long)]
     pub tls: bool,
+    /// A node configuration file (TOML, as `docket serve --config` reads) for every node of
+    /// the cluster bench starts, e.g. `[storage] cache_mb = 32` to measure memory under a
+    /// smaller cache. `DOCKET_*` variables do not reach those nodes; this does.
+    #[arg(long, value_name = "FILE")]
+    pub node_config: Option<std::path::PathBuf>,
 }
 
 /// The measured figures.
@@ -164,9 +169,15 @@ async fn started_cluster(
     cluster_id: &str,
     nodes: u64,
     tls: bool,
+    node_config: Option<&std::path::Path>,
 ) -> anyhow::Result<LocalCluster> {
     let binary = std::env::current_exe().context("locating the docket binary")?;
     let mut cluster = LocalCluster::new(binary, root, cluster_id, nodes)?;
+    if let Some(path) = node_config {
+        let toml = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --node-config {}", path.display()))?;
+        cluster = cluster.with_config(&toml);
+    }
     if tls {
         cluster = cluster.with_tls(docket_config::RELOAD_POLL_MS_DEFAULT)?;
     }
@@ -277,7 +288,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
                     temp.path().to_owned()
                 }
             };
-            let local = started_cluster(&root, "docket-bench", args.nodes, args.tls).await?;
+            let local = started_cluster(
+                &root,
+                "docket-bench",
+                args.nodes,
+                args.tls,
+                args.node_config.as_deref(),
+            )
+            .await?;
             let urls = local.nodes.iter().map(|n| n.url()).collect();
             tls = local.tls().map(|tls| tls.client.clone());
             cluster = Some(local);

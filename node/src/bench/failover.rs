@@ -67,7 +67,14 @@ pub async fn run(args: &BenchArgs, root: &Path) -> anyhow::Result<FailoverReport
     if args.nodes < 3 {
         bail!("--mode failover needs at least 3 nodes (a quorum must survive the kill)");
     }
-    let mut cluster = super::started_cluster(root, "docket-failover", args.nodes, false).await?;
+    let mut cluster = super::started_cluster(
+        root,
+        "docket-failover",
+        args.nodes,
+        false,
+        args.node_config.as_deref(),
+    )
+    .await?;
     let ledger = LedgerId::new("docket-failover").context("cluster id")?;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {

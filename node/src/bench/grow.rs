@@ -126,7 +126,14 @@ where
 
 /// Runs the growth benchmark on a cluster it starts under `root`.
 pub async fn run(args: &BenchArgs, root: &Path, json: bool) -> anyhow::Result<GrowReport> {
-    let mut cluster = super::started_cluster(root, "docket-grow", args.nodes, false).await?;
+    let mut cluster = super::started_cluster(
+        root,
+        "docket-grow",
+        args.nodes,
+        false,
+        args.node_config.as_deref(),
+    )
+    .await?;
     let result = rounds_and_recovery(args, &mut cluster, json).await;
     cluster.kill_all().await;
     result
