@@ -53,8 +53,17 @@ impl Peers for HttpPeers {
 
     fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool> {
         async move {
-            let connect = tokio::net::TcpStream::connect(raft_addr);
-            matches!(tokio::time::timeout(deadline, connect).await, Ok(Ok(_)))
+            // Retried until the deadline: a refused connect returns at once, and a node
+            // just started on a loaded machine may not be accepting yet.
+            let attempts = async {
+                loop {
+                    if tokio::net::TcpStream::connect(raft_addr).await.is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::time::timeout(deadline, attempts).await.is_ok()
         }
         .boxed()
     }
