@@ -26,8 +26,14 @@ pub const PRINCIPALS: &[(&str, &[&str])] = &[
     ("petra", &["procurer"]),
     ("sam", &["supplier"]),
     ("sofia", &["supplier"]),
+    ("oscar", &["operator"]),
     ("mallory", &[]),
 ];
+
+/// The development principal holding role `operator` (cluster administration) in the
+/// default constitution: local clusters, the demo, the tests and the simulator sign their
+/// cluster operations as this principal.
+pub const OPERATOR: &str = "oscar";
 
 /// Names whose derived keys a thread keeps (see [`signing_key`]); past this many, the
 /// cache starts over.

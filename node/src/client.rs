@@ -14,15 +14,17 @@
 use std::fmt;
 use std::time::Duration;
 
-use docket_core::{ProposalId, SignedProposal};
+use docket_core::{LedgerId, ProposalId, SignedProposal};
+use docket_service::admin::AdminOp;
+use ed25519_dalek::SigningKey;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    AddMemberRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody, ExecutionView,
-    HealthView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView, SubjectView,
-    SubmitResponse,
+    AddMemberRequest, AdminRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody,
+    ExecutionView, HealthView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
+    SubjectView, SubmitResponse,
 };
 
 /// Deadline of one request, connection included, when the caller sets none. Long enough for
@@ -468,32 +470,134 @@ impl Client {
         self.call(Method::POST, url, Some(&request)).await
     }
 
+    /// `POST /v1/cluster/init` with `constitution` (the node's genesis document when
+    /// absent: its `--genesis-constitution`, else the built-in default), signed as `key`.
+    pub async fn init_as(
+        &self,
+        constitution: Option<String>,
+        key: &SigningKey,
+    ) -> Result<StatusView, ClientError> {
+        let document = constitution
+            .as_deref()
+            .unwrap_or(docket_core::constitution::DEFAULT_DOCUMENT);
+        let version = docket_service::admin::constitution_version(document).map_err(|e| {
+            ClientError::Decode {
+                url: self.base.to_string(),
+                message: e.message,
+            }
+        })?;
+        let authority = self
+            .sign_admin(
+                &AdminOp::Init {
+                    constitution: version,
+                },
+                key,
+            )
+            .await?;
+        self.init(InitRequest {
+            constitution,
+            authority: Some(authority),
+        })
+        .await
+    }
+
+    /// Signs `op` as `key` for this node's cluster (its cluster id is the ledger id),
+    /// issued now by this machine's clock.
+    pub async fn sign_admin(
+        &self,
+        op: &AdminOp,
+        key: &SigningKey,
+    ) -> Result<SignedProposal, ClientError> {
+        let status = self.status().await?;
+        let ledger = LedgerId::new(status.cluster_id).map_err(|e| ClientError::Decode {
+            url: self.base.to_string(),
+            message: format!("the node reports an invalid cluster id: {e}"),
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let nonce = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let issued_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        Ok(op.sign(&ledger, issued_ms, nonce, key))
+    }
+
     /// `GET /v1/cluster/members`.
     pub async fn members(&self) -> Result<MembersView, ClientError> {
         let url = self.url(&["v1", "cluster", "members"], &[]);
         self.call(Method::GET, url, None::<&()>).await
     }
 
-    /// `POST /v1/cluster/members`: adds a node as a learner, and promotes it to voter once
-    /// caught up unless `learner` is set.
-    pub async fn add_member(&self, request: AddMemberRequest) -> Result<MembersView, ClientError> {
+    /// `POST /v1/cluster/members` with a signed `CLUSTER.MEMBER_ADD` (`authority`): adds
+    /// a node as a learner, and promotes it to voter once caught up unless the request
+    /// asks for a learner.
+    pub async fn add_member(
+        &self,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ClientError> {
         let url = self.url(&["v1", "cluster", "members"], &[]);
-        self.call(Method::POST, url, Some(&request)).await
+        self.call(Method::POST, url, Some(&AdminRequest { authority }))
+            .await
     }
 
-    /// `POST /v1/cluster/members/{id}/promote`.
-    pub async fn promote(&self, id: u64) -> Result<MembersView, ClientError> {
+    /// [`Client::add_member`], signed as `key`.
+    pub async fn add_member_as(
+        &self,
+        request: AddMemberRequest,
+        key: &SigningKey,
+    ) -> Result<MembersView, ClientError> {
+        let op = AdminOp::MemberAdd {
+            node: request.id,
+            raft_addr: request.raft_addr,
+            api_addr: request.api_addr,
+            learner: request.learner,
+        };
+        let authority = self.sign_admin(&op, key).await?;
+        self.add_member(Some(authority)).await
+    }
+
+    /// `POST /v1/cluster/members/{id}/promote` with a signed `CLUSTER.MEMBER_PROMOTE`.
+    pub async fn promote(
+        &self,
+        id: u64,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ClientError> {
         let url = self.url(
             &["v1", "cluster", "members", &id.to_string(), "promote"],
             &[],
         );
-        self.call(Method::POST, url, None::<&()>).await
+        self.call(Method::POST, url, Some(&AdminRequest { authority }))
+            .await
     }
 
-    /// `DELETE /v1/cluster/members/{id}`.
-    pub async fn remove_member(&self, id: u64) -> Result<MembersView, ClientError> {
+    /// [`Client::promote`], signed as `key`.
+    pub async fn promote_as(&self, id: u64, key: &SigningKey) -> Result<MembersView, ClientError> {
+        let authority = self
+            .sign_admin(&AdminOp::MemberPromote { node: id }, key)
+            .await?;
+        self.promote(id, Some(authority)).await
+    }
+
+    /// `DELETE /v1/cluster/members/{id}` with a signed `CLUSTER.MEMBER_REMOVE`.
+    pub async fn remove_member(
+        &self,
+        id: u64,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ClientError> {
         let url = self.url(&["v1", "cluster", "members", &id.to_string()], &[]);
-        self.call(Method::DELETE, url, None::<&()>).await
+        self.call(Method::DELETE, url, Some(&AdminRequest { authority }))
+            .await
+    }
+
+    /// [`Client::remove_member`], signed as `key`.
+    pub async fn remove_member_as(
+        &self,
+        id: u64,
+        key: &SigningKey,
+    ) -> Result<MembersView, ClientError> {
+        let authority = self
+            .sign_admin(&AdminOp::MemberRemove { node: id }, key)
+            .await?;
+        self.remove_member(id, Some(authority)).await
     }
 
     /// The base URL with `segments` appended (each percent-encoded, so a subject containing

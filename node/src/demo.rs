@@ -148,13 +148,37 @@ async fn demo(
         );
     }
     println!("  payment rail at {}", rail.url());
-    step("initializing the cluster with the default constitution, then adding nodes 2 and 3");
+    step(
+        "initializing the cluster with the default constitution, then adding nodes 2 and 3: \
+         each a request signed by operator oscar, recorded before the change",
+    );
     cluster.form().await?;
     let leader = cluster.leader().await?;
     println!("  leader: node {leader}");
+    let n1 = cluster.node(1).client();
+    show_new_entries(&n1, 0, "CLUSTER.").await?;
+
+    step("governed administration: mallory (no operator role) tries to remove node 3");
+    let before = n1.status().await?;
+    let mallory = dev::signing_key("mallory");
+    match n1.remove_member_as(3, &mallory).await {
+        Ok(_) => bail!("the constitution let mallory remove node 3"),
+        Err(error) if error.code() == Some("UNAUTHORIZED") => println!("  refused: {error}"),
+        Err(error) => {
+            return Err(error).context("mallory's removal was refused, but not as UNAUTHORIZED")
+        }
+    }
+    let after = n1.status().await?;
+    if after.ledger_length != before.ledger_length || after.members.len() != 3 {
+        bail!("a refused cluster operation changed the cluster");
+    }
+    println!(
+        "  nothing changed: still {} members, ledger length {}",
+        after.members.len(),
+        after.ledger_length
+    );
 
     let mut demo = dev::Proposer::new(LedgerId::new(cluster.cluster_id.clone())?, now_nanos());
-    let n1 = cluster.node(1).client();
     let n2 = cluster.node(2).client();
     let n3 = cluster.node(3).client();
 

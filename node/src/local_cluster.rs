@@ -11,7 +11,13 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
 use crate::client::Client;
-use crate::wire::{AddMemberRequest, InitRequest, StatusView};
+use crate::wire::{AddMemberRequest, StatusView};
+
+/// The key local clusters sign cluster operations with: the default constitution's
+/// development operator (`docket_core::dev::OPERATOR`), which anyone can derive.
+pub fn operator_key() -> ed25519_dalek::SigningKey {
+    docket_core::dev::signing_key(docket_core::dev::OPERATOR)
+}
 
 /// How long a node may take to start answering its API.
 pub const NODE_START_TIMEOUT_MS: u64 = 20_000;
@@ -398,11 +404,13 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Initializes the cluster at node 1 and adds every other node as a voter.
+    /// Initializes the cluster at node 1 and adds every other node as a voter, signing as
+    /// the default constitution's development operator ([`operator_key`]).
     pub async fn form(&mut self) -> anyhow::Result<()> {
         let first = self.nodes[0].client();
+        let operator = operator_key();
         first
-            .init(InitRequest::default())
+            .init_as(None, &operator)
             .await
             .context("cluster init")?;
         for node in &self.nodes[1..] {
@@ -413,7 +421,7 @@ impl LocalCluster {
                 learner: false,
             };
             first
-                .add_member(request)
+                .add_member_as(request, &operator)
                 .await
                 .with_context(|| format!("adding node {}", node.id))?;
         }

@@ -12,6 +12,7 @@ use common::{
     wait_for, WAIT_TIMEOUT_MS,
 };
 use docket_core::{LedgerEntry, ProposalId};
+use docket_node::local_cluster::operator_key;
 use docket_node::wire::{AddMemberRequest, MemberView};
 
 /// Proposals written before the fourth node joins: six snapshots' worth at the threshold
@@ -100,18 +101,33 @@ async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed(
         .map(|n| n.id)
         .find(|id| *id != leader && *id != new);
     let via = follower.expect("a follower");
-    let members = client(&cluster.node(via).url())
-        .add_member(request)
+    let added = client(&cluster.node(via).url())
+        .add_member_as(request, &operator_key())
         .await
-        .expect("add node 4")
-        .members;
+        .expect("add node 4");
+    let members = added.members;
     assert_eq!(ids(&members), ([1, 2, 3, 4].into(), BTreeSet::new()));
+    // The request was recorded (one entry) before the change: who, under which rule.
+    let recorded = added.recorded.expect("the add names its ledger entry");
+    assert_eq!(recorded.index.0, before[0].ledger_length);
+    let entry = client(&cluster.node(leader).url())
+        .ledger(recorded.index.0, 1)
+        .await
+        .expect("read the record")
+        .entries
+        .remove(0);
+    let record = entry.decision_record().expect("a decision record");
+    assert_eq!(record.proposal.proposal.action, "CLUSTER.MEMBER_ADD");
+    assert_eq!(record.proposal.proposal.subject, "node-4");
+    assert_eq!(record.decision, docket_core::Decision::Admit);
+    assert_eq!(record.access.principal.as_deref(), Some("oscar"));
+    assert_eq!(record.access.role.as_deref(), Some("operator"));
 
     let statuses = cluster.converged().await.expect("four nodes converge");
     assert_eq!(statuses.len(), 4);
     let joined = status(&cluster, new).await;
-    assert_eq!(joined.ledger_length, before[0].ledger_length);
-    assert_eq!(joined.state_hash, before[0].state_hash);
+    assert_eq!(joined.ledger_length, before[0].ledger_length + 1);
+    assert_eq!(joined.state_hash, statuses[0].state_hash);
     let new_log = std::fs::read_to_string(cluster.node(new).log_path()).expect("node 4 log");
     assert!(
         new_log.contains("installed snapshot"),
@@ -126,7 +142,7 @@ async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed(
     let removed = 2;
     let remover = if leader == removed { 1 } else { leader };
     let members = client(&cluster.node(remover).url())
-        .remove_member(removed)
+        .remove_member_as(removed, &operator_key())
         .await
         .expect("remove node 2")
         .members;
@@ -179,7 +195,8 @@ async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed(
         .submit(&deposit(&ledger, "bob", "snap-after", 1))
         .await
         .expect("write after removal, at node 4");
-    assert_eq!(after.entry.index.0, before[0].ledger_length);
+    // After the two recorded cluster operations (add node 4, remove node 2).
+    assert_eq!(after.entry.index.0, before[0].ledger_length + 2);
     let statuses = cluster.converged().await.expect("three nodes converge");
     assert_eq!(statuses.len(), 3);
     phase(start, "done");
@@ -216,7 +233,9 @@ async fn removal_guardrails_with_a_dead_voter() {
         &format!("removing healthy voter {healthy} is refused: 1 of 2 would be healthy"),
     );
     let (code, body) = api_error(
-        leader_client.remove_member(healthy).await,
+        leader_client
+            .remove_member_as(healthy, &operator_key())
+            .await,
         "UNSAFE_MEMBERSHIP_CHANGE",
     );
     assert_eq!(
@@ -236,7 +255,7 @@ async fn removal_guardrails_with_a_dead_voter() {
 
     phase(start, &format!("removing the dead voter {dead} succeeds"));
     let members = leader_client
-        .remove_member(dead)
+        .remove_member_as(dead, &operator_key())
         .await
         .expect("remove the dead node")
         .members;
@@ -248,7 +267,8 @@ async fn removal_guardrails_with_a_dead_voter() {
         .submit(&deposit(&ledger, "alice", "guard-2", 2))
         .await
         .expect("write after removal");
-    assert_eq!(after.entry.index.0, before[0].ledger_length);
+    // The removal's record, then this write.
+    assert_eq!(after.entry.index.0, before[0].ledger_length + 1);
     let statuses = cluster.converged().await.expect("converged");
     assert_eq!(statuses.len(), 2);
     let seen = client(&cluster.node(healthy).url())
@@ -272,7 +292,10 @@ async fn last_voter_is_kept_and_unreachable_members_fail_fast() {
     let before = status(&cluster, 1).await;
 
     phase(start, "removing the only voter is refused");
-    let (code, body) = api_error(c.remove_member(1).await, "UNSAFE_MEMBERSHIP_CHANGE");
+    let (code, body) = api_error(
+        c.remove_member_as(1, &operator_key()).await,
+        "UNSAFE_MEMBERSHIP_CHANGE",
+    );
     assert_eq!(
         (code, body.code.as_str()),
         (409, "UNSAFE_MEMBERSHIP_CHANGE"),
@@ -291,12 +314,15 @@ async fn last_voter_is_kept_and_unreachable_members_fail_fast() {
         .port();
     let asked = Instant::now();
     let result = c
-        .add_member(AddMemberRequest {
-            id: 7,
-            raft_addr: format!("127.0.0.1:{port}"),
-            api_addr: "127.0.0.1:9".into(),
-            learner: false,
-        })
+        .add_member_as(
+            AddMemberRequest {
+                id: 7,
+                raft_addr: format!("127.0.0.1:{port}"),
+                api_addr: "127.0.0.1:9".into(),
+                learner: false,
+            },
+            &operator_key(),
+        )
         .await;
     let took = asked.elapsed();
     let (code, body) = api_error(result, "MEMBER_UNREACHABLE");
@@ -348,11 +374,12 @@ async fn a_node_with_another_history_is_refused_and_a_fresh_node_joins() {
     let rogue = cluster.add_slot().expect("slot for node 3");
     cluster.start(rogue).await.expect("start node 3");
     client(&cluster.node(rogue).url())
-        .init(Default::default())
+        .init_as(None, &operator_key())
         .await
         .expect("node 3 initialized alone");
     let (status, body) = api_error(
-        c.add_member(add_request(&cluster, rogue)).await,
+        c.add_member_as(add_request(&cluster, rogue), &operator_key())
+            .await,
         "MEMBER_HAS_OTHER_HISTORY",
     );
     assert_eq!(
@@ -382,14 +409,17 @@ async fn a_node_with_another_history_is_refused_and_a_fresh_node_joins() {
     cluster.start(fresh).await.expect("start node 4");
     let mut wrong = add_request(&cluster, fresh);
     wrong.api_addr = cluster.node(rogue).api_addr.clone();
-    let (status, body) = api_error(c.add_member(wrong).await, "MALFORMED_REQUEST");
+    let (status, body) = api_error(
+        c.add_member_as(wrong, &operator_key()).await,
+        "MALFORMED_REQUEST",
+    );
     assert_eq!((status, body.code.as_str()), (400, "MALFORMED_REQUEST"));
     assert!(
         body.message.contains("answers as node 3"),
         "{}",
         body.message
     );
-    c.add_member(add_request(&cluster, fresh))
+    c.add_member_as(add_request(&cluster, fresh), &operator_key())
         .await
         .expect("a fresh node joins");
     let members = c.members().await.expect("members").members;
@@ -404,8 +434,10 @@ async fn a_node_with_another_history_is_refused_and_a_fresh_node_joins() {
         start,
         "node 4, this cluster's own member, is re-added after removal",
     );
-    c.remove_member(fresh).await.expect("remove node 4");
-    c.add_member(add_request(&cluster, fresh))
+    c.remove_member_as(fresh, &operator_key())
+        .await
+        .expect("remove node 4");
+    c.add_member_as(add_request(&cluster, fresh), &operator_key())
         .await
         .expect("the cluster's own former member rejoins");
     let members = c.members().await.expect("members").members;

@@ -51,11 +51,27 @@ pub enum ErrorCode {
     /// called without a node certificate of the cluster CA, or by a node certificate other
     /// than the node the request claims to come from. Nothing was done.
     PeerNotAuthenticated,
+    /// A cluster operation came without its signed request (`authority`): administration
+    /// is governed by the constitution.
+    SignatureRequired,
+    /// The constitution does not authorize the signer of an admin request for its
+    /// operation. Nothing was recorded or changed.
+    Unauthorized,
+    /// The constitution refuses an admin request for another reason (its schema, a
+    /// lifecycle rule). Nothing was recorded or changed.
+    AdminRefused,
+    /// An admin request's `issued_ms` is too far from the leader's clock.
+    StaleRequest,
+    /// An admin request that is already recorded: each is performed once.
+    ReplayedRequest,
+    /// A proposal of the `cluster` domain sent to `/v1/proposals`: cluster operations go
+    /// through the admin routes, which make the change they record.
+    AdminRouteRequired,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MalformedRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::BadSignature,
@@ -75,6 +91,12 @@ impl ErrorCode {
         ErrorCode::OutcomeUnknown,
         ErrorCode::Internal,
         ErrorCode::PeerNotAuthenticated,
+        ErrorCode::SignatureRequired,
+        ErrorCode::Unauthorized,
+        ErrorCode::AdminRefused,
+        ErrorCode::StaleRequest,
+        ErrorCode::ReplayedRequest,
+        ErrorCode::AdminRouteRequired,
     ];
 
     /// The stable name clients match on.
@@ -99,6 +121,12 @@ impl ErrorCode {
             ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::PeerNotAuthenticated => "PEER_NOT_AUTHENTICATED",
+            ErrorCode::SignatureRequired => "SIGNATURE_REQUIRED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::AdminRefused => "ADMIN_REFUSED",
+            ErrorCode::StaleRequest => "STALE_REQUEST",
+            ErrorCode::ReplayedRequest => "REPLAYED_REQUEST",
+            ErrorCode::AdminRouteRequired => "ADMIN_ROUTE_REQUIRED",
         }
     }
 
@@ -120,7 +148,12 @@ impl ErrorCode {
             ErrorCode::NotLeader | ErrorCode::NoLeader | ErrorCode::Overloaded => 503,
             ErrorCode::Timeout | ErrorCode::OutcomeUnknown => 504,
             ErrorCode::Internal => 500,
-            ErrorCode::PeerNotAuthenticated => 403,
+            ErrorCode::PeerNotAuthenticated | ErrorCode::Unauthorized | ErrorCode::AdminRefused => {
+                403
+            }
+            ErrorCode::SignatureRequired | ErrorCode::StaleRequest => 401,
+            ErrorCode::ReplayedRequest => 409,
+            ErrorCode::AdminRouteRequired => 400,
         }
     }
 

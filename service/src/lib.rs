@@ -28,6 +28,7 @@
 //! Architecture invariant: no transport here. This crate's normal dependency tree holds
 //! no HTTP stack, no turmoil and no sled (`tests/boundary.rs`).
 
+pub mod admin;
 mod elections;
 pub mod error;
 pub mod host;

@@ -9,44 +9,78 @@
 //!   replicating could not form a quorum (`UNSAFE_MEMBERSHIP_CHANGE`, naming the lagging
 //!   nodes).
 //!
+//! Every operation is governed: it comes as a signed request the constitution must
+//! authorize, and is recorded in the ledger before the change is made ([`crate::admin`]).
 //! Every operation runs on the leader; elsewhere it answers `NOT_LEADER` and the transport
 //! forwards it once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use docket_core::Constitution;
+use docket_core::{SignedProposal, State};
 use docket_raft::{Command, CommandResponse, NodeAddr, NodeId};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::ChangeMembers;
 use tokio::time::Instant;
 
+use crate::admin::AdminOp;
 use crate::error::{ErrorCode, ServiceError};
 use crate::service::{Service, LAG_HEALTHY_MAX};
 use crate::wire::{AddMemberRequest, MemberView, MembersView, StatusView};
 
 impl Service {
-    /// Makes this node a one-voter cluster and writes the genesis entry with `document`
-    /// (the constitution), once.
-    pub async fn init(&self, document: String) -> Result<StatusView, ServiceError> {
+    /// Makes this node a one-voter cluster, writes the genesis entry with `document` (the
+    /// constitution), once, and records `authority` — a `CLUSTER.INIT` request for this
+    /// document, signed by a principal the document itself authorizes — as the first entry
+    /// after genesis.
+    pub async fn init(
+        &self,
+        document: String,
+        authority: Option<SignedProposal>,
+    ) -> Result<StatusView, ServiceError> {
+        let authority = authority.ok_or_else(|| signature_required("cluster init"))?;
+        let _turn = self.admin_turn().await?;
         if self.replica.ledger_len() > 0 {
             return Err(ServiceError::new(
                 ErrorCode::AlreadyInitialized,
                 format!("ledger {} already has its genesis entry", self.ledger_id),
             ));
         }
-        Constitution::parse(&document).map_err(|e| {
-            ServiceError::new(
+        let version = crate::admin::constitution_version(&document)?;
+        // Judged by the genesis constitution, as the first proposal after genesis will be.
+        let (genesis, _) =
+            State::genesis(self.ledger_id.clone(), &document, self.now()).map_err(|e| {
+                ServiceError::new(
+                    ErrorCode::MalformedRequest,
+                    format!("genesis constitution: {e}"),
+                )
+            })?;
+        let (op, _) = self.authorize(&authority, "CLUSTER.INIT", &genesis)?;
+        if op
+            != (AdminOp::Init {
+                constitution: version.clone(),
+            })
+        {
+            return Err(ServiceError::new(
                 ErrorCode::MalformedRequest,
-                format!("genesis constitution: {e}"),
-            )
-        })?;
+                format!(
+                    "the init request is signed for constitution version {}, but the \
+                     document to write is version {version}; sign the document you send \
+                     (`docket cluster init --constitution FILE`)",
+                    match op {
+                        AdminOp::Init { constitution } => constitution,
+                        _ => String::new(),
+                    }
+                ),
+            ));
+        }
         let members = BTreeMap::from([(self.id, self.addr.clone())]);
         match self.raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(ServiceError::internal(format!("initialize: {e}"))),
         }
         self.write_genesis(document).await?;
+        self.record(authority).await?;
         Ok(self.status())
     }
 
@@ -88,10 +122,33 @@ impl Service {
         }
     }
 
-    /// Adds a node: probe, history check, learner, catch up, promote (unless
-    /// `request.learner`).
-    pub async fn add_member(&self, request: AddMemberRequest) -> Result<MembersView, ServiceError> {
+    /// Adds a node, as `authority` (a signed `CLUSTER.MEMBER_ADD`) asks: authorize, probe,
+    /// history check, record, learner, catch up, promote (unless it asks for a learner).
+    pub async fn add_member(
+        &self,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ServiceError> {
         self.on_leader("a membership change")?;
+        let authority = authority.ok_or_else(|| signature_required("member add"))?;
+        let _turn = self.admin_turn().await?;
+        let (op, _) = self.authorize_here(&authority, "CLUSTER.MEMBER_ADD")?;
+        let AdminOp::MemberAdd {
+            node,
+            raft_addr,
+            api_addr,
+            learner,
+        } = op
+        else {
+            return Err(ServiceError::internal(
+                "authorize answered another operation",
+            ));
+        };
+        let request = AddMemberRequest {
+            id: node,
+            raft_addr,
+            api_addr,
+            learner,
+        };
         if request.id == 0 {
             return Err(ServiceError::new(
                 ErrorCode::MalformedRequest,
@@ -119,6 +176,7 @@ impl Service {
             ));
         }
         self.check_history(&request).await?;
+        let recorded = self.record(authority).await?;
         let addr = NodeAddr {
             raft_addr: request.raft_addr.clone(),
             api_addr: request.api_addr.clone(),
@@ -138,12 +196,22 @@ impl Service {
         }
         Ok(MembersView {
             members: self.members(),
+            recorded: Some(recorded),
         })
     }
 
-    /// Promotes a caught-up learner to voter.
-    pub async fn promote_member(&self, id: NodeId) -> Result<MembersView, ServiceError> {
+    /// Promotes a caught-up learner to voter, as `authority` (`CLUSTER.MEMBER_PROMOTE`)
+    /// asks for node `id`.
+    pub async fn promote_member(
+        &self,
+        id: NodeId,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ServiceError> {
         self.on_leader("a membership change")?;
+        let authority = authority.ok_or_else(|| signature_required("member promote"))?;
+        let _turn = self.admin_turn().await?;
+        let (op, _) = self.authorize_here(&authority, "CLUSTER.MEMBER_PROMOTE")?;
+        same_node(&op, id)?;
         let current = self.members();
         let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
             ServiceError::new(
@@ -157,6 +225,7 @@ impl Service {
                 format!("node {id} is already a voter"),
             ));
         }
+        let recorded = self.record(authority).await?;
         self.wait_caught_up(id).await?;
         self.membership_op(
             false,
@@ -166,20 +235,32 @@ impl Service {
         .await?;
         Ok(MembersView {
             members: self.members(),
+            recorded: Some(recorded),
         })
     }
 
-    /// Removes a voter (guarded) or a learner.
-    pub async fn remove_member(&self, id: NodeId) -> Result<MembersView, ServiceError> {
+    /// Removes a voter (guarded) or a learner, as `authority` (`CLUSTER.MEMBER_REMOVE`)
+    /// asks for node `id`.
+    pub async fn remove_member(
+        &self,
+        id: NodeId,
+        authority: Option<SignedProposal>,
+    ) -> Result<MembersView, ServiceError> {
         self.on_leader("a membership change")?;
+        let authority = authority.ok_or_else(|| signature_required("member remove"))?;
+        let _turn = self.admin_turn().await?;
+        let (op, _) = self.authorize_here(&authority, "CLUSTER.MEMBER_REMOVE")?;
+        same_node(&op, id)?;
         let current = self.probe_voters(self.members()).await;
         let member = current.iter().find(|m| m.id == id).ok_or_else(|| {
             ServiceError::new(ErrorCode::NotFound, format!("node {id} is not a member"))
         })?;
-        if member.voter {
-            if !self.faults.unguarded_removal {
-                check_removal_is_safe(&current, id)?;
-            }
+        if member.voter && !self.faults.unguarded_removal {
+            check_removal_is_safe(&current, id)?;
+        }
+        let voter = member.voter;
+        let recorded = self.record(authority).await?;
+        if voter {
             self.membership_op(
                 id == self.id,
                 self.raft
@@ -196,6 +277,7 @@ impl Service {
         }
         Ok(MembersView {
             members: self.members(),
+            recorded: Some(recorded),
         })
     }
 
@@ -349,6 +431,31 @@ impl Service {
             }
         }
         current
+    }
+}
+
+/// `SIGNATURE_REQUIRED` for an operation that came without its signed request.
+fn signature_required(what: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::SignatureRequired,
+        format!(
+            "{what} is a governed cluster operation: send it signed by a principal the \
+             constitution authorizes (the CLI's --key or DOCKET_KEY)"
+        ),
+    )
+}
+
+/// Refuses a request signed for another node than the route names.
+fn same_node(op: &AdminOp, id: NodeId) -> Result<(), ServiceError> {
+    match op.node() {
+        Some(node) if node == id => Ok(()),
+        other => Err(ServiceError::new(
+            ErrorCode::MalformedRequest,
+            format!(
+                "the route names node {id}, the signed request node {}",
+                other.map_or_else(|| "none".to_owned(), |n| n.to_string())
+            ),
+        )),
     }
 }
 

@@ -157,6 +157,8 @@ pub struct Service {
     leader_reads: LeaderReadIndex,
     inflight: Semaphore,
     submit_tx: mpsc::Sender<Pending>,
+    /// One cluster operation at a time (see [`crate::admin`]).
+    pub(crate) admin_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Service {
@@ -226,6 +228,7 @@ impl Service {
             raft,
             replica,
             submit_tx,
+            admin_lock: tokio::sync::Mutex::new(()),
         });
         let background = {
             let service = service.clone();
@@ -303,8 +306,25 @@ impl Service {
         })
     }
 
-    /// The front door for one proposal: the ledger id and the signature.
+    /// The front door for one proposal: the ledger id and the signature; cluster operations
+    /// (domain `cluster`) only through the admin routes.
     pub fn check(&self, signed: &SignedProposal) -> Result<ProposalId, ServiceError> {
+        if signed.proposal.domain == crate::admin::ADMIN_DOMAIN {
+            return Err(ServiceError::new(
+                ErrorCode::AdminRouteRequired,
+                format!(
+                    "{} is a cluster operation: send it to its admin route (`docket cluster \
+                     init`, `docket member add|promote|remove`), which makes the change it \
+                     records",
+                    signed.proposal.action
+                ),
+            ));
+        }
+        self.check_signed(signed)
+    }
+
+    /// The ledger id and the signature.
+    pub(crate) fn check_signed(&self, signed: &SignedProposal) -> Result<ProposalId, ServiceError> {
         if signed.proposal.ledger_id != self.ledger_id {
             return Err(ServiceError::new(
                 ErrorCode::WrongLedger,

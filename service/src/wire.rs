@@ -152,9 +152,31 @@ pub struct InitRequest {
     /// The genesis constitution document; the built-in default when absent.
     #[serde(default)]
     pub constitution: Option<String>,
+    /// The signed `CLUSTER.INIT` request (see `docket_service::admin`), by a principal the
+    /// genesis constitution authorizes. Required: `SIGNATURE_REQUIRED` without it.
+    #[serde(default)]
+    pub authority: Option<SignedProposal>,
 }
 
-/// `POST /v1/cluster/members` body.
+/// The body of `POST /v1/cluster/members`, `POST /v1/cluster/members/{id}/promote` and
+/// `DELETE /v1/cluster/members/{id}`: the signed `CLUSTER.MEMBER_*` request.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRequest {
+    /// Required: `SIGNATURE_REQUIRED` without it.
+    #[serde(default)]
+    pub authority: Option<SignedProposal>,
+}
+
+/// Where an accepted admin request was recorded.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRecord {
+    pub id: ProposalId,
+    pub index: LedgerIndex,
+}
+
+/// A node to add: what a `CLUSTER.MEMBER_ADD` request asks for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
@@ -171,6 +193,9 @@ pub struct AddMemberRequest {
 #[serde(deny_unknown_fields)]
 pub struct MembersView {
     pub members: Vec<MemberView>,
+    /// The admin request this change was recorded as (absent from `GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<AdminRecord>,
 }
 
 /// Every error: a stable code and a message for humans.

@@ -10,12 +10,13 @@ use docket_raft::NodeId;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use docket_service::admin::AdminOp;
 use docket_service::ErrorCode;
 
 use crate::api::{self, Envelope, Request, Response};
 use crate::config::{rng, salt, INITIAL_VOTERS};
 use crate::workload;
-use crate::world::{host_name, now, World, API_PORT, CLUSTER_ID};
+use crate::world::{host_name, node_addr, now, World, API_PORT, CLUSTER_ID};
 
 /// Deadline of an admin call (membership changes wait for two commits).
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -89,34 +90,54 @@ pub async fn run_admin(world: World) -> turmoil::Result {
                 .iter()
                 .partition(|v| w.nodes.get(v).is_some_and(|slot| slot.up))
         };
-        let request = match rng.gen_range(0..4) {
-            3 if !down.is_empty() && !up.is_empty() => {
-                Request::RemoveVoter(*up.choose(&mut rng).expect("non-empty"))
-            }
+        let op = match rng.gen_range(0..4) {
+            3 if !down.is_empty() && !up.is_empty() => AdminOp::MemberRemove {
+                node: *up.choose(&mut rng).expect("non-empty"),
+            },
             0 if !outsiders.is_empty() => {
-                Request::AddLearner(*outsiders.choose(&mut rng).expect("non-empty"))
+                let node = *outsiders.choose(&mut rng).expect("non-empty");
+                let addr = node_addr(node);
+                AdminOp::MemberAdd {
+                    node,
+                    raft_addr: addr.raft_addr,
+                    api_addr: addr.api_addr,
+                    learner: true,
+                }
             }
-            1 if !learners.is_empty() => {
-                Request::AddVoter(*learners.choose(&mut rng).expect("non-empty"))
-            }
+            1 if !learners.is_empty() => AdminOp::MemberPromote {
+                node: *learners.choose(&mut rng).expect("non-empty"),
+            },
             // Keep at least three voters with five nodes, at least two with three.
-            2 if voters.len() > 3 || (nodes == 3 && voters.len() == 3) => {
-                Request::RemoveVoter(*voters.choose(&mut rng).expect("non-empty"))
-            }
+            2 if voters.len() > 3 || (nodes == 3 && voters.len() == 3) => AdminOp::MemberRemove {
+                node: *voters.choose(&mut rng).expect("non-empty"),
+            },
             _ => continue,
         };
+        // Signed as the default constitution's operator, issued by the simulated clock.
+        let ledger = LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id");
+        let signed = op.sign(
+            &ledger,
+            api::ledger_now().0,
+            rng.gen(),
+            &dev::signing_key(dev::OPERATOR),
+        );
+        let request = Request::Admin(Box::new(signed));
         let node = rng.gen_range(1..=nodes);
         let envelope = Envelope {
             forwarded: false,
             request: request.clone(),
         };
-        world
-            .borrow_mut()
-            .trace_now(format_args!("admin {request:?} via n{node}"));
+        world.borrow_mut().trace_now(format_args!(
+            "admin {} {} via n{node}",
+            op.action(),
+            op.subject()
+        ));
         let response = api::call(&api_addr(node), &envelope, ADMIN_DEADLINE).await;
-        world
-            .borrow_mut()
-            .trace_now(format_args!("admin {request:?} -> {response:?}"));
+        world.borrow_mut().trace_now(format_args!(
+            "admin {} {} -> {response:?}",
+            op.action(),
+            op.subject()
+        ));
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 use docket_core::constitution::DEFAULT_DOCUMENT;
 use docket_core::{EntryHash, LedgerTime, SignedProposal};
 use docket_raft::{codec, NodeId, ProposalOutcome};
-use docket_service::wire::{AddMemberRequest, Consistency};
+use docket_service::admin::AdminOp;
+use docket_service::wire::Consistency;
 use docket_service::{
     ErrorCode, ForwardFailure, PeerHistory, Peers, ReadIndexResponse, Service, ServiceError,
 };
@@ -29,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::config::Variant;
-use crate::world::node_addr;
 
 /// Largest API frame (a submission of a few proposals, or a read answer).
 pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -69,11 +69,9 @@ pub enum Request {
         subject: String,
     },
     Genesis,
-    /// Add a node as a learner (the service's `add_member` with `learner`).
-    AddLearner(NodeId),
-    /// Promote a learner (the service's `promote_member`).
-    AddVoter(NodeId),
-    RemoveVoter(NodeId),
+    /// A governed cluster operation: a signed `CLUSTER.MEMBER_*` request (the service's
+    /// `add_member`, `promote_member` or `remove_member`, by the operation it carries).
+    Admin(Box<SignedProposal>),
     /// Internal, follower to leader: the leader's read index, for a follower's
     /// linearizable read; the follower names itself and its genesis. Never forwarded.
     ReadIndex {
@@ -94,9 +92,7 @@ impl Request {
 
     fn deadline(&self) -> Duration {
         match self {
-            Request::AddLearner(_) | Request::AddVoter(_) | Request::RemoveVoter(_) => {
-                ADMIN_SERVER_DEADLINE
-            }
+            Request::Admin(_) => ADMIN_SERVER_DEADLINE,
             _ => SERVER_DEADLINE,
         }
     }
@@ -349,23 +345,26 @@ impl ApiNode {
                 Ok(Response::ReadIndex(service.leader_read_index(asker).await?))
             }
             Request::History => Ok(Response::History(service.history()?)),
-            Request::AddLearner(id) => {
-                let addr = node_addr(*id);
-                let request = AddMemberRequest {
-                    id: *id,
-                    raft_addr: addr.raft_addr,
-                    api_addr: addr.api_addr,
-                    learner: true,
-                };
-                service.add_member(request).await?;
-                Ok(Response::Done)
-            }
-            Request::AddVoter(id) => {
-                service.promote_member(*id).await?;
-                Ok(Response::Done)
-            }
-            Request::RemoveVoter(id) => {
-                service.remove_member(*id).await?;
+            Request::Admin(signed) => {
+                let authority = Some(signed.as_ref().clone());
+                match AdminOp::parse(&signed.proposal) {
+                    Ok((AdminOp::MemberAdd { .. }, _)) => {
+                        service.add_member(authority).await?;
+                    }
+                    Ok((AdminOp::MemberPromote { node }, _)) => {
+                        service.promote_member(node, authority).await?;
+                    }
+                    Ok((AdminOp::MemberRemove { node }, _)) => {
+                        service.remove_member(node, authority).await?;
+                    }
+                    Ok((op, _)) => {
+                        return Err(ServiceError::new(
+                            ErrorCode::MalformedRequest,
+                            format!("{} is not served here", op.action()),
+                        ))
+                    }
+                    Err(e) => return Err(ServiceError::new(ErrorCode::MalformedRequest, e)),
+                }
                 Ok(Response::Done)
             }
         }

@@ -29,6 +29,7 @@ fn default_constitution_parses_with_every_builtin_domain() {
         domains,
         [
             "auction",
+            "cluster",
             "constitution",
             "execution",
             "kes",

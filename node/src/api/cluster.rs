@@ -1,5 +1,6 @@
-//! `POST /v1/cluster/init` and the membership routes: run on the leader (the service's
-//! guardrails), forwarded there once from any other node.
+//! `POST /v1/cluster/init` and the membership routes: each takes a signed admin request
+//! (`authority`) the constitution must authorize, runs on the leader (the service's
+//! guardrails, `docket_service::admin`), and is forwarded there once from any other node.
 
 use std::sync::Arc;
 
@@ -7,6 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+use docket_service::admin::AdminOp;
 
 use super::{answer, ApiJson, Forwardable};
 use crate::error::{ApiError, ErrorCode};
@@ -29,35 +32,46 @@ pub(super) async fn init(
             None => docket_core::constitution::DEFAULT_DOCUMENT.to_owned(),
         },
     };
-    Ok(Json(node.service.init(document).await?))
+    Ok(Json(node.service.init(document, request.authority).await?))
 }
 
 pub(super) async fn list_members(State(node): State<Arc<Node>>) -> Json<MembersView> {
     Json(MembersView {
         members: node.service.members(),
+        recorded: None,
     })
 }
 
 pub(super) async fn add_member(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<AddMemberRequest>,
+    ApiJson(request): ApiJson<AdminRequest>,
 ) -> Response {
     // Addresses are this transport's: socket addresses.
-    for (field, addr) in [
-        ("raft_addr", &request.raft_addr),
-        ("api_addr", &request.api_addr),
-    ] {
-        if let Err(e) = addr.parse::<std::net::SocketAddr>() {
-            return ApiError::new(
-                ErrorCode::MalformedRequest,
-                format!("{field} {addr:?}: {e}"),
-            )
-            .into_response();
+    if let Some(Ok((
+        AdminOp::MemberAdd {
+            raft_addr,
+            api_addr,
+            ..
+        },
+        _,
+    ))) = request
+        .authority
+        .as_ref()
+        .map(|signed| AdminOp::parse(&signed.proposal))
+    {
+        for (field, addr) in [("raft_addr", &raft_addr), ("api_addr", &api_addr)] {
+            if let Err(e) = addr.parse::<std::net::SocketAddr>() {
+                return ApiError::new(
+                    ErrorCode::MalformedRequest,
+                    format!("{field} {addr:?}: {e}"),
+                )
+                .into_response();
+            }
         }
     }
     let body = serde_json::to_vec(&request).ok();
-    let result = node.service.add_member(request).await;
+    let result = node.service.add_member(request.authority).await;
     let forward = Forwardable {
         method: Method::POST,
         path_and_query: "/v1/cluster/members",
@@ -70,13 +84,15 @@ pub(super) async fn promote_member(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
+    ApiJson(request): ApiJson<AdminRequest>,
 ) -> Response {
     let path = format!("/v1/cluster/members/{id}/promote");
-    let result = node.service.promote_member(id).await;
+    let body = serde_json::to_vec(&request).ok();
+    let result = node.service.promote_member(id, request.authority).await;
     let forward = Forwardable {
         method: Method::POST,
         path_and_query: &path,
-        body: None,
+        body,
     };
     answer(&node, &headers, forward, result).await
 }
@@ -85,13 +101,15 @@ pub(super) async fn remove_member(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
+    ApiJson(request): ApiJson<AdminRequest>,
 ) -> Response {
     let path = format!("/v1/cluster/members/{id}");
-    let result = node.service.remove_member(id).await;
+    let body = serde_json::to_vec(&request).ok();
+    let result = node.service.remove_member(id, request.authority).await;
     let forward = Forwardable {
         method: Method::DELETE,
         path_and_query: &path,
-        body: None,
+        body,
     };
     answer(&node, &headers, forward, result).await
 }

@@ -236,7 +236,7 @@ async fn rounds_and_recovery(
     // while it is still a catching-up learner; either way the catch-up is timed below.
     if let Err(error) = leader_client
         .clone_with_timeout(Duration::from_millis(RECOVERY_TIMEOUT_MS))
-        .add_member(request)
+        .add_member_as(request, &crate::local_cluster::operator_key())
         .await
     {
         if error.code() != Some("TIMEOUT") {

@@ -5,26 +5,32 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use ed25519_dalek::SigningKey;
 
 use super::constitution::read_constitution_file;
+use super::member::AdminKeyArgs;
 use super::{print_json, ClientArgs, OutputFormat};
 use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
-use crate::wire::InitRequest;
 
 #[derive(Clone, Debug, Subcommand)]
-#[command(
-    after_help = "Examples:\n  docket cluster init\n  docket cluster init --constitution my.toml"
-)]
+#[command(after_help = "Examples:\n  docket cluster init --key operator.key\n  \
+    docket cluster init --constitution my.toml --key operator.key")]
 pub enum ClusterCommand {
     /// Initialize the cluster at --node: it becomes the first voter and writes the genesis
-    /// entry. Add the other nodes with `docket member add`.
+    /// entry, then records this signed request as CLUSTER.INIT. The signer must hold a role
+    /// the genesis constitution authorizes for CLUSTER.INIT. Add the other nodes with
+    /// `docket member add`.
     #[command(after_help = "Examples:\n  \
-        docket cluster init                              # the built-in default constitution\n  \
-        docket cluster init --constitution my.toml --node http://127.0.0.1:8001")]
+        docket keygen --dev oscar --out operator.key     # the default constitution's dev operator\n  \
+        docket cluster init --key operator.key           # the built-in default constitution\n  \
+        docket cluster init --constitution my.toml --key ops.key --node http://127.0.0.1:8001")]
     Init {
-        /// Genesis constitution document (TOML); the built-in default when absent.
+        /// Genesis constitution document (TOML); the node's --genesis-constitution, else the
+        /// built-in default, when absent.
         #[arg(long, value_name = "FILE")]
         constitution: Option<PathBuf>,
+        #[command(flatten)]
+        signer: AdminKeyArgs,
     },
 }
 
@@ -32,10 +38,14 @@ pub enum ClusterCommand {
 pub(super) async fn run(args: &ClientArgs, command: ClusterCommand) -> anyhow::Result<()> {
     let output = args.output;
     match command {
-        ClusterCommand::Init { constitution } => {
+        ClusterCommand::Init {
+            constitution,
+            signer,
+        } => {
             cluster_init(
                 &args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?,
                 constitution,
+                &signer.load()?,
                 output,
             )
             .await
@@ -46,6 +56,7 @@ pub(super) async fn run(args: &ClientArgs, command: ClusterCommand) -> anyhow::R
 async fn cluster_init(
     client: &Client,
     constitution: Option<PathBuf>,
+    key: &SigningKey,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     let document = match &constitution {
@@ -53,9 +64,7 @@ async fn cluster_init(
         None => None,
     };
     let status = client
-        .init(InitRequest {
-            constitution: document,
-        })
+        .init_as(document, key)
         .await
         .with_context(|| format!("cannot initialize the cluster at {}", client.base_url()))?;
     if output == OutputFormat::Json {
@@ -74,7 +83,8 @@ async fn cluster_init(
         say!("constitution version {version}");
     }
     say!(
-        "ledger length {}; add nodes with `docket member add`",
+        "ledger length {} (genesis, then this request as CLUSTER.INIT); add nodes with \
+         `docket member add`",
         status.ledger_length
     );
     Ok(())

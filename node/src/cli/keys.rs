@@ -26,6 +26,11 @@ pub struct KeygenArgs {
     /// Replace an existing file. The key it held is lost.
     #[arg(long)]
     pub force: bool,
+    /// Write the development key of this principal of the default constitution (e.g.
+    /// `oscar`, the operator; `alice`, a treasurer) instead of a new one. INSECURE: anyone
+    /// can derive these keys; for local and test clusters only.
+    #[arg(long, value_name = "NAME")]
+    pub dev: Option<String>,
 }
 
 /// Runs `docket keygen`. It talks to no node.
@@ -34,7 +39,32 @@ pub(super) fn run(args: &ClientArgs, keygen: &KeygenArgs) -> anyhow::Result<()> 
 }
 
 fn run_keygen(args: &KeygenArgs, output: OutputFormat) -> anyhow::Result<()> {
-    let key = generate_signing_key()?;
+    let key = match &args.dev {
+        None => generate_signing_key()?,
+        Some(name) => {
+            let Some((_, roles)) = docket_core::dev::PRINCIPALS.iter().find(|(n, _)| n == name)
+            else {
+                let names: Vec<&str> = docket_core::dev::PRINCIPALS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
+                bail!(
+                    "no development principal {name:?}; the default constitution has {}",
+                    names.join(", ")
+                );
+            };
+            eprintln!(
+                "warning: {name:?} is a development principal (roles: {}): anyone can derive \
+                 its secret key. Use it on local and test clusters only",
+                if roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    roles.join(", ")
+                }
+            );
+            docket_core::dev::signing_key(name)
+        }
+    };
     write_key_file(&args.out, &key, args.force)?;
     let public = public_key(&key);
     if output == OutputFormat::Json {

@@ -3,9 +3,13 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use clap::Subcommand;
+use ed25519_dalek::SigningKey;
 
+use super::keys::read_key_file;
 use super::{optional, print_json, ClientArgs, OutputFormat};
 use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
 use crate::wire::{AddMemberRequest, MemberView};
@@ -15,16 +19,51 @@ use crate::wire::{AddMemberRequest, MemberView};
 /// ledger.
 pub const MEMBER_ADD_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
+/// The signer of a cluster operation.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AdminKeyArgs {
+    /// Key file of a principal the constitution authorizes for cluster operations (role
+    /// `operator` in the default constitution; `docket keygen --dev oscar` writes its
+    /// development key). The node records the signed request in the ledger before it makes
+    /// the change.
+    #[arg(long, env = "DOCKET_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+}
+
+impl AdminKeyArgs {
+    pub fn load(&self) -> anyhow::Result<SigningKey> {
+        let key = read_key_file(&self.key)?;
+        warn_if_dev_key(&key);
+        Ok(key)
+    }
+}
+
+/// Says so on stderr when `key` is a development key (anyone can derive it).
+pub fn warn_if_dev_key(key: &SigningKey) {
+    let public = docket_core::proposal::public_key(key);
+    if let Some((name, _)) = docket_core::dev::PRINCIPALS
+        .iter()
+        .find(|(name, _)| docket_core::dev::key(name) == public)
+    {
+        eprintln!(
+            "warning: signing as development principal {name:?}, whose secret key anyone can \
+             derive; a cluster beyond a test needs a constitution with its own keys"
+        );
+    }
+}
+
 #[derive(Clone, Debug, Subcommand)]
 #[command(after_help = "Examples:\n  \
-    docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002\n  \
-    docket member list")]
+    docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002 --key operator.key\n  \
+    docket member list\n\n\
+    add, promote and remove are governed: they are signed with --key (or DOCKET_KEY) by a\n\
+    principal the constitution authorizes, and recorded in the ledger as CLUSTER.MEMBER_*.")]
 pub enum MemberCommand {
     /// Add a running node: it joins as a learner, catches up, then becomes a voter (unless
     /// --learner).
     #[command(after_help = "Examples:\n  \
-        docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002\n  \
-        docket member add 4 --raft-addr 10.0.0.4:7004 --api-addr 10.0.0.4:8004 --learner\n\n\
+        docket member add 2 --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:8002 --key operator.key\n  \
+        DOCKET_KEY=operator.key docket member add 4 --raft-addr 10.0.0.4:7004 --api-addr 10.0.0.4:8004 --learner\n\n\
         Start the node first (`docket serve --node-id 2`). The command waits for it to catch up;\n\
         raise --timeout-ms for a long ledger.")]
     Add {
@@ -40,20 +79,26 @@ pub enum MemberCommand {
         /// Leave it a learner (replicates, does not vote) instead of promoting it.
         #[arg(long)]
         learner: bool,
+        #[command(flatten)]
+        signer: AdminKeyArgs,
     },
     /// Make a learner a voter.
-    #[command(after_help = "Examples:\n  docket member promote 4")]
+    #[command(after_help = "Examples:\n  docket member promote 4 --key operator.key")]
     Promote {
         /// Node id of the learner.
         #[arg(value_name = "ID")]
         id: u64,
+        #[command(flatten)]
+        signer: AdminKeyArgs,
     },
     /// Remove a member. Refused if it would leave the cluster without a quorum.
-    #[command(after_help = "Examples:\n  docket member remove 3")]
+    #[command(after_help = "Examples:\n  docket member remove 3 --key operator.key")]
     Remove {
         /// Node id of the member.
         #[arg(value_name = "ID")]
         id: u64,
+        #[command(flatten)]
+        signer: AdminKeyArgs,
     },
     /// List the members with their addresses (and, from the leader, their lag).
     #[command(after_help = "Examples:\n  docket member list\n  docket member list --output json")]
@@ -80,6 +125,7 @@ async fn run_member(
             raft_addr,
             api_addr,
             learner,
+            signer,
         } => {
             let request = AddMemberRequest {
                 id,
@@ -88,22 +134,22 @@ async fn run_member(
                 learner,
             };
             let members = client
-                .add_member(request)
+                .add_member_as(request, &signer.load()?)
                 .await
                 .with_context(|| format!("cannot add node {id}"))?;
             let role = if learner { "a learner" } else { "a voter" };
             (members, Some(format!("node {id} added as {role}")))
         }
-        MemberCommand::Promote { id } => {
+        MemberCommand::Promote { id, signer } => {
             let members = client
-                .promote(id)
+                .promote_as(id, &signer.load()?)
                 .await
                 .with_context(|| format!("cannot promote node {id}"))?;
             (members, Some(format!("node {id} is now a voter")))
         }
-        MemberCommand::Remove { id } => {
+        MemberCommand::Remove { id, signer } => {
             let members = client
-                .remove_member(id)
+                .remove_member_as(id, &signer.load()?)
                 .await
                 .with_context(|| format!("cannot remove node {id}"))?;
             (members, Some(format!("node {id} removed")))
@@ -118,6 +164,13 @@ async fn run_member(
     }
     if let Some(done) = done {
         say!("{done}");
+    }
+    if let Some(recorded) = members.recorded {
+        say!(
+            "recorded as ledger entry #{} (proposal {})",
+            recorded.index,
+            recorded.id
+        );
     }
     say!("{}", members_table(&members.members));
     Ok(())

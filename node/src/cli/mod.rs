@@ -292,7 +292,8 @@ pub enum ClientCommand {
     /// Generate an ed25519 key file for signing proposals.
     #[command(after_help = "Examples:\n  \
         docket keygen --out alice.key\n  \
-        docket keygen --out alice.key --force   # replace an existing key (the old one is lost)")]
+        docket keygen --out alice.key --force   # replace an existing key (the old one is lost)\n  \
+        docket keygen --dev oscar --out operator.key   # the default constitution's dev operator (insecure)")]
     Keygen(KeygenArgs),
 
     /// Sign a proposal and submit it; print its decision and ledger entry.
