@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use docket_core::{LedgerId, ProposalId, SignedProposal};
 use docket_service::admin::AdminOp;
+use docket_service::read_access::SignedRead;
 use ed25519_dalek::SigningKey;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -239,6 +240,9 @@ pub struct Client {
     base: Url,
     http: reqwest::Client,
     timeout: Duration,
+    /// Signs every request (`docket_service::read_access`), for a constitution whose read
+    /// policy is `roles`.
+    read_key: Option<std::sync::Arc<SigningKey>>,
 }
 
 impl fmt::Debug for Client {
@@ -293,7 +297,14 @@ impl Client {
             base,
             http,
             timeout,
+            read_key: None,
         })
+    }
+
+    /// This client, signing every request as `key` (a reader the constitution names).
+    pub fn with_read_key(mut self, key: SigningKey) -> Client {
+        self.read_key = Some(std::sync::Arc::new(key));
+        self
     }
 
     /// The node's base URL, without a trailing slash.
@@ -310,10 +321,16 @@ impl Client {
     /// so a client of a TLS cluster reaches the other members over TLS too.
     pub fn at(&self, base_url: &str) -> Result<Client, ClientError> {
         if base_url.contains("://") {
-            return Client::with_http(base_url, self.timeout, self.http.clone());
+            return Client::with_http(base_url, self.timeout, self.http.clone())
+                .map(|c| c.reading_as(self));
         }
         let url = format!("{}://{}", self.base.scheme(), base_url.trim());
-        Client::with_http(&url, self.timeout, self.http.clone())
+        Client::with_http(&url, self.timeout, self.http.clone()).map(|c| c.reading_as(self))
+    }
+
+    fn reading_as(mut self, other: &Client) -> Client {
+        self.read_key = other.read_key.clone();
+        self
     }
 
     /// The same node with another request deadline (sharing the connection pool).
@@ -626,7 +643,24 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, url.clone()).timeout(self.timeout);
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .timeout(self.timeout);
+        if let Some(key) = &self.read_key {
+            let target = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let time_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            let signed = SignedRead::sign(key, method.as_str(), &target, time_ms);
+            for (name, value) in signed.headers() {
+                request = request.header(name, value);
+            }
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

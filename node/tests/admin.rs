@@ -368,3 +368,144 @@ async fn membership_changes_are_governed_and_recorded() {
     assert_eq!(action, "CLUSTER.MEMBER_REMOVE");
     assert!(!removed.members.iter().any(|m| m.id == new));
 }
+
+/// A one-node TLS cluster initialized (by the operator) with the default constitution,
+/// its read policy replaced by `access`.
+async fn cluster_reading(name: &str, access: &str) -> (tempfile::TempDir, LocalCluster, Client) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = LocalCluster::new(binary(), dir.path(), name, 1)
+        .expect("prepare cluster")
+        .with_tls(5_000)
+        .expect("certificates");
+    cluster.start_all().await.expect("start");
+    let node = cluster.node(1).client();
+    let document = docket_core::constitution::DEFAULT_DOCUMENT
+        .replace("[access]\nread = \"anyone\"\n", access);
+    assert_ne!(document, docket_core::constitution::DEFAULT_DOCUMENT);
+    node.init_as(Some(document), &operator_key())
+        .await
+        .expect("init");
+    (dir, cluster, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_follow_the_constitution_read_policy() {
+    let start = std::time::Instant::now();
+    phase(start, "read = roles: only signed reads by a listed role");
+    let (_dir, cluster, anonymous) = cluster_reading(
+        "admin-reads",
+        "[access]\nread = \"roles\"\nread_roles = [\"governor\"]\n",
+    )
+    .await;
+    let as_who = |who: &str| anonymous.clone().with_read_key(dev::signing_key(who));
+    let code_of = |error: docket_node::client::ClientError| error.code().map(str::to_owned);
+    for (who, expected) in [
+        (None, Some("SIGNATURE_REQUIRED")),
+        (Some("mallory"), Some("UNAUTHORIZED")),
+        (Some("alice"), Some("UNAUTHORIZED")),
+        (Some("grace"), None),
+    ] {
+        let c = who.map_or_else(|| anonymous.clone(), as_who);
+        let results = [
+            c.status().await.err().map(code_of),
+            c.ledger(0, 10).await.err().map(code_of),
+            c.members().await.err().map(code_of),
+            c.constitution().await.err().map(code_of),
+            c.state(
+                "settlement",
+                "stl-1",
+                docket_node::wire::Consistency::Linearizable,
+            )
+            .await
+            .err()
+            .map(code_of),
+        ];
+        for (route, result) in ["status", "ledger", "members", "constitution", "state"]
+            .iter()
+            .zip(results)
+        {
+            assert_eq!(
+                result.flatten().as_deref(),
+                expected,
+                "{who:?} reading {route}"
+            );
+        }
+    }
+    anonymous.health().await.expect("health stays open");
+    let ledger = as_who("grace").ledger(0, 10).await.expect("grace reads");
+    assert_eq!(ledger.entries.len(), 2, "genesis and CLUSTER.INIT");
+
+    phase(start, "a stale or misdirected read signature is refused");
+    let tls = cluster.tls().expect("tls");
+    let url = format!("{}/v1/status", cluster.node(1).url());
+    let grace = dev::signing_key("grace");
+    let send = |signed: docket_service::read_access::SignedRead| {
+        let mut request = tls.http.get(&url);
+        for (name, value) in signed.headers() {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.expect("answered");
+            let status = response.status().as_u16();
+            let body: docket_node::wire::ErrorBody = response.json().await.expect("error body");
+            (status, body.code)
+        }
+    };
+    let stale = now_ms() - docket_service::read_access::READ_SIGNATURE_AGE_MAX_MS - 60_000;
+    assert_eq!(
+        send(docket_service::read_access::SignedRead::sign(
+            &grace,
+            "GET",
+            "/v1/status",
+            stale
+        ))
+        .await,
+        (401, "STALE_REQUEST".to_owned())
+    );
+    assert_eq!(
+        send(docket_service::read_access::SignedRead::sign(
+            &grace,
+            "GET",
+            "/v1/ledger",
+            now_ms()
+        ))
+        .await,
+        (400, "BAD_SIGNATURE".to_owned())
+    );
+
+    phase(
+        start,
+        "read = certificate: a client certificate of the cluster CA",
+    );
+    let (_dir2, cluster2, with_certificate) =
+        cluster_reading("admin-reads-cert", "[access]\nread = \"certificate\"\n").await;
+    with_certificate
+        .ledger(0, 10)
+        .await
+        .expect("a client certificate reads");
+    let tls2 = cluster2.tls().expect("tls");
+    let no_certificate = docket_node::tls::ClientTls {
+        ca: tls2.ca(),
+        identity: None,
+    }
+    .reqwest_builder()
+    .expect("client")
+    .build()
+    .expect("client");
+    let without = Client::with_http(
+        &cluster2.node(1).url(),
+        Duration::from_secs(10),
+        no_certificate,
+    )
+    .expect("client");
+    assert_eq!(
+        without
+            .ledger(0, 10)
+            .await
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
+        Some("UNAUTHORIZED")
+    );
+    without.health().await.expect("health stays open");
+}

@@ -35,6 +35,7 @@ pub mod host;
 pub mod leadership;
 pub mod membership;
 pub mod peers;
+pub mod read_access;
 pub mod reads;
 pub mod service;
 pub mod wire;

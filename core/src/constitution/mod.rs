@@ -142,6 +142,29 @@ pub struct Domain {
     pub actions: BTreeMap<String, Action>,
 }
 
+/// Who may read the ledger and the state through a node's API (`[access] read`). Checked
+/// by every node on every read route against its active constitution; the internal routes
+/// are for cluster nodes only, and `/v1/health` stays open (liveness, nothing else).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadPolicy {
+    /// Whoever reaches the API port (`read = "anyone"`, the default).
+    #[default]
+    Anyone,
+    /// Clients presenting a certificate of the cluster CA (`read = "certificate"`); needs
+    /// TLS on the API.
+    Certificate,
+    /// Signed reads by principals holding one of these roles (`read = "roles"`,
+    /// `read_roles = [...]`).
+    Roles(BTreeSet<String>),
+}
+
+impl ReadPolicy {
+    pub fn is_anyone(&self) -> bool {
+        *self == ReadPolicy::Anyone
+    }
+}
+
 /// A parsed, validated constitution.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Constitution {
@@ -151,6 +174,10 @@ pub struct Constitution {
     pub roles: BTreeMap<String, String>,
     pub principals: BTreeMap<PublicKey, Principal>,
     pub domains: BTreeMap<String, Domain>,
+    /// Left out of the canonical encoding when it is the default, so a constitution
+    /// without an `[access]` section keeps the version it had before the section existed.
+    #[serde(default, skip_serializing_if = "ReadPolicy::is_anyone")]
+    pub reads: ReadPolicy,
 }
 
 impl Constitution {

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ceilings, Action, Constitution, Domain, FieldType, Limits, Principal};
+use super::{ceilings, Action, Constitution, Domain, FieldType, Limits, Principal, ReadPolicy};
 use super::{InvariantName, UpdateName};
 use crate::id::{decode_hex, PublicKey};
 
@@ -42,6 +42,16 @@ struct RawConstitution {
     #[serde(default)]
     principals: BTreeMap<String, Spanned<RawPrincipal>>,
     domains: Spanned<BTreeMap<String, Spanned<RawDomain>>>,
+    #[serde(default)]
+    access: Option<Spanned<RawAccess>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    read: Spanned<String>,
+    #[serde(default)]
+    read_roles: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -283,13 +293,76 @@ pub(super) fn parse(document: &str) -> Result<Constitution, ConstitutionError> {
         ));
     }
 
+    let reads = match &raw.access {
+        None => ReadPolicy::Anyone,
+        Some(access) => validate_access(&doc, access, &roles)?,
+    };
+
     Ok(Constitution {
         name,
         limits,
         roles,
         principals,
         domains,
+        reads,
     })
+}
+
+fn validate_access(
+    doc: &Doc,
+    raw: &Spanned<RawAccess>,
+    roles: &BTreeMap<String, String>,
+) -> Result<ReadPolicy, ConstitutionError> {
+    let access = raw.get_ref();
+    let policy = match (access.read.get_ref().as_str(), &access.read_roles) {
+        ("anyone", None) => ReadPolicy::Anyone,
+        ("certificate", None) => ReadPolicy::Certificate,
+        ("roles", Some(listed)) => {
+            let mut held = BTreeSet::new();
+            for role in listed.get_ref() {
+                if !roles.contains_key(role.get_ref()) {
+                    return Err(doc.err(
+                        "access.read_roles",
+                        role,
+                        format!("unknown role {:?}", role.get_ref()),
+                    ));
+                }
+                held.insert(role.get_ref().clone());
+            }
+            if held.is_empty() {
+                return Err(doc.err(
+                    "access.read_roles",
+                    listed,
+                    "names at least one role (nobody could read otherwise)",
+                ));
+            }
+            ReadPolicy::Roles(held)
+        }
+        ("roles", None) => {
+            return Err(doc.err(
+                "access.read_roles",
+                &access.read,
+                "read = \"roles\" needs read_roles = [...], the roles that may read",
+            ))
+        }
+        ("anyone" | "certificate", Some(listed)) => {
+            return Err(doc.err(
+                "access.read_roles",
+                listed,
+                "read_roles goes with read = \"roles\" only",
+            ))
+        }
+        (other, _) => {
+            return Err(doc.err(
+                "access.read",
+                &access.read,
+                format!(
+                    "unknown read policy {other:?}; use \"anyone\", \"certificate\" or \"roles\""
+                ),
+            ))
+        }
+    };
+    Ok(policy)
 }
 
 fn validate_limits(doc: &Doc, raw: &Spanned<RawLimits>) -> Result<Limits, ConstitutionError> {

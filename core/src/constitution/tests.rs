@@ -238,3 +238,52 @@ fn every_rule_is_named_uniquely_and_described() {
         assert_eq!(UpdateName::from_name(u.name()), Some(*u));
     }
 }
+
+#[test]
+fn read_policy_is_parsed_and_checked() {
+    let with = |access: &str| DEFAULT_DOCUMENT.replace("[access]\nread = \"anyone\"\n", access);
+    let base = Constitution::default_constitution();
+    assert_eq!(base.reads, crate::constitution::ReadPolicy::Anyone);
+    // Leaving the section out is the same constitution, with the same version.
+    let without = Constitution::parse(&with("")).expect("valid");
+    assert_eq!(without.version(), base.version());
+
+    let certificate =
+        Constitution::parse(&with("[access]\nread = \"certificate\"\n")).expect("valid");
+    assert_eq!(
+        certificate.reads,
+        crate::constitution::ReadPolicy::Certificate
+    );
+    assert_ne!(certificate.version(), base.version());
+
+    let roles = Constitution::parse(&with(
+        "[access]\nread = \"roles\"\nread_roles = [\"operator\", \"treasurer\"]\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        roles.reads,
+        crate::constitution::ReadPolicy::Roles(
+            ["operator".to_owned(), "treasurer".to_owned()].into()
+        )
+    );
+
+    for (access, message) in [
+        ("[access]\nread = \"roles\"\n", "needs read_roles"),
+        (
+            "[access]\nread = \"roles\"\nread_roles = []\n",
+            "at least one role",
+        ),
+        (
+            "[access]\nread = \"roles\"\nread_roles = [\"nobody\"]\n",
+            "unknown role",
+        ),
+        ("[access]\nread = \"everyone\"\n", "unknown read policy"),
+        (
+            "[access]\nread = \"anyone\"\nread_roles = [\"operator\"]\n",
+            "read = \"roles\" only",
+        ),
+    ] {
+        let error = Constitution::parse(&with(access)).expect_err(access);
+        assert!(error.to_string().contains(message), "{access}: {error}");
+    }
+}

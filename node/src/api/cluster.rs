@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,23 +14,44 @@ use docket_service::admin::AdminOp;
 use super::{answer, ApiJson, Forwardable};
 use crate::error::{ApiError, ErrorCode};
 use crate::server::Node;
+use crate::tls::listener::PeerInfo;
 use crate::wire::*;
 
+/// With TLS on, only a client holding a certificate of the cluster CA may initialize a
+/// node: the genesis constitution authorizes the init request it carries, so without this
+/// anyone who reached a fresh node could initialize it with a constitution of their own.
+/// A node started with `--genesis-constitution` is initialized with that document only.
 pub(super) async fn init(
     State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerInfo>,
     ApiJson(request): ApiJson<InitRequest>,
 ) -> Result<Json<StatusView>, ApiError> {
-    let document = match request.constitution {
-        Some(document) => document,
-        None => match &node.config.genesis_constitution {
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("reading {}: {e}", path.display()),
-                )
-            })?,
-            None => docket_core::constitution::DEFAULT_DOCUMENT.to_owned(),
-        },
+    if node.tls.is_some() && !peer.certificate {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "initializing a TLS node takes a client certificate of the cluster CA (the CLI's \
+             --client-cert and --client-key, or DOCKET_CLIENT_CERT / DOCKET_CLIENT_KEY)",
+        ));
+    }
+    let configured = match &node.config.genesis_constitution {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("reading {}: {e}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    let document = match (request.constitution, configured) {
+        (Some(sent), Some(configured)) if sent != configured => {
+            return Err(ApiError::new(
+                ErrorCode::MalformedRequest,
+                "this node was started with --genesis-constitution and is initialized with \
+                 that document only; the request carries another",
+            ))
+        }
+        (Some(document), _) | (None, Some(document)) => document,
+        (None, None) => docket_core::constitution::DEFAULT_DOCUMENT.to_owned(),
     };
     Ok(Json(node.service.init(document, request.authority).await?))
 }

@@ -80,6 +80,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
+            reads_governed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
             nodes_only,
         ))
         .with_state(node);
@@ -181,6 +185,55 @@ async fn nodes_only(
             ApiError::new(ErrorCode::PeerNotAuthenticated, message).into_response()
         }
         None => next.run(request).await,
+    }
+}
+
+/// Every read route (a `GET`, but `/v1/health` and the node-only internal routes) is
+/// checked against the active constitution's read policy
+/// (`docket_service::read_access`): refused with `SIGNATURE_REQUIRED`, `UNAUTHORIZED`,
+/// `STALE_REQUEST` or `BAD_SIGNATURE` before the handler runs.
+async fn reads_governed(
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if request.method() != Method::GET || path == "/v1/health" || path.starts_with("/v1/internal/")
+    {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::tls::listener::PeerInfo>>()
+        .map(|info| &info.0);
+    let headers = request.headers();
+    let signed = match docket_service::read_access::SignedRead::from_headers(|name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }) {
+        Ok(signed) => signed,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let credentials = docket_service::read_access::ReadCredentials {
+        certificate: peer.is_some_and(|p| p.certificate),
+        node: peer.is_some_and(|p| p.node.is_some()),
+        signed,
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
+    match node
+        .service
+        .authorize_read(&credentials, request.method().as_str(), &target)
+    {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            tracing::info!(path = %target, code = error.code.name(), "refused a read");
+            ApiError::from(error).into_response()
+        }
     }
 }
 

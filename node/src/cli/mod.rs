@@ -132,6 +132,17 @@ pub struct ClientArgs {
     )]
     pub timeout_ms: Option<u64>,
 
+    /// Key file to sign every request with, for a constitution that lets only listed roles
+    /// read (`[access] read = "roles"`).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node options",
+        env = "DOCKET_READ_KEY",
+        value_name = "FILE"
+    )]
+    pub read_key: Option<PathBuf>,
+
     /// The cluster CA certificate (PEM) to trust: talk HTTPS, and trust this CA and
     /// nothing else. Addresses without a scheme (and the default) become https://.
     #[arg(
@@ -174,6 +185,7 @@ impl Default for ClientArgs {
             node: NODE_URL_DEFAULT.to_owned(),
             output: OutputFormat::Text,
             timeout_ms: None,
+            read_key: None,
             ca: None,
             client_cert: None,
             client_key: None,
@@ -222,6 +234,16 @@ impl ClientArgs {
                         Client::with_http(&url, timeout, http.clone())
                     })
                     .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let clients = match &self.read_key {
+            None => clients,
+            Some(path) => {
+                let key = read_key_file(path).context("--read-key")?;
+                clients
+                    .into_iter()
+                    .map(|c| c.with_read_key(key.clone()))
+                    .collect()
             }
         };
         let [first, rest @ ..] = clients.as_slice() else {

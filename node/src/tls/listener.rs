@@ -36,6 +36,9 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Whether it presented a client certificate the cluster CA issued (verified in the
+    /// handshake: a certificate of another CA fails it).
+    pub certificate: bool,
     /// The node its client certificate names (`docket://node/<id>`), if it presented a
     /// node certificate of the cluster CA.
     pub node: Option<NodeId>,
@@ -178,15 +181,15 @@ async fn accept_loop(
                 }
             };
             drop(slot);
-            let node = stream
-                .get_ref()
-                .1
-                .peer_certificates()
+            let certificates = stream.get_ref().1.peer_certificates();
+            let certificate = certificates.is_some_and(|certs| !certs.is_empty());
+            let node = certificates
                 .and_then(|certs| certs.first())
                 .and_then(node_id_of);
             let info = PeerInfo {
                 remote,
                 tls: true,
+                certificate,
                 node,
             };
             let _ = send.send((ApiStream::Tls(Box::new(stream)), info)).await;
@@ -206,6 +209,7 @@ impl axum::serve::Listener for ApiListener {
                 let info = PeerInfo {
                     remote,
                     tls: false,
+                    certificate: false,
                     node: None,
                 };
                 (ApiStream::Plain(tcp), info)
@@ -227,6 +231,7 @@ impl axum::serve::Listener for ApiListener {
         Ok(PeerInfo {
             remote,
             tls: matches!(self, ApiListener::Tls { .. }),
+            certificate: false,
             node: None,
         })
     }
