@@ -37,6 +37,11 @@ pub enum ConstitutionCommand {
         #[arg(long)]
         document: bool,
     },
+    /// Print the built-in default constitution (TOML), to start a cluster's own from. Talks
+    /// to no node.
+    #[command(after_help = "Examples:\n  \
+        docket constitution default > constitution.toml   # then put your principals' keys in")]
+    Default,
     /// Propose a new constitution document (a governor's CONSTITUTION.AMEND) amending the
     /// active version.
     #[command(after_help = "Examples:\n  \
@@ -75,8 +80,16 @@ pub struct ApproveArgs {
 /// Runs `docket constitution SUBCOMMAND`.
 pub(super) async fn run(args: &ClientArgs, command: ConstitutionCommand) -> anyhow::Result<()> {
     let output = args.output;
+    if let ConstitutionCommand::Default = command {
+        std::io::stdout()
+            .lock()
+            .write_all(docket_core::constitution::DEFAULT_DOCUMENT.as_bytes())
+            .context("cannot write to stdout")?;
+        return Ok(());
+    }
     let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
     match command {
+        ConstitutionCommand::Default => Ok(()),
         ConstitutionCommand::Show { document } => {
             constitution_show(&client, document, output).await
         }
