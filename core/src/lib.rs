@@ -64,6 +64,7 @@
 //! * [`replay()`] and [`audit()`] — state from the ledger alone.
 
 pub mod adjudicate;
+pub mod checkpoint;
 pub mod code;
 pub mod constitution;
 pub mod decision;

@@ -503,14 +503,17 @@ impl Client {
                 message: e.message,
             }
         })?;
-        let authority = self
-            .sign_admin(
-                &AdminOp::Init {
-                    constitution: version,
-                },
-                key,
-            )
-            .await?;
+        let status = self.status().await?;
+        let cosigner = status.cosigner_key.ok_or_else(|| ClientError::Decode {
+            url: self.base.to_string(),
+            message: "the node's status shows no cosigner key (is it an older docket?)".into(),
+        })?;
+        let op = AdminOp::Init {
+            constitution: version,
+            node: status.node_id,
+            cosigner,
+        };
+        let authority = self.sign_admin(&op, key).await?;
         self.init(InitRequest {
             constitution,
             authority: Some(authority),
@@ -556,17 +559,34 @@ impl Client {
             .await
     }
 
-    /// [`Client::add_member`], signed as `key`.
+    /// [`Client::add_member`], signed as `key`. The new node's cosigner key is read from
+    /// its status (at `request.api_addr`) and declared in the request.
     pub async fn add_member_as(
         &self,
         request: AddMemberRequest,
         key: &SigningKey,
     ) -> Result<MembersView, ClientError> {
+        let new = self.at(&request.api_addr)?;
+        let status = new.status().await?;
+        if status.node_id != request.id {
+            return Err(ClientError::Decode {
+                url: new.base.to_string(),
+                message: format!(
+                    "the node at {} is node {}, not node {}",
+                    request.api_addr, status.node_id, request.id
+                ),
+            });
+        }
+        let cosigner = status.cosigner_key.ok_or_else(|| ClientError::Decode {
+            url: new.base.to_string(),
+            message: "the node's status shows no cosigner key (is it an older docket?)".into(),
+        })?;
         let op = AdminOp::MemberAdd {
             node: request.id,
             raft_addr: request.raft_addr,
             api_addr: request.api_addr,
             learner: request.learner,
+            cosigner,
         };
         let authority = self.sign_admin(&op, key).await?;
         self.add_member(Some(authority)).await

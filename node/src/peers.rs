@@ -88,6 +88,7 @@ impl Peers for HttpPeers {
                 cluster_id: status.cluster_id,
                 initialized: status.initialized,
                 genesis: None,
+                cosigner: status.cosigner_key,
             };
             if !status.initialized {
                 return Ok(history);

@@ -147,6 +147,7 @@ fn settings(
     ledger_id: LedgerId,
     addr: NodeAddr,
     identity: Identity,
+    cosigner: ed25519_dalek::SigningKey,
 ) -> Settings {
     let ms = Duration::from_millis;
     Settings {
@@ -169,8 +170,25 @@ fn settings(
             confirm_retry: ms(LEADERSHIP_CONFIRM_RETRY_MS),
         },
         clock: Arc::new(now_ledger_time),
+        cosigner,
         faults: Faults::default(),
     }
+}
+
+/// The file in a node's data directory holding the ed25519 key it cosigns checkpoints with
+/// (a `docket keygen` key file, mode 0600), created on first start.
+pub const COSIGNER_KEY_FILE: &str = "cosigner.key";
+
+/// Loads this node's checkpoint key, creating it on first start.
+fn cosigner_key(data_dir: &std::path::Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let path = data_dir.join(COSIGNER_KEY_FILE);
+    if !path.exists() {
+        let key = crate::cli::generate_signing_key()?;
+        crate::cli::write_key_file(&path, &key, false)?;
+        tracing::info!(path = %path.display(), "created this node's checkpoint key");
+    }
+    crate::cli::read_key_file(&path)
+        .with_context(|| format!("the node's checkpoint key {}", path.display()))
 }
 
 /// Opens storage, starts Raft and binds both listeners.
@@ -263,7 +281,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let (service, background) = Service::new(
-        settings(&config, ledger_id, addr, identity.clone()),
+        settings(
+            &config,
+            ledger_id,
+            addr,
+            identity.clone(),
+            cosigner_key(&config.data_dir)?,
+        ),
         raft.clone(),
         replica,
         peers,

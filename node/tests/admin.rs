@@ -94,8 +94,16 @@ async fn cluster_init_is_governed_by_the_genesis_constitution() {
     let ledger = LedgerId::new("admin-init").expect("valid");
     let default_version =
         constitution_version(docket_core::constitution::DEFAULT_DOCUMENT).expect("parses");
+    let cosigner = node
+        .status()
+        .await
+        .expect("status")
+        .cosigner_key
+        .expect("the node shows its checkpoint key");
     let init = AdminOp::Init {
         constitution: default_version.clone(),
+        node: 1,
+        cosigner,
     };
     let request = |authority: Option<SignedProposal>| InitRequest {
         constitution: None,
@@ -109,6 +117,13 @@ async fn cluster_init_is_governed_by_the_genesis_constitution() {
         .replace("deferred_max = 10000", "deferred_max = 9999");
     let other_version = AdminOp::Init {
         constitution: constitution_version(&other_document).expect("parses"),
+        node: 1,
+        cosigner,
+    };
+    let other_cosigner = AdminOp::Init {
+        constitution: default_version.clone(),
+        node: 1,
+        cosigner: dev::key("alice"),
     };
     let stale = now_ms() - ADMIN_REQUEST_AGE_MAX_MS - 60_000;
     let cases: Vec<(&str, Option<SignedProposal>, &str)> = vec![
@@ -144,6 +159,11 @@ async fn cluster_init_is_governed_by_the_genesis_constitution() {
             "stale",
             Some(sign(&ledger, &init, dev::OPERATOR, stale, 7)),
             "STALE_REQUEST",
+        ),
+        (
+            "declaring another node's checkpoint key",
+            Some(sign(&ledger, &other_cosigner, dev::OPERATOR, now_ms(), 10)),
+            "MALFORMED_REQUEST",
         ),
     ];
     for (what, authority, code) in cases {
@@ -197,6 +217,14 @@ async fn membership_changes_are_governed_and_recorded() {
         raft_addr: cluster.node(new).raft_addr.clone(),
         api_addr: cluster.node(new).api_addr.clone(),
         learner: false,
+        cosigner: cluster
+            .node(new)
+            .client()
+            .status()
+            .await
+            .expect("status of node 4")
+            .cosigner_key
+            .expect("its checkpoint key"),
     };
     // Sent to a follower: admin requests are forwarded to the leader like writes.
     let via = members
@@ -247,6 +275,32 @@ async fn membership_changes_are_governed_and_recorded() {
             "issued in the future",
             Some(sign(&ledger, &add, dev::OPERATOR, future, 6)),
             "STALE_REQUEST",
+        ),
+        (
+            "declaring a checkpoint key that is not node 4's",
+            Some(sign(
+                &ledger,
+                &match add.clone() {
+                    AdminOp::MemberAdd {
+                        node,
+                        raft_addr,
+                        api_addr,
+                        learner,
+                        ..
+                    } => AdminOp::MemberAdd {
+                        node,
+                        raft_addr,
+                        api_addr,
+                        learner,
+                        cosigner: dev::key("alice"),
+                    },
+                    other => other,
+                },
+                dev::OPERATOR,
+                now_ms(),
+                11,
+            )),
+            "MALFORMED_REQUEST",
         ),
         (
             "a removal sent to the add route",

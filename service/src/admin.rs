@@ -28,7 +28,7 @@
 use docket_core::constitution::Constitution;
 use docket_core::proposal::public_key;
 use docket_core::{
-    Decision, LedgerId, Proposal, ProposalId, RejectCode, SignedProposal, State, Value,
+    Decision, LedgerId, Proposal, ProposalId, PublicKey, RejectCode, SignedProposal, State, Value,
 };
 use docket_raft::Outcome;
 use ed25519_dalek::SigningKey;
@@ -48,15 +48,20 @@ pub const ADMIN_REQUEST_AGE_MAX_MS: u64 = 5 * 60 * 1000;
 /// One cluster operation, as carried in an admin request's payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminOp {
-    /// Write genesis with the constitution whose version (meaning hash) is `constitution`.
+    /// Write genesis with the constitution whose version (meaning hash) is `constitution`,
+    /// at `node`, whose checkpoint key is `cosigner`.
     Init {
         constitution: String,
+        node: u64,
+        cosigner: PublicKey,
     },
     MemberAdd {
         node: u64,
         raft_addr: String,
         api_addr: String,
         learner: bool,
+        /// The key the node cosigns checkpoints with (its status shows it).
+        cosigner: PublicKey,
     },
     MemberPromote {
         node: u64,
@@ -98,19 +103,28 @@ impl AdminOp {
     pub fn payload(&self, issued_ms: u64) -> Value {
         let issued = ("issued_ms", Value::Int(clamp(issued_ms)));
         match self {
-            AdminOp::Init { constitution } => {
-                Value::map([("constitution", Value::Str(constitution.clone())), issued])
-            }
+            AdminOp::Init {
+                constitution,
+                node,
+                cosigner,
+            } => Value::map([
+                ("constitution", Value::Str(constitution.clone())),
+                ("node", Value::Int(clamp(*node))),
+                ("cosigner", Value::Str(cosigner.to_hex())),
+                issued,
+            ]),
             AdminOp::MemberAdd {
                 node,
                 raft_addr,
                 api_addr,
                 learner,
+                cosigner,
             } => Value::map([
                 ("node", Value::Int(clamp(*node))),
                 ("raft_addr", Value::Str(raft_addr.clone())),
                 ("api_addr", Value::Str(api_addr.clone())),
                 ("learner", Value::Bool(*learner)),
+                ("cosigner", Value::Str(cosigner.to_hex())),
                 issued,
             ]),
             AdminOp::MemberPromote { node } | AdminOp::MemberRemove { node } => {
@@ -171,10 +185,22 @@ impl AdminOp {
                 _ => Err(format!("payload field {name:?} must be a string")),
             }
         };
+        let key = |name: &str| -> Result<PublicKey, String> {
+            match fields.get(name) {
+                Some(Value::Str(v)) => docket_core::id::decode_hex::<32>(v)
+                    .map(PublicKey)
+                    .map_err(|_| format!("payload field {name:?} must be 64 hex characters")),
+                _ => Err(format!(
+                    "payload field {name:?} must be a key (64 hex characters)"
+                )),
+            }
+        };
         let issued_ms = int("issued_ms")?;
         let op = match proposal.action.as_str() {
             "CLUSTER.INIT" => AdminOp::Init {
                 constitution: string("constitution")?,
+                node: int("node")?,
+                cosigner: key("cosigner")?,
             },
             "CLUSTER.MEMBER_ADD" => AdminOp::MemberAdd {
                 node: int("node")?,
@@ -184,6 +210,7 @@ impl AdminOp {
                     Some(Value::Bool(b)) => *b,
                     _ => return Err("payload field \"learner\" must be a bool".to_owned()),
                 },
+                cosigner: key("cosigner")?,
             },
             "CLUSTER.MEMBER_PROMOTE" => AdminOp::MemberPromote { node: int("node")? },
             "CLUSTER.MEMBER_REMOVE" => AdminOp::MemberRemove { node: int("node")? },

@@ -56,11 +56,21 @@ impl Service {
                 )
             })?;
         let (op, _) = self.authorize(&authority, "CLUSTER.INIT", &genesis)?;
-        if op
-            != (AdminOp::Init {
-                constitution: version.clone(),
-            })
-        {
+        if let AdminOp::Init { node, cosigner, .. } = &op {
+            if *node != self.id || *cosigner != self.cosigner_key() {
+                return Err(ServiceError::new(
+                    ErrorCode::MalformedRequest,
+                    format!(
+                        "the init request names node {node} with cosigner key {}; this is \
+                         node {} with key {}",
+                        cosigner.short(),
+                        self.id,
+                        self.cosigner_key().short()
+                    ),
+                ));
+            }
+        }
+        if !matches!(&op, AdminOp::Init { constitution, .. } if *constitution == version) {
             return Err(ServiceError::new(
                 ErrorCode::MalformedRequest,
                 format!(
@@ -68,7 +78,7 @@ impl Service {
                      document to write is version {version}; sign the document you send \
                      (`docket cluster init --constitution FILE`)",
                     match op {
-                        AdminOp::Init { constitution } => constitution,
+                        AdminOp::Init { constitution, .. } => constitution,
                         _ => String::new(),
                     }
                 ),
@@ -137,6 +147,7 @@ impl Service {
             raft_addr,
             api_addr,
             learner,
+            cosigner,
         } = op
         else {
             return Err(ServiceError::internal(
@@ -175,7 +186,7 @@ impl Service {
                 ),
             ));
         }
-        self.check_history(&request).await?;
+        self.check_history(&request, &cosigner).await?;
         let recorded = self.record(authority).await?;
         let addr = NodeAddr {
             raft_addr: request.raft_addr.clone(),
@@ -287,7 +298,11 @@ impl Service {
     /// another genesis, another state — and it would serve that history to clients. A
     /// fresh node, or this cluster's own member (same cluster id, same genesis entry
     /// hash), may join.
-    async fn check_history(&self, request: &AddMemberRequest) -> Result<(), ServiceError> {
+    async fn check_history(
+        &self,
+        request: &AddMemberRequest,
+        cosigner: &docket_core::PublicKey,
+    ) -> Result<(), ServiceError> {
         let theirs = self
             .peers
             .history(&request.api_addr, self.timing.probe_timeout)
@@ -308,6 +323,20 @@ impl Service {
                 format!(
                     "api_addr {} answers as node {}, not node {}",
                     request.api_addr, theirs.node_id, request.id
+                ),
+            ));
+        }
+        if theirs.cosigner.as_ref() != Some(cosigner) {
+            return Err(ServiceError::new(
+                ErrorCode::MalformedRequest,
+                format!(
+                    "the request declares cosigner key {} for node {}, but the node reports {}; \
+                     sign a request with the key its status shows",
+                    cosigner.short(),
+                    request.id,
+                    theirs
+                        .cosigner
+                        .map_or_else(|| "none".to_owned(), |k| k.short())
                 ),
             ));
         }

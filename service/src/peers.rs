@@ -28,6 +28,9 @@ pub struct PeerHistory {
     pub initialized: bool,
     /// Its genesis entry's hash, when it has one.
     pub genesis: Option<EntryHash>,
+    /// The key it cosigns checkpoints with.
+    #[serde(default)]
+    pub cosigner: Option<docket_core::PublicKey>,
 }
 
 /// Questions the service asks other nodes. Every call has a deadline; an error is a

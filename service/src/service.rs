@@ -106,6 +106,8 @@ pub struct Settings {
     pub limits: Limits,
     pub timing: Timing,
     pub clock: Clock,
+    /// The key this node cosigns checkpoints with (`docket_core::checkpoint`).
+    pub cosigner: ed25519_dalek::SigningKey,
     #[doc(hidden)]
     pub faults: Faults,
 }
@@ -159,6 +161,8 @@ pub struct Service {
     submit_tx: mpsc::Sender<Pending>,
     /// One cluster operation at a time (see [`crate::admin`]).
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
+    /// This node's checkpoint key.
+    pub(crate) cosigner: ed25519_dalek::SigningKey,
 }
 
 impl std::fmt::Debug for Service {
@@ -188,6 +192,7 @@ impl Service {
             limits,
             timing,
             clock,
+            cosigner,
             faults,
         } = settings;
         let id = identity.node_id;
@@ -229,6 +234,7 @@ impl Service {
             replica,
             submit_tx,
             admin_lock: tokio::sync::Mutex::new(()),
+            cosigner,
         });
         let background = {
             let service = service.clone();
@@ -649,6 +655,7 @@ impl Service {
             constitution_version,
             deferred,
             members: self.members(),
+            cosigner_key: Some(self.cosigner_key()),
         }
     }
 
@@ -664,6 +671,11 @@ impl Service {
 
     /// What this node holds, for a leader deciding whether it may join
     /// ([`Peers::history`]).
+    /// The public key this node cosigns checkpoints with.
+    pub fn cosigner_key(&self) -> docket_core::PublicKey {
+        docket_core::proposal::public_key(&self.cosigner)
+    }
+
     pub fn history(&self) -> Result<PeerHistory, ServiceError> {
         let initialized = self
             .raft
@@ -680,6 +692,7 @@ impl Service {
             cluster_id: self.cluster_id.clone(),
             initialized,
             genesis,
+            cosigner: Some(self.cosigner_key()),
         })
     }
 

@@ -134,6 +134,10 @@ pub struct StatusView {
     pub constitution_version: Option<ConstitutionVersion>,
     pub deferred: u64,
     pub members: Vec<MemberView>,
+    /// The key this node cosigns checkpoints with; `cluster init` and `member add` declare
+    /// it in the ledger.
+    #[serde(default)]
+    pub cosigner_key: Option<PublicKey>,
 }
 
 /// `GET /v1/health`.

@@ -102,6 +102,7 @@ pub async fn run_admin(world: World) -> turmoil::Result {
                     raft_addr: addr.raft_addr,
                     api_addr: addr.api_addr,
                     learner: true,
+                    cosigner: docket_core::proposal::public_key(&crate::node::cosigner_key(node)),
                 }
             }
             1 if !learners.is_empty() => AdminOp::MemberPromote {

@@ -55,11 +55,17 @@ pub fn raft_config(derived: &Derived) -> Config {
 
 /// The service of node `id`: the node's limits, deadlines scaled to simulated links, the
 /// simulated clock, and the variant's deliberate fault, if any.
+/// A simulated node's checkpoint key: derived from its id, as the operator knows it.
+pub fn cosigner_key(id: NodeId) -> ed25519_dalek::SigningKey {
+    docket_core::dev::signing_key(&format!("sim-node-{id}"))
+}
+
 pub fn settings(id: NodeId, variant: Variant, identity: Identity) -> Settings {
     Settings {
         identity,
         ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
         addr: node_addr(id),
+        cosigner: cosigner_key(id),
         limits: Limits {
             clients_inflight_max: 256,
             batch_proposals_max: 100,

@@ -131,6 +131,8 @@ named!(
             "makes the recorded amendment the active constitution";
         RecordOutcome = "record_outcome", [("reports_on", ProposalId), ("outcome", String)],
             "records the reported outcome and the proposal it reports on";
+        RecordCosigner = "record_cosigner", [("node", Int), ("cosigner", Key)],
+            "records payload.node and payload.cosigner, the key that node cosigns checkpoints with";
     }
 );
 
@@ -521,6 +523,10 @@ impl UpdateName {
             UpdateName::RecordOutcome => {
                 set(fields, "reports_on", text(proposal, "reports_on").into());
                 set(fields, "outcome", text(proposal, "outcome").into());
+            }
+            UpdateName::RecordCosigner => {
+                set(fields, "node", Value::Int(int(proposal, "node")));
+                set(fields, "cosigner", text(proposal, "cosigner").into());
             }
         }
         Ok(None)
