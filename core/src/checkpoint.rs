@@ -208,7 +208,8 @@ impl Cosignature {
         format!("\u{2014} {} {}", self.name, B64.encode(blob))
     }
 
-    fn parse_line(line: &str) -> Result<Cosignature, CheckpointError> {
+    /// Parses a line written by [`Cosignature::line`].
+    pub fn parse_line(line: &str) -> Result<Cosignature, CheckpointError> {
         let bad = |what: &str| CheckpointError::Malformed(format!("signature line: {what}"));
         let rest = line
             .strip_prefix("\u{2014} ")
@@ -308,6 +309,74 @@ impl SignedCheckpoint {
             });
         }
         Ok(valid.len())
+    }
+}
+
+/// Why an entry's proof failed.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum EntryProofError {
+    #[error("entry #{index}: its hash does not match its contents (the entry was altered)")]
+    EntryAltered { index: u64 },
+    #[error("entry #{index} is not covered by a checkpoint of size {size}")]
+    OutOfRange { index: u64, size: u64 },
+    #[error(
+        "entry #{index}: the inclusion proof does not lead to the checkpoint's root ({detail})"
+    )]
+    NotIncluded { index: u64, detail: String },
+}
+
+impl Checkpoint {
+    /// Verifies that `entry` (its contents, then its hash) is leaf `entry.index` of this
+    /// checkpoint's tree, by the RFC 9162 audit path `proof`.
+    pub fn verify_entry(
+        &self,
+        entry: &crate::LedgerEntry,
+        proof: &[Hash],
+    ) -> Result<(), EntryProofError> {
+        let index = entry.index.0;
+        if entry.compute_hash() != entry.hash {
+            return Err(EntryProofError::EntryAltered { index });
+        }
+        if index >= self.size {
+            return Err(EntryProofError::OutOfRange {
+                index,
+                size: self.size,
+            });
+        }
+        crate::merkle::verify_inclusion(&entry.hash.0, index, self.size, proof, &self.root).map_err(
+            |e| EntryProofError::NotIncluded {
+                index,
+                detail: e.to_string(),
+            },
+        )
+    }
+
+    /// Verifies that `self` extends `earlier` (same origin, RFC 9162 consistency `proof`).
+    pub fn verify_extends(&self, earlier: &Checkpoint, proof: &[Hash]) -> Result<(), String> {
+        if self.origin != earlier.origin {
+            return Err(format!(
+                "checkpoints of two ledgers: {:?} and {:?}",
+                earlier.origin, self.origin
+            ));
+        }
+        if earlier.size > self.size {
+            return Err(format!(
+                "size {} does not extend size {}",
+                self.size, earlier.size
+            ));
+        }
+        if earlier.size == self.size {
+            return if earlier.root == self.root && earlier.state == self.state {
+                Ok(())
+            } else {
+                Err(format!("two different checkpoints at size {}", self.size))
+            };
+        }
+        if earlier.size == 0 {
+            return Ok(());
+        }
+        crate::merkle::verify_consistency(earlier.size, self.size, proof, &earlier.root, &self.root)
+            .map_err(|e| e.to_string())
     }
 }
 

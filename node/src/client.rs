@@ -23,8 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    AddMemberRequest, AdminRequest, BatchResponse, Consistency, ConstitutionView, ErrorBody,
-    ExecutionView, HealthView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
+    AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
+    ConsistencyProofView, ConstitutionView, ErrorBody, ExecutionView, HealthView,
+    InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
     SubjectView, SubmitResponse,
 };
 
@@ -539,6 +540,44 @@ impl Client {
         let nonce = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let issued_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         Ok(op.sign(&ledger, issued_ms, nonce, key))
+    }
+
+    /// `GET /v1/checkpoint`: a final checkpoint of the node's newest ledger size.
+    pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
+        let url = self.url(&["v1", "checkpoint"], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/checkpoint/{size}`: a final checkpoint the node gathered before.
+    pub async fn checkpoint_at(&self, size: u64) -> Result<CheckpointView, ClientError> {
+        let url = self.url(&["v1", "checkpoint", &size.to_string()], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/proofs/inclusion?index=I&size=N`.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionProofView, ClientError> {
+        let url = self.url(
+            &["v1", "proofs", "inclusion"],
+            &[("index", index.to_string()), ("size", size.to_string())],
+        );
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/proofs/consistency?from=M&to=N`.
+    pub async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProofView, ClientError> {
+        let url = self.url(
+            &["v1", "proofs", "consistency"],
+            &[("from", from.to_string()), ("to", to.to_string())],
+        );
+        self.call(Method::GET, url, None::<&()>).await
     }
 
     /// `GET /v1/cluster/members`.

@@ -51,6 +51,37 @@ impl Peers for HttpPeers {
         .boxed()
     }
 
+    fn cosign<'a>(
+        &'a self,
+        api_addr: &'a str,
+        checkpoint: &'a docket_core::checkpoint::Checkpoint,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, String>> {
+        async move {
+            let response = self
+                .http
+                .post(format!("{}://{api_addr}/v1/internal/cosign", self.scheme))
+                .header(FORWARDED_HEADER, self.id.to_string())
+                .json(&crate::wire::CosignRequest {
+                    checkpoint: checkpoint.body(),
+                })
+                .timeout(deadline)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("answered {status}: {body}"));
+            }
+            let answer: crate::wire::CosignResponse =
+                response.json().await.map_err(|e| e.to_string())?;
+            docket_core::checkpoint::Cosignature::parse_line(&answer.cosignature)
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
     fn raft_reachable<'a>(&'a self, raft_addr: &'a str, deadline: Duration) -> BoxFuture<'a, bool> {
         async move {
             // Retried until the deadline: a refused connect returns at once, and a node

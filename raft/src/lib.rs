@@ -107,7 +107,7 @@ pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
 pub use snapshot_file::SnapshotFile;
-pub use state_machine::{Replica, StateMachine};
+pub use state_machine::{Boundary, Replica, StateMachine, RECENT_BOUNDARIES_MAX};
 pub use store::{Store, StoreError, StoreOptions};
 
 /// Addresses of a cluster member, as stored in Raft membership.

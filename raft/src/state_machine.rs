@@ -25,7 +25,9 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use docket_core::merkle::Hash;
-use docket_core::{LedgerEntry, LedgerIndex, Rows, State, StateHash, VerifiedMemo};
+use std::collections::VecDeque;
+
+use docket_core::{LedgerEntry, LedgerIndex, LedgerTime, Rows, State, StateHash, VerifiedMemo};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
@@ -42,6 +44,27 @@ struct Shared {
     /// `None` until the genesis command is applied.
     core: Option<State>,
     applied: AppliedRecord,
+    /// The state after each of the last [`RECENT_BOUNDARIES_MAX`] commands applied, oldest
+    /// first: what this replica can vouch for when asked to cosign a checkpoint
+    /// (`docket_core::checkpoint`). Every replica applies the same commands, so they share
+    /// these sizes, however each batches its applies. In memory only: after a restart a
+    /// replica vouches for what it applies from then on.
+    recent: VecDeque<Boundary>,
+}
+
+/// Commands whose resulting state a replica remembers for cosigning: at a hundred group
+/// commits a second, the last 40 s or so; 48 bytes each.
+pub const RECENT_BOUNDARIES_MAX: usize = 4096;
+
+/// The ledger after one applied command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boundary {
+    /// Ledger entries: `[0, size)`.
+    pub size: u64,
+    /// The state hash after them.
+    pub state: StateHash,
+    /// The ledger time of the last of them.
+    pub time: LedgerTime,
 }
 
 fn read(shared: &RwLock<Shared>) -> RwLockReadGuard<'_, Shared> {
@@ -144,7 +167,11 @@ impl StateMachine {
         );
         Ok(StateMachine {
             store,
-            shared: Arc::new(RwLock::new(Shared { core, applied })),
+            shared: Arc::new(RwLock::new(Shared {
+                core,
+                applied,
+                recent: VecDeque::new(),
+            })),
             signatures: Arc::new(VerifiedMemo::new()),
         })
     }
@@ -172,7 +199,11 @@ impl StateMachine {
     /// applied record, so the overlay in memory is one apply's worth.
     fn apply_entries(&self, entries: Vec<Entry>) -> Vec<CommandResponse> {
         let mut shared = write(&self.shared);
-        let Shared { core, applied } = &mut *shared;
+        let Shared {
+            core,
+            applied,
+            recent,
+        } = &mut *shared;
         let had_core = core.is_some();
         let mut recorded: Vec<LedgerEntry> = Vec::new();
         let mut responses = Vec::with_capacity(entries.len());
@@ -190,6 +221,19 @@ impl StateMachine {
                         let rows =
                             StoreRows::shared(self.store.clone(), self.store.state_generation());
                         *core = core.take().map(|s| s.on_rows(rows));
+                    }
+                    if let Some(state) = core.as_ref() {
+                        let size = applied.ledger_len + recorded.len() as u64;
+                        if recent.back().is_none_or(|b| b.size != size) {
+                            if recent.len() == RECENT_BOUNDARIES_MAX {
+                                recent.pop_front();
+                            }
+                            recent.push_back(Boundary {
+                                size,
+                                state: state.hash(),
+                                time: state.head().time,
+                            });
+                        }
                     }
                     response
                 }
@@ -386,6 +430,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| write_error(&e))?;
         shared.core = state;
         shared.applied = applied;
+        shared.recent.clear();
         tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
         Ok(())
     }
@@ -457,6 +502,19 @@ impl Replica {
         // Only between a failed snapshot install and the panic of the next apply: the
         // tree on disk, as for every other view.
         self.store.ledger_tree_of(shared.applied.ledger_len).head()
+    }
+
+    /// The last applied command's boundary, if this replica remembers one.
+    pub fn latest_boundary(&self) -> Option<Boundary> {
+        read(&self.shared).recent.back().copied()
+    }
+
+    /// The boundary at ledger size `size`, if a command ended there and this replica still
+    /// remembers it.
+    pub fn boundary(&self, size: u64) -> Option<Boundary> {
+        let shared = read(&self.shared);
+        let at = shared.recent.binary_search_by_key(&size, |b| b.size).ok()?;
+        shared.recent.get(at).copied()
     }
 
     /// The tree's root when the ledger had `size` entries (`size <= ledger_len`).

@@ -67,11 +67,16 @@ pub enum ErrorCode {
     /// A proposal of the `cluster` domain sent to `/v1/proposals`: cluster operations go
     /// through the admin routes, which make the change they record.
     AdminRouteRequired,
+    /// A checkpoint this replica was asked to cosign differs from its own ledger or state
+    /// at that size.
+    CheckpointMismatch,
+    /// Fewer than a quorum of voters cosigned the checkpoint.
+    NoQuorum,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::BadSignature,
@@ -97,6 +102,8 @@ impl ErrorCode {
         ErrorCode::StaleRequest,
         ErrorCode::ReplayedRequest,
         ErrorCode::AdminRouteRequired,
+        ErrorCode::CheckpointMismatch,
+        ErrorCode::NoQuorum,
     ];
 
     /// The stable name clients match on.
@@ -127,6 +134,8 @@ impl ErrorCode {
             ErrorCode::StaleRequest => "STALE_REQUEST",
             ErrorCode::ReplayedRequest => "REPLAYED_REQUEST",
             ErrorCode::AdminRouteRequired => "ADMIN_ROUTE_REQUIRED",
+            ErrorCode::CheckpointMismatch => "CHECKPOINT_MISMATCH",
+            ErrorCode::NoQuorum => "NO_QUORUM",
         }
     }
 
@@ -154,6 +163,8 @@ impl ErrorCode {
             ErrorCode::SignatureRequired | ErrorCode::StaleRequest => 401,
             ErrorCode::ReplayedRequest => 409,
             ErrorCode::AdminRouteRequired => 400,
+            ErrorCode::CheckpointMismatch => 409,
+            ErrorCode::NoQuorum => 503,
         }
     }
 

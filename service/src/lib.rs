@@ -29,6 +29,7 @@
 //! no HTTP stack, no turmoil and no sled (`tests/boundary.rs`).
 
 pub mod admin;
+pub mod checkpoints;
 mod elections;
 pub mod error;
 pub mod host;

@@ -55,4 +55,17 @@ pub trait Peers: Send + Sync + 'static {
         api_addr: &'a str,
         deadline: Duration,
     ) -> BoxFuture<'a, Result<PeerHistory, String>>;
+
+    /// The cosignature of `checkpoint` by the node whose API is at `api_addr`
+    /// ([`crate::Service::cosign`] there). A transport without it answers an error, and
+    /// checkpoints then gather only this node's own cosignature.
+    fn cosign<'a>(
+        &'a self,
+        api_addr: &'a str,
+        checkpoint: &'a docket_core::checkpoint::Checkpoint,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, String>> {
+        let _ = (api_addr, checkpoint, deadline);
+        Box::pin(async { Err("this transport does not gather cosignatures".to_owned()) })
+    }
 }

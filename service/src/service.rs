@@ -163,6 +163,7 @@ pub struct Service {
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
     /// This node's checkpoint key.
     pub(crate) cosigner: ed25519_dalek::SigningKey,
+    pub(crate) finals: crate::checkpoints::Finals,
 }
 
 impl std::fmt::Debug for Service {
@@ -235,6 +236,7 @@ impl Service {
             submit_tx,
             admin_lock: tokio::sync::Mutex::new(()),
             cosigner,
+            finals: Default::default(),
         });
         let background = {
             let service = service.clone();

@@ -240,3 +240,61 @@ pub struct ExecutionView {
 pub fn from_json_str<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> {
     serde_json::from_str::<docket_core::json::Objects<T>>(text).map(|objects| objects.0)
 }
+
+/// `POST /v1/internal/cosign` body: a checkpoint body (`docket_core::checkpoint`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignRequest {
+    pub checkpoint: String,
+}
+
+/// `POST /v1/internal/cosign` answer: the node's `cosignature/v1` line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignResponse {
+    pub cosignature: String,
+}
+
+/// `GET /v1/checkpoint` and `GET /v1/checkpoint/{size}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointView {
+    /// The C2SP signed note: the checkpoint body, a blank line, the cosignature lines.
+    pub note: String,
+    pub size: u64,
+    /// RFC 9162 root over the first `size` entry hashes, lowercase hex.
+    pub root: String,
+    pub state: StateHash,
+    /// The voters when the checkpoint was gathered and the keys the ledger declares for
+    /// them, as this node reads its ledger: a client that trusts no node learns the keys
+    /// from the `CLUSTER.*` entries themselves.
+    pub cosigners: Vec<crate::checkpoints::Cosigner>,
+    /// Cosignatures a final checkpoint needs: a majority of `cosigners`.
+    pub quorum: usize,
+}
+
+/// `GET /v1/proofs/inclusion?index=I&size=N`: entry `index` is leaf `index` of the tree
+/// of `size` entries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProofView {
+    pub index: u64,
+    pub size: u64,
+    /// The entry's hash: the leaf (hashed as RFC 9162 `0x00 ‖ hash`).
+    pub entry_hash: docket_core::EntryHash,
+    pub root: String,
+    /// RFC 9162 audit path, leaf first, lowercase hex.
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/proofs/consistency?from=M&to=N`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProofView {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    /// RFC 9162 consistency proof, lowercase hex.
+    pub proof: Vec<String>,
+}

@@ -13,6 +13,7 @@
 //! `cluster` (init and membership).
 
 mod cluster;
+mod proofs;
 mod reads;
 mod writes;
 
@@ -54,6 +55,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/health", get(reads::health))
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
+        .route("/v1/internal/cosign", post(proofs::internal_cosign))
+        .route("/v1/checkpoint", get(proofs::latest))
+        .route("/v1/checkpoint/{size}", get(proofs::at_size))
+        .route("/v1/proofs/inclusion", get(proofs::inclusion))
+        .route("/v1/proofs/consistency", get(proofs::consistency))
         .route("/v1/cluster/init", post(cluster::init))
         .route(
             "/v1/cluster/members",

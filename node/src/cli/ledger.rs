@@ -58,11 +58,20 @@ pub enum LedgerCommand {
         holds one page and the replayed state, not the ledger. Exits non-zero at the \
         first entry that fails.")]
     Verify,
+    /// Bundle an entry with its inclusion proof and a checkpoint cosigned by a quorum of
+    /// voters, for `docket verify` (offline, anywhere).
+    #[command(after_help = "Examples:\n  \
+        docket ledger prove 12 --out entry-12.json\n  \
+        docket verify entry-12.json")]
+    Prove(super::proofs::ProveArgs),
 }
 
 /// Runs `docket ledger SUBCOMMAND`.
 pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Result<()> {
     let output = args.output;
+    if let LedgerCommand::Prove(prove) = &command {
+        return super::proofs::prove_command(args, prove).await;
+    }
     let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
     match command {
         LedgerCommand::Tail { entries, follow } => {
@@ -70,6 +79,7 @@ pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Re
         }
         LedgerCommand::Get { index } => ledger_get(&client, index, output).await,
         LedgerCommand::Verify => ledger_verify(&client, output).await,
+        LedgerCommand::Prove(_) => Ok(()),
     }
 }
 

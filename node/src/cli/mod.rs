@@ -61,6 +61,7 @@ mod execution;
 mod keys;
 mod ledger;
 mod member;
+mod proofs;
 mod propose;
 mod serve;
 mod state;
@@ -75,6 +76,7 @@ pub use keys::{
 };
 pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
 pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
+pub use proofs::{prove, verify_bundle, ProofBundle, Verified, BUNDLE_FORMAT};
 pub use propose::{
     ProposalFile, ProposeArgs, SignArgs, PROPOSAL_FILE_BYTES_MAX, SUBMIT_SETTLE_MS_MAX,
 };
@@ -347,6 +349,22 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Execution(ExecutionCommand),
 
+    /// Get a checkpoint of the ledger cosigned by a quorum of voters (a C2SP signed note),
+    /// and check its cosignatures.
+    #[command(after_help = "Examples:\n  \
+        docket checkpoint                                   # a fresh final checkpoint\n  \
+        docket checkpoint --save-cosigners voters.json      # pin the voters' keys\n  \
+        docket checkpoint --cosigners voters.json           # check against pinned keys")]
+    Checkpoint(proofs::CheckpointArgs),
+
+    /// Check a proof bundle (`docket ledger prove`) offline: the entry, its inclusion proof
+    /// and the checkpoint's cosignatures. Talks to no node.
+    #[command(after_help = "Examples:\n  \
+        docket ledger prove 12 --out entry-12.json\n  \
+        docket verify entry-12.json --cosigners voters.json\n\n\
+        Exits non-zero when anything fails to verify.")]
+    Verify(proofs::VerifyArgs),
+
     /// Create the cluster CA and the node and client certificates for TLS.
     #[command(
         subcommand,
@@ -375,6 +393,8 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Execution(execution) => execution::run(args, execution).await,
         ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
         ClientCommand::Tls(command) => tls::run(args, command),
+        ClientCommand::Checkpoint(command) => proofs::checkpoint(args, &command).await,
+        ClientCommand::Verify(command) => proofs::verify_command(args, &command),
     }
 }
 

@@ -1,0 +1,271 @@
+//! `docket checkpoint`, `docket ledger prove` and `docket verify`: checkpoints cosigned by
+//! a quorum of voters, an entry's inclusion proof bundled with its checkpoint, and the
+//! offline check of such a bundle (no network).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Args;
+use docket_core::checkpoint::SignedCheckpoint;
+use docket_core::merkle::Hash;
+use docket_core::{LedgerEntry, PublicKey};
+use docket_service::checkpoints::Cosigner;
+use serde::{Deserialize, Serialize};
+
+use super::{print_json, read_limited, ClientArgs, OutputFormat};
+use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
+use crate::wire::CheckpointView;
+
+/// The format tag of a proof bundle.
+pub const BUNDLE_FORMAT: &str = "docket-entry-proof/v1";
+/// Largest bundle or cosigners file read.
+pub const PROOF_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// An entry, its RFC 9162 audit path and the cosigned checkpoint it leads to: everything
+/// `docket verify` needs, offline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofBundle {
+    pub format: String,
+    pub entry: LedgerEntry,
+    /// Audit path, leaf first, lowercase hex.
+    pub proof: Vec<String>,
+    /// The checkpoint's C2SP signed note.
+    pub checkpoint: String,
+    /// The voters and their keys as the node that made the bundle reads its ledger.
+    pub cosigners: Vec<Cosigner>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckpointArgs {
+    /// A checkpoint this node gathered before, by ledger size [default: a new one of the
+    /// node's newest ledger size].
+    #[arg(long, value_name = "N")]
+    pub size: Option<u64>,
+    /// Verify the cosignatures against these keys (a file written by --save-cosigners)
+    /// instead of the keys the node reports.
+    #[arg(long, value_name = "FILE")]
+    pub cosigners: Option<PathBuf>,
+    /// Write the voters and their keys, as the node reports them, to FILE: pin them for
+    /// later `--cosigners` checks.
+    #[arg(long, value_name = "FILE")]
+    pub save_cosigners: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ProveArgs {
+    /// Ledger index of the entry.
+    #[arg(value_name = "INDEX")]
+    pub index: u64,
+    /// Write the bundle here [default: stdout].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct VerifyArgs {
+    /// A proof bundle (`docket ledger prove`).
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Trust these cosigner keys (`docket checkpoint --save-cosigners`) instead of the ones
+    /// the bundle carries.
+    #[arg(long, value_name = "FILE")]
+    pub cosigners: Option<PathBuf>,
+}
+
+fn read_cosigners(path: &Path) -> anyhow::Result<Vec<Cosigner>> {
+    let text = read_limited(path, PROOF_FILE_BYTES_MAX, "cosigners file")?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not a cosigners file: {e}", path.display()))
+}
+
+/// Verifies `signed` against `cosigners` (a majority of them must have cosigned); answers
+/// the names that did.
+fn verify_quorum(signed: &SignedCheckpoint, cosigners: &[Cosigner]) -> anyhow::Result<Vec<String>> {
+    let keys: BTreeMap<String, PublicKey> = cosigners
+        .iter()
+        .filter_map(|c| c.key.map(|key| (c.name.clone(), key)))
+        .collect();
+    let quorum = cosigners.len() / 2 + 1;
+    signed
+        .verify(&keys, quorum)
+        .with_context(|| format!("checkpoint at size {}", signed.checkpoint.size))?;
+    Ok(signed
+        .cosignatures
+        .iter()
+        .filter(|c| keys.contains_key(&c.name))
+        .map(|c| c.name.clone())
+        .collect())
+}
+
+pub(super) async fn checkpoint(args: &ClientArgs, command: &CheckpointArgs) -> anyhow::Result<()> {
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
+    let view = match command.size {
+        Some(size) => client.checkpoint_at(size).await,
+        None => client.checkpoint().await,
+    }
+    .with_context(|| format!("cannot get a checkpoint from {}", client.base_url()))?;
+    let signed = SignedCheckpoint::parse_note(&view.note).context("the node's checkpoint note")?;
+    let (cosigners, source) = match &command.cosigners {
+        Some(path) => (read_cosigners(path)?, path.display().to_string()),
+        None => (view.cosigners.clone(), "the node's report".to_owned()),
+    };
+    let names = verify_quorum(&signed, &cosigners)?;
+    if let Some(path) = &command.save_cosigners {
+        let text = serde_json::to_string_pretty(&view.cosigners)?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.output == OutputFormat::Json {
+        return print_json(&view);
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(view.note.as_bytes())
+        .context("cannot write to stdout")?;
+    eprintln!(
+        "final: cosigned by {} of {} voters ({}), keys from {source}",
+        names.len(),
+        cosigners.len(),
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// A bundle for entry `index` under a fresh final checkpoint from `client`.
+pub async fn prove(client: &Client, index: u64) -> anyhow::Result<ProofBundle> {
+    let view: CheckpointView = client
+        .checkpoint()
+        .await
+        .context("cannot get a final checkpoint")?;
+    if index >= view.size {
+        bail!(
+            "entry #{index} is not in the newest checkpoint (size {}); wait for it to be \
+             recorded",
+            view.size
+        );
+    }
+    let inclusion = client
+        .inclusion_proof(index, view.size)
+        .await
+        .context("cannot get the inclusion proof")?;
+    let page = client
+        .ledger(index, 1)
+        .await
+        .context("cannot read the entry")?;
+    let entry = page
+        .entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the node has no entry #{index}"))?;
+    Ok(ProofBundle {
+        format: BUNDLE_FORMAT.to_owned(),
+        entry,
+        proof: inclusion.proof,
+        checkpoint: view.note,
+        cosigners: view.cosigners,
+    })
+}
+
+pub(super) async fn prove_command(args: &ClientArgs, command: &ProveArgs) -> anyhow::Result<()> {
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
+    let bundle = prove(&client, command.index).await?;
+    let text = serde_json::to_string_pretty(&bundle)?;
+    match &command.out {
+        Some(path) => {
+            std::fs::write(path, format!("{text}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {}; check it with `docket verify {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        None => say!("{text}"),
+    }
+    Ok(())
+}
+
+/// What `docket verify` established.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verified {
+    pub index: u64,
+    pub entry_hash: String,
+    pub checkpoint_size: u64,
+    pub root: String,
+    pub cosigned_by: Vec<String>,
+    pub voters: usize,
+    pub keys_from: String,
+}
+
+/// Checks a bundle offline: the entry's hash, its inclusion under the checkpoint's root,
+/// and a quorum of valid cosignatures under `trusted` (else the bundle's own keys).
+pub fn verify_bundle(
+    bundle: &ProofBundle,
+    trusted: Option<(&[Cosigner], String)>,
+) -> anyhow::Result<Verified> {
+    if bundle.format != BUNDLE_FORMAT {
+        bail!("not a {BUNDLE_FORMAT} bundle (format {:?})", bundle.format);
+    }
+    let signed = SignedCheckpoint::parse_note(&bundle.checkpoint).context("the checkpoint")?;
+    let (cosigners, keys_from) = match trusted {
+        Some((cosigners, source)) => (cosigners, source),
+        None => (
+            bundle.cosigners.as_slice(),
+            "the bundle itself (pass --cosigners FILE with keys you trust)".to_owned(),
+        ),
+    };
+    let cosigned_by = verify_quorum(&signed, cosigners)?;
+    let proof = bundle
+        .proof
+        .iter()
+        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
+        .collect::<anyhow::Result<Vec<Hash>>>()?;
+    signed.checkpoint.verify_entry(&bundle.entry, &proof)?;
+    Ok(Verified {
+        index: bundle.entry.index.0,
+        entry_hash: bundle.entry.hash.to_hex(),
+        checkpoint_size: signed.checkpoint.size,
+        root: hex::encode(signed.checkpoint.root),
+        cosigned_by,
+        voters: cosigners.len(),
+        keys_from,
+    })
+}
+
+pub(super) fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
+    let text = read_limited(&command.bundle, PROOF_FILE_BYTES_MAX, "proof bundle")?;
+    let bundle: ProofBundle = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not a proof bundle: {e}", command.bundle.display()))?;
+    let pinned = match &command.cosigners {
+        Some(path) => Some((read_cosigners(path)?, path.display().to_string())),
+        None => None,
+    };
+    let verified = verify_bundle(
+        &bundle,
+        pinned
+            .as_ref()
+            .map(|(c, source)| (c.as_slice(), source.clone())),
+    )
+    .with_context(|| format!("{} does not verify", command.bundle.display()))?;
+    if args.output == OutputFormat::Json {
+        return print_json(&verified);
+    }
+    say!(
+        "verified: entry #{} ({}) is in the ledger of checkpoint size {} (root {}),",
+        verified.index,
+        verified.entry_hash,
+        verified.checkpoint_size,
+        verified.root
+    );
+    say!(
+        "cosigned by {} of {} voters ({}); keys from {}",
+        verified.cosigned_by.len(),
+        verified.voters,
+        verified.cosigned_by.join(", "),
+        verified.keys_from
+    );
+    Ok(())
+}

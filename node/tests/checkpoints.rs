@@ -1,0 +1,196 @@
+//! Checkpoints and proofs on a real TLS cluster: every voter cosigns the checkpoint with
+//! the key the ledger declares for it; an entry's bundle verifies offline against pinned
+//! keys, and any flipped byte makes it fail; consistency proofs link two checkpoints; the
+//! cosigning route is for nodes only; a checkpoint needs a quorum of live voters.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use common::{api_error, deposit, formed_tls_cluster, ledger_id, phase};
+use docket_core::checkpoint::SignedCheckpoint;
+use docket_core::PublicKey;
+use docket_node::cli::{prove, verify_bundle};
+use docket_service::checkpoints::Cosigner;
+
+fn hashes(hex_list: &[String]) -> Vec<[u8; 32]> {
+    hex_list
+        .iter()
+        .map(|h| docket_core::id::decode_hex::<32>(h).expect("hex"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_tls_cluster("checkpoints", 3, 5_000, false).await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let c = cluster.node(leader).client();
+    for n in 0..5 {
+        c.submit(&deposit(&ledger, "alice", &format!("cp-{n}"), 10 + n))
+            .await
+            .expect("deposit");
+    }
+
+    phase(
+        start,
+        "a checkpoint carries a valid cosignature of every voter",
+    );
+    // The keys each node shows, pinned before asking for a checkpoint.
+    let mut pinned = Vec::new();
+    for id in [1, 2, 3] {
+        let status = cluster.node(id).client().status().await.expect("status");
+        pinned.push(Cosigner {
+            node: id,
+            name: docket_core::checkpoint::cosigner_name(ledger.as_str(), id),
+            key: status.cosigner_key,
+        });
+    }
+    // Any node gathers; ask a follower.
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    let view = cluster
+        .node(follower)
+        .client()
+        .checkpoint()
+        .await
+        .expect("checkpoint");
+    assert_eq!(
+        view.cosigners, pinned,
+        "the ledger declares the keys the nodes hold"
+    );
+    assert_eq!(view.quorum, 2);
+    let signed = SignedCheckpoint::parse_note(&view.note).expect("a C2SP note");
+    assert_eq!(signed.checkpoint.size, view.size);
+    assert!(
+        view.size >= 9,
+        "genesis, init, two adds, five deposits: {}",
+        view.size
+    );
+    let keys: BTreeMap<String, PublicKey> = pinned
+        .iter()
+        .map(|c| (c.name.clone(), c.key.expect("declared")))
+        .collect();
+    assert_eq!(signed.verify(&keys, 3), Ok(3));
+    let status = c.status().await.expect("status");
+    if status.ledger_length == view.size {
+        assert_eq!(Some(view.state), status.state_hash);
+        assert_eq!(Some(view.root.clone()), status.ledger_root);
+    }
+
+    phase(
+        start,
+        "an entry's bundle verifies offline; a flipped byte fails it",
+    );
+    let bundle = prove(&c, 4).await.expect("bundle");
+    let source = "pinned".to_owned();
+    let verified = verify_bundle(&bundle, Some((&pinned, source.clone()))).expect("verifies");
+    assert_eq!(verified.index, 4);
+    assert_eq!(verified.cosigned_by.len(), 3);
+    let mut tampered_entry = bundle.clone();
+    tampered_entry.entry.time.0 += 1;
+    let mut tampered_proof = bundle.clone();
+    let mut bytes = hex::decode(&tampered_proof.proof[0]).expect("hex");
+    bytes[0] ^= 1;
+    tampered_proof.proof[0] = hex::encode(bytes);
+    let mut tampered_note = bundle.clone();
+    tampered_note.checkpoint = tampered_note.checkpoint.replacen(
+        &format!("\n{}\n", view.size),
+        &format!("\n{}\n", view.size + 1),
+        1,
+    );
+    let mut other_keys = pinned.clone();
+    other_keys[0].key = Some(docket_core::dev::key("alice"));
+    for (what, bundle, keys) in [
+        ("an altered entry", &tampered_entry, &pinned),
+        ("a flipped proof byte", &tampered_proof, &pinned),
+        ("another tree size", &tampered_note, &pinned),
+        ("a cosigner key that is not node 1's", &bundle, &other_keys),
+    ] {
+        assert!(
+            verify_bundle(bundle, Some((keys, source.clone()))).is_err(),
+            "{what} verified"
+        );
+    }
+
+    phase(start, "a later checkpoint extends the earlier one");
+    for n in 5..8 {
+        c.submit(&deposit(&ledger, "alice", &format!("cp-{n}"), 10 + n))
+            .await
+            .expect("deposit");
+    }
+    let later = c.checkpoint().await.expect("later checkpoint");
+    let later_signed = SignedCheckpoint::parse_note(&later.note).expect("note");
+    assert!(later.size > view.size);
+    let consistency = c
+        .consistency_proof(view.size, later.size)
+        .await
+        .expect("consistency proof");
+    later_signed
+        .checkpoint
+        .verify_extends(&signed.checkpoint, &hashes(&consistency.proof))
+        .expect("the later checkpoint extends the earlier");
+    let mut forged = signed.checkpoint.clone();
+    forged.root[0] ^= 1;
+    assert!(later_signed
+        .checkpoint
+        .verify_extends(&forged, &hashes(&consistency.proof))
+        .is_err());
+    // The earlier final checkpoint is kept by the node that gathered it.
+    let again = cluster
+        .node(follower)
+        .client()
+        .checkpoint_at(view.size)
+        .await
+        .expect("kept");
+    assert_eq!(again.note, view.note);
+
+    phase(start, "only nodes may ask for a cosignature");
+    let url = format!("{}/v1/internal/cosign", cluster.node(leader).url());
+    let response = cluster
+        .tls()
+        .expect("tls")
+        .http
+        .post(&url)
+        .json(&docket_node::wire::CosignRequest {
+            checkpoint: signed.checkpoint.body(),
+        })
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(response
+        .text()
+        .await
+        .expect("body")
+        .contains("PEER_NOT_AUTHENTICATED"));
+
+    phase(
+        start,
+        "with one voter down there is still a quorum; with two, none",
+    );
+    let down = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    cluster.kill(down).await.expect("kill");
+    let two = c.checkpoint().await.expect("checkpoint with two voters");
+    let signed_two = SignedCheckpoint::parse_note(&two.note).expect("note");
+    assert_eq!(signed_two.verify(&keys, 2), Ok(2));
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != down)
+        .expect("the other follower");
+    cluster.kill(other).await.expect("kill");
+    let (status, body) = api_error(c.checkpoint().await, "NO_QUORUM");
+    assert_eq!(
+        (status, body.code.as_str()),
+        (503, "NO_QUORUM"),
+        "{}",
+        body.message
+    );
+}

@@ -1,0 +1,254 @@
+//! Checkpoints: the ledger's signed tree heads, cosigned by the cluster's voters
+//! ([`docket_core::checkpoint`] has the format).
+//!
+//! * **Cosigning.** A replica cosigns a checkpoint only for what it has itself applied:
+//!   the ledger size must be a command boundary it remembers
+//!   ([`docket_raft::Replica::boundary`]), the root must be its own tree's at that size and
+//!   the state hash its own state's there. It waits up to [`COSIGN_WAIT`] for its apply to
+//!   reach the size. The timestamp is the ledger time of the last entry, so honest
+//!   replicas sign identical messages.
+//! * **Gathering.** [`Service::checkpoint`] builds the checkpoint at this node's newest
+//!   boundary, cosigns it, asks every other voter for its cosignature, and keeps the ones
+//!   that verify under the keys the ledger declares for them (`record_cosigner` on
+//!   `cluster/node-N`, or `cluster/cluster` for the node that ran init). With a quorum of
+//!   voters it is **final**: kept (the last [`FINAL_CHECKPOINTS_MAX`], in memory) and
+//!   answered; without one, `NO_QUORUM`.
+//!
+//! Any node can gather: a client that trusts no single node checks the cosignatures
+//! itself, against keys it learned from the ledger.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use docket_core::checkpoint::{cosigner_name, Checkpoint, Cosignature, SignedCheckpoint};
+use docket_core::{PublicKey, State, Value};
+use tokio::time::Instant;
+
+use crate::error::{ErrorCode, ServiceError};
+use crate::service::Service;
+
+/// How long a replica waits for its apply to reach a checkpoint it is asked to cosign.
+pub const COSIGN_WAIT: Duration = Duration::from_millis(1_000);
+/// Final checkpoints a node keeps to answer `GET /v1/checkpoint/{size}`.
+pub const FINAL_CHECKPOINTS_MAX: usize = 1_024;
+
+/// A cosigner of the cluster: a voter and the key the ledger declares for it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cosigner {
+    pub node: u64,
+    /// Its key name in cosignature lines, `<cluster id>/node-<id>`.
+    pub name: String,
+    /// `None` when the ledger declares no key for it (a cluster formed before checkpoints).
+    pub key: Option<PublicKey>,
+}
+
+/// Final checkpoints this node gathered, by size.
+#[derive(Debug, Default)]
+pub(crate) struct Finals(Mutex<BTreeMap<u64, SignedCheckpoint>>);
+
+impl Finals {
+    fn insert(&self, signed: SignedCheckpoint) {
+        let mut finals = self
+            .0
+            .lock()
+            .expect("invariant: finals lock is not poisoned");
+        finals.insert(signed.checkpoint.size, signed);
+        while finals.len() > FINAL_CHECKPOINTS_MAX {
+            finals.pop_first();
+        }
+    }
+
+    fn get(&self, size: u64) -> Option<SignedCheckpoint> {
+        let finals = self
+            .0
+            .lock()
+            .expect("invariant: finals lock is not poisoned");
+        finals.get(&size).cloned()
+    }
+}
+
+/// The key the ledger declares for `node`, from the `cluster` domain's subjects.
+pub fn declared_key(state: &State, node: u64) -> Option<PublicKey> {
+    let key_of = |subject: &str| {
+        let s = state.subject("cluster", subject)?;
+        if s.fields.get("node").and_then(Value::as_int) != Some(node as i64) {
+            return None;
+        }
+        match s.fields.get("cosigner") {
+            Some(Value::Str(hex)) => docket_core::id::decode_hex::<32>(hex).ok().map(PublicKey),
+            _ => None,
+        }
+    };
+    key_of(&format!("node-{node}")).or_else(|| key_of(crate::admin::CLUSTER_SUBJECT))
+}
+
+impl Service {
+    /// This node's cosignature of `checkpoint`, if it vouches for it (module docs).
+    pub async fn cosign(&self, checkpoint: &Checkpoint) -> Result<Cosignature, ServiceError> {
+        if checkpoint.origin != self.ledger_id.as_str() {
+            return Err(ServiceError::new(
+                ErrorCode::WrongLedger,
+                format!(
+                    "the checkpoint is of ledger {:?}; this is {:?}",
+                    checkpoint.origin,
+                    self.ledger_id.as_str()
+                ),
+            ));
+        }
+        let deadline = Instant::now() + COSIGN_WAIT;
+        while self.replica.ledger_len() < checkpoint.size && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let boundary = self.replica.boundary(checkpoint.size).ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "this node cannot vouch for ledger size {}: it has applied {} entries and \
+                     remembers the state only after its last {} commands",
+                    checkpoint.size,
+                    self.replica.ledger_len(),
+                    docket_raft::RECENT_BOUNDARIES_MAX
+                ),
+            )
+        })?;
+        let root = self
+            .replica
+            .tree_root_at(checkpoint.size)
+            .map_err(ServiceError::storage)?;
+        if root != checkpoint.root || boundary.state != checkpoint.state {
+            tracing::warn!(
+                size = checkpoint.size,
+                "refused to cosign a checkpoint that differs from this replica's ledger or state"
+            );
+            return Err(ServiceError::new(
+                ErrorCode::CheckpointMismatch,
+                format!(
+                    "at size {} this replica has root {} and state {}; the checkpoint says {} \
+                     and {}",
+                    checkpoint.size,
+                    hex::encode(root),
+                    boundary.state,
+                    hex::encode(checkpoint.root),
+                    checkpoint.state
+                ),
+            ));
+        }
+        Ok(checkpoint.cosign(
+            &cosigner_name(&checkpoint.origin, self.id),
+            boundary.time.0 / 1000,
+            &self.cosigner,
+        ))
+    }
+
+    /// The voters and the keys the ledger declares for them.
+    pub fn cosigners(&self) -> Vec<Cosigner> {
+        let voters: Vec<u64> = self
+            .members()
+            .into_iter()
+            .filter(|m| m.voter)
+            .map(|m| m.id)
+            .collect();
+        self.replica.with_state(|state| {
+            voters
+                .iter()
+                .map(|node| Cosigner {
+                    node: *node,
+                    name: cosigner_name(self.ledger_id.as_str(), *node),
+                    key: state.and_then(|s| declared_key(s, *node)),
+                })
+                .collect()
+        })
+    }
+
+    /// A final checkpoint of this node's newest boundary (module docs).
+    pub async fn checkpoint(&self) -> Result<(SignedCheckpoint, Vec<Cosigner>), ServiceError> {
+        let boundary = self
+            .replica
+            .latest_boundary()
+            .ok_or_else(ServiceError::not_initialized)?;
+        let checkpoint = Checkpoint {
+            origin: self.ledger_id.as_str().to_owned(),
+            size: boundary.size,
+            root: self
+                .replica
+                .tree_root_at(boundary.size)
+                .map_err(ServiceError::storage)?,
+            state: boundary.state,
+        };
+        let cosigners = self.cosigners();
+        let quorum = cosigners.len() / 2 + 1;
+        let addrs: BTreeMap<u64, String> = self
+            .members()
+            .into_iter()
+            .map(|m| (m.id, m.api_addr))
+            .collect();
+        let asks = cosigners.iter().map(|cosigner| {
+            let checkpoint = &checkpoint;
+            let addr = addrs.get(&cosigner.node).cloned();
+            async move {
+                if cosigner.node == self.id {
+                    return self.cosign(checkpoint).await.map_err(|e| e.to_string());
+                }
+                let addr = addr.ok_or_else(|| "no API address".to_owned())?;
+                self.peers
+                    .cosign(&addr, checkpoint, COSIGN_WAIT + self.timing.probe_timeout)
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let mut cosignatures = Vec::new();
+        let mut missing = Vec::new();
+        for (cosigner, answer) in cosigners.iter().zip(answers) {
+            match (answer, cosigner.key) {
+                (Ok(cosignature), Some(key))
+                    if cosignature.name == cosigner.name
+                        && checkpoint.verify(&cosignature, &key).is_ok() =>
+                {
+                    cosignatures.push(cosignature);
+                }
+                (Ok(_), Some(_)) => missing.push(format!(
+                    "node {}: a cosignature that does not verify under its declared key",
+                    cosigner.node
+                )),
+                (_, None) => missing.push(format!(
+                    "node {}: the ledger declares no checkpoint key for it",
+                    cosigner.node
+                )),
+                (Err(e), _) => missing.push(format!("node {}: {e}", cosigner.node)),
+            }
+        }
+        if cosignatures.len() < quorum {
+            return Err(ServiceError::new(
+                ErrorCode::NoQuorum,
+                format!(
+                    "the checkpoint at size {} has {} of the {quorum} cosignatures a quorum of \
+                     the {} voters needs ({})",
+                    checkpoint.size,
+                    cosignatures.len(),
+                    cosigners.len(),
+                    missing.join("; ")
+                ),
+            ));
+        }
+        let signed = SignedCheckpoint {
+            checkpoint,
+            cosignatures,
+        };
+        self.finals.insert(signed.clone());
+        Ok((signed, cosigners))
+    }
+
+    /// A final checkpoint this node gathered earlier at `size`.
+    pub fn final_checkpoint(&self, size: u64) -> Result<SignedCheckpoint, ServiceError> {
+        self.finals.get(size).ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "this node holds no final checkpoint at size {size} (it keeps the last \
+                     {FINAL_CHECKPOINTS_MAX} it gathered); GET /v1/checkpoint makes a new one"
+                ),
+            )
+        })
+    }
+}
