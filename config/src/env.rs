@@ -63,6 +63,11 @@ pub const RESERVED_ENV_VARS: &[&str] = &[
     "DOCKET_CA",
     "DOCKET_CLIENT_CERT",
     "DOCKET_CLIENT_KEY",
+    // The CLI's signers: cluster operations (`--key`) and signed reads (`--read-key`).
+    "DOCKET_KEY",
+    "DOCKET_READ_KEY",
+    // Where the CLI pins voters' keys and remembers the last verified checkpoint.
+    "DOCKET_CONFIG_DIR",
 ];
 
 /// Typos within this many single-character edits of a known variable get a suggestion.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use common::{api_error, deposit, formed_tls_cluster, ledger_id, phase};
 use docket_core::checkpoint::SignedCheckpoint;
 use docket_core::PublicKey;
-use docket_node::cli::{prove, verify_bundle};
+use docket_node::cli::{prove, verified_checkpoint, verified_entry, verify_bundle};
 use docket_service::checkpoints::Cosigner;
 
 fn hashes(hex_list: &[String]) -> Vec<[u8; 32]> {
@@ -148,6 +148,48 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         .await
         .expect("kept");
     assert_eq!(again.note, view.note);
+
+    phase(
+        start,
+        "the client remembers what it verified and refuses a fork or a rollback",
+    );
+    let config = tempfile::tempdir().expect("config dir");
+    std::env::set_var("DOCKET_CONFIG_DIR", config.path());
+    let first = verified_checkpoint(&c)
+        .await
+        .expect("first contact pins the voters");
+    let remembered = config
+        .path()
+        .join("clusters")
+        .join(format!("{}.checkpoint", ledger.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(&remembered).expect("remembered"),
+        first.to_note()
+    );
+    c.submit(&deposit(&ledger, "alice", "cp-next", 1))
+        .await
+        .expect("deposit");
+    let next = verified_checkpoint(&c)
+        .await
+        .expect("a consistent newer checkpoint");
+    assert!(next.checkpoint.size > first.checkpoint.size);
+    // As if this client had verified another history before: the node's does not extend it.
+    let mut other = next.clone();
+    other.checkpoint.root[0] ^= 1;
+    std::fs::write(&remembered, other.to_note()).expect("write");
+    let error = verified_checkpoint(&c).await.expect_err("a fork");
+    assert!(format!("{error:#}").contains("FORK"), "{error:#}");
+    // ... or a longer history than the node can show.
+    let mut longer = next.clone();
+    longer.checkpoint.size += 1_000;
+    std::fs::write(&remembered, longer.to_note()).expect("write");
+    let error = verified_checkpoint(&c).await.expect_err("a rollback");
+    assert!(format!("{error:#}").contains("ROLLBACK"), "{error:#}");
+    let (entry, _) = {
+        std::fs::write(&remembered, next.to_note()).expect("write");
+        verified_entry(&c, 3).await.expect("a verified entry")
+    };
+    assert_eq!(entry.index.0, 3);
 
     phase(start, "only nodes may ask for a cosignature");
     let url = format!("{}/v1/internal/cosign", cluster.node(leader).url());

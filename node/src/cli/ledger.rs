@@ -40,15 +40,24 @@ pub enum LedgerCommand {
         #[arg(long, short = 'f')]
         follow: bool,
     },
-    /// Print one entry in full.
+    /// Print one entry in full, verified: its hash, and its inclusion in a checkpoint a
+    /// majority of the voters cosigned, consistent with the last one this client verified.
     #[command(
         after_help = "Examples:\n  docket ledger get 0   # the genesis entry\n  \
-        docket ledger get 12 --output json"
+        docket ledger get 12 --output json\n  \
+        docket ledger get 12 --no-verify   # read it as the node says, unproved\n\n\
+        The voters' keys are pinned on first use, and the last verified checkpoint\n\
+        remembered, in $DOCKET_CONFIG_DIR (else ~/.config/docket)/clusters. A node that shows\n\
+        a history inconsistent with it (a fork, a rollback) is refused with both checkpoints."
     )]
     Get {
         /// Ledger index (0 is genesis).
         #[arg(value_name = "INDEX")]
         index: u64,
+        /// Skip the proof: do not check the entry against a checkpoint cosigned by a
+        /// majority of the voters (and against the last checkpoint this client verified).
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Fetch the whole ledger, verify its hash chain and re-adjudicate every decision.
     #[command(after_help = "Examples:\n  \
@@ -77,7 +86,9 @@ pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Re
         LedgerCommand::Tail { entries, follow } => {
             ledger_tail(&client, entries, follow, output).await
         }
-        LedgerCommand::Get { index } => ledger_get(&client, index, output).await,
+        LedgerCommand::Get { index, no_verify } => {
+            ledger_get(&client, index, !no_verify, output).await
+        }
         LedgerCommand::Verify => ledger_verify(&client, output).await,
         LedgerCommand::Prove(_) => Ok(()),
     }
@@ -138,7 +149,21 @@ async fn ledger_tail(
     }
 }
 
-async fn ledger_get(client: &Client, index: u64, output: OutputFormat) -> anyhow::Result<()> {
+async fn ledger_get(
+    client: &Client,
+    index: u64,
+    verify: bool,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    if verify {
+        let (entry, size) = super::proofs::verified_entry(client, index).await?;
+        if output == OutputFormat::Json {
+            return print_json(&entry);
+        }
+        say!("{}", describe_entry(&entry));
+        eprintln!("verified: included in the final checkpoint of size {size}");
+        return Ok(());
+    }
     let page = client
         .ledger(index, 1)
         .await

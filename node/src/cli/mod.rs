@@ -76,7 +76,10 @@ pub use keys::{
 };
 pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
 pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
-pub use proofs::{prove, verify_bundle, ProofBundle, Verified, BUNDLE_FORMAT};
+pub use proofs::{
+    config_dir, prove, verified_checkpoint, verified_entry, verify_bundle, ProofBundle, Verified,
+    BUNDLE_FORMAT,
+};
 pub use propose::{
     ProposalFile, ProposeArgs, SignArgs, PROPOSAL_FILE_BYTES_MAX, SUBMIT_SETTLE_MS_MAX,
 };

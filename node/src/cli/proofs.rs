@@ -102,6 +102,25 @@ fn verify_quorum(signed: &SignedCheckpoint, cosigners: &[Cosigner]) -> anyhow::R
 
 pub(super) async fn checkpoint(args: &ClientArgs, command: &CheckpointArgs) -> anyhow::Result<()> {
     let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
+    if command.size.is_none() && command.cosigners.is_none() && command.save_cosigners.is_none() {
+        let signed = verified_checkpoint(&client).await?;
+        if args.output == OutputFormat::Json {
+            return print_json(&serde_json::json!({ "note": signed.to_note() }));
+        }
+        std::io::stdout()
+            .lock()
+            .write_all(signed.to_note().as_bytes())
+            .context("cannot write to stdout")?;
+        eprintln!(
+            "final: cosigned by a majority of the pinned voters, and consistent with the last \
+             checkpoint this client verified (remembered in {})",
+            config_dir().map_or_else(
+                || "-".to_owned(),
+                |d| d.join("clusters").display().to_string()
+            )
+        );
+        return Ok(());
+    }
     let view = match command.size {
         Some(size) => client.checkpoint_at(size).await,
         None => client.checkpoint().await,
@@ -268,4 +287,197 @@ pub(super) fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow:
         verified.keys_from
     );
     Ok(())
+}
+
+/// Where the CLI remembers, per cluster, the voters' keys it pinned and the last checkpoint
+/// it verified: `$DOCKET_CONFIG_DIR`, else `$XDG_CONFIG_HOME/docket`, else
+/// `$HOME/.config/docket`.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKET_CONFIG_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(dir).join("docket"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config").join("docket"))
+}
+
+/// What this client remembers of one cluster.
+#[derive(Debug)]
+struct Memory {
+    dir: PathBuf,
+    cluster: String,
+}
+
+impl Memory {
+    fn open(cluster: &str) -> anyhow::Result<Memory> {
+        let dir = config_dir()
+            .ok_or_else(|| anyhow!("no config directory: set DOCKET_CONFIG_DIR or HOME"))?
+            .join("clusters");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Memory {
+            dir,
+            cluster: cluster.to_owned(),
+        })
+    }
+
+    fn path(&self, what: &str) -> PathBuf {
+        self.dir.join(format!("{}.{what}", self.cluster))
+    }
+
+    fn cosigners(&self) -> anyhow::Result<Option<Vec<Cosigner>>> {
+        let path = self.path("cosigners.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_cosigners(&path).map(Some)
+    }
+
+    fn checkpoint(&self) -> anyhow::Result<Option<SignedCheckpoint>> {
+        let path = self.path("checkpoint");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let note = read_limited(&path, PROOF_FILE_BYTES_MAX, "remembered checkpoint")?;
+        SignedCheckpoint::parse_note(&note)
+            .map(Some)
+            .with_context(|| format!("{} (delete it to start over)", path.display()))
+    }
+
+    fn save(&self, what: &str, text: &str) -> anyhow::Result<()> {
+        let path = self.path(what);
+        let temporary = self.path(&format!("{what}.tmp"));
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// A final checkpoint from `client`, checked as a client that trusts no node checks it:
+/// a majority of the voters this client pinned for the cluster (pinned from the node's
+/// report on first contact, said on stderr) cosigned it, and it is consistent with the last
+/// checkpoint this client verified (an RFC 9162 consistency proof from the node). A fork or
+/// a rollback is refused with both checkpoints printed. The newer checkpoint is remembered.
+pub async fn verified_checkpoint(client: &Client) -> anyhow::Result<SignedCheckpoint> {
+    let view = client
+        .checkpoint()
+        .await
+        .with_context(|| format!("cannot get a checkpoint from {}", client.base_url()))?;
+    let signed = SignedCheckpoint::parse_note(&view.note).context("the node's checkpoint note")?;
+    let memory = Memory::open(&signed.checkpoint.origin)?;
+    let cosigners = match memory.cosigners()? {
+        Some(pinned) => pinned,
+        None => {
+            memory.save(
+                "cosigners.json",
+                &format!("{}\n", serde_json::to_string_pretty(&view.cosigners)?),
+            )?;
+            eprintln!(
+                "pinned the voters' checkpoint keys of cluster {} as {} reports them, in {}",
+                signed.checkpoint.origin,
+                client.base_url(),
+                memory.path("cosigners.json").display()
+            );
+            view.cosigners.clone()
+        }
+    };
+    verify_quorum(&signed, &cosigners).with_context(|| {
+        format!(
+            "against the keys pinned in {}",
+            memory.path("cosigners.json").display()
+        )
+    })?;
+    let new = &signed.checkpoint;
+    if let Some(old) = memory.checkpoint()? {
+        let evidence = || {
+            format!(
+                "the checkpoint this client verified before:\n{}\nthe checkpoint {} shows now:\n{}",
+                old.to_note(),
+                client.base_url(),
+                signed.to_note()
+            )
+        };
+        let old = &old.checkpoint;
+        if new.size >= old.size {
+            let proof = if old.size == 0 || old.size == new.size {
+                Vec::new()
+            } else {
+                consistency(client, old.size, new.size).await?
+            };
+            if let Err(why) = new.verify_extends(old, &proof) {
+                bail!(
+                    "FORK: the node shows a history that does not extend the one this client \
+                     verified before ({why}). Do not trust it.\n{}",
+                    evidence()
+                );
+            }
+        } else {
+            let proof = match consistency(client, new.size, old.size).await {
+                Ok(proof) => proof,
+                Err(error) => bail!(
+                    "ROLLBACK: the node's checkpoint (size {}) is older than the one this \
+                     client verified before (size {}) and it cannot prove the newer one \
+                     extends it ({error:#}). Ask another node.\n{}",
+                    new.size,
+                    old.size,
+                    evidence()
+                ),
+            };
+            if let Err(why) = old.verify_extends(new, &proof) {
+                bail!(
+                    "FORK: the node's checkpoint is not a prefix of the one this client \
+                     verified before ({why}). Do not trust it.\n{}",
+                    evidence()
+                );
+            }
+            // Behind, but on the same history: nothing newer to remember.
+            return Ok(signed);
+        }
+    }
+    memory.save("checkpoint", &signed.to_note())?;
+    Ok(signed)
+}
+
+async fn consistency(client: &Client, from: u64, to: u64) -> anyhow::Result<Vec<Hash>> {
+    let view = client
+        .consistency_proof(from, to)
+        .await
+        .with_context(|| format!("cannot get a consistency proof from size {from} to {to}"))?;
+    view.proof
+        .iter()
+        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
+        .collect()
+}
+
+/// Entry `index`, verified: its hash, its inclusion under a [`verified_checkpoint`].
+pub async fn verified_entry(client: &Client, index: u64) -> anyhow::Result<(LedgerEntry, u64)> {
+    let signed = verified_checkpoint(client).await?;
+    let size = signed.checkpoint.size;
+    if index >= size {
+        bail!(
+            "entry #{index} is not covered by the newest final checkpoint (size {size}); retry \
+             shortly, or read it with --no-verify"
+        );
+    }
+    let page = client
+        .ledger(index, 1)
+        .await
+        .with_context(|| format!("cannot read ledger entry {index}"))?;
+    let entry = page
+        .entries
+        .into_iter()
+        .find(|e| e.index.0 == index)
+        .ok_or_else(|| anyhow!("the node has no entry #{index}"))?;
+    let inclusion = client.inclusion_proof(index, size).await?;
+    let proof = inclusion
+        .proof
+        .iter()
+        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
+        .collect::<anyhow::Result<Vec<Hash>>>()?;
+    signed
+        .checkpoint
+        .verify_entry(&entry, &proof)
+        .with_context(|| format!("entry #{index} from {} does not verify", client.base_url()))?;
+    Ok((entry, size))
 }
