@@ -191,6 +191,34 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
     };
     assert_eq!(entry.index.0, 3);
 
+    phase(
+        start,
+        "witness mode finds the three nodes' checkpoints consistent",
+    );
+    let tls = cluster.tls().expect("tls");
+    let urls: Vec<String> = [1, 2, 3].iter().map(|id| cluster.node(*id).url()).collect();
+    let output = std::process::Command::new(common::binary())
+        .args(["verify", "--witness", &urls.join(",")])
+        .arg("--ca")
+        .arg(tls.ca())
+        .arg("--client-cert")
+        .arg(tls.dir.join("client.pem"))
+        .arg("--client-key")
+        .arg(tls.dir.join("client.key"))
+        .env("DOCKET_CONFIG_DIR", config.path())
+        .output()
+        .expect("docket verify --witness");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("consistent: 3 final checkpoints"),
+        "{stdout}"
+    );
+
     phase(start, "only nodes may ask for a cosignature");
     let url = format!("{}/v1/internal/cosign", cluster.node(leader).url());
     let response = cluster

@@ -361,11 +361,14 @@ pub enum ClientCommand {
     Checkpoint(proofs::CheckpointArgs),
 
     /// Check a proof bundle (`docket ledger prove`) offline: the entry, its inclusion proof
-    /// and the checkpoint's cosignatures. Talks to no node.
+    /// and the checkpoint's cosignatures (talks to no node); or, with --witness, compare
+    /// the final checkpoints several nodes show.
     #[command(after_help = "Examples:\n  \
         docket ledger prove 12 --out entry-12.json\n  \
-        docket verify entry-12.json --cosigners voters.json\n\n\
-        Exits non-zero when anything fails to verify.")]
+        docket verify entry-12.json --cosigners voters.json\n  \
+        docket verify --witness http://10.0.0.1:8001,http://10.0.0.2:8002 --cosigners voters.json\n\n\
+        Exits non-zero when anything fails to verify, or (--witness) when two nodes show\n\
+        cosigned checkpoints that cannot both be true.")]
     Verify(proofs::VerifyArgs),
 
     /// Create the cluster CA and the node and client certificates for TLS.
@@ -397,7 +400,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
         ClientCommand::Tls(command) => tls::run(args, command),
         ClientCommand::Checkpoint(command) => proofs::checkpoint(args, &command).await,
-        ClientCommand::Verify(command) => proofs::verify_command(args, &command),
+        ClientCommand::Verify(command) => proofs::verify_command(args, &command).await,
     }
 }
 

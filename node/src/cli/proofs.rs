@@ -65,10 +65,16 @@ pub struct ProveArgs {
 }
 
 #[derive(Clone, Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness"])))]
 pub struct VerifyArgs {
     /// A proof bundle (`docket ledger prove`).
     #[arg(value_name = "BUNDLE")]
-    pub bundle: PathBuf,
+    pub bundle: Option<PathBuf>,
+    /// Witness mode: ask each of these nodes for a final checkpoint and report any two that
+    /// cannot both be true (same size and another root, or no consistency proof between
+    /// them). Comma-separated or repeated.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub witness: Vec<String>,
     /// Trust these cosigner keys (`docket checkpoint --save-cosigners`) instead of the ones
     /// the bundle carries.
     #[arg(long, value_name = "FILE")]
@@ -254,10 +260,13 @@ pub fn verify_bundle(
     })
 }
 
-pub(super) fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
-    let text = read_limited(&command.bundle, PROOF_FILE_BYTES_MAX, "proof bundle")?;
+pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
+    let Some(bundle_path) = &command.bundle else {
+        return witness(args, command).await;
+    };
+    let text = read_limited(bundle_path, PROOF_FILE_BYTES_MAX, "proof bundle")?;
     let bundle: ProofBundle = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("{} is not a proof bundle: {e}", command.bundle.display()))?;
+        .map_err(|e| anyhow!("{} is not a proof bundle: {e}", bundle_path.display()))?;
     let pinned = match &command.cosigners {
         Some(path) => Some((read_cosigners(path)?, path.display().to_string())),
         None => None,
@@ -268,7 +277,7 @@ pub(super) fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow:
             .as_ref()
             .map(|(c, source)| (c.as_slice(), source.clone())),
     )
-    .with_context(|| format!("{} does not verify", command.bundle.display()))?;
+    .with_context(|| format!("{} does not verify", bundle_path.display()))?;
     if args.output == OutputFormat::Json {
         return print_json(&verified);
     }
@@ -285,6 +294,81 @@ pub(super) fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow:
         verified.voters,
         verified.cosigned_by.join(", "),
         verified.keys_from
+    );
+    Ok(())
+}
+
+/// `docket verify --witness`: every node's final checkpoint, checked pairwise.
+async fn witness(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
+    let base = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
+    let pinned = match &command.cosigners {
+        Some(path) => Some(read_cosigners(path)?),
+        None => None,
+    };
+    let mut seen: Vec<(String, Client, SignedCheckpoint)> = Vec::new();
+    for url in &command.witness {
+        let client = base.at(url)?;
+        let view = match client.checkpoint().await {
+            Ok(view) => view,
+            Err(error) => {
+                eprintln!("{url}: no final checkpoint: {error}");
+                continue;
+            }
+        };
+        let signed = SignedCheckpoint::parse_note(&view.note)
+            .with_context(|| format!("{url}: its checkpoint note"))?;
+        let cosigners = pinned.clone().unwrap_or(view.cosigners);
+        match verify_quorum(&signed, &cosigners) {
+            Ok(names) => say!(
+                "{url}: size {} root {} cosigned by {}",
+                signed.checkpoint.size,
+                hex::encode(signed.checkpoint.root),
+                names.join(", ")
+            ),
+            Err(error) => {
+                say!("{url}: not a final checkpoint under the keys given: {error:#}");
+                continue;
+            }
+        }
+        seen.push((url.clone(), client, signed));
+    }
+    let mut conflicts = 0;
+    for i in 0..seen.len() {
+        for j in 0..seen.len() {
+            let ((a_url, _, a), (b_url, b_client, b)) = (&seen[i], &seen[j]);
+            // Each pair once, the larger checkpoint's node proving it extends the smaller.
+            let (a_size, b_size) = (a.checkpoint.size, b.checkpoint.size);
+            if i == j || a_size > b_size || (a_size == b_size && i > j) {
+                continue;
+            }
+            let proof = if a_size == b_size || a_size == 0 {
+                Ok(Vec::new())
+            } else {
+                consistency(b_client, a_size, b_size).await
+            };
+            let verdict = proof
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|proof| b.checkpoint.verify_extends(&a.checkpoint, &proof));
+            if let Err(why) = verdict {
+                conflicts += 1;
+                say!(
+                    "CONFLICT: {a_url} (size {a_size}) and {b_url} (size {b_size}) cannot both be \
+                     true: {why}\n{}\n{}",
+                    a.to_note(),
+                    b.to_note()
+                );
+            }
+        }
+    }
+    if seen.len() < 2 {
+        bail!("fewer than two witnesses answered with a final checkpoint; nothing to compare");
+    }
+    if conflicts > 0 {
+        bail!("{conflicts} conflicting pair(s) of cosigned checkpoints");
+    }
+    say!(
+        "consistent: {} final checkpoints, each extending the smaller ones",
+        seen.len()
     );
     Ok(())
 }
