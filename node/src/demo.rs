@@ -114,15 +114,21 @@ async fn wait_for_subject(
     }
 }
 
-/// Prints the entries recorded since `from` (the outcome records the agent filed).
-async fn show_new_entries(client: &Client, from: u64, filter: &str) -> anyhow::Result<u64> {
+/// Prints the entries recorded since `from` whose action contains `filter`, each after
+/// `label` (the outcome records the agent filed, the cluster operations).
+async fn show_new_entries(
+    client: &Client,
+    from: u64,
+    filter: &str,
+    label: &str,
+) -> anyhow::Result<u64> {
     let page = client.ledger(from, 100).await?;
     for entry in &page.entries {
         if entry
             .decision_record()
             .is_some_and(|d| d.proposal.proposal.action.contains(filter))
         {
-            println!("  outcome record: {entry}");
+            println!("  {label}: {entry}");
         }
     }
     Ok(page.length)
@@ -156,7 +162,7 @@ async fn demo(
     let leader = cluster.leader().await?;
     println!("  leader: node {leader}");
     let n1 = cluster.node(1).client();
-    show_new_entries(&n1, 0, "CLUSTER.").await?;
+    show_new_entries(&n1, 0, "CLUSTER.", "recorded").await?;
 
     step("governed administration: mallory (no operator role) tries to remove node 3");
     let before = n1.status().await?;
@@ -237,7 +243,7 @@ async fn demo(
         |s| s.state == "paid",
     )
     .await?;
-    show_new_entries(&n2, length, "SETTLEMENT.PAYOUT_EXECUTED").await?;
+    show_new_entries(&n2, length, "SETTLEMENT.PAYOUT_EXECUTED", "outcome record").await?;
     println!(
         "  stl-0001 is {:?}, balance {}",
         paid.state,
@@ -338,7 +344,7 @@ async fn demo(
         |s| s.state == "reported",
     )
     .await?;
-    show_new_entries(&n1, length, "EXECUTION.OUTCOME").await?;
+    show_new_entries(&n1, length, "EXECUTION.OUTCOME", "outcome record").await?;
     let deployed = root.join("deploy").join("kes-main").join("v1.json");
     println!(
         "  deployment file {} ({} bytes)",
