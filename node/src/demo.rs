@@ -354,7 +354,8 @@ async fn demo(
 
     step("evidence kept by the leader's execution agent");
     let leader = cluster.leader().await?;
-    let evidence = cluster.node(leader).client().execution(payout.id()).await?;
+    let evidence: crate::wire::ExecutionView =
+        cluster.node(leader).client().execution(payout.id()).await?;
     if let Some(job) = &evidence.job {
         for e in &job.evidence {
             println!(

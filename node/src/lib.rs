@@ -6,7 +6,8 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
-pub mod client;
+/// The client (`docket-client`), where the CLI, the demo and the bench find it.
+pub use docket_client as client;
 pub mod demo;
 pub mod error;
 pub mod execution;

@@ -160,7 +160,7 @@ async fn wait_resolved(cluster: &LocalCluster, id: u64, payouts: &[ProposalId]) 
         || async {
             let mut open = 0;
             for payout in payouts {
-                match c.execution(*payout).await {
+                match c.execution::<docket_execution::Job>(*payout).await {
                     Ok(view) if view.job.as_ref().is_some_and(|j| j.is_resolved()) => {}
                     Ok(_) => open += 1,
                     Err(e) => return Err(e.to_string()),
@@ -219,7 +219,7 @@ async fn journals(
         let mut jobs = BTreeMap::new();
         for payout in payouts {
             let view = c
-                .execution(*payout)
+                .execution::<docket_execution::Job>(*payout)
                 .await
                 .unwrap_or_else(|e| panic!("node {}: execution view: {e}", node.id));
             jobs.insert(*payout, view.job);

@@ -107,7 +107,7 @@ async fn job(cluster: &LocalCluster, id: ProposalId) -> (u64, Job) {
     order.extend(cluster.nodes.iter().map(|n| n.id).filter(|n| *n != leader));
     for node in order {
         let view = client(&cluster.node(node).url())
-            .execution(id)
+            .execution::<docket_execution::Job>(id)
             .await
             .expect("execution view");
         assert!(view.enabled, "node {node} runs an execution agent");

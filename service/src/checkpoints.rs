@@ -33,15 +33,7 @@ pub const COSIGN_WAIT: Duration = Duration::from_millis(1_000);
 /// Final checkpoints a node keeps to answer `GET /v1/checkpoint/{size}`.
 pub const FINAL_CHECKPOINTS_MAX: usize = 1_024;
 
-/// A cosigner of the cluster: a voter and the key the ledger declares for it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cosigner {
-    pub node: u64,
-    /// Its key name in cosignature lines, `<cluster id>/node-<id>`.
-    pub name: String,
-    /// `None` when the ledger declares no key for it (a cluster formed before checkpoints).
-    pub key: Option<PublicKey>,
-}
+pub use docket_api::wire::Cosigner;
 
 /// Final checkpoints this node gathered, by size.
 #[derive(Debug, Default)]

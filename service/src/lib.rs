@@ -39,7 +39,14 @@ pub mod peers;
 pub mod read_access;
 pub mod reads;
 pub mod service;
-pub mod wire;
+/// The client API's shapes (`docket-api`), re-exported where the service's users look,
+/// with the execution agent's job type in [`wire::ExecutionView`].
+pub mod wire {
+    pub use docket_api::wire::*;
+
+    /// `GET /v1/execution/{proposal_id}` with the execution agent's job record.
+    pub type ExecutionView = docket_api::wire::ExecutionView<docket_execution::Job>;
+}
 mod writer;
 
 pub use error::{ErrorCode, ForwardFailure, ServiceError};

@@ -220,7 +220,7 @@ async fn reads_governed(
             .map(str::to_owned)
     }) {
         Ok(signed) => signed,
-        Err(error) => return ApiError::from(error).into_response(),
+        Err(message) => return ApiError::new(ErrorCode::MalformedRequest, message).into_response(),
     };
     let credentials = docket_service::read_access::ReadCredentials {
         certificate: peer.is_some_and(|p| p.certificate),

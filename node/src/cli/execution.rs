@@ -42,7 +42,7 @@ async fn execution_show(client: &Client, id: &str, output: OutputFormat) -> anyh
     let id: ProposalId = id
         .parse()
         .map_err(|e| anyhow::anyhow!("proposal id: {e}"))?;
-    let view = client
+    let view: crate::wire::ExecutionView = client
         .execution(id)
         .await
         .with_context(|| format!("cannot read execution evidence for {id}"))?;

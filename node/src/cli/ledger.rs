@@ -156,7 +156,7 @@ async fn ledger_get(
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     if verify {
-        let (entry, size) = super::proofs::verified_entry(client, index).await?;
+        let (entry, size) = docket_client::verify::verified_entry(client, index).await?;
         if output == OutputFormat::Json {
             return print_json(&entry);
         }

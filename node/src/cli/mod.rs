@@ -70,16 +70,16 @@ mod tls;
 
 pub use cluster::ClusterCommand;
 pub use constitution::{AmendArgs, ApproveArgs, ConstitutionCommand, CONSTITUTION_FILE_BYTES_MAX};
+pub use docket_client::verify::{
+    config_dir, prove, verified_checkpoint, verified_entry, verify_bundle, ProofBundle, Verified,
+    BUNDLE_FORMAT,
+};
 pub use execution::ExecutionCommand;
 pub use keys::{
     generate_signing_key, key_file, read_key_file, write_key_file, KeygenArgs, KEY_FILE_BYTES_MAX,
 };
 pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
 pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
-pub use proofs::{
-    config_dir, prove, verified_checkpoint, verified_entry, verify_bundle, ProofBundle, Verified,
-    BUNDLE_FORMAT,
-};
 pub use propose::{
     ProposalFile, ProposeArgs, SignArgs, PROPOSAL_FILE_BYTES_MAX, SUBMIT_SETTLE_MS_MAX,
 };

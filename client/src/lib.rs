@@ -14,15 +14,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use docket_api::admin::AdminOp;
+use docket_api::read_access::SignedRead;
 use docket_core::{LedgerId, ProposalId, SignedProposal};
-use docket_service::admin::AdminOp;
-use docket_service::read_access::SignedRead;
 use ed25519_dalek::SigningKey;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::wire::{
+use docket_api::wire::{
     AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
     ConsistencyProofView, ConstitutionView, ErrorBody, ExecutionView, HealthView,
     InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
@@ -416,7 +416,12 @@ impl Client {
     }
 
     /// `GET /v1/execution/{id}`: this node's execution evidence for a proposal.
-    pub async fn execution(&self, id: ProposalId) -> Result<ExecutionView, ClientError> {
+    /// `J` is the job record's type: `serde_json::Value`, or the execution agent's own
+    /// (`docket_service::wire::ExecutionView` names it).
+    pub async fn execution<J: DeserializeOwned>(
+        &self,
+        id: ProposalId,
+    ) -> Result<ExecutionView<J>, ClientError> {
         let url = self.url(&["v1", "execution", &id.to_hex()], &[]);
         self.call::<(), _>(Method::GET, url, None).await
     }
@@ -498,10 +503,10 @@ impl Client {
         let document = constitution
             .as_deref()
             .unwrap_or(docket_core::constitution::DEFAULT_DOCUMENT);
-        let version = docket_service::admin::constitution_version(document).map_err(|e| {
+        let version = docket_api::admin::constitution_version(document).map_err(|message| {
             ClientError::Decode {
                 url: self.base.to_string(),
-                message: e.message,
+                message,
             }
         })?;
         let status = self.status().await?;
@@ -778,7 +783,7 @@ impl Client {
     }
 }
 
-/// [`BatchRequest`](crate::wire::BatchRequest) by reference, so a batch is serialized without
+/// [`BatchRequest`](docket_api::wire::BatchRequest) by reference, so a batch is serialized without
 /// cloning its proposals.
 /// `batch_request_ref_has_the_wire_shape` holds the two together.
 #[derive(Serialize)]
@@ -831,7 +836,7 @@ fn error_body(status: StatusCode, bytes: &[u8]) -> ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::BatchRequest;
+    use docket_api::wire::BatchRequest;
 
     fn client(base: &str) -> Client {
         Client::new(base).expect("valid base URL")
@@ -1068,3 +1073,5 @@ mod tests {
         drop(listener);
     }
 }
+
+pub mod verify;

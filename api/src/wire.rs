@@ -224,14 +224,17 @@ pub struct KeyFile {
 /// `GET /v1/execution/{proposal_id}`: what this node's execution agent did for a proposal.
 /// Evidence lives in each node's local journal, so ask the node that executed it (the
 /// leader at the time); another node answers with `job: null`.
+///
+/// `J` is the job record: the execution agent's own type on the node
+/// (`docket_service::wire::ExecutionView`), plain JSON for a client without it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExecutionView {
+pub struct ExecutionView<J = serde_json::Value> {
     pub id: ProposalId,
     pub node_id: u64,
     /// False when this node runs no execution agent (`[execution] enabled = false`).
     pub enabled: bool,
-    pub job: Option<docket_execution::Job>,
+    pub job: Option<J>,
 }
 
 /// Parses JSON into `T`, taking `T` and every record in it only as a JSON object: serde
@@ -268,7 +271,7 @@ pub struct CheckpointView {
     /// The voters when the checkpoint was gathered and the keys the ledger declares for
     /// them, as this node reads its ledger: a client that trusts no node learns the keys
     /// from the `CLUSTER.*` entries themselves.
-    pub cosigners: Vec<crate::checkpoints::Cosigner>,
+    pub cosigners: Vec<Cosigner>,
     /// Cosignatures a final checkpoint needs: a majority of `cosigners`.
     pub quorum: usize,
 }
@@ -297,4 +300,15 @@ pub struct ConsistencyProofView {
     pub to_root: String,
     /// RFC 9162 consistency proof, lowercase hex.
     pub proof: Vec<String>,
+}
+
+/// A cosigner of the cluster: a voter and the key the ledger declares for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosigner {
+    pub node: u64,
+    /// Its key name in cosignature lines, `<cluster id>/node-<id>`.
+    pub name: String,
+    /// `None` when the ledger declares no key for it (a cluster formed before checkpoints).
+    pub key: Option<PublicKey>,
 }
