@@ -357,3 +357,47 @@ pub async fn verified_entry(client: &Client, index: u64) -> anyhow::Result<(Ledg
         .with_context(|| format!("entry #{index} from {} does not verify", client.base_url()))?;
     Ok((entry, size))
 }
+
+/// Every entry a node records for proposal `id`, each verified as [`verified_entry`]
+/// verifies one (against one [`verified_checkpoint`]), and that each is the proposal's: its
+/// decision record carries that id. What this does not prove is that the node listed all
+/// of them: a later entry it left out would not be found (proving a proposal's status
+/// needs the authenticated state map; ARCHITECTURE.md, "Checkpoints and proofs").
+pub async fn verified_proposal(
+    client: &Client,
+    id: docket_core::ProposalId,
+) -> anyhow::Result<(docket_api::wire::ProposalView, u64)> {
+    let signed = verified_checkpoint(client).await?;
+    let size = signed.checkpoint.size;
+    let view = client
+        .proposal(id)
+        .await
+        .with_context(|| format!("cannot read proposal {id}"))?;
+    for entry in &view.entries {
+        let index = entry.index.0;
+        if index >= size {
+            bail!(
+                "entry #{index} of proposal {id} is not covered by the newest final checkpoint \
+                 (size {size}); retry shortly, or read it with --no-verify"
+            );
+        }
+        if entry.proposal_id() != Some(id) {
+            bail!("entry #{index}, listed for proposal {id}, records another proposal");
+        }
+        let inclusion = client.inclusion_proof(index, size).await?;
+        let proof = inclusion
+            .proof
+            .iter()
+            .map(|h| {
+                docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<Hash>>>()?;
+        signed
+            .checkpoint
+            .verify_entry(entry, &proof)
+            .with_context(|| {
+                format!("entry #{index} from {} does not verify", client.base_url())
+            })?;
+    }
+    Ok((view, size))
+}

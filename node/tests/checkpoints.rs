@@ -166,7 +166,8 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         std::fs::read_to_string(&remembered).expect("remembered"),
         first.to_note()
     );
-    c.submit(&deposit(&ledger, "alice", "cp-next", 1))
+    let next_deposit = c
+        .submit(&deposit(&ledger, "alice", "cp-next", 1))
         .await
         .expect("deposit");
     let next = verified_checkpoint(&c)
@@ -190,6 +191,11 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         verified_entry(&c, 3).await.expect("a verified entry")
     };
     assert_eq!(entry.index.0, 3);
+    let (proposal, _) = docket_client::verify::verified_proposal(&c, next_deposit.id)
+        .await
+        .expect("a verified proposal");
+    assert_eq!(proposal.entries.len(), 1);
+    assert_eq!(proposal.entries[0].index, next_deposit.entry.index);
 
     phase(
         start,

@@ -62,6 +62,7 @@ mod keys;
 mod ledger;
 mod member;
 mod proofs;
+mod proposal;
 mod propose;
 mod serve;
 mod state;
@@ -344,6 +345,10 @@ pub enum ClientCommand {
     #[command(subcommand)]
     State(StateCommand),
 
+    /// Show a proposal's status and entries, verified.
+    #[command(subcommand)]
+    Proposal(proposal::ProposalCommand),
+
     /// Show, amend and approve the constitution.
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
@@ -396,6 +401,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Propose(propose) => propose::run(args, &propose).await,
         ClientCommand::Ledger(ledger) => ledger::run(args, ledger).await,
         ClientCommand::State(state) => state::run(args, state).await,
+        ClientCommand::Proposal(command) => proposal::run(args, command).await,
         ClientCommand::Execution(execution) => execution::run(args, execution).await,
         ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
         ClientCommand::Tls(command) => tls::run(args, command),
