@@ -401,3 +401,134 @@ pub async fn verified_proposal(
     }
     Ok((view, size))
 }
+
+/// The format tag of a ledger export.
+pub const EXPORT_FORMAT: &str = "docket-ledger-export/v1";
+/// Entries asked for per page while exporting.
+pub const EXPORT_PAGE_ENTRIES: u64 = 1_000;
+/// Longest line read from an export (one entry; a constitution document is the largest).
+pub const EXPORT_LINE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The first line of an export: what the entries after it must add up to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHeader {
+    pub format: String,
+    /// The final checkpoint the export ends at (a C2SP signed note).
+    pub checkpoint: String,
+    /// The voters and their keys as the exporting node reports them.
+    pub cosigners: Vec<Cosigner>,
+}
+
+/// Writes the ledger up to a [`verified_checkpoint`] to `out` as JSON lines: the header,
+/// then every entry in order, a page at a time (memory: one page). Answers the size.
+pub async fn export(client: &Client, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+    let signed = verified_checkpoint(client).await?;
+    let view: CheckpointView = client.checkpoint_at(signed.checkpoint.size).await?;
+    let size = signed.checkpoint.size;
+    let header = ExportHeader {
+        format: EXPORT_FORMAT.to_owned(),
+        checkpoint: signed.to_note(),
+        cosigners: view.cosigners,
+    };
+    writeln!(out, "{}", serde_json::to_string(&header)?)?;
+    let mut next = 0;
+    while next < size {
+        let page = client
+            .ledger(next, EXPORT_PAGE_ENTRIES.min(size - next))
+            .await
+            .with_context(|| format!("cannot read the ledger from #{next}"))?;
+        if page.entries.is_empty() {
+            bail!("the node returned no entries from #{next}");
+        }
+        for entry in page.entries.iter().take_while(|e| e.index.0 < size) {
+            writeln!(out, "{}", serde_json::to_string(entry)?)?;
+            next = entry.index.0 + 1;
+        }
+    }
+    out.flush()?;
+    Ok(size)
+}
+
+/// What [`verify_export`] established.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportVerified {
+    pub entries: u64,
+    pub root: String,
+    pub cosigned_by: Vec<String>,
+    pub voters: usize,
+    pub keys_from: String,
+}
+
+/// Checks an export offline, streaming (memory: one line and O(log n) hashes): the header's
+/// checkpoint has a quorum of valid cosignatures under `trusted` (else the export's own
+/// keys); the entries chain from genesis (indexes, links, hashes, proposal ids); and the
+/// RFC 9162 root over their hashes is the checkpoint's, at its size.
+pub fn verify_export(
+    input: impl std::io::BufRead,
+    trusted: Option<(&[Cosigner], String)>,
+) -> anyhow::Result<ExportVerified> {
+    let mut lines = input.lines();
+    let mut read_line = |what: &str| -> anyhow::Result<Option<String>> {
+        match lines.next() {
+            None => Ok(None),
+            Some(line) => {
+                let line = line.with_context(|| format!("reading {what}"))?;
+                if line.len() > EXPORT_LINE_BYTES_MAX {
+                    bail!("{what} is over {EXPORT_LINE_BYTES_MAX} bytes");
+                }
+                Ok(Some(line))
+            }
+        }
+    };
+    let header: ExportHeader = match read_line("the header")? {
+        Some(line) => serde_json::from_str(&line).context("the header line")?,
+        None => bail!("the export is empty"),
+    };
+    if header.format != EXPORT_FORMAT {
+        bail!("not a {EXPORT_FORMAT} export (format {:?})", header.format);
+    }
+    let signed = SignedCheckpoint::parse_note(&header.checkpoint).context("the checkpoint")?;
+    let (cosigners, keys_from) = match trusted {
+        Some((cosigners, source)) => (cosigners.to_vec(), source),
+        None => (
+            header.cosigners.clone(),
+            "the export itself (pass --cosigners FILE with keys you trust)".to_owned(),
+        ),
+    };
+    let cosigned_by = verify_quorum(&signed, &cosigners)?;
+    let mut chain = docket_core::ledger::ChainVerifier::from_genesis();
+    let mut tree = docket_core::merkle::Frontier::new();
+    let mut count = 0u64;
+    while let Some(line) = read_line("an entry")? {
+        let entry: LedgerEntry =
+            serde_json::from_str(&line).with_context(|| format!("entry line {}", count + 1))?;
+        chain
+            .push(&entry, true)
+            .with_context(|| format!("entry #{}", entry.index))?;
+        tree.append(&entry.hash.0, |_, _, _| {});
+        count += 1;
+        if count > signed.checkpoint.size {
+            bail!(
+                "the export holds more entries than its checkpoint covers ({})",
+                signed.checkpoint.size
+            );
+        }
+    }
+    if count != signed.checkpoint.size {
+        bail!(
+            "the export holds {count} entries; its checkpoint covers {}",
+            signed.checkpoint.size
+        );
+    }
+    if tree.root() != signed.checkpoint.root {
+        bail!("the entries' RFC 9162 root is not the checkpoint's: the export was altered");
+    }
+    Ok(ExportVerified {
+        entries: count,
+        root: hex::encode(tree.root()),
+        cosigned_by,
+        voters: cosigners.len(),
+        keys_from,
+    })
+}

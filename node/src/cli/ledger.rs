@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -73,6 +74,16 @@ pub enum LedgerCommand {
         docket ledger prove 12 --out entry-12.json\n  \
         docket verify entry-12.json")]
     Prove(super::proofs::ProveArgs),
+    /// Write the ledger up to a final checkpoint to a file, JSON lines (the checkpoint
+    /// first), streaming a page at a time; `docket verify --export FILE` checks it offline.
+    #[command(after_help = "Examples:\n  \
+        docket ledger export --out ledger.jsonl\n  \
+        docket verify --export ledger.jsonl --cosigners voters.json")]
+    Export {
+        /// Where to write it (written beside as FILE.partial, renamed when complete).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Runs `docket ledger SUBCOMMAND`.
@@ -80,6 +91,9 @@ pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Re
     let output = args.output;
     if let LedgerCommand::Prove(prove) = &command {
         return super::proofs::prove_command(args, prove).await;
+    }
+    if let LedgerCommand::Export { out } = &command {
+        return super::proofs::export_command(args, out).await;
     }
     let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
     match command {
@@ -90,7 +104,7 @@ pub(super) async fn run(args: &ClientArgs, command: LedgerCommand) -> anyhow::Re
             ledger_get(&client, index, !no_verify, output).await
         }
         LedgerCommand::Verify => ledger_verify(&client, output).await,
-        LedgerCommand::Prove(_) => Ok(()),
+        LedgerCommand::Prove(_) | LedgerCommand::Export { .. } => Ok(()),
     }
 }
 

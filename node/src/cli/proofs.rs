@@ -43,7 +43,7 @@ pub struct ProveArgs {
 }
 
 #[derive(Clone, Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness", "export"])))]
 pub struct VerifyArgs {
     /// A proof bundle (`docket ledger prove`).
     #[arg(value_name = "BUNDLE")]
@@ -53,6 +53,10 @@ pub struct VerifyArgs {
     /// them). Comma-separated or repeated.
     #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub witness: Vec<String>,
+    /// A ledger export (`docket ledger export`): check, offline and streaming, that its
+    /// entries chain from genesis and add up to the root of its cosigned checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
     /// Trust these cosigner keys (`docket checkpoint --save-cosigners`) instead of the ones
     /// the bundle carries.
     #[arg(long, value_name = "FILE")]
@@ -132,6 +136,9 @@ pub(super) async fn prove_command(args: &ClientArgs, command: &ProveArgs) -> any
 }
 
 pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
+    if let Some(path) = &command.export {
+        return verify_export_command(args, command, path);
+    }
     let Some(bundle_path) = &command.bundle else {
         return witness(args, command).await;
     };
@@ -240,6 +247,59 @@ async fn witness(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> 
     say!(
         "consistent: {} final checkpoints, each extending the smaller ones",
         seen.len()
+    );
+    Ok(())
+}
+
+fn verify_export_command(
+    args: &ClientArgs,
+    command: &VerifyArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read export {}", path.display()))?;
+    let pinned = match &command.cosigners {
+        Some(cosigners) => Some((read_cosigners(cosigners)?, cosigners.display().to_string())),
+        None => None,
+    };
+    let verified = docket_client::verify::verify_export(
+        std::io::BufReader::new(file),
+        pinned
+            .as_ref()
+            .map(|(c, source)| (c.as_slice(), source.clone())),
+    )
+    .with_context(|| format!("{} does not verify", path.display()))?;
+    if args.output == OutputFormat::Json {
+        return print_json(&verified);
+    }
+    say!(
+        "verified: {} entries chain from genesis to the root {} of a checkpoint cosigned by \
+         {} of {} voters ({}); keys from {}",
+        verified.entries,
+        verified.root,
+        verified.cosigned_by.len(),
+        verified.voters,
+        verified.cosigned_by.join(", "),
+        verified.keys_from
+    );
+    Ok(())
+}
+
+/// `docket ledger export`.
+pub(super) async fn export_command(args: &ClientArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    let client = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
+    let temporary = out.with_extension("partial");
+    let file = std::fs::File::create(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let size = docket_client::verify::export(&client, &mut writer).await?;
+    drop(writer);
+    std::fs::rename(&temporary, out).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "wrote {} entries to {} (up to a final checkpoint); check it with `docket verify --export {}`",
+        size,
+        out.display(),
+        out.display()
     );
     Ok(())
 }
