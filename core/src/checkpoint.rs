@@ -383,6 +383,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Value;
 
     fn checkpoint() -> Checkpoint {
         Checkpoint {
@@ -483,6 +484,146 @@ mod tests {
             format!("{good}\u{2014} x AAAA\n"),
         ] {
             assert!(SignedCheckpoint::parse_note(&bad).is_err(), "{bad}");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::merkle::{MemStore, MerkleTree};
+
+        fn flip<const N: usize>(bytes: &mut [u8; N], bit: usize) {
+            bytes[(bit / 8) % N] ^= 1 << (bit % 8);
+        }
+
+        /// A ledger of genesis and `deposits` admitted deposits, its tree, and a checkpoint
+        /// of it cosigned by three keys.
+        fn ledger(
+            deposits: usize,
+        ) -> (
+            Vec<crate::LedgerEntry>,
+            MerkleTree<MemStore>,
+            SignedCheckpoint,
+        ) {
+            let id = crate::LedgerId::new("prop").expect("valid");
+            let (mut state, genesis) = crate::State::genesis(
+                id.clone(),
+                crate::constitution::DEFAULT_DOCUMENT,
+                crate::LedgerTime(1_000),
+            )
+            .expect("genesis");
+            let mut entries = vec![genesis];
+            for n in 0..deposits {
+                let p = crate::dev::proposal(
+                    &id,
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &format!("s{n}"),
+                    Value::map([("amount", Value::Int(5)), ("currency", "EUR".into())]),
+                    vec![],
+                    n as u64,
+                );
+                if let crate::Submission::Recorded(new) =
+                    state.submit(p, crate::LedgerTime(2_000 + n as u64))
+                {
+                    entries.extend(new);
+                }
+            }
+            let mut tree = MerkleTree::new(MemStore::default());
+            for e in &entries {
+                tree.append(&e.hash.0).expect("append");
+            }
+            let checkpoint = Checkpoint {
+                origin: "prop".to_owned(),
+                size: entries.len() as u64,
+                root: tree.root().expect("root"),
+                state: state.hash(),
+            };
+            let cosignatures = (1..=3u8)
+                .map(|k| checkpoint.cosign(&cosigner_name("prop", k.into()), 7, &key(k)))
+                .collect();
+            (
+                entries,
+                tree,
+                SignedCheckpoint {
+                    checkpoint,
+                    cosignatures,
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            /// Every entry verifies under the cosigned checkpoint; one flipped bit anywhere
+            /// in the entry's hash, its audit path, the checkpoint (size, root, state) or a
+            /// signature fails it.
+            #[test]
+            fn one_flipped_bit_fails(deposits in 1usize..12, bit in 0usize..512, pick in 0usize..64) {
+                let (entries, tree, signed) = ledger(deposits);
+                let keys: BTreeMap<String, PublicKey> = (1..=3u8)
+                    .map(|k| (cosigner_name("prop", k.into()), public(k)))
+                    .collect();
+                prop_assert_eq!(signed.verify(&keys, 3), Ok(3));
+                let c = &signed.checkpoint;
+                let i = pick % entries.len();
+                let entry = &entries[i];
+                let proof = tree.inclusion_proof(i as u64, c.size).expect("proof");
+                prop_assert!(c.verify_entry(entry, &proof).is_ok());
+
+                let mut altered = entry.clone();
+                flip(&mut altered.hash.0, bit);
+                prop_assert!(c.verify_entry(&altered, &proof).is_err());
+                let mut altered = entry.clone();
+                altered.time.0 ^= 1 << (bit % 64);
+                prop_assert!(c.verify_entry(&altered, &proof).is_err());
+                if !proof.is_empty() {
+                    let mut bad = proof.clone();
+                    let j = pick % bad.len();
+                    flip(&mut bad[j], bit);
+                    prop_assert!(c.verify_entry(entry, &bad).is_err());
+                }
+                let mut other = c.clone();
+                flip(&mut other.root, bit);
+                prop_assert!(other.verify_entry(entry, &proof).is_err());
+                prop_assert!(other.verify(&signed.cosignatures[0], &public(1)).is_err());
+                let mut other = c.clone();
+                flip(&mut other.state.0, bit);
+                prop_assert!(other.verify(&signed.cosignatures[0], &public(1)).is_err());
+                let mut other = c.clone();
+                other.size ^= 1 << (bit % 16);
+                prop_assert!(other.verify(&signed.cosignatures[0], &public(1)).is_err());
+                let mut forged = signed.clone();
+                flip(&mut forged.cosignatures[pick % 3].signature, bit);
+                prop_assert!(forged.verify(&keys, 3).is_err());
+            }
+
+            /// A later checkpoint extends an earlier one by its consistency proof; sizes
+            /// that do not increase are refused, and a flipped bit fails the proof.
+            #[test]
+            fn consistency_between_checkpoints(deposits in 2usize..12, cut in 1usize..12, bit in 0usize..256) {
+                let (entries, tree, signed) = ledger(deposits);
+                let later = &signed.checkpoint;
+                let m = (cut % (entries.len() - 1)) as u64 + 1;
+                let earlier = Checkpoint {
+                    size: m,
+                    root: tree.root_at(m).expect("root"),
+                    ..later.clone()
+                };
+                let proof = tree.consistency_proof(m, later.size).expect("proof");
+                prop_assert!(later.verify_extends(&earlier, &proof).is_ok());
+                prop_assert!(earlier.verify_extends(later, &proof).is_err());
+                prop_assert!(tree.consistency_proof(later.size, m).is_err());
+                if !proof.is_empty() {
+                    let mut bad = proof.clone();
+                    flip(&mut bad[bit % proof.len()], bit);
+                    prop_assert!(later.verify_extends(&earlier, &bad).is_err());
+                }
+                let mut forked = earlier.clone();
+                flip(&mut forked.root, bit);
+                prop_assert!(later.verify_extends(&forked, &proof).is_err());
+            }
         }
     }
 }
