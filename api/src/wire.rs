@@ -290,6 +290,18 @@ pub struct InclusionProofView {
     pub proof: Vec<String>,
 }
 
+/// `GET /v1/proofs/entry?index=I&size=N`: entry `index` itself with its audit path in the
+/// tree of `size` entries, one request for a verified read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EntryProofView {
+    pub entry: LedgerEntry,
+    pub size: u64,
+    pub root: String,
+    /// RFC 9162 audit path, leaf first, lowercase hex.
+    pub proof: Vec<String>,
+}
+
 /// `GET /v1/proofs/consistency?from=M&to=N`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use docket_api::wire::{
     AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
-    ConsistencyProofView, ConstitutionView, ErrorBody, ExecutionView, HealthView,
+    ConsistencyProofView, ConstitutionView, EntryProofView, ErrorBody, ExecutionView, HealthView,
     InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
     SubjectView, SubmitResponse,
 };
@@ -567,6 +567,15 @@ impl Client {
     ) -> Result<InclusionProofView, ClientError> {
         let url = self.url(
             &["v1", "proofs", "inclusion"],
+            &[("index", index.to_string()), ("size", size.to_string())],
+        );
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/proofs/entry?index=I&size=N`: the entry and its audit path, one request.
+    pub async fn entry_proof(&self, index: u64, size: u64) -> Result<EntryProofView, ClientError> {
+        let url = self.url(
+            &["v1", "proofs", "entry"],
             &[("index", index.to_string()), ("size", size.to_string())],
         );
         self.call(Method::GET, url, None::<&()>).await

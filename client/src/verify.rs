@@ -329,6 +329,17 @@ pub async fn consistency(client: &Client, from: u64, to: u64) -> anyhow::Result<
 /// Entry `index`, verified: its hash, its inclusion under a [`verified_checkpoint`].
 pub async fn verified_entry(client: &Client, index: u64) -> anyhow::Result<(LedgerEntry, u64)> {
     let signed = verified_checkpoint(client).await?;
+    let entry = entry_under(client, &signed, index).await?;
+    Ok((entry, signed.checkpoint.size))
+}
+
+/// Entry `index` proved under `signed`, a checkpoint the caller verified already (a client
+/// reading many entries verifies one checkpoint, then one request per entry).
+pub async fn entry_under(
+    client: &Client,
+    signed: &SignedCheckpoint,
+    index: u64,
+) -> anyhow::Result<LedgerEntry> {
     let size = signed.checkpoint.size;
     if index >= size {
         bail!(
@@ -336,26 +347,26 @@ pub async fn verified_entry(client: &Client, index: u64) -> anyhow::Result<(Ledg
              shortly, or read it with --no-verify"
         );
     }
-    let page = client
-        .ledger(index, 1)
+    let answer = client
+        .entry_proof(index, size)
         .await
-        .with_context(|| format!("cannot read ledger entry {index}"))?;
-    let entry = page
-        .entries
-        .into_iter()
-        .find(|e| e.index.0 == index)
-        .ok_or_else(|| anyhow!("the node has no entry #{index}"))?;
-    let inclusion = client.inclusion_proof(index, size).await?;
-    let proof = inclusion
+        .with_context(|| format!("cannot read entry #{index} with its proof"))?;
+    if answer.entry.index.0 != index {
+        bail!(
+            "asked for entry #{index}, the node answered #{}",
+            answer.entry.index
+        );
+    }
+    let proof = answer
         .proof
         .iter()
         .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
         .collect::<anyhow::Result<Vec<Hash>>>()?;
     signed
         .checkpoint
-        .verify_entry(&entry, &proof)
+        .verify_entry(&answer.entry, &proof)
         .with_context(|| format!("entry #{index} from {} does not verify", client.base_url()))?;
-    Ok((entry, size))
+    Ok(answer.entry)
 }
 
 /// Every entry a node records for proposal `id`, each verified as [`verified_entry`]

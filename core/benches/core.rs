@@ -121,5 +121,74 @@ fn bench_replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_submit, bench_replay);
+/// Proofs per second: generating an RFC 9162 inclusion or consistency proof from a stored
+/// tree of 2^20 leaves, verifying one, and verifying a checkpoint's three cosignatures.
+fn bench_proofs(c: &mut Criterion) {
+    use docket_core::checkpoint::{cosigner_name, Checkpoint, SignedCheckpoint};
+    use docket_core::merkle::{verify_consistency, verify_inclusion, MemStore, MerkleTree};
+
+    const LEAVES: u64 = 1 << 20;
+    let mut tree = MerkleTree::new(MemStore::default());
+    let leaf = |i: u64| -> [u8; 32] { *blake3::hash(&i.to_le_bytes()).as_bytes() };
+    for i in 0..LEAVES {
+        tree.append(&leaf(i)).expect("append");
+    }
+    let root = tree.root().expect("root");
+    let mut group = c.benchmark_group("proofs_2^20");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    group.bench_function("inclusion_generate", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % LEAVES;
+            tree.inclusion_proof(i, LEAVES).expect("proof")
+        })
+    });
+    let index = 123_457;
+    let proof = tree.inclusion_proof(index, LEAVES).expect("proof");
+    group.bench_function("inclusion_verify", |b| {
+        b.iter(|| verify_inclusion(&leaf(index), index, LEAVES, &proof, &root).expect("verifies"))
+    });
+    let m = 654_321;
+    let root_m = tree.root_at(m).expect("root");
+    let consistency = tree.consistency_proof(m, LEAVES).expect("proof");
+    group.bench_function("consistency_generate", |b| {
+        b.iter(|| tree.consistency_proof(m, LEAVES).expect("proof"))
+    });
+    group.bench_function("consistency_verify", |b| {
+        b.iter(|| verify_consistency(m, LEAVES, &consistency, &root_m, &root).expect("verifies"))
+    });
+    let checkpoint = Checkpoint {
+        origin: "bench".to_owned(),
+        size: LEAVES,
+        root,
+        state: docket_core::StateHash([3; 32]),
+    };
+    let keys: Vec<ed25519_dalek::SigningKey> = (1..=3u8)
+        .map(|k| ed25519_dalek::SigningKey::from_bytes(&[k; 32]))
+        .collect();
+    let signed = SignedCheckpoint {
+        cosignatures: keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| checkpoint.cosign(&cosigner_name("bench", n as u64 + 1), 1, k))
+            .collect(),
+        checkpoint,
+    };
+    let cosigners = keys
+        .iter()
+        .enumerate()
+        .map(|(n, k)| {
+            (
+                cosigner_name("bench", n as u64 + 1),
+                docket_core::PublicKey(k.verifying_key().to_bytes()),
+            )
+        })
+        .collect();
+    group.bench_function("checkpoint_verify_3_cosignatures", |b| {
+        b.iter(|| signed.verify(&cosigners, 2).expect("verifies"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_submit, bench_replay, bench_proofs);
 criterion_main!(benches);

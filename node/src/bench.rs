@@ -43,6 +43,13 @@ pub enum Mode {
     Write,
     /// Linearizable reads of a subject's state.
     Read,
+    /// Linearizable reads of random ledger entries (`GET /v1/ledger`), unproved: the
+    /// baseline of `verified`.
+    Entries,
+    /// Verified reads of random ledger entries: one checkpoint a majority of the voters
+    /// cosigned, checked once, then per read the entry and its audit path in one request
+    /// (`GET /v1/proofs/entry`), its hash and path checked against the checkpoint.
+    Verified,
     /// Payouts through the execution loop: admitted, paid on a local rail, outcome
     /// committed (starts its own cluster; not with --target).
     Effects,
@@ -258,6 +265,9 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1000.0
 }
 
+/// Entries `--mode entries` and `--mode verified` make sure the ledger holds before reading.
+pub const ENTRY_READS_LEDGER_MIN: u64 = 1_000;
+
 /// Runs the benchmark; `json` prints the report as JSON (`--output json`).
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if args.tls && !matches!(args.mode, Mode::Write | Mode::Read) {
@@ -349,7 +359,7 @@ async fn measure(
         .unwrap_or(0);
     let total_s = args.duration_s + 1;
     let per_client = match args.mode {
-        Mode::Read | Mode::Effects | Mode::Failover => 0,
+        Mode::Read | Mode::Entries | Mode::Verified | Mode::Effects | Mode::Failover => 0,
         Mode::Write | Mode::Grow => ((args.rate_hint * total_s) as usize / args.clients as usize)
             .clamp(
                 args.batch as usize,
@@ -368,6 +378,33 @@ async fn measure(
             salt,
         );
         first.submit(&seed).await?;
+    }
+    // Entries to read, and for `verified` a checkpoint over them, checked once.
+    let mut checkpoint = None;
+    if matches!(args.mode, Mode::Entries | Mode::Verified) {
+        let length = first.status().await?.ledger_length;
+        if length < ENTRY_READS_LEDGER_MIN {
+            let seeds: Vec<SignedProposal> = (length..ENTRY_READS_LEDGER_MIN)
+                .map(|i| {
+                    dev::proposal(
+                        &ledger,
+                        "alice",
+                        "SETTLEMENT.DEPOSIT_CONFIRMED",
+                        &format!("bench-entries-{salt}-{i}"),
+                        Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+                        vec![],
+                        salt.wrapping_add(i),
+                    )
+                })
+                .collect();
+            for chunk in seeds.chunks(100) {
+                first.submit_batch(chunk).await?;
+            }
+        }
+        let view = first.checkpoint().await.context("a final checkpoint")?;
+        let signed = docket_core::checkpoint::SignedCheckpoint::parse_note(&view.note)?;
+        docket_client::verify::verify_quorum(&signed, &view.cosigners)?;
+        checkpoint = Some(Arc::new(signed));
     }
     eprintln!(
         "signing {} proposals ahead of the run",
@@ -398,6 +435,8 @@ async fn measure(
     for (c, pool) in pools.into_iter().enumerate() {
         let client = own_client(&urls[c % urls.len()], tls)?;
         let (mode, batch) = (args.mode, args.batch as usize);
+        let checkpoint = checkpoint.clone();
+        let mut random = salt ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         tasks.spawn(async move {
             let mut latencies_us = Vec::new();
             let (mut ops, mut errors, mut exhausted) = (0u64, 0u64, false);
@@ -412,6 +451,29 @@ async fn measure(
                         .state("settlement", "bench-read", Consistency::Linearizable)
                         .await
                         .map(|_| 1),
+                    Mode::Entries | Mode::Verified => {
+                        // xorshift: a random entry below the checkpoint's size.
+                        random ^= random << 13;
+                        random ^= random >> 7;
+                        random ^= random << 17;
+                        let size = checkpoint.as_ref().map_or(1, |c| c.checkpoint.size);
+                        let index = random % size;
+                        if mode == Mode::Entries {
+                            client.ledger(index, 1).await.map(|_| 1)
+                        } else {
+                            let checkpoint = checkpoint.as_ref().expect("a checkpoint");
+                            match docket_client::verify::entry_under(&client, checkpoint, index)
+                                .await
+                            {
+                                Ok(_) => Ok(1),
+                                Err(error) => {
+                                    eprintln!("verified read of #{index} failed: {error:#}");
+                                    errors += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                    }
                     Mode::Effects | Mode::Failover => {
                         unreachable!("effects and failover run in their own functions")
                     }

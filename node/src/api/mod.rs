@@ -59,6 +59,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/checkpoint", get(proofs::latest))
         .route("/v1/checkpoint/{size}", get(proofs::at_size))
         .route("/v1/proofs/inclusion", get(proofs::inclusion))
+        .route("/v1/proofs/entry", get(proofs::entry))
         .route("/v1/proofs/consistency", get(proofs::consistency))
         .route("/v1/cluster/init", post(cluster::init))
         .route(

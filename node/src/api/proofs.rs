@@ -86,6 +86,25 @@ pub(super) async fn inclusion(
     }))
 }
 
+pub(super) async fn entry(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<InclusionQuery>,
+) -> Result<Json<EntryProofView>, ApiError> {
+    let Json(inclusion) = inclusion(State(node.clone()), Query(query)).await?;
+    let entry = node
+        .service
+        .replica
+        .ledger_entry(LedgerIndex(inclusion.index))
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("storage: {e}")))?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such entry"))?;
+    Ok(Json(EntryProofView {
+        entry,
+        size: inclusion.size,
+        root: inclusion.root,
+        proof: inclusion.proof,
+    }))
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConsistencyQuery {
