@@ -346,7 +346,10 @@ pub enum ClientCommand {
     State(StateCommand),
 
     /// Show a proposal's status and entries, verified.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  docket proposal show $ID\n  docket proposal show $ID --no-verify"
+    )]
     Proposal(proposal::ProposalCommand),
 
     /// Show, amend and approve the constitution.
