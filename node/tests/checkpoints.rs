@@ -225,6 +225,28 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         "{stdout}"
     );
 
+    phase(
+        start,
+        "a restarted node of an idle cluster gathers a checkpoint at once",
+    );
+    let restarted = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    cluster.kill(restarted).await.expect("kill");
+    cluster.start(restarted).await.expect("restart");
+    cluster.converged().await.expect("converged");
+    let after_restart = cluster
+        .node(restarted)
+        .client()
+        .checkpoint()
+        .await
+        .expect("a checkpoint right after a restart, with no new command applied");
+    assert_eq!(
+        after_restart.size,
+        c.status().await.expect("status").ledger_length
+    );
+
     phase(start, "only nodes may ask for a cosignature");
     let url = format!("{}/v1/internal/cosign", cluster.node(leader).url());
     let response = cluster

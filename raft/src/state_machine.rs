@@ -67,6 +67,18 @@ pub struct Boundary {
     pub time: LedgerTime,
 }
 
+impl Boundary {
+    /// The boundary a replica stands at when it opens or installs a snapshot: what it has
+    /// applied ends at a command (applies and snapshots cover whole log entries).
+    fn now(state: &State, applied: &AppliedRecord) -> Boundary {
+        Boundary {
+            size: applied.ledger_len,
+            state: state.hash(),
+            time: state.head().time,
+        }
+    }
+}
+
 fn read(shared: &RwLock<Shared>) -> RwLockReadGuard<'_, Shared> {
     shared.read().expect(
         "invariant: the state lock is poisoned only by a failed apply, which stops the node",
@@ -165,12 +177,13 @@ impl StateMachine {
             generation = store.state_generation(),
             "state machine opened"
         );
+        let recent = VecDeque::from_iter(core.as_ref().map(|state| Boundary::now(state, &applied)));
         Ok(StateMachine {
             store,
             shared: Arc::new(RwLock::new(Shared {
                 core,
                 applied,
-                recent: VecDeque::new(),
+                recent,
             })),
             signatures: Arc::new(VerifiedMemo::new()),
         })
@@ -428,9 +441,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         staging
             .commit(record, changes, &applied)
             .map_err(|e| write_error(&e))?;
+        shared.recent = VecDeque::from_iter(state.as_ref().map(|s| Boundary::now(s, &applied)));
         shared.core = state;
         shared.applied = applied;
-        shared.recent.clear();
         tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
         Ok(())
     }
@@ -1478,6 +1491,11 @@ mod tests {
             s.row_counts()
         });
         assert!(counts.subjects > 0 && counts.proposals > 40, "{counts:?}");
+        let boundary = replica
+            .latest_boundary()
+            .expect("the last command's boundary");
+        assert_eq!(boundary.size, replica.ledger_len());
+        assert_eq!(Some(boundary.state), replica.state_hash());
         let before = holding(&mut sm).await;
         let rows = counts.subjects + counts.proposals + counts.deferred;
         assert_eq!(
@@ -1491,6 +1509,8 @@ mod tests {
         sm.replica()
             .with_state(|s| s.expect("state").check_rows())
             .expect("the reopened rows hash to the commitment");
+        // A reopened replica vouches for where it stands before it applies anything new.
+        assert_eq!(sm.replica().latest_boundary(), Some(boundary));
     }
 
     /// A store format 1 wrote (state in snapshot chunks, no rows) is migrated on open: its
