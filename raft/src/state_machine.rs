@@ -47,8 +47,8 @@ struct Shared {
     /// The state after each of the last [`RECENT_BOUNDARIES_MAX`] commands applied, oldest
     /// first: what this replica can vouch for when asked to cosign a checkpoint
     /// (`docket_core::checkpoint`). Every replica applies the same commands, so they share
-    /// these sizes, however each batches its applies. In memory only: after a restart a
-    /// replica vouches for what it applies from then on.
+    /// these sizes, however each batches its applies. In memory only: a replica that opens or
+    /// installs a snapshot starts from where it stands (an apply ends at a command).
     recent: VecDeque<Boundary>,
 }
 
