@@ -60,6 +60,12 @@ async fn state_get(
         .state(domain, subject, consistency)
         .await
         .with_context(|| format!("cannot read the state of {domain}/{subject}"))?;
+    // Entries and proposals are proved against cosigned checkpoints; a state row is not
+    // yet (the state commitment cannot prove one row): say so, on stderr.
+    eprintln!(
+        "note: subject state is not proved (proofs of state need an authenticated state map); \
+         `docket ledger get` and `docket proposal show` verify what they read"
+    );
     if output == OutputFormat::Json {
         return print_json(&view);
     }
