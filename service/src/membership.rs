@@ -38,6 +38,27 @@ impl Service {
         document: String,
         authority: Option<SignedProposal>,
     ) -> Result<StatusView, ServiceError> {
+        self.init_with(document, authority, true).await
+    }
+
+    /// [`Service::init`] for a cluster whose Raft membership was bootstrapped by other
+    /// means (the simulator's, at boot): genesis and the record only. Calling Raft's
+    /// `initialize` there from a node that has not yet learned the membership would make it
+    /// a cluster of its own.
+    pub async fn init_ledger(
+        &self,
+        document: String,
+        authority: Option<SignedProposal>,
+    ) -> Result<StatusView, ServiceError> {
+        self.init_with(document, authority, false).await
+    }
+
+    async fn init_with(
+        &self,
+        document: String,
+        authority: Option<SignedProposal>,
+        bootstrap: bool,
+    ) -> Result<StatusView, ServiceError> {
         let authority = authority.ok_or_else(|| signature_required("cluster init"))?;
         let _turn = self.admin_turn().await?;
         if self.replica.ledger_len() > 0 {
@@ -84,10 +105,12 @@ impl Service {
                 ),
             ));
         }
-        let members = BTreeMap::from([(self.id, self.addr.clone())]);
-        match self.raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(ServiceError::internal(format!("initialize: {e}"))),
+        if bootstrap {
+            let members = BTreeMap::from([(self.id, self.addr.clone())]);
+            match self.raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(ServiceError::internal(format!("initialize: {e}"))),
+            }
         }
         self.write_genesis(document).await?;
         self.record(authority).await?;

@@ -48,17 +48,35 @@ pub async fn run_admin(world: World) -> turmoil::Result {
     };
     let mut rng = rng(seed, salt::MEMBERSHIP);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // Genesis, through any node (it forwards), until it is written or refused as done.
+    // Governed init, signed by the operator for a node, until it is written or refused as
+    // done. Only the leader can write genesis, and a request names the node that runs it,
+    // so one sent elsewhere is refused (forwarded to the leader, which is not the node it
+    // names) and another node is tried.
+    let ledger = LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id");
+    let version =
+        docket_service::admin::constitution_version(docket_core::constitution::DEFAULT_DOCUMENT)
+            .expect("invariant: the default constitution parses");
     loop {
         let node = rng.gen_range(1..=INITIAL_VOTERS);
+        let op = AdminOp::Init {
+            constitution: version.clone(),
+            node,
+            cosigner: docket_core::proposal::public_key(&crate::node::cosigner_key(node)),
+        };
+        let signed = op.sign(
+            &ledger,
+            api::ledger_now().0,
+            node,
+            &dev::signing_key(dev::OPERATOR),
+        );
         let envelope = Envelope {
             forwarded: false,
-            request: Request::Genesis,
+            request: Request::Init(Box::new(signed)),
         };
         let response = api::call(&api_addr(node), &envelope, ADMIN_DEADLINE).await;
         world
             .borrow_mut()
-            .trace_now(format_args!("admin genesis via n{node} -> {response:?}"));
+            .trace_now(format_args!("admin init via n{node} -> {response:?}"));
         match response {
             Response::Done => break,
             Response::Error {

@@ -68,7 +68,10 @@ pub enum Request {
         domain: String,
         subject: String,
     },
-    Genesis,
+    /// Governed init at the receiving node: a signed `CLUSTER.INIT` naming it (the
+    /// service's `init_ledger`: genesis with the default constitution, then the request
+    /// recorded; Raft's membership is bootstrapped at boot).
+    Init(Box<SignedProposal>),
     /// A governed cluster operation: a signed `CLUSTER.MEMBER_*` request (the service's
     /// `add_member`, `promote_member` or `remove_member`, by the operation it carries).
     Admin(Box<SignedProposal>),
@@ -314,8 +317,10 @@ impl ApiNode {
                 let outcomes = service.submit(proposals.clone()).await?;
                 Ok(Response::Submitted(outcomes))
             }
-            Request::Genesis => {
-                service.write_genesis(DEFAULT_DOCUMENT.to_owned()).await?;
+            Request::Init(signed) => {
+                service
+                    .init_ledger(DEFAULT_DOCUMENT.to_owned(), Some(signed.as_ref().clone()))
+                    .await?;
                 Ok(Response::Done)
             }
             Request::Read { domain, subject } => {
