@@ -324,3 +324,17 @@ pub struct Cosigner {
     /// `None` when the ledger declares no key for it (a cluster formed before checkpoints).
     pub key: Option<PublicKey>,
 }
+
+/// `POST /v1/proposals/dry-run`: what the constitution would decide for a signed proposal
+/// against the node's current state, at its clock. Nothing is recorded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunView {
+    pub id: ProposalId,
+    pub decision: docket_core::Decision,
+    pub access: docket_core::AccessDecision,
+    /// The ledger length the state was read at.
+    pub ledger_length: u64,
+    /// True when the id is already recorded: submitting it would append nothing.
+    pub recorded: bool,
+}

@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use docket_api::wire::{
     AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
-    ConsistencyProofView, ConstitutionView, EntryProofView, ErrorBody, ExecutionView, HealthView,
-    InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
+    ConsistencyProofView, ConstitutionView, DryRunView, EntryProofView, ErrorBody, ExecutionView,
+    HealthView, InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
     SubjectView, SubmitResponse,
 };
 
@@ -545,6 +545,12 @@ impl Client {
         let nonce = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let issued_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         Ok(op.sign(&ledger, issued_ms, nonce, key))
+    }
+
+    /// `POST /v1/proposals/dry-run`: the decision the constitution would record now.
+    pub async fn dry_run(&self, proposal: &SignedProposal) -> Result<DryRunView, ClientError> {
+        let url = self.url(&["v1", "proposals", "dry-run"], &[]);
+        self.call(Method::POST, url, Some(proposal)).await
     }
 
     /// `GET /v1/checkpoint`: a final checkpoint of the node's newest ledger size.

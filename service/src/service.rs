@@ -355,6 +355,31 @@ impl Service {
         Ok(id)
     }
 
+    /// What the constitution would decide for `signed` against this node's applied state,
+    /// now: the front door, then the same pure adjudication every replica runs. Nothing is
+    /// recorded (a linearizable caller runs [`Service::read_barrier`] first).
+    pub fn dry_run(
+        &self,
+        signed: &SignedProposal,
+    ) -> Result<crate::wire::DryRunView, ServiceError> {
+        let id = self.check(signed)?;
+        let now = self.now();
+        self.replica
+            .with_state(|state| {
+                state.map(|state| {
+                    let verdict = docket_core::adjudicate(state, signed, &id, now);
+                    crate::wire::DryRunView {
+                        id,
+                        decision: verdict.decision,
+                        access: verdict.access,
+                        ledger_length: state.head().index.0 + 1,
+                        recorded: state.proposal(&id).is_some(),
+                    }
+                })
+            })
+            .ok_or_else(ServiceError::not_initialized)
+    }
+
     /// Checks a batch's size against `limits.batch_proposals_max`.
     pub fn check_batch_size(&self, count: usize) -> Result<(), ServiceError> {
         let max = self.limits.batch_proposals_max;

@@ -46,6 +46,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let body_max = node.config.limits.request_body_bytes_max;
     let routes = Router::new()
         .route("/v1/proposals", post(writes::submit_one))
+        .route("/v1/proposals/dry-run", post(writes::dry_run))
         .route("/v1/batches", post(writes::submit_batch))
         .route("/v1/proposals/{id}", get(reads::proposal))
         .route("/v1/ledger", get(reads::ledger))
@@ -195,7 +196,8 @@ async fn nodes_only(
     }
 }
 
-/// Every read route (a `GET`, but `/v1/health` and the node-only internal routes) is
+/// Every read route (a `GET`, but `/v1/health` and the node-only internal routes, and the
+/// dry run, which answers from the state) is
 /// checked against the active constitution's read policy
 /// (`docket_service::read_access`): refused with `SIGNATURE_REQUIRED`, `UNAUTHORIZED`,
 /// `STALE_REQUEST` or `BAD_SIGNATURE` before the handler runs.

@@ -75,3 +75,17 @@ pub(super) async fn submit_batch(
     }
     submit(&node, &headers, "/v1/batches", batch.proposals, true).await
 }
+
+/// `POST /v1/proposals/dry-run`: after a read barrier (linearizable), the decision the
+/// constitution would record, recording nothing.
+pub(super) async fn dry_run(
+    State(node): State<Arc<Node>>,
+    ApiJson(signed): ApiJson<SignedProposal>,
+) -> Result<axum::Json<crate::wire::DryRunView>, ApiError> {
+    let service = &node.service;
+    let _permit = service.admit()?;
+    service
+        .read_barrier(crate::wire::Consistency::Linearizable)
+        .await?;
+    Ok(axum::Json(service.dry_run(&signed)?))
+}

@@ -330,7 +330,8 @@ pub enum ClientCommand {
         docket propose --key alice.key --action SETTLEMENT.DEPOSIT_CONFIRMED --subject stl-0001 \\\n      \
             --payload '{\"amount\": 125000, \"currency\": \"EUR\", \"rail_ref\": \"dep-77\"}'\n  \
         docket propose --key alice.key --action SETTLEMENT.PAYOUT_REQUESTED --subject stl-0001 \\\n      \
-            --payload '{\"amount\": 5000}' --depends-on $DEPOSIT_ID --nonce 2\n\n\
+            --payload '{\"amount\": 5000}' --depends-on $DEPOSIT_ID --nonce 2\n  \
+        docket propose --key alice.key --file payout.json --dry-run   # the decision, not recorded\n\n\
         A proposal file looks like:\n  \
         { \"domain\": \"settlement\", \"action\": \"SETTLEMENT.DEPOSIT_CONFIRMED\", \"subject\": \"stl-0001\",\n    \
           \"payload\": { \"amount\": 125000, \"currency\": \"EUR\" }, \"dependencies\": [], \"nonce\": 1 }\n\n\

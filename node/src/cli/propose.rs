@@ -71,6 +71,11 @@ pub struct ProposeArgs {
     /// Id of a proposal this one depends on (repeatable).
     #[arg(long = "depends-on", value_name = "ID", requires = "action")]
     pub depends_on: Vec<ProposalId>,
+    /// Do not record it: print the decision the constitution would record now, against
+    /// the cluster's current state (POST /v1/proposals/dry-run). Submitting later may
+    /// decide otherwise if the state moves.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs `docket propose`.
@@ -221,6 +226,37 @@ async fn run_propose(
 ) -> anyhow::Result<()> {
     let key = read_key_file(&args.sign.key)?;
     let draft = args.proposal_file()?;
+    if args.dry_run {
+        let (ledger_id, _) = ledger_and_members(client, args.sign.ledger_id.as_ref()).await?;
+        let nonce = args.sign.nonce.or(draft.nonce).unwrap_or_else(nonce_now);
+        let signed = draft.sign(ledger_id, nonce, &key);
+        let view = client
+            .dry_run(&signed)
+            .await
+            .context("cannot dry-run the proposal")?;
+        if output == OutputFormat::Json {
+            return print_json(&view);
+        }
+        say!("proposal  {} (dry run: nothing recorded)", view.id);
+        match &view.decision {
+            docket_core::Decision::Admit => say!("decision  would ADMIT"),
+            docket_core::Decision::Reject(rejection) => say!(
+                "decision  would REJECT {} — {}",
+                rejection.code,
+                rejection.detail
+            ),
+            docket_core::Decision::Defer { waiting_on } => {
+                let ids: Vec<String> = waiting_on.iter().map(ProposalId::to_hex).collect();
+                say!("decision  would DEFER, waiting on {}", ids.join(", "));
+            }
+        }
+        say!("access    {}", view.access);
+        say!("state at  ledger length {}", view.ledger_length);
+        if view.recorded {
+            say!("note      this id is already recorded: submitting it appends nothing");
+        }
+        return Ok(());
+    }
     sign_and_submit(client, nodes, &args.sign, &draft, &key, output).await?;
     Ok(())
 }
