@@ -187,6 +187,9 @@ struct Memory {
 
 impl Memory {
     fn open(cluster: &str) -> anyhow::Result<Memory> {
+        // The name comes from a node's answer: only a valid ledger id ([a-z0-9-]) may name
+        // a file here.
+        docket_core::LedgerId::new(cluster).map_err(|e| anyhow!("the checkpoint's origin: {e}"))?;
         let dir = config_dir()
             .ok_or_else(|| anyhow!("no config directory: set DOCKET_CONFIG_DIR or HOME"))?
             .join("clusters");
@@ -476,21 +479,29 @@ pub struct ExportVerified {
 /// keys); the entries chain from genesis (indexes, links, hashes, proposal ids); and the
 /// RFC 9162 root over their hashes is the checkpoint's, at its size.
 pub fn verify_export(
-    input: impl std::io::BufRead,
+    mut input: impl std::io::BufRead,
     trusted: Option<(&[Cosigner], String)>,
 ) -> anyhow::Result<ExportVerified> {
-    let mut lines = input.lines();
+    // One line at a time, never more than the line limit in memory, however long a line
+    // of a damaged or hostile file is.
+    let mut buffer = Vec::new();
     let mut read_line = |what: &str| -> anyhow::Result<Option<String>> {
-        match lines.next() {
-            None => Ok(None),
-            Some(line) => {
-                let line = line.with_context(|| format!("reading {what}"))?;
-                if line.len() > EXPORT_LINE_BYTES_MAX {
-                    bail!("{what} is over {EXPORT_LINE_BYTES_MAX} bytes");
-                }
-                Ok(Some(line))
-            }
+        use std::io::{BufRead as _, Read as _};
+        buffer.clear();
+        let read = (&mut input)
+            .take(EXPORT_LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut buffer)
+            .with_context(|| format!("reading {what}"))?;
+        if read == 0 {
+            return Ok(None);
         }
+        if buffer.last() == Some(&b'\n') {
+            buffer.pop();
+        } else if buffer.len() > EXPORT_LINE_BYTES_MAX {
+            bail!("{what} is over {EXPORT_LINE_BYTES_MAX} bytes");
+        }
+        let line = std::str::from_utf8(&buffer).with_context(|| format!("{what} is not UTF-8"))?;
+        Ok(Some(line.to_owned()))
     };
     let header: ExportHeader = match read_line("the header")? {
         Some(line) => serde_json::from_str(&line).context("the header line")?,

@@ -131,8 +131,10 @@ impl Checkpoint {
                 "a checkpoint body is four lines: origin, size, root, state",
             ));
         };
-        if origin.is_empty() || origin.chars().any(char::is_whitespace) {
-            return Err(bad("the origin is one non-empty word"));
+        if crate::id::LedgerId::new(*origin).is_err() {
+            return Err(bad(
+                "the origin is a ledger id (1 to 64 characters of a-z, 0-9 and '-')",
+            ));
         }
         let size_ok = !size.is_empty()
             && size.bytes().all(|b| b.is_ascii_digit())
@@ -478,6 +480,7 @@ mod tests {
             good.replacen("1200", "-1", 1),
             good.replacen("state ", "state  ", 1),
             good.replacen("docket-test\n", "docket test\n", 1),
+            good.replacen("docket-test\n", "../etc\n", 1),
             good.replacen("\n\n", "\n", 1),
             good.trim_end().to_owned(),
             good.replacen("\u{2014} ", "- ", 1),
