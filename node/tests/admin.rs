@@ -486,6 +486,42 @@ async fn reads_follow_the_constitution_read_policy() {
         }
     }
     anonymous.health().await.expect("health stays open");
+    // A dry run answers from the state: it is a read too. So is HEAD.
+    let probe = docket_core::dev::proposal(
+        &LedgerId::new("admin-reads").expect("valid"),
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "probe",
+        docket_core::Value::map([
+            ("amount", docket_core::Value::Int(1)),
+            ("currency", "EUR".into()),
+        ]),
+        vec![],
+        1,
+    );
+    assert_eq!(
+        anonymous
+            .dry_run(&probe)
+            .await
+            .err()
+            .map(code_of)
+            .flatten()
+            .as_deref(),
+        Some("SIGNATURE_REQUIRED")
+    );
+    as_who("grace")
+        .dry_run(&probe)
+        .await
+        .expect("grace may dry-run");
+    let head = cluster
+        .tls()
+        .expect("tls")
+        .http
+        .head(format!("{}/v1/status", cluster.node(1).url()))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(head.status().as_u16(), 401, "HEAD follows the read policy");
     let ledger = as_who("grace").ledger(0, 10).await.expect("grace reads");
     assert_eq!(ledger.entries.len(), 2, "genesis and CLUSTER.INIT");
 

@@ -207,8 +207,11 @@ async fn reads_governed(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if request.method() != Method::GET || path == "/v1/health" || path.starts_with("/v1/internal/")
-    {
+    // A dry run answers from the state, as a read does; HEAD runs the GET handlers.
+    let reads = request.method() == Method::GET
+        || request.method() == Method::HEAD
+        || path == "/v1/proposals/dry-run";
+    if !reads || path == "/v1/health" || path.starts_with("/v1/internal/") {
         return next.run(request).await;
     }
     let peer = request
@@ -268,7 +271,7 @@ async fn answer<T: Serialize>(
     match result {
         Ok(value) => Json(value).into_response(),
         Err(error) => match error.forward_target(forwarded(headers)) {
-            Some(leader) => forward(node, request, leader).await,
+            Some(leader) => forward(node, headers, request, leader).await,
             None => ApiError(error).into_response(),
         },
     }
@@ -276,7 +279,12 @@ async fn answer<T: Serialize>(
 
 /// Sends the request on to the leader and relays its answer verbatim; a forward that got
 /// no answer is explained by [`ServiceError::forward_failed`].
-async fn forward(node: &Node, request: Forwardable<'_>, leader: &str) -> Response {
+async fn forward(
+    node: &Node,
+    headers: &HeaderMap,
+    request: Forwardable<'_>,
+    leader: &str,
+) -> Response {
     let Forwardable {
         method,
         path_and_query,
@@ -288,6 +296,16 @@ async fn forward(node: &Node, request: Forwardable<'_>, leader: &str) -> Respons
         .http
         .request(method, &url)
         .header(FORWARDED_HEADER, node.service.id.to_string());
+    // A signed read stays signed: the leader checks the reader, not the forwarding node.
+    for name in [
+        docket_service::read_access::READ_KEY_HEADER,
+        docket_service::read_access::READ_TIME_HEADER,
+        docket_service::read_access::READ_SIGNATURE_HEADER,
+    ] {
+        if let Some(value) = headers.get(name) {
+            builder = builder.header(name, value.as_bytes());
+        }
+    }
     if let Some(body) = body {
         builder = builder
             .header("content-type", "application/json")
