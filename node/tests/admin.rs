@@ -504,8 +504,7 @@ async fn reads_follow_the_constitution_read_policy() {
             .dry_run(&probe)
             .await
             .err()
-            .map(code_of)
-            .flatten()
+            .and_then(code_of)
             .as_deref(),
         Some("SIGNATURE_REQUIRED")
     );
