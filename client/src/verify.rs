@@ -245,28 +245,29 @@ pub async fn verified_checkpoint(client: &Client) -> anyhow::Result<SignedCheckp
         .with_context(|| format!("cannot get a checkpoint from {}", client.base_url()))?;
     let signed = SignedCheckpoint::parse_note(&view.note).context("the node's checkpoint note")?;
     let memory = Memory::open(&signed.checkpoint.origin)?;
-    let cosigners = match memory.cosigners()? {
-        Some(pinned) => pinned,
-        None => {
-            memory.save(
-                "cosigners.json",
-                &format!("{}\n", serde_json::to_string_pretty(&view.cosigners)?),
-            )?;
-            eprintln!(
-                "pinned the voters' checkpoint keys of cluster {} as {} reports them, in {}",
-                signed.checkpoint.origin,
-                client.base_url(),
-                memory.path("cosigners.json").display()
-            );
-            view.cosigners.clone()
-        }
-    };
+    let pinned = memory.cosigners()?;
+    let first_contact = pinned.is_none();
+    let cosigners = pinned.unwrap_or_else(|| view.cosigners.clone());
     verify_quorum(&signed, &cosigners).with_context(|| {
         format!(
             "against the keys pinned in {}",
             memory.path("cosigners.json").display()
         )
     })?;
+    if first_contact {
+        // Trust on first use, said plainly: these keys are what the node reports.
+        memory.save(
+            "cosigners.json",
+            &format!("{}\n", serde_json::to_string_pretty(&view.cosigners)?),
+        )?;
+        eprintln!(
+            "pinned the voters' checkpoint keys of cluster {} as {} reports them (trust on \
+             first use; compare them with the operator's), in {}",
+            signed.checkpoint.origin,
+            client.base_url(),
+            memory.path("cosigners.json").display()
+        );
+    }
     let new = &signed.checkpoint;
     if let Some(old) = memory.checkpoint()? {
         let evidence = || {
@@ -456,8 +457,15 @@ pub async fn export(client: &Client, out: &mut impl std::io::Write) -> anyhow::R
             bail!("the node returned no entries from #{next}");
         }
         for entry in page.entries.iter().take_while(|e| e.index.0 < size) {
+            if entry.index.0 != next {
+                bail!(
+                    "asked for entry #{next}, the node answered #{}: not exporting a ledger out \
+                     of order",
+                    entry.index
+                );
+            }
             writeln!(out, "{}", serde_json::to_string(entry)?)?;
-            next = entry.index.0 + 1;
+            next += 1;
         }
     }
     out.flush()?;

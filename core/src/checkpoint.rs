@@ -144,6 +144,9 @@ impl Checkpoint {
             .ok()
             .filter(|_| size_ok)
             .ok_or_else(|| bad("the size is a decimal number without leading zeros"))?;
+        if size == 0 {
+            return Err(bad("a docket checkpoint covers at least the genesis entry"));
+        }
         let root: Hash = B64
             .decode(root)
             .ok()
@@ -219,7 +222,11 @@ impl Cosignature {
         let (name, blob) = rest
             .split_once(' ')
             .ok_or_else(|| bad("is `— <name> <base64>`"))?;
-        if name.is_empty() || name.contains('+') || blob.contains(' ') {
+        if name.is_empty()
+            || name.contains('+')
+            || name.chars().any(char::is_whitespace)
+            || blob.contains(' ')
+        {
             return Err(bad("is `— <name> <base64>`"));
         }
         let blob = B64
@@ -273,13 +280,19 @@ impl SignedCheckpoint {
             CheckpointError::Malformed("the note does not end with a newline".into())
         })?;
         let mut cosignatures = Vec::new();
-        for line in signatures.split('\n') {
-            if cosignatures.len() == COSIGNATURES_MAX {
+        for (n, line) in signatures.split('\n').enumerate() {
+            if n == COSIGNATURES_MAX {
                 return Err(CheckpointError::Malformed(format!(
                     "more than {COSIGNATURES_MAX} signature lines"
                 )));
             }
-            cosignatures.push(Cosignature::parse_line(line)?);
+            match Cosignature::parse_line(line) {
+                Ok(cosignature) => cosignatures.push(cosignature),
+                // A well-formed line of another signature type (a log's own Ed25519 note
+                // signature, say): C2SP verifiers skip keys they do not know.
+                Err(_) if is_signature_line(line) => {}
+                Err(error) => return Err(error),
+            }
         }
         Ok(SignedCheckpoint {
             checkpoint,
@@ -287,10 +300,11 @@ impl SignedCheckpoint {
         })
     }
 
-    /// Counts the cosignatures that verify under `cosigners` (name → key), each cosigner
-    /// once, and refuses fewer than `quorum`. A line by a name not in `cosigners` is
-    /// ignored (a witness this verifier does not know); a known name whose signature does
-    /// not verify is an error: someone signed what its key did not.
+    /// Counts the cosignatures that verify under `cosigners` (name → key), each key once
+    /// (two names declared with one key are one cosigner), and refuses fewer than `quorum`.
+    /// A line whose name and key id are not one of `cosigners` is ignored, as C2SP
+    /// verifiers ignore unknown keys; a known key whose signature does not verify is an
+    /// error: someone signed what its key did not.
     pub fn verify(
         &self,
         cosigners: &BTreeMap<String, PublicKey>,
@@ -301,8 +315,11 @@ impl SignedCheckpoint {
             let Some(key) = cosigners.get(&cosignature.name) else {
                 continue;
             };
+            if cosignature.key_id != key_id(&cosignature.name, key) {
+                continue;
+            }
             self.checkpoint.verify(cosignature, key)?;
-            valid.insert(cosignature.name.as_str());
+            valid.insert(*key);
         }
         if valid.len() < quorum {
             return Err(CheckpointError::NoQuorum {
@@ -312,6 +329,22 @@ impl SignedCheckpoint {
         }
         Ok(valid.len())
     }
+}
+
+/// Whether `line` has the shape of a signed-note signature line: `— <name> <base64>`.
+fn is_signature_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("\u{2014} ") else {
+        return false;
+    };
+    let mut parts = rest.split(' ');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(name), Some(blob), None)
+            if !name.is_empty()
+                && !name.contains('+')
+                && !name.chars().any(char::is_whitespace)
+                && B64.decode(blob).is_ok_and(|b| b.len() > 4)
+    )
 }
 
 /// Why an entry's proof failed.
@@ -375,7 +408,7 @@ impl Checkpoint {
             };
         }
         if earlier.size == 0 {
-            return Ok(());
+            return Err("size 0 is not a checkpoint".to_owned());
         }
         crate::merkle::verify_consistency(earlier.size, self.size, proof, &earlier.root, &self.root)
             .map_err(|e| e.to_string())
@@ -469,6 +502,52 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_and_other_signatures_are_skipped_and_one_key_counts_once() {
+        let c = checkpoint();
+        let one = c.cosign("docket-test/node-1", 5, &key(1));
+        // The same key under a second name: one cosigner, not two.
+        let again = c.cosign("docket-test/node-2", 5, &key(1));
+        let mut signed = SignedCheckpoint {
+            checkpoint: c.clone(),
+            cosignatures: vec![one, again],
+        };
+        let both_names_one_key = BTreeMap::from([
+            ("docket-test/node-1".to_owned(), public(1)),
+            ("docket-test/node-2".to_owned(), public(1)),
+        ]);
+        assert_eq!(signed.verify(&both_names_one_key, 1), Ok(1));
+        assert_eq!(
+            signed.verify(&both_names_one_key, 2),
+            Err(CheckpointError::NoQuorum {
+                valid: 1,
+                quorum: 2
+            })
+        );
+        // A known name under another key id is an unknown key: skipped, not an error.
+        let other_key = BTreeMap::from([("docket-test/node-1".to_owned(), public(9))]);
+        assert_eq!(
+            signed.verify(&other_key, 1),
+            Err(CheckpointError::NoQuorum {
+                valid: 0,
+                quorum: 1
+            })
+        );
+        // A log's own Ed25519 signature line (4-byte key id + 64-byte signature) is skipped.
+        signed.cosignatures.truncate(1);
+        let mut note = signed.to_note();
+        note.push_str(&format!("\u{2014} docket-test {}\n", B64.encode([7u8; 68])));
+        let parsed = SignedCheckpoint::parse_note(&note).expect("parses");
+        assert_eq!(parsed.cosignatures.len(), 1);
+        assert_eq!(
+            parsed.verify(
+                &BTreeMap::from([("docket-test/node-1".to_owned(), public(1))]),
+                1
+            ),
+            Ok(1)
+        );
+    }
+
+    #[test]
     fn malformed_notes_are_refused() {
         let good = SignedCheckpoint {
             checkpoint: checkpoint(),
@@ -481,6 +560,8 @@ mod tests {
             good.replacen("state ", "state  ", 1),
             good.replacen("docket-test\n", "docket test\n", 1),
             good.replacen("docket-test\n", "../etc\n", 1),
+            good.replacen("\n1200\n", "\n0\n", 1),
+            good.replacen("docket-test/node-1 ", "docket-test/node\t1 ", 1),
             good.replacen("\n\n", "\n", 1),
             good.trim_end().to_owned(),
             good.replacen("\u{2014} ", "- ", 1),

@@ -103,13 +103,15 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         &format!("\n{}\n", view.size + 1),
         1,
     );
+    // Keys that are not the voters': with two of three wrong, no majority signed.
     let mut other_keys = pinned.clone();
     other_keys[0].key = Some(docket_core::dev::key("alice"));
+    other_keys[1].key = Some(docket_core::dev::key("bob"));
     for (what, bundle, keys) in [
         ("an altered entry", &tampered_entry, &pinned),
         ("a flipped proof byte", &tampered_proof, &pinned),
         ("another tree size", &tampered_note, &pinned),
-        ("a cosigner key that is not node 1's", &bundle, &other_keys),
+        ("keys that are not nodes 1 and 2's", &bundle, &other_keys),
     ] {
         assert!(
             verify_bundle(bundle, Some((keys, source.clone()))).is_err(),

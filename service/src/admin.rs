@@ -10,8 +10,9 @@
 //! 1. checks the front door (ledger id, strict signature);
 //! 2. checks the request is the one this route performs (action, node id), fresh
 //!    (`issued_ms` within [`ADMIN_REQUEST_AGE_MAX_MS`] of its clock: `STALE_REQUEST`) and
-//!    not already recorded (`REPLAYED_REQUEST`): together these make a captured request
-//!    useless — inside the window its id is already in the ledger, outside it is stale;
+//!    not already recorded (`REPLAYED_REQUEST`): a performed request cannot be performed
+//!    again, and any request is useless after its window (one refused after this point is
+//!    not recorded, so it stays usable until then: ARCHITECTURE.md, "Captured requests");
 //! 3. adjudicates it against its current state — the same pure [`docket_core::adjudicate`]
 //!    every proposal goes through — and refuses anything but `Admit` (`UNAUTHORIZED` for
 //!    the access decision, `ADMIN_REFUSED` for any other rule) with nothing recorded;

@@ -37,21 +37,21 @@ pub use docket_api::wire::Cosigner;
 
 /// Final checkpoints this node gathered, by size.
 #[derive(Debug, Default)]
-pub(crate) struct Finals(Mutex<BTreeMap<u64, SignedCheckpoint>>);
+pub(crate) struct Finals(Mutex<BTreeMap<u64, (SignedCheckpoint, Vec<Cosigner>)>>);
 
 impl Finals {
-    fn insert(&self, signed: SignedCheckpoint) {
+    fn insert(&self, signed: SignedCheckpoint, cosigners: Vec<Cosigner>) {
         let mut finals = self
             .0
             .lock()
             .expect("invariant: finals lock is not poisoned");
-        finals.insert(signed.checkpoint.size, signed);
+        finals.insert(signed.checkpoint.size, (signed, cosigners));
         while finals.len() > FINAL_CHECKPOINTS_MAX {
             finals.pop_first();
         }
     }
 
-    fn get(&self, size: u64) -> Option<SignedCheckpoint> {
+    fn get(&self, size: u64) -> Option<(SignedCheckpoint, Vec<Cosigner>)> {
         let finals = self
             .0
             .lock()
@@ -116,13 +116,9 @@ impl Service {
             return Err(ServiceError::new(
                 ErrorCode::CheckpointMismatch,
                 format!(
-                    "at size {} this replica has root {} and state {}; the checkpoint says {} \
-                     and {}",
-                    checkpoint.size,
-                    hex::encode(root),
-                    boundary.state,
-                    hex::encode(checkpoint.root),
-                    checkpoint.state
+                    "at size {} this replica's ledger or state differs from the checkpoint's; \
+                     it does not cosign it",
+                    checkpoint.size
                 ),
             ));
         }
@@ -190,6 +186,7 @@ impl Service {
         });
         let answers = futures::future::join_all(asks).await;
         let mut cosignatures = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
         let mut missing = Vec::new();
         for (cosigner, answer) in cosigners.iter().zip(answers) {
             match (answer, cosigner.key) {
@@ -197,7 +194,10 @@ impl Service {
                     if cosignature.name == cosigner.name
                         && checkpoint.verify(&cosignature, &key).is_ok() =>
                 {
-                    cosignatures.push(cosignature);
+                    // One key is one cosigner, whatever names it is declared under.
+                    if keys.insert(key) {
+                        cosignatures.push(cosignature);
+                    }
                 }
                 (Ok(_), Some(_)) => missing.push(format!(
                     "node {}: a cosignature that does not verify under its declared key",
@@ -227,12 +227,16 @@ impl Service {
             checkpoint,
             cosignatures,
         };
-        self.finals.insert(signed.clone());
+        self.finals.insert(signed.clone(), cosigners.clone());
         Ok((signed, cosigners))
     }
 
-    /// A final checkpoint this node gathered earlier at `size`.
-    pub fn final_checkpoint(&self, size: u64) -> Result<SignedCheckpoint, ServiceError> {
+    /// A final checkpoint this node gathered earlier at `size`, with the voters it was
+    /// gathered under.
+    pub fn final_checkpoint(
+        &self,
+        size: u64,
+    ) -> Result<(SignedCheckpoint, Vec<Cosigner>), ServiceError> {
         self.finals.get(size).ok_or_else(|| {
             ServiceError::new(
                 ErrorCode::NotFound,

@@ -209,6 +209,22 @@ impl Service {
                 ),
             ));
         }
+        if let Some(other) = self
+            .cosigners()
+            .into_iter()
+            .find(|c| c.node != request.id && c.key == Some(cosigner))
+        {
+            return Err(ServiceError::new(
+                ErrorCode::MalformedRequest,
+                format!(
+                    "checkpoint key {} is already declared for node {}: every node cosigns with \
+                     a key of its own (a copied data directory carries another node's key; \
+                     delete its cosigner.key to make a new one)",
+                    cosigner.short(),
+                    other.node
+                ),
+            ));
+        }
         self.check_history(&request, &cosigner).await?;
         let recorded = self.record(authority).await?;
         let addr = NodeAddr {

@@ -40,8 +40,8 @@ pub(super) async fn at_size(
     State(node): State<Arc<Node>>,
     Path(size): Path<u64>,
 ) -> Result<Json<CheckpointView>, ApiError> {
-    let signed = node.service.final_checkpoint(size)?;
-    Ok(Json(view(&signed, node.service.cosigners())))
+    let (signed, cosigners) = node.service.final_checkpoint(size)?;
+    Ok(Json(view(&signed, cosigners)))
 }
 
 #[derive(Deserialize, Debug)]
