@@ -510,16 +510,12 @@ impl Client {
             }
         })?;
         let status = self.status().await?;
-        let cosigner = status.cosigner_key.ok_or_else(|| ClientError::Decode {
-            url: self.base.to_string(),
-            message: "the node's status shows no cosigner key (is it an older docket?)".into(),
-        })?;
         let op = AdminOp::Init {
             constitution: version,
             node: status.node_id,
-            cosigner,
+            cosigner: self.cosigner_key(&status)?,
         };
-        let authority = self.sign_admin(&op, key).await?;
+        let authority = self.sign_admin_for(&status, &op, key)?;
         self.init(InitRequest {
             constitution,
             authority: Some(authority),
@@ -535,7 +531,17 @@ impl Client {
         key: &SigningKey,
     ) -> Result<SignedProposal, ClientError> {
         let status = self.status().await?;
-        let ledger = LedgerId::new(status.cluster_id).map_err(|e| ClientError::Decode {
+        self.sign_admin_for(&status, op, key)
+    }
+
+    /// [`Client::sign_admin`] with this node's status already read.
+    fn sign_admin_for(
+        &self,
+        status: &StatusView,
+        op: &AdminOp,
+        key: &SigningKey,
+    ) -> Result<SignedProposal, ClientError> {
+        let ledger = LedgerId::new(status.cluster_id.clone()).map_err(|e| ClientError::Decode {
             url: self.base.to_string(),
             message: format!("the node reports an invalid cluster id: {e}"),
         })?;
@@ -545,6 +551,14 @@ impl Client {
         let nonce = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let issued_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         Ok(op.sign(&ledger, issued_ms, nonce, key))
+    }
+
+    /// The checkpoint key a node's status shows.
+    fn cosigner_key(&self, status: &StatusView) -> Result<docket_core::PublicKey, ClientError> {
+        status.cosigner_key.ok_or_else(|| ClientError::Decode {
+            url: self.base.to_string(),
+            message: "the node's status shows no cosigner key (is it an older docket?)".into(),
+        })
     }
 
     /// `POST /v1/proposals/dry-run`: the decision the constitution would record now.
@@ -636,10 +650,7 @@ impl Client {
                 ),
             });
         }
-        let cosigner = status.cosigner_key.ok_or_else(|| ClientError::Decode {
-            url: new.base.to_string(),
-            message: "the node's status shows no cosigner key (is it an older docket?)".into(),
-        })?;
+        let cosigner = new.cosigner_key(&status)?;
         let op = AdminOp::MemberAdd {
             node: request.id,
             raft_addr: request.raft_addr,

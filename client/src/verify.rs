@@ -148,11 +148,7 @@ pub fn verify_bundle(
         ),
     };
     let cosigned_by = verify_quorum(&signed, cosigners)?;
-    let proof = bundle
-        .proof
-        .iter()
-        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
-        .collect::<anyhow::Result<Vec<Hash>>>()?;
+    let proof = hashes(&bundle.proof)?;
     signed.checkpoint.verify_entry(&bundle.entry, &proof)?;
     Ok(Verified {
         index: bundle.entry.index.0,
@@ -324,8 +320,12 @@ pub async fn consistency(client: &Client, from: u64, to: u64) -> anyhow::Result<
         .consistency_proof(from, to)
         .await
         .with_context(|| format!("cannot get a consistency proof from size {from} to {to}"))?;
-    view.proof
-        .iter()
+    hashes(&view.proof)
+}
+
+/// A proof's hashes from their lowercase hex, as the API sends them.
+pub fn hashes(hex: &[String]) -> anyhow::Result<Vec<Hash>> {
+    hex.iter()
         .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
         .collect()
 }
@@ -361,11 +361,7 @@ pub async fn entry_under(
             answer.entry.index
         );
     }
-    let proof = answer
-        .proof
-        .iter()
-        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
-        .collect::<anyhow::Result<Vec<Hash>>>()?;
+    let proof = hashes(&answer.proof)?;
     signed
         .checkpoint
         .verify_entry(&answer.entry, &proof)
@@ -400,13 +396,7 @@ pub async fn verified_proposal(
             bail!("entry #{index}, listed for proposal {id}, records another proposal");
         }
         let inclusion = client.inclusion_proof(index, size).await?;
-        let proof = inclusion
-            .proof
-            .iter()
-            .map(|h| {
-                docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}"))
-            })
-            .collect::<anyhow::Result<Vec<Hash>>>()?;
+        let proof = hashes(&inclusion.proof)?;
         signed
             .checkpoint
             .verify_entry(entry, &proof)

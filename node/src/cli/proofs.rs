@@ -145,10 +145,7 @@ pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> a
     let text = read_limited(bundle_path, PROOF_FILE_BYTES_MAX, "proof bundle")?;
     let bundle: ProofBundle = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{} is not a proof bundle: {e}", bundle_path.display()))?;
-    let pinned = match &command.cosigners {
-        Some(path) => Some((read_cosigners(path)?, path.display().to_string())),
-        None => None,
-    };
+    let pinned = pinned_cosigners(command)?;
     let verified = verify_bundle(
         &bundle,
         pinned
@@ -179,10 +176,7 @@ pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> a
 /// `docket verify --witness`: every node's final checkpoint, checked pairwise.
 async fn witness(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
     let base = args.client(REQUEST_TIMEOUT_MS_DEFAULT).await?;
-    let pinned = match &command.cosigners {
-        Some(path) => Some(read_cosigners(path)?),
-        None => None,
-    };
+    let pinned = pinned_cosigners(command)?.map(|(cosigners, _)| cosigners);
     let mut seen: Vec<(String, Client, SignedCheckpoint)> = Vec::new();
     for url in &command.witness {
         let client = base.at(url)?;
@@ -258,10 +252,7 @@ fn verify_export_command(
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read export {}", path.display()))?;
-    let pinned = match &command.cosigners {
-        Some(cosigners) => Some((read_cosigners(cosigners)?, cosigners.display().to_string())),
-        None => None,
-    };
+    let pinned = pinned_cosigners(command)?;
     let verified = docket_client::verify::verify_export(
         std::io::BufReader::new(file),
         pinned
@@ -302,4 +293,15 @@ pub(super) async fn export_command(args: &ClientArgs, out: &std::path::Path) -> 
         out.display()
     );
     Ok(())
+}
+
+/// The keys `--cosigners FILE` pins, with the file's name to say where they came from.
+fn pinned_cosigners(
+    command: &VerifyArgs,
+) -> anyhow::Result<Option<(Vec<docket_api::wire::Cosigner>, String)>> {
+    command
+        .cosigners
+        .as_ref()
+        .map(|path| Ok((read_cosigners(path)?, path.display().to_string())))
+        .transpose()
 }
