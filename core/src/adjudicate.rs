@@ -9,8 +9,9 @@
 //! 3. domain (`UNKNOWN_DOMAIN`), action (`UNKNOWN_ACTION`);
 //! 4. authorization (`UNAUTHORIZED`) — the access decision is recorded from here on;
 //! 5. payload schema (`SCHEMA`);
-//! 6. dependencies: any rejected (`DEPENDENCY_REJECTED`), any undecided (`Defer`, or
-//!    `LIMIT_EXCEEDED` when the deferred set is full);
+//! 6. dependencies, in listed order: a rejected proposal (`DEPENDENCY_REJECTED`), an
+//!    outcome reference whose effect failed (`DEPENDENCY_FAILED`), any undecided (`Defer`,
+//!    or `LIMIT_EXCEEDED` when the deferred set is full);
 //! 7. lifecycle transition (`INVALID_TRANSITION`), distinct approval (`ALREADY_APPROVED`);
 //! 8. invariants in declared order (`INVARIANT`, or `CONSTITUTION` for amendments);
 //! 9. a dry run of the action's updates on a copy of the subject (`INVARIANT` if one
@@ -24,7 +25,7 @@ use crate::decision::{AccessDecision, AccessVerdict, Decision, Rejection, Verdic
 use crate::id::{decode_hex, LedgerTime, ProposalId};
 use crate::proposal::{Proposal, SignedProposal};
 use crate::signature::{SignatureCheck, Strict};
-use crate::state::{ProposalStatus, State, SubjectState};
+use crate::state::{Dependency, State, SubjectState};
 use crate::value::{Value, VALUE_DEPTH_MAX};
 
 /// Adjudicates `signed` (whose id is `id`) against `state` at ledger `time`. Pure: reads
@@ -177,15 +178,26 @@ fn judge(
     // 6. Dependencies.
     let mut waiting_on = Vec::new();
     for dep in &p.dependencies {
-        match state.proposal_status(dep) {
-            Some(ProposalStatus::Admitted) => {}
-            Some(ProposalStatus::Rejected) => {
+        match state.dependency(dep) {
+            Dependency::Met => {}
+            Dependency::Rejected => {
                 return Err(Decision::reject(
                     RejectCode::DependencyRejected,
                     format!("dependency {} was rejected", dep.short()),
                 ))
             }
-            Some(ProposalStatus::Deferred) | None => waiting_on.push(*dep),
+            Dependency::Failed(outcome) => {
+                return Err(Decision::reject(
+                    RejectCode::DependencyFailed,
+                    format!(
+                        "the effect of {} failed: outcome {} recorded at entry {}",
+                        outcome.reports_on.short(),
+                        outcome.report.short(),
+                        outcome.index
+                    ),
+                ))
+            }
+            Dependency::Pending => waiting_on.push(*dep),
         }
     }
     if !waiting_on.is_empty() {
@@ -249,6 +261,7 @@ fn judge(
                 .apply(p, id, &mut scratch)
                 .map_err(Decision::Reject)?
             {
+                Some(StateEffect::Outcome { .. }) | None => {}
                 Some(StateEffect::AdoptConstitution { document }) => {
                     if let Err(error) = Constitution::parse(&document) {
                         return Err(Decision::reject(
@@ -257,7 +270,6 @@ fn judge(
                         ));
                     }
                 }
-                None => {}
             }
         }
     }

@@ -77,6 +77,8 @@ reject_codes! {
         "a constitutional amendment is invalid, or is stale because the active constitution changed";
     AlreadyApproved = 13, "ALREADY_APPROVED",
         "the author already approved this subject's pending quorum action; approvals count distinct principals";
+    DependencyFailed = 14, "DEPENDENCY_FAILED",
+        "an effect this proposal depends on the outcome of failed, or its execution agent refused it";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +143,7 @@ mod tests {
                 (11, "LIMIT_EXCEEDED"),
                 (12, "CONSTITUTION"),
                 (13, "ALREADY_APPROVED"),
+                (14, "DEPENDENCY_FAILED"),
             ]
         );
     }

@@ -14,7 +14,7 @@ use crate::proposal::public_key;
 
 /// The principals named in the default constitution, with the roles it gives them.
 pub const PRINCIPALS: &[(&str, &[&str])] = &[
-    ("alice", &["treasurer"]),
+    ("alice", &["petitioner", "treasurer"]),
     ("bob", &["treasurer"]),
     ("grace", &["governor"]),
     ("heidi", &["governor"]),

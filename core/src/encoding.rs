@@ -17,6 +17,8 @@ pub const TAG_PROPOSAL: &[u8] = b"docket/proposal/v1\0";
 pub const TAG_ENTRY: &[u8] = b"docket/entry/v1\0";
 pub const TAG_CONSTITUTION: &[u8] = b"docket/constitution/v1\0";
 pub const TAG_STATE: &[u8] = b"docket/state/v2\0";
+/// Domain separation of an outcome reference ([`crate::ProposalId::outcome_of`]).
+pub const TAG_OUTCOME_REF: &[u8] = b"docket/outcome-ref/v1\0";
 
 /// The encoding's configuration, with no size limit: encoding and hashing never fail for
 /// size, so no honest growth of a record (the governance state above all) can reach a

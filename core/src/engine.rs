@@ -7,7 +7,8 @@
 //! 3. expires deferred proposals whose deferral ran out (`DEPENDENCY_EXPIRED`), in
 //!    (expiry time, id) order, then releases whatever those rejections make ready;
 //! 4. adjudicates the proposal and records the entry;
-//! 5. releases waves: every deferred proposal made ready by the entries just recorded is
+//! 5. releases waves: every deferred proposal made ready by the entries just recorded (a
+//!    decision, or an effect's outcome reported through an `outcome_*` update) is
 //!    re-adjudicated, all of one wave in ascending id order, each wave recorded before the
 //!    next, until no proposal is ready.
 //!
@@ -23,7 +24,7 @@ use crate::id::{LedgerIndex, LedgerTime, ProposalId};
 use crate::ledger::{Cause, DecisionRecord, LedgerEntry, Record};
 use crate::proposal::SignedProposal;
 use crate::signature::{SignatureCheck, Strict};
-use crate::state::{ProposalStatus, State};
+use crate::state::{Dependency, ProposalStatus, State};
 
 /// Hard bound on waves released by one command. A wave decides at least one proposal and
 /// the deferred set is bounded, so this is never reached; it turns a logic error into a
@@ -89,11 +90,9 @@ impl State {
         let time = time.max(self.head.time);
         let mut out = self.tick_with(time, signatures);
         let verdict = adjudicate_with(self, &proposal, &id, time, signatures);
-        let decided = verdict.decision.is_final();
-        out.push(self.record(proposal, id, Cause::Submitted, verdict, time));
-        if decided {
-            self.release(vec![id], time, &mut out, signatures);
-        }
+        let mut decided = Vec::new();
+        out.push(self.record(proposal, id, Cause::Submitted, verdict, time, &mut decided));
+        self.release(decided, time, &mut out, signatures);
         Submission::Recorded(out)
     }
 
@@ -118,6 +117,7 @@ impl State {
             .take_while(|(at, _)| *at <= time)
             .map(|(_, id)| *id)
             .collect();
+        let mut decided = Vec::new();
         for id in &due {
             let deferred = self
                 .deferred
@@ -150,15 +150,15 @@ impl State {
                     verdict: AccessVerdict::NotEvaluated,
                 },
             };
-            out.push(self.record(proposal, *id, Cause::Expired, verdict, time));
+            out.push(self.record(proposal, *id, Cause::Expired, verdict, time, &mut decided));
         }
-        if !due.is_empty() {
-            self.release(due, time, &mut out, signatures);
-        }
+        self.release(decided, time, &mut out, signatures);
         out
     }
 
-    /// Seals an entry for a decision, applies it, and returns it.
+    /// Seals an entry for a decision, applies it, and returns it. Adds to `decided` what the
+    /// entry decided that dependents may wait on: the proposal's id if the decision is final,
+    /// and the outcome references its admission settled.
     fn record(
         &mut self,
         proposal: SignedProposal,
@@ -166,7 +166,9 @@ impl State {
         cause: Cause,
         verdict: Verdict,
         time: LedgerTime,
+        decided: &mut Vec<ProposalId>,
     ) -> LedgerEntry {
+        let is_final = verdict.decision.is_final();
         let entry = LedgerEntry::seal(
             self.head.index.next(),
             time,
@@ -182,10 +184,15 @@ impl State {
         );
         self.apply(&entry)
             .expect("invariant: an entry the engine just sealed applies to its state");
+        if is_final {
+            decided.push(id);
+        }
+        decided.append(&mut self.settled);
         entry
     }
 
-    /// Releases waves of deferred proposals made ready by the decisions in `decided`.
+    /// Releases waves of deferred proposals made ready by the decisions in `decided`
+    /// (proposal ids and settled outcome references).
     fn release(
         &mut self,
         mut decided: Vec<ProposalId>,
@@ -215,25 +222,32 @@ impl State {
                     verdict.decision.is_final(),
                     "invariant: a ready proposal is decided, not deferred again"
                 );
-                out.push(self.record(proposal, id, Cause::Released { wave }, verdict, time));
-                decided.push(id);
+                out.push(self.record(
+                    proposal,
+                    id,
+                    Cause::Released { wave },
+                    verdict,
+                    time,
+                    &mut decided,
+                ));
             }
         }
     }
 
-    /// A deferred proposal is ready when a dependency was rejected or all are decided.
+    /// A deferred proposal is ready when a dependency was rejected or failed, or when all
+    /// are met.
     fn is_ready(&self, id: &ProposalId) -> bool {
         let Some(deferred) = self.deferred.get(id) else {
             return false;
         };
-        let mut all_decided = true;
+        let mut all_met = true;
         for dep in &deferred.waiting_on {
-            match self.proposal_status(dep) {
-                Some(ProposalStatus::Rejected) => return true,
-                Some(ProposalStatus::Admitted) => {}
-                Some(ProposalStatus::Deferred) | None => all_decided = false,
+            match self.dependency(dep) {
+                Dependency::Rejected | Dependency::Failed(_) => return true,
+                Dependency::Met => {}
+                Dependency::Pending => all_met = false,
             }
         }
-        all_decided
+        all_met
     }
 }

@@ -149,6 +149,20 @@ digest_type!(
     ProposalId,
     32
 );
+impl ProposalId {
+    /// The **outcome reference** of this proposal's effect: BLAKE3 over
+    /// `"docket/outcome-ref/v1\0"` and the 32 id bytes. Listed among a proposal's
+    /// dependencies, it is met when the effect's outcome is recorded as a success and
+    /// rejects the dependent (`DEPENDENCY_FAILED`) when it is recorded as a failure. It is
+    /// never the id of a proposal (a different domain tag).
+    pub fn outcome_of(&self) -> ProposalId {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(crate::encoding::TAG_OUTCOME_REF);
+        hasher.update(&self.0);
+        ProposalId(*hasher.finalize().as_bytes())
+    }
+}
+
 digest_type!(
     /// BLAKE3 of the entry domain tag, the previous entry's hash and the entry's canonical bytes.
     EntryHash,

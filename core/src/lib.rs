@@ -59,6 +59,7 @@
 //! * [`signature`] — how adjudication checks signatures (strict, or through a memo of
 //!   checks that passed);
 //! * [`engine`] — commands to entries: duplicates, expiries, waves;
+//! * [`plan`] — the recording order of a program's plan (waves, then ids);
 //! * [`state`] — governance state and the one function that changes it;
 //! * [`ledger`] — entries and the hash chain;
 //! * [`replay()`] and [`audit()`] — state from the ledger alone.
@@ -75,6 +76,7 @@ pub mod id;
 pub mod json;
 pub mod ledger;
 pub mod merkle;
+pub mod plan;
 pub mod proposal;
 pub mod replay;
 pub mod rows;
@@ -98,5 +100,5 @@ pub use proposal::{Proposal, ProposalFormat, SignedProposal};
 pub use replay::{audit, replay, AuditError, AuditReport, Auditor, ReplayError};
 pub use rows::{NoRows, Rows};
 pub use signature::{SignatureCheck, Strict, VerifiedMemo};
-pub use state::{ProposalStatus, State, SubjectState};
+pub use state::{Dependency, OutcomeRecord, ProposalStatus, State, SubjectState};
 pub use value::Value;

@@ -16,6 +16,12 @@
 //! | subject  | `s`, domain length (`u32` big-endian), domain, subject | `SubjectState`          |
 //! | proposal | `p`, proposal id (32 bytes)                           | `ProposalRecord`        |
 //! | deferred | `d`, proposal id (32 bytes)                           | `Deferred`              |
+//! | outcome  | `o`, outcome reference (32 bytes)                     | `OutcomeRecord`         |
+//!
+//! Outcome rows (one per effect whose outcome was recorded through an `outcome_*` update,
+//! keyed by [`ProposalId::outcome_of`] the effect) are in the lattice like every row, but
+//! not in the row counts, whose layout predates them (so states without outcome rows keep
+//! their hash).
 //!
 //! The length prefix makes a domain's subjects one contiguous key range, in subject name
 //! order (byte order, the order of `String`).
@@ -53,6 +59,8 @@ pub const TABLE_SUBJECT: u8 = b's';
 pub const TABLE_PROPOSAL: u8 = b'p';
 /// Table byte of deferred proposal rows.
 pub const TABLE_DEFERRED: u8 = b'd';
+/// Table byte of outcome rows.
+pub const TABLE_OUTCOME: u8 = b'o';
 
 /// Where a state's settled rows live. Reads only: a state never writes its store; whoever
 /// owns the store writes what [`State::take_changes`](crate::State::take_changes) returns.
@@ -145,6 +153,11 @@ pub fn subject_key(domain: &str, subject: &str) -> Vec<u8> {
 /// The key of a proposal status row.
 pub fn proposal_key(id: &ProposalId) -> Vec<u8> {
     table_id_key(TABLE_PROPOSAL, id)
+}
+
+/// The key of an outcome row: the table byte and the outcome reference.
+pub fn outcome_key(reference: &ProposalId) -> Vec<u8> {
+    table_id_key(TABLE_OUTCOME, reference)
 }
 
 /// The key of a deferred proposal row.

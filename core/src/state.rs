@@ -27,7 +27,8 @@ use crate::id::{
 use crate::ledger::{LedgerEntry, Record};
 use crate::proposal::SignedProposal;
 use crate::rows::{
-    self, Lattice, NoRows, Rows, LATTICE_BYTES, TABLE_DEFERRED, TABLE_PROPOSAL, TABLE_SUBJECT,
+    self, Lattice, NoRows, Rows, LATTICE_BYTES, TABLE_DEFERRED, TABLE_OUTCOME, TABLE_PROPOSAL,
+    TABLE_SUBJECT,
 };
 use crate::value::Value;
 
@@ -80,6 +81,31 @@ pub struct Deferred {
     pub deferred_at: LedgerIndex,
     pub expires_at: LedgerTime,
     pub waiting_on: Vec<ProposalId>,
+}
+
+/// The recorded outcome of an effect, the row an outcome reference resolves to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The proposal whose effect it reports on.
+    pub reports_on: ProposalId,
+    /// The outcome record (the executor's proposal) that settled it.
+    pub report: ProposalId,
+    /// The entry that admitted the outcome record.
+    pub index: LedgerIndex,
+    pub succeeded: bool,
+}
+
+/// Where one dependency of a proposal stands ([`State::dependency`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dependency {
+    /// An admitted proposal, or an outcome reference whose effect succeeded.
+    Met,
+    /// A rejected proposal (`DEPENDENCY_REJECTED`).
+    Rejected,
+    /// An outcome reference whose effect failed or was refused (`DEPENDENCY_FAILED`).
+    Failed(OutcomeRecord),
+    /// Not decided yet: a deferred or unknown proposal, or an outcome not reported yet.
+    Pending,
 }
 
 /// The last entry recorded.
@@ -145,6 +171,8 @@ pub struct State {
     counts: RowCounts,
     /// The constitution or its history changed since the last [`State::take_changes`].
     constitution_changed: bool,
+    /// Outcome references settled by the last [`State::apply`] (for the engine's waves).
+    pub(crate) settled: Vec<ProposalId>,
 }
 
 /// How many rows of each table the state holds.
@@ -156,11 +184,26 @@ pub struct RowCounts {
 }
 
 impl RowCounts {
-    fn of(&mut self, table: u8) -> &mut u64 {
+    /// The count of `table`'s rows; `None` for outcome rows, which are not counted (see
+    /// [`crate::rows`]).
+    fn of(&mut self, table: u8) -> Option<&mut u64> {
         match table {
-            TABLE_SUBJECT => &mut self.subjects,
-            TABLE_PROPOSAL => &mut self.proposals,
-            _ => &mut self.deferred,
+            TABLE_SUBJECT => Some(&mut self.subjects),
+            TABLE_PROPOSAL => Some(&mut self.proposals),
+            TABLE_DEFERRED => Some(&mut self.deferred),
+            _ => None,
+        }
+    }
+
+    fn add(&mut self, table: u8) {
+        if let Some(count) = self.of(table) {
+            *count += 1;
+        }
+    }
+
+    fn sub(&mut self, table: u8) {
+        if let Some(count) = self.of(table) {
+            *count -= 1;
         }
     }
 }
@@ -295,6 +338,7 @@ impl State {
             lattice: Lattice::empty(),
             counts: RowCounts::default(),
             constitution_changed: true,
+            settled: Vec::new(),
         };
         Ok((state, entry))
     }
@@ -379,6 +423,7 @@ impl State {
             lattice,
             counts: meta.counts,
             constitution_changed: false,
+            settled: Vec::new(),
         };
         state.rebuild_indexes();
         Ok(Some(state))
@@ -388,7 +433,7 @@ impl State {
     /// state keeps: O(state). A check of a store, for tests and audits.
     pub fn check_rows(&self) -> Result<(), RestoreError> {
         let mut all: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED] {
+        for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED, TABLE_OUTCOME] {
             self.rows.scan(&[table], &mut |key, value| {
                 all.insert(key.to_vec(), value.to_vec());
             });
@@ -403,7 +448,7 @@ impl State {
         let mut counts = RowCounts::default();
         for (key, value) in &all {
             lattice.insert(key, value);
-            *counts.of(key[0]) += 1;
+            counts.add(key[0]);
         }
         if lattice != self.lattice || counts != self.counts {
             return Err(RestoreError::Rows {
@@ -498,7 +543,7 @@ impl State {
     fn replace_row(&mut self, key: Vec<u8>, old: Option<&[u8]>, value: Vec<u8>) {
         match old {
             Some(old) => self.lattice.remove(&key, old),
-            None => *self.counts.of(key[0]) += 1,
+            None => self.counts.add(key[0]),
         }
         self.lattice.insert(&key, &value);
         self.pending.insert(key, Some(value));
@@ -510,7 +555,7 @@ impl State {
             return;
         };
         self.lattice.remove(&key, &old);
-        *self.counts.of(key[0]) -= 1;
+        self.counts.sub(key[0]);
         if self.rows.get(&key).is_some() {
             self.pending.insert(key, None);
         } else {
@@ -555,6 +600,26 @@ impl State {
 
     pub fn proposal_status(&self, id: &ProposalId) -> Option<ProposalStatus> {
         self.proposal(id).map(|r| r.status)
+    }
+
+    /// The recorded outcome an outcome reference ([`ProposalId::outcome_of`]) resolves to.
+    pub fn outcome(&self, reference: &ProposalId) -> Option<OutcomeRecord> {
+        let key = rows::outcome_key(reference);
+        self.row(&key).map(|bytes| Self::decode_row(&key, &bytes))
+    }
+
+    /// Where a dependency stands: a proposal's status, else an outcome reference's outcome.
+    pub fn dependency(&self, dep: &ProposalId) -> Dependency {
+        match self.proposal_status(dep) {
+            Some(ProposalStatus::Admitted) => Dependency::Met,
+            Some(ProposalStatus::Rejected) => Dependency::Rejected,
+            Some(ProposalStatus::Deferred) => Dependency::Pending,
+            None => match self.outcome(dep) {
+                Some(outcome) if outcome.succeeded => Dependency::Met,
+                Some(outcome) => Dependency::Failed(outcome),
+                None => Dependency::Pending,
+            },
+        }
     }
 
     /// Proposals with a status (every decided or deferred proposal ever recorded).
@@ -604,6 +669,7 @@ impl State {
     /// Applies a recorded entry: the one way state changes. The engine calls it for every
     /// entry it records; trusted replay calls it for every stored entry.
     pub fn apply(&mut self, entry: &LedgerEntry) -> Result<(), ApplyError> {
+        self.settled.clear();
         let expected_index = self.head.index.next();
         if entry.index != expected_index {
             return Err(ApplyError::Index {
@@ -746,6 +812,25 @@ impl State {
                     self.history.push((index, adopted.version));
                     self.constitution = adopted;
                     self.constitution_changed = true;
+                }
+                StateEffect::Outcome {
+                    reports_on,
+                    succeeded,
+                } => {
+                    // The first outcome recorded for an effect stands: dependents may
+                    // already have been decided by it.
+                    let reference = reports_on.outcome_of();
+                    let key = rows::outcome_key(&reference);
+                    if self.row(&key).is_none() {
+                        let record = OutcomeRecord {
+                            reports_on,
+                            report: *id,
+                            index,
+                            succeeded,
+                        };
+                        self.replace_row(key, None, encoding::to_bytes(&record));
+                        self.settled.push(reference);
+                    }
                 }
             }
         }

@@ -1749,7 +1749,142 @@ fn execution() {
         Some(ProposalStatus::Rejected)
     );
 
+    outcome_dependencies(&mut t);
     golden("execution", &t.finish().text);
+}
+
+fn file_write(path: &str, contents: &str) -> Value {
+    map([("path", path.into()), ("contents", contents.into())])
+}
+
+/// Dependencies on an effect's outcome (its outcome reference), not only its admission.
+fn outcome_dependencies(t: &mut Transcript) {
+    t.comment("FILE.WRITE: the path must be the subject and stay relative and confined");
+    let s = t.file(
+        "alice",
+        "FILE.WRITE",
+        "../etc/passwd",
+        file_write("../etc/passwd", "x"),
+        vec![],
+    );
+    expect(&s, "INVARIANT", "path_is_relative");
+    let s = t.file(
+        "alice",
+        "FILE.WRITE",
+        "reports/a.txt",
+        file_write("reports/b.txt", "x"),
+        vec![],
+    );
+    expect(&s, "INVARIANT", "subject_is_path");
+    let s = t.file(
+        "bob",
+        "FILE.WRITE",
+        "reports/a.txt",
+        file_write("reports/a.txt", "x"),
+        vec![],
+    );
+    expect(
+        &s,
+        "UNAUTHORIZED",
+        "\"bob\" holds none of the allowed roles",
+    );
+
+    t.comment("a report that waits for a file write's outcome, which succeeds: released, admitted");
+    let write = t.file(
+        "alice",
+        "FILE.WRITE",
+        "reports/a.txt",
+        file_write("reports/a.txt", "first"),
+        vec![],
+    );
+    expect(&write, "ADMIT", "");
+    assert_eq!(
+        t.field("file", "reports/a.txt", "contents_hash"),
+        Some(blake3::hash(b"first").to_hex().to_string().into())
+    );
+    let after = write.id.outcome_of();
+    let report = t.file(
+        "alice",
+        "FILE.WRITE",
+        "reports/summary.txt",
+        file_write("reports/summary.txt", "after a.txt"),
+        vec![write.id, after],
+    );
+    expect(&report, "DEFER", &after.short());
+    let s = t.file(
+        "exec",
+        "EXECUTION.OUTCOME",
+        &write.id.to_hex(),
+        outcome(&write.id, "success"),
+        vec![write.id],
+    );
+    expect(&s, "ADMIT", "");
+    expect_record(
+        decided(s.entries(), &report.id),
+        Cause::Released { wave: 1 },
+        "ADMIT",
+        "",
+    );
+    let recorded = t.state.outcome(&after).expect("outcome row");
+    assert!(recorded.succeeded);
+    assert_eq!(recorded.report, s.id);
+
+    t.comment(
+        "a report that waits for a payout's outcome, which is a rail error: DEPENDENCY_FAILED",
+    );
+    let s = t.file(
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-9",
+        deposit(5_000, "EUR"),
+        vec![],
+    );
+    expect(&s, "ADMIT", "");
+    let pay = t.file(
+        "alice",
+        "SETTLEMENT.PAYOUT_REQUESTED",
+        "stl-9",
+        payout(1_000),
+        vec![],
+    );
+    expect(&pay, "ADMIT", "");
+    let paid = pay.id.outcome_of();
+    let report = t.file(
+        "alice",
+        "FILE.WRITE",
+        "reports/paid.txt",
+        file_write("reports/paid.txt", "paid"),
+        vec![pay.id, paid],
+    );
+    expect(&report, "DEFER", &paid.short());
+    let failed = t.file(
+        "exec",
+        "SETTLEMENT.RAIL_ERROR",
+        "stl-9",
+        map([
+            ("reports_on", id_hex(&pay.id)),
+            ("reason", "rail down".into()),
+            ("evidence_hash", hash32("cd")),
+        ]),
+        vec![pay.id],
+    );
+    expect(&failed, "ADMIT", "");
+    expect_record(
+        decided(failed.entries(), &report.id),
+        Cause::Released { wave: 1 },
+        "DEPENDENCY_FAILED",
+        &pay.id.short(),
+    );
+    t.comment("filed after the failure: rejected at once");
+    let late = t.file(
+        "alice",
+        "FILE.WRITE",
+        "reports/late.txt",
+        file_write("reports/late.txt", "late"),
+        vec![paid],
+    );
+    expect(&late, "DEPENDENCY_FAILED", &pay.id.short());
+    assert!(!t.state.outcome(&paid).expect("outcome row").succeeded);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2231,6 +2366,44 @@ fn rejections_transcript() -> Finished {
         vec![negative.id],
     );
     expect(&s, "DEPENDENCY_REJECTED", &negative.id.short());
+
+    t.comment("DEPENDENCY_FAILED: depends on the outcome of a payout that hit a rail error");
+    let s = t.file(
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-f",
+        deposit(5, "EUR"),
+        vec![],
+    );
+    expect(&s, "ADMIT", "");
+    let pay = t.file(
+        "alice",
+        "SETTLEMENT.PAYOUT_REQUESTED",
+        "stl-f",
+        payout(1),
+        vec![],
+    );
+    expect(&pay, "ADMIT", "");
+    let s = t.file(
+        "exec",
+        "SETTLEMENT.RAIL_ERROR",
+        "stl-f",
+        map([
+            ("reports_on", id_hex(&pay.id)),
+            ("reason", "rail down".into()),
+            ("evidence_hash", hash32("cd")),
+        ]),
+        vec![pay.id],
+    );
+    expect(&s, "ADMIT", "");
+    let s = t.file(
+        "alice",
+        "SETTLEMENT.DEPOSIT_CONFIRMED",
+        "stl-1",
+        deposit(5, "EUR"),
+        vec![pay.id.outcome_of()],
+    );
+    expect(&s, "DEPENDENCY_FAILED", &pay.id.short());
 
     t.comment("LIMIT_EXCEEDED: the deferred set (deferred_max = 1) is full");
     let never = ProposalId([0x5a; 32]);

@@ -143,11 +143,25 @@ fn state_commitment_is_pinned() {
     assert_eq!(state.hash().to_string(), PINNED_ONE_DEPOSIT_STATE);
 }
 
+/// The outcome reference of an effect (FORMAT.md "Outcome references"): what a proposal
+/// lists among its dependencies to wait for the effect's outcome.
+#[test]
+fn outcome_reference_is_pinned() {
+    let effect = ProposalId([0x11; 32]);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"docket/outcome-ref/v1\0");
+    hasher.update(&[0x11; 32]);
+    assert_eq!(effect.outcome_of().0, *hasher.finalize().as_bytes());
+    assert_eq!(effect.outcome_of().to_hex(), PINNED_OUTCOME_REF);
+}
+
+const PINNED_OUTCOME_REF: &str = "450445b4629280449fda4c03cca197dccdebcbae766ac3a4a44605f2cfd41866";
+
 const PINNED_EMPTY_LATTICE: &str =
     "8d80dc52a968da1a849c468a8306b353318f46b2b98ce49e89325afd32081152";
 const PINNED_TWO_ROW_LATTICE: &str =
     "dacaf180099a383ae1203fdf88d421ee50576bbdab1e8d4ee0c34160a0521c43";
 const PINNED_GENESIS_STATE: &str =
-    "0aeb3da2c5c49e3fe2c7368672cc14a04e2e08e0defea86879f36f6d9ad79c95";
+    "851e5f632fc144ce4f4dd6d41b68fe610edafeddda3408a257b69424f703383a";
 const PINNED_ONE_DEPOSIT_STATE: &str =
-    "793eb834971a7615c86f3df7e8f701ac0dd97b22d1e10bc211daa470b347a808";
+    "40a2b4c6b64f844e8a7a9a65aadcbab12b7679f516efe1cb43851e47e6911b40";

@@ -96,6 +96,10 @@ named!(
             "payload.document is a valid constitution and payload.parent is the active version";
         AmendmentCurrent = "amendment_current", [],
             "the amendment's parent is still the active constitution version";
+        SubjectIsPath = "subject_is_path", [("path", String)],
+            "the subject is payload.path (one subject per file)";
+        PathIsRelative = "path_is_relative", [("path", String)],
+            "payload.path is relative and confined: '/'-separated names, none empty, '.' or '..', no backslash or control character";
     }
 );
 
@@ -133,6 +137,14 @@ named!(
             "records the reported outcome and the proposal it reports on";
         RecordCosigner = "record_cosigner", [("node", Int), ("cosigner", Key)],
             "records payload.node and payload.cosigner, the key that node cosigns checkpoints with";
+        RecordFileWrite = "record_file_write", [("path", String), ("contents", String)],
+            "records payload.path, the BLAKE3 hash of payload.contents and its length in bytes";
+        OutcomeSucceeded = "outcome_succeeded", [("reports_on", ProposalId)],
+            "records that the effect of payload.reports_on succeeded: outcome dependencies on it are met";
+        OutcomeFailed = "outcome_failed", [("reports_on", ProposalId)],
+            "records that the effect of payload.reports_on failed: outcome dependencies on it are rejected (DEPENDENCY_FAILED)";
+        OutcomeReported = "outcome_reported", [("reports_on", ProposalId), ("outcome", String)],
+            "records the effect of payload.reports_on as succeeded when payload.outcome is \"success\", as failed otherwise";
     }
 );
 
@@ -149,7 +161,15 @@ pub struct RuleContext<'a> {
 /// A change beyond the subject that an update asks the state to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateEffect {
-    AdoptConstitution { document: String },
+    AdoptConstitution {
+        document: String,
+    },
+    /// The outcome of an effect is known: `reports_on`'s effect succeeded or not. The
+    /// state records it under [`ProposalId::outcome_of`] so outcome dependencies resolve.
+    Outcome {
+        reports_on: ProposalId,
+        succeeded: bool,
+    },
 }
 
 fn invariant(name: InvariantName, detail: impl Into<String>) -> Rejection {
@@ -251,6 +271,16 @@ impl InvariantName {
                             "reports_on is not the subject's pending payout request",
                         ))
                     }
+                }
+            }
+            InvariantName::SubjectIsPath => {
+                if text(p, "path") != p.subject {
+                    return Err(invariant(self, "subject differs from payload.path"));
+                }
+            }
+            InvariantName::PathIsRelative => {
+                if let Err(why) = check_relative_path(text(p, "path")) {
+                    return Err(invariant(self, why));
                 }
             }
             InvariantName::SubjectIsReportedProposal => {
@@ -528,9 +558,78 @@ impl UpdateName {
                 set(fields, "node", Value::Int(int(proposal, "node")));
                 set(fields, "cosigner", text(proposal, "cosigner").into());
             }
+            UpdateName::RecordFileWrite => {
+                let contents = text(proposal, "contents");
+                set(fields, "path", text(proposal, "path").into());
+                set(
+                    fields,
+                    "contents_hash",
+                    blake3::hash(contents.as_bytes())
+                        .to_hex()
+                        .to_string()
+                        .into(),
+                );
+                set(
+                    fields,
+                    "bytes",
+                    Value::Int(i64::try_from(contents.len()).unwrap_or(i64::MAX)),
+                );
+                set(fields, "last_write", id.to_hex().into());
+            }
+            UpdateName::OutcomeSucceeded | UpdateName::OutcomeFailed => {
+                return Ok(Some(StateEffect::Outcome {
+                    reports_on: reports_on(proposal),
+                    succeeded: self == UpdateName::OutcomeSucceeded,
+                }));
+            }
+            UpdateName::OutcomeReported => {
+                return Ok(Some(StateEffect::Outcome {
+                    reports_on: reports_on(proposal),
+                    succeeded: text(proposal, "outcome") == OUTCOME_SUCCESS,
+                }));
+            }
         }
         Ok(None)
     }
+}
+
+/// The `outcome` an `EXECUTION.OUTCOME` record carries when its effect succeeded.
+pub const OUTCOME_SUCCESS: &str = "success";
+
+fn reports_on(p: &Proposal) -> ProposalId {
+    text(p, "reports_on")
+        .parse()
+        .expect("invariant: schema checked proposal_id")
+}
+
+/// Bytes of one path allowed by `path_is_relative`.
+pub const PATH_BYTES_MAX: usize = 1024;
+
+/// The rule of `path_is_relative`: a relative path of '/'-separated names, none empty, `.`
+/// or `..`, with no backslash (a separator elsewhere) and no control character. The
+/// execution agent's sandbox checks confinement again where the file is written
+/// (symlinks included); this rule makes an escaping path a recorded rejection.
+pub fn check_relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.len() > PATH_BYTES_MAX {
+        return Err(format!(
+            "path is {} bytes, allowed 1 to {PATH_BYTES_MAX}",
+            path.len()
+        ));
+    }
+    if path.starts_with('/') {
+        return Err(format!("path {path:?} is absolute"));
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(format!(
+            "path {path:?} holds a backslash or a control character"
+        ));
+    }
+    for name in path.split('/') {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(format!("path {path:?} has an empty, '.' or '..' component"));
+        }
+    }
+    Ok(())
 }
 
 fn field_int_map(fields: &BTreeMap<String, Value>, field: &str) -> i64 {

@@ -32,6 +32,7 @@ fn default_constitution_parses_with_every_builtin_domain() {
             "cluster",
             "constitution",
             "execution",
+            "file",
             "kes",
             "settlement",
             "tender"
@@ -125,7 +126,7 @@ fn contradictions_are_refused() {
             "initial state",
         ),
         (
-            "roles = [\"treasurer\"]\n\n[principals.bob]",
+            "roles = [\"treasurer\", \"petitioner\"]\n\n[principals.bob]",
             "roles = [\"banker\"]\n\n[principals.bob]",
             "unknown role",
         ),
