@@ -1929,7 +1929,7 @@ fn constitution() {
     expect(
         &s,
         "CONSTITUTION",
-        "limits.deferred_max (line 18): must be between 1 and 100000, got 0",
+        "limits.deferred_max (line 20): must be between 1 and 100000, got 0",
     );
 
     t.comment("CONSTITUTION: the parent is not the active version");

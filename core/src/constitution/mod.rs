@@ -132,6 +132,16 @@ pub struct Action {
     /// Distinct authorized principals that must file this action (for the same subject,
     /// while it is in a `from` state) before the transition happens. 1 for plain actions.
     pub quorum: u32,
+    /// `effect = true`: an admitted proposal of this action is performed by an execution
+    /// agent, which reports its outcome through consensus (an `outcome_*` update). Clients
+    /// that follow a plan (`docket petition`) wait for that outcome. Left out of the
+    /// canonical encoding when false, so documents without it keep their version.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub effect: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// A domain: a lifecycle state machine over subjects.

@@ -93,6 +93,8 @@ struct RawAction {
     updates: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     quorum: Option<Spanned<u32>>,
+    #[serde(default)]
+    effect: Option<bool>,
 }
 
 /// Turns byte offsets into line numbers and builds errors.
@@ -598,6 +600,7 @@ fn validate_domain(
                 invariants,
                 updates,
                 quorum,
+                effect: a.effect.unwrap_or(false),
             },
         );
     }

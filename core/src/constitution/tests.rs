@@ -288,3 +288,30 @@ fn read_policy_is_parsed_and_checked() {
         assert!(error.to_string().contains(message), "{access}: {error}");
     }
 }
+
+#[test]
+fn effect_false_keeps_the_version_and_true_changes_it() {
+    let base = Constitution::default_constitution();
+    assert!(base.action("file", "FILE.WRITE").is_some_and(|a| a.effect));
+    assert!(base
+        .action("settlement", "SETTLEMENT.DEPOSIT_CONFIRMED")
+        .is_some_and(|a| !a.effect));
+    let explicit_false = edit(
+        "updates = [\"credit_balance\"]",
+        "updates = [\"credit_balance\"]\neffect = false",
+    );
+    assert_eq!(
+        Constitution::parse(&explicit_false)
+            .expect("valid")
+            .version(),
+        base.version()
+    );
+    let without = edit(
+        "updates = [\"record_file_write\"]\neffect = true",
+        "updates = [\"record_file_write\"]",
+    );
+    assert_ne!(
+        Constitution::parse(&without).expect("valid").version(),
+        base.version()
+    );
+}
