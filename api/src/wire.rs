@@ -39,6 +39,58 @@ pub struct BatchResponse {
     pub results: Vec<SubmitResponse>,
 }
 
+/// `POST /v1/plans` and `POST /v1/plans/dry-run` body: the proposals of one plan, in any
+/// order (the order they are recorded in depends on the set alone: `docket_core::plan`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    #[serde(deserialize_with = "docket_core::json::objects_only_seq")]
+    pub proposals: Vec<SignedProposal>,
+}
+
+/// One member of a recorded plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanMember {
+    /// Where the proposal was in the request.
+    pub input: usize,
+    /// Its wave: 0 with no dependency inside the plan, else one more than the highest wave
+    /// it depends on.
+    pub wave: u32,
+    pub result: SubmitResponse,
+}
+
+/// `POST /v1/plans` answer: every member, in the order recorded (waves, then ids).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanResponse {
+    pub members: Vec<PlanMember>,
+}
+
+/// One member of a plan's dry run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDryRunMember {
+    pub input: usize,
+    pub wave: u32,
+    pub id: ProposalId,
+    /// The decision it would be recorded with now (after the members before it), or its
+    /// current decision when `recorded`.
+    pub decision: docket_core::Decision,
+    pub access: Option<docket_core::AccessDecision>,
+    /// True when the id is already recorded: submitting it would append nothing.
+    pub recorded: bool,
+}
+
+/// `POST /v1/plans/dry-run` answer, in the order the plan would be recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDryRunView {
+    /// The ledger length the state was read at.
+    pub ledger_length: u64,
+    pub members: Vec<PlanDryRunMember>,
+}
+
 /// `GET /v1/proposals/{id}`: every entry recorded for the id, in order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +98,10 @@ pub struct ProposalView {
     pub id: ProposalId,
     pub status: ProposalStatus,
     pub entries: Vec<LedgerEntry>,
+    /// The recorded outcome of the proposal's effect (`effect = true` actions), once its
+    /// execution agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<docket_core::OutcomeRecord>,
 }
 
 /// `GET /v1/ledger?from=&limit=`.

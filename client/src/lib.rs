@@ -25,8 +25,8 @@ use serde::Serialize;
 use docket_api::wire::{
     AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
     ConsistencyProofView, ConstitutionView, DryRunView, EntryProofView, ErrorBody, ExecutionView,
-    HealthView, InclusionProofView, InitRequest, LedgerPage, MembersView, ProposalView, StatusView,
-    SubjectView, SubmitResponse,
+    HealthView, InclusionProofView, InitRequest, LedgerPage, MembersView, PlanDryRunView,
+    PlanResponse, ProposalView, StatusView, SubjectView, SubmitResponse,
 };
 
 /// Deadline of one request, connection included, when the caller sets none. Long enough for
@@ -432,6 +432,27 @@ impl Client {
         proposals: &[SignedProposal],
     ) -> Result<BatchResponse, ClientError> {
         let url = self.url(&["v1", "batches"], &[]);
+        self.call(Method::POST, url, Some(&BatchRequestRef { proposals }))
+            .await
+    }
+
+    /// `POST /v1/plans`: records a plan in one entry, in the order its set decides.
+    pub async fn submit_plan(
+        &self,
+        proposals: &[SignedProposal],
+    ) -> Result<PlanResponse, ClientError> {
+        let url = self.url(&["v1", "plans"], &[]);
+        self.call(Method::POST, url, Some(&BatchRequestRef { proposals }))
+            .await
+    }
+
+    /// `POST /v1/plans/dry-run`: what recording the plan now would decide, recording
+    /// nothing.
+    pub async fn dry_run_plan(
+        &self,
+        proposals: &[SignedProposal],
+    ) -> Result<PlanDryRunView, ClientError> {
+        let url = self.url(&["v1", "plans", "dry-run"], &[]);
         self.call(Method::POST, url, Some(&BatchRequestRef { proposals }))
             .await
     }

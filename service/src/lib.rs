@@ -36,6 +36,7 @@ pub mod host;
 pub mod leadership;
 pub mod membership;
 pub mod peers;
+mod plans;
 pub mod read_access;
 pub mod reads;
 pub mod service;

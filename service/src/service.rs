@@ -550,10 +550,14 @@ impl Service {
                     .ok_or_else(|| ServiceError::storage("missing entry"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let outcome = self
+            .replica
+            .with_state(|s| s.and_then(|s| s.outcome(&id.outcome_of())));
         Ok(ProposalView {
             id,
             status: record.status,
             entries,
+            outcome,
         })
     }
 

@@ -48,6 +48,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/proposals", post(writes::submit_one))
         .route("/v1/proposals/dry-run", post(writes::dry_run))
         .route("/v1/batches", post(writes::submit_batch))
+        .route("/v1/plans", post(writes::submit_plan))
+        .route("/v1/plans/dry-run", post(writes::dry_run_plan))
         .route("/v1/proposals/{id}", get(reads::proposal))
         .route("/v1/ledger", get(reads::ledger))
         .route("/v1/state/{domain}/{subject}", get(reads::subject_state))
@@ -210,7 +212,8 @@ async fn reads_governed(
     // A dry run answers from the state, as a read does; HEAD runs the GET handlers.
     let reads = request.method() == Method::GET
         || request.method() == Method::HEAD
-        || path == "/v1/proposals/dry-run";
+        || path == "/v1/proposals/dry-run"
+        || path == "/v1/plans/dry-run";
     if !reads || path == "/v1/health" || path.starts_with("/v1/internal/") {
         return next.run(request).await;
     }

@@ -11,7 +11,7 @@ use docket_service::ServiceError;
 use super::{answer, ApiJson, Forwardable};
 use crate::error::ApiError;
 use crate::server::Node;
-use crate::wire::{BatchRequest, BatchResponse};
+use crate::wire::{BatchRequest, BatchResponse, PlanRequest};
 
 /// Admission, the front door and the group-commit writer, all the service's; the body is
 /// re-encoded only when the request must be forwarded.
@@ -88,4 +88,48 @@ pub(super) async fn dry_run(
         .read_barrier(crate::wire::Consistency::Linearizable)
         .await?;
     Ok(axum::Json(service.dry_run(&signed)?))
+}
+
+/// `POST /v1/plans`: a program's plan, recorded in one Raft entry in the order its set
+/// decides (waves, then ids); forwarded to the leader like any write.
+pub(super) async fn submit_plan(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    ApiJson(plan): ApiJson<PlanRequest>,
+) -> Response {
+    let service = &node.service;
+    let _permit = match service.admit() {
+        Ok(permit) => permit,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let result = service.submit_plan(plan.proposals.clone()).await;
+    let body = match &result {
+        Err(error) if error.forward_target(super::forwarded(&headers)).is_some() => {
+            match serde_json::to_vec(&plan) {
+                Ok(body) => Some(body),
+                Err(e) => return ApiError(ServiceError::internal(e.to_string())).into_response(),
+            }
+        }
+        _ => None,
+    };
+    let request = Forwardable {
+        method: Method::POST,
+        path_and_query: "/v1/plans",
+        body,
+    };
+    answer(&node, &headers, request, result).await
+}
+
+/// `POST /v1/plans/dry-run`: after a read barrier (linearizable), what recording the plan
+/// would decide for each member, recording nothing.
+pub(super) async fn dry_run_plan(
+    State(node): State<Arc<Node>>,
+    ApiJson(plan): ApiJson<PlanRequest>,
+) -> Result<axum::Json<crate::wire::PlanDryRunView>, ApiError> {
+    let service = &node.service;
+    let _permit = service.admit()?;
+    service
+        .read_barrier(crate::wire::Consistency::Linearizable)
+        .await?;
+    Ok(axum::Json(service.dry_run_plan(plan.proposals)?))
 }

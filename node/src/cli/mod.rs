@@ -61,6 +61,7 @@ mod execution;
 mod keys;
 mod ledger;
 mod member;
+mod petition;
 mod proofs;
 mod proposal;
 mod propose;
@@ -81,6 +82,7 @@ pub use keys::{
 };
 pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
 pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
+pub use petition::{PetitionArgs, PetitionError, PROGRAM_OUTPUT_BYTES_MAX};
 pub use propose::{
     ProposalFile, ProposeArgs, SignArgs, PROPOSAL_FILE_BYTES_MAX, SUBMIT_SETTLE_MS_MAX,
 };
@@ -338,6 +340,24 @@ pub enum ClientCommand {
         Exits 0 when the decision was recorded, a rejection included.")]
     Propose(ProposeArgs),
 
+    /// Run a program whose effects become one governed plan: it prints effect descriptions
+    /// (JSON lines), docket signs them, records them as one plan and follows it to the end.
+    #[command(after_help = "Examples:\n  \
+        docket petition --key alice.key -- python3 payouts.py\n  \
+        docket petition --key alice.key --dry-run -- ./plan.sh        # decisions, nothing recorded\n  \
+        docket petition --key alice.key --plan-out plan.json -- ./plan.sh\n\n\
+        The program prints one effect per line:\n  \
+        {\"label\": \"pay-1\", \"action\": \"SETTLEMENT.PAYOUT_REQUESTED\", \"subject\": \"stl-1\",\n   \
+         \"payload\": {\"amount\": 500, \"beneficiary\": \"acme\"}}\n  \
+        {\"label\": \"report\", \"action\": \"FILE.WRITE\", \"subject\": \"reports/r.txt\",\n   \
+         \"payload\": {\"path\": \"reports/r.txt\", \"contents\": \"paid\"}, \"after_outcome\": [\"pay-1\"]}\n\n\
+        `after` waits for a label's admission, `after_outcome` for its effect's outcome (a failed\n\
+        effect rejects the dependent with DEPENDENCY_FAILED). The plan is recorded in one entry,\n\
+        in waves sorted by proposal id, whatever order the program printed. Nonces default to 0,\n\
+        so running the same program again files the same proposals (answered as duplicates).\n\n\
+        Exits 0 only when every member was admitted and every effect succeeded.")]
+    Petition(PetitionArgs),
+
     /// Read and verify the ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -403,6 +423,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Member(member) => member::run(args, member).await,
         ClientCommand::Status => status::run(args).await,
         ClientCommand::Propose(propose) => propose::run(args, &propose).await,
+        ClientCommand::Petition(petition) => petition::run(args, &petition).await,
         ClientCommand::Ledger(ledger) => ledger::run(args, ledger).await,
         ClientCommand::State(state) => state::run(args, state).await,
         ClientCommand::Proposal(command) => proposal::run(args, command).await,

@@ -171,7 +171,7 @@ impl ProposeArgs {
 }
 
 /// The domain an action belongs to by convention: its prefix in lower case.
-fn domain_of(action: &str) -> String {
+pub(super) fn domain_of(action: &str) -> String {
     action
         .split('.')
         .next()
