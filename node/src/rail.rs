@@ -5,6 +5,10 @@
 //! A request is recorded (the money moves) when it arrives; with a response delay
 //! ([`Rail::start_with_delay`]) the answer comes later, like a slow real rail, so a test can
 //! kill the caller between the effect and its acknowledgement.
+//!
+//! A payout to the beneficiary [`DECLINED_BENEFICIARY`] is declined (HTTP 422, no money
+//! moves), as a real rail declines a payout to a closed account: the demo and the tests use
+//! it to show an effect that fails, and what depends on its outcome.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +20,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// The beneficiary whose payouts the rail declines.
+pub const DECLINED_BENEFICIARY: &str = "closed-account";
 
 /// What the rail saw for one idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +118,12 @@ async fn payout(
             Json(json!({"error": "Idempotency-Key header required"})),
         );
     };
+    if body.get("beneficiary").and_then(Value::as_str) == Some(DECLINED_BENEFICIARY) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "the beneficiary's account is closed", "idempotency_key": key})),
+        );
+    }
     let rail_ref = {
         let mut payouts = ledger
             .payouts
