@@ -5,7 +5,8 @@
 //! * snapshot then restore gives an equal state that goes on to record the same entries;
 //! * a wave's recorded order does not depend on the order its members were submitted in;
 //! * any single edit, deletion, swap or insertion in a stored ledger is caught by
-//!   `verify_chain` at the first entry it affects.
+//!   `verify_chain` at the first entry it affects;
+//! * a failed effect rejects exactly its transitive dependents (outcome dependencies).
 
 use docket_core::constitution::DEFAULT_DOCUMENT;
 use docket_core::{
@@ -352,5 +353,157 @@ proptest! {
         if kind == 0 && i > 0 {
             prop_assert_eq!(error.reason, ChainFault::Hash);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcome dependencies
+
+/// A generated plan of file writes: member `i` depends on the outcomes of some members
+/// before it (`deps`), and its own effect fails when `fails` (if its outcome is reported).
+#[derive(Debug, Clone)]
+struct Effect {
+    deps: Vec<usize>,
+    fails: bool,
+}
+
+fn effects() -> impl Strategy<Value = Vec<Effect>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(0..16usize, 0..3),
+            prop::bool::weighted(0.3),
+        ),
+        1..14,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (deps, fails))| {
+                let mut deps: Vec<usize> = if i == 0 {
+                    Vec::new()
+                } else {
+                    deps.into_iter().map(|d| d % i).collect()
+                };
+                deps.sort_unstable();
+                deps.dedup();
+                Effect { deps, fails }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Recorded as one plan and reported on in a random order, a set of effects that depend
+    /// on each other's outcomes ends with exactly the transitive dependents of the failed
+    /// effects rejected (DEPENDENCY_FAILED when a failed effect is a direct dependency,
+    /// DEPENDENCY_REJECTED through a rejected dependent), everything else admitted, and the
+    /// same ledger replays to the same state.
+    #[test]
+    fn a_failed_effect_rejects_exactly_its_transitive_dependents(
+        plan in effects(),
+        report_order in proptest::collection::vec(any::<u32>(), 14),
+    ) {
+        use docket_core::{Decision, RejectCode};
+        let ledger = ledger_id();
+        let (mut state, genesis) =
+            State::genesis(ledger.clone(), DEFAULT_DOCUMENT, LedgerTime(START_MS)).expect("genesis");
+        let mut ids: Vec<ProposalId> = Vec::new();
+        let mut signed = Vec::new();
+        for (i, effect) in plan.iter().enumerate() {
+            let mut dependencies = Vec::new();
+            for d in &effect.deps {
+                dependencies.push(ids[*d]);
+                dependencies.push(ids[*d].outcome_of());
+            }
+            let path = format!("f/{i}");
+            let p = dev::proposal(
+                &ledger,
+                "alice",
+                "FILE.WRITE",
+                &path,
+                Value::map([("path", Value::Str(path.clone())), ("contents", Value::Str(path.clone()))]),
+                dependencies,
+                0,
+            );
+            ids.push(p.id());
+            signed.push(p);
+        }
+        let mut time = START_MS;
+        let (arranged, _) = docket_core::plan::arrange(signed).expect("a plan");
+        let mut ledger_entries = vec![genesis];
+        for p in arranged {
+            time += 1;
+            ledger_entries.extend(state.submit(p, LedgerTime(time)).entries().iter().cloned());
+        }
+        // Report outcomes of admitted, unreported effects, in a generated order, until none is left.
+        let mut reported = vec![false; plan.len()];
+        loop {
+            let mut ready: Vec<usize> = (0..plan.len())
+                .filter(|i| !reported[*i])
+                .filter(|i| state.proposal_status(&ids[*i]) == Some(docket_core::ProposalStatus::Admitted))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            ready.sort_by_key(|i| report_order[*i]);
+            let i = ready[0];
+            reported[i] = true;
+            let outcome = if plan[i].fails { "failure" } else { "success" };
+            let report = dev::proposal(
+                &ledger,
+                "exec",
+                "EXECUTION.OUTCOME",
+                &ids[i].to_hex(),
+                Value::map([
+                    ("reports_on", Value::Str(ids[i].to_hex())),
+                    ("outcome", outcome.into()),
+                    ("evidence_hash", Value::Str("ab".repeat(32))),
+                ]),
+                vec![ids[i]],
+                0,
+            );
+            time += 1;
+            ledger_entries.extend(state.submit(report, LedgerTime(time)).entries().iter().cloned());
+        }
+        // The model: rejected iff a dependency failed (reported failure) or was rejected.
+        let mut rejected = vec![false; plan.len()];
+        for i in 0..plan.len() {
+            for d in &plan[i].deps {
+                let failed = !rejected[*d] && plan[*d].fails;
+                rejected[i] |= failed || rejected[*d];
+            }
+        }
+        for i in 0..plan.len() {
+            let status = state.proposal_status(&ids[i]);
+            if rejected[i] {
+                prop_assert_eq!(status, Some(docket_core::ProposalStatus::Rejected), "member {}", i);
+                let decision = ledger_entries
+                    .iter()
+                    .rev()
+                    .find_map(|e| e.decision_record().filter(|r| r.id == ids[i]))
+                    .map(|r| r.decision.clone())
+                    .expect("recorded");
+                let code = match decision {
+                    Decision::Reject(r) => r.code,
+                    other => panic!("member {i}: {other:?}"),
+                };
+                prop_assert!(
+                    matches!(code, RejectCode::DependencyFailed | RejectCode::DependencyRejected),
+                    "member {}: {:?}", i, code
+                );
+                if !plan[i].deps.iter().any(|d| rejected[*d]) {
+                    prop_assert_eq!(code, RejectCode::DependencyFailed, "member {}", i);
+                }
+            } else {
+                prop_assert_eq!(status, Some(docket_core::ProposalStatus::Admitted), "member {}", i);
+                let outcome = state.outcome(&ids[i].outcome_of()).expect("reported");
+                prop_assert_eq!(outcome.succeeded, !plan[i].fails);
+            }
+        }
+        prop_assert!(state.deferred().is_empty(), "nothing left waiting");
+        let replayed = replay(&ledger_entries).expect("replay");
+        prop_assert_eq!(replayed.hash(), state.hash());
     }
 }
