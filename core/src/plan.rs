@@ -200,8 +200,8 @@ mod tests {
                 shuffle.iter().copied().zip(set.iter().cloned()).collect();
             permuted.sort_by_key(|(k, p)| (*k, p.id()));
             let permuted: Vec<SignedProposal> = permuted.into_iter().map(|(_, p)| p).collect();
-            let a: Vec<ProposalId> = order(&set).unwrap().iter().map(|p| p.id).collect();
-            let b: Vec<ProposalId> = order(&permuted).unwrap().iter().map(|p| p.id).collect();
+            let a: Vec<ProposalId> = order(&set).expect("a plan").iter().map(|p| p.id).collect();
+            let b: Vec<ProposalId> = order(&permuted).expect("a plan").iter().map(|p| p.id).collect();
             prop_assert_eq!(&a, &b);
             let position: BTreeMap<ProposalId, usize> =
                 a.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -222,9 +222,9 @@ mod tests {
         let b = proposal(2, vec![]);
         let c = proposal(3, vec![a.id().outcome_of(), a.id()]);
         let d = proposal(4, vec![c.id()]);
-        let placed = order(&[d.clone(), c.clone(), b.clone(), a.clone()]).unwrap();
+        let placed = order(&[d.clone(), c.clone(), b.clone(), a.clone()]).expect("a plan");
         let waves: Vec<(u32, ProposalId)> = placed.iter().map(|p| (p.wave, p.id)).collect();
-        let mut first = vec![(0, a.id()), (0, b.id())];
+        let mut first = [(0, a.id()), (0, b.id())];
         first.sort();
         assert_eq!(&waves[..2], &first[..]);
         assert_eq!(waves[2], (1, c.id()));
