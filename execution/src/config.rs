@@ -19,6 +19,10 @@
 //! [execution.kes_deploy]                      # KES.VERSION_RATIFIED -> deployment file
 //! dir = "deploy"
 //!
+//! [execution.file_write]                      # FILE.WRITE -> <dir>/<payload.path>
+//! dir = "files"
+//! limits = { body_bytes_max = 65536 }         # the largest file written
+//!
 //! [[execution.webhooks]]                      # any other admitted action -> POST of the entry
 //! name = "awards"
 //! url = "http://127.0.0.1:9100/hooks/awards"
@@ -41,6 +45,8 @@ pub const RAIL_TRIGGER: (&str, &str) = ("settlement", "SETTLEMENT.PAYOUT_REQUEST
 /// KES deployment reacts to this action of this domain (only to the entry that completes
 /// the ratification quorum).
 pub const KES_TRIGGER: (&str, &str) = ("kes", "KES.VERSION_RATIFIED");
+/// The generic file write reacts to this action of this domain.
+pub const FILE_WRITE_TRIGGER: (&str, &str) = ("file", "FILE.WRITE");
 /// Outcome records live in this domain; no effect may react to it, or every outcome would
 /// trigger another outcome forever.
 pub const OUTCOME_DOMAIN: &str = "execution";
@@ -140,6 +146,8 @@ pub struct ExecutionConfig {
     pub rail: Option<RailConfig>,
     /// Deployment files for ratified KES versions.
     pub kes_deploy: Option<KesDeployConfig>,
+    /// Files written for admitted `FILE.WRITE` proposals.
+    pub file_write: Option<FileWriteConfig>,
     /// Webhooks: POST of the admitted entry's JSON.
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -154,6 +162,7 @@ impl Default for ExecutionConfig {
             jobs_inflight_max: JOBS_INFLIGHT_MAX_DEFAULT,
             rail: None,
             kes_deploy: None,
+            file_write: None,
             webhooks: Vec::new(),
         }
     }
@@ -183,6 +192,18 @@ pub struct KesDeployConfig {
     /// The sandbox: deployment files are written to `<dir>/<kes subject>/<version>.json` and
     /// nowhere else. Created if missing.
     pub dir: PathBuf,
+    #[serde(default)]
+    pub limits: EffectLimits,
+}
+
+/// `[execution.file_write]`: the sandboxed file write of admitted `FILE.WRITE` proposals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWriteConfig {
+    /// The sandbox: `payload.contents` is written to `<dir>/<payload.path>` and nowhere
+    /// else (no absolute paths, `..` or symbolic links). Created if missing.
+    pub dir: PathBuf,
+    /// `body_bytes_max` caps the size of a file written (and read back).
     #[serde(default)]
     pub limits: EffectLimits,
 }
@@ -343,6 +364,20 @@ impl ExecutionConfig {
             }
             kes.limits.validate("execution.kes_deploy.limits")?;
             claim("execution.kes_deploy".into(), KES_TRIGGER.0, KES_TRIGGER.1)?;
+        }
+        if let Some(files) = &self.file_write {
+            if files.dir.as_os_str().is_empty() {
+                return Err(ConfigError::new(
+                    "execution.file_write.dir",
+                    "must not be empty",
+                ));
+            }
+            files.limits.validate("execution.file_write.limits")?;
+            claim(
+                "execution.file_write".into(),
+                FILE_WRITE_TRIGGER.0,
+                FILE_WRITE_TRIGGER.1,
+            )?;
         }
         if self.webhooks.len() > WEBHOOKS_MAX {
             return Err(ConfigError::new(
@@ -598,6 +633,7 @@ mod tests {
         let config = ExecutionConfig::default();
         assert!(!config.enabled);
         assert!(config.rail.is_none() && config.kes_deploy.is_none());
+        assert!(config.file_write.is_none());
         assert!(config.webhooks.is_empty());
         config.validate().expect("defaults are valid");
         let parsed: ExecutionConfig = toml::from_str("").expect("an empty section parses");
@@ -616,6 +652,9 @@ mod tests {
             limits = { attempts_max = 5, timeout_ms = 2000, quota_max = 1000 }
             [kes_deploy]
             dir = "deploy"
+            [file_write]
+            dir = "files"
+            limits = { body_bytes_max = 65536 }
             [[webhooks]]
             name = "awards"
             url = "http://127.0.0.1:9100/hooks/awards"
@@ -629,6 +668,9 @@ mod tests {
             rail.limits.backoff_ms, BACKOFF_MS_DEFAULT,
             "unset limits take defaults"
         );
+        let files = config.file_write.as_ref().expect("file_write");
+        assert_eq!(files.dir, PathBuf::from("files"));
+        assert_eq!(files.limits.body_bytes_max, 65536);
     }
 
     #[test]
@@ -696,6 +738,27 @@ mod tests {
         );
 
         config = enabled();
+        config.file_write = Some(FileWriteConfig {
+            dir: "".into(),
+            limits: EffectLimits::default(),
+        });
+        assert_eq!(
+            config.validate().expect_err("empty dir").field,
+            "execution.file_write.dir"
+        );
+        config.file_write = Some(FileWriteConfig {
+            dir: "files".into(),
+            limits: EffectLimits {
+                body_bytes_max: BODY_BYTES_MAX_CEILING + 1,
+                ..EffectLimits::default()
+            },
+        });
+        assert_eq!(
+            config.validate().expect_err("over the ceiling").field,
+            "execution.file_write.limits.body_bytes_max"
+        );
+
+        config = enabled();
         config.allowed_urls.push("ftp://example/".into());
         assert_eq!(
             config.validate().expect_err("ftp").field,
@@ -727,6 +790,17 @@ mod tests {
         ];
         let error = config.validate().expect_err("claimed twice");
         assert_eq!(error.field, "execution.webhooks[1].on[0]");
+
+        // The file write claims file/FILE.WRITE: a webhook on it is a second effect.
+        config.file_write = Some(FileWriteConfig {
+            dir: "files".into(),
+            limits: EffectLimits::default(),
+        });
+        config.webhooks = vec![hook("a", "file", "FILE.WRITE")];
+        let error = config.validate().expect_err("claimed by file_write");
+        assert_eq!(error.field, "execution.webhooks[0].on[0]");
+        assert!(error.message.contains("execution.file_write"), "{error}");
+        config.file_write = None;
 
         config.webhooks = vec![hook("a", "execution", "EXECUTION.OUTCOME")];
         assert_eq!(

@@ -135,7 +135,8 @@ pub type Verified = BTreeMap<String, String>;
 
 /// An effect an agent can perform.
 pub trait Effect: Send + Sync + fmt::Debug {
-    /// Stable name recorded in evidence and journal (`rail`, `kes_deploy`, `webhook/<name>`).
+    /// Stable name recorded in evidence and journal (`rail`, `kes_deploy`, `file_write`,
+    /// `webhook/<name>`).
     fn name(&self) -> &str;
 
     /// The admitted actions this effect reacts to.

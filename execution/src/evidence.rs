@@ -74,7 +74,7 @@ pub struct Cost {
 pub struct Evidence {
     /// The command: the action of the admitted entry, e.g. `SETTLEMENT.PAYOUT_REQUESTED`.
     pub command: String,
-    /// The effect that handled it: `rail`, `kes_deploy`, `webhook/<name>`.
+    /// The effect that handled it: `rail`, `kes_deploy`, `file_write`, `webhook/<name>`.
     pub effect: String,
     /// The instance: the proposal id, also the idempotency key given to the target.
     pub instance: ProposalId,

@@ -2,9 +2,9 @@
 //!
 //! Governance decides what is allowed; execution performs it and never decides. This crate
 //! follows the committed ledger on the Raft leader, carries out the side effects of
-//! admitted entries (a payment rail, KES deployment files, webhooks), keeps evidence of
-//! every attempt in a local journal, and reports outcomes back as ordinary proposals,
-//! signed by the executor key and judged by the constitution like any other.
+//! admitted entries (a payment rail, KES deployment files, `FILE.WRITE` files, webhooks),
+//! keeps evidence of every attempt in a local journal, and reports outcomes back as ordinary
+//! proposals, signed by the executor key and judged by the constitution like any other.
 //!
 //! ```text
 //!  committed entries ──► Executor (leader only, one epoch per term)
@@ -61,8 +61,8 @@ pub mod sandbox;
 
 pub use agent::{Clock, EpochEnd, ExecutionError, Executor};
 pub use config::{
-    Allowlist, ConfigError, EffectLimits, ExecutionConfig, KesDeployConfig, RailConfig,
-    TriggerConfig, WebhookConfig,
+    Allowlist, ConfigError, EffectLimits, ExecutionConfig, FileWriteConfig, KesDeployConfig,
+    RailConfig, TriggerConfig, WebhookConfig,
 };
 pub use effect::{Effect, Plan, PlanContext, Reporting, Request, Target, Trigger};
 pub use evidence::{Cost, EffectRecord, Evidence, OutcomeKind};

@@ -1,12 +1,22 @@
 //! A directory that file effects cannot leave.
 //!
 //! Paths are relative to the sandbox root and checked twice: lexically (no absolute paths,
-//! no `..` or `.`, no empty or NUL-bearing components, bounded length and depth) and on disk
-//! (no component may be a symbolic link — even one pointing inside — and the canonical
-//! parent must lie under the canonical root). The on-disk check runs at the gate and again
-//! right before the write, because the disk can change in between. Writes go to a new
-//! temporary file beside the target, are synced, and are renamed over it, so a reader
-//! never sees half a file and a symlink planted at the target is replaced, not followed.
+//! no `..` or `.`, no empty components, no NUL or other control characters, bounded length
+//! and depth) and on disk (no component may be a symbolic link — even one pointing inside —
+//! and the canonical parent must lie under the canonical root). The on-disk check runs at
+//! the gate and again right before the write, because the disk can change in between.
+//! Writes go to a new temporary file beside the target, are synced, and are renamed over
+//! it, so a reader never sees half a file and a symlink planted at the target is replaced,
+//! not followed.
+//!
+//! Known limit: the checks and the write are separate system calls (no `openat` with
+//! `O_NOFOLLOW` here), so a local process that can write inside the sandbox and swaps a
+//! directory for a link in that instant could still redirect a write. The sandbox confines
+//! what the *ledger* asks for; the directory itself must not be writable by others. The
+//! temporary file's name (`.<name>.tmp`) is the same for every writer of one path, so
+//! writers of one sandbox serialize their writes ([`FileWriteEffect`] holds a lock).
+//!
+//! [`FileWriteEffect`]: crate::effects::FileWriteEffect
 
 use std::fs;
 use std::io::{Read, Write};
@@ -78,6 +88,11 @@ impl Sandbox {
         }
         if text.contains('\0') {
             return refuse("NUL byte in path");
+        }
+        // The core's `path_is_relative` refuses them too; here they are refused even under a
+        // constitution without that rule (a newline in a name forges lines in any listing).
+        if text.chars().any(char::is_control) {
+            return refuse("control character in path");
         }
         // `Path::components` silently drops interior `.` and empty segments; the text is
         // checked too, so what is refused does not depend on that normalization.
@@ -272,6 +287,8 @@ mod tests {
             "a/./b",
             "a\\..\\b",
             "a\0b",
+            "a\nb",
+            "a/\u{7f}",
         ] {
             assert!(
                 matches!(

@@ -41,15 +41,17 @@ fn step(title: &str) {
 }
 
 /// The `[execution]` section every demo node runs with: the payment rail, KES deployment
-/// files in a sandbox, and the development executor key.
+/// files and `FILE.WRITE` files in sandboxes, and the development executor key.
 fn execution_toml(root: &std::path::Path, rail: &Rail) -> String {
     format!(
         "[execution]\nenabled = true\nkey_file = {key:?}\nallowed_urls = [{url:?}]\n\n\
          [execution.rail]\nurl = {url:?}\n\n\
-         [execution.kes_deploy]\ndir = {deploy:?}\n",
+         [execution.kes_deploy]\ndir = {deploy:?}\n\n\
+         [execution.file_write]\ndir = {files:?}\n",
         key = root.join("exec.key").display().to_string(),
         url = rail.url(),
         deploy = root.join("deploy").display().to_string(),
+        files = root.join("files").display().to_string(),
     )
 }
 

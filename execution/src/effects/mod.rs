@@ -1,11 +1,14 @@
-//! The built-in effects: the payment rail, KES deployment files and webhooks.
+//! The built-in effects: the payment rail, KES deployment files, `FILE.WRITE` files and
+//! webhooks.
 
+pub mod file_write;
 pub mod kes_deploy;
 pub mod rail;
 pub mod webhook;
 
 use std::sync::Arc;
 
+pub use file_write::FileWriteEffect;
 pub use kes_deploy::KesDeployEffect;
 pub use rail::RailEffect;
 pub use webhook::WebhookEffect;
@@ -26,6 +29,13 @@ pub fn from_config(
         let effect = KesDeployEffect::new(kes).map_err(|e| ConfigError {
             field: "execution.kes_deploy.dir".into(),
             message: format!("cannot create or open {}: {e}", kes.dir.display()),
+        })?;
+        effects.push(Arc::new(effect));
+    }
+    if let Some(files) = &config.file_write {
+        let effect = FileWriteEffect::new(files).map_err(|e| ConfigError {
+            field: "execution.file_write.dir".into(),
+            message: format!("cannot create or open {}: {e}", files.dir.display()),
         })?;
         effects.push(Arc::new(effect));
     }

@@ -44,9 +44,14 @@ impl FakeHost {
 
     /// A host whose genesis entry has ledger time `time` (so another genesis hash).
     pub fn with_genesis_time(time: u64) -> Arc<FakeHost> {
+        FakeHost::with_document(DEFAULT_DOCUMENT, time)
+    }
+
+    /// A host whose genesis adopts `document` (a constitution in TOML) at ledger time `time`.
+    pub fn with_document(document: &str, time: u64) -> Arc<FakeHost> {
         let ledger_id = LedgerId::new(LEDGER).unwrap();
         let (state, genesis) =
-            State::genesis(ledger_id.clone(), DEFAULT_DOCUMENT, LedgerTime(time)).unwrap();
+            State::genesis(ledger_id.clone(), document, LedgerTime(time)).unwrap();
         Arc::new(FakeHost {
             ledger: Mutex::new((state, vec![genesis], time)),
             leader: AtomicBool::new(true),
