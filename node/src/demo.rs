@@ -55,6 +55,55 @@ fn execution_toml(root: &std::path::Path, rail: &Rail) -> String {
     )
 }
 
+/// The example program of the README: it prints a plan of two funded payouts (one to the
+/// beneficiary the demo's rail declines) and a report that depends on both outcomes.
+pub const PETITION_EXAMPLE: &str = include_str!("../examples/petition.sh");
+
+/// Runs `docket petition` on the example program, as a user would, and checks the outcome:
+/// the declined payout rejects the report (DEPENDENCY_FAILED) and the petition says so.
+async fn petition(cluster: &LocalCluster, root: &std::path::Path) -> anyhow::Result<()> {
+    let script = root.join("petition.sh");
+    std::fs::write(&script, PETITION_EXAMPLE)?;
+    let key = root.join("alice.key");
+    crate::cli::write_key_file(&key, &dev::signing_key("alice"), true)?;
+    let binary = std::env::current_exe().context("locating the docket binary")?;
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .arg("petition")
+        .arg("--node")
+        .arg(cluster.node(1).url());
+    if let Some(tls) = cluster.tls() {
+        command.arg("--ca").arg(&tls.client.ca);
+        if let Some((cert, key)) = &tls.client.identity {
+            command
+                .arg("--client-cert")
+                .arg(cert)
+                .arg("--client-key")
+                .arg(key);
+        }
+    }
+    command
+        .arg("--key")
+        .arg(&key)
+        .args(["--follow-ms", "30000", "--", "sh"])
+        .arg(&script);
+    let output = command.output().await.context("running docket petition")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        println!("  {line}");
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !stdout.contains("DEPENDENCY_FAILED") {
+        bail!("the petition should end with the report rejected (DEPENDENCY_FAILED):\n{stdout}\n{stderr}");
+    }
+    println!(
+        "  petition exited with status {}: the payout to closed-account was declined, so the \
+         report that needs its outcome was rejected; nothing retried, nothing reordered",
+        output.status.code().unwrap_or(-1)
+    );
+    Ok(())
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let temp = match &args.dir {
@@ -353,6 +402,12 @@ async fn demo(
         deployed.display(),
         std::fs::metadata(&deployed).map(|m| m.len()).unwrap_or(0)
     );
+
+    step(
+        "a program petitions: two payouts and a report file that needs both outcomes \
+         (node/examples/petition.sh)",
+    );
+    petition(cluster, root).await?;
 
     step("evidence kept by the leader's execution agent");
     let leader = cluster.leader().await?;
