@@ -748,16 +748,9 @@ impl Client {
         url
     }
 
-    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&B>,
-    ) -> Result<T, ClientError> {
-        let mut request = self
-            .http
-            .request(method.clone(), url.clone())
-            .timeout(self.timeout);
+    /// A request to `url`, signed for reads when the client has a read key (no deadline yet).
+    fn request(&self, method: &Method, url: &Url) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method.clone(), url.clone());
         if let Some(key) = &self.read_key {
             let target = match url.query() {
                 Some(query) => format!("{}?{query}", url.path()),
@@ -772,6 +765,47 @@ impl Client {
                 request = request.header(name, value);
             }
         }
+        request
+    }
+
+    /// `GET /v1/ledger/watch?from=`: the change feed, from `from` (or, with `None`, from the
+    /// node's current length). The stream has no overall deadline; [`Watch::next_entry`]
+    /// gives up after [`WATCH_IDLE_MS`] without a line (the node sends a keep-alive line
+    /// more often than that), so the caller can reconnect from where it was.
+    pub async fn watch(&self, from: Option<u64>) -> Result<Watch, ClientError> {
+        let query: Vec<(&str, String)> =
+            from.map(|f| ("from", f.to_string())).into_iter().collect();
+        let url = self.url(&["v1", "ledger", "watch"], &query);
+        let send = self.request(&Method::GET, &url).send();
+        let mut response = tokio::time::timeout(self.timeout, send)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            })?
+            .map_err(|e| self.transport_error(&url, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = read_body(&mut response).await.unwrap_or_default();
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                body: error_body(status, &bytes),
+            });
+        }
+        Ok(Watch {
+            url: url.to_string(),
+            response,
+            buffer: Vec::new(),
+        })
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.request(&method, &url).timeout(self.timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -825,6 +859,64 @@ impl Client {
             ClientError::Unreachable {
                 url: self.base_url().to_owned(),
                 source: error,
+            }
+        }
+    }
+}
+
+/// How long [`Watch::next_entry`] waits for a line (an entry or the node's keep-alive)
+/// before it calls the stream dead.
+pub const WATCH_IDLE_MS: u64 = 30_000;
+/// Longest line of a change feed: one entry's JSON.
+pub const WATCH_LINE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// An open change feed ([`Client::watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    url: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl Watch {
+    /// The next committed entry, in index order; `None` when the node closed the stream.
+    pub async fn next_entry(&mut self) -> Result<Option<docket_core::LedgerEntry>, ClientError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = &line[..line.len() - 1];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue; // keep-alive
+                }
+                return serde_json::from_slice(line)
+                    .map(Some)
+                    .map_err(|e| ClientError::Decode {
+                        url: self.url.clone(),
+                        message: format!("a change-feed line does not parse: {e}"),
+                    });
+            }
+            if self.buffer.len() > WATCH_LINE_BYTES_MAX {
+                return Err(ClientError::Decode {
+                    url: self.url.clone(),
+                    message: format!("a change-feed line is over {WATCH_LINE_BYTES_MAX} bytes"),
+                });
+            }
+            let idle = std::time::Duration::from_millis(WATCH_IDLE_MS);
+            match tokio::time::timeout(idle, self.response.chunk()).await {
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        url: self.url.clone(),
+                        timeout_ms: WATCH_IDLE_MS,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(ClientError::Interrupted {
+                        url: self.url.clone(),
+                        source: e,
+                    })
+                }
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(chunk))) => self.buffer.extend_from_slice(&chunk),
             }
         }
     }

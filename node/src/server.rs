@@ -68,6 +68,9 @@ pub struct Node {
     pub executor: Option<Arc<docket_execution::Executor>>,
     /// The node's certificates, when `[tls]` is configured.
     pub tls: Option<Arc<NodeTls>>,
+    /// Change-feed streams open at once (`GET /v1/ledger/watch`), at most
+    /// [`crate::api::WATCHES_MAX`].
+    pub watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -299,6 +302,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         http,
         executor,
         tls: tls.clone(),
+        watches: Arc::new(tokio::sync::Semaphore::new(crate::api::WATCHES_MAX)),
     });
 
     let mut tasks = JoinSet::new();

@@ -15,7 +15,10 @@
 mod cluster;
 mod proofs;
 mod reads;
+mod watch;
 mod writes;
+
+pub use watch::{WATCHES_MAX, WATCH_KEEPALIVE_MS, WATCH_PAGE_ENTRIES};
 
 use std::sync::Arc;
 
@@ -52,6 +55,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/plans/dry-run", post(writes::dry_run_plan))
         .route("/v1/proposals/{id}", get(reads::proposal))
         .route("/v1/ledger", get(reads::ledger))
+        .route("/v1/ledger/watch", get(watch::watch))
         .route("/v1/state/{domain}/{subject}", get(reads::subject_state))
         .route("/v1/constitution", get(reads::constitution))
         .route("/v1/status", get(reads::status))

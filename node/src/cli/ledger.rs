@@ -11,13 +11,14 @@ use docket_core::{Auditor, Cause, LedgerEntry, ProposalId, Record, StateHash};
 use serde::Serialize;
 
 use super::{print_json, ClientArgs, OutputFormat};
-use crate::client::{Client, REQUEST_TIMEOUT_MS_DEFAULT};
+use crate::client::{Client, ClientError, REQUEST_TIMEOUT_MS_DEFAULT};
 
 /// Entries asked for per ledger page. The server may answer fewer; the CLI follows `next`.
 pub const LEDGER_PAGE_ENTRIES: u64 = 1_000;
 
-/// How often `ledger tail --follow` asks for new entries.
-pub const FOLLOW_POLL_MS: u64 = 500;
+/// How long `ledger tail --follow` waits before it reopens a change feed that broke (the
+/// node restarted, the connection dropped).
+pub const FOLLOW_RETRY_MS: u64 = 1_000;
 
 /// How often `ledger verify` reports its progress on stderr.
 const VERIFY_PROGRESS_INTERVAL_MS: u64 = 2_000;
@@ -157,9 +158,46 @@ async fn ledger_tail(
     if !follow {
         return Ok(());
     }
+    follow_feed(client, from, output).await
+}
+
+/// Prints the change feed (`GET /v1/ledger/watch`) from index `next` on, forever. When the
+/// feed breaks it reopens it from the index after the last one printed, so nothing is
+/// skipped and nothing is printed twice.
+async fn follow_feed(client: &Client, mut next: u64, output: OutputFormat) -> anyhow::Result<()> {
     loop {
-        tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
-        from = print_from(client, from, output).await?;
+        match client.watch(Some(next)).await {
+            Ok(mut feed) => loop {
+                match feed.next_entry().await {
+                    Ok(Some(entry)) if entry.index.0 < next => continue,
+                    Ok(Some(entry)) if entry.index.0 > next => bail!(
+                        "the change feed skipped from index {next} to {}: refusing to print a \
+                         gap",
+                        entry.index
+                    ),
+                    Ok(Some(entry)) => {
+                        print_entry_line(&entry, output)?;
+                        next += 1;
+                    }
+                    Ok(None) => {
+                        eprintln!("the node closed the change feed; reopening from index {next}");
+                        break;
+                    }
+                    Err(error) => {
+                        eprintln!("the change feed broke ({error}); reopening from index {next}");
+                        break;
+                    }
+                }
+            },
+            Err(error) => {
+                if matches!(error, ClientError::Api { status, .. } if status < 500 && status != 429)
+                {
+                    return Err(anyhow::Error::new(error).context("cannot open the change feed"));
+                }
+                eprintln!("cannot open the change feed ({error}); retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(FOLLOW_RETRY_MS)).await;
     }
 }
 

@@ -80,7 +80,7 @@ pub use execution::ExecutionCommand;
 pub use keys::{
     generate_signing_key, key_file, read_key_file, write_key_file, KeygenArgs, KEY_FILE_BYTES_MAX,
 };
-pub use ledger::{LedgerCommand, FOLLOW_POLL_MS, LEDGER_PAGE_ENTRIES};
+pub use ledger::{LedgerCommand, FOLLOW_RETRY_MS, LEDGER_PAGE_ENTRIES};
 pub use member::{MemberCommand, MEMBER_ADD_TIMEOUT_MS_DEFAULT};
 pub use petition::{PetitionArgs, PetitionError, PROGRAM_OUTPUT_BYTES_MAX};
 pub use propose::{
