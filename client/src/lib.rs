@@ -1129,4 +1129,5 @@ mod tests {
     }
 }
 
+pub mod amendment;
 pub mod verify;

@@ -72,7 +72,9 @@ mod status;
 mod tls;
 
 pub use cluster::ClusterCommand;
-pub use constitution::{AmendArgs, ApproveArgs, ConstitutionCommand, CONSTITUTION_FILE_BYTES_MAX};
+pub use constitution::{
+    AmendArgs, ApproveArgs, ConstitutionCommand, DryRunArgs, CONSTITUTION_FILE_BYTES_MAX,
+};
 pub use docket_client::verify::{
     config_dir, prove, verified_checkpoint, verified_entry, verify_bundle, ProofBundle, Verified,
     BUNDLE_FORMAT,
