@@ -251,7 +251,7 @@ impl AmendmentDryRun {
             }
         }
         let mut groups: Vec<Group> = groups.into_values().collect();
-        groups.sort_by(|a, b| b.count.cmp(&a.count));
+        groups.sort_by_key(|g| std::cmp::Reverse(g.count));
         Report {
             candidate_version: self.candidate_version,
             from: self.from,

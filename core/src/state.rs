@@ -874,3 +874,29 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constitution::DEFAULT_DOCUMENT;
+
+    #[test]
+    #[should_panic(expected = "never persisted")]
+    fn a_dry_run_copy_is_never_persisted() {
+        let (state, _) = State::genesis(
+            LedgerId::new("dry").expect("valid"),
+            DEFAULT_DOCUMENT,
+            LedgerTime(1),
+        )
+        .expect("genesis");
+        let candidate =
+            DEFAULT_DOCUMENT.replace("subject_bytes_max = 128", "subject_bytes_max = 8");
+        let mut copy = state
+            .with_constitution_for_dry_run(&candidate)
+            .expect("a valid candidate");
+        assert!(copy.is_dry_run() && !state.is_dry_run());
+        assert_ne!(copy.constitution_version(), state.constitution_version());
+        assert_eq!(copy.constitution().limits.subject_bytes_max, 8);
+        copy.take_changes();
+    }
+}
