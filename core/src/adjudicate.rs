@@ -19,7 +19,7 @@
 //! 10. `Admit`.
 //!
 //! [`Step`] names these steps; [`adjudicate_traced`] also answers which step decided (for
-//! [`crate::explain`]'s tests, which check that an explanation read back from the record
+//! [`crate::explain`](mod@crate::explain)'s tests, which check that an explanation read back from the record
 //! names the step that really decided).
 
 use std::fmt;
@@ -484,7 +484,7 @@ fn judge_lifecycle_and_rules(
 }
 
 /// How a step-9 `CONSTITUTION` rejection's detail begins (an adopted document that does not
-/// parse); [`crate::explain`] reads the step back from it.
+/// parse); [`crate::explain`](mod@crate::explain) reads the step back from it.
 pub(crate) const ADOPTED_DOCUMENT_INVALID: &str = "adopted document is invalid";
 
 fn check_limits(constitution: &Constitution, p: &Proposal) -> Result<(), Rejection> {

@@ -175,13 +175,13 @@ pub enum StateEffect {
 /// How the details of the `CONSTITUTION` rejections of `amendment_valid` and
 /// `amendment_current` begin. Their details do not start with the invariant's name (they
 /// were recorded so before explanations existed, and recorded details never change), so
-/// [`crate::explain`] reads the invariant back from these.
+/// [`crate::explain`](mod@crate::explain) reads the invariant back from these.
 pub(crate) const AMENDMENT_PARENT: &str = "amendment parent";
 pub(crate) const AMENDED_DOCUMENT_INVALID: &str = "amended document is invalid";
 pub(crate) const AMENDMENT_STALE: &str = "amendment is stale";
 
 /// Every `INVARIANT` rejection of an invariant is built here: its detail begins with the
-/// invariant's name and `": "` ([`crate::explain`] reads the name back).
+/// invariant's name and `": "` ([`crate::explain`](mod@crate::explain) reads the name back).
 fn invariant(name: InvariantName, detail: impl Into<String>) -> Rejection {
     Rejection::new(
         RejectCode::Invariant,
