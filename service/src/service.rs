@@ -562,7 +562,7 @@ impl Service {
     }
 
     /// Why a proposal stands where it does: its current decision explained against the
-    /// state now ([`docket_core::explain`]). The execution summary is the node's to add.
+    /// state now ([`docket_core::explain()`]). The execution summary is the node's to add.
     pub fn explain_view(&self, id: ProposalId) -> Result<ExplainView, ServiceError> {
         let record = self
             .replica
