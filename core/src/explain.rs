@@ -34,7 +34,7 @@ use crate::decision::{AccessDecision, AccessVerdict, Decision, Rejection};
 use crate::id::{LedgerIndex, LedgerTime, ProposalId};
 use crate::ledger::{Cause, DecisionRecord, LedgerEntry};
 use crate::proposal::Proposal;
-use crate::state::{ProposalStatus, State};
+use crate::state::{OutcomeRecord, ProposalStatus, State};
 use crate::value::Value;
 
 /// Levels of a dependency tree below the explained proposal. Each level is a chain of
@@ -82,6 +82,9 @@ pub struct Admitted {
     pub role: Option<String>,
     /// The authorization rule, e.g. `settlement/SETTLEMENT.PAYOUT_REQUESTED roles=[treasurer]`.
     pub rule: String,
+    /// The outcome of its effect, once an outcome record reported it (what outcome
+    /// dependencies on it resolve to).
+    pub outcome: Option<OutcomeRecord>,
 }
 
 /// A rejection: the failed check, the rule, and what it read.
@@ -215,6 +218,7 @@ pub fn explain(state: &State, entry: &LedgerEntry) -> Option<Explanation> {
             principal: record.access.principal.clone(),
             role: record.access.role.clone(),
             rule: record.access.rule.clone(),
+            outcome: state.outcome(&record.id.outcome_of()),
         }),
         Decision::Reject(rejection) => Why::Rejected(rejected(state, entry, record, rejection)),
         Decision::Defer { waiting_on } => {
@@ -637,6 +641,51 @@ mod tests {
         let mut ids = vec![inner.id(), later.id(), later.id().outcome_of()];
         ids.sort_unstable();
         ids
+    }
+
+    #[test]
+    fn an_admission_shows_the_reported_outcome_of_its_effect() {
+        let (mut state, mut p) = setup();
+        file(&mut state, deposit(&mut p, "stl-5", 100), T0 + 1);
+        let request = payout(&mut p, "stl-5", 40, vec![]);
+        let explained = file(&mut state, request.clone(), T0 + 2);
+        let Why::Admitted(before) = &explained.why else {
+            panic!("admitted: {explained:?}")
+        };
+        assert_eq!(before.outcome, None, "not reported yet");
+        let report = p.make(
+            "exec",
+            "SETTLEMENT.PAYOUT_EXECUTED",
+            "stl-5",
+            Value::map([
+                ("reports_on", request.id().to_hex().into()),
+                ("rail_ref", "r-1".into()),
+            ]),
+            vec![request.id()],
+        );
+        let reported = file(&mut state, report.clone(), T0 + 3);
+        assert!(matches!(reported.why, Why::Admitted(_)), "{reported:?}");
+        let entry_index = state.proposal(&request.id()).expect("recorded").index;
+        let entry = LedgerEntry::seal(
+            entry_index,
+            explained.time,
+            state.constitution_version(),
+            crate::EntryHash::ZERO,
+            crate::Record::Decision(Box::new(DecisionRecord {
+                id: request.id(),
+                proposal: request,
+                cause: Cause::Submitted,
+                decision: Decision::Admit,
+                access: explained.access.clone(),
+            })),
+        );
+        let again = explain(&state, &entry).expect("a decision");
+        let Why::Admitted(after) = &again.why else {
+            panic!("admitted: {again:?}")
+        };
+        let outcome = after.outcome.expect("reported");
+        assert!(outcome.succeeded);
+        assert_eq!(outcome.report, report.id());
     }
 
     #[test]

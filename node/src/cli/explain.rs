@@ -68,6 +68,18 @@ fn write_view(out: &mut String, view: &ExplainView) -> std::fmt::Result {
             writeln!(out, "admitted at entry #{}", a.index)?;
             writeln!(out, "  role      {}", a.role.as_deref().unwrap_or("-"))?;
             writeln!(out, "  rule      {}", a.rule)?;
+            if let Some(outcome) = &a.outcome {
+                let how = if outcome.succeeded {
+                    "succeeded"
+                } else {
+                    "failed"
+                };
+                writeln!(
+                    out,
+                    "  outcome   {how}: reported by {} at entry #{}",
+                    outcome.report, outcome.index
+                )?;
+            }
         }
         Why::Rejected(r) => {
             writeln!(out, "rejected")?;
