@@ -27,7 +27,8 @@ const ACTION_APPROVE: &str = "CONSTITUTION.APPROVE";
 #[derive(Clone, Debug, Subcommand)]
 #[command(after_help = "Examples:\n  docket constitution show\n  \
     docket constitution amend --key grace.key --file v2.toml --subject amend-1\n  \
-    docket constitution approve --key heidi.key --subject amend-1")]
+    docket constitution approve --key heidi.key --subject amend-1\n  \
+    docket constitution dry-run v2.toml   # what v2 would have decided otherwise; writes nothing")]
 pub enum ConstitutionCommand {
     /// Show the active constitution's name, version and history.
     #[command(after_help = "Examples:\n  \

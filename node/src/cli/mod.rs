@@ -390,7 +390,7 @@ pub enum ClientCommand {
         node that executed the effect (the leader at the time): ask that node for it.")]
     Explain(ExplainArgs),
 
-    /// Show, amend and approve the constitution.
+    /// Show, amend and approve the constitution; dry-run a candidate over recorded history.
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
 
