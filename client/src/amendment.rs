@@ -11,6 +11,9 @@
 //! decision in the copy is compared with its final decision in the ledger; the ones that
 //! differ are [`Change`]s, grouped by the rule that decides and the two decisions.
 //!
+//! Every entry read is checked against the hash chain (and each proposal against its id)
+//! before it is used.
+//!
 //! Memory: the replayed state and the copy (O(state)), and one decision per proposal
 //! submitted from `from` on. [`dry_run_amendment`] reads the ledger in pages and refuses a
 //! ledger longer than `entries_max` before reading it.
@@ -19,6 +22,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
 use docket_core::explain::step_of;
+use docket_core::ledger::ChainVerifier;
 use docket_core::{
     AccessDecision, Cause, ConstitutionVersion, Decision, LedgerEntry, LedgerIndex, ProposalId,
     State,
@@ -97,6 +101,9 @@ struct Tracked {
 /// The dry run, fed one entry at a time in ledger order.
 #[derive(Debug)]
 pub struct AmendmentDryRun {
+    /// The hash chain and ids of the entries read: a dry run reasons about the ledger the
+    /// node actually holds, not a page it made up.
+    chain: ChainVerifier,
     document: String,
     from: LedgerIndex,
     /// The ledger replayed up to `from` (then left as it is).
@@ -118,6 +125,7 @@ impl AmendmentDryRun {
             anyhow::anyhow!("the candidate is not a valid constitution: {error}")
         })?;
         Ok(AmendmentDryRun {
+            chain: ChainVerifier::from_genesis(),
             document: document.to_owned(),
             from: LedgerIndex(from.max(1)),
             replayed: None,
@@ -138,6 +146,12 @@ impl AmendmentDryRun {
                 entry.index
             );
         }
+        self.chain.push(entry, true).with_context(|| {
+            format!(
+                "entry #{} does not follow the ledger read so far",
+                entry.index
+            )
+        })?;
         self.entries += 1;
         let Some(replayed) = self.replayed.as_mut() else {
             self.replayed = Some(
@@ -373,5 +387,15 @@ mod tests {
         assert_eq!(report.groups.len(), 1);
         assert_eq!(report.groups[0].count, 1);
         assert_eq!(report.groups[0].predicted, "UNAUTHORIZED");
+
+        // An edited entry is refused, not reasoned about.
+        let mut tampered = ledger.clone();
+        tampered[2].time.0 += 1;
+        let mut run = AmendmentDryRun::new(&candidate, 2).expect("valid candidate");
+        let error = tampered
+            .iter()
+            .try_for_each(|entry| run.push(entry))
+            .expect_err("a broken chain");
+        assert!(format!("{error:#}").contains("entry #2"), "{error:#}");
     }
 }
