@@ -104,6 +104,42 @@ pub struct ProposalView {
     pub outcome: Option<docket_core::OutcomeRecord>,
 }
 
+/// `GET /v1/proposals/{id}/explain`: why a proposal stands where it does — its current
+/// decision explained against the state now (`docket_core::explain`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainView {
+    pub id: ProposalId,
+    pub status: ProposalStatus,
+    /// The entry holding its current decision.
+    pub index: LedgerIndex,
+    pub explanation: docket_core::Explanation,
+    /// For an admitted proposal this node's execution agent holds a record of: what it did,
+    /// from the same journal as `GET /v1/execution/{id}` (ask the node that executed it).
+    pub execution: Option<ExecutionSummary>,
+}
+
+/// An execution record in brief: the job's phase and its latest evidence.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSummary {
+    /// The node whose journal holds it.
+    pub node_id: u64,
+    pub command: String,
+    pub effect: String,
+    /// `new`, `attempting`, `concluded`, `filed` or `resolved`.
+    pub phase: String,
+    /// How the job ended, for a resolved job (e.g. `outcome_recorded`).
+    pub resolution: Option<String>,
+    /// Attempts recorded (evidence records, dropped ones included).
+    pub attempts: u32,
+    /// The latest attempt's outcome (`success`, `failure`, `refused`), its reason, and the
+    /// hash of its evidence record.
+    pub last_outcome: Option<String>,
+    pub last_reason: Option<String>,
+    pub last_evidence_hash: Option<String>,
+}
+
 /// `GET /v1/ledger?from=&limit=`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

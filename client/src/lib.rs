@@ -25,8 +25,8 @@ use serde::Serialize;
 use docket_api::wire::{
     AddMemberRequest, AdminRequest, BatchResponse, CheckpointView, Consistency,
     ConsistencyProofView, ConstitutionView, DryRunView, EntryProofView, ErrorBody, ExecutionView,
-    HealthView, InclusionProofView, InitRequest, LedgerPage, MembersView, PlanDryRunView,
-    PlanResponse, ProposalView, StatusView, SubjectView, SubmitResponse,
+    ExplainView, HealthView, InclusionProofView, InitRequest, LedgerPage, MembersView,
+    PlanDryRunView, PlanResponse, ProposalView, StatusView, SubjectView, SubmitResponse,
 };
 
 /// Deadline of one request, connection included, when the caller sets none. Long enough for
@@ -460,6 +460,14 @@ impl Client {
     /// `GET /v1/proposals/{id}`: every entry recorded for the id.
     pub async fn proposal(&self, id: ProposalId) -> Result<ProposalView, ClientError> {
         let url = self.url(&["v1", "proposals", &id.to_hex()], &[]);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
+    /// `GET /v1/proposals/{id}/explain`: why the proposal stands where it does — the failed
+    /// check and the data it read, the dependency tree of a deferral, or the admission —
+    /// with the answering node's execution record in brief.
+    pub async fn explain(&self, id: ProposalId) -> Result<ExplainView, ClientError> {
+        let url = self.url(&["v1", "proposals", &id.to_hex(), "explain"], &[]);
         self.call(Method::GET, url, None::<&()>).await
     }
 
@@ -1213,4 +1221,5 @@ mod tests {
     }
 }
 
+pub mod amendment;
 pub mod verify;

@@ -59,6 +59,8 @@
 //! * [`signature`] — how adjudication checks signatures (strict, or through a memo of
 //!   checks that passed);
 //! * [`engine`] — commands to entries: duplicates, expiries, waves;
+//! * [`explain()`] — why a recorded decision was made: the failed step, the rule, the data
+//!   it read, the dependency tree;
 //! * [`plan`] — the recording order of a program's plan (waves, then ids);
 //! * [`state`] — governance state and the one function that changes it;
 //! * [`ledger`] — entries and the hash chain;
@@ -72,6 +74,7 @@ pub mod decision;
 pub mod dev;
 pub mod encoding;
 pub mod engine;
+pub mod explain;
 pub mod id;
 pub mod json;
 pub mod ledger;
@@ -84,11 +87,12 @@ pub mod signature;
 pub mod state;
 pub mod value;
 
-pub use adjudicate::{adjudicate, adjudicate_with};
+pub use adjudicate::{adjudicate, adjudicate_traced, adjudicate_with, Step};
 pub use code::RejectCode;
 pub use constitution::{Constitution, ConstitutionError};
 pub use decision::{AccessDecision, AccessVerdict, Decision, Rejection, Verdict};
 pub use engine::Submission;
+pub use explain::{explain, Explanation};
 pub use id::{
     ConstitutionVersion, EntryHash, LedgerId, LedgerIndex, LedgerTime, ProposalId, PublicKey,
     Signature, StateHash,

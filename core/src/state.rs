@@ -173,6 +173,10 @@ pub struct State {
     constitution_changed: bool,
     /// Outcome references settled by the last [`State::apply`] (for the engine's waves).
     pub(crate) settled: Vec<ProposalId>,
+    /// A scratch copy under a candidate constitution
+    /// ([`State::with_constitution_for_dry_run`]): it follows no real ledger, so it refuses
+    /// [`State::take_changes`], the only way a state's rows reach a store.
+    dry_run: bool,
 }
 
 /// How many rows of each table the state holds.
@@ -339,6 +343,7 @@ impl State {
             counts: RowCounts::default(),
             constitution_changed: true,
             settled: Vec::new(),
+            dry_run: false,
         };
         Ok((state, entry))
     }
@@ -424,6 +429,7 @@ impl State {
             counts: meta.counts,
             constitution_changed: false,
             settled: Vec::new(),
+            dry_run: false,
         };
         state.rebuild_indexes();
         Ok(Some(state))
@@ -463,6 +469,10 @@ impl State {
     /// read from the store, so the caller must write them there before reading again),
     /// with the head and counts record and, if it changed, the constitution record.
     pub fn take_changes(&mut self) -> Changes {
+        assert!(
+            !self.dry_run,
+            "invariant: a dry-run copy under a candidate constitution is never persisted"
+        );
         let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> =
             std::mem::take(&mut self.pending).into_iter().collect();
         let meta = MetaRow {
@@ -490,6 +500,33 @@ impl State {
     /// Rows changed since the last [`State::take_changes`].
     pub fn pending_rows(&self) -> usize {
         self.pending.len()
+    }
+
+    /// A scratch copy of this state whose active constitution is `document`, for
+    /// `docket constitution dry-run`: re-adjudicating recorded proposals in the copy shows
+    /// what a candidate amendment would have decided, without governance adopting it.
+    ///
+    /// Not part of the replicated path, and never to be: no entry of a real ledger can
+    /// produce this state (the copy's entries are sealed under the candidate's version, and
+    /// its history shows the candidate adopted at the head without an amendment). The copy
+    /// is marked: [`State::take_changes`], through which a node persists a state, panics
+    /// on it. Nothing but the CLI's dry run calls this.
+    pub fn with_constitution_for_dry_run(
+        &self,
+        document: &str,
+    ) -> Result<State, ConstitutionError> {
+        let candidate = ActiveConstitution::parse(document.to_owned(), self.head.index)?;
+        let mut copy = self.clone();
+        copy.history.push((self.head.index, candidate.version));
+        copy.constitution = candidate;
+        copy.constitution_changed = true;
+        copy.dry_run = true;
+        Ok(copy)
+    }
+
+    /// True for a copy made by [`State::with_constitution_for_dry_run`].
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     pub fn ledger_id(&self) -> &LedgerId {
@@ -835,5 +872,31 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constitution::DEFAULT_DOCUMENT;
+
+    #[test]
+    #[should_panic(expected = "never persisted")]
+    fn a_dry_run_copy_is_never_persisted() {
+        let (state, _) = State::genesis(
+            LedgerId::new("dry").expect("valid"),
+            DEFAULT_DOCUMENT,
+            LedgerTime(1),
+        )
+        .expect("genesis");
+        let candidate =
+            DEFAULT_DOCUMENT.replace("subject_bytes_max = 128", "subject_bytes_max = 8");
+        let mut copy = state
+            .with_constitution_for_dry_run(&candidate)
+            .expect("a valid candidate");
+        assert!(copy.is_dry_run() && !state.is_dry_run());
+        assert_ne!(copy.constitution_version(), state.constitution_version());
+        assert_eq!(copy.constitution().limits.subject_bytes_max, 8);
+        copy.take_changes();
     }
 }

@@ -6,12 +6,16 @@
 //! * a wave's recorded order does not depend on the order its members were submitted in;
 //! * any single edit, deletion, swap or insertion in a stored ledger is caught by
 //!   `verify_chain` at the first entry it affects;
-//! * a failed effect rejects exactly its transitive dependents (outcome dependencies).
+//! * a failed effect rejects exactly its transitive dependents (outcome dependencies);
+//! * `explain` names the code every rejection was recorded with, and the step (and named
+//!   rule) of the fixed check order that really decided it.
 
 use docket_core::constitution::DEFAULT_DOCUMENT;
+use docket_core::explain::{DependencyStatus, RuleRef, Why};
 use docket_core::{
-    audit, dev, replay, verify_chain, ChainFault, LedgerEntry, LedgerId, LedgerTime, ProposalId,
-    SignatureCheck, SignedProposal, State, Strict, Submission, Value, VerifiedMemo,
+    adjudicate_traced, audit, dev, explain, replay, verify_chain, Cause, ChainFault, Decision,
+    LedgerEntry, LedgerId, LedgerTime, ProposalId, SignatureCheck, SignedProposal, State, Step,
+    Strict, Submission, Value, VerifiedMemo,
 };
 use proptest::prelude::*;
 
@@ -354,6 +358,78 @@ proptest! {
             prop_assert_eq!(error.reason, ChainFault::Hash);
         }
     }
+
+    /// Every recorded decision of random ledgers is explained as it was decided
+    /// ([`check_explanations`]).
+    #[test]
+    fn explain_names_the_recorded_code_and_the_step_that_decided(
+        (ops, order) in ops_and_order(),
+    ) {
+        let proposals = build(&ops);
+        let (end, ledger) = run(&proposals, &ops, &order);
+        check_explanations(&ledger, &end)?;
+    }
+}
+
+/// Every recorded decision, explained both right after it was recorded and against the
+/// final state `end`, names the code the ledger recorded and the step that decided: the step
+/// the adjudication traced when it is re-run on the state before the entry (the engine
+/// adjudicates each submitted or released proposal against exactly that state, at the
+/// entry's time), which is one of the steps its code belongs to.
+fn check_explanations(ledger: &[LedgerEntry], end: &State) -> Result<(), TestCaseError> {
+    let mut state = State::from_genesis_entry(&ledger[0]).expect("genesis");
+    for entry in &ledger[1..] {
+        let record = entry.decision_record().expect("a decision entry");
+        let trace = match record.cause {
+            Cause::Expired => None,
+            Cause::Submitted | Cause::Released { .. } => {
+                let (verdict, trace) =
+                    adjudicate_traced(&state, &record.proposal, &record.id, entry.time, &Strict);
+                prop_assert_eq!(&verdict.decision, &record.decision);
+                Some(trace)
+            }
+        };
+        state.apply(entry).expect("applies");
+        for now in [&state, end] {
+            let explanation = explain(now, entry).expect("explains a decision");
+            prop_assert_eq!(explanation.id, record.id);
+            prop_assert_eq!(explanation.index, entry.index);
+            match (&record.decision, &explanation.why) {
+                (Decision::Reject(rejection), Why::Rejected(why)) => {
+                    prop_assert_eq!(why.code, rejection.code);
+                    prop_assert!(
+                        Step::of_code(rejection.code).contains(&why.step),
+                        "{} is not a step of {}",
+                        why.step,
+                        rejection.code
+                    );
+                    if rejection.code == docket_core::RejectCode::DependencyFailed {
+                        // The failed outcome is named, with the proposal it is the outcome of.
+                        let failed = why.dependencies.iter().any(|d| {
+                            d.status == DependencyStatus::OutcomeFailed
+                                && d.outcome_of.map(|x| x.outcome_of()) == Some(d.id)
+                        });
+                        prop_assert!(failed, "{:?}", why.dependencies);
+                    }
+                    match trace {
+                        Some(trace) => {
+                            prop_assert_eq!(why.step, trace.step, "{}", rejection);
+                            prop_assert_eq!(&why.named_rule, &trace.rule.map(RuleRef::from));
+                        }
+                        None => prop_assert_eq!(why.step, Step::Dependencies),
+                    }
+                }
+                (Decision::Admit, Why::Admitted(_)) => {
+                    prop_assert_eq!(trace.map(|t| t.step), Some(Step::Admit));
+                }
+                (Decision::Defer { .. }, Why::Deferred(_)) => {
+                    prop_assert_eq!(trace.map(|t| t.step), Some(Step::Dependencies));
+                }
+                (decision, why) => prop_assert!(false, "{decision} explained as {why:?}"),
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -505,5 +581,7 @@ proptest! {
         prop_assert!(state.deferred().is_empty(), "nothing left waiting");
         let replayed = replay(&ledger_entries).expect("replay");
         prop_assert_eq!(replayed.hash(), state.hash());
+        // Outcome dependencies (DEPENDENCY_FAILED, outcome references) explained as decided.
+        check_explanations(&ledger_entries, &state)?;
     }
 }

@@ -473,10 +473,24 @@ async fn reads_follow_the_constitution_read_policy() {
             .await
             .err()
             .map(code_of),
+            // An explanation is a read: refused before its handler, which would answer
+            // NOT_FOUND for this id.
+            c.explain(docket_core::ProposalId([1; 32]))
+                .await
+                .err()
+                .map(code_of)
+                .filter(|code| code.as_deref() != Some("NOT_FOUND")),
         ];
-        for (route, result) in ["status", "ledger", "members", "constitution", "state"]
-            .iter()
-            .zip(results)
+        for (route, result) in [
+            "status",
+            "ledger",
+            "members",
+            "constitution",
+            "state",
+            "explain",
+        ]
+        .iter()
+        .zip(results)
         {
             assert_eq!(
                 result.flatten().as_deref(),

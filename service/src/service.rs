@@ -561,6 +561,34 @@ impl Service {
         })
     }
 
+    /// Why a proposal stands where it does: its current decision explained against the
+    /// state now ([`docket_core::explain()`]). The execution summary is the node's to add.
+    pub fn explain_view(&self, id: ProposalId) -> Result<ExplainView, ServiceError> {
+        let record = self
+            .replica
+            .with_state(|s| s.map(|s| s.proposal(&id)))
+            .ok_or_else(ServiceError::not_initialized)?
+            .ok_or_else(|| {
+                ServiceError::new(ErrorCode::NotFound, format!("no proposal {id} is recorded"))
+            })?;
+        let entry = self
+            .replica
+            .ledger_entry(record.index)
+            .map_err(ServiceError::storage)?
+            .ok_or_else(|| ServiceError::storage("missing entry"))?;
+        let explanation = self
+            .replica
+            .with_state(|s| s.and_then(|s| docket_core::explain(s, &entry)))
+            .ok_or_else(|| ServiceError::internal("the proposal's entry holds no decision"))?;
+        Ok(ExplainView {
+            id,
+            status: record.status,
+            index: record.index,
+            explanation,
+            execution: None,
+        })
+    }
+
     /// Checks a page size against `limits.read_page_entries_max`; `None` means the max.
     pub fn page_limit(&self, limit: Option<u64>) -> Result<u64, ServiceError> {
         let max = self.limits.read_page_entries_max as u64;

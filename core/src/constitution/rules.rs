@@ -172,6 +172,16 @@ pub enum StateEffect {
     },
 }
 
+/// How the details of the `CONSTITUTION` rejections of `amendment_valid` and
+/// `amendment_current` begin. Their details do not start with the invariant's name (they
+/// were recorded so before explanations existed, and recorded details never change), so
+/// [`crate::explain`](mod@crate::explain) reads the invariant back from these.
+pub(crate) const AMENDMENT_PARENT: &str = "amendment parent";
+pub(crate) const AMENDED_DOCUMENT_INVALID: &str = "amended document is invalid";
+pub(crate) const AMENDMENT_STALE: &str = "amendment is stale";
+
+/// Every `INVARIANT` rejection of an invariant is built here: its detail begins with the
+/// invariant's name and `": "` ([`crate::explain`](mod@crate::explain) reads the name back).
 fn invariant(name: InvariantName, detail: impl Into<String>) -> Rejection {
     Rejection::new(
         RejectCode::Invariant,
@@ -401,13 +411,13 @@ impl InvariantName {
                 if parent != active {
                     return Err(Rejection::new(
                         RejectCode::Constitution,
-                        format!("amendment parent {parent} is not the active version {active}"),
+                        format!("{AMENDMENT_PARENT} {parent} is not the active version {active}"),
                     ));
                 }
                 if let Err(error) = super::Constitution::parse(document) {
                     return Err(Rejection::new(
                         RejectCode::Constitution,
-                        format!("amended document is invalid: {error}"),
+                        format!("{AMENDED_DOCUMENT_INVALID}: {error}"),
                     ));
                 }
             }
@@ -418,7 +428,7 @@ impl InvariantName {
                     _ => {
                         return Err(Rejection::new(
                             RejectCode::Constitution,
-                            format!("amendment is stale: the active version is now {active}"),
+                            format!("{AMENDMENT_STALE}: the active version is now {active}"),
                         ))
                     }
                 }

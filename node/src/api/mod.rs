@@ -54,6 +54,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/plans", post(writes::submit_plan))
         .route("/v1/plans/dry-run", post(writes::dry_run_plan))
         .route("/v1/proposals/{id}", get(reads::proposal))
+        .route("/v1/proposals/{id}/explain", get(reads::explain))
         .route("/v1/ledger", get(reads::ledger))
         .route("/v1/ledger/watch", get(watch::watch))
         .route("/v1/state/{domain}/{subject}", get(reads::subject_state))

@@ -77,6 +77,66 @@ pub(super) async fn proposal(
     .await
 }
 
+/// `GET /v1/proposals/{id}/explain`: the service's explanation, with this node's execution
+/// record of the proposal in brief (as `GET /v1/execution/{id}` has it) when it holds one.
+pub(super) async fn explain(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let executor = node.executor.clone();
+    let node_id = node.service.id;
+    linearized(&node, &headers, &uri, query.consistency, |s| {
+        let mut view = s.explain_view(id)?;
+        if view.status == docket_core::ProposalStatus::Admitted {
+            if let Some(executor) = &executor {
+                let job = executor.journal().job(&id).map_err(ServiceError::storage)?;
+                view.execution = job.map(|job| execution_summary(node_id, &job));
+            }
+        }
+        Ok(view)
+    })
+    .await
+}
+
+fn execution_summary(node_id: u64, job: &docket_execution::Job) -> ExecutionSummary {
+    use docket_execution::journal::{Phase, Resolution};
+    let (phase, resolution) = match &job.phase {
+        Phase::New => ("new", None),
+        Phase::Attempting { .. } => ("attempting", None),
+        Phase::Concluded { .. } => ("concluded", None),
+        Phase::Filed { .. } => ("filed", None),
+        Phase::Resolved { resolution } => (
+            "resolved",
+            Some(match resolution {
+                Resolution::OutcomeRecorded { .. } => "outcome_recorded",
+                Resolution::OutcomeRejected { .. } => "outcome_rejected",
+                Resolution::AlreadyReported => "already_reported",
+                Resolution::NotEffectBearing { .. } => "not_effect_bearing",
+                Resolution::NotAdmitted => "not_admitted",
+            }),
+        ),
+    };
+    let last = job.evidence.last();
+    ExecutionSummary {
+        node_id,
+        command: job.command.clone(),
+        effect: job.effect.clone(),
+        phase: phase.to_owned(),
+        resolution: resolution.map(str::to_owned),
+        attempts: job.attempts(),
+        last_outcome: last.map(|e| e.outcome.as_str().to_owned()),
+        last_reason: last.and_then(|e| e.reason.clone()),
+        last_evidence_hash: last.map(|e| e.hash_hex()),
+    }
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LedgerQuery {

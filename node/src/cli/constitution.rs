@@ -1,5 +1,6 @@
-//! `docket constitution show|amend|approve`: the active constitution, and governors'
-//! amendments and approvals (proposals signed and submitted as `docket propose` does).
+//! `docket constitution show|amend|approve|dry-run`: the active constitution, governors'
+//! amendments and approvals (proposals signed and submitted as `docket propose` does), and
+//! a candidate's dry run over recorded history (`docket_client::amendment`, on this machine).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,8 @@ const ACTION_APPROVE: &str = "CONSTITUTION.APPROVE";
 #[derive(Clone, Debug, Subcommand)]
 #[command(after_help = "Examples:\n  docket constitution show\n  \
     docket constitution amend --key grace.key --file v2.toml --subject amend-1\n  \
-    docket constitution approve --key heidi.key --subject amend-1")]
+    docket constitution approve --key heidi.key --subject amend-1\n  \
+    docket constitution dry-run v2.toml   # what v2 would have decided otherwise; writes nothing")]
 pub enum ConstitutionCommand {
     /// Show the active constitution's name, version and history.
     #[command(after_help = "Examples:\n  \
@@ -50,6 +52,18 @@ pub enum ConstitutionCommand {
         The amendment is adopted once the active constitution's quorum of governors approve it\n\
         with `docket constitution approve`.")]
     Amend(AmendArgs),
+    /// Re-adjudicate recorded history under a candidate constitution, on this machine, and
+    /// print the decisions that would change, grouped by rule and code. Writes nothing.
+    #[command(after_help = "Examples:\n  \
+        docket constitution show --document > v2.toml   # edit it, then:\n  \
+        docket constitution dry-run v2.toml                    # every proposal since genesis\n  \
+        docket constitution dry-run v2.toml --from 5000        # replay #0..#4999, re-adjudicate the rest\n  \
+        docket constitution dry-run v2.toml --output json      # every change, with both decisions\n\n\
+        The ledger is read page by page and replayed in memory up to --from; a copy of that\n\
+        state under the candidate then receives every proposal submitted from --from on, at its\n\
+        recorded time. A proposal whose final decision differs is a change. Nothing is sent but\n\
+        reads. A ledger longer than --entries-max is refused before anything is replayed.")]
+    DryRun(DryRunArgs),
     /// Approve a pending amendment (a governor's CONSTITUTION.APPROVE).
     #[command(after_help = "Examples:\n  \
         docket constitution approve --key heidi.key --subject amend-1")]
@@ -66,6 +80,19 @@ pub struct AmendArgs {
     /// Name of the amendment: the subject approvals refer to.
     #[arg(long, value_name = "NAME")]
     pub subject: String,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct DryRunArgs {
+    /// The candidate constitution document (TOML). It is validated first.
+    #[arg(value_name = "CANDIDATE.toml")]
+    pub file: PathBuf,
+    /// The first entry to re-adjudicate; entries before it are replayed as recorded.
+    #[arg(long, value_name = "INDEX", default_value_t = 1)]
+    pub from: u64,
+    /// Refuse a ledger longer than this many entries (the replay holds the state in memory).
+    #[arg(long, value_name = "N", default_value_t = docket_client::amendment::ENTRIES_MAX_DEFAULT)]
+    pub entries_max: u64,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -99,7 +126,55 @@ pub(super) async fn run(args: &ClientArgs, command: ConstitutionCommand) -> anyh
         ConstitutionCommand::Approve(approve) => {
             constitution_approve(&client, &args.nodes(), &approve, output).await
         }
+        ConstitutionCommand::DryRun(dry_run) => {
+            constitution_dry_run(&client, &dry_run, output).await
+        }
     }
+}
+
+async fn constitution_dry_run(
+    client: &Client,
+    args: &DryRunArgs,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let document = read_constitution_file(&args.file)?;
+    let report =
+        docket_client::amendment::dry_run_amendment(client, &document, args.from, args.entries_max)
+            .await?;
+    if output == OutputFormat::Json {
+        return print_json(&report);
+    }
+    say!(
+        "candidate {} re-adjudicated {} proposal(s) submitted from entry #{} ({} entries read)",
+        report.candidate_version.short(),
+        report.resubmitted,
+        report.from,
+        report.entries
+    );
+    if report.changed.is_empty() {
+        say!("no decision would change");
+    } else {
+        say!("{} decision(s) would change:", report.changed.len());
+        for group in &report.groups {
+            say!(
+                "  {:>5}  {}  {} -> {}",
+                group.count,
+                group.rule,
+                group.recorded,
+                group.predicted
+            );
+            let more = group.count.saturating_sub(group.ids.len() as u64);
+            let ids: Vec<String> = group.ids.iter().map(|id| id.to_hex()).collect();
+            let more = if more > 0 {
+                format!(" (and {more} more: --output json lists all)")
+            } else {
+                String::new()
+            };
+            say!("         {}{more}", ids.join(", "));
+        }
+    }
+    say!("nothing was written");
+    Ok(())
 }
 
 /// Reads a constitution document and validates it locally, so a typo is reported with its

@@ -10,7 +10,7 @@
 //! One file per command group, each with its arguments, its `run` and its tests:
 //! `cluster.rs`, `member.rs`, `status.rs`, `keys.rs` (`keygen` and key files), `propose.rs`
 //! (also signing and submitting for `constitution`), `ledger.rs`, `state.rs`,
-//! `execution.rs`, `constitution.rs`, and `serve.rs`. This file holds the options every
+//! `execution.rs`, `explain.rs`, `constitution.rs`, and `serve.rs`. This file holds the options every
 //! command shares, the command list, the dispatch and the shared helpers; the public items
 //! of the group files are re-exported here.
 //!
@@ -58,6 +58,7 @@ macro_rules! say {
 mod cluster;
 mod constitution;
 mod execution;
+mod explain;
 mod keys;
 mod ledger;
 mod member;
@@ -71,12 +72,15 @@ mod status;
 mod tls;
 
 pub use cluster::ClusterCommand;
-pub use constitution::{AmendArgs, ApproveArgs, ConstitutionCommand, CONSTITUTION_FILE_BYTES_MAX};
+pub use constitution::{
+    AmendArgs, ApproveArgs, ConstitutionCommand, DryRunArgs, CONSTITUTION_FILE_BYTES_MAX,
+};
 pub use docket_client::verify::{
     config_dir, prove, verified_checkpoint, verified_entry, verify_bundle, ProofBundle, Verified,
     BUNDLE_FORMAT,
 };
 pub use execution::ExecutionCommand;
+pub use explain::{render as render_explanation, ExplainArgs};
 pub use keys::{
     generate_signing_key, key_file, read_key_file, write_key_file, KeygenArgs, KEY_FILE_BYTES_MAX,
 };
@@ -373,7 +377,20 @@ pub enum ClientCommand {
     )]
     Proposal(proposal::ProposalCommand),
 
-    /// Show, amend and approve the constitution.
+    /// Explain a proposal's decision: the failed check (step of the check order, code, rule,
+    /// and the payload fields it read), the dependency tree of a deferral and when it
+    /// expires, or the admission (entry, role, rule); with the node's execution record.
+    #[command(after_help = "Examples:\n  \
+        docket explain 9f8bf7a99ee32fcf...   # the full 64-hex id\n  \
+        docket explain $ID --output json     # the API's JSON (GET /v1/proposals/{id}/explain)\n\n\
+        A rejection names its step of the fixed check order (e.g. `8 invariants`), the code,\n\
+        the rule and what it read from the payload. A deferral shows what it waits on, each\n\
+        dependency with its status now (deferred ones with their own dependencies, indented),\n\
+        and the ledger time its deferral expires. Execution evidence is in the journal of the\n\
+        node that executed the effect (the leader at the time): ask that node for it.")]
+    Explain(ExplainArgs),
+
+    /// Show, amend and approve the constitution; dry-run a candidate over recorded history.
     #[command(subcommand)]
     Constitution(ConstitutionCommand),
 
@@ -427,6 +444,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Ledger(ledger) => ledger::run(args, ledger).await,
         ClientCommand::State(state) => state::run(args, state).await,
         ClientCommand::Proposal(command) => proposal::run(args, command).await,
+        ClientCommand::Explain(command) => explain::run(args, &command).await,
         ClientCommand::Execution(execution) => execution::run(args, execution).await,
         ClientCommand::Constitution(constitution) => constitution::run(args, constitution).await,
         ClientCommand::Tls(command) => tls::run(args, command),
