@@ -33,6 +33,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX",
     "DOCKET_LIMITS_BATCH_PROPOSALS_MAX",
     "DOCKET_LIMITS_FORWARD_TIMEOUT_MS",
+    "DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS",
     "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX",
     "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX",
     "DOCKET_STORAGE_CACHE_MB",
@@ -133,6 +134,10 @@ impl Layers {
                 "DOCKET_LIMITS_FORWARD_TIMEOUT_MS" => {
                     self.forward_timeout_ms =
                         Some(number("limits.forward_timeout_ms", &raw, origin)?)
+                }
+                "DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS" => {
+                    self.catch_up_timeout_ms =
+                        Some(number("limits.catch_up_timeout_ms", &raw, origin)?)
                 }
                 "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX" => {
                     self.read_page_entries_max =

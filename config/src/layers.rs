@@ -11,8 +11,9 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, Origin};
 use crate::limits_config::{
-    LimitsConfig, BATCH_PROPOSALS_MAX_DEFAULT, CLIENTS_INFLIGHT_MAX_DEFAULT,
-    FORWARD_TIMEOUT_MS_DEFAULT, READ_PAGE_ENTRIES_MAX_DEFAULT, REQUEST_BODY_BYTES_MAX_DEFAULT,
+    LimitsConfig, BATCH_PROPOSALS_MAX_DEFAULT, CATCH_UP_TIMEOUT_MS_DEFAULT,
+    CLIENTS_INFLIGHT_MAX_DEFAULT, FORWARD_TIMEOUT_MS_DEFAULT, READ_PAGE_ENTRIES_MAX_DEFAULT,
+    REQUEST_BODY_BYTES_MAX_DEFAULT,
 };
 use crate::node_config::{
     default_data_dir, NodeConfig, API_PORT_BASE, BIND_IP_DEFAULT, CLUSTER_ID_DEFAULT,
@@ -74,6 +75,7 @@ pub(crate) struct Layers {
     pub(crate) request_body_bytes_max: Option<Set<usize>>,
     pub(crate) batch_proposals_max: Option<Set<usize>>,
     pub(crate) forward_timeout_ms: Option<Set<u64>>,
+    pub(crate) catch_up_timeout_ms: Option<Set<u64>>,
     pub(crate) read_page_entries_max: Option<Set<usize>>,
     pub(crate) clients_inflight_max: Option<Set<usize>>,
     pub(crate) execution: toml::Table,
@@ -144,6 +146,7 @@ struct LimitsFileLayer {
     forward_timeout_ms: Option<Spanned<u64>>,
     read_page_entries_max: Option<Spanned<usize>>,
     clients_inflight_max: Option<Spanned<usize>>,
+    catch_up_timeout_ms: Option<Spanned<u64>>,
 }
 
 impl Layers {
@@ -234,6 +237,11 @@ impl Layers {
             at,
         );
         set(&mut self.forward_timeout_ms, limits.forward_timeout_ms, at);
+        set(
+            &mut self.catch_up_timeout_ms,
+            limits.catch_up_timeout_ms,
+            at,
+        );
         set(
             &mut self.read_page_entries_max,
             limits.read_page_entries_max,
@@ -353,6 +361,10 @@ impl Layers {
             "limits.forward_timeout_ms",
             or_default(self.forward_timeout_ms, FORWARD_TIMEOUT_MS_DEFAULT),
         );
+        let catch_up_timeout_ms = field(
+            "limits.catch_up_timeout_ms",
+            or_default(self.catch_up_timeout_ms, CATCH_UP_TIMEOUT_MS_DEFAULT),
+        );
         let cache_mb = field(
             "storage.cache_mb",
             or_default(self.storage_cache_mb, CACHE_MB_DEFAULT),
@@ -409,6 +421,7 @@ impl Layers {
                 forward_timeout_ms,
                 read_page_entries_max,
                 clients_inflight_max,
+                catch_up_timeout_ms,
             },
             execution: self.execution,
             storage: StorageConfig { cache_mb },

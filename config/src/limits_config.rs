@@ -29,6 +29,14 @@ pub const FORWARD_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// A client waiting longer than a minute has long given up.
 pub const FORWARD_TIMEOUT_MS_CEILING: u64 = 60_000;
 
+/// How long `member add` / `member promote` wait for a new member to catch up before they
+/// answer `TIMEOUT` (the leader still makes it a voter once it has caught up, as the
+/// recorded request asks). A minute covers a fresh node catching up on a large ledger by
+/// snapshot on this hardware.
+pub const CATCH_UP_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// An hour: past it an operator is better told and left to look.
+pub const CATCH_UP_TIMEOUT_MS_CEILING: u64 = 3_600_000;
+
 /// Entries per ledger page. A thousand entries is a response of a few hundred KiB.
 pub const READ_PAGE_ENTRIES_MAX_DEFAULT: usize = 1_000;
 /// A page is read from disk and serialized in one go; beyond ten thousand entries one
@@ -46,6 +54,7 @@ pub const CLIENTS_INFLIGHT_MAX_CEILING: usize = 65_536;
 const _: () = assert!(REQUEST_BODY_BYTES_MAX_DEFAULT <= REQUEST_BODY_BYTES_MAX_CEILING);
 const _: () = assert!(BATCH_PROPOSALS_MAX_DEFAULT <= BATCH_PROPOSALS_MAX_CEILING);
 const _: () = assert!(FORWARD_TIMEOUT_MS_DEFAULT <= FORWARD_TIMEOUT_MS_CEILING);
+const _: () = assert!(CATCH_UP_TIMEOUT_MS_DEFAULT <= CATCH_UP_TIMEOUT_MS_CEILING);
 const _: () = assert!(READ_PAGE_ENTRIES_MAX_DEFAULT <= READ_PAGE_ENTRIES_MAX_CEILING);
 const _: () = assert!(CLIENTS_INFLIGHT_MAX_DEFAULT <= CLIENTS_INFLIGHT_MAX_CEILING);
 // A forward issued just as the leader dies must survive the election that follows.
@@ -66,6 +75,8 @@ pub struct LimitsConfig {
     pub read_page_entries_max: usize,
     /// Concurrent API requests admitted before 503.
     pub clients_inflight_max: usize,
+    /// How long a membership change waits for a new member to catch up, in milliseconds.
+    pub catch_up_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -76,6 +87,7 @@ impl Default for LimitsConfig {
             forward_timeout_ms: FORWARD_TIMEOUT_MS_DEFAULT,
             read_page_entries_max: READ_PAGE_ENTRIES_MAX_DEFAULT,
             clients_inflight_max: CLIENTS_INFLIGHT_MAX_DEFAULT,
+            catch_up_timeout_ms: CATCH_UP_TIMEOUT_MS_DEFAULT,
         }
     }
 }

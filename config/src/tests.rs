@@ -112,6 +112,7 @@ fn defaults_are_valid_with_no_file() {
             forward_timeout_ms: 5000,
             read_page_entries_max: 1000,
             clients_inflight_max: 1024,
+            catch_up_timeout_ms: 60_000,
         }
     );
     NodeConfig::default()
@@ -298,6 +299,7 @@ fn env_overrides_file() {
         ("DOCKET_LIMITS_FORWARD_TIMEOUT_MS", "900"),
         ("DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX", "9"),
         ("DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX", "2"),
+        ("DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS", "1500"),
         ("DOCKET_STORAGE_CACHE_MB", "16"),
         ("PATH", "/usr/bin"),
     ];
@@ -327,6 +329,7 @@ fn env_overrides_file() {
             forward_timeout_ms: 900,
             read_page_entries_max: 9,
             clients_inflight_max: 2,
+            catch_up_timeout_ms: 1500,
         }
     );
     assert_eq!(config.storage, StorageConfig { cache_mb: 16 });
@@ -791,7 +794,7 @@ fn snapshot_settings_are_bounded() {
 
 #[test]
 fn every_limit_is_at_least_one_and_at_most_its_ceiling() {
-    let cases: [(&str, &str, u64); 5] = [
+    let cases: [(&str, &str, u64); 6] = [
         (
             "limits.request_body_bytes_max",
             "request_body_bytes_max",
@@ -807,6 +810,11 @@ fn every_limit_is_at_least_one_and_at_most_its_ceiling() {
             "limits.read_page_entries_max",
             "read_page_entries_max",
             10_000,
+        ),
+        (
+            "limits.catch_up_timeout_ms",
+            "catch_up_timeout_ms",
+            CATCH_UP_TIMEOUT_MS_CEILING,
         ),
         (
             "limits.clients_inflight_max",
@@ -1112,7 +1120,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 23, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 24, "one variable per field");
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::path::Path;
 use crate::error::{ConfigError, Origin};
 use crate::layers::Origins;
 use crate::limits_config::{
-    BATCH_PROPOSALS_MAX_CEILING, CLIENTS_INFLIGHT_MAX_CEILING, FORWARD_TIMEOUT_MS_CEILING,
-    READ_PAGE_ENTRIES_MAX_CEILING, REQUEST_BODY_BYTES_MAX_CEILING,
+    BATCH_PROPOSALS_MAX_CEILING, CATCH_UP_TIMEOUT_MS_CEILING, CLIENTS_INFLIGHT_MAX_CEILING,
+    FORWARD_TIMEOUT_MS_CEILING, READ_PAGE_ENTRIES_MAX_CEILING, REQUEST_BODY_BYTES_MAX_CEILING,
 };
 use crate::node_config::{NodeConfig, CLUSTER_ID_CHARS_MAX, NODE_ID_MAX};
 use crate::raft_config::{
@@ -280,6 +280,15 @@ fn limits(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
         limits.forward_timeout_ms,
         1,
         FORWARD_TIMEOUT_MS_CEILING,
+        "",
+    )?;
+    let field = "limits.catch_up_timeout_ms";
+    range(
+        field,
+        &origins.of(field),
+        limits.catch_up_timeout_ms,
+        1,
+        CATCH_UP_TIMEOUT_MS_CEILING,
         "",
     )?;
     let field = "limits.read_page_entries_max";

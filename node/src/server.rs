@@ -32,10 +32,6 @@ pub const WRITE_TIMEOUT_MS: u64 = 30_000;
 /// `Tick` so they are rejected even when no other traffic arrives.
 pub const TICK_INTERVAL_MS: u64 = 1000;
 
-/// How long an added learner may take to catch up before `member add` gives up waiting
-/// (the learner stays; `member promote` finishes the job later).
-pub const CATCH_UP_TIMEOUT_MS: u64 = 60_000;
-
 /// Deadline for connecting to a node being added: an unreachable node fails fast.
 pub const PROBE_TIMEOUT_MS: u64 = 2_000;
 
@@ -167,7 +163,7 @@ fn settings(
             read_index_deadline: ms(config.limits.forward_timeout_ms),
             tick_interval: ms(TICK_INTERVAL_MS),
             membership_timeout: ms(MEMBERSHIP_TIMEOUT_MS),
-            catch_up_timeout: ms(CATCH_UP_TIMEOUT_MS),
+            catch_up_timeout: ms(config.limits.catch_up_timeout_ms),
             probe_timeout: ms(PROBE_TIMEOUT_MS),
             confirm_timeout: ms(LEADERSHIP_CONFIRM_TIMEOUT_MS),
             confirm_retry: ms(LEADERSHIP_CONFIRM_RETRY_MS),

@@ -473,3 +473,78 @@ fn add_request(cluster: &docket_node::local_cluster::LocalCluster, id: u64) -> A
         learner: false,
     }
 }
+
+/// `member add` that gives up waiting for the new node to catch up (a catch-up timeout of
+/// 1 ms) answers `TIMEOUT` and leaves a learner; the leader then makes it a voter by
+/// itself, under the recorded request (which asked for a voter). An explicit learner
+/// (`--learner`) is left a learner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_the_ledger_asked_to_be_a_voter_is_promoted_once_caught_up() {
+    let (_dir, mut cluster) =
+        formed_cluster("promote", 3, &[("DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS", "1")]).await;
+    let leader = cluster.leader().await.expect("leader");
+    let c = client(&cluster.node(leader).url());
+    let ledger = ledger_id(&cluster);
+    // More log entries than a caught-up member may lag by, one at a time, so the new node
+    // cannot have caught up by the time `member add` first looks.
+    for i in 0..(docket_service::LAG_HEALTHY_MAX + 100) {
+        c.submit(&deposit(&ledger, "alice", &format!("promote-{i}"), 5))
+            .await
+            .expect("deposit");
+    }
+
+    let four = cluster.add_slot().expect("slot 4");
+    cluster.start(four).await.expect("start node 4");
+    let result = c
+        .add_member_as(add_request(&cluster, four), &operator_key())
+        .await;
+    let (_, body) = api_error(result, "TIMEOUT");
+    assert!(body.message.contains("once it has"), "{}", body.message);
+    wait_for("node 4 promoted by the leader", WAIT_TIMEOUT_MS, || {
+        let c = c.clone();
+        async move {
+            let members = c.members().await.map_err(|e| e.to_string())?.members;
+            if members.iter().any(|m| m.id == 4 && m.voter) {
+                Ok(())
+            } else {
+                Err(format!("members: {members:?}"))
+            }
+        }
+    })
+    .await;
+
+    let five = cluster.add_slot().expect("slot 5");
+    cluster.start(five).await.expect("start node 5");
+    let mut request = add_request(&cluster, five);
+    request.learner = true;
+    let result = c.add_member_as(request, &operator_key()).await;
+    assert!(
+        result.is_ok() || api_error(result, "TIMEOUT").1.code == "TIMEOUT",
+        "an explicit learner is added"
+    );
+    wait_for("node 5 caught up", WAIT_TIMEOUT_MS, || {
+        let c = c.clone();
+        async move {
+            let members = c.members().await.map_err(|e| e.to_string())?.members;
+            if members
+                .iter()
+                .any(|m| m.id == 5 && m.lag.is_some_and(|lag| lag < 10))
+            {
+                Ok(())
+            } else {
+                Err(format!("members: {members:?}"))
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(
+        3 * docket_service::membership::PROMOTE_CHECK_MS,
+    ))
+    .await;
+    let members = c.members().await.expect("members").members;
+    assert_eq!(
+        ids(&members),
+        ([1, 2, 3, 4].into(), [5].into()),
+        "the explicit learner stays a learner"
+    );
+}

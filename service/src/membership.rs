@@ -4,7 +4,9 @@
 //! * **Add** probes the node's Raft port (fails fast with `MEMBER_UNREACHABLE`), asks it
 //!   which history it holds and refuses one initialized with another cluster id or genesis
 //!   (`MEMBER_HAS_OTHER_HISTORY`: it would sit in the cluster as a learner serving its own
-//!   history), adds it as a learner, waits for it to catch up, then promotes it.
+//!   history), adds it as a learner, waits for it to catch up, then promotes it. If it
+//!   does not catch up in time the caller hears `TIMEOUT`, and the leader's promoter
+//!   ([`PROMOTE_CHECK_MS`]) makes it a voter once it has, under the recorded request.
 //! * **Remove** refuses removing the last voter, or a voter when the voters left that are
 //!   replicating could not form a quorum (`UNSAFE_MEMBERSHIP_CHANGE`, naming the lagging
 //!   nodes).
@@ -26,6 +28,20 @@ use tokio::time::Instant;
 use crate::admin::AdminOp;
 use crate::error::{ErrorCode, ServiceError};
 use crate::service::{Service, LAG_HEALTHY_MAX};
+
+/// How often the leader looks for caught-up learners that a recorded request asked to be
+/// voters.
+pub const PROMOTE_CHECK_MS: u64 = 1_000;
+
+/// The leader's promoter: [`Service::promote_caught_up`] every [`PROMOTE_CHECK_MS`].
+pub(crate) async fn promoter(service: std::sync::Arc<Service>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_millis(PROMOTE_CHECK_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        service.promote_caught_up().await;
+    }
+}
 use crate::wire::{AddMemberRequest, MemberView, MembersView, StatusView};
 
 impl Service {
@@ -452,6 +468,79 @@ impl Service {
         }
     }
 
+    /// The entry holding the last request recorded for node `id`, when that request asked
+    /// for a voter: an add without `learner`, or a promote. `None` for an explicit learner,
+    /// a removal, or no request.
+    fn voter_requested(&self, id: NodeId) -> Option<docket_core::LedgerIndex> {
+        let subject = self.replica.with_state(|state| {
+            state.and_then(|s| s.subject(crate::admin::ADMIN_DOMAIN, &format!("node-{id}")))
+        })?;
+        let entry = self.replica.ledger_entry(subject.last_index).ok()??;
+        let record = entry.decision_record()?;
+        match AdminOp::parse(&record.proposal.proposal).ok()?.0 {
+            AdminOp::MemberAdd {
+                node,
+                learner: false,
+                ..
+            }
+            | AdminOp::MemberPromote { node }
+                if node == id =>
+            {
+                Some(entry.index)
+            }
+            _ => None,
+        }
+    }
+
+    /// Completes the promotions the ledger asked for: every learner that has caught up and
+    /// whose last recorded request asked for a voter (a `member add` or `member promote`
+    /// that gave up waiting for it to catch up) is made a voter, under that request's
+    /// authority (it is already recorded; nothing new is). An explicit learner (`member
+    /// add --learner`) stays one until an operator promotes it. Leader only; one at a time,
+    /// under the admin lock; the removal guardrails do not apply (a voter is added).
+    pub(crate) async fn promote_caught_up(&self) {
+        if !self.is_leader() {
+            return;
+        }
+        let ready: Vec<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|m| !m.voter && m.lag.is_some_and(|lag| lag <= LAG_HEALTHY_MAX))
+            .map(|m| m.id)
+            .collect();
+        for id in ready {
+            let Some(request) = self.voter_requested(id) else {
+                continue;
+            };
+            let Ok(_turn) = self.admin_turn().await else {
+                return;
+            };
+            // Again under the lock: an operation that held it may have changed the member.
+            let still = self
+                .members()
+                .iter()
+                .any(|m| m.id == id && !m.voter && m.lag.is_some_and(|lag| lag <= LAG_HEALTHY_MAX));
+            if !still || self.voter_requested(id) != Some(request) {
+                continue;
+            }
+            let promoted = self
+                .membership_op(
+                    false,
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+                )
+                .await;
+            match promoted {
+                Ok(_) => tracing::info!(
+                    node = id,
+                    request = %request,
+                    "promoted a caught-up learner to voter, as the request recorded at entry {request} asked"
+                ),
+                Err(error) => tracing::debug!(node = id, %error, "promotion not done yet"),
+            }
+        }
+    }
+
     async fn wait_caught_up(&self, id: NodeId) -> Result<(), ServiceError> {
         let timeout = self.timing.catch_up_timeout;
         let deadline = Instant::now() + timeout;
@@ -468,7 +557,7 @@ impl Service {
                     ErrorCode::Timeout,
                     format!(
                         "node {id} was added as a learner but has not caught up within {} ms; \
-                         run `docket member promote {id}` once it has",
+                         the leader makes it a voter once it has, as the recorded request asks",
                         timeout.as_millis()
                     ),
                 ));

@@ -245,6 +245,7 @@ impl Service {
                     _ = stop => {}
                     _ = crate::writer::writer(service.clone(), submit_rx) => {}
                     _ = crate::writer::ticker(service.clone()) => {}
+                    _ = crate::membership::promoter(service.clone()) => {}
                     _ = crate::elections::elections(service) => {}
                 }
             }
