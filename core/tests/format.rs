@@ -610,19 +610,29 @@ fn b_constitution_genesis_and_decision_entries() {
 // The state hash after genesis and after the deposit, rebuilt from its documented layout.
 
 fn state_digest_dump(demo: &Demo, after_deposit: bool) -> Dump {
-    let (head, counts, rows) = if after_deposit {
+    let (head, head_note, counts, rows) = if after_deposit {
         let mut lattice = Lattice::empty();
         for (key, value) in state_rows(demo) {
             lattice.insert(&key, &value);
         }
-        (&demo.deposit, [1u64, 1, 0], lattice.digest())
+        (
+            &demo.deposit,
+            "head.hash: entry 1's hash",
+            [1u64, 1, 0],
+            lattice.digest(),
+        )
     } else {
-        (&demo.genesis, [0u64, 0, 0], Lattice::empty().digest())
+        (
+            &demo.genesis,
+            "head.hash: the genesis entry's hash",
+            [0u64, 0, 0],
+            Lattice::empty().digest(),
+        )
     };
     let mut d = Dump::default();
     d.str("demo", "ledger_id")
         .u64(head.index.0, "head.index")
-        .field(&[head.hash.as_bytes()], "head.hash: that entry's hash")
+        .field(&[head.hash.as_bytes()], head_note)
         .u64(head.time.0, "head.time")
         .str_elided(&document(), "constitution_document: the TOML text")
         .u64(0, "constitution_adopted_at: 0")
@@ -705,6 +715,29 @@ fn state_hash_from_its_layout() {
         lattice.insert(&key, &value);
     }
     assert_eq!(hex::encode(lattice.digest()), PINNED_ROWS_DIGEST);
+
+    // One row's lanes, by hand: BLAKE3 XOF over the tag, the key length, key and value.
+    let (key, value) = &state_rows(&demo)[1];
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"docket/state-row/v1\0");
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    let mut xof = [0u8; 2048];
+    hasher.finalize_xof().fill(&mut xof);
+    let mut one_row = Lattice::empty();
+    one_row.insert(key, value);
+    assert_eq!(one_row.to_bytes(), xof.to_vec());
+    let lanes: Vec<String> = xof[..16]
+        .chunks_exact(2)
+        .map(|pair| format!("{:04x}", u16::from_le_bytes([pair[0], pair[1]])))
+        .collect();
+    let first_lanes = format!(
+        "XOF bytes {} read as lanes {}",
+        hex::encode(&xof[..16]),
+        lanes.join(" ")
+    );
+    assert_documented("subject row lanes", &first_lanes);
     let deposit = state_digest_dump(&demo, true);
     assert_eq!(
         demo.state.hash().0,
@@ -971,5 +1004,50 @@ fn proof_bundle() {
         Record::Genesis { .. } => panic!("a decision"),
     };
     assert_eq!(record.proposal.id(), ProposalId(record.id.0));
+    // The steps of FORMAT.md §10.2 on the bundle as read back from its JSON: the note
+    // parses, node 1 (the only voter, so a quorum of 1) cosigned it, the proof decodes, the
+    // entry's hash and its inclusion under the root verify.
+    let note = value["checkpoint"].as_str().expect("a string");
+    let signed = SignedCheckpoint::parse_note(note).expect("parses");
+    let voters = BTreeMap::from([(
+        "demo/node-1".to_owned(),
+        docket_core::proposal::public_key(&node),
+    )]);
+    assert_eq!(signed.verify(&voters, voters.len() / 2 + 1), Ok(1));
+    let proof: Vec<Hash> = value["proof"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|h| docket_core::id::decode_hex::<32>(h.as_str().expect("hex")).expect("32 bytes"))
+        .collect();
+    assert_eq!(signed.checkpoint.verify_entry(&entry, &proof), Ok(()));
+    let mut tampered = entry.clone();
+    tampered.time.0 += 1;
+    assert!(signed.checkpoint.verify_entry(&tampered, &proof).is_err());
     assert_documented("proof bundle", &format!("{json}\n"));
+}
+
+/// The domain tags of FORMAT.md §1.2, as the code defines them.
+#[test]
+fn domain_tags_are_documented() {
+    use docket_core::encoding::{
+        TAG_CONSTITUTION, TAG_ENTRY, TAG_OUTCOME_REF, TAG_PROPOSAL, TAG_STATE,
+    };
+    for tag in [
+        TAG_PROPOSAL,
+        TAG_ENTRY,
+        TAG_CONSTITUTION,
+        TAG_STATE,
+        TAG_OUTCOME_REF,
+        rows::TAG_STATE_ROW,
+        rows::TAG_LATTICE,
+    ] {
+        let (text, nul) = tag.split_at(tag.len() - 1);
+        assert_eq!(nul, b"\0", "every tag ends in a NUL byte");
+        let text = std::str::from_utf8(text).expect("an ASCII tag");
+        assert_documented(
+            "domain tag",
+            &format!("| `{text}\\0` ({} bytes) |", tag.len()),
+        );
+    }
 }
