@@ -230,6 +230,26 @@ pub struct StatusView {
     /// it in the ledger.
     #[serde(default)]
     pub cosigner_key: Option<PublicKey>,
+    /// Divergence alarms this node raised (the newest last): voters that refused to cosign
+    /// a checkpoint because their ledger or state differs at its size. Empty on a healthy
+    /// cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub divergence: Vec<DivergenceAlarm>,
+}
+
+/// A replica found holding another ledger or state than this node at the same size.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DivergenceAlarm {
+    /// The replica that refused to cosign.
+    pub node: u64,
+    /// The ledger size of the checkpoint it refused.
+    pub size: u64,
+    /// This node's RFC 9162 root (hex) and state hash at that size.
+    pub root: String,
+    pub state: StateHash,
+    /// When it was detected (the service's clock, Unix ms: simulated time in the simulator).
+    pub detected_ms: u64,
 }
 
 /// `GET /v1/health`.

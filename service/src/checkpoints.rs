@@ -16,6 +16,14 @@
 //!
 //! Any node can gather: a client that trusts no single node checks the cosignatures
 //! itself, against keys it learned from the ledger.
+//!
+//! * **The checkpointer.** The leader gathers one every [`CHECKPOINT_INTERVAL_MS`] when the
+//!   ledger has grown, so a recent final checkpoint is always at hand and every voter
+//!   compares its ledger and state with the leader's at that size. A voter that refuses
+//!   with `CHECKPOINT_MISMATCH` holds another history or state: the leader raises a
+//!   **divergence alarm** (logged at error level, listed in `GET /v1/status` as
+//!   `divergence`, and `docket status` exits non-zero), instead of the divergence waiting
+//!   for someone to compare state hashes by hand.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -32,6 +40,39 @@ use crate::service::Service;
 pub const COSIGN_WAIT: Duration = Duration::from_millis(1_000);
 /// Final checkpoints a node keeps to answer `GET /v1/checkpoint/{size}`.
 pub const FINAL_CHECKPOINTS_MAX: usize = 1_024;
+/// How often the leader gathers a checkpoint of a grown ledger.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 10_000;
+/// Divergence alarms a node keeps (the newest).
+pub const ALARMS_MAX: usize = 64;
+
+/// The leader's checkpointer (module docs).
+pub(crate) async fn checkpointer(service: std::sync::Arc<Service>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = 0;
+    loop {
+        interval.tick().await;
+        if !service.is_leader() {
+            continue;
+        }
+        let Some(boundary) = service.replica.latest_boundary() else {
+            continue;
+        };
+        if boundary.size <= last {
+            continue;
+        }
+        match service.checkpoint().await {
+            Ok((signed, _)) => last = signed.checkpoint.size,
+            Err(error) => tracing::debug!(%error, "periodic checkpoint not final"),
+        }
+    }
+}
+
+/// Whether a peer's refusal to cosign says its ledger or state differs (its error body
+/// carries the stable code).
+fn is_mismatch(refusal: &str) -> bool {
+    refusal.contains(ErrorCode::CheckpointMismatch.name())
+}
 
 pub use docket_api::wire::Cosigner;
 
@@ -207,7 +248,12 @@ impl Service {
                     "node {}: the ledger declares no checkpoint key for it",
                     cosigner.node
                 )),
-                (Err(e), _) => missing.push(format!("node {}: {e}", cosigner.node)),
+                (Err(e), _) => {
+                    if is_mismatch(&e) {
+                        self.raise_divergence(cosigner.node, &checkpoint);
+                    }
+                    missing.push(format!("node {}: {e}", cosigner.node));
+                }
             }
         }
         if cosignatures.len() < quorum {
@@ -229,6 +275,45 @@ impl Service {
         };
         self.finals.insert(signed.clone(), cosigners.clone());
         Ok((signed, cosigners))
+    }
+
+    /// Records and logs that `node` refused `checkpoint` because its ledger or state
+    /// differs there.
+    fn raise_divergence(&self, node: u64, checkpoint: &Checkpoint) {
+        tracing::error!(
+            node,
+            size = checkpoint.size,
+            state = %checkpoint.state,
+            "DIVERGENCE: node {node} holds another ledger or state than this node at size {}; \
+             it refused to cosign this node's checkpoint (compare `docket status` and \
+             `docket ledger verify` on both)",
+            checkpoint.size
+        );
+        let detected_ms = self.now().0;
+        let mut alarms = self
+            .alarms
+            .lock()
+            .expect("invariant: alarms lock is not poisoned");
+        alarms.push_back(crate::wire::DivergenceAlarm {
+            node,
+            size: checkpoint.size,
+            root: hex::encode(checkpoint.root),
+            state: checkpoint.state,
+            detected_ms,
+        });
+        while alarms.len() > ALARMS_MAX {
+            alarms.pop_front();
+        }
+    }
+
+    /// The divergence alarms this node raised, oldest first.
+    pub fn divergence_alarms(&self) -> Vec<crate::wire::DivergenceAlarm> {
+        self.alarms
+            .lock()
+            .expect("invariant: alarms lock is not poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// A final checkpoint this node gathered earlier at `size`, with the voters it was

@@ -164,6 +164,9 @@ pub struct Service {
     /// This node's checkpoint key.
     pub(crate) cosigner: ed25519_dalek::SigningKey,
     pub(crate) finals: crate::checkpoints::Finals,
+    /// Divergence alarms raised while gathering checkpoints (the last
+    /// [`crate::checkpoints::ALARMS_MAX`]).
+    pub(crate) alarms: std::sync::Mutex<std::collections::VecDeque<DivergenceAlarm>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -237,6 +240,7 @@ impl Service {
             admin_lock: tokio::sync::Mutex::new(()),
             cosigner,
             finals: Default::default(),
+            alarms: Default::default(),
         });
         let background = {
             let service = service.clone();
@@ -246,6 +250,7 @@ impl Service {
                     _ = crate::writer::writer(service.clone(), submit_rx) => {}
                     _ = crate::writer::ticker(service.clone()) => {}
                     _ = crate::membership::promoter(service.clone()) => {}
+                    _ = crate::checkpoints::checkpointer(service.clone()) => {}
                     _ = crate::elections::elections(service) => {}
                 }
             }
@@ -716,6 +721,7 @@ impl Service {
             deferred,
             members: self.members(),
             cosigner_key: Some(self.cosigner_key()),
+            divergence: self.divergence_alarms(),
         }
     }
 

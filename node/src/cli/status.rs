@@ -84,6 +84,21 @@ async fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
         Some((m.id, status.ledger_length, status.state_hash?))
     }));
 
+    // Alarms the nodes raised themselves (the leader's checkpoints), from every answer.
+    let alarms: Vec<String> = std::iter::once(&node)
+        .chain(members.iter().filter_map(|m| m.status.as_ref()))
+        .flat_map(|s| {
+            s.divergence.iter().map(move |a| {
+                format!(
+                    "node {} reports that node {} refused its checkpoint at size {} (its ledger \
+                     or state differs there; this node's state there is {})",
+                    s.node_id, a.node, a.size, a.state
+                )
+            })
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if output == OutputFormat::Json {
         print_json(&ClusterStatus {
             node,
@@ -93,8 +108,12 @@ async fn status(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
     } else {
         print_status(&node, &members, &agreement)?;
     }
-    if let Some(divergence) = agreement.divergence() {
-        bail!("{divergence}");
+    let mut problems: Vec<String> = agreement.divergence().into_iter().collect();
+    if !alarms.is_empty() {
+        problems.push(format!("divergence alarm: {}", alarms.join("; ")));
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
     }
     Ok(())
 }

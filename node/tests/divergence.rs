@@ -1,0 +1,83 @@
+//! Divergence alarms: a follower whose state is corrupted behind its back (its stored state
+//! commitment edited while it is stopped) is found out by the leader's periodic checkpoint,
+//! with nobody asking: the follower refuses to cosign, the leader raises an alarm in its
+//! status, and `docket status` exits non-zero naming the diverged node.
+
+mod common;
+
+use common::{client, deposit, formed_cluster, ledger_id, wait_for};
+use docket_service::checkpoints::CHECKPOINT_INTERVAL_MS;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
+    let (_dir, mut cluster) = formed_cluster("diverge", 3, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let c = client(&cluster.node(leader).url());
+    for i in 0..5 {
+        c.submit(&deposit(&ledger, "alice", &format!("d-{i}"), 10))
+            .await
+            .expect("deposit");
+    }
+    cluster.converged().await.expect("converged");
+    assert!(c.status().await.expect("status").divergence.is_empty());
+
+    let victim = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.kill(victim).await.expect("stop the follower");
+    {
+        // The state's commitment record (head, counts, lattice): flip its last lattice byte.
+        let db = sled::open(&cluster.node(victim).data_dir).expect("its sled store");
+        let sm = db.open_tree("sm").expect("sm tree");
+        let mut edited = 0;
+        for item in sm.scan_prefix(b"state_meta") {
+            let (key, value) = item.expect("read");
+            let mut value = value.to_vec();
+            let last = value.len() - 1;
+            value[last] ^= 0x01;
+            sm.insert(key, value).expect("write");
+            edited += 1;
+        }
+        assert!(edited > 0, "the follower's state commitment is stored");
+        db.flush().expect("flush");
+    }
+    cluster.start(victim).await.expect("restart the follower");
+    // New entries, so the leader's checkpointer has a grown ledger to checkpoint.
+    for i in 5..8 {
+        c.submit(&deposit(&ledger, "alice", &format!("d-{i}"), 10))
+            .await
+            .expect("deposit");
+    }
+
+    let alarm = wait_for(
+        "the leader's divergence alarm",
+        4 * CHECKPOINT_INTERVAL_MS,
+        || {
+            let c = c.clone();
+            async move {
+                let status = c.status().await.map_err(|e| e.to_string())?;
+                status
+                    .divergence
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| "no alarm yet".to_owned())
+            }
+        },
+    )
+    .await;
+    assert_eq!(alarm.node, victim, "the alarm names the corrupted follower");
+
+    let output = tokio::process::Command::new(common::binary())
+        .args(["status", "--node", &cluster.node(leader).url()])
+        .output()
+        .await
+        .expect("run docket status");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "docket status fails on an alarm");
+    assert!(
+        stderr.contains("divergence alarm") && stderr.contains(&format!("node {victim} refused")),
+        "{stderr}"
+    );
+}
