@@ -97,6 +97,11 @@
 //!   non-member leader and tripped an assertion inside openraft 0.9.25 (seed 54). The
 //!   service refuses that change (`leads_outside_target_config`), for the node and the
 //!   simulator alike.
+//! * A node refused a candidate's vote as a non-member's because it had not yet seen the
+//!   configuration that added the candidate; the candidate, elected by the others, then
+//!   led while marked removed and answered every request `REMOVED` (seed 1021, five nodes,
+//!   after the workload gained plans). Fixed in `docket_raft::network`: a vote is refused
+//!   so only when the refusing node's configuration is newer than the candidate's log.
 //!
 //! ## Negative controls
 //!
