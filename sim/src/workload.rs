@@ -62,6 +62,10 @@ pub const PLAN_PAYOUTS_MAX: usize = 3;
 /// ([`BENEFICIARY_BLOCKED`]): its dependents are then rejected `DEPENDENCY_FAILED`.
 pub const PLAN_DECLINED_CHANCE: f64 = 0.35;
 
+/// Chance that a plan's payout asks for more than its deposit: governance rejects it
+/// (`INVARIANT`), and its dependents are rejected `DEPENDENCY_REJECTED`.
+pub const PLAN_OVERDRAWN_CHANCE: f64 = 0.1;
+
 /// What a client files in one call.
 #[derive(Clone, Debug)]
 enum Filing {
@@ -177,13 +181,14 @@ impl Flows {
 
     /// Queues a plan: up to [`PLAN_PAYOUTS_MAX`] funded payouts on fresh settlement
     /// subjects (deposit, then the payout depending on it), some to the beneficiary the
-    /// rail declines, and for each a dependent that lists the payout and its outcome
+    /// rail declines, a few over their deposit (rejected), and for each a dependent that lists the payout and its outcome
     /// reference ([`docket_core::ProposalId::outcome_of`]) — a second payout from the same
     /// subject, or a deposit to another one — and sometimes one dependent waiting on every
     /// payout's outcome. The members are printed in a shuffled order; the service records
     /// them in the plan's order (waves, then ids). A dependent is deferred until its
     /// payout's outcome is recorded, then admitted if it was paid and rejected
-    /// `DEPENDENCY_FAILED` if not. Without execution agents the plan carries the
+    /// `DEPENDENCY_FAILED` if not (`DEPENDENCY_REJECTED` at once if the payout was
+    /// rejected). Without execution agents the plan carries the
     /// executor's reports too.
     fn plan_flow(&mut self, rng: &mut StdRng) {
         let (c, k) = (self.client, self.flows);
@@ -198,9 +203,12 @@ impl Flows {
                 (false, 0) if self.execution => BENEFICIARY_FLAKY,
                 _ => "acme",
             };
-            let amount = rng.gen_range(1..=RAIL_AMOUNT_MAX / 2);
+            let mut amount = rng.gen_range(1..=RAIL_AMOUNT_MAX / 2);
             let second = rng.gen_range(1..=RAIL_AMOUNT_MAX / 2);
             let funds = amount + second + rng.gen_range(0..1_000);
+            if rng.gen_bool(PLAN_OVERDRAWN_CHANCE) {
+                amount = funds + rng.gen_range(1..1_000);
+            }
             let (deposit, payout) = self.deposit_and_payout(&subject, funds, amount, beneficiary);
             let after = vec![payout.id(), payout.id().outcome_of()];
             let dependent = if rng.gen_bool(0.5) {

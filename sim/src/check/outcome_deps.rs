@@ -590,6 +590,41 @@ mod tests {
     }
 
     #[test]
+    fn a_rejected_payout_rejects_its_dependents_for_that_and_nothing_else() {
+        let mut ledger = Ledger::new();
+        let deposit = ledger.file(
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "stl-1",
+            Value::map([("amount", Value::Int(10)), ("currency", "EUR".into())]),
+            vec![],
+        );
+        let overdrawn = ledger.file(
+            "alice",
+            "SETTLEMENT.PAYOUT_REQUESTED",
+            "stl-1",
+            Value::map([("amount", Value::Int(40)), ("beneficiary", "acme".into())]),
+            vec![deposit],
+        );
+        let dependent = ledger.dependent("stl-1-after", overdrawn);
+        let (violations, stats) = check(&ledger.entries);
+        assert!(violations.is_empty(), "{}", details(&violations));
+        assert_eq!(stats.rejected_or_expired, 1);
+        let at = ledger.at(dependent, submitted);
+        doctor(
+            &mut ledger.entries,
+            at,
+            Decision::reject(RejectCode::DependencyFailed, "doctored"),
+        );
+        let (violations, _) = check(&ledger.entries);
+        assert!(
+            details(&violations).contains("stood rejected since"),
+            "{}",
+            details(&violations)
+        );
+    }
+
+    #[test]
     fn a_release_that_never_comes_or_comes_late_is_caught() {
         let (ledger, [failed, ..]) = sound();
         let at = ledger.at(failed, released);
