@@ -657,15 +657,25 @@ async fn handle(
         }
     }
     match &request.rpc {
-        Rpc::Vote(_) => {
+        Rpc::Vote(vote) => {
             // A removed voter that never received the configuration without it keeps
             // campaigning in ever higher terms; its votes are refused, and the refusal tells
             // it why. Only votes: a leader this node does not know yet (a lagging node two
             // configurations behind) must still be able to replicate to it.
+            //
+            // Only when this node's configuration is news to the candidate: a removed voter
+            // never received the configuration that left it out, so its last log id is
+            // below that configuration's. A candidate whose log already reaches past it is
+            // asking a lagging node that has not seen the configuration adding it yet: that
+            // refusal would mark a member as removed, and one elected anyway (by the nodes
+            // that know it) would lead while answering every client `REMOVED`, with nothing
+            // to clear the mark (a leader receives no appends). Found by the simulator
+            // (seed 1021, five nodes).
             let metrics = raft.metrics().borrow().clone();
             let membership = metrics.membership_config.membership();
             let known = membership.nodes().next().is_some();
-            if known && membership.get_node(&request.from).is_none() {
+            let news_to_candidate = vote.last_log_id < *metrics.membership_config.log_id();
+            if known && news_to_candidate && membership.get_node(&request.from).is_none() {
                 tracing::info!(
                     from = request.from,
                     "refused a vote request from a non-member"

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::config::Variant;
+use crate::history::PlanAck;
 
 /// Largest API frame (a submission of a few proposals, or a read answer).
 pub const API_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -64,6 +65,9 @@ pub struct SubjectRead {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
     Submit(Vec<SignedProposal>),
+    /// A plan: the service's `submit_plan` (as the node's `POST /v1/plans`), recorded in
+    /// its order (waves, then ids) as one submission.
+    Plan(Vec<SignedProposal>),
     Read {
         domain: String,
         subject: String,
@@ -111,6 +115,9 @@ pub struct Envelope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Submitted(Vec<ProposalOutcome>),
+    /// A plan's members in recorded order: what a client reads of the service's
+    /// `PlanResponse` (each member's entry index and decision, not the whole entry).
+    Planned(Vec<PlanAck>),
     Read {
         subject: Option<SubjectRead>,
         served_by: NodeId,
@@ -316,6 +323,28 @@ impl ApiNode {
                 let _permit = service.admit()?;
                 let outcomes = service.submit(proposals.clone()).await?;
                 Ok(Response::Submitted(outcomes))
+            }
+            Request::Plan(proposals) => {
+                let _permit = service.admit()?;
+                let response = service.submit_plan(proposals.clone()).await?;
+                let acks = response
+                    .members
+                    .into_iter()
+                    .map(|member| {
+                        let record = member.result.entry.decision_record().ok_or_else(|| {
+                            ServiceError::internal("a plan member's entry holds no decision")
+                        })?;
+                        Ok(PlanAck {
+                            id: member.result.id,
+                            input: member.input,
+                            wave: member.wave,
+                            index: member.result.entry.index,
+                            duplicate: member.result.duplicate,
+                            decision: record.decision.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ServiceError>>()?;
+                Ok(Response::Planned(acks))
             }
             Request::Init(signed) => {
                 service

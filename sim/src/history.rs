@@ -1,8 +1,8 @@
 //! Client histories: every operation a simulated client invoked, with simulated invocation
 //! and response times and what it was told.
 
-use docket_core::ProposalId;
-use docket_raft::{NodeId, ProposalOutcome};
+use docket_core::{Decision, LedgerIndex, ProposalId, SignedProposal};
+use docket_raft::{NodeId, Outcome, ProposalOutcome};
 
 use docket_service::ErrorCode;
 
@@ -11,7 +11,9 @@ use crate::api::SubjectRead;
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
-    /// A submission of one proposal (possibly a resubmission of an earlier one).
+    /// A submission of one proposal (possibly a resubmission of an earlier one), or of one
+    /// member of a plan: a plan's submission is one operation per member, invoked and
+    /// answered together (the plans themselves are in [`crate::world::Shared::plans`]).
     Submit {
         id: ProposalId,
         domain: String,
@@ -29,6 +31,8 @@ pub enum OpResult {
     /// No answer yet (still in flight at the end of the run).
     Pending,
     Submitted(ProposalOutcome),
+    /// A plan member's answer (what a client reads of the service's `PlanMember`).
+    Planned(PlanAck),
     Read {
         subject: Option<SubjectRead>,
         served_by: NodeId,
@@ -38,6 +42,57 @@ pub enum OpResult {
     /// An error: the operation may or may not have taken effect (indeterminate), except
     /// for errors that say it was not attempted.
     Failed(ErrorCode),
+}
+
+/// One member of a recorded plan, as the service answered it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanAck {
+    pub id: ProposalId,
+    /// Where the member was in the plan as submitted.
+    pub input: usize,
+    pub wave: u32,
+    /// Its own entry, or for a duplicate the entry that holds its current decision.
+    pub index: LedgerIndex,
+    pub duplicate: bool,
+    pub decision: Decision,
+}
+
+/// What an acknowledged submission told its client: the proposal, the entry index, and
+/// the decision recorded there (`None` for a duplicate: the entry holds whatever the
+/// proposal's current decision is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack<'a> {
+    pub id: ProposalId,
+    pub index: LedgerIndex,
+    pub decision: Option<&'a Decision>,
+}
+
+impl OpResult {
+    /// The acknowledgement, if the client was told the proposal's entry.
+    pub fn ack(&self) -> Option<Ack<'_>> {
+        match self {
+            OpResult::Submitted(ProposalOutcome { id, outcome }) => Some(match outcome {
+                Outcome::Recorded {
+                    index, decision, ..
+                } => Ack {
+                    id: *id,
+                    index: *index,
+                    decision: Some(decision),
+                },
+                Outcome::Duplicate { index, .. } => Ack {
+                    id: *id,
+                    index: *index,
+                    decision: None,
+                },
+            }),
+            OpResult::Planned(ack) => Some(Ack {
+                id: ack.id,
+                index: ack.index,
+                decision: (!ack.duplicate).then_some(&ack.decision),
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -52,10 +107,13 @@ pub struct Op {
     pub result: OpResult,
 }
 
-/// All operations of a run, in invocation order.
+/// All operations of a run, in invocation order, and the plans clients submitted.
 #[derive(Debug, Default)]
 pub struct History {
     pub ops: Vec<Op>,
+    /// Every plan a client submitted (once, however often it was sent), its members in
+    /// the order the client printed them.
+    pub plans: Vec<Vec<SignedProposal>>,
 }
 
 impl History {

@@ -41,7 +41,8 @@
 //!
 //! 1. **Fault phase** ([`SimConfig::duration`]): workload clients ([`workload`]) run
 //!    settlement, KES, auction and tender flows (with deferrals, duplicates, unauthorized
-//!    and malformed proposals; payouts paid by the agents) and read subjects at every
+//!    and malformed proposals; payouts paid by the agents), plans whose dependents wait on
+//!    payouts' outcomes (some declined by the rail), and read subjects at every
 //!    node; an operator ([`admin`]) changes membership; the schedule ([`faults`])
 //!    partitions, delays, drops, crashes (disk and journal) and restarts, and cuts nodes
 //!    off the rail. Metrics are observed after every step, ledgers every 50 simulated
@@ -52,7 +53,9 @@
 //!    [`config::LIVENESS_BOUND`], and (with execution) every admitted payout be reported.
 //! 3. **Checks** ([`check`], one file per invariant): election safety, ledger agreement,
 //!    state agreement, membership safety, durability, linearizability, read-index
-//!    freshness, chain integrity, liveness, effects
+//!    freshness, chain integrity, liveness, outcome dependencies (decided by the outcome
+//!    they wait on, and only once it is recorded), plan order (one run, in
+//!    `docket_core::plan::order`'s order), effects
 //!    (at most one payment per idempotency key, every request to the rail explained, one
 //!    outcome record per payout agreeing with the rail).
 //!
@@ -94,6 +97,11 @@
 //!   non-member leader and tripped an assertion inside openraft 0.9.25 (seed 54). The
 //!   service refuses that change (`leads_outside_target_config`), for the node and the
 //!   simulator alike.
+//! * A node refused a candidate's vote as a non-member's because it had not yet seen the
+//!   configuration that added the candidate; the candidate, elected by the others, then
+//!   led while marked removed and answered every request `REMOVED` (seed 1021, five nodes,
+//!   after the workload gained plans). Fixed in `docket_raft::network`: a vote is refused
+//!   so only when the refusing node's configuration is newer than the candidate's log.
 //!
 //! ## Negative controls
 //!

@@ -69,6 +69,8 @@ pub struct RunStats {
     pub lin: linearizability::Stats,
     /// What execution did (zero without execution).
     pub effects: effects::Stats,
+    pub plans: check::plans::Stats,
+    pub outcome_deps: check::outcome_deps::Stats,
 }
 
 /// The command that replays `seed` with `config`.
@@ -373,6 +375,11 @@ impl Run {
                 (*m, len)
             })
             .collect();
+        let (outcome_violations, outcome_stats) = check::outcome_deps::check(&canonical);
+        violations.extend(outcome_violations);
+        let (plan_violations, plan_stats) =
+            check::plans::check(&self.world.borrow().history, &canonical);
+        violations.extend(plan_violations);
         let (lin_violations, lin_stats) = {
             let w = self.world.borrow();
             violations.extend(check::durability::check(
@@ -404,10 +411,7 @@ impl Run {
                 .history
                 .ops
                 .iter()
-                .filter(|o| {
-                    matches!(o.kind, OpKind::Submit { .. })
-                        && matches!(o.result, OpResult::Submitted(_))
-                })
+                .filter(|o| matches!(o.kind, OpKind::Submit { .. }) && o.result.ack().is_some())
                 .count() as u64,
             reads_answered: w
                 .history
@@ -422,6 +426,8 @@ impl Run {
             crashes: schedule.crashes_applied,
             lin: lin_stats,
             effects: effect_stats,
+            plans: plan_stats,
+            outcome_deps: outcome_stats,
         };
         SeedReport {
             seed: self.seed,

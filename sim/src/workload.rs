@@ -14,11 +14,19 @@
 //! ([`BENEFICIARY_BLOCKED`]) or answers `503` first ([`BENEFICIARY_FLAKY`]), some exceed the
 //! agents' amount cap ([`RAIL_AMOUNT_MAX`], refused before the rail). Without execution
 //! the workload files the executor's report itself.
+//!
+//! Some flows ([`PLAN_FLOW_CHANCE`]) are **plans** ([`Flows::plan_flow`]), filed through the
+//! service's `submit_plan` as one submission: funded payouts, some to the beneficiary the
+//! rail declines, with dependents that list a payout and its outcome reference
+//! (`ProposalId::outcome_of`), printed in a shuffled order. The dependents wait for the
+//! payouts' outcome records and are admitted after a payment, rejected
+//! `DEPENDENCY_FAILED` after a decline; the checkers [`crate::check::plans`] and
+//! [`crate::check::outcome_deps`] hold the ledger to that.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use docket_core::{dev, LedgerId, SignedProposal, Value};
+use docket_core::{dev, LedgerId, ProposalId, SignedProposal, Value};
 use docket_raft::NodeId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -29,7 +37,7 @@ use docket_service::ErrorCode;
 use crate::api::{self, Envelope, Request, Response, LEDGER_EPOCH_MS};
 use crate::config::{rng, salt, FILL_BATCH};
 use crate::execution::RAIL_AMOUNT_MAX;
-use crate::history::{OpKind, OpResult};
+use crate::history::{OpKind, OpResult, PlanAck};
 use crate::rail::{BENEFICIARY_BLOCKED, BENEFICIARY_FLAKY};
 use crate::world::{host_name, now, World, API_PORT, CLUSTER_ID};
 
@@ -43,10 +51,33 @@ pub const SUBMIT_ATTEMPTS_MAX: u32 = 4;
 /// The subject every client deposits to, so that reads see other clients' writes.
 pub const HOT_SUBJECT: &str = "stl-hot";
 
-/// A proposal waiting to be filed.
+/// Chance that a client's next flow is a plan ([`Flows::plan_flow`]).
+pub const PLAN_FLOW_CHANCE: f64 = 0.2;
+
+/// Payouts in one plan: enough for a plan to mix a declined payout with a paid one, few
+/// enough that a plan stays one small submission (the service allows 100 proposals).
+pub const PLAN_PAYOUTS_MAX: usize = 3;
+
+/// Chance that a plan's payout goes to the beneficiary the rail declines
+/// ([`BENEFICIARY_BLOCKED`]): its dependents are then rejected `DEPENDENCY_FAILED`.
+pub const PLAN_DECLINED_CHANCE: f64 = 0.35;
+
+/// Chance that a plan's payout asks for more than its deposit: governance rejects it
+/// (`INVARIANT`), and its dependents are rejected `DEPENDENCY_REJECTED`.
+pub const PLAN_OVERDRAWN_CHANCE: f64 = 0.1;
+
+/// What a client files in one call.
 #[derive(Clone, Debug)]
-struct Planned {
-    proposal: SignedProposal,
+enum Filing {
+    One(Box<SignedProposal>),
+    /// A plan, its members in the order the client printed them.
+    Plan(Vec<SignedProposal>),
+}
+
+/// A filing waiting its turn.
+#[derive(Clone, Debug)]
+struct Queued {
+    filing: Filing,
     /// Not before this much simulated time (tender evaluation waits for the deadline).
     not_before: Duration,
 }
@@ -61,8 +92,10 @@ pub struct Flows {
     nonce: u64,
     flows: u64,
     kes_version: u64,
-    queue: VecDeque<Planned>,
+    queue: VecDeque<Queued>,
     filed: Vec<SignedProposal>,
+    /// Plans acknowledged, resubmitted whole now and then (every member a duplicate).
+    filed_plans: Vec<Vec<SignedProposal>>,
 }
 
 fn hex32(rng: &mut StdRng) -> String {
@@ -81,6 +114,7 @@ impl Flows {
             kes_version: 0,
             queue: VecDeque::new(),
             filed: Vec::new(),
+            filed_plans: Vec::new(),
         }
     }
 
@@ -133,20 +167,135 @@ impl Flows {
         (deposit, payout)
     }
 
-    fn plan(&mut self, mut proposals: Vec<SignedProposal>, reverse: bool) {
+    /// Queues a flow's proposals to be filed one by one.
+    fn queue_flow(&mut self, mut proposals: Vec<SignedProposal>, reverse: bool) {
         if reverse {
             proposals.reverse();
         }
         self.queue
-            .extend(proposals.into_iter().map(|proposal| Planned {
-                proposal,
+            .extend(proposals.into_iter().map(|proposal| Queued {
+                filing: Filing::One(Box::new(proposal)),
                 not_before: Duration::ZERO,
             }));
+    }
+
+    /// Queues a plan: up to [`PLAN_PAYOUTS_MAX`] funded payouts on fresh settlement
+    /// subjects (deposit, then the payout depending on it), some to the beneficiary the
+    /// rail declines, a few over their deposit (rejected), and for each a dependent that lists the payout and its outcome
+    /// reference ([`docket_core::ProposalId::outcome_of`]) — a second payout from the same
+    /// subject, or a deposit to another one — and sometimes one dependent waiting on every
+    /// payout's outcome. The members are printed in a shuffled order; the service records
+    /// them in the plan's order (waves, then ids). A dependent is deferred until its
+    /// payout's outcome is recorded, then admitted if it was paid and rejected
+    /// `DEPENDENCY_FAILED` if not (`DEPENDENCY_REJECTED` at once if the payout was
+    /// rejected). Without execution agents the plan carries the
+    /// executor's reports too.
+    fn plan_flow(&mut self, rng: &mut StdRng) {
+        let (c, k) = (self.client, self.flows);
+        let payouts = rng.gen_range(1..=PLAN_PAYOUTS_MAX);
+        let mut members = Vec::new();
+        let mut watched = Vec::new();
+        for i in 0..payouts {
+            let subject = format!("stl-c{c}-{k}-{i}");
+            let declined = rng.gen_bool(PLAN_DECLINED_CHANCE);
+            let beneficiary = match (declined, rng.gen_range(0..10)) {
+                (true, _) => BENEFICIARY_BLOCKED,
+                (false, 0) if self.execution => BENEFICIARY_FLAKY,
+                _ => "acme",
+            };
+            let mut amount = rng.gen_range(1..=RAIL_AMOUNT_MAX / 2);
+            let second = rng.gen_range(1..=RAIL_AMOUNT_MAX / 2);
+            let funds = amount + second + rng.gen_range(0..1_000);
+            if rng.gen_bool(PLAN_OVERDRAWN_CHANCE) {
+                amount = funds + rng.gen_range(1..1_000);
+            }
+            let (deposit, payout) = self.deposit_and_payout(&subject, funds, amount, beneficiary);
+            let after = vec![payout.id(), payout.id().outcome_of()];
+            let dependent = if rng.gen_bool(0.5) {
+                self.propose(
+                    "alice",
+                    "SETTLEMENT.PAYOUT_REQUESTED",
+                    &subject,
+                    Value::map([
+                        ("amount", Value::Int(second)),
+                        ("beneficiary", "acme".into()),
+                    ]),
+                    after,
+                )
+            } else {
+                self.propose(
+                    "alice",
+                    "SETTLEMENT.DEPOSIT_CONFIRMED",
+                    &format!("{subject}-after"),
+                    Value::map([("amount", Value::Int(second)), ("currency", "EUR".into())]),
+                    after,
+                )
+            };
+            if !self.execution {
+                members.push(self.report(&subject, &payout, !declined, rng));
+            }
+            watched.push(payout.id());
+            members.extend([deposit, payout, dependent]);
+        }
+        if watched.len() > 1 && rng.gen_bool(0.5) {
+            let after = watched
+                .iter()
+                .flat_map(|id| [*id, id.outcome_of()])
+                .collect();
+            let all = self.propose(
+                "bob",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                &format!("stl-c{c}-{k}-all"),
+                Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
+                after,
+            );
+            members.push(all);
+        }
+        members.shuffle(rng);
+        self.queue.push_back(Queued {
+            filing: Filing::Plan(members),
+            not_before: Duration::ZERO,
+        });
+    }
+
+    /// The executor's settlement report on `payout`, filed by the workload itself when no
+    /// agents run.
+    fn report(
+        &mut self,
+        subject: &str,
+        payout: &SignedProposal,
+        paid: bool,
+        rng: &mut StdRng,
+    ) -> SignedProposal {
+        let reports_on = payout.id().to_hex();
+        let (action, payload) = if paid {
+            (
+                "SETTLEMENT.PAYOUT_EXECUTED",
+                Value::map([
+                    ("reports_on", reports_on.into()),
+                    ("rail_ref", format!("rail-{}", hex32(rng)).into()),
+                ]),
+            )
+        } else {
+            (
+                "SETTLEMENT.RAIL_ERROR",
+                Value::map([
+                    ("reports_on", reports_on.into()),
+                    ("reason", "beneficiary blocked".into()),
+                    ("evidence_hash", hex32(rng).into()),
+                ]),
+            )
+        };
+        self.propose("exec", action, subject, payload, vec![payout.id()])
     }
 
     /// Queues the next flow.
     fn start_flow(&mut self, rng: &mut StdRng) {
         self.flows += 1;
+        if rng.gen_bool(PLAN_FLOW_CHANCE) {
+            self.plan_flow(rng);
+            return;
+        }
         let k = self.flows;
         let c = self.client;
         let reverse = rng.gen_bool(0.3);
@@ -191,7 +340,7 @@ impl Flows {
                 } else {
                     flow.push(payout);
                 }
-                self.plan(flow, reverse);
+                self.queue_flow(flow, reverse);
             }
             0 | 1 => {
                 let subject = format!("stl-c{c}-{k}");
@@ -223,7 +372,7 @@ impl Flows {
                         vec![payout.id()],
                     )
                 };
-                self.plan(vec![deposit, payout, report], reverse);
+                self.queue_flow(vec![deposit, payout, report], reverse);
             }
             2 => {
                 let subject = format!("kes-c{c}");
@@ -264,7 +413,7 @@ impl Flows {
                     ratify,
                     vec![proposed.id()],
                 );
-                self.plan(vec![proposed, first, second], reverse);
+                self.queue_flow(vec![proposed, first, second], reverse);
             }
             3 => {
                 let subject = format!("auc-c{c}-{k}");
@@ -304,7 +453,7 @@ impl Flows {
                     Value::map([("winner", dev::key("boris").to_hex().into())]),
                     vec![closed.id()],
                 );
-                self.plan(vec![opened, bid_a, bid_b, closed, awarded], reverse);
+                self.queue_flow(vec![opened, bid_a, bid_b, closed, awarded], reverse);
             }
             _ => {
                 let subject = format!("tnd-c{c}-{k}");
@@ -341,11 +490,11 @@ impl Flows {
                     Value::map([("winner", dev::key("sam").to_hex().into())]),
                     vec![evaluated.id()],
                 );
-                self.plan(vec![published, offer], false);
+                self.queue_flow(vec![published, offer], false);
                 let after = now() + Duration::from_millis(window_ms + 50);
                 for proposal in [evaluated, awarded] {
-                    self.queue.push_back(Planned {
-                        proposal,
+                    self.queue.push_back(Queued {
+                        filing: Filing::One(Box::new(proposal)),
                         not_before: after,
                     });
                 }
@@ -434,6 +583,11 @@ impl Flows {
 /// What the client does next.
 enum Action {
     Submit(Box<SignedProposal>),
+    /// A plan; `fresh` the first time it is sent (a resubmission is all duplicates).
+    Plan {
+        members: Vec<SignedProposal>,
+        fresh: bool,
+    },
     Read(String, String),
 }
 
@@ -446,6 +600,14 @@ fn next_action(flows: &mut Flows, rng: &mut StdRng, world: &World) -> Option<Act
         }
     }
     if roll < 38 {
+        if roll == 30 {
+            if let Some(old) = flows.filed_plans.choose(rng) {
+                return Some(Action::Plan {
+                    members: old.clone(),
+                    fresh: false,
+                });
+            }
+        }
         if let Some(old) = flows.filed.choose(rng) {
             return Some(Action::Submit(Box::new(old.clone())));
         }
@@ -463,10 +625,13 @@ fn next_action(flows: &mut Flows, rng: &mut StdRng, world: &World) -> Option<Act
     if !ready {
         return Some(Action::Submit(Box::new(flows.hot_deposit(rng))));
     }
-    flows
-        .queue
-        .pop_front()
-        .map(|p| Action::Submit(Box::new(p.proposal)))
+    flows.queue.pop_front().map(|queued| match queued.filing {
+        Filing::One(proposal) => Action::Submit(proposal),
+        Filing::Plan(members) => Action::Plan {
+            members,
+            fresh: true,
+        },
+    })
 }
 
 fn pick_node(rng: &mut StdRng, nodes: u64) -> NodeId {
@@ -526,6 +691,92 @@ pub async fn submit(
             OpResult::Submitted(_) => return Some(response),
             OpResult::Failed(ErrorCode::Timeout) => return None,
             _ => tokio::time::sleep(Duration::from_millis(rng.gen_range(20..100))).await,
+        }
+    }
+    None
+}
+
+/// Submits a plan, retrying elsewhere as [`submit`] does. Each attempt is one operation
+/// per member in the history, invoked and answered together; the answers are in the
+/// order the service recorded the members.
+pub async fn submit_plan(
+    world: &World,
+    client: u32,
+    rng: &mut StdRng,
+    nodes: u64,
+    members: &[SignedProposal],
+) -> Option<Vec<PlanAck>> {
+    let kinds: Vec<OpKind> = members
+        .iter()
+        .map(|p| OpKind::Submit {
+            id: p.id(),
+            domain: p.proposal.domain.clone(),
+            subject: p.proposal.subject.clone(),
+        })
+        .collect();
+    let ids: Vec<ProposalId> = members.iter().map(SignedProposal::id).collect();
+    let short = ids.first().map(ProposalId::short).unwrap_or_default();
+    for _ in 0..SUBMIT_ATTEMPTS_MAX {
+        let node = pick_node(rng, nodes);
+        let ops: Vec<usize> = {
+            let mut w = world.borrow_mut();
+            w.trace_now(format_args!(
+                "c{client} plan {short}+{} via n{node}",
+                members.len() - 1
+            ));
+            let at = now().as_nanos();
+            kinds
+                .iter()
+                .map(|kind| w.history.invoke(client, node, kind.clone(), at))
+                .collect()
+        };
+        let envelope = Envelope {
+            forwarded: false,
+            request: Request::Plan(members.to_vec()),
+        };
+        let response = api::call(&api_addr(node), &envelope, CLIENT_DEADLINE).await;
+        let (results, acks) = match response {
+            Response::Planned(acks) if acks.len() == members.len() => {
+                let results = ids
+                    .iter()
+                    .map(|id| match acks.iter().find(|a| a.id == *id) {
+                        Some(ack) => OpResult::Planned(ack.clone()),
+                        None => OpResult::Failed(ErrorCode::MalformedRequest),
+                    })
+                    .collect();
+                (results, Some(acks))
+            }
+            Response::Error { code, .. } => (vec![OpResult::Failed(code); ids.len()], None),
+            _ => (
+                vec![OpResult::Failed(ErrorCode::MalformedRequest); ids.len()],
+                None,
+            ),
+        };
+        let code = match results.first() {
+            Some(OpResult::Failed(code)) => Some(*code),
+            _ => None,
+        };
+        {
+            let mut w = world.borrow_mut();
+            match &acks {
+                Some(acks) => w.trace_now(format_args!(
+                    "c{client} plan {short} -> {}",
+                    acks.iter()
+                        .map(|a| format!("{}@{} {}", a.id.short(), a.index, a.decision.label()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                None => w.trace_now(format_args!("c{client} plan {short} -> {code:?}")),
+            }
+            let at = now().as_nanos();
+            for (op, result) in ops.into_iter().zip(results) {
+                w.history.complete(op, result, at);
+            }
+        }
+        match code {
+            None => return acks,
+            Some(ErrorCode::Timeout) => return None,
+            Some(_) => tokio::time::sleep(Duration::from_millis(rng.gen_range(20..100))).await,
         }
     }
     None
@@ -620,6 +871,27 @@ pub async fn run_client(world: World, client: u32) -> turmoil::Result {
                         p.subject.clone(),
                     )
                     .await;
+                }
+            }
+            Some(Action::Plan { members, fresh }) => {
+                {
+                    let mut w = world.borrow_mut();
+                    for p in &members {
+                        let key = (p.proposal.domain.clone(), p.proposal.subject.clone());
+                        if !w.subjects.contains(&key) {
+                            w.subjects.push(key);
+                        }
+                    }
+                    if fresh {
+                        w.history.plans.push(members.clone());
+                    }
+                }
+                let acked = submit_plan(&world, client, &mut rng, nodes, &members)
+                    .await
+                    .is_some();
+                if acked && fresh {
+                    flows.filed.extend(members.iter().cloned());
+                    flows.filed_plans.push(members);
                 }
             }
             Some(Action::Read(domain, subject)) => {

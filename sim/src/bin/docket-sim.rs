@@ -80,7 +80,8 @@ fn print_report(report: &SeedReport, quiet: bool) {
         println!(
             "seed {:>8} {verdict:<4} trace {} sim {:>6.2}s wall {:>7.3}s ledger {:>4} ops {:>4} \
              acked {:>4} reads {:>4} faults {:>3} crashes {:>2} terms {:>3} payouts {:>3} \
-             rail {:>3} repeated {:>2}",
+             rail {:>3} repeated {:>2} plans {:>2}/{:>2} dependents {:>3} (admitted {:>2} \
+             failed {:>2})",
             report.seed,
             &report.trace_hash[..report.trace_hash.len().min(16)],
             report.sim_time.as_secs_f64(),
@@ -95,6 +96,11 @@ fn print_report(report: &SeedReport, quiet: bool) {
             s.effects.payouts,
             s.effects.requests,
             s.effects.keys_repeated,
+            s.plans.recorded,
+            s.plans.plans,
+            s.outcome_deps.dependents,
+            s.outcome_deps.admitted,
+            s.outcome_deps.failed,
         );
     }
     if let Some(lines) = &report.trace {
@@ -167,6 +173,8 @@ fn main() -> ExitCode {
     let mut sim_total = Duration::ZERO;
     let mut wall_in_seeds = Duration::ZERO;
     let mut effects = docket_sim::check::effects::Stats::default();
+    let mut plans = docket_sim::check::plans::Stats::default();
+    let mut dependents = docket_sim::check::outcome_deps::Stats::default();
     for seed in first..end {
         let report = run_seed(seed, &config);
         sim_total += report.sim_time;
@@ -179,6 +187,19 @@ fn main() -> ExitCode {
         effects.payments += e.payments;
         effects.keys_repeated += e.keys_repeated;
         effects.paid_then_rail_error += e.paid_then_rail_error;
+        let p = &report.stats.plans;
+        plans.plans += p.plans;
+        plans.recorded += p.recorded;
+        plans.members += p.members;
+        plans.reordered += p.reordered;
+        let d = &report.stats.outcome_deps;
+        dependents.dependents += d.dependents;
+        dependents.admitted += d.admitted;
+        dependents.failed += d.failed;
+        dependents.rejected_or_expired += d.rejected_or_expired;
+        dependents.rejected_otherwise += d.rejected_otherwise;
+        dependents.waited += d.waited;
+        dependents.deferred_at_end += d.deferred_at_end;
         print_report(&report, args.quiet);
         let mut passed = report.passed();
         for _ in 1..args.repeat.max(1) {
@@ -220,6 +241,22 @@ fn main() -> ExitCode {
             effects.keys_repeated,
         );
     }
+    println!(
+        "plans: {} submitted, {} recorded ({} members; {} printed out of recording order); \
+         outcome dependents: {} ({} waited for an outcome): {} admitted, {} DEPENDENCY_FAILED, \
+         {} rejected or expired with a dependency, {} rejected otherwise, {} still deferred",
+        plans.plans,
+        plans.recorded,
+        plans.members,
+        plans.reordered,
+        dependents.dependents,
+        dependents.waited,
+        dependents.admitted,
+        dependents.failed,
+        dependents.rejected_or_expired,
+        dependents.rejected_otherwise,
+        dependents.deferred_at_end,
+    );
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

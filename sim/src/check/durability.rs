@@ -1,16 +1,17 @@
 //! Durability: every proposal whose fate was acknowledged to a client is, at the end, in
 //! the ledger of every member, at the index and with the decision the client was told.
 //!
-//! "Acknowledged" means the client got an answer naming the entry (`Recorded`) or the
-//! existing record (`Duplicate`); errors and timeouts acknowledge nothing.
+//! "Acknowledged" means the client got an answer naming the entry (`Recorded`, or a plan
+//! member's entry) or the existing record (`Duplicate`); errors and timeouts acknowledge
+//! nothing.
 
 use std::collections::BTreeMap;
 
 use docket_core::LedgerEntry;
-use docket_raft::{NodeId, Outcome};
+use docket_raft::NodeId;
 
 use super::Violation;
-use crate::history::{History, OpResult};
+use crate::history::History;
 
 const NAME: &str = "durability";
 
@@ -28,18 +29,13 @@ pub fn check(
         if violations.len() >= VIOLATIONS_MAX {
             break;
         }
-        let OpResult::Submitted(outcome) = &op.result else {
+        let Some(ack) = op.result.ack() else {
             continue;
         };
-        let (index, decision) = match &outcome.outcome {
-            Outcome::Recorded {
-                index, decision, ..
-            } => (index.0, Some(decision)),
-            Outcome::Duplicate { index, .. } => (index.0, None),
-        };
+        let (index, decision) = (ack.index.0, ack.decision);
         let what = format!(
             "proposal {} acknowledged to client {} at {:.3}ms as entry {index}",
-            outcome.id.short(),
+            ack.id.short(),
             op.client,
             op.returned_ns.unwrap_or(0) as f64 / 1e6
         );
@@ -53,7 +49,7 @@ pub fn check(
             }
             Some(entry) => {
                 let record = entry.decision_record();
-                if record.map(|r| r.id) != Some(outcome.id) {
+                if record.map(|r| r.id) != Some(ack.id) {
                     violations.push(Violation::new(
                         NAME,
                         format!("{what}: entry {index} records another proposal"),

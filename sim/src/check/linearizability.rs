@@ -194,7 +194,7 @@ pub fn check(history: &History, canonical: &[LedgerEntry]) -> (Vec<Violation>, S
         if let OpKind::Submit { id, .. } = &op.kind {
             let entry = submissions.entry(*id).or_insert((op.invoked_ns, None));
             entry.0 = entry.0.min(op.invoked_ns);
-            if let (OpResult::Submitted(_), Some(ret)) = (&op.result, op.returned_ns) {
+            if let (Some(_), Some(ret)) = (op.result.ack(), op.returned_ns) {
                 entry.1 = Some(entry.1.map_or(ret, |r: u128| r.min(ret)));
             }
         }

@@ -11,6 +11,8 @@
 //! | [`read_index`] | every linearizable read waited for a read index covering every entry applied anywhere before it began | at the end |
 //! | [`chain`] | every replica's ledger passes `verify_chain` and audit | at the end |
 //! | [`liveness`] | after healing, a new proposal commits and members converge in bounded time | heal phase |
+//! | [`outcome_deps`] | a proposal listing an effect's outcome reference is deferred until the outcome is recorded, admitted only after a success, rejected `DEPENDENCY_FAILED` after a failure, released in the command that made it ready | at the end |
+//! | [`plans`] | a plan's members are recorded in one run of submitted entries at one ledger time, in `docket_core::plan::order`'s order whatever order they were printed in | at the end |
 //! | [`effects`] | each admitted payout is paid at most once per idempotency key, every request to the rail is explained, one outcome record per payout agrees with the rail | at the end |
 //!
 //! A checker reports [`Violation`]s; it never panics on what it checks.
@@ -23,6 +25,8 @@ pub mod election;
 pub mod linearizability;
 pub mod liveness;
 pub mod membership;
+pub mod outcome_deps;
+pub mod plans;
 pub mod read_index;
 pub mod state;
 
