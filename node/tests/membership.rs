@@ -485,9 +485,10 @@ async fn a_learner_the_ledger_asked_to_be_a_voter_is_promoted_once_caught_up() {
     let leader = cluster.leader().await.expect("leader");
     let c = client(&cluster.node(leader).url());
     let ledger = ledger_id(&cluster);
-    // More log entries than a caught-up member may lag by, one at a time, so the new node
-    // cannot have caught up by the time `member add` first looks.
-    for i in 0..(docket_service::LAG_HEALTHY_MAX + 100) {
+    // Twice as many log entries as a caught-up member may lag by, one at a time, so the
+    // new node cannot have caught up by the time `member add` looks again (it sleeps
+    // 100 ms between looks, in which a fresh node replicates a few hundred entries).
+    for i in 0..(2 * docket_service::LAG_HEALTHY_MAX + 100) {
         c.submit(&deposit(&ledger, "alice", &format!("promote-{i}"), 5))
             .await
             .expect("deposit");
