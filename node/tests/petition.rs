@@ -8,6 +8,8 @@
 //!   `DEPENDENCY_FAILED`, and the petition exits non-zero;
 //! * when every effect succeeds, the dependent file is written and the petition exits 0;
 //! * running the same program again files the same proposals (duplicates, nothing new);
+//! * a write through a symlink planted in the sandbox is refused by the agent (a `refused`
+//!   outcome naming the link), nothing lands outside, and its dependent is rejected;
 //! * malformed output, an unknown label and a cycle are refused naming the line, and a dry
 //!   run records nothing.
 
@@ -250,6 +252,64 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
     assert_eq!(
         std::fs::read_to_string(root.join("files/reports/day-2.txt")).expect("report written"),
         "paid"
+    );
+
+    // 4. A symlink planted in the sandbox, pointing out of it: the core admits the relative
+    //    path, the agent refuses to follow the link (evidence, a `refused` outcome), nothing
+    //    is written outside, and what waited on the write's outcome is rejected.
+    let outside = tempfile::tempdir().expect("outside dir");
+    std::os::unix::fs::symlink(outside.path(), root.join("files/escape")).expect("plant link");
+    let lines = [
+        write("evil", "escape/owned.txt", "gotcha", &[]),
+        write("after", "reports/after-evil.txt", "x", &["evil"]),
+    ];
+    let script = program(root, "escape.sh", &lines);
+    let plan_file = root.join("escape.plan.json");
+    let (ok, stdout, stderr) = docket(&[
+        "petition",
+        "--node",
+        &url,
+        "--key",
+        &key,
+        "--plan-out",
+        &plan_file.display().to_string(),
+        "--follow-ms",
+        PETITION_TIMEOUT_MS,
+        "--",
+        "sh",
+        &script,
+    ])
+    .await;
+    assert!(!ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("outcome failure"), "{stdout}");
+    assert!(stdout.contains("DEPENDENCY_FAILED"), "{stdout}");
+    assert!(
+        !outside.path().join("owned.txt").exists(),
+        "nothing written outside the sandbox"
+    );
+    let evil = ids(&plan_file)["evil"];
+    let outcome = c
+        .proposal(evil)
+        .await
+        .expect("read")
+        .outcome
+        .expect("reported");
+    assert!(!outcome.succeeded);
+    let report = common::read_ledger(&c)
+        .await
+        .into_iter()
+        .filter_map(|e| e.decision_record().cloned())
+        .find(|d| d.id == outcome.report)
+        .expect("the outcome record");
+    let payload = &report.proposal.proposal.payload;
+    assert_eq!(payload.get("outcome"), Some(&"refused".into()), "{payload}");
+    let reason = payload
+        .get("reason")
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("link") || reason.contains("symlink"),
+        "{reason}"
     );
 }
 
