@@ -1,0 +1,358 @@
+//! The web explorer (`/ui`) in a real headless Chromium against a real 3-node cluster:
+//! the ledger page shows entries appended after it was opened (the change feed's live
+//! tail); a rejected proposal's page shows its code and the failed rule; an honest
+//! inclusion proof is verified in the browser (green check) while one with a flipped hash,
+//! served through a tampering proxy, shows the red warning; after an amendment the
+//! constitution page's diff shows the changed lines. Screenshots of every page go to
+//! `target/ui-screenshots/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`: without them the test fails saying so.
+
+mod browser;
+#[path = "../common/mod.rs"]
+mod common;
+mod proxy;
+
+use std::time::Instant;
+
+use browser::Browser;
+use common::{client, deposit, formed_cluster, ledger_id, phase};
+use docket_core::{dev, Decision, Value};
+
+/// Deadline of one wait for the page (a render, a verification, the live tail).
+const PAGE_TIMEOUT_MS: u64 = 20_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_in_a_real_browser() {
+    let start = Instant::now();
+    phase(
+        start,
+        "start chromedriver first: a missing Chromium fails before any cluster",
+    );
+    let browser = Browser::start().await;
+    let (_dir, cluster) = formed_cluster("ui", 3, &[]).await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let url = cluster.node(leader).url();
+    let c = client(&url);
+
+    phase(
+        start,
+        "file an admitted deposit (alice) and a rejected one (mallory)",
+    );
+    let admitted = deposit(&ledger, "alice", "ui-admitted", 10);
+    let rejected = deposit(&ledger, "mallory", "ui-rejected", 10);
+    for (signed, expect_admit) in [(&admitted, true), (&rejected, false)] {
+        let response = c.submit(signed).await.expect("submit");
+        let decision = &response
+            .entry
+            .decision_record()
+            .expect("a decision")
+            .decision;
+        assert_eq!(*decision == Decision::Admit, expect_admit, "{decision:?}");
+    }
+
+    phase(
+        start,
+        "the assets load with their types and the strict policy",
+    );
+    let index = reqwest::get(format!("{url}/ui")).await.expect("GET /ui");
+    assert_eq!(index.status(), 200);
+    let policy = index.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let script = reqwest::get(format!("{url}/ui/app.js"))
+        .await
+        .expect("app.js");
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+
+    phase(
+        start,
+        "the cluster page shows the members and no divergence alarm",
+    );
+    browser.goto(&format!("{url}/ui#/cluster")).await;
+    browser
+        .wait_for(
+            "no divergence alarm",
+            "#divergence",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("No divergence alarms"),
+        )
+        .await;
+    let members = browser
+        .wait_for("three members", "table", PAGE_TIMEOUT_MS, |t, _| {
+            t.contains("node 3") && t.contains("leader")
+        })
+        .await;
+    assert!(
+        members.contains("node 1") && members.contains("node 2"),
+        "{members}"
+    );
+    browser.screenshot("cluster").await;
+
+    phase(
+        start,
+        "open the live ledger, then append entries: they appear without a reload",
+    );
+    browser.goto(&format!("{url}/ui#/ledger")).await;
+    browser
+        .wait_for(
+            "the page's first rows",
+            "#ledger-rows",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("ui-rejected"),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the change feed open",
+            "#live-count",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.starts_with("Live: following"),
+        )
+        .await;
+    let (rows, _) = browser.read("#ledger-rows").await.expect("rows");
+    assert!(
+        !rows.contains("after-open"),
+        "nothing appended yet:\n{rows}"
+    );
+    for i in 0..2 {
+        let signed = deposit(&ledger, "bob", &format!("after-open-{i}"), 5);
+        c.submit(&signed)
+            .await
+            .expect("submit after the page opened");
+    }
+    browser
+        .wait_for(
+            "the appended entries",
+            "#ledger-rows",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("after-open-0") && t.contains("after-open-1"),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the live counter",
+            "#live-count",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("2 new entries"),
+        )
+        .await;
+    browser.screenshot("ledger").await;
+
+    phase(
+        start,
+        "the rejected proposal's page: its code and the failed rule",
+    );
+    browser
+        .goto(&format!("{url}/ui#/proposal/{}", rejected.id().to_hex()))
+        .await;
+    browser
+        .wait_for(
+            "the rejection code",
+            "#reject-code",
+            PAGE_TIMEOUT_MS,
+            |t, _| t == "UNAUTHORIZED",
+        )
+        .await;
+    let rule = browser
+        .wait_for(
+            "the failed rule",
+            "#failed-rule",
+            PAGE_TIMEOUT_MS,
+            |t, _| !t.is_empty(),
+        )
+        .await;
+    assert!(
+        rule.contains("SETTLEMENT.DEPOSIT_CONFIRMED") && rule.contains("treasurer"),
+        "{rule}"
+    );
+    browser
+        .wait_for(
+            "its proof verified",
+            "#proof-status",
+            PAGE_TIMEOUT_MS,
+            |_, v| v == "ok",
+        )
+        .await;
+    browser.screenshot("proposal-rejected").await;
+
+    phase(
+        start,
+        "an honest proof: the green check, computed in the browser",
+    );
+    browser
+        .goto(&format!("{url}/ui#/proposal/{}", admitted.id().to_hex()))
+        .await;
+    let verdict = browser
+        .wait_for(
+            "the green check",
+            "#proof-status",
+            PAGE_TIMEOUT_MS,
+            |_, v| v != "pending",
+        )
+        .await;
+    let (_, state) = browser.read("#proof-status").await.expect("status");
+    assert_eq!(state, "ok", "honest proof: {verdict}");
+    assert!(verdict.contains("✔ Verified in this browser"), "{verdict}");
+    browser.screenshot("proposal-verified").await;
+
+    phase(
+        start,
+        "a proof with one flipped hash (through a proxy): the red warning",
+    );
+    let tampering = proxy::tampering_proxy(&url).await;
+    browser
+        .goto(&format!(
+            "{tampering}/ui#/proposal/{}",
+            admitted.id().to_hex()
+        ))
+        .await;
+    let verdict = browser
+        .wait_for(
+            "the red warning",
+            "#proof-status",
+            PAGE_TIMEOUT_MS,
+            |_, v| v != "pending",
+        )
+        .await;
+    let (_, state) = browser.read("#proof-status").await.expect("status");
+    assert_eq!(state, "bad", "tampered proof: {verdict}");
+    assert!(verdict.contains("Verification FAILED"), "{verdict}");
+    browser.screenshot("proof-tampered").await;
+
+    phase(start, "the entry, subject and execution pages render");
+    let entry = c.proposal(admitted.id()).await.expect("proposal").entries[0]
+        .index
+        .0;
+    browser.goto(&format!("{url}/ui#/entry/{entry}")).await;
+    browser
+        .wait_for(
+            "the entry's proof",
+            "#proof-status",
+            PAGE_TIMEOUT_MS,
+            |_, v| v == "ok",
+        )
+        .await;
+    browser.screenshot("entry").await;
+    browser
+        .goto(&format!("{url}/ui#/subject/settlement/ui-admitted"))
+        .await;
+    let timeline = browser
+        .wait_for(
+            "the subject's timeline",
+            "#timeline",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("SETTLEMENT.DEPOSIT_CONFIRMED"),
+        )
+        .await;
+    assert!(timeline.contains(&format!("#{entry}")), "{timeline}");
+    browser.screenshot("subject").await;
+    browser
+        .goto(&format!("{url}/ui#/execution/{}", admitted.id().to_hex()))
+        .await;
+    browser
+        .wait_for("the execution page", "h1", PAGE_TIMEOUT_MS, |t, _| {
+            t.starts_with("Execution of")
+        })
+        .await;
+    browser.screenshot("execution").await;
+
+    phase(
+        start,
+        "amend the constitution: grace amends, grace and heidi approve",
+    );
+    let active = c.constitution().await.expect("constitution");
+    assert!(active.document.contains("subject_bytes_max = 128"));
+    let candidate = active
+        .document
+        .replace("subject_bytes_max = 128", "subject_bytes_max = 96");
+    let approve = |who: &str, nonce: u64| {
+        dev::proposal(
+            &ledger,
+            who,
+            "CONSTITUTION.APPROVE",
+            "ui-amend",
+            Value::Map(Default::default()),
+            vec![],
+            nonce,
+        )
+    };
+    let amend = dev::proposal(
+        &ledger,
+        "grace",
+        "CONSTITUTION.AMEND",
+        "ui-amend",
+        Value::map([
+            ("document", Value::Str(candidate)),
+            ("parent", Value::Str(active.version.to_hex())),
+        ]),
+        vec![],
+        1,
+    );
+    for signed in [amend, approve("grace", 2), approve("heidi", 3)] {
+        let response = c.submit(&signed).await.expect("submit");
+        let decision = &response.entry.decision_record().expect("decision").decision;
+        assert_eq!(*decision, Decision::Admit, "{}", signed.proposal.action);
+    }
+    assert_ne!(
+        c.constitution().await.expect("constitution").version,
+        active.version
+    );
+
+    phase(
+        start,
+        "the constitution page's diff shows exactly the changed line",
+    );
+    browser.goto(&format!("{url}/ui#/constitution")).await;
+    browser
+        .wait_for(
+            "the diff summary",
+            "#diff-summary",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("removed"),
+        )
+        .await;
+    let changed = browser
+        .eval(
+            "return [...document.querySelectorAll('#diff .del, #diff .add')].map(e => e.innerText);",
+            serde_json::json!([]),
+        )
+        .await;
+    assert_eq!(
+        changed,
+        serde_json::json!(["- subject_bytes_max = 128", "+ subject_bytes_max = 96"]),
+        "the diff's changed lines"
+    );
+    let (summary, _) = browser.read("#diff-summary").await.expect("summary");
+    assert_eq!(summary, "1 line(s) removed, 1 line(s) added.");
+    let history = browser
+        .wait_for("the ratifiers", "table", PAGE_TIMEOUT_MS, |t, _| {
+            t.contains("heidi")
+        })
+        .await;
+    assert!(history.contains("grace (amend)"), "{history}");
+    browser.screenshot("constitution").await;
+
+    phase(
+        start,
+        &format!("screenshots in {}", browser::screenshots_dir().display()),
+    );
+    browser.close().await;
+}
+
+/// The tampering itself is checked, so the red-warning case cannot pass by the proxy
+/// failing to change anything.
+#[test]
+fn the_proxy_flips_exactly_one_hash() {
+    let honest = serde_json::json!({"proof": ["ab0", "cd"], "root": "ee"});
+    let mut tampered = honest.clone();
+    proxy::tamper(&mut tampered);
+    assert_eq!(tampered["proof"][0], "ab1");
+    assert_eq!(tampered["proof"][1], honest["proof"][1]);
+    assert_eq!(tampered["root"], honest["root"]);
+}
