@@ -287,7 +287,7 @@ async function ledgerPage(args, signal) {
   redraw();
   const root = h("div", {},
     h("h1", {}, tail ? "Ledger (live)" : `Ledger from #${first}`),
-    h("p", {}, `${length} entries; showing #${first}–#${Math.max(first, end - 1)}. `, tail ? counter : null),
+    h("p", {}, tail ? `${length} entries when opened; showing the newest, from #${first} on, newest first. ` : `${length} entries; showing #${first}–#${Math.max(first, end - 1)}, newest first. `, tail ? counter : null),
     nav,
     h("div", { class: "controls", role: "search" }, select("domain", "domain", domains), input("action", "action"), input("subject", "subject"),
       select("decision", "decision", ["admit", "reject", "defer", "genesis"]), input("code", "rejection code")),
@@ -381,7 +381,7 @@ function explainView(explain) {
   const why = explain.explanation.why;
   const rows = [["cause", explain.explanation.cause], ["decision", why.decision]];
   if (why.decision === "rejected") {
-    rows.push(["failed step", String(why.step)], ["code", h("strong", { id: "reject-code" }, why.code)],
+    rows.push(["failed step", typeof why.step === "object" ? `${why.step.number}. ${why.step.name}` : String(why.step)], ["code", h("strong", { id: "reject-code" }, why.code)],
       ["meaning", why.code_description], ["rule", h("code", { id: "failed-rule" }, why.rule)],
       ["named rule", why.named_rule ? `${why.named_rule.kind} ${why.named_rule.name}: ${why.named_rule.description}` : null],
       ["detail", why.detail],
@@ -515,6 +515,24 @@ async function approvers(index, signal) {
   return found.reverse().map((e) => { const t = summarize(e); return `${t.access?.principal ?? short(t.access?.key)} (${t.action.replace("CONSTITUTION.", "").toLowerCase()})`; });
 }
 
+/// Unchanged lines further than DIFF_CONTEXT_LINES from a change fold into one "skip" row.
+const DIFF_CONTEXT_LINES = 3;
+function collapse(rows) {
+  const near = rows.map(() => false);
+  rows.forEach((r, k) => {
+    if (r.kind === "same") return;
+    for (let x = Math.max(0, k - DIFF_CONTEXT_LINES); x <= Math.min(rows.length - 1, k + DIFF_CONTEXT_LINES); x++) near[x] = true;
+  });
+  const out = [];
+  for (let k = 0; k < rows.length; k++) {
+    if (rows[k].kind !== "same" || near[k]) { out.push(rows[k]); continue; }
+    const last = out[out.length - 1];
+    if (last && last.kind === "skip") last.count++;
+    else out.push({ kind: "skip", count: 1 });
+  }
+  return out;
+}
+
 async function constitutionPage(args, signal) {
   const active = await api("/v1/constitution", signal);
   const history = active.history.map(([index, version]) => ({ index: Number(index), version }));
@@ -546,7 +564,9 @@ async function constitutionPage(args, signal) {
     h("div", { class: text === null ? "gap" : changed ? cls : "" }, text === null ? "" : (changed ? mark : "  ") + text);
   const grid = h("div", { class: "diff", id: "diff", role: "table", "aria-label": "side-by-side diff" },
     h("div", { class: "gap", role: "columnheader" }, `#${a}`), h("div", { class: "gap", role: "columnheader" }, `#${b}`),
-    diff.map((r) => [side(r.left, r.kind !== "same", "- ", "del"), side(r.right, r.kind !== "same", "+ ", "add")]));
+    collapse(diff).map((r) => r.kind === "skip"
+      ? [h("div", { class: "gap" }, `… ${r.count} unchanged line(s) …`), h("div", { class: "gap" }, `… ${r.count} unchanged line(s) …`)]
+      : [side(r.left, r.kind !== "same", "- ", "del"), side(r.right, r.kind !== "same", "+ ", "add")]));
   return h("div", {},
     h("h1", {}, `Constitution ${active.name}`),
     kv([["active version", code(active.version)], ["adopted at", link(`#/entry/${active.adopted_at}`, `#${active.adopted_at}`)]]),
