@@ -144,6 +144,17 @@ impl Browser {
         .await
     }
 
+    /// Runs `script` as an async WebDriver script: it answers by calling
+    /// `arguments[arguments.length - 1]` with its result.
+    pub async fn eval_async(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
     /// The text of the first element matching `selector` and its `data-verdict`, if any.
     pub async fn read(&self, selector: &str) -> Option<(String, String)> {
         let value = self

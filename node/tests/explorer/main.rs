@@ -18,6 +18,7 @@ use std::time::Instant;
 use browser::Browser;
 use common::{client, deposit, formed_cluster, ledger_id, phase};
 use docket_core::{dev, Decision, Value};
+use docket_node::local_cluster::{operator_key, LocalCluster};
 
 /// Deadline of one wait for the page (a render, a verification, the live tail).
 const PAGE_TIMEOUT_MS: u64 = 20_000;
@@ -68,6 +69,24 @@ async fn the_explorer_in_a_real_browser() {
     assert_eq!(
         script.headers()["content-type"],
         "text/javascript; charset=utf-8"
+    );
+
+    phase(
+        start,
+        "verify.js against FORMAT.md's examples (d) and (e), run in the browser",
+    );
+    browser.goto(&format!("{url}/ui#/find")).await;
+    let vectors = browser.eval_async(KNOWN_ANSWERS).await;
+    assert_eq!(
+        vectors,
+        serde_json::json!({
+            "root": "85e20cac1f02fda7bcdb2fc3f908568c57018c77815f1fa361acad13994f08bf",
+            "swapped_root_differs": true,
+            "honest": {"supported": true, "valid": 1, "quorum": 1, "problems": []},
+            "forged_valid": 0,
+            "forged_problems": 1,
+        }),
+        "the browser's verification of the documented examples"
     );
 
     phase(
@@ -344,6 +363,68 @@ async fn the_explorer_in_a_real_browser() {
     );
     browser.close().await;
 }
+
+/// Under `read = "roles"` the explorer's unsigned reads are refused: the assets still load
+/// and the page says why, naming the policies it works with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_reads_get_a_clear_message() {
+    let start = Instant::now();
+    let browser = Browser::start().await;
+    phase(
+        start,
+        "a one-node cluster whose constitution wants signed reads",
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster =
+        LocalCluster::new(common::binary(), dir.path(), "ui-reads", 1).expect("prepare cluster");
+    cluster.start_all().await.expect("start");
+    let node = cluster.node(1).client();
+    let document = docket_core::constitution::DEFAULT_DOCUMENT.replace(
+        "[access]\nread = \"anyone\"\n",
+        "[access]\nread = \"roles\"\nread_roles = [\"governor\"]\n",
+    );
+    assert_ne!(document, docket_core::constitution::DEFAULT_DOCUMENT);
+    node.init_as(Some(document), &operator_key())
+        .await
+        .expect("init");
+    let url = cluster.node(1).url();
+
+    phase(start, "the explorer loads and explains the refusal");
+    browser.goto(&format!("{url}/ui#/ledger")).await;
+    let message = browser
+        .wait_for("the refusal", "#read-refused", PAGE_TIMEOUT_MS, |t, _| {
+            t.contains("SIGNATURE_REQUIRED")
+        })
+        .await;
+    assert!(
+        message.contains("read = \"anyone\"") && message.contains("--read-key"),
+        "{message}"
+    );
+    browser.screenshot("read-refused").await;
+    browser.close().await;
+}
+
+/// Runs the explorer's own `verify.js` in the page on FORMAT.md's worked examples: the
+/// inclusion proof of leaf 2 in the five-leaf tree of example (d) (and the same path in
+/// the wrong order), and the cosigned checkpoint of example (e) (and its body altered).
+const KNOWN_ANSWERS: &str = r#"
+const done = arguments[arguments.length - 1];
+(async () => {
+  const v = await import("/ui/verify.js");
+  const leaf2 = "02".repeat(32);
+  const h3 = "acaa04663a8547a2f70c60cc18f9378796b13c4f9a08f70d6adae662365b30c6";
+  const n01 = "28fb81e496897e0ce886f08602392e9239b65c659041e5202163e58ad898f444";
+  const h4 = "1da033bf8927ed69376d91533748494f7f5e88c20603dede2afc9bfd43d46f17";
+  const root = await v.inclusionRoot(leaf2, 2, 5, [h3, n01, h4]);
+  const swapped = await v.inclusionRoot(leaf2, 2, 5, [n01, h3, h4]);
+  const note = "demo\n2\nASiO+kF4FR/9Tg/vI0GigP7bNvxaHS57E1bvHyULqrU=\nstate c9f9ed8b486cfe086c1fd469d614112498a6184f9689adc7c236cbae01fa02e3\n\n\u2014 demo/node-1 hUjElwAAAABpVbkBH9CSF9X9lMgtyeOK6AtNScHJovZ62/4jkNpPh6BsNBzvy/im3YVD6b0LF+szc2vytk5MMC0QPzKcbLMI+fGUAQ==\n";
+  const cosigners = [{ node: 1, name: "demo/node-1", key: "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394" }];
+  const honest = await v.verifyCosignatures(note, cosigners);
+  const forged = await v.verifyCosignatures(note.replace("state c9", "state d9"), cosigners);
+  return { root, swapped_root_differs: swapped !== root, honest,
+           forged_valid: forged.valid, forged_problems: forged.problems.length };
+})().then(done, (e) => done({ error: String(e) }));
+"#;
 
 /// The tampering itself is checked, so the red-warning case cannot pass by the proxy
 /// failing to change anything.
