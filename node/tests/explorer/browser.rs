@@ -29,7 +29,7 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn require(path: &str) {
+pub fn require(path: &str) {
     assert!(
         Path::new(path).exists(),
         "{path} is missing: the explorer's browser tests drive a real headless Chromium. \
@@ -153,6 +153,20 @@ impl Browser {
             Some(json!({ "script": script, "args": [] })),
         )
         .await
+    }
+
+    /// Presses Tab once, as a keyboard user would.
+    pub async fn press_tab(&self) {
+        let tab = "\u{E004}";
+        self.command(
+            reqwest::Method::POST,
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": tab}, {"type": "keyUp", "value": tab}]}]}),
+            ),
+        )
+        .await;
     }
 
     /// The text of the first element matching `selector` and its `data-verdict`, if any.

@@ -3,8 +3,10 @@
 //! tail); a rejected proposal's page shows its code and the failed rule; an honest
 //! inclusion proof is verified in the browser (green check) while one with a flipped hash,
 //! served through a tampering proxy, shows the red warning; after an amendment the
-//! constitution page's diff shows the changed lines. Screenshots of every page go to
-//! `target/ui-screenshots/`.
+//! constitution page's diff shows the changed lines; the explorer's `verify.js` agrees with
+//! FORMAT.md's worked examples; every page's text has WCAG AA contrast (4.5:1) and Tab
+//! walks the ledger page's links and controls with a visible focus ring; under signed reads
+//! the page explains the refusal. Screenshots of every page go to `target/ui-screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: without them the test fails saying so.
 
@@ -112,6 +114,7 @@ async fn the_explorer_in_a_real_browser() {
         "{members}"
     );
     browser.screenshot("cluster").await;
+    assert_readable(&browser, "cluster").await;
 
     phase(
         start,
@@ -162,6 +165,8 @@ async fn the_explorer_in_a_real_browser() {
         )
         .await;
     browser.screenshot("ledger").await;
+    assert_readable(&browser, "ledger").await;
+    assert_keyboard_reachable(&browser, "ledger", 12).await;
 
     phase(
         start,
@@ -199,6 +204,7 @@ async fn the_explorer_in_a_real_browser() {
         )
         .await;
     browser.screenshot("proposal-rejected").await;
+    assert_readable(&browser, "proposal-rejected").await;
 
     phase(
         start,
@@ -219,6 +225,7 @@ async fn the_explorer_in_a_real_browser() {
     assert_eq!(state, "ok", "honest proof: {verdict}");
     assert!(verdict.contains("✔ Verified in this browser"), "{verdict}");
     browser.screenshot("proposal-verified").await;
+    assert_readable(&browser, "proposal-verified").await;
 
     phase(
         start,
@@ -243,6 +250,7 @@ async fn the_explorer_in_a_real_browser() {
     assert_eq!(state, "bad", "tampered proof: {verdict}");
     assert!(verdict.contains("Verification FAILED"), "{verdict}");
     browser.screenshot("proof-tampered").await;
+    assert_readable(&browser, "proof-tampered").await;
 
     phase(start, "the entry, subject and execution pages render");
     let entry = c.proposal(admitted.id()).await.expect("proposal").entries[0]
@@ -258,6 +266,7 @@ async fn the_explorer_in_a_real_browser() {
         )
         .await;
     browser.screenshot("entry").await;
+    assert_readable(&browser, "entry").await;
     browser
         .goto(&format!("{url}/ui#/subject/settlement/ui-admitted"))
         .await;
@@ -271,6 +280,7 @@ async fn the_explorer_in_a_real_browser() {
         .await;
     assert!(timeline.contains(&format!("#{entry}")), "{timeline}");
     browser.screenshot("subject").await;
+    assert_readable(&browser, "subject").await;
     browser
         .goto(&format!("{url}/ui#/execution/{}", admitted.id().to_hex()))
         .await;
@@ -280,6 +290,7 @@ async fn the_explorer_in_a_real_browser() {
         })
         .await;
     browser.screenshot("execution").await;
+    assert_readable(&browser, "execution").await;
 
     phase(
         start,
@@ -356,6 +367,25 @@ async fn the_explorer_in_a_real_browser() {
         .await;
     assert!(history.contains("grace (amend)"), "{history}");
     browser.screenshot("constitution").await;
+    assert_readable(&browser, "constitution").await;
+
+    phase(
+        start,
+        "negative control: the contrast check flags light grey on white",
+    );
+    browser
+        .eval(
+            "const p = document.createElement('p'); p.textContent = 'faint words';
+             p.style.color = '#aaaaaa'; document.getElementById('main').append(p);",
+            serde_json::json!([]),
+        )
+        .await;
+    let low = browser.eval(LOW_CONTRAST, serde_json::json!([])).await;
+    assert_eq!(
+        low,
+        serde_json::json!(["2.32 faint words"]),
+        "the contrast check"
+    );
 
     phase(
         start,
@@ -401,7 +431,72 @@ async fn signed_reads_get_a_clear_message() {
         "{message}"
     );
     browser.screenshot("read-refused").await;
+    assert_readable(&browser, "read-refused").await;
     browser.close().await;
+}
+
+/// WCAG contrast of every visible text node's colour against the background it sits on
+/// (the nearest opaque one): answers the ones under 4.5:1, as "ratio text".
+const LOW_CONTRAST: &str = r#"
+const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+};
+const low = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  const el = n.parentElement;
+  if (!n.textContent.trim() || !el.offsetParent && el !== document.body) continue;
+  const [a, b] = [lum(rgb(getComputedStyle(el).color).slice(0, 3)), lum(background(el))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) low.push(`${ratio.toFixed(2)} ${n.textContent.trim().slice(0, 40)}`);
+}
+return low;
+"#;
+
+/// Every text on the page has at least 4.5:1 contrast.
+async fn assert_readable(browser: &Browser, page: &str) {
+    let low = browser.eval(LOW_CONTRAST, serde_json::json!([])).await;
+    assert_eq!(
+        low,
+        serde_json::json!([]),
+        "low-contrast text on the {page} page"
+    );
+}
+
+/// Tab moves through the page's links and controls, each showing a visible focus ring.
+async fn assert_keyboard_reachable(browser: &Browser, page: &str, presses: usize) {
+    let mut reached = Vec::new();
+    for _ in 0..presses {
+        browser.press_tab().await;
+        let focused = browser
+            .eval(
+                "const e = document.activeElement;
+                 const s = getComputedStyle(e);
+                 return [e.tagName, e.innerText || e.name || '', s.outlineStyle, s.outlineWidth];",
+                serde_json::json!([]),
+            )
+            .await;
+        let tag = focused[0].as_str().unwrap_or_default().to_owned();
+        assert!(
+            ["A", "BUTTON", "INPUT", "SELECT", "SUMMARY"].contains(&tag.as_str()),
+            "Tab on the {page} page reached {focused} after {reached:?}"
+        );
+        assert!(
+            focused[2] == "solid" && focused[3] != "0px",
+            "no visible focus on {focused} ({page} page)"
+        );
+        reached.push(focused[1].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(reached[0], "Skip to content", "{reached:?}");
 }
 
 /// Runs the explorer's own `verify.js` in the page on FORMAT.md's worked examples: the
@@ -425,6 +520,15 @@ const done = arguments[arguments.length - 1];
            forged_valid: forged.valid, forged_problems: forged.problems.length };
 })().then(done, (e) => done({ error: String(e) }));
 "#;
+
+/// Without Chromium the tests fail, saying what to install; they never skip.
+#[test]
+#[should_panic(
+    expected = "is missing: the explorer's browser tests drive a real headless Chromium"
+)]
+fn a_missing_chromium_fails_saying_what_to_install() {
+    browser::require("/nonexistent/chromium");
+}
 
 /// The tampering itself is checked, so the red-warning case cannot pass by the proxy
 /// failing to change anything.
