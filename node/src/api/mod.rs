@@ -10,11 +10,12 @@
 //!
 //! Route groups: `writes` (proposals, batches), `reads` (proposals, ledger, state,
 //! constitution, status, health, execution evidence, the internal read index),
-//! `cluster` (init and membership).
+//! `cluster` (init and membership), `ui` (the web explorer's embedded assets).
 
 mod cluster;
 mod proofs;
 mod reads;
+pub mod ui;
 mod watch;
 mod writes;
 
@@ -61,6 +62,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/constitution", get(reads::constitution))
         .route("/v1/status", get(reads::status))
         .route("/v1/health", get(reads::health))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*asset}", get(ui::file))
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
         .route("/v1/internal/cosign", post(proofs::internal_cosign))
@@ -203,7 +207,8 @@ async fn nodes_only(
     }
 }
 
-/// Every read route (a `GET`, but `/v1/health` and the node-only internal routes, and the
+/// Every read route (a `GET`, but `/v1/health`, the explorer's assets under `/ui` and the
+/// node-only internal routes, and the
 /// dry run, which answers from the state) is
 /// checked against the active constitution's read policy
 /// (`docket_service::read_access`): refused with `SIGNATURE_REQUIRED`, `UNAUTHORIZED`,
@@ -219,7 +224,8 @@ async fn reads_governed(
         || request.method() == Method::HEAD
         || path == "/v1/proposals/dry-run"
         || path == "/v1/plans/dry-run";
-    if !reads || path == "/v1/health" || path.starts_with("/v1/internal/") {
+    // The explorer's assets are public, like health: its data calls are governed reads.
+    if !reads || path == "/v1/health" || ui::is_ui_path(path) || path.starts_with("/v1/internal/") {
         return next.run(request).await;
     }
     let peer = request
