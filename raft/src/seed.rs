@@ -182,6 +182,21 @@ pub async fn install(
     meta: &SnapshotMeta,
     file: SnapshotFile,
 ) -> Result<Seeded, SeedError> {
+    install_then(dir, node_id, meta, file, |_| ())
+        .await
+        .map(|(seeded, ())| seeded)
+}
+
+/// [`install`], then `then` on the installed replica (to judge a request against the
+/// seeded state) before the store is closed: the store cannot be opened again by this
+/// process until sled has let go of it.
+pub async fn install_then<T>(
+    dir: &Path,
+    node_id: NodeId,
+    meta: &SnapshotMeta,
+    file: SnapshotFile,
+    then: impl FnOnce(&crate::Replica) -> T,
+) -> Result<(Seeded, T), SeedError> {
     let store = Arc::new(Store::open(dir, &options(node_id))?);
     let used = store
         .read_applied()?
@@ -199,10 +214,11 @@ pub async fn install(
         .map_err(|e| SeedError::Refused(e.to_string()))?;
     store.durable_flush()?;
     let replica = state_machine.replica();
-    Ok(Seeded {
+    let seeded = Seeded {
         ledger_len: replica.ledger_len(),
         state_hash: replica.state_hash(),
-    })
+    };
+    Ok((seeded, then(&replica)))
 }
 
 /// What [`seed_from_store`] kept of a survivor's store, and what it left behind.
