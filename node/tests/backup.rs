@@ -357,8 +357,12 @@ async fn recover_rebuilds_a_one_node_cluster_from_a_survivor() {
         node.api_addr.clone(),
     );
 
+    let operator = dir.path().join("operator.key");
+    docket_node::cli::write_key_file(&operator, &operator_key(), false).expect("operator key");
     let args = [
         "recover",
+        "--key",
+        path_str(&operator),
         "--data-dir",
         path_str(&data_dir),
         "--id",
@@ -385,8 +389,42 @@ async fn recover_rebuilds_a_one_node_cluster_from_a_survivor() {
     assert_eq!(cluster.leader().await.expect("a leader"), survivor);
     assert_all_present(&cluster, &acked).await;
     let sc = client(&cluster.node(survivor).url());
+    let kept = report["entries"].as_u64().expect("entries kept");
+    phase(
+        start,
+        "the node files the operator-signed CLUSTER.RECOVERED record on its first start",
+    );
+    let recorded = wait_for("the CLUSTER.RECOVERED entry", WAIT_TIMEOUT_MS, || async {
+        let ledger = read_ledger(&sc).await;
+        match ledger.get(kept as usize) {
+            Some(entry) => Ok(entry.clone()),
+            None => Err(format!("ledger length {}", ledger.len())),
+        }
+    })
+    .await;
+    let docket_core::Record::Decision(record) = &recorded.record else {
+        panic!("entry #{kept} is not a decision: {recorded:?}");
+    };
+    assert_eq!(record.proposal.proposal.action, "CLUSTER.RECOVERED");
+    assert_eq!(record.proposal.proposal.subject, "node-3");
+    assert_eq!(record.decision, docket_core::Decision::Admit);
+    let payload = serde_json::to_value(&record.proposal.proposal.payload).expect("payload");
+    assert_eq!(payload["ledger_length"], kept, "{payload}");
+    assert_eq!(
+        payload["log_entries_dropped"], report["log_entries_dropped"],
+        "{payload}"
+    );
+    let request = data_dir.join("recovery-request.json");
+    wait_for("the request file removed", WAIT_TIMEOUT_MS, || async {
+        if request.exists() {
+            Err("still there".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     let status = sc.status().await.expect("status");
-    assert_eq!(Some(status.ledger_length), report["entries"].as_u64());
+    assert_eq!(status.ledger_length, kept + 1);
     sc.submit_batch(&[deposit(&ledger, "bob", "after-recover", 3)])
         .await
         .expect("a write after recovery");

@@ -99,9 +99,7 @@ async fn step(mut feed: Feed) -> Option<(Result<Bytes, std::io::Error>, Feed)> {
                     return None;
                 }
             };
-            let Some(last) = page.entries.last() else {
-                return None;
-            };
+            let last = page.entries.last()?;
             feed.next = last.index.0 + 1;
             let mut chunk = Vec::new();
             for entry in &page.entries {

@@ -77,6 +77,15 @@ pub struct RecoverArgs {
     /// [default: 127.0.0.1:(8000+N)].
     #[arg(long, value_name = "HOST:PORT")]
     pub api_addr: Option<String>,
+    /// The operator key that signs the `CLUSTER.RECOVERED` record (what was kept and what
+    /// was lost), which the node files in its ledger on its first start. Checked against
+    /// the survivor's constitution before anything changes.
+    #[arg(long, value_name = "FILE", required_unless_present = "no_record")]
+    pub key: Option<PathBuf>,
+    /// Recover without a ledger record (a constitution without `CLUSTER.RECOVERED`, or no
+    /// operator key at hand): the command's report is then the only account of the loss.
+    #[arg(long, conflicts_with = "key")]
+    pub no_record: bool,
     /// Required: says you know the other voters are gone for good, that log entries this
     /// node did not know committed are dropped, and that the old members must be wiped
     /// before they are added again.
@@ -320,6 +329,10 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
         command.raft_addr.as_ref(),
         command.api_addr.as_ref(),
     );
+    let operator = match &command.key {
+        Some(path) => Some(super::read_key_file(path).context("--key")?),
+        None => None,
+    };
     let staging = staging_dir(source, "recover")?;
     let rebuilt = async {
         let (survivor, meta, file) =
@@ -331,7 +344,15 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
                         source.display()
                     )
                 })?;
-        let seeded = seed::install(&staging, command.node_id, &meta, file).await?;
+        let (seeded, request) =
+            seed::install_then(&staging, command.node_id, &meta, file, |replica| {
+                operator
+                    .as_ref()
+                    .map(|key| recovery_request(replica, command.node_id, &survivor, key))
+                    .transpose()
+            })
+            .await?;
+        let request = request?;
         if seeded.ledger_len != survivor.seed.ledger_len
             || seeded.state_hash != Some(survivor.seed.state_hash)
         {
@@ -344,6 +365,11 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
             );
         }
         carry_over(source, &staging)?;
+        if let Some(request) = request {
+            let path = staging.join(crate::server::RECOVERY_REQUEST_FILE);
+            std::fs::write(&path, serde_json::to_vec(&request)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         Ok::<_, anyhow::Error>(survivor)
     }
     .await;
@@ -409,6 +435,48 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
         recovered.api_addr
     );
     Ok(())
+}
+
+/// The `CLUSTER.RECOVERED` request for `survivor`, signed by `operator`, and checked
+/// against the recovered store's state (`replica`): its constitution must admit it now (else the
+/// recovery is refused before anything changed; `--no-record` recovers without it).
+fn recovery_request(
+    replica: &docket_raft::Replica,
+    node_id: u64,
+    survivor: &seed::Survivor,
+    operator: &ed25519_dalek::SigningKey,
+) -> anyhow::Result<docket_core::SignedProposal> {
+    let op = docket_service::admin::AdminOp::Recovered {
+        node: node_id,
+        ledger_length: survivor.seed.ledger_len,
+        log_index_committed: survivor.committed.map_or(0, |id| id.index),
+        log_entries_dropped: survivor.log_entries_dropped,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ledger_id = replica
+        .with_state(|state| state.map(|s| s.ledger_id().clone()))
+        .ok_or_else(|| anyhow!("the recovered store has no state"))?;
+    let signed = op.sign(&ledger_id, now_ms, now_ms, operator);
+    let id = signed.id();
+    let verdict = replica
+        .with_state(|state| {
+            state.map(|s| {
+                let time = docket_core::LedgerTime(now_ms.max(s.head().time.0));
+                docket_core::adjudicate(s, &signed, &id, time)
+            })
+        })
+        .ok_or_else(|| anyhow!("the recovered store has no state"))?;
+    match verdict.decision {
+        docket_core::Decision::Admit => Ok(signed),
+        other => bail!(
+            "the survivor's constitution would not admit the CLUSTER.RECOVERED record ({}; {}): \
+             recover with --no-record, or with an operator key it authorizes",
+            other.label(),
+            verdict.access
+        ),
+    }
 }
 
 /// Copies what is not sled's from `source` to `target` (the checkpoint key, the

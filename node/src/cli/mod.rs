@@ -445,12 +445,14 @@ pub enum ClientCommand {
     /// DISASTER RECOVERY: rebuild a one-node cluster from this survivor's own data when a
     /// majority of the voters is permanently lost (like etcd's --force-new-cluster).
     #[command(after_help = "Examples:\n  \
-        docket recover --data-dir /var/lib/docket/node-3 --id 3 --force-new-cluster\n  \
+        docket recover --data-dir /var/lib/docket/node-3 --id 3 --key operator.key --force-new-cluster\n  \
         docket serve --node-id 3 --cluster-id LEDGER-ID --data-dir /var/lib/docket/node-3 ...\n  \
         docket member add 4 --raft-addr 10.0.0.4:7004 --api-addr 10.0.0.4:8004\n\n\
         Stop the node first. Keeps every entry this node knew committed; Raft log entries past\n\
-        that are dropped (reported). The old directory is kept as DIR.pre-recover-*. The lost\n\
-        nodes must never be started again on their old data: wipe them and add them anew.")]
+        that are dropped, and recorded: --key signs a CLUSTER.RECOVERED entry stating the loss,\n\
+        filed by the node on its first start (--no-record for a constitution without it).\n\
+        The old directory is kept as DIR.pre-recover-*. The lost nodes must never be started\n\
+        again on their old data: wipe them and add them anew.")]
     Recover(RecoverArgs),
 
     /// Create the cluster CA and the node and client certificates for TLS.
