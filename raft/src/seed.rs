@@ -312,3 +312,110 @@ pub async fn seed_from_store(
         SnapshotFile::from_file(file),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docket_core::{dev, LedgerId, LedgerTime, State, Value};
+
+    /// A ledger of genesis and `deposits` deposits, and its final state hash.
+    fn ledger(deposits: i64) -> (Vec<LedgerEntry>, StateHash) {
+        let id = LedgerId::new("seed").expect("valid");
+        let (mut state, genesis) = State::genesis(
+            id.clone(),
+            docket_core::constitution::DEFAULT_DOCUMENT,
+            LedgerTime(1_000),
+        )
+        .expect("genesis");
+        let mut entries = vec![genesis];
+        for n in 0..deposits {
+            let proposal = dev::proposal(
+                &id,
+                "alice",
+                "SETTLEMENT.DEPOSIT_CONFIRMED",
+                &format!("s{n}"),
+                Value::map([("amount", Value::Int(1 + n)), ("currency", "EUR".into())]),
+                vec![],
+                n as u64,
+            );
+            let submission = state.submit(proposal, LedgerTime(2_000 + n as u64));
+            entries.extend(submission.entries().iter().cloned());
+        }
+        (entries, state.hash())
+    }
+
+    fn addr() -> NodeAddr {
+        NodeAddr {
+            raft_addr: "127.0.0.1:7001".to_owned(),
+            api_addr: "127.0.0.1:8001".to_owned(),
+        }
+    }
+
+    fn seed_file(dir: &Path, entries: &[LedgerEntry], state_hash: StateHash) -> SnapshotFile {
+        let seed = Seed {
+            node_id: 1,
+            addr: addr(),
+            ledger_len: entries.len() as u64,
+            state_hash,
+            head_hash: entries.last().expect("entries").hash,
+        };
+        let mut writer = SeedWriter::create(dir, seed).expect("writer");
+        for entry in entries {
+            writer.entry(entry).expect("entry");
+        }
+        writer.finish().expect("finish").1
+    }
+
+    #[tokio::test]
+    async fn a_seed_installs_as_a_one_voter_store_and_only_into_an_empty_one() {
+        let (entries, state_hash) = ledger(5);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_dir = dir.path().join("store");
+        let meta = seed_meta(1, addr());
+        let file = seed_file(dir.path(), &entries, state_hash);
+        let seeded = install(&store_dir, 1, &meta, file).await.expect("installs");
+        assert_eq!(seeded.ledger_len, 6);
+        assert_eq!(seeded.state_hash, Some(state_hash));
+
+        let store = Arc::new(Store::open(&store_dir, &options(1)).expect("reopen"));
+        let applied = store
+            .read_applied()
+            .expect("read")
+            .expect("an applied record");
+        assert_eq!(applied.last_applied, meta.last_log_id);
+        let voters: Vec<u64> = applied.last_membership.membership().voter_ids().collect();
+        assert_eq!(voters, vec![1], "the node is the only voter");
+        assert!(
+            store.log_last_id().expect("log").is_none(),
+            "the log is empty"
+        );
+        drop(store);
+
+        let again = seed_file(dir.path(), &entries, state_hash);
+        let refused = install(&store_dir, 1, &meta, again).await;
+        assert!(
+            matches!(refused, Err(SeedError::NotEmpty(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_seed_that_does_not_replay_to_its_state_hash_leaves_the_store_empty() {
+        let (entries, _) = ledger(3);
+        let (_, other_hash) = ledger(2);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_dir = dir.path().join("store");
+        let meta = seed_meta(1, addr());
+        let file = seed_file(dir.path(), &entries, other_hash);
+        let refused = install(&store_dir, 1, &meta, file).await;
+        assert!(matches!(refused, Err(SeedError::Refused(_))), "{refused:?}");
+        let store = Store::open(&store_dir, &options(1)).expect("reopen");
+        assert!(
+            store
+                .read_applied()
+                .expect("read")
+                .is_none_or(|a| a.ledger_len == 0 && a.last_applied.is_none()),
+            "a refused seed wrote an applied position"
+        );
+    }
+}
