@@ -246,6 +246,40 @@ async fn a_backup_under_load_verifies_and_restores_to_its_checkpoint() {
 
     phase(
         start,
+        "another node's checkpoint key for node 1: refused, nothing written",
+    );
+    let wrong_key = cluster.node(2).data_dir.join("cosigner.key");
+    let (ok, stdout, stderr) = docket(
+        &config,
+        &[
+            "restore",
+            path_str(&file),
+            "--data-dir",
+            path_str(&refused_dir),
+            "--id",
+            "1",
+            "--cosigner-key",
+            path_str(&wrong_key),
+        ],
+    )
+    .await;
+    assert!(
+        !ok,
+        "a restore with node 2's key for node 1 succeeded:\n{stdout}"
+    );
+    assert!(stderr.contains("the ledger declares"), "{stderr}");
+    assert!(
+        !refused_dir.exists(),
+        "a refused restore wrote {refused_dir:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&restore_root).expect("list").count(),
+        0,
+        "a refused restore left files behind"
+    );
+
+    phase(
+        start,
         "restore into a new one-node cluster, carrying node 1's checkpoint key",
     );
     let mut restored =

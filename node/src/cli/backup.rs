@@ -228,13 +228,22 @@ pub(super) async fn restore(args: &ClientArgs, command: &RestoreArgs) -> anyhow:
     let staging = staging_dir(target, "restore")?;
     let seeded = seed_from_backup(&command.file, &verified, command.node_id, &addr, &staging)
         .await
-        .and_then(|seeded| {
+        .and_then(|(seeded, declared)| {
             if let Some(key) = &cosigner_key {
+                let given = docket_core::proposal::public_key(key);
+                if declared != Some(given) {
+                    bail!(
+                        "--cosigner-key is {given}, but the ledger declares {} for node {}: \
+                         its cosignatures would not count",
+                        declared.map_or_else(|| "no key".to_owned(), |k| k.to_string()),
+                        command.node_id
+                    );
+                }
                 super::write_key_file(&staging.join(crate::server::COSIGNER_KEY_FILE), key, false)?;
             }
-            Ok(seeded)
+            Ok((seeded, declared))
         });
-    let seeded = match seeded {
+    let (seeded, declared) = match seeded {
         Ok(seeded) => seeded,
         Err(error) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -278,8 +287,10 @@ pub(super) async fn restore(args: &ClientArgs, command: &RestoreArgs) -> anyhow:
     );
     if cosigner_key.is_none() {
         eprintln!(
-            "note: no --cosigner-key: the node makes a new checkpoint key, which the ledger does \
-             not declare for node {}; its checkpoints are not final until it does",
+            "note: no --cosigner-key: the node makes a new checkpoint key on first start; the \
+             ledger declares {} for node {}, so its checkpoints are not final until a quorum of \
+             voters cosigns under declared keys",
+            declared.map_or_else(|| "no key".to_owned(), |k| k.to_string()),
             command.node_id
         );
     }
@@ -512,14 +523,15 @@ fn copy_recursive(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// Writes the seed snapshot from the backup's entries (a second pass over the file, each
 /// entry checked against the first pass's chain head, root and state hash by the
-/// install) and installs it into `staging`.
+/// install) and installs it into `staging`. Answers the checkpoint key the ledger
+/// declares for node `node_id`, if any.
 async fn seed_from_backup(
     path: &Path,
     verified: &BackupVerified,
     node_id: u64,
     addr: &NodeAddr,
     staging: &Path,
-) -> anyhow::Result<seed::Seeded> {
+) -> anyhow::Result<(seed::Seeded, Option<docket_core::PublicKey>)> {
     let seed = Seed {
         node_id,
         addr: addr.clone(),
@@ -552,7 +564,12 @@ async fn seed_from_backup(
     })
     .await
     .context("the seed task failed")??;
-    let seeded = seed::install(staging, node_id, &meta, file).await?;
+    let (seeded, declared) = seed::install_then(staging, node_id, &meta, file, |replica| {
+        replica.with_state(|state| {
+            state.and_then(|s| docket_service::checkpoints::declared_key(s, node_id))
+        })
+    })
+    .await?;
     if seeded.ledger_len != verified.export.entries
         || seeded.state_hash != Some(verified.state_hash)
     {
@@ -564,7 +581,7 @@ async fn seed_from_backup(
             verified.state_hash
         );
     }
-    Ok(seeded)
+    Ok((seeded, declared))
 }
 
 /// The lines of a file, each at most `EXPORT_LINE_BYTES_MAX` bytes.
