@@ -409,8 +409,9 @@ pub enum ClientCommand {
     Checkpoint(proofs::CheckpointArgs),
 
     /// Check a proof bundle (`docket ledger prove`) offline: the entry, its inclusion proof
-    /// and the checkpoint's cosignatures (talks to no node); or, with --witness, compare
-    /// the final checkpoints several nodes show.
+    /// and the checkpoint's cosignatures (talks to no node); an export (--export) or a
+    /// backup (--backup, with the full audit) likewise; or, with --witness, compare the
+    /// final checkpoints several nodes show.
     #[command(after_help = "Examples:\n  \
         docket ledger prove 12 --out entry-12.json\n  \
         docket verify entry-12.json --cosigners voters.json\n  \
