@@ -584,18 +584,35 @@ async fn seed_from_backup(
     Ok((seeded, declared))
 }
 
-/// The lines of a file, each at most `EXPORT_LINE_BYTES_MAX` bytes.
+/// The lines of a file, each at most `EXPORT_LINE_BYTES_MAX` bytes (a longer one is an
+/// error, never read whole into memory).
 fn json_lines(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<String>>> {
-    use std::io::BufRead as _;
+    use std::io::{BufRead as _, Read as _};
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let limit = docket_client::verify::EXPORT_LINE_BYTES_MAX;
-    Ok(std::io::BufReader::new(file).lines().map(move |line| {
-        let line = line.context("reading the backup")?;
-        if line.len() > limit {
-            bail!("a line of the backup is over {limit} bytes");
+    let mut reader = std::io::BufReader::new(file);
+    let mut buffer = Vec::new();
+    Ok(std::iter::from_fn(move || {
+        buffer.clear();
+        let read = (&mut reader)
+            .take(limit as u64 + 1)
+            .read_until(b'\n', &mut buffer);
+        match read {
+            Ok(0) => None,
+            Err(e) => Some(Err(anyhow::Error::new(e).context("reading the backup"))),
+            Ok(_) => {
+                if buffer.last() == Some(&b'\n') {
+                    buffer.pop();
+                } else if buffer.len() > limit {
+                    return Some(Err(anyhow!("a line of the backup is over {limit} bytes")));
+                }
+                Some(
+                    String::from_utf8(std::mem::take(&mut buffer))
+                        .context("a line of the backup is not UTF-8"),
+                )
+            }
         }
-        Ok(line)
     }))
 }
 
