@@ -39,6 +39,17 @@ pub enum AdminOp {
     MemberRemove {
         node: u64,
     },
+    /// `node` was made the only voter of a new cluster from its own data after a majority
+    /// of the voters was lost for good (`docket recover`): it kept `ledger_length` entries
+    /// (everything it knew committed, up to Raft log index `log_index_committed`) and
+    /// dropped `log_entries_dropped` Raft log entries after that, which it never knew
+    /// committed. Filed by the recovered node itself on its first start (no route).
+    Recovered {
+        node: u64,
+        ledger_length: u64,
+        log_index_committed: u64,
+        log_entries_dropped: u64,
+    },
 }
 
 impl AdminOp {
@@ -49,6 +60,7 @@ impl AdminOp {
             AdminOp::MemberAdd { .. } => "CLUSTER.MEMBER_ADD",
             AdminOp::MemberPromote { .. } => "CLUSTER.MEMBER_PROMOTE",
             AdminOp::MemberRemove { .. } => "CLUSTER.MEMBER_REMOVE",
+            AdminOp::Recovered { .. } => "CLUSTER.RECOVERED",
         }
     }
 
@@ -58,7 +70,8 @@ impl AdminOp {
             AdminOp::Init { .. } => None,
             AdminOp::MemberAdd { node, .. }
             | AdminOp::MemberPromote { node }
-            | AdminOp::MemberRemove { node } => Some(*node),
+            | AdminOp::MemberRemove { node }
+            | AdminOp::Recovered { node, .. } => Some(*node),
         }
     }
 
@@ -100,6 +113,24 @@ impl AdminOp {
             AdminOp::MemberPromote { node } | AdminOp::MemberRemove { node } => {
                 Value::map([("node", Value::Int(clamp(*node))), issued])
             }
+            AdminOp::Recovered {
+                node,
+                ledger_length,
+                log_index_committed,
+                log_entries_dropped,
+            } => Value::map([
+                ("node", Value::Int(clamp(*node))),
+                ("ledger_length", Value::Int(clamp(*ledger_length))),
+                (
+                    "log_index_committed",
+                    Value::Int(clamp(*log_index_committed)),
+                ),
+                (
+                    "log_entries_dropped",
+                    Value::Int(clamp(*log_entries_dropped)),
+                ),
+                issued,
+            ]),
         }
     }
 
@@ -184,6 +215,12 @@ impl AdminOp {
             },
             "CLUSTER.MEMBER_PROMOTE" => AdminOp::MemberPromote { node: int("node")? },
             "CLUSTER.MEMBER_REMOVE" => AdminOp::MemberRemove { node: int("node")? },
+            "CLUSTER.RECOVERED" => AdminOp::Recovered {
+                node: int("node")?,
+                ledger_length: int("ledger_length")?,
+                log_index_committed: int("log_index_committed")?,
+                log_entries_dropped: int("log_entries_dropped")?,
+            },
             other => return Err(format!("no cluster operation {other:?}")),
         };
         if proposal.subject != op.subject() {

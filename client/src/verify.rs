@@ -426,8 +426,21 @@ pub struct ExportHeader {
 }
 
 /// Writes the ledger up to a [`verified_checkpoint`] to `out` as JSON lines: the header,
-/// then every entry in order, a page at a time (memory: one page). Answers the size.
+/// then every entry in order, a page at a time (memory: one page), each checked against
+/// the hash chain (and its proposal id) as it is written, and the whole against the
+/// checkpoint's root at the end. Answers the size. This is also a backup
+/// (`docket backup`): the checkpoint names the ledger (its origin), the size and the state
+/// hash at that size, which the entries must replay to ([`verify_backup`]).
 pub async fn export(client: &Client, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+    export_with_progress(client, out, |_, _| {}).await
+}
+
+/// [`export`], calling `progress(written, size)` after each entry.
+pub async fn export_with_progress(
+    client: &Client,
+    out: &mut impl std::io::Write,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<u64> {
     let signed = verified_checkpoint(client).await?;
     let view: CheckpointView = client.checkpoint_at(signed.checkpoint.size).await?;
     let size = signed.checkpoint.size;
@@ -437,6 +450,8 @@ pub async fn export(client: &Client, out: &mut impl std::io::Write) -> anyhow::R
         cosigners: view.cosigners,
     };
     writeln!(out, "{}", serde_json::to_string(&header)?)?;
+    let mut chain = docket_core::ledger::ChainVerifier::from_genesis();
+    let mut tree = docket_core::merkle::Frontier::new();
     let mut next = 0;
     while next < size {
         let page = client
@@ -454,9 +469,27 @@ pub async fn export(client: &Client, out: &mut impl std::io::Write) -> anyhow::R
                     entry.index
                 );
             }
+            // Checked as written: a node that serves a broken chain fails the export here,
+            // not when the file is verified (or restored) later.
+            chain
+                .push(entry, true)
+                .with_context(|| format!("the node's entry #{next} does not chain"))?;
+            if let docket_core::Record::Genesis { ledger_id, .. } = &entry.record {
+                if ledger_id.as_str() != signed.checkpoint.origin {
+                    bail!(
+                        "the genesis entry names ledger {ledger_id}, the checkpoint {}",
+                        signed.checkpoint.origin
+                    );
+                }
+            }
+            tree.append(&entry.hash.0, |_, _, _| {});
             writeln!(out, "{}", serde_json::to_string(entry)?)?;
             next += 1;
+            progress(next, size);
         }
+    }
+    if tree.root() != signed.checkpoint.root {
+        bail!("the entries the node served do not add up to the checkpoint's root");
     }
     out.flush()?;
     Ok(size)
@@ -477,9 +510,19 @@ pub struct ExportVerified {
 /// keys); the entries chain from genesis (indexes, links, hashes, proposal ids); and the
 /// RFC 9162 root over their hashes is the checkpoint's, at its size.
 pub fn verify_export(
-    mut input: impl std::io::BufRead,
+    input: impl std::io::BufRead,
     trusted: Option<(&[Cosigner], String)>,
 ) -> anyhow::Result<ExportVerified> {
+    verify_export_with(input, trusted, |_, _| Ok(())).map(|(verified, _)| verified)
+}
+
+/// [`verify_export`], handing each entry, once it chained, to `visit` with the checkpoint
+/// (a backup's audit runs there). Answers the checkpoint too.
+pub fn verify_export_with(
+    mut input: impl std::io::BufRead,
+    trusted: Option<(&[Cosigner], String)>,
+    mut visit: impl FnMut(&LedgerEntry, &SignedCheckpoint) -> anyhow::Result<()>,
+) -> anyhow::Result<(ExportVerified, SignedCheckpoint)> {
     // One line at a time, never more than the line limit in memory, however long a line
     // of a damaged or hostile file is.
     let mut buffer = Vec::new();
@@ -526,14 +569,15 @@ pub fn verify_export(
         chain
             .push(&entry, true)
             .with_context(|| format!("entry #{}", entry.index))?;
-        tree.append(&entry.hash.0, |_, _, _| {});
-        count += 1;
-        if count > signed.checkpoint.size {
+        if count >= signed.checkpoint.size {
             bail!(
                 "the export holds more entries than its checkpoint covers ({})",
                 signed.checkpoint.size
             );
         }
+        visit(&entry, &signed)?;
+        tree.append(&entry.hash.0, |_, _, _| {});
+        count += 1;
     }
     if count != signed.checkpoint.size {
         bail!(
@@ -544,11 +588,77 @@ pub fn verify_export(
     if tree.root() != signed.checkpoint.root {
         bail!("the entries' RFC 9162 root is not the checkpoint's: the export was altered");
     }
-    Ok(ExportVerified {
-        entries: count,
-        root: hex::encode(tree.root()),
-        cosigned_by,
-        voters: cosigners.len(),
-        keys_from,
+    Ok((
+        ExportVerified {
+            entries: count,
+            root: hex::encode(tree.root()),
+            cosigned_by,
+            voters: cosigners.len(),
+            keys_from,
+        },
+        signed,
+    ))
+}
+
+/// What [`verify_backup`] established, on top of [`ExportVerified`].
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupVerified {
+    #[serde(flatten)]
+    pub export: ExportVerified,
+    /// The ledger the backup is of (its genesis entry's id, the checkpoint's origin).
+    pub ledger_id: String,
+    /// Commands the audit re-derived.
+    pub commands: u64,
+    /// The state hash the replay reached: the checkpoint's.
+    pub state_hash: docket_core::StateHash,
+    /// The hash of the last entry.
+    pub head_hash: docket_core::EntryHash,
+}
+
+/// Checks a backup (a ledger export, [`EXPORT_FORMAT`]) offline, streaming, for restoring:
+/// everything [`verify_export`] checks (cosignatures, chain, ids, the Merkle root at the
+/// checkpoint's size), plus that the genesis entry names the checkpoint's ledger and that
+/// re-adjudicating every entry ([`docket_core::Auditor`]) derives exactly the recorded
+/// ones and ends at the checkpoint's state hash. Memory: one line, O(log n) hashes and the
+/// audit's state. `progress(entries)` is called after each entry.
+pub fn verify_backup(
+    input: impl std::io::BufRead,
+    trusted: Option<(&[Cosigner], String)>,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<BackupVerified> {
+    let mut auditor = docket_core::Auditor::new();
+    let mut head = None;
+    let (export, signed) = verify_export_with(input, trusted, |entry, signed| {
+        if let docket_core::Record::Genesis { ledger_id, .. } = &entry.record {
+            if ledger_id.as_str() != signed.checkpoint.origin {
+                bail!(
+                    "the genesis entry names ledger {ledger_id}; the checkpoint is of {}",
+                    signed.checkpoint.origin
+                );
+            }
+        }
+        auditor
+            .push(entry)
+            .map_err(|error| anyhow!("the audit FAILED at entry #{}: {error}", entry.index))?;
+        head = Some(entry.hash);
+        progress(auditor.entries());
+        Ok(())
+    })?;
+    let (state, report) = auditor
+        .finish()
+        .map_err(|error| anyhow!("the audit FAILED: {error}"))?;
+    let state_hash = state.hash();
+    if state_hash != signed.checkpoint.state {
+        bail!(
+            "replaying the entries gives state hash {state_hash}; the checkpoint says {}",
+            signed.checkpoint.state
+        );
+    }
+    Ok(BackupVerified {
+        export,
+        ledger_id: signed.checkpoint.origin.clone(),
+        commands: report.commands,
+        state_hash,
+        head_hash: head.ok_or_else(|| anyhow!("the backup holds no entries"))?,
     })
 }

@@ -351,6 +351,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             }
         });
     }
+    let recovery = node.config.data_dir.join(RECOVERY_REQUEST_FILE);
+    if recovery.exists() {
+        tasks.spawn(file_recovery_record(
+            service.clone(),
+            recovery,
+            stopped(shutdown_rx.clone()),
+        ));
+    }
     tracing::info!(node_id = service.id, cluster = %service.cluster_id, %raft_addr, %api_addr,
         tls = node.tls.is_some(), "node started");
     Ok(RunningNode {
@@ -360,6 +368,78 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         shutdown,
         tasks,
     })
+}
+
+/// The file `docket recover --key` leaves in the recovered node's data directory: the
+/// operator-signed `CLUSTER.RECOVERED` request (JSON), filed on the node's first start and
+/// removed once recorded.
+pub const RECOVERY_REQUEST_FILE: &str = "recovery-request.json";
+
+/// How often, and how many times, a recovered node tries to file its recovery record while
+/// it is not yet leader (a one-node cluster elects itself within an election timeout).
+const RECOVERY_RECORD_RETRY_MS: u64 = 500;
+const RECOVERY_RECORD_ATTEMPTS_MAX: u32 = 240;
+
+/// Files the recovery record in `path` (see [`RECOVERY_REQUEST_FILE`]) once this node
+/// leads, then removes the file; a refused record is logged as an error and the file
+/// renamed `*.refused` (the recovery itself stands: the record only states it).
+async fn file_recovery_record(
+    service: Arc<docket_service::Service>,
+    path: std::path::PathBuf,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use docket_service::error::ErrorCode;
+    let signed: docket_core::SignedProposal = match std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(signed) => signed,
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read the recovery request");
+            return;
+        }
+    };
+    let filing = async {
+        for _ in 0..RECOVERY_RECORD_ATTEMPTS_MAX {
+            match service.record_recovery(signed.clone()).await {
+                Ok(record) => {
+                    tracing::warn!(proposal_id = %record.id, index = %record.index,
+                        "recorded CLUSTER.RECOVERED: this cluster was rebuilt from this node's data");
+                    let _ = std::fs::remove_file(&path);
+                    return;
+                }
+                Err(error) if error.code == ErrorCode::ReplayedRequest => {
+                    let _ = std::fs::remove_file(&path);
+                    return;
+                }
+                Err(error)
+                    if matches!(
+                        error.code,
+                        ErrorCode::NotLeader
+                            | ErrorCode::NoLeader
+                            | ErrorCode::NotInitialized
+                            | ErrorCode::Overloaded
+                            | ErrorCode::Timeout
+                            | ErrorCode::OutcomeUnknown
+                    ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(RECOVERY_RECORD_RETRY_MS)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, path = %path.display(),
+                        "the CLUSTER.RECOVERED record was refused; the recovery stands unrecorded");
+                    let _ = std::fs::rename(&path, path.with_extension("json.refused"));
+                    return;
+                }
+            }
+        }
+        tracing::error!(path = %path.display(),
+            "the CLUSTER.RECOVERED record could not be filed (never led); kept for the next start");
+    };
+    tokio::select! {
+        () = filing => {}
+        () = stop => {}
+    }
 }
 
 /// Starts a node and serves until Ctrl-C or SIGTERM.

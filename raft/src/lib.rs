@@ -90,6 +90,7 @@ pub mod log_store;
 pub mod merkle;
 pub mod network;
 pub mod runtime;
+pub mod seed;
 pub mod snapshot;
 pub mod snapshot_file;
 pub mod state_machine;

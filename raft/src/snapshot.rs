@@ -68,7 +68,7 @@ use crate::state_machine::REPLAY_PENDING_ROWS_MAX;
 use crate::store::{CoreRecord, SnapshotRecord, Staging, Store, StoreError};
 use crate::{LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
-const MAGIC: &[u8; 8] = b"dktsnap3";
+pub(crate) const MAGIC: &[u8; 8] = b"dktsnap3";
 
 /// Largest encoded header accepted. A header is two log ids, a membership and two hashes:
 /// hundreds of bytes for any realistic cluster; the bound only keeps a corrupt length
@@ -187,7 +187,7 @@ pub(crate) enum VerifyError {
     Store(#[from] StoreError),
 }
 
-fn write_error(source: io::Error) -> StoreError {
+pub(crate) fn write_error(source: io::Error) -> StoreError {
     StoreError::Io {
         context: "writing a snapshot file".to_owned(),
         source,

@@ -50,6 +50,11 @@ impl SnapshotFile {
         Ok(SnapshotFile { file, seeked: None })
     }
 
+    /// A snapshot already written to `file` (an unnamed temporary file: [`crate::seed`]).
+    pub(crate) fn from_file(file: File) -> SnapshotFile {
+        SnapshotFile { file, seeked: None }
+    }
+
     /// The file, for synchronous reads and writes (the builder and the install).
     pub fn file_mut(&mut self) -> &mut File {
         self.seeked = None;

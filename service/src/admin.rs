@@ -50,6 +50,18 @@ impl Service {
         route: &str,
         state: &State,
     ) -> Result<(AdminOp, ProposalId), ServiceError> {
+        self.authorize_with(signed, route, state, true)
+    }
+
+    /// [`Service::authorize`], with the freshness check only when `fresh` (a recovery
+    /// record has none: see [`Service::record_recovery`]).
+    fn authorize_with(
+        &self,
+        signed: &SignedProposal,
+        route: &str,
+        state: &State,
+        fresh: bool,
+    ) -> Result<(AdminOp, ProposalId), ServiceError> {
         let id = self.check_signed(signed)?;
         let (op, issued_ms) = AdminOp::parse(&signed.proposal).map_err(|e| {
             ServiceError::new(ErrorCode::MalformedRequest, format!("admin request: {e}"))
@@ -65,7 +77,7 @@ impl Service {
         }
         let now = self.now().0;
         let skew = now.abs_diff(issued_ms);
-        if skew > ADMIN_REQUEST_AGE_MAX_MS {
+        if fresh && skew > ADMIN_REQUEST_AGE_MAX_MS {
             return Err(ServiceError::new(
                 ErrorCode::StaleRequest,
                 format!(
@@ -127,6 +139,36 @@ impl Service {
         self.replica
             .with_state(|state| state.map(|state| self.authorize(signed, route, state)))
             .ok_or_else(ServiceError::not_initialized)?
+    }
+
+    /// Files the `CLUSTER.RECOVERED` request the operator signed with `docket recover`,
+    /// which the recovered node reads from its data directory on its first start: the
+    /// front door, the replay check and adjudication as for any admin request, then
+    /// recorded through consensus. There is no route for it, and no freshness window: the
+    /// request reaches the node only through its data directory, and the node may first
+    /// start long after the operator signed. It must name this node.
+    pub async fn record_recovery(
+        &self,
+        signed: SignedProposal,
+    ) -> Result<AdminRecord, ServiceError> {
+        let _turn = self.admin_turn().await?;
+        let (op, _) = self
+            .replica
+            .with_state(|state| {
+                state.map(|state| self.authorize_with(&signed, "CLUSTER.RECOVERED", state, false))
+            })
+            .ok_or_else(ServiceError::not_initialized)??;
+        if op.node() != Some(self.id) {
+            return Err(ServiceError::new(
+                ErrorCode::MalformedRequest,
+                format!(
+                    "the recovery request names node {:?}; this is node {}",
+                    op.node(),
+                    self.id
+                ),
+            ));
+        }
+        self.record(signed).await
     }
 
     /// Step 5: records an authorized request through consensus; `Err` unless it is admitted.

@@ -306,45 +306,51 @@ struct VerifyReport {
 
 /// How far `ledger verify` has come: a bar on a terminal, a line every
 /// [`VERIFY_PROGRESS_INTERVAL_MS`] otherwise (logs, CI), both on stderr.
-struct Progress {
+pub(super) struct Progress {
+    what: &'static str,
     started: std::time::Instant,
     reported: std::time::Instant,
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    /// `what` starts each line: "verifying", "backing up".
+    pub(super) fn new(what: &'static str) -> Progress {
         use std::io::IsTerminal as _;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
-                )
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{what} {{bar:40}} {{pos}}/{{len}} entries ({{per_sec}}, {{eta}} left)"
+                ))
                 .expect("invariant: the template is valid"),
             );
             bar
         });
         let now = std::time::Instant::now();
         Progress {
+            what,
             started: now,
             reported: now,
             bar,
         }
     }
 
-    fn show(&mut self, verified: u64, length: u64) {
+    pub(super) fn show(&mut self, verified: u64, length: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(length);
             bar.set_position(verified);
         } else if self.reported.elapsed() >= Duration::from_millis(VERIFY_PROGRESS_INTERVAL_MS) {
             self.reported = std::time::Instant::now();
             let rate = verified as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-            eprintln!("verified {verified} of {length} entries ({rate:.0} entries/s)");
+            eprintln!(
+                "{} {verified} of {length} entries ({rate:.0} entries/s)",
+                self.what
+            );
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -354,7 +360,7 @@ impl Progress {
 /// Streams the ledger page by page through an [`Auditor`]: memory holds one page of
 /// entries and the audit's state, never the whole ledger.
 async fn ledger_verify(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
-    let mut progress = Progress::new();
+    let mut progress = Progress::new("verifying");
     let mut auditor = Auditor::new();
     loop {
         let from = auditor.entries();

@@ -55,6 +55,7 @@ macro_rules! say {
     };
 }
 
+mod backup;
 mod cluster;
 mod constitution;
 mod execution;
@@ -71,6 +72,7 @@ mod state;
 mod status;
 mod tls;
 
+pub use backup::{BackupArgs, RecoverArgs, RestoreArgs};
 pub use cluster::ClusterCommand;
 pub use constitution::{
     AmendArgs, ApproveArgs, ConstitutionCommand, DryRunArgs, CONSTITUTION_FILE_BYTES_MAX,
@@ -407,15 +409,52 @@ pub enum ClientCommand {
     Checkpoint(proofs::CheckpointArgs),
 
     /// Check a proof bundle (`docket ledger prove`) offline: the entry, its inclusion proof
-    /// and the checkpoint's cosignatures (talks to no node); or, with --witness, compare
-    /// the final checkpoints several nodes show.
+    /// and the checkpoint's cosignatures (talks to no node); an export (--export) or a
+    /// backup (--backup, with the full audit) likewise; or, with --witness, compare the
+    /// final checkpoints several nodes show.
     #[command(after_help = "Examples:\n  \
         docket ledger prove 12 --out entry-12.json\n  \
         docket verify entry-12.json --cosigners voters.json\n  \
+        docket verify --backup ledger.backup --cosigners voters.json\n  \
         docket verify --witness http://10.0.0.1:8001,http://10.0.0.2:8002 --cosigners voters.json\n\n\
         Exits non-zero when anything fails to verify, or (--witness) when two nodes show\n\
         cosigned checkpoints that cannot both be true.")]
     Verify(proofs::VerifyArgs),
+
+    /// Back up the ledger up to a final checkpoint into a file, from any node, while writes
+    /// go on (streamed a page at a time, each entry checked against the chain as written).
+    #[command(after_help = "Examples:\n  \
+        docket backup --out ledger-2026-12-06.backup\n  \
+        docket verify --backup ledger-2026-12-06.backup --cosigners voters.json\n\n\
+        The file is a ledger export (docket-ledger-export/v1, JSON lines): a header with the\n\
+        final checkpoint (ledger id, size N, Merkle root and state hash at N, the voters'\n\
+        cosignatures), then entries 0..N. Written as FILE.partial, renamed when complete.")]
+    Backup(BackupArgs),
+
+    /// Seed the data directory of a NEW one-node cluster from a backup, verifying all of it
+    /// (chain, ids, cosignatures, root, replay to the state hash) before writing anything.
+    #[command(after_help = "Examples:\n  \
+        docket restore ledger.backup --data-dir /var/lib/docket/node-1 --id 1 \\\n      \
+            --raft-addr 10.0.0.1:7001 --api-addr 10.0.0.1:8001 --cosigners voters.json\n  \
+        docket serve --node-id 1 --cluster-id LEDGER-ID --data-dir /var/lib/docket/node-1 ...\n  \
+        docket member add 2 --raft-addr 10.0.0.2:7002 --api-addr 10.0.0.2:8002\n\n\
+        The directory must be missing or empty; it is written beside and renamed at the end,\n\
+        so a refused or interrupted restore leaves nothing. The node starts as the only voter\n\
+        holding exactly the backup's ledger and state hash.")]
+    Restore(RestoreArgs),
+
+    /// DISASTER RECOVERY: rebuild a one-node cluster from this survivor's own data when a
+    /// majority of the voters is permanently lost (like etcd's --force-new-cluster).
+    #[command(after_help = "Examples:\n  \
+        docket recover --data-dir /var/lib/docket/node-3 --id 3 --key operator.key --force-new-cluster\n  \
+        docket serve --node-id 3 --cluster-id LEDGER-ID --data-dir /var/lib/docket/node-3 ...\n  \
+        docket member add 4 --raft-addr 10.0.0.4:7004 --api-addr 10.0.0.4:8004\n\n\
+        Stop the node first. Keeps every entry this node knew committed; Raft log entries past\n\
+        that are dropped, and recorded: --key signs a CLUSTER.RECOVERED entry stating the loss,\n\
+        filed by the node on its first start (--no-record for a constitution without it).\n\
+        The old directory is kept as DIR.pre-recover-*. The lost nodes must never be started\n\
+        again on their old data: wipe them and add them anew.")]
+    Recover(RecoverArgs),
 
     /// Create the cluster CA and the node and client certificates for TLS.
     #[command(
@@ -450,6 +489,9 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Tls(command) => tls::run(args, command),
         ClientCommand::Checkpoint(command) => proofs::checkpoint(args, &command).await,
         ClientCommand::Verify(command) => proofs::verify_command(args, &command).await,
+        ClientCommand::Backup(command) => backup::backup(args, &command).await,
+        ClientCommand::Restore(command) => backup::restore(args, &command).await,
+        ClientCommand::Recover(command) => backup::recover(args, &command).await,
     }
 }
 

@@ -43,7 +43,7 @@ pub struct ProveArgs {
 }
 
 #[derive(Clone, Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness", "export"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness", "export", "backup"])))]
 pub struct VerifyArgs {
     /// A proof bundle (`docket ledger prove`).
     #[arg(value_name = "BUNDLE")]
@@ -57,6 +57,11 @@ pub struct VerifyArgs {
     /// entries chain from genesis and add up to the root of its cosigned checkpoint.
     #[arg(long, value_name = "FILE")]
     pub export: Option<PathBuf>,
+    /// A backup (`docket backup`; an export is one too): everything --export checks, plus
+    /// the genesis entry's ledger id and the audit: every decision re-adjudicated, and the
+    /// replay reaching the checkpoint's state hash. What `docket restore` checks first.
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<PathBuf>,
     /// Trust these cosigner keys (`docket checkpoint --save-cosigners`) instead of the ones
     /// the bundle carries.
     #[arg(long, value_name = "FILE")]
@@ -138,6 +143,35 @@ pub(super) async fn prove_command(args: &ClientArgs, command: &ProveArgs) -> any
 pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> anyhow::Result<()> {
     if let Some(path) = &command.export {
         return verify_export_command(args, command, path);
+    }
+    if let Some(path) = &command.backup {
+        let (path, cosigners) = (path.clone(), command.cosigners.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            super::backup::verify_backup_file(&path, cosigners.as_deref())
+        })
+        .await
+        .context("the verification task failed")??;
+        if args.output == OutputFormat::Json {
+            return print_json(&verified);
+        }
+        say!(
+            "verified: backup of ledger {}: {} entries chain from genesis to the root {} of a \
+             checkpoint cosigned by {} of {} voters ({}); keys from {}",
+            verified.ledger_id,
+            verified.export.entries,
+            verified.export.root,
+            verified.export.cosigned_by.len(),
+            verified.export.voters,
+            verified.export.cosigned_by.join(", "),
+            verified.export.keys_from
+        );
+        say!(
+            "the audit re-derived every decision ({} commands) and reached the checkpoint's \
+             state hash {}",
+            verified.commands,
+            verified.state_hash
+        );
+        return Ok(());
     }
     let Some(bundle_path) = &command.bundle else {
         return witness(args, command).await;
