@@ -13,11 +13,13 @@
 //! `cluster` (init and membership).
 
 mod cluster;
+mod metrics;
 mod proofs;
 mod reads;
 mod watch;
 mod writes;
 
+pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, METRICS_ROUTE};
 pub use watch::{WATCHES_MAX, WATCH_KEEPALIVE_MS, WATCH_PAGE_ENTRIES};
 
 use std::sync::Arc;
@@ -61,6 +63,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/constitution", get(reads::constitution))
         .route("/v1/status", get(reads::status))
         .route("/v1/health", get(reads::health))
+        .route(METRICS_ROUTE, get(metrics::metrics))
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
         .route("/v1/internal/cosign", post(proofs::internal_cosign))
@@ -101,6 +104,9 @@ pub fn router(node: Arc<Node>) -> Router {
             node.clone(),
             nodes_only,
         ))
+        // Outermost, so refused requests are counted too. A `Router::layer` runs after
+        // routing, so the matched route template is known.
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(node);
     guarded(routes)
 }
@@ -208,6 +214,12 @@ async fn nodes_only(
 /// checked against the active constitution's read policy
 /// (`docket_service::read_access`): refused with `SIGNATURE_REQUIRED`, `UNAUTHORIZED`,
 /// `STALE_REQUEST` or `BAD_SIGNATURE` before the handler runs.
+///
+/// `/metrics` is a read like the others, with one addition: a client certificate of the
+/// cluster CA may scrape it under every policy. Under `read = "roles"` every read must be
+/// signed per request, which Prometheus cannot do, while it can present a certificate
+/// (`tls_config` in its scrape job); metrics carry counts, indexes and rejection codes,
+/// never ledger contents.
 async fn reads_governed(
     axum::extract::State(node): axum::extract::State<Arc<Node>>,
     request: Request,
@@ -241,6 +253,9 @@ async fn reads_governed(
         node: peer.is_some_and(|p| p.node.is_some()),
         signed,
     };
+    if path == METRICS_ROUTE && credentials.certificate {
+        return next.run(request).await;
+    }
     let target = request
         .uri()
         .path_and_query()
