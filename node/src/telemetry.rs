@@ -66,6 +66,16 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     described().map(|(name, _)| name)
 }
 
+/// The names among [`names`] that are histograms: Prometheus shows each as the series
+/// `_bucket`, `_sum` and `_count`.
+pub const HISTOGRAMS: &[&str] = &[
+    docket_raft::telemetry::STORAGE_FLUSH_DURATION_SECONDS,
+    docket_service::telemetry::ADMISSION_DURATION_SECONDS,
+    docket_service::telemetry::GROUP_COMMIT_PROPOSALS,
+    docket_execution::telemetry::ATTEMPT_DURATION_SECONDS,
+    HTTP_REQUEST_DURATION_SECONDS,
+];
+
 fn described() -> impl Iterator<Item = (&'static str, &'static str)> {
     docket_raft::telemetry::METRICS
         .iter()
@@ -262,6 +272,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_histogram_is_a_listed_name_and_no_counter() {
+        for histogram in HISTOGRAMS {
+            assert!(names().any(|n| n == *histogram), "{histogram}");
+            assert!(!histogram.ends_with("_total"), "{histogram}");
+        }
+    }
+
+    #[test]
     fn every_name_follows_the_conventions_and_is_unique() {
         let names: Vec<&str> = names().collect();
         let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
@@ -276,6 +294,10 @@ mod tests {
                 name.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{name}"
+            );
+            assert!(
+                name.ends_with("_total") || !name.contains("_total"),
+                "{name}: _total ends a counter's name"
             );
             // Units last, in base units.
             for unit in ["_ms", "_millis", "_kb", "_mb", "_us"] {
