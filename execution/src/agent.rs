@@ -597,7 +597,7 @@ impl Executor {
                 Some(reason),
             );
             evidence.cost.wall_ms = elapsed_ms(started);
-            tracing::info!(proposal_id = %job.proposal_id.short(), effect = %job.effect, reason = evidence.reason.as_deref().unwrap_or(""), "effect refused");
+            tracing::info!(proposal_id = %job.proposal_id.short(), term, index = %entry.index, effect = %job.effect, reason = evidence.reason.as_deref().unwrap_or(""), "effect refused");
             this.conclude(job, evidence, Default::default())
         };
         let request: Request = match plan {
@@ -716,6 +716,8 @@ impl Executor {
             .record(started.elapsed().as_secs_f64());
         tracing::info!(
             proposal_id = %id.short(),
+            term,
+            index = %entry.index,
             effect = %job.effect,
             outcome = evidence.outcome.as_str(),
             attempts = evidence.cost.attempts,
@@ -796,7 +798,7 @@ impl Executor {
                 if outcome::already_reported(effect.reporting(), host, record) {
                     Resolution::AlreadyReported
                 } else {
-                    tracing::warn!(proposal_id = %record.id.short(), %rejection, "outcome record rejected");
+                    tracing::warn!(proposal_id = %record.id.short(), outcome_id = %outcome_id.short(), %index, %rejection, "outcome record rejected");
                     Resolution::OutcomeRejected {
                         outcome_id,
                         index,

@@ -380,6 +380,7 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
         start,
         "every node's log lines are JSON objects naming that node",
     );
+    let mut recorded_operations = 0;
     for id in [1, 2, 3] {
         let path = cluster.node(id).log_path();
         let log = std::fs::read_to_string(&path).expect("node log");
@@ -392,6 +393,14 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             assert!(value["level"].is_string(), "{line}");
             assert!(value["timestamp"].is_string(), "{line}");
             started |= value["message"] == "node started";
+            if value["message"] == "cluster operation recorded" {
+                // Forming the cluster recorded its operations: the line says which
+                // proposal, at which index, in which term.
+                assert!(value["proposal_id"].is_string(), "{line}");
+                assert!(value["index"].is_string(), "{line}");
+                assert!(value["term"].as_u64().is_some_and(|t| t >= 1), "{line}");
+                recorded_operations += 1;
+            }
             lines += 1;
         }
         assert!(lines > 0, "node {id} logged nothing");
@@ -401,6 +410,10 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             path.display()
         );
     }
+    assert!(
+        recorded_operations >= 2,
+        "forming 3 nodes records their additions: {recorded_operations} lines"
+    );
 }
 
 /// A one-node TLS cluster whose constitution says `read = "roles"`: every read must be
