@@ -234,6 +234,10 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             "{who}"
         );
         assert!(
+            after.must("docket_storage_size_bytes", &[]) > 0.0,
+            "{who}: the store has files"
+        );
+        assert!(
             after.must("docket_storage_flush_duration_seconds_count", &[]) > 0.0,
             "{who}: appends are flushed"
         );

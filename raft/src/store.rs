@@ -452,6 +452,12 @@ impl Store {
         &self.dir
     }
 
+    /// Bytes the store's files take on disk, where the disk can say cheaply (sled: its
+    /// `db` file and blob files). For metrics.
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.disk.size_bytes()
+    }
+
     /// Makes every write that completed before this call durable, then returns. On sled
     /// this is `SledDisk`'s [`Disk::durable_flush`], whose docs say exactly what is
     /// guaranteed.

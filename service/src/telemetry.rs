@@ -28,6 +28,7 @@ pub const RAFT_LOG_ENTRIES: &str = "docket_raft_log_entries";
 pub const RAFT_REPLICATION_LAG_ENTRIES: &str = "docket_raft_replication_lag_entries";
 pub const RAFT_MEMBERS: &str = "docket_raft_members";
 pub const LEDGER_ENTRIES: &str = "docket_ledger_entries";
+pub const STORAGE_SIZE_BYTES: &str = "docket_storage_size_bytes";
 pub const DEFERRED_PROPOSALS: &str = "docket_deferred_proposals";
 pub const SIGNATURE_CHECKS_TOTAL: &str = "docket_signature_checks_total";
 pub const SIGNATURE_VERIFICATIONS_TOTAL: &str = "docket_signature_verifications_total";
@@ -76,6 +77,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "Members of the Raft configuration this node knows, by role (voter, learner)",
     ),
     (LEDGER_ENTRIES, "Ledger entries this replica has applied"),
+    (
+        STORAGE_SIZE_BYTES,
+        "Bytes this node's store takes on disk (Raft log, ledger, state rows, Merkle tree)",
+    ),
     (
         DEFERRED_PROPOSALS,
         "Proposals deferred in this replica's state, waiting on dependencies",
@@ -157,6 +162,9 @@ impl Service {
             }
         }
         metrics::gauge!(LEDGER_ENTRIES).set(self.replica.ledger_len() as f64);
+        if let Some(bytes) = self.replica.store_bytes() {
+            metrics::gauge!(STORAGE_SIZE_BYTES).set(bytes as f64);
+        }
         let deferred = self
             .replica
             .with_state(|s| s.map_or(0, |s| s.deferred().len()));
