@@ -35,6 +35,7 @@ pub const SIGNATURE_VERIFICATIONS_TOTAL: &str = "docket_signature_verifications_
 pub const ADMISSION_DURATION_SECONDS: &str = "docket_admission_duration_seconds";
 pub const GROUP_COMMIT_PROPOSALS: &str = "docket_group_commit_proposals";
 pub const READ_INDEX_ROUNDS_TOTAL: &str = "docket_read_index_rounds_total";
+pub const DIVERGENCE_ALARMS_TOTAL: &str = "docket_divergence_alarms_total";
 
 /// Every name this crate records, with its help text.
 pub const METRICS: &[(&str, &str)] = &[
@@ -100,6 +101,11 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         GROUP_COMMIT_PROPOSALS,
         "Proposals in each Raft entry the leader's group-commit writer built",
+    ),
+    (
+        DIVERGENCE_ALARMS_TOTAL,
+        "Divergence alarms this node raised: a replica (label node) refused to cosign its \
+         checkpoint because it holds another ledger or state at that size",
     ),
     (
         READ_INDEX_ROUNDS_TOTAL,
