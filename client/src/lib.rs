@@ -510,6 +510,19 @@ impl Client {
         self.call(Method::GET, url, None::<&()>).await
     }
 
+    /// `GET /metrics`: the node's metrics in Prometheus's text format. A read like the
+    /// others (the constitution's read policy applies; see README "Metrics and logs").
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = self.url(&["metrics"], &[]);
+        let (_, bytes) = self
+            .call_bytes(Method::GET, url.clone(), None::<&()>)
+            .await?;
+        String::from_utf8(bytes).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: format!("the metrics are not UTF-8: {e}"),
+        })
+    }
+
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<HealthView, ClientError> {
         let url = self.url(&["v1", "health"], &[]);
@@ -813,6 +826,20 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let (status, bytes) = self.call_bytes(method, url.clone(), body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: format!("HTTP {status} with a body that does not parse: {e}"),
+        })
+    }
+
+    /// [`Client::call`] up to the body of a successful answer, unparsed.
+    async fn call_bytes<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), ClientError> {
         let mut request = self.request(&method, &url).timeout(self.timeout);
         if let Some(body) = body {
             request = request.json(body);
@@ -832,10 +859,7 @@ impl Client {
                 },
             })?;
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                url: url.to_string(),
-                message: format!("HTTP {status} with a body that does not parse: {e}"),
-            })
+            Ok((status, bytes))
         } else {
             let mut body = error_body(status, &bytes);
             // Nodes name the leader by address; over HTTPS the hint must say https, or

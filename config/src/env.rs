@@ -37,6 +37,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX",
     "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX",
     "DOCKET_STORAGE_CACHE_MB",
+    "DOCKET_LOG_FORMAT",
     "DOCKET_TLS_CA",
     "DOCKET_TLS_CERT",
     "DOCKET_TLS_KEY",
@@ -93,6 +94,7 @@ impl Layers {
             let origin = Origin::Env { var: var.clone() };
             match var.as_str() {
                 "DOCKET_NODE_ID" => self.node_id = Some(number("node_id", &raw, origin)?),
+                "DOCKET_LOG_FORMAT" => self.log_format = Some(text("log.format", raw, origin)?),
                 "DOCKET_CLUSTER_ID" => self.cluster_id = Some(text("cluster_id", raw, origin)?),
                 "DOCKET_RAFT_ADDR" => self.raft_addr = Some(text("raft_addr", raw, origin)?),
                 "DOCKET_API_ADDR" => self.api_addr = Some(text("api_addr", raw, origin)?),

@@ -15,13 +15,14 @@ use crate::limits_config::{
     CLIENTS_INFLIGHT_MAX_DEFAULT, FORWARD_TIMEOUT_MS_DEFAULT, READ_PAGE_ENTRIES_MAX_DEFAULT,
     REQUEST_BODY_BYTES_MAX_DEFAULT,
 };
+use crate::log_config::{LogConfig, LogFormat};
 use crate::node_config::{
     default_data_dir, NodeConfig, API_PORT_BASE, BIND_IP_DEFAULT, CLUSTER_ID_DEFAULT,
     CONFIG_FILE_BYTES_MAX, NODE_ID_DEFAULT, RAFT_PORT_BASE,
 };
 use crate::overrides::{
     Overrides, FLAG_API_ADDR, FLAG_CLUSTER_ID, FLAG_DATA_DIR, FLAG_GENESIS_CONSTITUTION,
-    FLAG_NODE_ID, FLAG_RAFT_ADDR,
+    FLAG_LOG_FORMAT, FLAG_NODE_ID, FLAG_RAFT_ADDR,
 };
 use crate::raft_config::{
     RaftConfig, ELECTION_TIMEOUT_MAX_MS_DEFAULT, ELECTION_TIMEOUT_MIN_MS_DEFAULT,
@@ -80,6 +81,7 @@ pub(crate) struct Layers {
     pub(crate) clients_inflight_max: Option<Set<usize>>,
     pub(crate) execution: toml::Table,
     pub(crate) storage_cache_mb: Option<Set<u64>>,
+    pub(crate) log_format: Option<Set<String>>,
     pub(crate) tls_ca: Option<Set<PathBuf>>,
     pub(crate) tls_cert: Option<Set<PathBuf>>,
     pub(crate) tls_key: Option<Set<PathBuf>>,
@@ -108,7 +110,15 @@ struct FileLayer {
     #[serde(default)]
     storage: StorageFileLayer,
     #[serde(default)]
+    log: LogFileLayer,
+    #[serde(default)]
     tls: TlsFileLayer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [log] table")]
+struct LogFileLayer {
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +225,7 @@ impl Layers {
         );
         self.execution = file.execution;
         set(&mut self.storage_cache_mb, file.storage.cache_mb, at);
+        set(&mut self.log_format, file.log.format, at);
         let tls = file.tls;
         set(&mut self.tls_ca, tls.ca, at);
         set(&mut self.tls_cert, tls.cert, at);
@@ -275,6 +286,7 @@ impl Layers {
             &overrides.genesis_constitution,
             FLAG_GENESIS_CONSTITUTION,
         );
+        set(&mut self.log_format, &overrides.log_format, FLAG_LOG_FORMAT);
     }
 
     /// Fills every field no layer set with its default — derived from `node_id` for the
@@ -391,6 +403,18 @@ impl Layers {
             or_default(self.clients_inflight_max, CLIENTS_INFLIGHT_MAX_DEFAULT),
         );
 
+        let log_format = or_default(self.log_format, LogFormat::default().as_str().to_owned());
+        let format =
+            log_format
+                .value
+                .parse::<LogFormat>()
+                .map_err(|message| ConfigError::InvalidValue {
+                    field: "log.format",
+                    origin: log_format.origin.clone(),
+                    message,
+                })?;
+        record("log.format", log_format.origin);
+
         let tls = tls_section(
             self.tls_ca,
             self.tls_cert,
@@ -425,6 +449,7 @@ impl Layers {
             },
             execution: self.execution,
             storage: StorageConfig { cache_mb },
+            log: LogConfig { format },
             tls,
         };
         Ok((

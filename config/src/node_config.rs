@@ -87,6 +87,9 @@ pub struct NodeConfig {
     pub execution: toml::Table,
     /// `[storage]`: the embedded store's memory.
     pub storage: StorageConfig,
+    /// `[log]`: the format of the node's log lines.
+    #[serde(default)]
+    pub log: crate::LogConfig,
     /// `[tls]`: certificates under the cluster CA; `None` serves plain HTTP and plain Raft
     /// (refused by `docket serve` on a non-loopback address unless the operator insists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +115,7 @@ impl Default for NodeConfig {
             limits: LimitsConfig::default(),
             execution: toml::Table::new(),
             storage: StorageConfig::default(),
+            log: crate::LogConfig::default(),
             tls: None,
         }
     }

@@ -16,6 +16,9 @@ pub const FLAG_DATA_DIR: &str = "--data-dir";
 /// Flag that sets `genesis_constitution`.
 pub const FLAG_GENESIS_CONSTITUTION: &str = "--genesis-constitution";
 
+/// Flag that sets `log.format`.
+pub const FLAG_LOG_FORMAT: &str = "--log-format";
+
 /// Values given as command-line flags. `None` leaves the field to the environment, the
 /// file or the default. Addresses are strings so that a malformed flag is reported by
 /// [`NodeConfig::load`](crate::NodeConfig::load) as an error naming the flag.
@@ -33,4 +36,6 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--genesis-constitution`
     pub genesis_constitution: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<String>,
 }

@@ -301,6 +301,7 @@ fn env_overrides_file() {
         ("DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX", "2"),
         ("DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS", "1500"),
         ("DOCKET_STORAGE_CACHE_MB", "16"),
+        ("DOCKET_LOG_FORMAT", "json"),
         ("PATH", "/usr/bin"),
     ];
     let (config, origins) =
@@ -333,6 +334,7 @@ fn env_overrides_file() {
         }
     );
     assert_eq!(config.storage, StorageConfig { cache_mb: 16 });
+    assert_eq!(config.log.format, LogFormat::Json);
     // Every configuration variable was in `env`, so every field comes from the environment.
     for (field, origin) in &origins {
         if *field != "genesis_constitution" {
@@ -367,6 +369,7 @@ fn flags_override_env() {
         api_addr: Some("[::1]:38005".into()),
         data_dir: Some("flag-dir".into()),
         genesis_constitution: Some(genesis.clone()),
+        log_format: None,
     };
     let (config, origins) =
         NodeConfig::load_with_origins(None, vars(&env), &overrides).expect("load");
@@ -1120,7 +1123,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 24, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 25, "one variable per field");
 }
 
 #[test]
@@ -1277,4 +1280,35 @@ fn storage_cache_comes_from_the_file_or_the_environment_within_its_bounds() {
         load(Some(&path), &[], &flags()).is_err(),
         "unknown keys are refused"
     );
+}
+
+#[test]
+fn the_log_format_is_layered_and_validated() {
+    assert_eq!(
+        load(None, &[], &flags()).expect("defaults").log.format,
+        LogFormat::Text
+    );
+    let (_dir, path) = file("[log]\nformat = \"json\"\n");
+    let config = load(Some(&path), &[], &flags()).expect("file");
+    assert_eq!(config.log.format, LogFormat::Json);
+    let config =
+        load(Some(&path), &[("DOCKET_LOG_FORMAT", "text")], &flags()).expect("env over file");
+    assert_eq!(config.log.format, LogFormat::Text);
+    let overrides = Overrides {
+        log_format: Some("json".into()),
+        ..flags()
+    };
+    let config =
+        load(Some(&path), &[("DOCKET_LOG_FORMAT", "text")], &overrides).expect("flag over env");
+    assert_eq!(config.log.format, LogFormat::Json);
+
+    let error = load(None, &[("DOCKET_LOG_FORMAT", "xml")], &flags()).expect_err("not a format");
+    assert_eq!(error.field(), Some("log.format"), "{error}");
+    assert_eq!(error.origin(), Some(&env_origin("DOCKET_LOG_FORMAT")));
+    assert!(error.to_string().contains("text or json"), "{error}");
+    let (_dir, path) = file("[log]\nformat = \"yaml\"\n");
+    let error = load(Some(&path), &[], &flags()).expect_err("not a format");
+    assert_eq!(error.field(), Some("log.format"), "{error}");
+    let (_dir, path) = file("[log]\nlevel = \"debug\"\n");
+    load(Some(&path), &[], &flags()).expect_err("the level stays with DOCKET_LOG");
 }

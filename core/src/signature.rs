@@ -19,6 +19,7 @@
 //! known author.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ed25519_dalek::VerifyingKey;
@@ -68,6 +69,10 @@ struct Memo {
 #[derive(Debug, Default)]
 pub struct VerifiedMemo {
     memo: Mutex<Memo>,
+    /// Checks asked of the memo, and strict verifications it ran for them (the rest were
+    /// answered from the memo, or refused a malformed key): counts for the node's metrics.
+    checks: AtomicU64,
+    verifications: AtomicU64,
 }
 
 impl VerifiedMemo {
@@ -81,6 +86,16 @@ impl VerifiedMemo {
 
     pub fn new() -> VerifiedMemo {
         VerifiedMemo::default()
+    }
+
+    /// Signature checks asked of the memo since it was made.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+
+    /// Strict ed25519 verifications the memo ran (checks it could not answer itself).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Pairs remembered now.
@@ -130,12 +145,14 @@ impl VerifiedMemo {
 
 impl SignatureCheck for VerifiedMemo {
     fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
+        self.checks.fetch_add(1, Ordering::Relaxed);
         let verified = verified_key(signed, id);
         if self.lock().verified.contains(&verified) {
             return Ok(());
         }
         // Verified outside the lock: concurrent misses verify in parallel.
         let key = self.key(&signed.proposal.author)?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         crate::proposal::verify_with_key(&key, signed, id)?;
         self.remember(verified, key);
         Ok(())
@@ -170,6 +187,11 @@ mod tests {
         assert_eq!(memo.len(), 1);
         assert_eq!(memo.check(&good, &id), Ok(()));
         assert_eq!(memo.len(), 1, "a repeat is answered from the memo");
+        assert_eq!(
+            (memo.checks(), memo.verifications()),
+            (2, 1),
+            "the repeat was not verified again"
+        );
 
         // Same id, another signature: a miss, and a failure that is not remembered.
         let mut forged = good.clone();

@@ -52,6 +52,7 @@ use crate::gate::{self, RateLimiter};
 use crate::host::{Host, Leadership, Submitted};
 use crate::journal::{Conclusion, Job, Journal, JournalError, Phase, Resolution};
 use crate::outcome;
+use crate::telemetry;
 
 /// Ledger entries read per page while scanning.
 pub const SCAN_PAGE_ENTRIES: u64 = 256;
@@ -479,6 +480,20 @@ impl Executor {
         if let Err(e) = &end {
             tracing::error!(error = %e, %index, "execution journal failed");
         }
+        let ended = match &end {
+            Ok(JobEnd::Done) => "done",
+            Ok(JobEnd::Retry) => "retry",
+            Ok(JobEnd::LostLeadership) => "lost_leadership",
+            Err(_) => "error",
+        };
+        if let Some((_, effect)) = self.route(&entry) {
+            metrics::counter!(
+                telemetry::JOBS_TOTAL,
+                "effect" => effect.name().to_owned(),
+                "end" => ended
+            )
+            .increment(1);
+        }
         (index, end)
     }
 
@@ -582,7 +597,7 @@ impl Executor {
                 Some(reason),
             );
             evidence.cost.wall_ms = elapsed_ms(started);
-            tracing::info!(proposal_id = %job.proposal_id.short(), effect = %job.effect, reason = evidence.reason.as_deref().unwrap_or(""), "effect refused");
+            tracing::info!(proposal_id = %job.proposal_id.short(), term, index = %entry.index, effect = %job.effect, reason = evidence.reason.as_deref().unwrap_or(""), "effect refused");
             this.conclude(job, evidence, Default::default())
         };
         let request: Request = match plan {
@@ -691,8 +706,18 @@ impl Executor {
         }
         evidence.cost.throttled_ms = u64::try_from(throttled.as_millis()).unwrap_or(u64::MAX);
         evidence.cost.wall_ms = elapsed_ms(started);
+        metrics::counter!(
+            telemetry::ATTEMPTS_TOTAL,
+            "effect" => job.effect.clone(),
+            "outcome" => evidence.outcome.as_str()
+        )
+        .increment(1);
+        metrics::histogram!(telemetry::ATTEMPT_DURATION_SECONDS, "effect" => job.effect.clone())
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             proposal_id = %id.short(),
+            term,
+            index = %entry.index,
             effect = %job.effect,
             outcome = evidence.outcome.as_str(),
             attempts = evidence.cost.attempts,
@@ -710,6 +735,12 @@ impl Executor {
         evidence: Evidence,
         fields: BTreeMap<String, String>,
     ) -> Result<(), ExecutionError> {
+        metrics::counter!(
+            telemetry::OUTCOMES_TOTAL,
+            "effect" => job.effect.clone(),
+            "outcome" => evidence.outcome.as_str()
+        )
+        .increment(1);
         let conclusion = Conclusion {
             outcome: evidence.outcome,
             reason: evidence.reason.clone(),
@@ -767,7 +798,7 @@ impl Executor {
                 if outcome::already_reported(effect.reporting(), host, record) {
                     Resolution::AlreadyReported
                 } else {
-                    tracing::warn!(proposal_id = %record.id.short(), %rejection, "outcome record rejected");
+                    tracing::warn!(proposal_id = %record.id.short(), outcome_id = %outcome_id.short(), %index, %rejection, "outcome record rejected");
                     Resolution::OutcomeRejected {
                         outcome_id,
                         index,
@@ -796,6 +827,17 @@ impl Executor {
                 return Ok(JobEnd::Retry);
             }
         };
+        let result = match &resolution {
+            Resolution::OutcomeRecorded { .. } => "recorded",
+            Resolution::OutcomeRejected { .. } => "rejected",
+            _ => "already_reported",
+        };
+        metrics::counter!(
+            telemetry::OUTCOME_RECORDS_TOTAL,
+            "effect" => effect.name().to_owned(),
+            "result" => result
+        )
+        .increment(1);
         job.phase = Phase::Resolved { resolution };
         self.journal.put(job)?;
         Ok(JobEnd::Done)

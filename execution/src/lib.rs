@@ -58,6 +58,7 @@ pub mod journal;
 pub mod outcome;
 pub mod retry;
 pub mod sandbox;
+pub mod telemetry;
 
 pub use agent::{Clock, EpochEnd, ExecutionError, Executor};
 pub use config::{

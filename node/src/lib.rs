@@ -15,6 +15,7 @@ pub mod local_cluster;
 pub mod peers;
 pub mod rail;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 /// The JSON shapes of the API, shared by the server, the CLI, the bench and the

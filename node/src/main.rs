@@ -80,10 +80,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => {
-                docket_node::cli::init_logging("info");
-                docket_node::cli::serve(args).await
-            }
+            Command::Serve(args) => docket_node::cli::serve(args).await,
             Command::Demo(args) => {
                 docket_node::cli::init_logging("warn");
                 docket_node::demo::run(args).await

@@ -339,6 +339,26 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         tasks.spawn(tls.watch(stopped(shutdown_rx.clone())));
     }
     tasks.spawn(background);
+    tasks.spawn({
+        let (raft, stop) = (raft.clone(), stopped(shutdown_rx.clone()));
+        async move {
+            tokio::select! {
+                _ = stop => {}
+                _ = docket_service::telemetry::watch_leader(raft) => {}
+            }
+        }
+    });
+    if let Some(handle) = crate::telemetry::handle() {
+        tasks.spawn({
+            let stop = stopped(shutdown_rx.clone());
+            async move {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = crate::telemetry::upkeep(handle) => {}
+                }
+            }
+        });
+    }
     if let Some(executor) = node.executor.clone() {
         let host = docket_service::ServiceHost(service.clone());
         let (leadership, publisher) = service.leadership(|_, _| {});
@@ -443,7 +463,12 @@ async fn file_recovery_record(
 }
 
 /// Starts a node and serves until Ctrl-C or SIGTERM.
+/// The process's metrics recorder is installed here (one node per process), not by
+/// [`start`].
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    if crate::telemetry::install().is_none() {
+        tracing::warn!("another metrics recorder is installed: GET /metrics will not answer");
+    }
     let running = start(config).await?;
     let node = &running.node;
     println!(

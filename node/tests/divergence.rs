@@ -68,6 +68,20 @@ async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
     )
     .await;
     assert_eq!(alarm.node, victim, "the alarm names the corrupted follower");
+    // docket serve installs the metrics recorder: the alarm is counted there too.
+    let metrics = c.metrics().await.expect("GET /metrics");
+    let counted = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("docket_divergence_alarms_total{")
+                && line.contains(&format!("node=\"{victim}\""))
+        })
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse::<f64>().ok());
+    assert!(
+        counted.is_some_and(|n| n >= 1.0),
+        "the alarm in the leader's metrics: {metrics}"
+    );
 
     let output = tokio::process::Command::new(common::binary())
         .args(["status", "--node", &cluster.node(leader).url()])

@@ -95,6 +95,7 @@ pub mod snapshot;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
+pub mod telemetry;
 
 use std::fmt;
 use std::path::Path;

@@ -269,6 +269,7 @@ impl StateMachine {
                 applied.last_applied
             );
         }
+        crate::telemetry::record_applied(&recorded);
         responses
     }
 
@@ -494,6 +495,18 @@ impl Replica {
 
     pub fn last_applied(&self) -> Option<LogId> {
         read(&self.shared).applied.last_applied
+    }
+
+    /// Bytes the node's store takes on disk (log, ledger, state rows, Merkle tree), where
+    /// the disk can say cheaply. For metrics.
+    pub fn store_bytes(&self) -> Option<u64> {
+        self.store.size_bytes()
+    }
+
+    /// The committed log id openraft last saved on this node (written, not flushed, on
+    /// every commit: see "Durability" in ARCHITECTURE.md). For metrics and status only.
+    pub fn committed(&self) -> Result<Option<LogId>, StoreError> {
+        self.store.read_committed()
     }
 
     /// Runs `f` on the Merkle tree over the applied ledger, under the state lock (so the

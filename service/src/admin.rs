@@ -183,10 +183,15 @@ impl Service {
                 index,
                 decision: Decision::Admit,
                 ..
-            } => Ok(AdminRecord {
-                id: outcome.id,
-                index,
-            }),
+            } => {
+                let term = self.raft.metrics().borrow().current_term;
+                tracing::info!(proposal_id = %outcome.id.short(), %index, term, %action,
+                    "cluster operation recorded");
+                Ok(AdminRecord {
+                    id: outcome.id,
+                    index,
+                })
+            }
             Outcome::Recorded {
                 index, decision, ..
             } => Err(ServiceError::new(

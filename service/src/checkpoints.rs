@@ -289,6 +289,11 @@ impl Service {
              `docket ledger verify` on both)",
             checkpoint.size
         );
+        metrics::counter!(
+            crate::telemetry::DIVERGENCE_ALARMS_TOTAL,
+            "node" => node.to_string()
+        )
+        .increment(1);
         let detected_ms = self.now().0;
         let mut alarms = self
             .alarms

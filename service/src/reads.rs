@@ -173,6 +173,11 @@ impl LeaderReadIndex {
         Coalescer::new(Arc::new(move || {
             let raft = raft.clone();
             Box::pin(async move {
+                metrics::counter!(
+                    crate::telemetry::READ_INDEX_ROUNDS_TOTAL,
+                    "role" => "leader_for_followers"
+                )
+                .increment(1);
                 raft.get_read_log_id()
                     .await
                     .map(|(read, _applied)| read)
@@ -212,6 +217,8 @@ async fn round(node: Node<'_>, peers: &dyn Peers, deadline: Duration) -> RoundRe
     } = node;
     let (leader_id, api) = match leader(raft) {
         Some((leader, _)) if leader == id => {
+            metrics::counter!(crate::telemetry::READ_INDEX_ROUNDS_TOTAL, "role" => "leader")
+                .increment(1);
             return raft
                 .ensure_linearizable()
                 .await
@@ -234,6 +241,7 @@ async fn round(node: Node<'_>, peers: &dyn Peers, deadline: Duration) -> RoundRe
             "linearizable reads are served by the leader",
         )
     };
+    metrics::counter!(crate::telemetry::READ_INDEX_ROUNDS_TOTAL, "role" => "follower").increment(1);
     let ours = genesis.get();
     let answer = peers
         .read_index(&api, ours, deadline)

@@ -407,6 +407,17 @@ impl Service {
         &self,
         proposals: Vec<SignedProposal>,
     ) -> Result<Vec<ProposalOutcome>, ServiceError> {
+        // Measured for the metrics only (wall time, in the simulator too; never decides).
+        let started = std::time::Instant::now();
+        let result = self.submit_unmeasured(proposals).await;
+        crate::telemetry::record_admission(&result, started.elapsed());
+        result
+    }
+
+    async fn submit_unmeasured(
+        &self,
+        proposals: Vec<SignedProposal>,
+    ) -> Result<Vec<ProposalOutcome>, ServiceError> {
         for signed in &proposals {
             self.check(signed)?;
         }

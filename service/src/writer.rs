@@ -49,6 +49,7 @@ async fn write_group(service: &Service, group: Vec<Pending>) {
     if service.faults.ack_before_commit {
         return acknowledge_before_commit(service, proposals, replies, sizes);
     }
+    metrics::histogram!(crate::telemetry::GROUP_COMMIT_PROPOSALS).record(proposals.len() as f64);
     let command = Command::Submit {
         proposals,
         time: service.now(),

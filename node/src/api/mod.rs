@@ -13,12 +13,14 @@
 //! `cluster` (init and membership), `ui` (the web explorer's embedded assets).
 
 mod cluster;
+mod metrics;
 mod proofs;
 mod reads;
 pub mod ui;
 mod watch;
 mod writes;
 
+pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, METRICS_ROUTE};
 pub use watch::{WATCHES_MAX, WATCH_KEEPALIVE_MS, WATCH_PAGE_ENTRIES};
 
 use std::sync::Arc;
@@ -65,6 +67,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/{*asset}", get(ui::file))
+        .route(METRICS_ROUTE, get(metrics::metrics))
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
         .route("/v1/internal/cosign", post(proofs::internal_cosign))
@@ -105,6 +108,9 @@ pub fn router(node: Arc<Node>) -> Router {
             node.clone(),
             nodes_only,
         ))
+        // Outermost, so refused requests are counted too. A `Router::layer` runs after
+        // routing, so the matched route template is known.
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(node);
     guarded(routes)
 }
@@ -213,6 +219,12 @@ async fn nodes_only(
 /// checked against the active constitution's read policy
 /// (`docket_service::read_access`): refused with `SIGNATURE_REQUIRED`, `UNAUTHORIZED`,
 /// `STALE_REQUEST` or `BAD_SIGNATURE` before the handler runs.
+///
+/// `/metrics` is a read like the others, with one addition: a client certificate of the
+/// cluster CA may scrape it under every policy. Under `read = "roles"` every read must be
+/// signed per request, which Prometheus cannot do, while it can present a certificate
+/// (`tls_config` in its scrape job); metrics carry counts, indexes and rejection codes,
+/// never ledger contents.
 async fn reads_governed(
     axum::extract::State(node): axum::extract::State<Arc<Node>>,
     request: Request,
@@ -247,6 +259,9 @@ async fn reads_governed(
         node: peer.is_some_and(|p| p.node.is_some()),
         signed,
     };
+    if path == METRICS_ROUTE && credentials.certificate {
+        return next.run(request).await;
+    }
     let target = request
         .uri()
         .path_and_query()

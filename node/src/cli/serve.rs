@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Genesis constitution used by `cluster init` when it sends none.
     #[arg(long, value_name = "FILE")]
     genesis_constitution: Option<PathBuf>,
+    /// Log line format: `text` (each line starts `node_id=N`) or `json` (one object per
+    /// line, with `node_id`). Also `[log] format` in the file or `DOCKET_LOG_FORMAT`.
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -43,7 +47,8 @@ pub struct ServeArgs {
 pub const INSECURE_FLAG: &str = "--insecure-plaintext-non-loopback";
 
 /// Runs `docket serve`: the node until Ctrl-C or SIGTERM, or with `--print-config` only
-/// prints the effective configuration.
+/// prints the effective configuration. Logging starts once the configuration is loaded
+/// (its format and the node id come from it).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let insecure = args.insecure_plaintext_non_loopback;
     let (config, print_only) = load_config(args)?;
@@ -51,6 +56,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_toml_string()?);
         return Ok(());
     }
+    crate::telemetry::init_node_logging("info", config.log.format, config.node_id);
     check_plaintext(&config, insecure)?;
     crate::server::run(config).await
 }
@@ -94,6 +100,7 @@ fn load_config(args: ServeArgs) -> anyhow::Result<(NodeConfig, bool)> {
         api_addr: args.api_addr,
         data_dir: args.data_dir,
         genesis_constitution: args.genesis_constitution,
+        log_format: args.log_format,
     };
     // Non-Unicode variables cannot be docket's; skip them rather than panic.
     let env = std::env::vars_os()

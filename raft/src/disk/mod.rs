@@ -170,6 +170,12 @@ pub trait Disk: fmt::Debug + Send + Sync + 'static {
     fn spill_dir(&self) -> Option<PathBuf> {
         None
     }
+
+    /// Bytes the disk's files take, for metrics, when that is cheap to know (a few file
+    /// sizes); `None` otherwise.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The store's disk: the trait object, with an empty batch written as nothing.
@@ -197,6 +203,10 @@ impl BoxedDisk {
         f: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
         self.0.for_each(tree, lo, hi, f)
+    }
+
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.0.size_bytes()
     }
 
     pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {

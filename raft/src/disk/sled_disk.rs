@@ -243,6 +243,11 @@ impl Disk for SledDisk {
         self.dir.clone()
     }
 
+    /// sled's own sum: its `db` file and every blob file (one `stat` each).
+    fn size_bytes(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     /// The data directory: snapshot spill files are unnamed (`O_TMPFILE`), so sled never
     /// sees them, and they share the file system the ledger is on.
     fn spill_dir(&self) -> Option<PathBuf> {

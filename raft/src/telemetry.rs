@@ -1,0 +1,40 @@
+//! What this crate records through the `metrics` facade: decisions as they are applied and
+//! the latency of durable flushes. The facade is a no-op until a process installs a
+//! recorder (the node does; the simulator does not), so recording never changes what
+//! apply does. Names follow Prometheus conventions: base units last, `_total` counters.
+
+use docket_core::{LedgerEntry, Record};
+
+/// Proposals decided by this replica's applies, by `decision` (`admit`, `reject`,
+/// `defer`) and `code` (the rejection code's stable name; `none` otherwise). Bounded
+/// cardinality: three decisions and the one table of codes.
+pub const PROPOSALS_TOTAL: &str = "docket_proposals_total";
+/// Seconds one durable flush (sled's flush and the fsyncs after it) took.
+pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "docket_storage_flush_duration_seconds";
+
+/// Every name this crate records, with its help text.
+pub const METRICS: &[(&str, &str)] = &[
+    (
+        PROPOSALS_TOTAL,
+        "Proposals decided by this replica's applies, by decision and rejection code",
+    ),
+    (
+        STORAGE_FLUSH_DURATION_SECONDS,
+        "Seconds one durable flush of the store took (sled flush plus fsyncs)",
+    ),
+];
+
+/// Counts the decisions among entries this replica just applied.
+pub(crate) fn record_applied(entries: &[LedgerEntry]) {
+    for entry in entries {
+        let Record::Decision(record) = &entry.record else {
+            continue;
+        };
+        let (decision, code) = match &record.decision {
+            docket_core::Decision::Admit => ("admit", "none"),
+            docket_core::Decision::Reject(rejection) => ("reject", rejection.code.name()),
+            docket_core::Decision::Defer { .. } => ("defer", "none"),
+        };
+        metrics::counter!(PROPOSALS_TOTAL, "decision" => decision, "code" => code).increment(1);
+    }
+}
