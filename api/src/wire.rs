@@ -259,6 +259,23 @@ pub struct HealthView {
     pub ok: bool,
     pub role: String,
     pub leader_id: Option<u64>,
+    /// Set when this replica quarantined itself: a checkpoint a quorum cosigned disagrees
+    /// with its own ledger or state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Diverged>,
+}
+
+/// A replica's evidence that it diverged: the quorum's checkpoint and its own view there.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Diverged {
+    /// The final checkpoint (C2SP note) it disagrees with.
+    pub note: String,
+    pub size: u64,
+    /// This replica's RFC 9162 root (hex) at that size, and its state hash there when it
+    /// still remembers it.
+    pub own_root: String,
+    pub own_state: Option<StateHash>,
 }
 
 /// `POST /v1/cluster/init` body. Members default to this node alone.
@@ -312,6 +329,11 @@ pub struct MembersView {
     /// The admin request this change was recorded as (absent from `GET`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded: Option<AdminRecord>,
+    /// A node that was asked to be a voter and is still a learner catching up: the leader
+    /// promotes it in the background once it has caught up (`limits.catch_up_timeout_ms`
+    /// passed first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_pending: Option<u64>,
 }
 
 /// Every error: a stable code and a message for humans.
@@ -361,6 +383,14 @@ pub fn from_json_str<'a, T: Deserialize<'a>>(text: &'a str) -> serde_json::Resul
 #[serde(deny_unknown_fields)]
 pub struct CosignRequest {
     pub checkpoint: String,
+}
+
+/// `POST /v1/internal/diverged` body: a final checkpoint (C2SP note) the receiving replica
+/// refused as differing from its own ledger or state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DivergedRequest {
+    pub note: String,
 }
 
 /// `POST /v1/internal/cosign` answer: the node's `cosignature/v1` line.

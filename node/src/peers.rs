@@ -51,6 +51,34 @@ impl Peers for HttpPeers {
         .boxed()
     }
 
+    fn notify_diverged<'a>(
+        &'a self,
+        api_addr: &'a str,
+        note: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let response = self
+                .http
+                .post(format!("{}://{api_addr}/v1/internal/diverged", self.scheme))
+                .header(FORWARDED_HEADER, self.id.to_string())
+                .json(&crate::wire::DivergedRequest {
+                    note: note.to_owned(),
+                })
+                .timeout(deadline)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("answered {status}: {body}"));
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn cosign<'a>(
         &'a self,
         api_addr: &'a str,

@@ -195,6 +195,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ledger_id = LedgerId::new(config.cluster_id.clone()).context("cluster_id")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let marker = config.data_dir.join(crate::api::DIVERGED_FILE);
+    if marker.exists() {
+        anyhow::bail!(
+            "node {} quarantined itself: its ledger or state differs from a checkpoint a quorum \
+             of the voters cosigned (the evidence is in {}). Repair it before it serves again: \
+             wipe {} and add the node back (`docket member remove {}` then `docket member add`), \
+             or `docket restore` a backup into a fresh directory; delete the marker only once \
+             the data is known good",
+            config.node_id,
+            marker.display(),
+            config.data_dir.display(),
+            config.node_id
+        );
+    }
     let executor = crate::execution::executor(
         &config.execution,
         &config.data_dir,

@@ -1,7 +1,10 @@
 //! Divergence alarms: a follower whose state is corrupted behind its back (its stored state
 //! commitment edited while it is stopped) is found out by the leader's periodic checkpoint,
 //! with nobody asking: the follower refuses to cosign, the leader raises an alarm in its
-//! status, and `docket status` exits non-zero naming the diverged node.
+//! status, and `docket status` exits non-zero naming the diverged node. Told so, the
+//! follower checks the quorum's checkpoint itself and quarantines itself: unhealthy,
+//! `DIVERGED` to reads and writes, no further writes acknowledged, and it refuses to start
+//! again until repaired.
 
 mod common;
 
@@ -83,6 +86,56 @@ async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
         "the alarm in the leader's metrics: {metrics}"
     );
 
+    // The leader told the diverged follower, which checked the quorum's checkpoint for
+    // itself and quarantined itself: unhealthy, serving nothing, acknowledging nothing.
+    let v = client(&cluster.node(victim).url());
+    let health_url = format!("{}/v1/health", cluster.node(victim).url());
+    let health: docket_node::wire::HealthView =
+        wait_for("the follower quarantines itself", 20_000, || {
+            let url = health_url.clone();
+            async move {
+                // An unhealthy node answers its health with 503 and the same body.
+                let response = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+                let health: docket_node::wire::HealthView =
+                    response.json().await.map_err(|e| e.to_string())?;
+                if health.diverged.is_some() {
+                    Ok(health)
+                } else {
+                    Err(format!("{health:?}"))
+                }
+            }
+        })
+        .await;
+    assert!(!health.ok, "a diverged replica is not healthy");
+    assert_eq!(health.diverged.expect("evidence").size, alarm.size);
+    let (_, body) = common::api_error(
+        v.state("settlement", "d-1", Default::default()).await,
+        "DIVERGED",
+    );
+    assert!(
+        body.message.contains("serves nothing until repaired"),
+        "{}",
+        body.message
+    );
+    common::api_error(
+        v.submit(&deposit(&ledger, "alice", "d-refused", 10)).await,
+        "DIVERGED",
+    );
+    let frozen = v
+        .status()
+        .await
+        .expect("status still answers")
+        .ledger_length;
+    c.submit(&deposit(&ledger, "alice", "d-after", 10))
+        .await
+        .expect("the healthy majority goes on");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        v.status().await.expect("status").ledger_length,
+        frozen,
+        "the diverged replica acknowledges no further writes"
+    );
+
     let output = tokio::process::Command::new(common::binary())
         .args(["status", "--node", &cluster.node(leader).url()])
         .output()
@@ -94,4 +147,13 @@ async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
         stderr.contains("divergence alarm") && stderr.contains(&format!("node {victim} refused")),
         "{stderr}"
     );
+
+    // Restarted, it refuses to serve until repaired.
+    cluster.kill(victim).await.expect("stop it");
+    assert!(
+        cluster.start(victim).await.is_err(),
+        "a quarantined node does not start"
+    );
+    let log = std::fs::read_to_string(cluster.node(victim).log_path()).expect("its log");
+    assert!(log.contains("quarantined itself"), "{log}");
 }

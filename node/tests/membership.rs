@@ -474,10 +474,10 @@ fn add_request(cluster: &docket_node::local_cluster::LocalCluster, id: u64) -> A
     }
 }
 
-/// `member add` that gives up waiting for the new node to catch up (a catch-up timeout of
-/// 1 ms) answers `TIMEOUT` and leaves a learner; the leader then makes it a voter by
-/// itself, under the recorded request (which asked for a voter). An explicit learner
-/// (`--learner`) is left a learner.
+/// `member add` that stops waiting for the new node to catch up (a catch-up timeout of
+/// 1 ms) answers at once with the node a learner and its promotion pending; the leader then
+/// makes it a voter by itself, under the recorded request (which asked for a voter). An
+/// explicit learner (`--learner`) is left a learner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_the_ledger_asked_to_be_a_voter_is_promoted_once_caught_up() {
     let (_dir, mut cluster) =
@@ -496,11 +496,15 @@ async fn a_learner_the_ledger_asked_to_be_a_voter_is_promoted_once_caught_up() {
 
     let four = cluster.add_slot().expect("slot 4");
     cluster.start(four).await.expect("start node 4");
-    let result = c
+    let added = c
         .add_member_as(add_request(&cluster, four), &operator_key())
-        .await;
-    let (_, body) = api_error(result, "TIMEOUT");
-    assert!(body.message.contains("once it has"), "{}", body.message);
+        .await
+        .expect("the add returns once node 4 is a learner");
+    assert_eq!(added.promotion_pending, Some(four), "{added:?}");
+    assert!(
+        added.members.iter().any(|m| m.id == four && !m.voter),
+        "a learner for now: {added:?}"
+    );
     wait_for("node 4 promoted by the leader", WAIT_TIMEOUT_MS, || {
         let c = c.clone();
         async move {
@@ -518,10 +522,13 @@ async fn a_learner_the_ledger_asked_to_be_a_voter_is_promoted_once_caught_up() {
     cluster.start(five).await.expect("start node 5");
     let mut request = add_request(&cluster, five);
     request.learner = true;
-    let result = c.add_member_as(request, &operator_key()).await;
-    assert!(
-        result.is_ok() || api_error(result, "TIMEOUT").1.code == "TIMEOUT",
-        "an explicit learner is added"
+    let added = c
+        .add_member_as(request, &operator_key())
+        .await
+        .expect("an explicit learner is added");
+    assert_eq!(
+        added.promotion_pending, None,
+        "a permanent learner awaits no promotion"
     );
     wait_for("node 5 caught up", WAIT_TIMEOUT_MS, || {
         let c = c.clone();

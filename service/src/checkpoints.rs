@@ -229,6 +229,7 @@ impl Service {
         let mut cosignatures = Vec::new();
         let mut keys = std::collections::BTreeSet::new();
         let mut missing = Vec::new();
+        let mut mismatched = Vec::new();
         for (cosigner, answer) in cosigners.iter().zip(answers) {
             match (answer, cosigner.key) {
                 (Ok(cosignature), Some(key))
@@ -250,13 +251,22 @@ impl Service {
                 )),
                 (Err(e), _) => {
                     if is_mismatch(&e) {
-                        self.raise_divergence(cosigner.node, &checkpoint);
+                        mismatched.push(cosigner.node);
                     }
                     missing.push(format!("node {}: {e}", cosigner.node));
                 }
             }
         }
         if cosignatures.len() < quorum {
+            if mismatched.len() >= quorum {
+                tracing::error!(
+                    size = checkpoint.size,
+                    refused_by = ?mismatched,
+                    "a majority of the voters refused this node's checkpoint as differing from \
+                     their ledger or state: THIS node may have diverged; compare `docket \
+                     ledger verify` on each"
+                );
+            }
             return Err(ServiceError::new(
                 ErrorCode::NoQuorum,
                 format!(
@@ -274,6 +284,20 @@ impl Service {
             cosignatures,
         };
         self.finals.insert(signed.clone(), cosigners.clone());
+        // A quorum agrees with this checkpoint: whoever refused it as differing diverged.
+        for node in mismatched {
+            self.raise_divergence(node, &signed.checkpoint);
+            if let Some(addr) = addrs.get(&node) {
+                let note = signed.to_note();
+                if let Err(error) = self
+                    .peers
+                    .notify_diverged(addr, &note, self.timing.probe_timeout)
+                    .await
+                {
+                    tracing::warn!(node, %error, "could not tell a diverged node so");
+                }
+            }
+        }
         Ok((signed, cosigners))
     }
 
@@ -309,6 +333,91 @@ impl Service {
         while alarms.len() > ALARMS_MAX {
             alarms.pop_front();
         }
+    }
+
+    /// Quarantines this replica if `note`, a checkpoint a quorum of the voters cosigned
+    /// (under the keys this replica's own ledger declares), disagrees with this replica's
+    /// ledger root or state at its size: from then on it answers every request but health
+    /// and status with `DIVERGED`, and Raft stops on it, so it neither acknowledges writes
+    /// nor votes until an operator repairs it. Nothing happens when the checkpoint is not
+    /// final or agrees with this replica. Returns the evidence kept.
+    pub async fn quarantine(&self, note: &str) -> Result<crate::wire::Diverged, ServiceError> {
+        let refuse = |code, message: String| Err(ServiceError::new(code, message));
+        let signed = match SignedCheckpoint::parse_note(note) {
+            Ok(signed) => signed,
+            Err(e) => {
+                return refuse(
+                    ErrorCode::MalformedRequest,
+                    format!("not a checkpoint: {e}"),
+                )
+            }
+        };
+        if signed.checkpoint.origin != self.ledger_id.as_str() {
+            return refuse(
+                ErrorCode::WrongLedger,
+                format!("the checkpoint is of ledger {:?}", signed.checkpoint.origin),
+            );
+        }
+        let cosigners = self.cosigners();
+        let quorum = cosigners.len() / 2 + 1;
+        let keys: BTreeMap<String, PublicKey> = cosigners
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.key?)))
+            .collect();
+        if let Err(e) = signed.verify(&keys, quorum) {
+            return refuse(
+                ErrorCode::MalformedRequest,
+                format!("the checkpoint is not final under the keys this ledger declares: {e}"),
+            );
+        }
+        let size = signed.checkpoint.size;
+        if self.replica.ledger_len() < size {
+            return refuse(
+                ErrorCode::NotFound,
+                format!("this replica has not applied ledger size {size} yet"),
+            );
+        }
+        let own_root = self
+            .replica
+            .tree_root_at(size)
+            .map_err(ServiceError::storage)?;
+        let own_state = self.replica.boundary(size).map(|b| b.state);
+        let differs = own_root != signed.checkpoint.root
+            || own_state.is_some_and(|s| s != signed.checkpoint.state);
+        if !differs {
+            return refuse(
+                ErrorCode::MalformedRequest,
+                format!("this replica agrees with the checkpoint at size {size}"),
+            );
+        }
+        let evidence = crate::wire::Diverged {
+            note: note.to_owned(),
+            size,
+            own_root: hex::encode(own_root),
+            own_state,
+        };
+        tracing::error!(
+            size,
+            "DIVERGED: this replica's ledger or state differs from a checkpoint a quorum \
+             cosigned at size {size}; it stops serving, voting and acknowledging writes until \
+             repaired (wipe its data directory and add it back, or restore from a backup)"
+        );
+        *self
+            .diverged
+            .lock()
+            .expect("invariant: diverged lock is not poisoned") = Some(evidence.clone());
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown after divergence");
+        }
+        Ok(evidence)
+    }
+
+    /// This replica's evidence that it diverged, once it quarantined itself.
+    pub fn diverged(&self) -> Option<crate::wire::Diverged> {
+        self.diverged
+            .lock()
+            .expect("invariant: diverged lock is not poisoned")
+            .clone()
     }
 
     /// The divergence alarms this node raised, oldest first.

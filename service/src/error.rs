@@ -72,11 +72,14 @@ pub enum ErrorCode {
     CheckpointMismatch,
     /// Fewer than a quorum of voters cosigned the checkpoint.
     NoQuorum,
+    /// This replica found itself holding another ledger or state than a checkpoint a
+    /// quorum cosigned: it serves nothing but its health and status until repaired.
+    Diverged,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::MalformedRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::BadSignature,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::AdminRouteRequired,
         ErrorCode::CheckpointMismatch,
         ErrorCode::NoQuorum,
+        ErrorCode::Diverged,
     ];
 
     /// The stable name clients match on.
@@ -136,6 +140,7 @@ impl ErrorCode {
             ErrorCode::AdminRouteRequired => "ADMIN_ROUTE_REQUIRED",
             ErrorCode::CheckpointMismatch => "CHECKPOINT_MISMATCH",
             ErrorCode::NoQuorum => "NO_QUORUM",
+            ErrorCode::Diverged => "DIVERGED",
         }
     }
 
@@ -164,7 +169,7 @@ impl ErrorCode {
             ErrorCode::ReplayedRequest => 409,
             ErrorCode::AdminRouteRequired => 400,
             ErrorCode::CheckpointMismatch => 409,
-            ErrorCode::NoQuorum => 503,
+            ErrorCode::NoQuorum | ErrorCode::Diverged => 503,
         }
     }
 

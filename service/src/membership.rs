@@ -5,8 +5,9 @@
 //!   which history it holds and refuses one initialized with another cluster id or genesis
 //!   (`MEMBER_HAS_OTHER_HISTORY`: it would sit in the cluster as a learner serving its own
 //!   history), adds it as a learner, waits for it to catch up, then promotes it. If it
-//!   does not catch up in time the caller hears `TIMEOUT`, and the leader's promoter
-//!   ([`PROMOTE_CHECK_MS`]) makes it a voter once it has, under the recorded request.
+//!   does not catch up within `catch_up_timeout`, the answer says `promotion_pending`
+//!   and the leader's promoter ([`PROMOTE_CHECK_MS`]) makes it a voter once it has,
+//!   under the recorded request.
 //! * **Remove** refuses removing the last voter, or a voter when the voters left that are
 //!   replicating could not form a quorum (`UNSAFE_MEMBERSHIP_CHANGE`, naming the lagging
 //!   nodes).
@@ -249,8 +250,11 @@ impl Service {
         };
         self.membership_op(false, self.raft.add_learner(request.id, addr, false))
             .await?;
-        self.wait_caught_up(request.id).await?;
-        if !request.learner {
+        let mut promotion_pending = None;
+        if !self.caught_up_within(request.id).await {
+            // A voter was asked for: the promoter finishes the job once it has caught up.
+            promotion_pending = (!request.learner).then_some(request.id);
+        } else if !request.learner {
             self.membership_op(
                 false,
                 self.raft.change_membership(
@@ -263,6 +267,7 @@ impl Service {
         Ok(MembersView {
             members: self.members(),
             recorded: Some(recorded),
+            promotion_pending,
         })
     }
 
@@ -292,7 +297,13 @@ impl Service {
             ));
         }
         let recorded = self.record(authority).await?;
-        self.wait_caught_up(id).await?;
+        if !self.caught_up_within(id).await {
+            return Ok(MembersView {
+                members: self.members(),
+                recorded: Some(recorded),
+                promotion_pending: Some(id),
+            });
+        }
         self.membership_op(
             false,
             self.raft
@@ -302,6 +313,7 @@ impl Service {
         Ok(MembersView {
             members: self.members(),
             recorded: Some(recorded),
+            promotion_pending: None,
         })
     }
 
@@ -344,6 +356,7 @@ impl Service {
         Ok(MembersView {
             members: self.members(),
             recorded: Some(recorded),
+            promotion_pending: None,
         })
     }
 
@@ -541,26 +554,21 @@ impl Service {
         }
     }
 
-    async fn wait_caught_up(&self, id: NodeId) -> Result<(), ServiceError> {
-        let timeout = self.timing.catch_up_timeout;
-        let deadline = Instant::now() + timeout;
+    /// Waits up to `timing.catch_up_timeout` for node `id` to be within
+    /// [`LAG_HEALTHY_MAX`] entries of the leader; false when it is not by then (it stays a
+    /// learner, and the promoter takes over if a voter was asked for).
+    async fn caught_up_within(&self, id: NodeId) -> bool {
+        let deadline = Instant::now() + self.timing.catch_up_timeout;
         loop {
             if self
                 .members()
                 .iter()
                 .any(|m| m.id == id && m.lag.is_some_and(|lag| lag <= LAG_HEALTHY_MAX))
             {
-                return Ok(());
+                return true;
             }
             if Instant::now() > deadline {
-                return Err(ServiceError::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "node {id} was added as a learner but has not caught up within {} ms; \
-                         the leader makes it a voter once it has, as the recorded request asks",
-                        timeout.as_millis()
-                    ),
-                ));
+                return false;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

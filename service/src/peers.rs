@@ -68,4 +68,17 @@ pub trait Peers: Send + Sync + 'static {
         let _ = (api_addr, checkpoint, deadline);
         Box::pin(async { Err("this transport does not gather cosignatures".to_owned()) })
     }
+
+    /// Tells the node whose API is at `api_addr` that a final checkpoint (`note`, a C2SP
+    /// signed note) disagrees with what it holds ([`crate::Service::quarantine`] there,
+    /// which checks that for itself). A transport without it does nothing.
+    fn notify_diverged<'a>(
+        &'a self,
+        api_addr: &'a str,
+        note: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (api_addr, note, deadline);
+        Box::pin(async { Ok(()) })
+    }
 }

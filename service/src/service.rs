@@ -167,6 +167,8 @@ pub struct Service {
     /// Divergence alarms raised while gathering checkpoints (the last
     /// [`crate::checkpoints::ALARMS_MAX`]).
     pub(crate) alarms: std::sync::Mutex<std::collections::VecDeque<DivergenceAlarm>>,
+    /// Set when this replica quarantined itself ([`Service::quarantine`]).
+    pub(crate) diverged: std::sync::Mutex<Option<Diverged>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -241,6 +243,7 @@ impl Service {
             cosigner,
             finals: Default::default(),
             alarms: Default::default(),
+            diverged: Default::default(),
         });
         let background = {
             let service = service.clone();
@@ -295,6 +298,18 @@ impl Service {
 
     /// `REMOVED` for a node that is no longer a member: it serves nothing.
     fn check_member(&self) -> Result<(), ServiceError> {
+        if let Some(diverged) = self.diverged() {
+            return Err(ServiceError::new(
+                ErrorCode::Diverged,
+                format!(
+                    "node {} holds another ledger or state than the checkpoint a quorum \
+                     cosigned at size {} and serves nothing until repaired (wipe its data \
+                     directory and add it back, or restore it from a backup); ask another \
+                     member",
+                    self.id, diverged.size
+                ),
+            ));
+        }
         if self.is_removed() {
             return Err(ServiceError::new(
                 ErrorCode::Removed,
@@ -739,10 +754,14 @@ impl Service {
     /// Whether this node runs and knows a leader.
     pub fn health(&self) -> HealthView {
         let metrics = self.raft.metrics().borrow().clone();
+        let diverged = self.diverged();
         HealthView {
-            ok: metrics.running_state.is_ok() && metrics.current_leader.is_some(),
+            ok: diverged.is_none()
+                && metrics.running_state.is_ok()
+                && metrics.current_leader.is_some(),
             role: role(metrics.state).to_owned(),
             leader_id: metrics.current_leader,
+            diverged,
         }
     }
 

@@ -60,6 +60,7 @@ pub(super) async fn list_members(State(node): State<Arc<Node>>) -> Json<MembersV
     Json(MembersView {
         members: node.service.members(),
         recorded: None,
+        promotion_pending: None,
     })
 }
 

@@ -21,6 +21,7 @@ mod watch;
 mod writes;
 
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, METRICS_ROUTE};
+pub use proofs::DIVERGED_FILE;
 pub use watch::{WATCHES_MAX, WATCH_KEEPALIVE_MS, WATCH_PAGE_ENTRIES};
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
         .route("/v1/internal/cosign", post(proofs::internal_cosign))
+        .route("/v1/internal/diverged", post(proofs::internal_diverged))
         .route("/v1/checkpoint", get(proofs::latest))
         .route("/v1/checkpoint/{size}", get(proofs::at_size))
         .route("/v1/proofs/inclusion", get(proofs::inclusion))

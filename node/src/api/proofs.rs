@@ -10,6 +10,7 @@ use axum::Json;
 use docket_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use docket_core::LedgerIndex;
 use docket_service::checkpoints::Cosigner;
+use docket_service::ServiceError;
 use serde::Deserialize;
 
 use super::ApiJson;
@@ -144,6 +145,29 @@ pub(super) async fn consistency(
         to_root: hex::encode(replica.tree_root_at(query.to).map_err(storage)?),
         proof: proof.iter().map(hex::encode).collect(),
     }))
+}
+
+/// The file a replica that quarantined itself leaves in its data directory, holding the
+/// evidence; `docket serve` refuses to start while it is there.
+pub const DIVERGED_FILE: &str = "DIVERGED.json";
+
+/// `POST /v1/internal/diverged`: a leader tells this replica that a final checkpoint
+/// disagrees with it. The replica checks that for itself ([`docket_service::Service::quarantine`]:
+/// a quorum's cosignatures under the keys its own ledger declares, and its own root or
+/// state differing) before it stops, so no caller can make an honest replica stop; it
+/// then leaves [`DIVERGED_FILE`] so a restart does not rejoin unrepaired.
+pub(super) async fn internal_diverged(
+    State(node): State<Arc<Node>>,
+    ApiJson(request): ApiJson<crate::wire::DivergedRequest>,
+) -> Result<Json<crate::wire::Diverged>, ApiError> {
+    let evidence = node.service.quarantine(&request.note).await?;
+    let path = node.config.data_dir.join(DIVERGED_FILE);
+    let text = serde_json::to_string_pretty(&evidence)
+        .map_err(|e| ApiError(ServiceError::internal(e.to_string())))?;
+    if let Err(error) = std::fs::write(&path, text) {
+        tracing::error!(%error, path = %path.display(), "cannot write the divergence marker");
+    }
+    Ok(Json(evidence))
 }
 
 pub(super) async fn internal_cosign(

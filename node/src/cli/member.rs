@@ -137,15 +137,31 @@ async fn run_member(
                 .add_member_as(request, &signer.load()?)
                 .await
                 .with_context(|| format!("cannot add node {id}"))?;
-            let role = if learner { "a learner" } else { "a voter" };
-            (members, Some(format!("node {id} added as {role}")))
+            let done = match (learner, members.promotion_pending) {
+                (_, Some(_)) => format!(
+                    "node {id} added as a learner and still catching up: promotion pending (the \
+                     leader makes it a voter once it has caught up; `docket member list` shows \
+                     when)"
+                ),
+                (true, None) => format!("node {id} added as a learner"),
+                (false, None) => format!("node {id} added as a voter"),
+            };
+            (members, Some(done))
         }
         MemberCommand::Promote { id, signer } => {
             let members = client
                 .promote_as(id, &signer.load()?)
                 .await
                 .with_context(|| format!("cannot promote node {id}"))?;
-            (members, Some(format!("node {id} is now a voter")))
+            let done = if members.promotion_pending.is_some() {
+                format!(
+                    "node {id} is still catching up: promotion pending (the leader makes it a \
+                     voter once it has caught up)"
+                )
+            } else {
+                format!("node {id} is now a voter")
+            };
+            (members, Some(done))
         }
         MemberCommand::Remove { id, signer } => {
             let members = client
