@@ -107,6 +107,18 @@ async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
         })
         .await;
     assert!(!health.ok, "a diverged replica is not healthy");
+    let metrics = reqwest::get(format!("{}/metrics", cluster.node(victim).url()))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("docket_diverged ") && l.ends_with(" 1")),
+        "the quarantine is in its metrics:\n{metrics}"
+    );
     assert_eq!(health.diverged.expect("evidence").size, alarm.size);
     let (_, body) = common::api_error(
         v.state("settlement", "d-1", Default::default()).await,

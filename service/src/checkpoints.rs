@@ -406,6 +406,7 @@ impl Service {
             .diverged
             .lock()
             .expect("invariant: diverged lock is not poisoned") = Some(evidence.clone());
+        metrics::gauge!(crate::telemetry::DIVERGED).set(1.0);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown after divergence");
         }

@@ -36,6 +36,7 @@ pub const ADMISSION_DURATION_SECONDS: &str = "docket_admission_duration_seconds"
 pub const GROUP_COMMIT_PROPOSALS: &str = "docket_group_commit_proposals";
 pub const READ_INDEX_ROUNDS_TOTAL: &str = "docket_read_index_rounds_total";
 pub const DIVERGENCE_ALARMS_TOTAL: &str = "docket_divergence_alarms_total";
+pub const DIVERGED: &str = "docket_diverged";
 
 /// Every name this crate records, with its help text.
 pub const METRICS: &[(&str, &str)] = &[
@@ -106,6 +107,11 @@ pub const METRICS: &[(&str, &str)] = &[
         DIVERGENCE_ALARMS_TOTAL,
         "Divergence alarms this node raised: a replica (label node) refused to cosign its \
          checkpoint because it holds another ledger or state at that size",
+    ),
+    (
+        DIVERGED,
+        "1 when this replica quarantined itself: a checkpoint a quorum cosigned disagrees with \
+         its ledger or state (it serves nothing until repaired)",
     ),
     (
         READ_INDEX_ROUNDS_TOTAL,
