@@ -544,6 +544,7 @@ async fn seed_from_backup(
         staging.to_owned(),
         verified.export.root.clone(),
     );
+    let total = verified.export.entries;
     let (meta, file) = tokio::task::spawn_blocking(move || {
         let mut writer = SeedWriter::create(&staging_owned, seed)?;
         let mut tree = docket_core::merkle::Frontier::new();
@@ -551,12 +552,17 @@ async fn seed_from_backup(
         lines
             .next()
             .ok_or_else(|| anyhow!("the backup lost its header"))??;
+        let mut progress = super::ledger::Progress::new("writing");
+        let mut written = 0u64;
         for line in lines {
             let entry: LedgerEntry =
                 serde_json::from_str(&line?).context("the backup changed since it was verified")?;
             tree.append(&entry.hash.0, |_, _, _| {});
             writer.entry(&entry)?;
+            written += 1;
+            progress.show(written, total);
         }
+        progress.finish();
         if hex::encode(tree.root()) != root {
             bail!("the backup changed since it was verified (its root moved)");
         }

@@ -133,8 +133,8 @@ async fn run_member(
                 api_addr,
                 learner,
             };
-            let members = client
-                .add_member_as(request, &signer.load()?)
+            let key = signer.load()?;
+            let members = with_catch_up_progress(client, id, client.add_member_as(request, &key))
                 .await
                 .with_context(|| format!("cannot add node {id}"))?;
             let done = match (learner, members.promotion_pending) {
@@ -149,8 +149,8 @@ async fn run_member(
             (members, Some(done))
         }
         MemberCommand::Promote { id, signer } => {
-            let members = client
-                .promote_as(id, &signer.load()?)
+            let key = signer.load()?;
+            let members = with_catch_up_progress(client, id, client.promote_as(id, &key))
                 .await
                 .with_context(|| format!("cannot promote node {id}"))?;
             let done = if members.promotion_pending.is_some() {
@@ -190,6 +190,40 @@ async fn run_member(
     }
     say!("{}", members_table(&members.members));
     Ok(())
+}
+
+/// How often `member add` / `promote` look at the new node's progress while they wait.
+pub const CATCH_UP_PROGRESS_MS: u64 = 1_000;
+
+/// Runs a membership request while showing how far node `id` has caught up (a bar on a
+/// terminal, a line now and then otherwise, on stderr), from the leader's view of its
+/// matched index and lag.
+async fn with_catch_up_progress<T>(
+    client: &Client,
+    id: u64,
+    request: impl std::future::Future<Output = T>,
+) -> T {
+    let mut request = std::pin::pin!(request);
+    let mut progress = super::ledger::Progress::new("catching up");
+    let answer = loop {
+        tokio::select! {
+            answer = &mut request => break answer,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(CATCH_UP_PROGRESS_MS)) => {
+                if let Ok(view) = client.members().await {
+                    if let Some((matched, lag)) = view
+                        .members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .and_then(|m| Some((m.matched_index?, m.lag?)))
+                    {
+                        progress.show(matched, matched + lag);
+                    }
+                }
+            }
+        }
+    };
+    progress.finish();
+    answer
 }
 
 fn members_table(members: &[MemberView]) -> String {
