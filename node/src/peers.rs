@@ -21,6 +21,34 @@ pub struct HttpPeers {
     pub scheme: &'static str,
 }
 
+impl HttpPeers {
+    /// POSTs `body` to `/v1/internal/{route}` of the node at `api_addr`, as this node;
+    /// a non-2xx answer is an error naming the status and body.
+    async fn post_internal<B: serde::Serialize>(
+        &self,
+        api_addr: &str,
+        route: &str,
+        body: &B,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, String> {
+        let response = self
+            .http
+            .post(format!("{}://{api_addr}/v1/internal/{route}", self.scheme))
+            .header(FORWARDED_HEADER, self.id.to_string())
+            .json(body)
+            .timeout(deadline)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("answered {status}: {body}"));
+        }
+        Ok(response)
+    }
+}
+
 impl Peers for HttpPeers {
     fn read_index<'a>(
         &'a self,
@@ -58,23 +86,12 @@ impl Peers for HttpPeers {
         deadline: Duration,
     ) -> BoxFuture<'a, Result<(), String>> {
         async move {
-            let response = self
-                .http
-                .post(format!("{}://{api_addr}/v1/internal/diverged", self.scheme))
-                .header(FORWARDED_HEADER, self.id.to_string())
-                .json(&crate::wire::DivergedRequest {
-                    note: note.to_owned(),
-                })
-                .timeout(deadline)
-                .send()
+            let body = crate::wire::DivergedRequest {
+                note: note.to_owned(),
+            };
+            self.post_internal(api_addr, "diverged", &body, deadline)
                 .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                return Err(format!("answered {status}: {body}"));
-            }
-            Ok(())
+                .map(|_| ())
         }
         .boxed()
     }
@@ -86,22 +103,12 @@ impl Peers for HttpPeers {
         deadline: Duration,
     ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, String>> {
         async move {
+            let body = crate::wire::CosignRequest {
+                checkpoint: checkpoint.body(),
+            };
             let response = self
-                .http
-                .post(format!("{}://{api_addr}/v1/internal/cosign", self.scheme))
-                .header(FORWARDED_HEADER, self.id.to_string())
-                .json(&crate::wire::CosignRequest {
-                    checkpoint: checkpoint.body(),
-                })
-                .timeout(deadline)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                return Err(format!("answered {status}: {body}"));
-            }
+                .post_internal(api_addr, "cosign", &body, deadline)
+                .await?;
             let answer: crate::wire::CosignResponse =
                 response.json().await.map_err(|e| e.to_string())?;
             docket_core::checkpoint::Cosignature::parse_line(&answer.cosignature)

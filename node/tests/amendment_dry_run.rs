@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::{binary, client, formed_cluster, ledger_id, phase};
+use common::{client, formed_cluster, ledger_id, phase};
 use docket_client::amendment::Report;
 use docket_core::{dev, Decision, ProposalId, RejectCode, SignedProposal, Value};
 
@@ -18,17 +18,9 @@ const BOB_NOTHING: &str = "[principals.bob]\nkey = \"f01e7581b61a2833dcb50a47477
 
 /// Runs `docket ARGS --node URL`; answers (success, stdout, stderr).
 async fn docket(url: &str, args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(binary())
-        .args(args)
-        .args(["--node", url])
-        .output()
-        .await
-        .expect("run docket");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = args.to_vec();
+    all.extend(["--node", url]);
+    common::docket(&all).await
 }
 
 fn deposit(ledger: &docket_core::LedgerId, who: &str, subject: &str, nonce: u64) -> SignedProposal {

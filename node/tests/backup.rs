@@ -27,17 +27,7 @@ use docket_node::wire::AddMemberRequest;
 /// Runs the binary with `config` as its config directory (where it pins voters' keys)
 /// and answers (success, stdout, stderr).
 async fn docket(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(binary())
-        .env("DOCKET_CONFIG_DIR", config)
-        .args(args)
-        .output()
-        .await
-        .expect("run docket");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::docket_env(args, &[("DOCKET_CONFIG_DIR", config)]).await
 }
 
 fn path_str(path: &Path) -> &str {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{binary, client, deposit, formed_cluster, ledger_id, phase};
+use common::{binary, client, deposit, docket, formed_cluster, ledger_id, phase};
 use docket_node::cli::LEDGER_PAGE_ENTRIES;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,20 +47,6 @@ async fn ledger_verify_streams_pages_and_matches_the_node() {
         serde_json::to_value(status.state_hash).expect("hash as JSON"),
         "{report}"
     );
-}
-
-/// Runs the binary and answers (success, stdout, stderr).
-async fn docket(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(binary())
-        .args(args)
-        .output()
-        .await
-        .expect("run docket");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{client, deposit, formed_cluster_with_config, ledger_id};
+use common::{client, deposit, docket, formed_cluster_with_config, ledger_id};
 use docket_core::{dev, Cause, Decision, LedgerEntry, ProposalId, RejectCode};
 use docket_node::rail::{Rail, DECLINED_BENEFICIARY};
 
@@ -32,20 +32,6 @@ fn config(root: &Path, rail: &Rail) -> String {
         key = key.display().to_string(),
         url = rail.url(),
         files = root.join("files").display().to_string(),
-    )
-}
-
-/// Runs `docket` with `args`; answers (success, stdout, stderr).
-async fn docket(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(common::binary())
-        .args(args)
-        .output()
-        .await
-        .expect("run docket");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_all_present, deposit, formed_tls_cluster, ledger_id, local_proposal, phase, positions,
-    wait_for, REQUEST_TIMEOUT_MS, WAIT_TIMEOUT_MS,
+    assert_all_present, deposit, docket, formed_tls_cluster, ledger_id, local_proposal, phase,
+    positions, wait_for, REQUEST_TIMEOUT_MS, WAIT_TIMEOUT_MS,
 };
 use docket_core::{LedgerEntry, ProposalId};
 use docket_node::local_cluster::LocalCluster;
@@ -177,19 +177,6 @@ fn cert_file_der(path: &Path) -> Vec<u8> {
         .expect("a PEM certificate")
         .as_ref()
         .to_vec()
-}
-
-async fn docket(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(common::binary())
-        .args(args)
-        .output()
-        .await
-        .expect("run docket");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

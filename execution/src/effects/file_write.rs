@@ -39,7 +39,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use docket_core::constitution::rules::OUTCOME_SUCCESS;
 use docket_core::{ProposalId, Value};
@@ -49,7 +48,7 @@ use crate::effect::{
     Effect, EffectFuture, Failed, Performed, Plan, PlanContext, Reporting, Request, Target,
     Trigger, Verified,
 };
-use crate::evidence::{content_hash, Cost, EffectRecord};
+use crate::evidence::content_hash;
 use crate::sandbox::{Sandbox, SandboxError};
 
 /// The `FILE.WRITE` effect.
@@ -148,56 +147,14 @@ impl Effect for FileWriteEffect {
                     ..Failed::default()
                 });
             };
-            let sandbox = self.sandbox.clone();
-            let writing = self.writing.clone();
-            let at: PathBuf = path.clone();
-            let body = request.body.clone();
-            let read_max = self.limits.body_bytes_max;
-            let shown = path.display().to_string();
-            let bytes_out = body.len() as u64;
-            let write = tokio::task::spawn_blocking(move || {
-                let _writing = writing.lock().unwrap_or_else(|p| p.into_inner());
-                sandbox.write(&at, &body, read_max)
-            });
-            let timeout = Duration::from_millis(self.limits.timeout_ms);
-            let result = match tokio::time::timeout(timeout, write).await {
-                Err(_) => Err(format!(
-                    "write timed out after {} ms",
-                    self.limits.timeout_ms
-                )),
-                Ok(Err(join)) => Err(format!("write task failed: {join}")),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Ok(Ok(back))) => Ok(back),
-            };
-            let mut cost = Cost {
-                attempts: 1,
-                bytes_out,
-                ..Cost::default()
-            };
-            match result {
-                Ok(back) => {
-                    cost.bytes_in = back.len() as u64;
-                    Ok(Performed {
-                        effects: vec![EffectRecord {
-                            kind: "file_write".into(),
-                            target: shown,
-                            result: format!("written {bytes_out} bytes, read back {}", back.len()),
-                        }],
-                        output: back,
-                        cost,
-                    })
-                }
-                Err(reason) => Err(Failed {
-                    effects: vec![EffectRecord {
-                        kind: "file_write".into(),
-                        target: shown,
-                        result: reason.clone(),
-                    }],
-                    reason,
-                    output: None,
-                    cost,
-                }),
-            }
+            crate::effects::write_in_sandbox(
+                self.sandbox.clone(),
+                path.clone(),
+                request.body.clone(),
+                &self.limits,
+                Some(self.writing.clone()),
+            )
+            .await
         })
     }
 

@@ -31,8 +31,7 @@
 //! only, so every leader writes the same bytes and a rewrite is harmless. Verification
 //! reads the file back and compares BLAKE3 content hashes.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use docket_core::{Decision, LedgerIndex, ProposalId, Value};
 
@@ -41,7 +40,7 @@ use crate::effect::{
     Effect, EffectFuture, Failed, Performed, Plan, PlanContext, Reporting, Request, Target,
     Trigger, Verified,
 };
-use crate::evidence::{content_hash, Cost, EffectRecord};
+use crate::evidence::content_hash;
 use crate::host::LedgerView;
 use crate::sandbox::{Sandbox, SandboxError};
 
@@ -227,52 +226,14 @@ impl Effect for KesDeployEffect {
                     ..Failed::default()
                 });
             };
-            let sandbox = self.sandbox.clone();
-            let path: PathBuf = path.clone();
-            let body = request.body.clone();
-            let read_max = self.limits.body_bytes_max;
-            let shown = path.display().to_string();
-            let bytes_out = body.len() as u64;
-            let write = tokio::task::spawn_blocking(move || sandbox.write(&path, &body, read_max));
-            let timeout = Duration::from_millis(self.limits.timeout_ms);
-            let result = match tokio::time::timeout(timeout, write).await {
-                Err(_) => Err(format!(
-                    "write timed out after {} ms",
-                    self.limits.timeout_ms
-                )),
-                Ok(Err(join)) => Err(format!("write task failed: {join}")),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Ok(Ok(back))) => Ok(back),
-            };
-            let mut cost = Cost {
-                attempts: 1,
-                bytes_out,
-                ..Cost::default()
-            };
-            match result {
-                Ok(back) => {
-                    cost.bytes_in = back.len() as u64;
-                    Ok(Performed {
-                        effects: vec![EffectRecord {
-                            kind: "file_write".into(),
-                            target: shown,
-                            result: format!("written {bytes_out} bytes, read back {}", back.len()),
-                        }],
-                        output: back,
-                        cost,
-                    })
-                }
-                Err(reason) => Err(Failed {
-                    effects: vec![EffectRecord {
-                        kind: "file_write".into(),
-                        target: shown,
-                        result: reason.clone(),
-                    }],
-                    reason,
-                    output: None,
-                    cost,
-                }),
-            }
+            crate::effects::write_in_sandbox(
+                self.sandbox.clone(),
+                path.clone(),
+                request.body.clone(),
+                &self.limits,
+                None,
+            )
+            .await
         })
     }
 

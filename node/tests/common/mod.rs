@@ -312,3 +312,23 @@ pub fn api_error<T: std::fmt::Debug>(
         other => panic!("expected {expected}, got {other:?}"),
     }
 }
+
+/// Runs the `docket` binary with `args`; answers (success, stdout, stderr).
+pub async fn docket(args: &[&str]) -> (bool, String, String) {
+    docket_env(args, &[]).await
+}
+
+/// [`docket`] with extra environment variables.
+pub async fn docket_env(args: &[&str], env: &[(&str, &Path)]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(binary())
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (*name, *value)))
+        .output()
+        .await
+        .expect("run docket");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
