@@ -562,15 +562,22 @@ impl Service {
 
     // ---- reads of local state (after `read_barrier` for linearizable ones) ----
 
-    /// Every entry recorded for a proposal id.
-    pub fn proposal_view(&self, id: ProposalId) -> Result<ProposalView, ServiceError> {
-        let record = self
-            .replica
+    /// Where a recorded proposal stands, or `NOT_FOUND`.
+    fn proposal_record(
+        &self,
+        id: ProposalId,
+    ) -> Result<docket_core::state::ProposalRecord, ServiceError> {
+        self.replica
             .with_state(|s| s.map(|s| s.proposal(&id)))
             .ok_or_else(ServiceError::not_initialized)?
             .ok_or_else(|| {
                 ServiceError::new(ErrorCode::NotFound, format!("no proposal {id} is recorded"))
-            })?;
+            })
+    }
+
+    /// Every entry recorded for a proposal id.
+    pub fn proposal_view(&self, id: ProposalId) -> Result<ProposalView, ServiceError> {
+        let record = self.proposal_record(id)?;
         let mut indexes: BTreeSet<LedgerIndex> = record.deferred_at.into_iter().collect();
         indexes.insert(record.index);
         let entries = indexes
@@ -596,13 +603,7 @@ impl Service {
     /// Why a proposal stands where it does: its current decision explained against the
     /// state now ([`docket_core::explain()`]). The execution summary is the node's to add.
     pub fn explain_view(&self, id: ProposalId) -> Result<ExplainView, ServiceError> {
-        let record = self
-            .replica
-            .with_state(|s| s.map(|s| s.proposal(&id)))
-            .ok_or_else(ServiceError::not_initialized)?
-            .ok_or_else(|| {
-                ServiceError::new(ErrorCode::NotFound, format!("no proposal {id} is recorded"))
-            })?;
+        let record = self.proposal_record(id)?;
         let entry = self
             .replica
             .ledger_entry(record.index)
