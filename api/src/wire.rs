@@ -371,6 +371,19 @@ pub struct ExecutionView<J = serde_json::Value> {
     pub job: Option<J>,
 }
 
+/// `GET /v1/execution?after=&limit=`: this node's execution jobs in proposal-id order, a
+/// page at a time (`J` as in [`ExecutionView`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionList<J = serde_json::Value> {
+    pub node_id: u64,
+    /// False when this node runs no execution agent.
+    pub enabled: bool,
+    pub jobs: Vec<J>,
+    /// The `after` to ask for next, when the page was full.
+    pub next: Option<ProposalId>,
+}
+
 /// Parses JSON into `T`, taking `T` and every record in it only as a JSON object: serde
 /// would otherwise accept a struct written as an array of its field values
 /// (`docket_core::json` says why that is refused).

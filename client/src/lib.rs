@@ -418,6 +418,20 @@ impl Client {
     /// `GET /v1/execution/{id}`: this node's execution evidence for a proposal.
     /// `J` is the job record's type: `serde_json::Value`, or the execution agent's own
     /// (`docket_service::wire::ExecutionView` names it).
+    /// `GET /v1/execution?after=&limit=`: a page of this node's execution jobs.
+    pub async fn execution_list<J: DeserializeOwned>(
+        &self,
+        after: Option<ProposalId>,
+        limit: u64,
+    ) -> Result<docket_api::wire::ExecutionList<J>, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_hex()));
+        }
+        let url = self.url(&["v1", "execution"], &query);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
     pub async fn execution<J: DeserializeOwned>(
         &self,
         id: ProposalId,

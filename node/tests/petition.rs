@@ -10,6 +10,8 @@
 //! * running the same program again files the same proposals (duplicates, nothing new);
 //! * a write through a symlink planted in the sandbox is refused by the agent (a `refused`
 //!   outcome naming the link), nothing lands outside, and its dependent is rejected;
+//! * `docket execution list` on the leader shows outcomes by effect and result and names
+//!   the refusal;
 //! * malformed output, an unknown label and a cycle are refused naming the line, and a dry
 //!   run records nothing.
 
@@ -297,6 +299,40 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
         reason.contains("link") || reason.contains("symlink"),
         "{reason}"
     );
+
+    // 5. The leader's execution overview: outcomes by effect and result, refusals named.
+    let leader = cluster.leader().await.expect("leader");
+    let leader_url = cluster.node(leader).url();
+    let (ok, stdout, stderr) = docket(&["execution", "list", "--node", &leader_url]).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("0 in flight"), "{stdout}");
+    let has = |effect: &str, outcome: &str| {
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq([effect, outcome]))
+    };
+    assert!(has("rail", "failure"), "the declined payout\n{stdout}");
+    assert!(has("rail", "success"), "{stdout}");
+    assert!(has("file_write", "success"), "{stdout}");
+    let refused = stdout
+        .split("refused:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a refusals section\n{stdout}"));
+    assert!(refused.contains(&evil.short()), "{stdout}");
+    let (ok, json, _) = docket(&[
+        "execution",
+        "list",
+        "--node",
+        &leader_url,
+        "--limit",
+        "2",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert!(ok);
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&json).expect("jobs as JSON");
+    assert!(jobs.len() >= 5, "paged through every job: {}", jobs.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

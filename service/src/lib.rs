@@ -48,6 +48,9 @@ pub mod wire {
 
     /// `GET /v1/execution/{proposal_id}` with the execution agent's job record.
     pub type ExecutionView = docket_api::wire::ExecutionView<docket_execution::Job>;
+
+    /// `GET /v1/execution` with the execution agent's job records.
+    pub type ExecutionList = docket_api::wire::ExecutionList<docket_execution::Job>;
 }
 mod writer;
 

@@ -69,6 +69,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/{*asset}", get(ui::file))
         .route(METRICS_ROUTE, get(metrics::metrics))
+        .route("/v1/execution", get(reads::execution_list))
         .route("/v1/execution/{id}", get(reads::execution))
         .route("/v1/internal/read-index", get(reads::internal_read_index))
         .route("/v1/internal/cosign", post(proofs::internal_cosign))

@@ -228,6 +228,44 @@ pub(super) async fn execution(
     }))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExecutionListQuery {
+    after: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/execution?after=&limit=`: this node's execution jobs (its journal), in
+/// proposal-id order, at most `limits.read_page_entries_max` per page. Jobs live in the
+/// journal of the node that ran them, so each node answers for itself.
+pub(super) async fn execution_list(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<ExecutionListQuery>,
+) -> Result<Json<crate::wire::ExecutionList>, ApiError> {
+    let _permit = node.service.admit()?;
+    let limit = node.service.page_limit(query.limit)?;
+    let after = match &query.after {
+        Some(id) => Some(parse_id(id)?),
+        None => None,
+    };
+    let jobs = match &node.executor {
+        Some(executor) => executor
+            .journal()
+            .jobs(after.as_ref(), usize::try_from(limit).unwrap_or(usize::MAX))
+            .map_err(ServiceError::storage)?,
+        None => Vec::new(),
+    };
+    let next = (jobs.len() as u64 == limit)
+        .then(|| jobs.last().map(|job| job.proposal_id))
+        .flatten();
+    Ok(Json(crate::wire::ExecutionList {
+        node_id: node.service.id,
+        enabled: node.executor.is_some(),
+        jobs,
+        next,
+    }))
+}
+
 /// `GET /v1/internal/read-index`: the leader's read index and genesis, for a follower's
 /// linearizable read. Leadership is confirmed with a quorum after the request arrived; the
 /// follower then waits until it has applied the index and reads locally. A follower that
