@@ -446,6 +446,51 @@ async function executionPage(args, signal) {
     rawJson(view));
 }
 
+/// Jobs the execution overview reads (one `GET /v1/execution?limit=` page).
+const JOBS_MAX = 500;
+
+const phaseName = (phase) => (typeof phase === "string" ? phase : Object.keys(phase || {})[0] || "?");
+
+/// This node's execution jobs: in flight, outcomes by effect and result, refusals.
+async function executionOverviewPage(_args, signal) {
+  const list = await api(`/v1/execution?limit=${JOBS_MAX}`, signal);
+  if (!list.enabled) {
+    return h("div", {}, h("h1", {}, "Execution"),
+      h("p", { class: "muted" }, `Node ${list.node_id} runs no execution agent; ask the leader.`));
+  }
+  const jobs = list.jobs;
+  const lastOf = (job) => (job.evidence && job.evidence.length ? job.evidence[job.evidence.length - 1] : null);
+  const inFlight = jobs.filter((j) => phaseName(j.phase) !== "resolved");
+  const counts = new Map();
+  for (const job of jobs) {
+    const last = lastOf(job);
+    if (!last) continue;
+    const key = `${job.effect}\u0000${last.outcome}`;
+    counts.set(key, (counts.get(key) || 0) + 1);
+  }
+  const refused = jobs.filter((j) => lastOf(j)?.outcome === "refused");
+  const jobLink = (job) => link(`#/execution/${job.proposal_id}`, short(job.proposal_id));
+  return h("div", {},
+    h("h1", {}, `Execution on node ${list.node_id}`),
+    h("p", { class: "muted" }, `${jobs.length} jobs${list.next ? ` (the first ${JOBS_MAX})` : ""}; jobs live in the journal of the node that ran them.`),
+    h("h2", {}, `In flight (${inFlight.length})`),
+    inFlight.length
+      ? h("table", { id: "jobs-in-flight" }, h("tr", {}, h("th", {}, "proposal"), h("th", {}, "effect"), h("th", {}, "command"), h("th", {}, "phase")),
+        inFlight.map((j) => h("tr", {}, h("td", {}, jobLink(j)), h("td", {}, j.effect), h("td", {}, j.command), h("td", {}, phaseName(j.phase)))))
+      : h("p", { class: "muted" }, "Nothing in flight."),
+    h("h2", {}, "Outcomes by effect"),
+    h("table", { id: "outcomes" }, h("tr", {}, h("th", {}, "effect"), h("th", {}, "result"), h("th", {}, "jobs")),
+      [...counts.entries()].sort().map(([key, n]) => {
+        const [effect, outcome] = key.split("\u0000");
+        return h("tr", {}, h("td", {}, effect), h("td", {}, outcome), h("td", {}, String(n)));
+      })),
+    h("h2", {}, `Refused (${refused.length})`),
+    refused.length
+      ? h("table", { id: "refused" }, h("tr", {}, h("th", {}, "proposal"), h("th", {}, "effect"), h("th", {}, "reason")),
+        refused.map((j) => h("tr", {}, h("td", {}, jobLink(j)), h("td", {}, j.effect), h("td", {}, lastOf(j).reason || ""))))
+      : h("p", { class: "muted" }, "No refused effects."));
+}
+
 /// Entries matching `test` read back from `from` (inclusive) towards genesis, at most
 /// SCAN_ENTRIES_MAX of them, in pages: `{found, scannedFrom}`.
 async function scanBack(from, test, signal, stop) {
@@ -603,6 +648,7 @@ const ROUTES = [
   [/^\/ledger\/(\d+)$/, ledgerPage, ["from"]],
   [/^\/entry\/(\d+)$/, entryPage, ["index"]],
   [/^\/proposal\/([0-9a-f]{64})$/, proposalPage, ["id"]],
+  [/^\/execution$/, executionOverviewPage, []],
   [/^\/execution\/([0-9a-f]{64})$/, executionPage, ["id"]],
   [/^\/subject\/([^/]+)\/([^/]+)$/, subjectPage, ["domain", "subject"]],
   [/^\/constitution$/, constitutionPage, []],

@@ -3,7 +3,8 @@
 //! tail); a rejected proposal's page shows its code and the failed rule; an honest
 //! inclusion proof is verified in the browser (green check) while one with a flipped hash,
 //! served through a tampering proxy, shows the red warning; after an amendment the
-//! constitution page's diff shows the changed lines; the explorer's `verify.js` agrees with
+//! constitution page's diff shows the changed lines; the execution page shows a payout the
+//! leader's agent paid, by effect and result; the explorer's `verify.js` agrees with
 //! FORMAT.md's worked examples; every page's text has WCAG AA contrast (4.5:1) and Tab
 //! walks the ledger page's links and controls with a visible focus ring; under signed reads
 //! the page explains the refusal. Screenshots of every page go to `target/ui-screenshots/`.
@@ -18,9 +19,10 @@ mod proxy;
 use std::time::Instant;
 
 use browser::Browser;
-use common::{client, deposit, formed_cluster, ledger_id, phase};
+use common::{client, deposit, formed_cluster_with_config, ledger_id, phase};
 use docket_core::{dev, Decision, Value};
 use docket_node::local_cluster::{operator_key, LocalCluster};
+use docket_node::rail::Rail;
 
 /// Deadline of one wait for the page (a render, a verification, the live tail).
 const PAGE_TIMEOUT_MS: u64 = 20_000;
@@ -33,7 +35,18 @@ async fn the_explorer_in_a_real_browser() {
         "start chromedriver first: a missing Chromium fails before any cluster",
     );
     let browser = Browser::start().await;
-    let (_dir, cluster) = formed_cluster("ui", 3, &[]).await;
+    let rail = Rail::start().await.expect("rail");
+    let (_dir, cluster) = formed_cluster_with_config("ui", 3, |root| {
+        let key = root.join("exec.key");
+        docket_node::cli::write_key_file(&key, &dev::signing_key("exec"), true).expect("key");
+        format!(
+            "[execution]\nenabled = true\nkey_file = {key:?}\nallowed_urls = [{url:?}]\n\n\
+             [execution.rail]\nurl = {url:?}\n",
+            key = key.display().to_string(),
+            url = rail.url(),
+        )
+    })
+    .await;
     let ledger = ledger_id(&cluster);
     let leader = cluster.leader().await.expect("leader");
     let url = cluster.node(leader).url();
@@ -115,6 +128,44 @@ async fn the_explorer_in_a_real_browser() {
     );
     browser.screenshot("cluster").await;
     assert_readable(&browser, "cluster").await;
+
+    phase(
+        start,
+        "the execution page shows a payout the leader's agent paid, by effect and result",
+    );
+    let payout = dev::proposal(
+        &ledger,
+        "alice",
+        "SETTLEMENT.PAYOUT_REQUESTED",
+        "ui-admitted",
+        Value::map([("amount", Value::Int(5)), ("beneficiary", "acme".into())]),
+        vec![],
+        1,
+    );
+    c.submit(&payout).await.expect("payout");
+    common::wait_for("the payout's outcome", PAGE_TIMEOUT_MS, || {
+        let c = c.clone();
+        let id = payout.id();
+        async move {
+            match c.proposal(id).await.map_err(|e| e.to_string())?.outcome {
+                Some(_) => Ok(()),
+                None => Err("not reported yet".to_owned()),
+            }
+        }
+    })
+    .await;
+    browser.goto(&format!("{url}/ui#/execution")).await;
+    let outcomes = browser
+        .wait_for(
+            "outcomes by effect",
+            "#outcomes",
+            PAGE_TIMEOUT_MS,
+            |t, _| t.contains("rail") && t.contains("success"),
+        )
+        .await;
+    assert!(outcomes.contains("rail"), "{outcomes}");
+    browser.screenshot("execution-overview").await;
+    assert_readable(&browser, "execution overview").await;
 
     phase(
         start,
