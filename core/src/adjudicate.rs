@@ -487,7 +487,9 @@ fn judge_lifecycle_and_rules(
 /// parse); [`crate::explain`](mod@crate::explain) reads the step back from it.
 pub(crate) const ADOPTED_DOCUMENT_INVALID: &str = "adopted document is invalid";
 
-fn check_limits(constitution: &Constitution, p: &Proposal) -> Result<(), Rejection> {
+/// Step 2's size limits (subject bytes, dependency count, payload bytes and depth), for
+/// clients that refuse an oversize proposal before filing it (`docket petition`).
+pub fn check_limits(constitution: &Constitution, p: &Proposal) -> Result<(), Rejection> {
     let limits = &constitution.limits;
     let limit = |detail: String| Err(Rejection::new(RejectCode::LimitExceeded, detail));
     if p.subject.is_empty() || p.subject.len() > limits.subject_bytes_max as usize {

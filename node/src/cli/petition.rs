@@ -247,8 +247,13 @@ pub fn build(
             };
             proposal.normalize();
             if let Some(constitution) = constitution {
-                check_limits(constitution, &proposal)
-                    .map_err(|limit| PetitionError::Limit { line: *line, limit })?;
+                // The core's own step-2 check; an outcome dependency counts twice.
+                docket_core::adjudicate::check_limits(constitution, &proposal).map_err(
+                    |rejection| PetitionError::Limit {
+                        line: *line,
+                        limit: rejection.detail,
+                    },
+                )?;
             }
             let signed = proposal.sign(key);
             let id = signed.id();
@@ -265,34 +270,6 @@ pub fn build(
         .into_iter()
         .map(|m| m.expect("every member is built"))
         .collect())
-}
-
-/// The constitution's size limits, as the core checks them (step 2 of adjudication).
-fn check_limits(constitution: &Constitution, p: &Proposal) -> Result<(), String> {
-    let limits = &constitution.limits;
-    if p.subject.is_empty() || p.subject.len() > limits.subject_bytes_max as usize {
-        return Err(format!(
-            "subject is {} bytes; the constitution allows 1 to {} (subject_bytes_max)",
-            p.subject.len(),
-            limits.subject_bytes_max
-        ));
-    }
-    if p.dependencies.len() > limits.dependencies_max as usize {
-        return Err(format!(
-            "{} dependencies (an outcome dependency counts twice); the constitution allows {} \
-             (dependencies_max)",
-            p.dependencies.len(),
-            limits.dependencies_max
-        ));
-    }
-    if p.payload_bytes() > limits.payload_bytes_max {
-        return Err(format!(
-            "payload is {} bytes; the constitution allows {} (payload_bytes_max)",
-            p.payload_bytes(),
-            limits.payload_bytes_max
-        ));
-    }
-    Ok(())
 }
 
 /// Runs the program: no stdin, no docket credentials, stdout captured up to
