@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use docket_core::{EntryHash, LedgerIndex};
 use docket_raft::NodeId;
-use docket_service::{PeerHistory, Peers, ReadIndexResponse};
+use docket_service::{CosignRefusal, PeerHistory, Peers, ReadIndexResponse};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
@@ -22,15 +22,16 @@ pub struct HttpPeers {
 }
 
 impl HttpPeers {
-    /// POSTs `body` to `/v1/internal/{route}` of the node at `api_addr`, as this node;
-    /// a non-2xx answer is an error naming the status and body.
+    /// POSTs `body` to `/v1/internal/{route}` of the node at `api_addr`, as this node. A
+    /// non-2xx answer is an error naming the status and body, with the stable code the
+    /// body carries (`(code, message)`; no code when it did not answer one).
     async fn post_internal<B: serde::Serialize>(
         &self,
         api_addr: &str,
         route: &str,
         body: &B,
         deadline: Duration,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, (Option<String>, String)> {
         let response = self
             .http
             .post(format!("{}://{api_addr}/v1/internal/{route}", self.scheme))
@@ -39,11 +40,14 @@ impl HttpPeers {
             .timeout(deadline)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (None, e.to_string()))?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("answered {status}: {body}"));
+            let code = serde_json::from_str::<crate::wire::ErrorBody>(&body)
+                .ok()
+                .map(|b| b.code);
+            return Err((code, format!("answered {status}: {body}")));
         }
         Ok(response)
     }
@@ -92,6 +96,7 @@ impl Peers for HttpPeers {
             self.post_internal(api_addr, "diverged", &body, deadline)
                 .await
                 .map(|_| ())
+                .map_err(|(_, message)| message)
         }
         .boxed()
     }
@@ -101,18 +106,27 @@ impl Peers for HttpPeers {
         api_addr: &'a str,
         checkpoint: &'a docket_core::checkpoint::Checkpoint,
         deadline: Duration,
-    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, String>> {
+    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, CosignRefusal>> {
         async move {
             let body = crate::wire::CosignRequest {
                 checkpoint: checkpoint.body(),
             };
+            let other = |e: String| CosignRefusal::Other(e);
             let response = self
                 .post_internal(api_addr, "cosign", &body, deadline)
-                .await?;
+                .await
+                .map_err(|(code, message)| {
+                    if code.as_deref() == Some(docket_service::ErrorCode::CheckpointMismatch.name())
+                    {
+                        CosignRefusal::Mismatch(message)
+                    } else {
+                        CosignRefusal::Other(message)
+                    }
+                })?;
             let answer: crate::wire::CosignResponse =
-                response.json().await.map_err(|e| e.to_string())?;
+                response.json().await.map_err(|e| other(e.to_string()))?;
             docket_core::checkpoint::Cosignature::parse_line(&answer.cosignature)
-                .map_err(|e| e.to_string())
+                .map_err(|e| other(e.to_string()))
         }
         .boxed()
     }

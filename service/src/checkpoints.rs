@@ -34,6 +34,7 @@ use docket_core::{PublicKey, State, Value};
 use tokio::time::Instant;
 
 use crate::error::{ErrorCode, ServiceError};
+use crate::peers::CosignRefusal;
 use crate::service::Service;
 
 /// How long a replica waits for its apply to reach a checkpoint it is asked to cosign.
@@ -66,12 +67,6 @@ pub(crate) async fn checkpointer(service: std::sync::Arc<Service>) {
             Err(error) => tracing::debug!(%error, "periodic checkpoint not final"),
         }
     }
-}
-
-/// Whether a peer's refusal to cosign says its ledger or state differs (its error body
-/// carries the stable code).
-fn is_mismatch(refusal: &str) -> bool {
-    refusal.contains(ErrorCode::CheckpointMismatch.name())
 }
 
 pub use docket_api::wire::Cosigner;
@@ -217,9 +212,9 @@ impl Service {
             let addr = addrs.get(&cosigner.node).cloned();
             async move {
                 if cosigner.node == self.id {
-                    return self.cosign(checkpoint).await.map_err(|e| e.to_string());
+                    return self.cosign(checkpoint).await.map_err(CosignRefusal::from);
                 }
-                let addr = addr.ok_or_else(|| "no API address".to_owned())?;
+                let addr = addr.ok_or_else(|| CosignRefusal::Other("no API address".to_owned()))?;
                 self.peers
                     .cosign(&addr, checkpoint, COSIGN_WAIT + self.timing.probe_timeout)
                     .await
@@ -250,7 +245,7 @@ impl Service {
                     cosigner.node
                 )),
                 (Err(e), _) => {
-                    if is_mismatch(&e) {
+                    if matches!(e, CosignRefusal::Mismatch(_)) {
                         mismatched.push(cosigner.node);
                     }
                     missing.push(format!("node {}: {e}", cosigner.node));

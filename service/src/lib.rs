@@ -56,7 +56,7 @@ mod writer;
 
 pub use error::{ErrorCode, ForwardFailure, ServiceError};
 pub use host::ServiceHost;
-pub use peers::{PeerHistory, Peers};
+pub use peers::{CosignRefusal, PeerHistory, Peers};
 pub use reads::ReadIndexResponse;
 pub use service::{
     Clock, Faults, Limits, Service, Settings, Timing, GROUP_COMMIT_PROPOSALS_MAX, LAG_HEALTHY_MAX,

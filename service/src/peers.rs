@@ -64,9 +64,13 @@ pub trait Peers: Send + Sync + 'static {
         api_addr: &'a str,
         checkpoint: &'a docket_core::checkpoint::Checkpoint,
         deadline: Duration,
-    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, String>> {
+    ) -> BoxFuture<'a, Result<docket_core::checkpoint::Cosignature, CosignRefusal>> {
         let _ = (api_addr, checkpoint, deadline);
-        Box::pin(async { Err("this transport does not gather cosignatures".to_owned()) })
+        Box::pin(async {
+            Err(CosignRefusal::Other(
+                "this transport does not gather cosignatures".to_owned(),
+            ))
+        })
     }
 
     /// Tells the node whose API is at `api_addr` that a final checkpoint (`note`, a C2SP
@@ -80,5 +84,27 @@ pub trait Peers: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), String>> {
         let _ = (api_addr, note, deadline);
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// Why a voter did not cosign a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CosignRefusal {
+    /// Its ledger or state differs from the checkpoint's at that size
+    /// (`CHECKPOINT_MISMATCH`): it diverged, or the asker did.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Anything else: unreachable, not caught up, no key, ...
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<crate::error::ServiceError> for CosignRefusal {
+    fn from(error: crate::error::ServiceError) -> CosignRefusal {
+        if error.code == crate::error::ErrorCode::CheckpointMismatch {
+            CosignRefusal::Mismatch(error.to_string())
+        } else {
+            CosignRefusal::Other(error.to_string())
+        }
     }
 }
