@@ -22,6 +22,8 @@ pub mod chain;
 pub mod durability;
 pub mod effects;
 pub mod election;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod linearizability;
 pub mod liveness;
 pub mod membership;

@@ -382,49 +382,12 @@ pub fn check(canonical: &[LedgerEntry]) -> (Vec<Violation>, Stats) {
 
 #[cfg(test)]
 mod tests {
-    use docket_core::constitution::DEFAULT_DOCUMENT;
-    use docket_core::{dev, LedgerId, LedgerTime, SignedProposal, State};
-
     use super::*;
 
-    /// A ledger built by the core itself, proposal by proposal.
-    struct Ledger {
-        id: LedgerId,
-        state: State,
-        entries: Vec<LedgerEntry>,
-        nonce: u64,
-    }
+    use crate::check::fixture::CoreLedger as Ledger;
 
+    // This checker's flows over the shared fixture.
     impl Ledger {
-        fn new() -> Ledger {
-            let id = LedgerId::new("sim").expect("valid");
-            let (state, genesis) =
-                State::genesis(id.clone(), DEFAULT_DOCUMENT, LedgerTime(1)).expect("genesis");
-            Ledger {
-                id,
-                state,
-                entries: vec![genesis],
-                nonce: 0,
-            }
-        }
-
-        fn file(
-            &mut self,
-            author: &str,
-            action: &str,
-            subject: &str,
-            payload: Value,
-            deps: Vec<ProposalId>,
-        ) -> ProposalId {
-            self.nonce += 1;
-            let proposal: SignedProposal =
-                dev::proposal(&self.id, author, action, subject, payload, deps, self.nonce);
-            let id = proposal.id();
-            let submission = self.state.submit(proposal, LedgerTime(1 + self.nonce));
-            self.entries.extend(submission.entries().iter().cloned());
-            id
-        }
-
         /// A funded payout to `beneficiary` on `subject`.
         fn payout(&mut self, subject: &str, beneficiary: &str) -> ProposalId {
             let deposit = self.file(

@@ -201,32 +201,14 @@ pub fn check(history: &History, canonical: &[LedgerEntry]) -> (Vec<Violation>, S
 
 #[cfg(test)]
 mod tests {
-    use docket_core::constitution::DEFAULT_DOCUMENT;
-    use docket_core::{dev, Decision, LedgerId, State, Value};
+    use docket_core::{Decision, Value};
 
     use super::*;
+    use crate::check::fixture::CoreLedger as Ledger;
     use crate::history::PlanAck;
 
-    struct Ledger {
-        id: LedgerId,
-        state: State,
-        entries: Vec<LedgerEntry>,
-        nonce: u64,
-    }
-
+    // This checker's plans over the shared fixture (every member alice's).
     impl Ledger {
-        fn new() -> Ledger {
-            let id = LedgerId::new("sim").expect("valid");
-            let (state, genesis) =
-                State::genesis(id.clone(), DEFAULT_DOCUMENT, LedgerTime(1)).expect("genesis");
-            Ledger {
-                id,
-                state,
-                entries: vec![genesis],
-                nonce: 0,
-            }
-        }
-
         fn proposal(
             &mut self,
             action: &str,
@@ -234,10 +216,7 @@ mod tests {
             payload: Value,
             deps: Vec<ProposalId>,
         ) -> SignedProposal {
-            self.nonce += 1;
-            dev::proposal(
-                &self.id, "alice", action, subject, payload, deps, self.nonce,
-            )
+            self.sign("alice", action, subject, payload, deps)
         }
 
         fn deposit(&mut self, subject: &str, deps: Vec<ProposalId>) -> SignedProposal {
@@ -252,8 +231,7 @@ mod tests {
         /// Records proposals as one command would: in the order given, at one time.
         fn record(&mut self, proposals: &[SignedProposal], time: u64) {
             for proposal in proposals {
-                let submission = self.state.submit(proposal.clone(), LedgerTime(time));
-                self.entries.extend(submission.entries().iter().cloned());
+                self.submit(proposal.clone(), time);
             }
         }
     }
