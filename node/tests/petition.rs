@@ -37,6 +37,14 @@ fn config(root: &Path, rail: &Rail) -> String {
     )
 }
 
+/// `docket petition --node URL --key KEY OPTIONS... -- sh SCRIPT`.
+async fn petition(url: &str, key: &str, options: &[&str], script: &str) -> (bool, String, String) {
+    let mut args = vec!["petition", "--node", url, "--key", key];
+    args.extend_from_slice(options);
+    args.extend(["--", "sh", script]);
+    docket(&args).await
+}
+
 /// Writes a shell script that prints `lines` and answers its path.
 fn program(root: &Path, name: &str, lines: &[String]) -> String {
     let path = root.join(name);
@@ -137,20 +145,12 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
     let script = program(root, "day-1.sh", &lines);
     let plan_file = root.join("day-1.plan.json");
     let plan_path = plan_file.display().to_string();
-    let (ok, stdout, stderr) = docket(&[
-        "petition",
-        "--node",
+    let (ok, stdout, stderr) = petition(
         &url,
-        "--key",
         &key,
-        "--plan-out",
-        &plan_path,
-        "--follow-ms",
-        PETITION_TIMEOUT_MS,
-        "--",
-        "sh",
+        &["--plan-out", &plan_path, "--follow-ms", PETITION_TIMEOUT_MS],
         &script,
-    ])
+    )
     .await;
     assert!(
         !ok,
@@ -195,19 +195,7 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
 
     // 2. Running it again files the same proposals: nothing new is recorded.
     let length = ledger_now.len();
-    let (ok, stdout, _) = docket(&[
-        "petition",
-        "--node",
-        &url,
-        "--key",
-        &key,
-        "--follow-ms",
-        "0",
-        "--",
-        "sh",
-        &script,
-    ])
-    .await;
+    let (ok, stdout, _) = petition(&url, &key, &["--follow-ms", "0"], &script).await;
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("3 already recorded"), "{stdout}");
     assert_eq!(entries(&c).await.len(), length, "a rerun appends nothing");
@@ -219,19 +207,8 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
         write("first", "reports/first.txt", "one", &[]),
     ];
     let script = program(root, "day-2.sh", &lines);
-    let (ok, stdout, stderr) = docket(&[
-        "petition",
-        "--node",
-        &url,
-        "--key",
-        &key,
-        "--follow-ms",
-        PETITION_TIMEOUT_MS,
-        "--",
-        "sh",
-        &script,
-    ])
-    .await;
+    let (ok, stdout, stderr) =
+        petition(&url, &key, &["--follow-ms", PETITION_TIMEOUT_MS], &script).await;
     assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("every member was admitted and every effect succeeded"),
@@ -253,20 +230,17 @@ async fn a_program_petitions_and_outcomes_decide_its_dependents() {
     ];
     let script = program(root, "escape.sh", &lines);
     let plan_file = root.join("escape.plan.json");
-    let (ok, stdout, stderr) = docket(&[
-        "petition",
-        "--node",
+    let (ok, stdout, stderr) = petition(
         &url,
-        "--key",
         &key,
-        "--plan-out",
-        &plan_file.display().to_string(),
-        "--follow-ms",
-        PETITION_TIMEOUT_MS,
-        "--",
-        "sh",
+        &[
+            "--plan-out",
+            &plan_file.display().to_string(),
+            "--follow-ms",
+            PETITION_TIMEOUT_MS,
+        ],
         &script,
-    ])
+    )
     .await;
     assert!(!ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("outcome failure"), "{stdout}");
@@ -380,10 +354,7 @@ async fn bad_plans_and_dry_runs_record_nothing() {
     ];
     for (name, lines, expected) in cases {
         let script = program(root, &format!("{name}.sh"), &lines);
-        let (ok, stdout, stderr) = docket(&[
-            "petition", "--node", &url, "--key", &key, "--", "sh", &script,
-        ])
-        .await;
+        let (ok, stdout, stderr) = petition(&url, &key, &[], &script).await;
         assert!(!ok, "{name}: {stdout}");
         assert!(stderr.contains(expected), "{name}: {stderr}");
         assert!(stderr.contains("nothing was submitted"), "{name}: {stderr}");
@@ -400,18 +371,7 @@ async fn bad_plans_and_dry_runs_record_nothing() {
         r#"{"label": "esc", "action": "FILE.WRITE", "subject": "../etc/x", "payload": {"path": "../etc/x", "contents": "x"}}"#.to_owned(),
     ];
     let script = program(root, "dry.sh", &lines);
-    let (ok, stdout, stderr) = docket(&[
-        "petition",
-        "--node",
-        &url,
-        "--key",
-        &key,
-        "--dry-run",
-        "--",
-        "sh",
-        &script,
-    ])
-    .await;
+    let (ok, stdout, stderr) = petition(&url, &key, &["--dry-run"], &script).await;
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("would ADMIT"), "{stdout}\n{stderr}");
     assert!(stdout.contains("path_is_relative"), "{stdout}");
