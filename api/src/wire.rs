@@ -457,6 +457,33 @@ pub struct EntryProofView {
     pub proof: Vec<String>,
 }
 
+/// The format tag of a [`StateProofView`].
+pub const STATE_PROOF_FORMAT: &str = "docket-state-proof/v1";
+
+/// `GET /v1/proofs/state?domain=D&subject=S` or `?proposal=ID`: one state row (a subject's
+/// state, a proposal's status record) proved under a final checkpoint's `map` line
+/// (`docket_core::statemap`). Everything a client needs to check it with no other request.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StateProofView {
+    /// `docket-state-proof/v1`: the document is also an offline bundle (`docket verify`).
+    pub format: String,
+    /// The final checkpoint (C2SP signed note) whose `map` line the proof is under.
+    pub checkpoint: String,
+    /// The voters and the keys the ledger declares for them, as this node reports them.
+    pub cosigners: Vec<Cosigner>,
+    /// The row's key, lowercase hex (a client computes it itself and compares).
+    pub key: String,
+    /// The row's canonical bytes, lowercase hex; `null`: no such row.
+    pub value: Option<String>,
+    /// For each map node on the key's path from the root: the hashes of its 15 other
+    /// slots, in slot order, lowercase hex.
+    pub levels: Vec<Vec<String>>,
+    /// Where the path ends: `[key hash, value hash]` of the leaf there, or `null` for an
+    /// empty slot.
+    pub leaf: Option<[String; 2]>,
+}
+
 /// `GET /v1/proofs/consistency?from=M&to=N`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -658,6 +658,16 @@ impl Client {
     }
 
     /// `GET /v1/proofs/consistency?from=M&to=N`.
+    /// `GET /v1/proofs/state` with `params` (`domain` and `subject`, or `proposal`): a
+    /// state row and its proof, unchecked ([`state_proof::verified_row`] checks it).
+    pub async fn state_proof(
+        &self,
+        params: &[(&str, String)],
+    ) -> Result<docket_api::wire::StateProofView, ClientError> {
+        let url = self.url(&["v1", "proofs", "state"], params);
+        self.call(Method::GET, url, None::<&()>).await
+    }
+
     pub async fn consistency_proof(
         &self,
         from: u64,
@@ -1260,4 +1270,5 @@ mod tests {
 }
 
 pub mod amendment;
+pub mod state_proof;
 pub mod verify;

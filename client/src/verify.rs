@@ -139,25 +139,17 @@ pub fn verify_bundle(
     if bundle.format != BUNDLE_FORMAT {
         bail!("not a {BUNDLE_FORMAT} bundle (format {:?})", bundle.format);
     }
-    let signed = SignedCheckpoint::parse_note(&bundle.checkpoint).context("the checkpoint")?;
-    let (cosigners, keys_from) = match trusted {
-        Some((cosigners, source)) => (cosigners, source),
-        None => (
-            bundle.cosigners.as_slice(),
-            "the bundle itself (pass --cosigners FILE with keys you trust)".to_owned(),
-        ),
-    };
-    let cosigned_by = verify_quorum(&signed, cosigners)?;
+    let note = cosigned_note(&bundle.checkpoint, &bundle.cosigners, trusted)?;
     let proof = hashes(&bundle.proof)?;
-    signed.checkpoint.verify_entry(&bundle.entry, &proof)?;
+    note.signed.checkpoint.verify_entry(&bundle.entry, &proof)?;
     Ok(Verified {
         index: bundle.entry.index.0,
         entry_hash: bundle.entry.hash.to_hex(),
-        checkpoint_size: signed.checkpoint.size,
-        root: hex::encode(signed.checkpoint.root),
-        cosigned_by,
-        voters: cosigners.len(),
-        keys_from,
+        checkpoint_size: note.signed.checkpoint.size,
+        root: hex::encode(note.signed.checkpoint.root),
+        cosigned_by: note.cosigned_by,
+        voters: note.voters,
+        keys_from: note.keys_from,
     })
 }
 
@@ -239,22 +231,60 @@ pub async fn verified_checkpoint(client: &Client) -> anyhow::Result<SignedCheckp
         .checkpoint()
         .await
         .with_context(|| format!("cannot get a checkpoint from {}", client.base_url()))?;
-    let signed = SignedCheckpoint::parse_note(&view.note).context("the node's checkpoint note")?;
+    accept_checkpoint(client, &view.note, &view.cosigners).await
+}
+
+/// Checks a checkpoint `note` from `client` as [`verified_checkpoint`] does (the voters
+/// pinned for the cluster, `reported` on first contact; consistency with the last one this
+/// client verified, proved by `client`), and remembers it when it is newer.
+pub async fn accept_checkpoint(
+    client: &Client,
+    note: &str,
+    reported: &[Cosigner],
+) -> anyhow::Result<SignedCheckpoint> {
+    let signed = SignedCheckpoint::parse_note(note).context("the node's checkpoint note")?;
     let memory = Memory::open(&signed.checkpoint.origin)?;
     let pinned = memory.cosigners()?;
     let first_contact = pinned.is_none();
-    let cosigners = pinned.unwrap_or_else(|| view.cosigners.clone());
+    let cosigners = pinned.unwrap_or_else(|| reported.to_vec());
     verify_quorum(&signed, &cosigners).with_context(|| {
         format!(
             "against the keys pinned in {}",
             memory.path("cosigners.json").display()
         )
     })?;
+    let moved = !first_contact && {
+        let set = |c: &[Cosigner]| {
+            let mut v: Vec<(u64, Option<PublicKey>)> = c.iter().map(|c| (c.node, c.key)).collect();
+            v.sort();
+            v
+        };
+        set(&cosigners) != set(reported)
+    };
+    if moved {
+        // The voters changed since they were pinned: follow through the ledger's
+        // operator-signed cluster records, proved under checkpoints the pinned voters
+        // cosigned.
+        let changes = crate::state_proof::follow_voters(client, &cosigners, reported).await?;
+        if !changes.is_empty() {
+            memory.save(
+                "cosigners.json",
+                &format!("{}\n", serde_json::to_string_pretty(reported)?),
+            )?;
+            eprintln!(
+                "the voters of cluster {} changed ({}), as the ledger's cluster records prove \
+                 under checkpoints the voters pinned before cosigned; pinned the new set in {}",
+                signed.checkpoint.origin,
+                changes.join(", "),
+                memory.path("cosigners.json").display()
+            );
+        }
+    }
     if first_contact {
         // Trust on first use, said plainly: these keys are what the node reports.
         memory.save(
             "cosigners.json",
-            &format!("{}\n", serde_json::to_string_pretty(&view.cosigners)?),
+            &format!("{}\n", serde_json::to_string_pretty(reported)?),
         )?;
         eprintln!(
             "pinned the voters' checkpoint keys of cluster {} as {} reports them (trust on \
@@ -325,9 +355,44 @@ pub async fn consistency(client: &Client, from: u64, to: u64) -> anyhow::Result<
 
 /// A proof's hashes from their lowercase hex, as the API sends them.
 pub fn hashes(hex: &[String]) -> anyhow::Result<Vec<Hash>> {
-    hex.iter()
-        .map(|h| docket_core::id::decode_hex::<32>(h).map_err(|e| anyhow!("proof hash {h:?}: {e}")))
-        .collect()
+    hex.iter().map(|h| hash_from_hex("proof hash", h)).collect()
+}
+
+/// One 32-byte hash of a proof from its lowercase hex; `what` names it in the error.
+pub(crate) fn hash_from_hex(what: &str, hex: &str) -> anyhow::Result<[u8; 32]> {
+    docket_core::id::decode_hex::<32>(hex).map_err(|e| anyhow!("{what} {hex:?}: {e}"))
+}
+
+/// An offline document's checkpoint, parsed, with a quorum of valid cosignatures under
+/// `trusted` (else the document's own keys, `own`).
+pub(crate) struct CosignedNote {
+    pub signed: SignedCheckpoint,
+    pub cosigned_by: Vec<String>,
+    pub voters: usize,
+    pub keys_from: String,
+}
+
+/// Checks an offline document's checkpoint note (see [`CosignedNote`]).
+pub(crate) fn cosigned_note(
+    note: &str,
+    own: &[Cosigner],
+    trusted: Option<(&[Cosigner], String)>,
+) -> anyhow::Result<CosignedNote> {
+    let signed = SignedCheckpoint::parse_note(note).context("the checkpoint")?;
+    let (cosigners, keys_from) = match trusted {
+        Some((cosigners, source)) => (cosigners, source),
+        None => (
+            own,
+            "the bundle itself (pass --cosigners FILE with keys you trust)".to_owned(),
+        ),
+    };
+    let cosigned_by = verify_quorum(&signed, cosigners)?;
+    Ok(CosignedNote {
+        signed,
+        cosigned_by,
+        voters: cosigners.len(),
+        keys_from,
+    })
 }
 
 /// Entry `index`, verified: its hash, its inclusion under a [`verified_checkpoint`].
@@ -367,44 +432,6 @@ pub async fn entry_under(
         .verify_entry(&answer.entry, &proof)
         .with_context(|| format!("entry #{index} from {} does not verify", client.base_url()))?;
     Ok(answer.entry)
-}
-
-/// Every entry a node records for proposal `id`, each verified as [`verified_entry`]
-/// verifies one (against one [`verified_checkpoint`]), and that each is the proposal's: its
-/// decision record carries that id. What this does not prove is that the node listed all
-/// of them: a later entry it left out would not be found (proving a proposal's status
-/// needs the authenticated state map; ARCHITECTURE.md, "Checkpoints and proofs").
-pub async fn verified_proposal(
-    client: &Client,
-    id: docket_core::ProposalId,
-) -> anyhow::Result<(docket_api::wire::ProposalView, u64)> {
-    let signed = verified_checkpoint(client).await?;
-    let size = signed.checkpoint.size;
-    let view = client
-        .proposal(id)
-        .await
-        .with_context(|| format!("cannot read proposal {id}"))?;
-    for entry in &view.entries {
-        let index = entry.index.0;
-        if index >= size {
-            bail!(
-                "entry #{index} of proposal {id} is not covered by the newest final checkpoint \
-                 (size {size}); retry shortly, or read it with --no-verify"
-            );
-        }
-        if entry.proposal_id() != Some(id) {
-            bail!("entry #{index}, listed for proposal {id}, records another proposal");
-        }
-        let inclusion = client.inclusion_proof(index, size).await?;
-        let proof = hashes(&inclusion.proof)?;
-        signed
-            .checkpoint
-            .verify_entry(entry, &proof)
-            .with_context(|| {
-                format!("entry #{index} from {} does not verify", client.base_url())
-            })?;
-    }
-    Ok((view, size))
 }
 
 /// The format tag of a ledger export.

@@ -37,6 +37,7 @@ fn the_client_pulls_in_no_server_storage_or_consensus_code() {
     for forbidden in [
         "axum",
         "sled",
+        "fjall",
         "openraft",
         "turmoil",
         "docket-raft",

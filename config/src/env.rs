@@ -37,6 +37,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX",
     "DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX",
     "DOCKET_STORAGE_CACHE_MB",
+    "DOCKET_STORAGE_ENGINE",
     "DOCKET_LOG_FORMAT",
     "DOCKET_TLS_CA",
     "DOCKET_TLS_CERT",
@@ -144,6 +145,9 @@ impl Layers {
                 "DOCKET_LIMITS_READ_PAGE_ENTRIES_MAX" => {
                     self.read_page_entries_max =
                         Some(number("limits.read_page_entries_max", &raw, origin)?)
+                }
+                "DOCKET_STORAGE_ENGINE" => {
+                    self.storage_engine = Some(text("storage.engine", raw, origin)?)
                 }
                 "DOCKET_STORAGE_CACHE_MB" => {
                     self.storage_cache_mb = Some(number("storage.cache_mb", &raw, origin)?)

@@ -29,7 +29,7 @@ use crate::raft_config::{
     HEARTBEAT_INTERVAL_MS_DEFAULT, MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT,
     SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
 };
-use crate::storage_config::{StorageConfig, CACHE_MB_DEFAULT};
+use crate::storage_config::{StorageConfig, StorageEngine, CACHE_MB_DEFAULT};
 use crate::tls_config::{TlsConfig, RELOAD_POLL_MS_DEFAULT};
 use crate::validate;
 
@@ -81,6 +81,7 @@ pub(crate) struct Layers {
     pub(crate) clients_inflight_max: Option<Set<usize>>,
     pub(crate) execution: toml::Table,
     pub(crate) storage_cache_mb: Option<Set<u64>>,
+    pub(crate) storage_engine: Option<Set<String>>,
     pub(crate) log_format: Option<Set<String>>,
     pub(crate) tls_ca: Option<Set<PathBuf>>,
     pub(crate) tls_cert: Option<Set<PathBuf>>,
@@ -124,6 +125,7 @@ struct LogFileLayer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [storage] table")]
 struct StorageFileLayer {
+    engine: Option<Spanned<String>>,
     cache_mb: Option<Spanned<u64>>,
 }
 
@@ -225,6 +227,7 @@ impl Layers {
         );
         self.execution = file.execution;
         set(&mut self.storage_cache_mb, file.storage.cache_mb, at);
+        set(&mut self.storage_engine, file.storage.engine, at);
         set(&mut self.log_format, file.log.format, at);
         let tls = file.tls;
         set(&mut self.tls_ca, tls.ca, at);
@@ -403,6 +406,20 @@ impl Layers {
             or_default(self.clients_inflight_max, CLIENTS_INFLIGHT_MAX_DEFAULT),
         );
 
+        let storage_engine = or_default(
+            self.storage_engine,
+            StorageEngine::default().as_str().to_owned(),
+        );
+        let engine = storage_engine
+            .value
+            .parse::<StorageEngine>()
+            .map_err(|message| ConfigError::InvalidValue {
+                field: "storage.engine",
+                origin: storage_engine.origin.clone(),
+                message,
+            })?;
+        record("storage.engine", storage_engine.origin);
+
         let log_format = or_default(self.log_format, LogFormat::default().as_str().to_owned());
         let format =
             log_format
@@ -448,7 +465,7 @@ impl Layers {
                 catch_up_timeout_ms,
             },
             execution: self.execution,
-            storage: StorageConfig { cache_mb },
+            storage: StorageConfig { engine, cache_mb },
             log: LogConfig { format },
             tls,
         };

@@ -47,6 +47,7 @@
 //! clients_inflight_max = 4096
 //!
 //! [storage]
+//! engine = "fjall"
 //! cache_mb = 64
 //!
 //! [tls]

@@ -301,6 +301,7 @@ fn env_overrides_file() {
         ("DOCKET_LIMITS_CLIENTS_INFLIGHT_MAX", "2"),
         ("DOCKET_LIMITS_CATCH_UP_TIMEOUT_MS", "1500"),
         ("DOCKET_STORAGE_CACHE_MB", "16"),
+        ("DOCKET_STORAGE_ENGINE", "fjall"),
         ("DOCKET_LOG_FORMAT", "json"),
         ("PATH", "/usr/bin"),
     ];
@@ -333,7 +334,13 @@ fn env_overrides_file() {
             catch_up_timeout_ms: 1500,
         }
     );
-    assert_eq!(config.storage, StorageConfig { cache_mb: 16 });
+    assert_eq!(
+        config.storage,
+        StorageConfig {
+            engine: StorageEngine::Fjall,
+            cache_mb: 16
+        }
+    );
     assert_eq!(config.log.format, LogFormat::Json);
     // Every configuration variable was in `env`, so every field comes from the environment.
     for (field, origin) in &origins {
@@ -1123,7 +1130,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 25, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 26, "one variable per field");
 }
 
 #[test]
@@ -1271,7 +1278,7 @@ fn storage_cache_comes_from_the_file_or_the_environment_within_its_bounds() {
     assert_eq!(
         error.to_string(),
         format!(
-            "storage.cache_mb (from {}:2): must be at least 8, got 4: sled's page cache in MiB",
+            "storage.cache_mb (from {}:2): must be at least 8, got 4: the store's cache in MiB",
             path.display()
         )
     );
@@ -1280,6 +1287,33 @@ fn storage_cache_comes_from_the_file_or_the_environment_within_its_bounds() {
         load(Some(&path), &[], &flags()).is_err(),
         "unknown keys are refused"
     );
+}
+
+#[test]
+fn the_storage_engine_is_layered_and_validated() {
+    let config = load(None, &[], &flags()).expect("defaults");
+    assert_eq!(config.storage.engine, StorageEngine::default());
+
+    let (_dir, path) = file("[storage]\nengine = \"fjall\"\n");
+    let (config, origins) =
+        NodeConfig::load_with_origins(Some(&path), vars(&[]), &flags()).expect("load");
+    assert_eq!(config.storage.engine, StorageEngine::Fjall);
+    assert_eq!(origins["storage.engine"], file_origin(&path, 2));
+    let config =
+        load(Some(&path), &[("DOCKET_STORAGE_ENGINE", "sled")], &flags()).expect("env over file");
+    assert_eq!(config.storage.engine, StorageEngine::Sled);
+
+    let error =
+        load(None, &[("DOCKET_STORAGE_ENGINE", "rocksdb")], &flags()).expect_err("not an engine");
+    assert_eq!(error.field(), Some("storage.engine"), "{error}");
+    assert_eq!(error.origin(), Some(&env_origin("DOCKET_STORAGE_ENGINE")));
+    assert!(error.to_string().contains("sled or fjall"), "{error}");
+    let (_dir, path) = file("[storage]\nengine = \"Fjall\"\n");
+    let error = load(Some(&path), &[], &flags()).expect_err("names are lowercase");
+    assert_eq!(error.field(), Some("storage.engine"), "{error}");
+    assert_eq!(error.origin(), Some(&file_origin(&path, 2)), "{error}");
+    let (_dir, path) = file("[storage]\nengine = 1\n");
+    load(Some(&path), &[], &flags()).expect_err("a number is not an engine");
 }
 
 #[test]

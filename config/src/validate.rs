@@ -319,7 +319,7 @@ fn storage(storage: &StorageConfig, origins: &Origins) -> Result<(), ConfigError
         storage.cache_mb,
         CACHE_MB_FLOOR,
         CACHE_MB_CEILING,
-        "sled's page cache in MiB",
+        "the store's cache in MiB",
     )
 }
 

@@ -162,6 +162,7 @@ fn bench_proofs(c: &mut Criterion) {
         size: LEAVES,
         root,
         state: docket_core::StateHash([3; 32]),
+        map: None,
     };
     let keys: Vec<ed25519_dalek::SigningKey> = (1..=3u8)
         .map(|k| ed25519_dalek::SigningKey::from_bytes(&[k; 32]))
@@ -190,5 +191,78 @@ fn bench_proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_submit, bench_replay, bench_proofs);
+/// The state map over 2^20 rows (nodes in memory): folding an anchor's worth of changed
+/// rows (3,072: about 1,024 entries' subject, status and one more row each), then proving
+/// one row and verifying the proof.
+fn bench_statemap(c: &mut Criterion) {
+    use std::collections::BTreeMap;
+
+    use docket_core::statemap::{self, MapWrites, MemMap, Slot};
+
+    const ROWS: u32 = 1 << 20;
+    const ANCHOR_ROWS: u32 = 3 * 1_024;
+    let key = |i: u32| i.to_be_bytes();
+    let value = |i: u32, v: u32| [i.to_le_bytes(), v.to_le_bytes()].concat();
+    let mut map = MemMap::default();
+    let mut root = Slot::Empty;
+    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(65_536) {
+        let batch: BTreeMap<_, _> = chunk
+            .iter()
+            .map(|i| {
+                (
+                    statemap::key_hash(&key(*i)),
+                    Some(statemap::value_hash(&value(*i, 0))),
+                )
+            })
+            .collect();
+        let mut writes = MapWrites::new();
+        root = statemap::update(&map, &mut writes, root, &batch).expect("update");
+        map.write(writes);
+    }
+    let mut group = c.benchmark_group("statemap_2^20");
+    group.throughput(Throughput::Elements(u64::from(ANCHOR_ROWS)));
+    let mut round = 0u32;
+    group.bench_function("anchor_fold_3072_rows", |b| {
+        b.iter(|| {
+            round += 1;
+            let batch: BTreeMap<_, _> = (0..ANCHOR_ROWS)
+                .map(|n| {
+                    let i = (n.wrapping_mul(2_654_435_761) ^ round) % ROWS;
+                    (
+                        statemap::key_hash(&key(i)),
+                        Some(statemap::value_hash(&value(i, round))),
+                    )
+                })
+                .collect();
+            let mut writes = MapWrites::new();
+            statemap::update(&map, &mut writes, root, &batch).expect("update")
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0u32;
+    group.bench_function("prove", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % ROWS;
+            statemap::prove(&map, root, &statemap::key_hash(&key(i))).expect("proof")
+        })
+    });
+    let proof = statemap::prove(&map, root, &statemap::key_hash(&key(4_242))).expect("proof");
+    let root_hash = root.hash();
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            proof
+                .verify(&root_hash, &key(4_242), Some(&value(4_242, 0)))
+                .expect("verifies")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_submit,
+    bench_replay,
+    bench_proofs,
+    bench_statemap
+);
 criterion_main!(benches);

@@ -40,6 +40,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::id::{PublicKey, StateHash};
 use crate::merkle::Hash;
+use crate::statemap::MapAnchor;
 
 /// The signature algorithm byte of a `cosignature/v1` key (C2SP tlog-cosignature).
 pub const COSIGNATURE_V1_ALGORITHM: u8 = 0x04;
@@ -59,6 +60,10 @@ pub struct Checkpoint {
     pub root: Hash,
     /// The state hash after them.
     pub state: StateHash,
+    /// The state map's root at the last anchor at or before `size`
+    /// ([`crate::statemap`]), when the signers had one: proofs of one row are checked
+    /// against it. An optional second extension line, `map <anchor size> <64 hex>`.
+    pub map: Option<MapAnchor>,
 }
 
 /// One replica's `cosignature/v1` of a checkpoint.
@@ -109,13 +114,17 @@ impl Checkpoint {
     /// The note body: origin, size, base64 root, the state extension line; each ended by a
     /// newline.
     pub fn body(&self) -> String {
-        format!(
+        let mut body = format!(
             "{}\n{}\n{}\nstate {}\n",
             self.origin,
             self.size,
             B64.encode(self.root),
             self.state.to_hex()
-        )
+        );
+        if let Some(map) = &self.map {
+            body.push_str(&format!("map {} {}\n", map.size, hex::encode(map.root)));
+        }
+        body
     }
 
     /// Parses a body written by [`Checkpoint::body`].
@@ -126,10 +135,15 @@ impl Checkpoint {
             .ok_or_else(|| bad("the body does not end with a newline"))?
             .split('\n')
             .collect();
-        let [origin, size, root, state] = lines.as_slice() else {
-            return Err(bad(
-                "a checkpoint body is four lines: origin, size, root, state",
-            ));
+        let (origin, size, root, state, map) = match lines.as_slice() {
+            [origin, size, root, state] => (origin, size, root, state, None),
+            [origin, size, root, state, map] => (origin, size, root, state, Some(*map)),
+            _ => {
+                return Err(bad(
+                    "a checkpoint body is four lines (origin, size, root, state) and an \
+                     optional fifth (map)",
+                ))
+            }
         };
         if crate::id::LedgerId::new(*origin).is_err() {
             return Err(bad(
@@ -157,11 +171,36 @@ impl Checkpoint {
             .and_then(|hex| crate::id::decode_hex::<32>(hex).ok())
             .map(StateHash)
             .ok_or_else(|| bad("the extension line is `state <64 lowercase hex>`"))?;
+        let map = match map {
+            None => None,
+            Some(line) => {
+                let bad_map =
+                    || bad("the map line is `map <anchor size, decimal> <64 lowercase hex>`");
+                let (anchor, root) = line
+                    .strip_prefix("map ")
+                    .and_then(|rest| rest.split_once(' '))
+                    .ok_or_else(bad_map)?;
+                let anchor_ok = !anchor.is_empty()
+                    && anchor.bytes().all(|b| b.is_ascii_digit())
+                    && (anchor.len() == 1 || !anchor.starts_with('0'));
+                let anchor: u64 = anchor
+                    .parse()
+                    .ok()
+                    .filter(|_| anchor_ok)
+                    .ok_or_else(bad_map)?;
+                if anchor > size {
+                    return Err(bad("the map's anchor is past the checkpoint's size"));
+                }
+                let root = crate::id::decode_hex::<32>(root).map_err(|_| bad_map())?;
+                Some(MapAnchor { size: anchor, root })
+            }
+        };
         Ok(Checkpoint {
             origin: (*origin).to_owned(),
             size,
             root,
             state,
+            map,
         })
     }
 
@@ -426,6 +465,10 @@ mod tests {
             size: 1200,
             root: [7; 32],
             state: StateHash([9; 32]),
+            map: Some(MapAnchor {
+                size: 1024,
+                root: [5; 32],
+            }),
         }
     }
 
@@ -486,6 +529,24 @@ mod tests {
             other.verify(&cosignature, &public(1)).is_err(),
             "another state"
         );
+        for map in [
+            None,
+            Some(MapAnchor {
+                size: 1023,
+                root: [5; 32],
+            }),
+            Some(MapAnchor {
+                size: 1024,
+                root: [6; 32],
+            }),
+        ] {
+            let mut other = c.clone();
+            other.map = map;
+            assert!(
+                other.verify(&cosignature, &public(1)).is_err(),
+                "another map line: {map:?}"
+            );
+        }
         let mut later = cosignature.clone();
         later.time += 1;
         assert!(c.verify(&later, &public(1)).is_err(), "another time");
@@ -566,6 +627,13 @@ mod tests {
             good.trim_end().to_owned(),
             good.replacen("\u{2014} ", "- ", 1),
             format!("{good}\u{2014} x AAAA\n"),
+            good.replacen("map 1024 ", "map 01024 ", 1),
+            good.replacen("map 1024 ", "map 1201 ", 1),
+            good.replacen("map 1024 ", "map  1024 ", 1),
+            good.replacen("map 1024 ", "maps 1024 ", 1),
+            good.replacen("map 1024 0505", "map 1024 05", 1),
+            good.replacen("map 1024 0505", "map 1024 0A0A", 1),
+            good.replacen("\nmap ", "\nextra line\nmap ", 1),
         ] {
             assert!(SignedCheckpoint::parse_note(&bad).is_err(), "{bad}");
         }
@@ -623,6 +691,7 @@ mod tests {
                 size: entries.len() as u64,
                 root: tree.root().expect("root"),
                 state: state.hash(),
+                map: None,
             };
             let cosignatures = (1..=3u8)
                 .map(|k| checkpoint.cosign(&cosigner_name("prop", k.into()), 7, &key(k)))

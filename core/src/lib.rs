@@ -85,6 +85,7 @@ pub mod replay;
 pub mod rows;
 pub mod signature;
 pub mod state;
+pub mod statemap;
 pub mod value;
 
 pub use adjudicate::{adjudicate, adjudicate_traced, adjudicate_with, Step};

@@ -252,7 +252,7 @@ impl<S: MerkleStore> MerkleTree<S> {
     fn subtree(&self, start: u64, end: u64) -> Result<Hash, MerkleError> {
         assert!(start < end, "invariant: subtree range is non-empty");
         let len = end - start;
-        if len.is_power_of_two() && start % len == 0 {
+        if len.is_power_of_two() && start.is_multiple_of(len) {
             return self.node(len.trailing_zeros(), start / len);
         }
         let k = split(len);

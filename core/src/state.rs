@@ -177,6 +177,11 @@ pub struct State {
     /// ([`State::with_constitution_for_dry_run`]): it follows no real ledger, so it refuses
     /// [`State::take_changes`], the only way a state's rows reach a store.
     dry_run: bool,
+    /// Keys of the rows changed since the last [`State::take_touched_rows`], when the
+    /// owner asked for them ([`State::track_touched_rows`]): the state map (a node's
+    /// authenticated map over the rows, [`crate::statemap`]) updates exactly these. Unlike
+    /// the overlay it keeps a row written and removed again before being taken.
+    touched: Option<BTreeSet<Vec<u8>>>,
 }
 
 /// How many rows of each table the state holds.
@@ -344,6 +349,7 @@ impl State {
             constitution_changed: true,
             settled: Vec::new(),
             dry_run: false,
+            touched: None,
         };
         Ok((state, entry))
     }
@@ -430,6 +436,7 @@ impl State {
             constitution_changed: false,
             settled: Vec::new(),
             dry_run: false,
+            touched: None,
         };
         state.rebuild_indexes();
         Ok(Some(state))
@@ -553,6 +560,27 @@ impl State {
         &self.history
     }
 
+    /// Starts recording the keys of changed rows ([`State::take_touched_rows`]).
+    pub fn track_touched_rows(&mut self) {
+        self.touched.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The keys of the rows changed since the last call (empty unless
+    /// [`State::track_touched_rows`] was called): a superset of the rows whose value
+    /// differs.
+    pub fn take_touched_rows(&mut self) -> BTreeSet<Vec<u8>> {
+        self.touched
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The current bytes of row `key` (pending, else settled); `None` if there is no such
+    /// row.
+    pub fn row_value(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.row(key)
+    }
+
     /// The current bytes of a row: pending, else settled.
     fn row(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self.pending.get(key) {
@@ -583,6 +611,9 @@ impl State {
             None => self.counts.add(key[0]),
         }
         self.lattice.insert(&key, &value);
+        if let Some(touched) = self.touched.as_mut() {
+            touched.insert(key.clone());
+        }
         self.pending.insert(key, Some(value));
     }
 
@@ -593,6 +624,9 @@ impl State {
         };
         self.lattice.remove(&key, &old);
         self.counts.sub(key[0]);
+        if let Some(touched) = self.touched.as_mut() {
+            touched.insert(key.clone());
+        }
         if self.rows.get(&key).is_some() {
             self.pending.insert(key, None);
         } else {

@@ -856,6 +856,7 @@ fn demo_checkpoint(demo: &Demo) -> (Checkpoint, MerkleTree<MemStore>) {
         size: 2,
         root: tree.root().expect("root"),
         state: demo.state.hash(),
+        map: None,
     };
     (checkpoint, tree)
 }
@@ -1051,3 +1052,104 @@ fn domain_tags_are_documented() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// (f) The state map of the demo ledger and a proof of its one subject.
+
+#[test]
+fn f_state_map_and_a_row_proof() {
+    use docket_core::statemap::{self, MapWrites, MemMap, Slot};
+    let demo = demo();
+    // Every row of the state (the overlay of a state with no store is the whole state).
+    let rows: BTreeMap<Vec<u8>, Vec<u8>> = demo
+        .state
+        .clone()
+        .take_changes()
+        .rows
+        .into_iter()
+        .filter(|(key, _)| matches!(key[0], b's' | b'p' | b'd' | b'o'))
+        .map(|(key, value)| (key, value.expect("a row, not a removal")))
+        .collect();
+    let subject_key = rows::subject_key("settlement", "s1");
+    assert!(rows.contains_key(&subject_key), "{:?}", rows.keys());
+    // The hashes by hand, from the tags FORMAT.md names.
+    let key_hash = |key: &[u8]| blake3_tagged(b"docket/map-key/v1\0", key);
+    let value_hash = |value: &[u8]| blake3_tagged(b"docket/map-value/v1\0", value);
+    let leaf = |k: &[u8; 32], v: &[u8; 32]| {
+        blake3_tagged(b"docket/map-leaf/v1\0", &[&k[..], &v[..]].concat())
+    };
+    let mut table = String::from("```text\n");
+    let mut leaves = Vec::new();
+    for (key, value) in &rows {
+        let (k, v) = (key_hash(key), value_hash(value));
+        assert_eq!(k, statemap::key_hash(key));
+        assert_eq!(v, statemap::value_hash(value));
+        table.push_str(&format!(
+            "row {}\n  key hash   {}\n  value hash {}\n  leaf hash  {}\n",
+            hex::encode(key),
+            hex::encode(k),
+            hex::encode(v),
+            hex::encode(leaf(&k, &v))
+        ));
+        leaves.push((k, v));
+    }
+    table.push_str("```");
+    // Few rows: if their key hashes' first nibbles differ, the root is one node of 16 slots
+    // holding the leaves, hashed in one call over the 16 slot hashes.
+    let first: std::collections::BTreeSet<u8> = leaves.iter().map(|(k, _)| k[0] >> 4).collect();
+    assert_eq!(
+        first.len(),
+        leaves.len(),
+        "a deeper tree than this example explains"
+    );
+    let mut slots = [[0u8; 32]; 16];
+    for (k, v) in &leaves {
+        slots[usize::from(k[0] >> 4)] = leaf(k, v);
+    }
+    let root = blake3_tagged(b"docket/map-node/v1\0", &slots.concat());
+    // The same through the core's map.
+    let map = MemMap::default();
+    let mut writes = MapWrites::new();
+    let updates = rows
+        .iter()
+        .map(|(k, v)| (statemap::key_hash(k), Some(statemap::value_hash(v))))
+        .collect();
+    let root_slot = statemap::update(&map, &mut writes, Slot::Empty, &updates).expect("update");
+    assert_eq!(root_slot.hash(), root);
+    assert_eq!(hex::encode(root), PINNED_MAP_ROOT);
+    let mut map = map;
+    map.write(writes);
+    let proof = statemap::prove(&map, root_slot, &statemap::key_hash(&subject_key)).expect("prove");
+    assert_eq!(proof.levels.len(), 1);
+    assert_eq!(
+        proof.verify(&root, &subject_key, Some(&rows[&subject_key])),
+        Ok(())
+    );
+    let proof_text = format!(
+        "```text\nlevel 0, the other 15 slots in slot order:\n{}\nleaf: key hash {}\n      value hash {}\n```",
+        proof.levels[0]
+            .iter()
+            .map(|h| format!("  {}", hex::encode(h)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        hex::encode(proof.leaf.expect("present").0),
+        hex::encode(proof.leaf.expect("present").1)
+    );
+    println!("{table}\n{proof_text}\nroot {}", hex::encode(root));
+    assert_documented("state map rows", &table);
+    assert_documented("state map proof", &proof_text);
+    assert_documented("state map root", PINNED_MAP_ROOT);
+    // The checkpoint's map line for an anchor of that root.
+    let line = Checkpoint {
+        map: Some(statemap::MapAnchor { size: 2, root }),
+        ..demo_checkpoint(&demo).0
+    }
+    .body();
+    assert!(
+        line.ends_with(&format!("\nmap 2 {PINNED_MAP_ROOT}\n")),
+        "{line}"
+    );
+    assert_documented("map line", &format!("map 2 {PINNED_MAP_ROOT}"));
+}
+
+const PINNED_MAP_ROOT: &str = "ae3fff214b96073e78d3aef71058b8f8d93a43937011bc96a6494c4c25b3a76f";

@@ -50,6 +50,11 @@ pub enum Mode {
     /// cosigned, checked once, then per read the entry and its audit path in one request
     /// (`GET /v1/proofs/entry`), its hash and path checked against the checkpoint.
     Verified,
+    /// Verified reads of a subject's state (the baseline is `read`): per read the row and
+    /// its state-map proof under a final checkpoint (`GET /v1/proofs/state`), the proof
+    /// checked, and the checkpoint's cosignatures checked whenever the note is one this
+    /// reader has not checked yet.
+    StateVerified,
     /// Payouts through the execution loop: admitted, paid on a local rail, outcome
     /// committed (starts its own cluster; not with --target).
     Effects,
@@ -61,6 +66,42 @@ pub enum Mode {
     /// survivor; the median, the maximum and the elections that took more than one term
     /// (starts its own cluster; not with --target).
     Failover,
+}
+
+/// Which nodes the clients of `write` and `read` runs send their requests to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// Client `c` talks to node `c mod n`: a follower forwards each write to the leader
+    /// (one more HTTP hop, and a front-door check there as well as on the leader).
+    All,
+    /// Every client talks to the node that leads when the run starts, as an
+    /// etcd client pinned to the leader does (kvbench's default).
+    Leader,
+}
+
+impl Route {
+    /// The URLs the clients use: all of `urls`, or the leader's API address (as `status`
+    /// names it) under the scheme of the first.
+    fn urls(
+        self,
+        urls: &[String],
+        status: &docket_api::wire::StatusView,
+    ) -> anyhow::Result<Vec<String>> {
+        match self {
+            Route::All => Ok(urls.to_vec()),
+            Route::Leader => {
+                let addr = status
+                    .leader_api_addr
+                    .as_deref()
+                    .context("--to leader: the cluster names no leader")?;
+                let scheme = urls[0]
+                    .split_once("://")
+                    .map_or("http", |(scheme, _)| scheme);
+                Ok(vec![format!("{scheme}://{addr}")])
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +145,9 @@ pub struct BenchArgs {
     /// peers, a fresh CA), to compare with the same run without it.
     #[arg(long)]
     pub tls: bool,
+    /// Where clients send their requests: spread over every node, or all to the leader.
+    #[arg(long, value_enum, default_value_t = Route::All)]
+    pub to: Route,
     /// A node configuration file (TOML, as `docket serve --config` reads) for every node of
     /// the cluster bench starts, e.g. `[storage] cache_mb = 32` to measure memory under a
     /// smaller cache. `DOCKET_*` variables do not reach those nodes; this does.
@@ -353,20 +397,28 @@ async fn measure(
         .await
         .context("reaching the target cluster")?;
     let ledger = LedgerId::new(status.cluster_id.clone())?;
+    let routed = args.to.urls(urls, &status)?;
+    let urls = &routed[..];
     let salt = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let total_s = args.duration_s + 1;
     let per_client = match args.mode {
-        Mode::Read | Mode::Entries | Mode::Verified | Mode::Effects | Mode::Failover => 0,
+        Mode::Read
+        | Mode::StateVerified
+        | Mode::Entries
+        | Mode::Verified
+        | Mode::Effects
+        | Mode::Failover => 0,
         Mode::Write | Mode::Grow => ((args.rate_hint * total_s) as usize / args.clients as usize)
             .clamp(
                 args.batch as usize,
                 PRESIGNED_PROPOSALS_MAX / args.clients as usize,
             ),
     };
-    if args.mode == Mode::Read {
+    let mut pinned = None;
+    if matches!(args.mode, Mode::Read | Mode::StateVerified) {
         // One subject for every reader to read.
         let seed = dev::proposal(
             &ledger,
@@ -378,6 +430,10 @@ async fn measure(
             salt,
         );
         first.submit(&seed).await?;
+        if args.mode == Mode::StateVerified {
+            // The voters' keys, pinned once as a client does on first contact.
+            pinned = Some(Arc::new(first.checkpoint().await?.cosigners));
+        }
     }
     // Entries to read, and for `verified` a checkpoint over them, checked once.
     let mut checkpoint = None;
@@ -436,6 +492,8 @@ async fn measure(
         let client = own_client(&urls[c % urls.len()], tls)?;
         let (mode, batch) = (args.mode, args.batch as usize);
         let checkpoint = checkpoint.clone();
+        let pinned = pinned.clone();
+        let mut checked: Option<(String, docket_core::checkpoint::SignedCheckpoint)> = None;
         let mut random = salt ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         tasks.spawn(async move {
             let mut latencies_us = Vec::new();
@@ -451,6 +509,17 @@ async fn measure(
                         .state("settlement", "bench-read", Consistency::Linearizable)
                         .await
                         .map(|_| 1),
+                    Mode::StateVerified => {
+                        let pinned = pinned.as_deref().expect("pinned voters");
+                        match verified_state_read(&client, pinned, &mut checked).await {
+                            Ok(()) => Ok(1),
+                            Err(error) => {
+                                eprintln!("verified state read failed: {error:#}");
+                                errors += 1;
+                                continue;
+                            }
+                        }
+                    }
                     Mode::Entries | Mode::Verified => {
                         // xorshift: a random entry below the checkpoint's size.
                         random ^= random << 13;
@@ -736,6 +805,8 @@ async fn measure_effects(args: &BenchArgs, urls: &[String], rail: &Rail) -> anyh
     let first = Client::new(&urls[0])?;
     let status = first.status().await.context("reaching the cluster")?;
     let ledger = LedgerId::new(status.cluster_id.clone())?;
+    let routed = args.to.urls(urls, &status)?;
+    let urls = &routed[..];
     let salt = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -939,4 +1010,32 @@ async fn measure_effects(args: &BenchArgs, urls: &[String], rail: &Rail) -> anyh
             jobs_inflight: args.jobs_inflight,
         }),
     })
+}
+
+/// One verified read of the subject `read` mode reads (`--mode state-verified`): the proof
+/// checked every time, the checkpoint's cosignatures against `pinned` only when its note
+/// differs from the last one checked (as a client that keeps its last verified checkpoint).
+async fn verified_state_read(
+    client: &Client,
+    pinned: &[docket_api::wire::Cosigner],
+    checked: &mut Option<(String, docket_core::checkpoint::SignedCheckpoint)>,
+) -> anyhow::Result<()> {
+    let params = [
+        ("domain", "settlement".to_owned()),
+        ("subject", "bench-read".to_owned()),
+    ];
+    let view = client.state_proof(&params).await?;
+    if checked
+        .as_ref()
+        .is_none_or(|(note, _)| *note != view.checkpoint)
+    {
+        let signed = docket_core::checkpoint::SignedCheckpoint::parse_note(&view.checkpoint)?;
+        docket_client::verify::verify_quorum(&signed, pinned)?;
+        *checked = Some((view.checkpoint.clone(), signed));
+    }
+    let (_, signed) = checked.as_ref().expect("checked above");
+    let key = docket_core::rows::subject_key("settlement", "bench-read");
+    let (value, _) = docket_client::state_proof::check_row_proof(&view, signed, &key)?;
+    anyhow::ensure!(value.is_some(), "the subject read has no state");
+    Ok(())
 }

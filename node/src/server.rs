@@ -216,6 +216,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     )?
     .map(Arc::new);
     let options = docket_raft::StoreOptions {
+        engine: config.storage.engine,
         node_id: Some(config.node_id),
         cache_capacity_bytes: config.storage.cache_bytes(),
         ..docket_raft::StoreOptions::default()

@@ -355,6 +355,25 @@ async fn membership_changes_are_governed_and_recorded() {
     assert!(body.message.contains("grace"), "{}", body.message);
     assert_eq!(fingerprints(&cluster, &members).await, before);
 
+    // A client that pinned the three voters before the change.
+    let config = tempfile::tempdir().expect("config dir");
+    std::env::set_var("DOCKET_CONFIG_DIR", config.path());
+    docket_client::verify::verified_checkpoint(&c)
+        .await
+        .expect("first contact pins the voters");
+    let pinned_file = config
+        .path()
+        .join("clusters")
+        .join(format!("{}.cosigners.json", ledger.as_str()));
+    let pinned_voters = || -> Vec<u64> {
+        docket_client::verify::read_cosigners(&pinned_file)
+            .expect("pinned")
+            .iter()
+            .map(|c| c.node)
+            .collect()
+    };
+    assert_eq!(pinned_voters(), vec![1, 2, 3]);
+
     phase(start, "the operator adds node 4: recorded, then applied");
     let signed = sign(&ledger, &add, dev::OPERATOR, now_ms(), 10);
     let added = c
@@ -411,6 +430,39 @@ async fn membership_changes_are_governed_and_recorded() {
 
     phase(
         start,
+        "a client follows the voters through the ledger's proved cluster records",
+    );
+    docket_client::verify::verified_checkpoint(&c)
+        .await
+        .expect("the new voter set is followed");
+    assert_eq!(pinned_voters(), vec![1, 2, 3, 4]);
+    let pinned = docket_client::verify::read_cosigners(&pinned_file).expect("pinned");
+    // Voters the ledger does not vouch for are not followed: a key no record declares, and
+    // a voter dropped without a removal.
+    let mut forged = pinned.clone();
+    forged.push(docket_api::wire::Cosigner {
+        node: 9,
+        name: docket_core::checkpoint::cosigner_name(ledger.as_str(), 9),
+        key: Some(dev::key("mallory")),
+    });
+    let error = docket_client::state_proof::follow_voters(&c, &pinned, &forged)
+        .await
+        .expect_err("node 9 is not a member");
+    assert!(format!("{error:#}").contains("node 9"), "{error:#}");
+    let mut rekeyed = pinned.clone();
+    rekeyed[3].key = Some(dev::key("mallory"));
+    let error = docket_client::state_proof::follow_voters(&c, &pinned, &rekeyed)
+        .await
+        .expect_err("node 4 declared another key");
+    assert!(format!("{error:#}").contains("node 4"), "{error:#}");
+    let dropped: Vec<_> = pinned.iter().filter(|c| c.node != 2).cloned().collect();
+    let error = docket_client::state_proof::follow_voters(&c, &pinned, &dropped)
+        .await
+        .expect_err("node 2 was not removed");
+    assert!(format!("{error:#}").contains("node 2"), "{error:#}");
+
+    phase(
+        start,
         "the operator removes node 4 through the same guardrails, recorded",
     );
     let removed = c
@@ -421,6 +473,19 @@ async fn membership_changes_are_governed_and_recorded() {
     let (action, ..) = describe(&entry(&c, recorded.index.0).await);
     assert_eq!(action, "CLUSTER.MEMBER_REMOVE");
     assert!(!removed.members.iter().any(|m| m.id == new));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match docket_client::verify::verified_checkpoint(&c).await {
+            Ok(_) if pinned_voters() == vec![1, 2, 3] => break,
+            outcome if std::time::Instant::now() > deadline => {
+                panic!(
+                    "the removal was not followed: {outcome:?}, pinned {:?}",
+                    pinned_voters()
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// A one-node TLS cluster initialized (by the operator) with the default constitution,

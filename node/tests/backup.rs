@@ -331,6 +331,65 @@ async fn a_backup_under_load_verifies_and_restores_to_its_checkpoint() {
     assert_eq!(answer.results.len(), 1);
     add_fresh_member(&mut restored, 1).await;
     restored.kill_all().await;
+
+    phase(
+        start,
+        "restore onto fjall: a sled node refuses the directory, a fjall node serves it",
+    );
+    let fjall_root = dir.path().join("restored-fjall");
+    std::fs::create_dir_all(&fjall_root).expect("mkdir");
+    let on_fjall = LocalCluster::new(binary(), &fjall_root, ledger.as_str(), 1).expect("prepare");
+    let node = on_fjall.node(1);
+    let (data_dir, raft_addr, api_addr) = (
+        node.data_dir.clone(),
+        node.raft_addr.clone(),
+        node.api_addr.clone(),
+    );
+    let (ok, stdout, stderr) = docket(
+        &config,
+        &[
+            "restore",
+            path_str(&file),
+            "--data-dir",
+            path_str(&data_dir),
+            "--id",
+            "1",
+            "--raft-addr",
+            &raft_addr,
+            "--api-addr",
+            &api_addr,
+            "--cosigners",
+            path_str(&voters),
+            "--cosigner-key",
+            path_str(&key),
+            "--storage-engine",
+            "fjall",
+        ],
+    )
+    .await;
+    assert!(ok, "restore onto fjall failed:\n{stdout}\n{stderr}");
+    let marker = std::fs::read_to_string(data_dir.join("ENGINE")).expect("marker");
+    assert_eq!(marker.trim(), "fjall");
+    let mut as_sled = on_fjall.with_env(&[("DOCKET_STORAGE_ENGINE", "sled")]);
+    as_sled
+        .start(1)
+        .await
+        .expect_err("a sled node refuses a fjall directory");
+    let log = std::fs::read_to_string(as_sled.node(1).log_path()).expect("node log");
+    assert!(
+        log.contains("holds a fjall store, but this node is configured for sled"),
+        "{log}"
+    );
+    let mut on_fjall = as_sled.with_env(&[("DOCKET_STORAGE_ENGINE", "fjall")]);
+    on_fjall.start(1).await.expect("the fjall node starts");
+    assert_eq!(on_fjall.leader().await.expect("it leads"), 1);
+    let fc = client(&on_fjall.node(1).url());
+    assert_eq!(
+        read_ledger(&fc).await,
+        entries,
+        "the ledger restored onto fjall is the backup's"
+    );
+    on_fjall.kill_all().await;
 }
 
 /// An offset inside the last entry's payload amount (a digit), so the file stays JSON and
@@ -346,8 +405,24 @@ fn flip_target(bytes: &[u8]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_rebuilds_a_one_node_cluster_from_a_survivor() {
+    recover_from_a_survivor("sled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_rebuilds_a_one_node_cluster_from_a_survivor_on_fjall() {
+    recover_from_a_survivor("fjall").await;
+}
+
+/// `docket recover` on a survivor whose store is on `engine`: the rebuilt store stays on it.
+async fn recover_from_a_survivor(engine: &'static str) {
     let start = Instant::now();
-    let (dir, mut cluster) = formed_cluster("recover", 3, &[]).await;
+    phase(start, &format!("storage engine {engine}"));
+    let (dir, mut cluster) = formed_cluster(
+        &format!("recover-{engine}"),
+        3,
+        &[("DOCKET_STORAGE_ENGINE", engine)],
+    )
+    .await;
     let config = dir.path().join("config");
     let ledger = ledger_id(&cluster);
     let leader = cluster.leader().await.expect("leader");
@@ -404,6 +479,12 @@ async fn recover_rebuilds_a_one_node_cluster_from_a_survivor() {
     assert!(ok, "recover failed:\n{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
     eprintln!("{report}");
+    let marker = std::fs::read_to_string(data_dir.join("ENGINE")).expect("marker");
+    assert_eq!(
+        marker.trim(),
+        engine,
+        "the rebuilt store keeps the survivor's engine"
+    );
 
     phase(
         start,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::{api_error, deposit, formed_tls_cluster, ledger_id, phase};
+use docket_client::state_proof::{verified_status, verified_subject, verify_state_bundle};
 use docket_core::checkpoint::SignedCheckpoint;
 use docket_core::PublicKey;
 use docket_node::cli::{prove, verified_checkpoint, verified_entry, verify_bundle};
@@ -193,11 +194,111 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         verified_entry(&c, 3).await.expect("a verified entry")
     };
     assert_eq!(entry.index.0, 3);
-    let (proposal, _) = docket_client::verify::verified_proposal(&c, next_deposit.id)
+    let (proposal, _) = docket_client::state_proof::verified_proposal(&c, next_deposit.id)
         .await
         .expect("a verified proposal");
     assert_eq!(proposal.entries.len(), 1);
     assert_eq!(proposal.entries[0].index, next_deposit.entry.index);
+    assert_eq!(proposal.status, docket_core::ProposalStatus::Admitted);
+
+    phase(
+        start,
+        "state rows are proved under the cosigned state-map root, through any node",
+    );
+    // Past the first anchor (1,024 entries), in batches.
+    let grow: Vec<_> = (0..1_100)
+        .map(|n| deposit(&ledger, "alice", &format!("grow-{n}"), 1))
+        .collect();
+    for chunk in grow.chunks(100) {
+        c.submit_batch(chunk).await.expect("batch");
+    }
+    let (state, row) = verified_subject(&c, "settlement", "cp-1")
+        .await
+        .expect("a verified subject");
+    let state = state.expect("cp-1 was deposited into");
+    let said = c
+        .state(
+            "settlement",
+            "cp-1",
+            docket_api::wire::Consistency::Linearizable,
+        )
+        .await
+        .expect("state")
+        .state
+        .expect("a state");
+    assert_eq!(state.state, said.state);
+    assert_eq!(state.last_index, said.last_index);
+    assert!(row.anchor.size >= 1_024, "anchor {}", row.anchor.size);
+    assert!(row.anchor.size <= row.checkpoint.checkpoint.size);
+    let (absent, _) = verified_subject(&c, "settlement", "never-filed")
+        .await
+        .expect("a proved absence");
+    assert_eq!(absent, None);
+    // A row changed just now, read through a follower: it needs an anchor, which only the
+    // leader can file, so the follower forwards.
+    let fresh = c
+        .submit(&deposit(&ledger, "alice", "fresh-after-anchor", 7))
+        .await
+        .expect("deposit");
+    let (fresh_state, fresh_row) = verified_subject(
+        &cluster.node(follower).client(),
+        "settlement",
+        "fresh-after-anchor",
+    )
+    .await
+    .expect("a verified subject through a follower");
+    assert_eq!(
+        fresh_state.expect("deposited").last_index,
+        fresh.entry.index
+    );
+    assert!(fresh_row.anchor.size > fresh.entry.index.0);
+    let (status, _) = verified_status(&c, fresh.id)
+        .await
+        .expect("a verified status");
+    assert_eq!(
+        status.expect("recorded").status,
+        docket_core::ProposalStatus::Admitted
+    );
+
+    phase(
+        start,
+        "a state proof verifies offline; any altered part fails it",
+    );
+    let document = fresh_row.document.clone();
+    let verified = verify_state_bundle(&document, Some((&pinned, source.clone())))
+        .expect("the document verifies offline");
+    assert_eq!(verified.cosigned_by.len(), 3);
+    let flip_hex = |hex: &str| {
+        let mut bytes = hex::decode(hex).expect("hex");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        hex::encode(bytes)
+    };
+    let mut altered_value = document.clone();
+    altered_value.value = altered_value.value.as_deref().map(flip_hex);
+    let mut altered_level = document.clone();
+    altered_level.levels[0][1] = flip_hex(&altered_level.levels[0][1]);
+    let mut altered_leaf = document.clone();
+    altered_leaf.leaf = altered_leaf.leaf.map(|[k, v]| [k, flip_hex(&v)]);
+    let mut other_key = document.clone();
+    other_key.key = hex::encode(docket_core::rows::subject_key("settlement", "cp-1"));
+    let mut absent_claim = document.clone();
+    absent_claim.value = None;
+    let mut other_map = document.clone();
+    other_map.checkpoint = other_map.checkpoint.replacen("\nmap ", "\nmap 1", 1);
+    for (what, doc) in [
+        ("an altered row", &altered_value),
+        ("an altered sibling hash", &altered_level),
+        ("an altered leaf", &altered_leaf),
+        ("another row's key", &other_key),
+        ("a claim of absence", &absent_claim),
+        ("another map line", &other_map),
+    ] {
+        assert!(
+            verify_state_bundle(doc, Some((&pinned, source.clone()))).is_err(),
+            "{what} verified"
+        );
+    }
 
     phase(
         start,
@@ -226,6 +327,51 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         stdout.contains("consistent: 3 final checkpoints"),
         "{stdout}"
     );
+    // The CLI: a verified state read that keeps its proof, then the proof checked offline
+    // against the keys the client pinned.
+    let docket = |args: &[&str]| {
+        let output = std::process::Command::new(common::binary())
+            .args(args)
+            .arg("--ca")
+            .arg(tls.ca())
+            .arg("--client-cert")
+            .arg(tls.dir.join("client.pem"))
+            .arg("--client-key")
+            .arg(tls.dir.join("client.key"))
+            .env("DOCKET_CONFIG_DIR", config.path())
+            .output()
+            .expect("docket");
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "docket {args:?}: {out}{err}");
+        (out, err)
+    };
+    let proof_file = config.path().join("cp-1.json");
+    let proof_path = proof_file.to_str().expect("utf-8 path");
+    let (out, err) = docket(&[
+        "state",
+        "get",
+        "settlement",
+        "cp-1",
+        "--node",
+        &urls[0],
+        "--proof-out",
+        proof_path,
+    ]);
+    assert!(out.contains("settlement/cp-1: funded"), "{out}");
+    assert!(err.contains("verified"), "{err}");
+    let pinned_file = config
+        .path()
+        .join("clusters")
+        .join(format!("{}.cosigners.json", ledger.as_str()));
+    let (out, _) = docket(&[
+        "verify",
+        proof_path,
+        "--cosigners",
+        pinned_file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.contains("verified: state row"), "{out}");
+    assert!(out.contains("\"state\":\"funded\""), "{out}");
 
     phase(
         start,

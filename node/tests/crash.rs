@@ -1,5 +1,6 @@
 //! Crashes lose no acknowledged proposal: SIGKILL of the leader under concurrent load, and
-//! SIGKILL of every node at once.
+//! SIGKILL of every node at once, on each storage engine (`DOCKET_STORAGE_ENGINE`: sled,
+//! fjall).
 //!
 //! Clients retry a proposal whose outcome they do not know (not leader, no leader, timeout,
 //! a connection broken after sending, OUTCOME_UNKNOWN,
@@ -151,10 +152,27 @@ async fn stop_load(stop: &AtomicBool, mut tasks: tokio::task::JoinSet<()>) {
     );
 }
 
+/// The nodes' environment for `engine`.
+fn engine_env(engine: &'static str) -> [(&'static str, &'static str); 1] {
+    [("DOCKET_STORAGE_ENGINE", engine)]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_sigkill_under_load_loses_no_acknowledged_proposal() {
+    leader_sigkill_under_load("sled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_sigkill_under_load_loses_no_acknowledged_proposal_on_fjall() {
+    leader_sigkill_under_load("fjall").await;
+}
+
+async fn leader_sigkill_under_load(engine: &'static str) {
     let start = Instant::now();
-    let (_dir, mut cluster) = formed_cluster("crash-leader", 3, &[]).await;
+    phase(start, &format!("storage engine {engine}"));
+    let (dir, mut cluster) =
+        formed_cluster(&format!("crash-leader-{engine}"), 3, &engine_env(engine)).await;
+    assert_engine(dir.path(), engine);
     let ledger = ledger_id(&cluster);
     let clients: Vec<Client> = cluster.nodes.iter().map(|n| client(&n.url())).collect();
     let acked: Acked = Arc::default();
@@ -226,8 +244,40 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_proposal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_restart_recovers_every_acknowledged_entry() {
+    full_restart_recovers("sled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_restart_recovers_every_acknowledged_entry_on_fjall() {
+    full_restart_recovers("fjall").await;
+}
+
+/// Every node's data directory under `root` was written by `engine` (its `ENGINE` marker).
+fn assert_engine(root: &std::path::Path, engine: &str) {
+    let mut nodes = 0;
+    for entry in std::fs::read_dir(root).expect("cluster root") {
+        let path = entry.expect("entry").path();
+        let marker = path.join("ENGINE");
+        if marker.exists() {
+            let text = std::fs::read_to_string(&marker).expect("marker");
+            assert_eq!(text.trim(), engine, "{}", marker.display());
+            nodes += 1;
+        }
+    }
+    assert_eq!(
+        nodes,
+        3,
+        "three node data directories under {}",
+        root.display()
+    );
+}
+
+async fn full_restart_recovers(engine: &'static str) {
     let start = Instant::now();
-    let (_dir, mut cluster) = formed_cluster("crash-all", 3, &[]).await;
+    phase(start, &format!("storage engine {engine}"));
+    let (dir, mut cluster) =
+        formed_cluster(&format!("crash-all-{engine}"), 3, &engine_env(engine)).await;
+    assert_engine(dir.path(), engine);
     let ledger = ledger_id(&cluster);
     let clients: Vec<Client> = cluster.nodes.iter().map(|n| client(&n.url())).collect();
     let acked: Acked = Arc::default();

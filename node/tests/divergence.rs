@@ -9,6 +9,7 @@
 mod common;
 
 use common::{client, deposit, formed_cluster, ledger_id, wait_for};
+use docket_raft::disk::{TreeName, WriteBatch};
 use docket_service::checkpoints::CHECKPOINT_INTERVAL_MS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,19 +33,27 @@ async fn a_diverged_replica_raises_an_alarm_without_anyone_asking() {
     cluster.kill(victim).await.expect("stop the follower");
     {
         // The state's commitment record (head, counts, lattice): flip its last lattice byte.
-        let db = sled::open(&cluster.node(victim).data_dir).expect("its sled store");
-        let sm = db.open_tree("sm").expect("sm tree");
-        let mut edited = 0;
-        for item in sm.scan_prefix(b"state_meta") {
-            let (key, value) = item.expect("read");
-            let mut value = value.to_vec();
-            let last = value.len() - 1;
-            value[last] ^= 0x01;
-            sm.insert(key, value).expect("write");
-            edited += 1;
-        }
-        assert!(edited > 0, "the follower's state commitment is stored");
-        db.flush().expect("flush");
+        let disk = common::open_raw_disk(&cluster.node(victim).data_dir);
+        let mut batch = WriteBatch::default();
+        disk.for_each(
+            TreeName::Sm,
+            b"state_meta",
+            Some(b"state_metb"),
+            &mut |key, value| {
+                let mut value = value.to_vec();
+                let last = value.len() - 1;
+                value[last] ^= 0x01;
+                batch.insert(TreeName::Sm, key.to_vec(), value);
+                Ok(())
+            },
+        )
+        .expect("read");
+        assert!(
+            !batch.is_empty(),
+            "the follower's state commitment is stored"
+        );
+        disk.apply(batch).expect("write");
+        disk.durable_flush().expect("flush");
     }
     cluster.start(victim).await.expect("restart the follower");
     // New entries, so the leader's checkpointer has a grown ledger to checkpoint.

@@ -1,17 +1,21 @@
-//! A tampered node cannot fool a client that verifies: one node's stored entry is rewritten
-//! behind its back (it is stopped, its sled file edited, restarted), and an independent
-//! cluster under the same cluster id stands in for a node serving a forked history.
-//! Verified reads through either are refused with evidence; the honest nodes keep serving
-//! verified reads.
+//! A tampered node cannot fool a client that verifies: one node's stored entry and one of
+//! its state rows are rewritten behind its back (it is stopped, its store edited through
+//! the raw disk of whichever engine wrote it, restarted), and an independent cluster under
+//! the same cluster id stands in for a node serving a forked history. Verified reads
+//! through either are refused with evidence, or (the state row) answered with the state a
+//! quorum vouches for, never the rewritten one; the honest nodes keep serving verified
+//! reads.
 
 mod common;
 
 use std::time::Instant;
 
 use common::{binary, deposit, formed_tls_cluster, ledger_id, phase};
+use docket_client::state_proof::verified_subject;
 use docket_client::verify::{verified_checkpoint, verified_entry};
 use docket_core::LedgerEntry;
 use docket_node::local_cluster::{operator_key, LocalCluster};
+use docket_raft::disk::{TreeName, WriteBatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_reads_refuse_a_tampered_node_and_a_forked_history() {
@@ -41,14 +45,44 @@ async fn verified_reads_refuse_a_tampered_node_and_a_forked_history() {
         .expect("a follower");
     cluster.kill(victim).await.expect("stop it");
     {
-        let db = sled::open(&cluster.node(victim).data_dir).expect("its sled store");
-        let tree = db.open_tree("ledger").expect("ledger tree");
+        let disk = common::open_raw_disk(&cluster.node(victim).data_dir);
         let key = 5u64.to_be_bytes();
-        let bytes = tree.get(key).expect("read").expect("entry #5 is stored");
+        let bytes = disk
+            .get(TreeName::Ledger, &key)
+            .expect("read")
+            .expect("entry #5 is stored");
         let mut entry = LedgerEntry::from_bytes(&bytes).expect("an entry");
         entry.time.0 += 1; // its hash field left as it was
-        tree.insert(key, entry.to_bytes()).expect("write");
-        db.flush().expect("flush");
+        let mut batch = WriteBatch::default();
+        batch.insert(TreeName::Ledger, key.to_vec(), entry.to_bytes());
+        // And subject t-1's state row: its amount, in the current generation of rows.
+        let generation = disk
+            .get(TreeName::Sm, b"state_gen")
+            .expect("read")
+            .expect("a generation");
+        let generation: [u8; 8] = generation.as_slice().try_into().expect("a u64");
+        let row_key = [
+            &[0u8][..],
+            &u64::from_le_bytes(generation).to_be_bytes(),
+            &docket_core::rows::subject_key("settlement", "t-1"),
+        ]
+        .concat();
+        let bytes = disk
+            .get(TreeName::Sm, &row_key)
+            .expect("read")
+            .expect("t-1's row is stored");
+        let mut subject: docket_core::SubjectState =
+            docket_core::encoding::from_bytes(&bytes).expect("a subject row");
+        subject
+            .fields
+            .insert("amount".to_owned(), docket_core::Value::Int(1_000_000));
+        batch.insert(
+            TreeName::Sm,
+            row_key,
+            docket_core::encoding::to_bytes(&subject),
+        );
+        disk.apply(batch).expect("write");
+        disk.durable_flush().expect("flush");
     }
     cluster.start(victim).await.expect("restart it");
     let tampered = cluster.node(victim).client();
@@ -78,6 +112,41 @@ async fn verified_reads_refuse_a_tampered_node_and_a_forked_history() {
             .expect("honest nodes keep serving verified reads");
         assert_eq!(entry.hash, shown.hash);
         assert_eq!(entry.compute_hash(), entry.hash);
+    }
+
+    phase(
+        start,
+        "a verified state read through it answers the quorum's state, not the rewritten row",
+    );
+    let shown_state = tampered
+        .state("settlement", "t-1", docket_api::wire::Consistency::Local)
+        .await
+        .expect("it serves the rewritten row unverified")
+        .state
+        .expect("a state");
+    assert_eq!(
+        shown_state
+            .fields
+            .get("amount")
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("1000000"),
+        "the tamper took"
+    );
+    let (proved, _) = verified_subject(&tampered, "settlement", "t-1")
+        .await
+        .expect("a verified state read through the tampered node");
+    let proved = proved.expect("t-1 has a state");
+    assert_ne!(
+        proved.fields.get("amount"),
+        Some(&docket_core::Value::Int(1_000_000)),
+        "the rewritten row was proved"
+    );
+    for honest in [1, 2, 3].into_iter().filter(|id| *id != victim) {
+        let (state, _) = verified_subject(&cluster.node(honest).client(), "settlement", "t-1")
+            .await
+            .expect("honest nodes keep serving verified state");
+        assert_eq!(state.as_ref(), Some(&proved));
     }
 
     phase(

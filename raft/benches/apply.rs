@@ -2,7 +2,9 @@
 //! ledger of 10^4 entries as on one of 10^6 (issue 10: O(1)/O(log n) per entry, flat as
 //! the ledger grows)?
 //!
-//! Two groups, each over stores on sled pre-filled to the same ledger lengths:
+//! Two groups, each over stores pre-filled to the same ledger lengths, on the disk
+//! `DOCKET_BENCH_ENGINE` names (`sled` or `fjall`; the store's default otherwise), which
+//! the group names carry (`apply-fjall/{len}`):
 //!
 //! * `apply/{len}`: one Raft entry carrying a one-deposit `Submit`, through
 //!   `RaftStateMachine::apply` (what openraft calls): core adjudication and apply, then
@@ -26,6 +28,7 @@
 //! cargo bench -p docket-raft --bench apply
 //! DOCKET_BENCH_SIZES=10000,100000 cargo bench -p docket-raft --bench apply   # quick
 //! DOCKET_BENCH_COMMIT_SIZES=10000000 cargo bench -p docket-raft --bench apply -- commit
+//! DOCKET_BENCH_ENGINE=fjall cargo bench -p docket-raft --bench apply
 //! ```
 //!
 //! Medians and spreads per length: criterion's `estimates.json` and `sample.json` under
@@ -41,7 +44,10 @@ use docket_core::{
     SignatureCheck, SignedProposal, Value,
 };
 use docket_raft::store::AppliedRecord;
-use docket_raft::{Command, CommandResponse, Entry, Replica, StateMachine, Store, StoreOptions};
+use docket_raft::{
+    Command, CommandResponse, Entry, Replica, StateMachine, StorageEngine, Store, StoreOptions,
+    STORAGE_ENGINE_DEFAULT,
+};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
@@ -66,6 +72,23 @@ const APPLIES_PER_SAMPLE_MAX: u64 = 100;
 /// of the timed path to see past the fill.
 const APPLIES_PER_SAMPLE_VARIABLE: &str = "DOCKET_BENCH_APPLIES_PER_SAMPLE";
 const SAMPLES: usize = 20;
+
+/// The disk the fixtures are on: `DOCKET_BENCH_ENGINE`, else the store's default.
+fn engine() -> StorageEngine {
+    match std::env::var("DOCKET_BENCH_ENGINE") {
+        Ok(name) => name
+            .parse()
+            .unwrap_or_else(|e| panic!("DOCKET_BENCH_ENGINE: {e}")),
+        Err(_) => STORAGE_ENGINE_DEFAULT,
+    }
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        engine: engine(),
+        ..StoreOptions::default()
+    }
+}
 
 /// Proposals per `Submit` command, and commands per apply call, while filling: large
 /// enough that per-call costs vanish, small enough that a batch is a few MiB.
@@ -145,7 +168,7 @@ impl ApplyFixture {
         let started = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
         let (_log, state_machine) =
-            docket_raft::open_with(dir.path(), &StoreOptions::default()).expect("open");
+            docket_raft::open_with(dir.path(), &store_options()).expect("open");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -296,7 +319,7 @@ impl CommitFixture {
     fn build(len: u64) -> CommitFixture {
         let started = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        let store = Store::open(dir.path(), &store_options()).expect("open");
         let mut fixture = CommitFixture {
             _dir: dir,
             store,
@@ -310,7 +333,7 @@ impl CommitFixture {
             fixture.applied.ledger_len += count;
             fixture
                 .store
-                .commit_apply(&entries, None, &fixture.applied)
+                .commit_apply(&entries, None, Default::default(), &fixture.applied)
                 .expect("commit");
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -349,7 +372,12 @@ impl CommitFixture {
         for entry in &entries {
             self.applied.ledger_len += 1;
             self.store
-                .commit_apply(std::slice::from_ref(entry), None, &self.applied)
+                .commit_apply(
+                    std::slice::from_ref(entry),
+                    None,
+                    Default::default(),
+                    &self.applied,
+                )
                 .expect("commit");
         }
         started.elapsed()
@@ -431,7 +459,8 @@ fn scaled(elapsed: Duration, timed: u64, iters: u64) -> Duration {
 
 fn bench_apply(c: &mut Criterion) {
     let per_sample = applies_per_sample();
-    let mut group = c.benchmark_group("apply");
+    let name = format!("apply-{}", engine());
+    let mut group = c.benchmark_group(&name);
     group.sampling_mode(SamplingMode::Flat);
     let mut summaries = Vec::new();
     for len in sizes("DOCKET_BENCH_SIZES", APPLY_SIZES_DEFAULT) {
@@ -451,18 +480,19 @@ fn bench_apply(c: &mut Criterion) {
         summaries.extend(samples.summary().map(|s| (len, s)));
         if let Some(fixture) = fixture {
             eprintln!(
-                "apply/{len}: the ledger grew to {} entries while measured",
+                "{name}/{len}: the ledger grew to {} entries while measured",
                 fixture.replica.ledger_len()
             );
         }
     }
     group.finish();
-    report("apply", &summaries);
+    report(&name, &summaries);
 }
 
 fn bench_commit(c: &mut Criterion) {
     let per_sample = applies_per_sample();
-    let mut group = c.benchmark_group("commit");
+    let name = format!("commit-{}", engine());
+    let mut group = c.benchmark_group(&name);
     group.sampling_mode(SamplingMode::Flat);
     let mut summaries = Vec::new();
     for len in sizes("DOCKET_BENCH_COMMIT_SIZES", COMMIT_SIZES_DEFAULT) {
@@ -499,13 +529,13 @@ fn bench_commit(c: &mut Criterion) {
         }
         if let Some(fixture) = fixture {
             eprintln!(
-                "commit/{len}: the ledger grew to {} entries while measured",
+                "{name}/{len}: the ledger grew to {} entries while measured",
                 fixture.applied.ledger_len
             );
         }
     }
     group.finish();
-    report("commit", &summaries);
+    report(&name, &summaries);
 }
 
 criterion_group! {

@@ -33,6 +33,12 @@ pub enum Command {
     },
     /// Advances ledger time: expires deferred proposals whose deferral ran out.
     Tick { time: LedgerTime },
+    /// Makes this command's boundary an **anchor** of the state map
+    /// ([`docket_core::statemap`]) besides the one every
+    /// [`ANCHOR_ENTRIES`](docket_core::statemap::ANCHOR_ENTRIES) entries, so a row just
+    /// changed can be proved without waiting for the ledger to grow. Appends no entry and
+    /// changes no state; being in the log, it anchors every replica at the same boundary.
+    Anchor { time: LedgerTime },
 }
 
 impl Command {
@@ -41,7 +47,8 @@ impl Command {
         match self {
             Command::Genesis { time, .. }
             | Command::Submit { time, .. }
-            | Command::Tick { time } => *time,
+            | Command::Tick { time }
+            | Command::Anchor { time } => *time,
         }
     }
 }
@@ -131,6 +138,10 @@ pub enum CommandResponse {
     },
     Ticked {
         appended: IndexRange,
+    },
+    /// The state map was brought up to date at this boundary, `size` ledger entries.
+    Anchored {
+        size: u64,
     },
     Refused(CommandError),
 }
@@ -224,6 +235,12 @@ pub(crate) fn execute(
                 },
             }
         }
+        Command::Anchor { .. } => match state {
+            None => CommandResponse::Refused(CommandError::NotInitialized),
+            Some(state) => CommandResponse::Anchored {
+                size: state.head().index.0 + 1,
+            },
+        },
     }
 }
 

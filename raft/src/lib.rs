@@ -104,13 +104,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
-pub use disk::Disk;
+pub use disk::{detect_engine, Disk, StorageEngine};
 pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
 pub use snapshot_file::SnapshotFile;
-pub use state_machine::{Boundary, Replica, StateMachine, RECENT_BOUNDARIES_MAX};
-pub use store::{Store, StoreError, StoreOptions};
+pub use state_machine::{
+    Boundary, Replica, RowProof, StateMachine, RECENT_ANCHORS_MAX, RECENT_BOUNDARIES_MAX,
+};
+pub use store::{Store, StoreError, StoreOptions, STORAGE_ENGINE_DEFAULT};
 
 /// Addresses of a cluster member, as stored in Raft membership.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]

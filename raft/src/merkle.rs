@@ -368,7 +368,12 @@ mod tests {
             applied.ledger_len = n + 1;
             let reads = disk.reads();
             store
-                .commit_apply(std::slice::from_ref(entry), None, &applied)
+                .commit_apply(
+                    std::slice::from_ref(entry),
+                    None,
+                    Default::default(),
+                    &applied,
+                )
                 .expect("apply");
             let append_reads = disk.reads() - reads;
             assert_eq!(append_reads, 0, "apply of leaf {n}");
@@ -442,7 +447,9 @@ mod tests {
             ledger_len: mem.size() + entries.len() as u64,
             ..AppliedRecord::default()
         };
-        store.commit_apply(entries, None, &applied).expect("apply");
+        store
+            .commit_apply(entries, None, Default::default(), &applied)
+            .expect("apply");
         for entry in entries {
             mem.append(&entry.hash.0).expect("mem append");
         }
@@ -477,7 +484,7 @@ mod tests {
             ..AppliedRecord::default()
         };
         assert!(store
-            .commit_apply(&entries[1_000..1_005], None, &applied)
+            .commit_apply(&entries[1_000..1_005], None, Default::default(), &applied)
             .is_err());
         assert_eq!(store.merkle_frontier().size(), 1_000);
         drop(store);
@@ -501,7 +508,7 @@ mod tests {
                 ..AppliedRecord::default()
             };
             store
-                .commit_apply(&entries[1_000..1_005], None, &applied)
+                .commit_apply(&entries[1_000..1_005], None, Default::default(), &applied)
                 .expect("apply");
             assert_eq!(disk.pending_batches(), 11);
             drop(store);
@@ -532,7 +539,7 @@ mod tests {
             ..AppliedRecord::default()
         };
         store
-            .commit_apply(&entries[..7], None, &applied)
+            .commit_apply(&entries[..7], None, Default::default(), &applied)
             .expect("apply");
         let corrupt =
             |r: Result<Hash, TreeError>| matches!(r, Err(TreeError::Store(StoreError::Corrupt(_))));
@@ -559,7 +566,7 @@ mod tests {
             ..AppliedRecord::default()
         };
         store
-            .commit_apply(&entries[7..], None, &applied)
+            .commit_apply(&entries[7..], None, Default::default(), &applied)
             .expect("apply");
         let mut mem = MerkleTree::new(MemStore::default());
         for entry in &entries {
@@ -607,7 +614,7 @@ mod tests {
                 ..AppliedRecord::default()
             };
             store
-                .commit_apply(&entries[..7], None, &applied)
+                .commit_apply(&entries[..7], None, Default::default(), &applied)
                 .expect("apply");
             store.write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[1; 64]);
             drop(store);

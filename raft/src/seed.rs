@@ -27,6 +27,7 @@ use docket_core::{EntryHash, LedgerEntry, StateHash};
 use openraft::storage::RaftStateMachine as _;
 use openraft::{CommittedLeaderId, Membership};
 
+use crate::disk::{detect_engine, StorageEngine};
 use crate::snapshot::{self, Header, IO_BUFFER_BYTES};
 use crate::snapshot_file::SnapshotFile;
 use crate::state_machine::StateMachine;
@@ -163,10 +164,11 @@ pub struct Seeded {
     pub state_hash: Option<StateHash>,
 }
 
-/// The options a seed is installed with: this node's, and no background flush thread (the
-/// install ends with a durable flush of its own).
-fn options(node_id: NodeId) -> StoreOptions {
+/// The options a seed is installed with: this node's, on `engine`, and no background flush
+/// thread (the install ends with a durable flush of its own).
+fn options(engine: StorageEngine, node_id: NodeId) -> StoreOptions {
     StoreOptions {
+        engine,
         flush_every_ms: None,
         node_id: Some(node_id),
         ..StoreOptions::default()
@@ -178,11 +180,12 @@ fn options(node_id: NodeId) -> StoreOptions {
 /// out, then durably flushed. Refuses a store that holds anything.
 pub async fn install(
     dir: &Path,
+    engine: StorageEngine,
     node_id: NodeId,
     meta: &SnapshotMeta,
     file: SnapshotFile,
 ) -> Result<Seeded, SeedError> {
-    install_then(dir, node_id, meta, file, |_| ())
+    install_then(dir, engine, node_id, meta, file, |_| ())
         .await
         .map(|(seeded, ())| seeded)
 }
@@ -192,12 +195,13 @@ pub async fn install(
 /// process until sled has let go of it.
 pub async fn install_then<T>(
     dir: &Path,
+    engine: StorageEngine,
     node_id: NodeId,
     meta: &SnapshotMeta,
     file: SnapshotFile,
     then: impl FnOnce(&crate::Replica) -> T,
 ) -> Result<(Seeded, T), SeedError> {
-    let store = Arc::new(Store::open(dir, &options(node_id))?);
+    let store = Arc::new(Store::open(dir, &options(engine, node_id))?);
     let used = store
         .read_applied()?
         .is_some_and(|a| a.last_applied.is_some() || a.ledger_len > 0)
@@ -225,6 +229,8 @@ pub async fn install_then<T>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Survivor {
     pub seed: Seed,
+    /// The engine the survivor's store is on (its `ENGINE` marker or its files).
+    pub engine: StorageEngine,
     /// The last Raft log id the survivor knew committed (its committed id, or its applied
     /// one if later); every command up to it is in the seed.
     pub committed: Option<LogId>,
@@ -252,7 +258,9 @@ pub async fn seed_from_store(
     node_id: NodeId,
     addr: NodeAddr,
 ) -> Result<(Survivor, SnapshotMeta, SnapshotFile), SeedError> {
-    let store = Arc::new(Store::open(dir, &options(node_id))?);
+    let engine = detect_engine(dir)?
+        .ok_or_else(|| StoreError::Corrupt(format!("{} holds no node store", dir.display())))?;
+    let store = Arc::new(Store::open(dir, &options(engine, node_id))?);
     let mut state_machine = StateMachine::open(store.clone())?;
     let replica = state_machine.replica();
     let committed = store.read_committed()?.max(replica.last_applied());
@@ -304,6 +312,7 @@ pub async fn seed_from_store(
     Ok((
         Survivor {
             seed,
+            engine,
             committed,
             log_last,
             log_entries_dropped,
@@ -373,11 +382,14 @@ mod tests {
         let store_dir = dir.path().join("store");
         let meta = seed_meta(1, addr());
         let file = seed_file(dir.path(), &entries, state_hash);
-        let seeded = install(&store_dir, 1, &meta, file).await.expect("installs");
+        let seeded = install(&store_dir, StorageEngine::Sled, 1, &meta, file)
+            .await
+            .expect("installs");
         assert_eq!(seeded.ledger_len, 6);
         assert_eq!(seeded.state_hash, Some(state_hash));
 
-        let store = Arc::new(Store::open(&store_dir, &options(1)).expect("reopen"));
+        let store =
+            Arc::new(Store::open(&store_dir, &options(StorageEngine::Sled, 1)).expect("reopen"));
         let applied = store
             .read_applied()
             .expect("read")
@@ -392,7 +404,7 @@ mod tests {
         drop(store);
 
         let again = seed_file(dir.path(), &entries, state_hash);
-        let refused = install(&store_dir, 1, &meta, again).await;
+        let refused = install(&store_dir, StorageEngine::Sled, 1, &meta, again).await;
         assert!(
             matches!(refused, Err(SeedError::NotEmpty(_))),
             "{refused:?}"
@@ -407,9 +419,9 @@ mod tests {
         let store_dir = dir.path().join("store");
         let meta = seed_meta(1, addr());
         let file = seed_file(dir.path(), &entries, other_hash);
-        let refused = install(&store_dir, 1, &meta, file).await;
+        let refused = install(&store_dir, StorageEngine::Sled, 1, &meta, file).await;
         assert!(matches!(refused, Err(SeedError::Refused(_))), "{refused:?}");
-        let store = Store::open(&store_dir, &options(1)).expect("reopen");
+        let store = Store::open(&store_dir, &options(StorageEngine::Sled, 1)).expect("reopen");
         assert!(
             store
                 .read_applied()

@@ -25,17 +25,21 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use docket_core::merkle::Hash;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+
+use docket_core::statemap::{self, Digest, MapAnchor, MapProof};
 
 use docket_core::{LedgerEntry, LedgerIndex, LedgerTime, Rows, State, StateHash, VerifiedMemo};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
-use crate::command::{execute, CommandResponse};
+use crate::command::{execute, Command, CommandResponse};
 use crate::merkle::{LedgerTree, TreeError, TreeHead};
 use crate::snapshot::{self, Header, SnapshotBuilder, VerifyError};
 use crate::snapshot_file::SnapshotFile;
-use crate::store::{AppliedRecord, CoreRecord, SnapshotRecord, Store, StoreError};
+use crate::store::{
+    is_map_row, AppliedRecord, CoreRecord, MapCommit, MapRecord, SnapshotRecord, Store, StoreError,
+};
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What apply changes, under one lock.
@@ -50,7 +54,36 @@ struct Shared {
     /// these sizes, however each batches its applies. In memory only: a replica that opens or
     /// installs a snapshot starts from where it stands (an apply ends at a command).
     recent: VecDeque<Boundary>,
+    /// Where the state map stands on disk (as of the last commit).
+    map: MapRecord,
+    /// The state map's last [`RECENT_ANCHORS_MAX`] anchors this replica computed, oldest
+    /// first: what it vouches for in a checkpoint's `map` line.
+    anchors: VecDeque<MapAnchor>,
+    /// The rows changed since the map's last anchor: the dirty keys on disk, mirrored (the
+    /// next anchor folds them without scanning for them), each with its value's hash when
+    /// the commit that changed it knew it (`Some(None)`: the row was removed), `None` when
+    /// it must be read (after a restart). At most one anchor interval's rows.
+    dirty: DirtyRows,
 }
+
+/// Row key → its value hash as of the last commit, if known: see [`Shared::dirty`].
+type DirtyRows = BTreeMap<Vec<u8>, Option<Option<Digest>>>;
+
+/// A proof of one state row ([`Replica::prove_row`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProof {
+    /// The anchor the proof is under; `None` while the map is at no anchor (after a
+    /// snapshot install, until the next one).
+    pub anchor: Option<MapAnchor>,
+    pub proof: MapProof,
+    /// The row's bytes now.
+    pub value: Option<Vec<u8>>,
+    /// Whether `value` is what the proof proves (the row did not change since the anchor).
+    pub current: bool,
+}
+
+/// Anchors of the state map a replica remembers for cosigning.
+pub const RECENT_ANCHORS_MAX: usize = 256;
 
 /// Commands whose resulting state a replica remembers for cosigning: at a hundred group
 /// commits a second, the last 40 s or so; 48 bytes each.
@@ -65,16 +98,19 @@ pub struct Boundary {
     pub state: StateHash,
     /// The ledger time of the last of them.
     pub time: LedgerTime,
+    /// The state map's last anchor at or before `size`, if this replica computed it.
+    pub map: Option<MapAnchor>,
 }
 
 impl Boundary {
     /// The boundary a replica stands at when it opens or installs a snapshot: what it has
     /// applied ends at a command (applies and snapshots cover whole log entries).
-    fn now(state: &State, applied: &AppliedRecord) -> Boundary {
+    fn now(state: &State, applied: &AppliedRecord, map: Option<MapAnchor>) -> Boundary {
         Boundary {
             size: applied.ledger_len,
             state: state.hash(),
             time: state.head().time,
+            map,
         }
     }
 }
@@ -153,7 +189,7 @@ impl StateMachine {
             migrate(&store, applied.ledger_len)?;
         }
         let rows = StoreRows::shared(store.clone(), store.state_generation());
-        let core =
+        let mut core =
             State::open(rows).map_err(|e| StoreError::Corrupt(format!("persisted state: {e}")))?;
         let head = core.as_ref().map(|s| s.head());
         let last =
@@ -177,13 +213,30 @@ impl StateMachine {
             generation = store.state_generation(),
             "state machine opened"
         );
-        let recent = VecDeque::from_iter(core.as_ref().map(|state| Boundary::now(state, &applied)));
+        let map = store.map_ensure(store.state_generation(), applied.ledger_len)?;
+        // The one scan for dirty keys: at most an anchor interval's rows.
+        let dirty = store
+            .map_dirty_keys()?
+            .into_iter()
+            .map(|key| (key, None))
+            .collect();
+        if let Some(core) = core.as_mut() {
+            core.track_touched_rows();
+        }
+        let anchor = map.anchor()?;
+        let recent = VecDeque::from_iter(
+            core.as_ref()
+                .map(|state| Boundary::now(state, &applied, anchor)),
+        );
         Ok(StateMachine {
             store,
             shared: Arc::new(RwLock::new(Shared {
                 core,
                 applied,
                 recent,
+                map,
+                anchors: anchor.into_iter().collect(),
+                dirty,
             })),
             signatures: Arc::new(VerifiedMemo::new()),
         })
@@ -216,9 +269,13 @@ impl StateMachine {
             core,
             applied,
             recent,
+            map,
+            anchors,
+            dirty,
         } = &mut *shared;
         let had_core = core.is_some();
         let mut recorded: Vec<LedgerEntry> = Vec::new();
+        let mut map_commit = MapCommit::default();
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
             let response = match entry.payload {
@@ -228,6 +285,8 @@ impl StateMachine {
                     CommandResponse::Internal
                 }
                 EntryPayload::Normal(command) => {
+                    let before = applied.ledger_len + recorded.len() as u64;
+                    let forced = matches!(command, Command::Anchor { .. });
                     let response = execute(core, command, &mut recorded, &*self.signatures);
                     if !had_core {
                         // Genesis made the state in memory: its rows go to the store.
@@ -235,17 +294,37 @@ impl StateMachine {
                             StoreRows::shared(self.store.clone(), self.store.state_generation());
                         *core = core.take().map(|s| s.on_rows(rows));
                     }
-                    if let Some(state) = core.as_ref() {
+                    if let Some(state) = core.as_mut() {
+                        state.track_touched_rows();
                         let size = applied.ledger_len + recorded.len() as u64;
-                        if recent.back().is_none_or(|b| b.size != size) {
-                            if recent.len() == RECENT_BOUNDARIES_MAX {
-                                recent.pop_front();
+                        if forced || statemap::is_anchor(before, size) {
+                            let anchor = self
+                                .anchor(state, size, map, &mut map_commit, dirty)
+                                .unwrap_or_else(|error| {
+                                    panic!("fatal: cannot update the state map at {size}: {error}")
+                                });
+                            if anchors.len() == RECENT_ANCHORS_MAX {
+                                anchors.pop_front();
                             }
-                            recent.push_back(Boundary {
-                                size,
-                                state: state.hash(),
-                                time: state.head().time,
-                            });
+                            anchors.push_back(anchor);
+                        }
+                        let boundary = Boundary {
+                            size,
+                            state: state.hash(),
+                            time: state.head().time,
+                            map: map.anchor().ok().flatten(),
+                        };
+                        match recent.back_mut() {
+                            // A command that appended nothing (an anchor, an idle tick)
+                            // ends where the last one did: same ledger, same state, and
+                            // perhaps a newer map.
+                            Some(last) if last.size == size => *last = boundary,
+                            _ => {
+                                if recent.len() == RECENT_BOUNDARIES_MAX {
+                                    recent.pop_front();
+                                }
+                                recent.push_back(boundary);
+                            }
                         }
                     }
                     response
@@ -261,8 +340,28 @@ impl StateMachine {
             "invariant: the ledger length follows the state's head"
         );
         applied.ledger_len = ledger_len;
+        if let Some(state) = core.as_mut() {
+            map_commit.dirty = state
+                .take_touched_rows()
+                .into_iter()
+                .filter(|key| is_map_row(key))
+                .collect();
+        }
         let changes = core.as_mut().map(State::take_changes);
-        if let Err(error) = self.store.commit_apply(&recorded, changes, applied) {
+        // The rows this apply left dirty, with the value hashes its changes carry (a key
+        // touched but not rewritten keeps its stored value: read at the anchor).
+        let written = changes.as_ref().map_or(&[][..], |c| &c.rows[..]);
+        for key in &map_commit.dirty {
+            let hash = written
+                .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+                .ok()
+                .map(|at| written[at].1.as_deref().map(statemap::value_hash));
+            dirty.insert(key.clone(), hash);
+        }
+        if let Err(error) = self
+            .store
+            .commit_apply(&recorded, changes, map_commit, applied)
+        {
             // See the module docs: stopping beats diverging.
             panic!(
                 "fatal: cannot store applied entries (last applied {:?}): {error}",
@@ -271,6 +370,59 @@ impl StateMachine {
         }
         crate::telemetry::record_applied(&recorded);
         responses
+    }
+
+    /// Brings the state map to the state at this boundary (`size` entries): folds every
+    /// row changed since the last anchor (those of earlier applies, `dirty`, the first time
+    /// in an apply; and the rows touched in this one since) into the map, with the node
+    /// writes kept in `commit` as an overlay until the apply commits them.
+    fn anchor(
+        &self,
+        state: &mut State,
+        size: u64,
+        map: &mut MapRecord,
+        commit: &mut MapCommit,
+        dirty: &mut DirtyRows,
+    ) -> Result<MapAnchor, StoreError> {
+        let started = std::time::Instant::now();
+        let touched = state.take_touched_rows();
+        let hash_of = |key: &[u8]| state.row_value(key).map(|v| statemap::value_hash(&v));
+        let mut updates: BTreeMap<Digest, Option<Digest>> = BTreeMap::new();
+        for (key, known) in std::mem::take(dirty) {
+            if !touched.contains(&key) {
+                let value = known.unwrap_or_else(|| hash_of(&key));
+                updates.insert(statemap::key_hash(&key), value);
+            }
+            commit.consumed.push(key);
+        }
+        for key in touched.iter().filter(|key| is_map_row(key)) {
+            updates.insert(statemap::key_hash(key), hash_of(key));
+        }
+        let root = statemap::update(
+            &self.store.map_nodes(),
+            &mut commit.writes,
+            map.root_slot()?,
+            &updates,
+        )
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        *map = MapRecord {
+            generation: map.generation,
+            size,
+            root: root.to_bytes(),
+            anchored: true,
+        };
+        commit.record = Some(map.clone());
+        tracing::debug!(
+            size,
+            rows = updates.len(),
+            node_writes = commit.writes.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "state map anchored"
+        );
+        Ok(MapAnchor {
+            size,
+            root: root.hash(),
+        })
     }
 
     /// The snapshot header of the state as it is now: O(1) (the state hash is).
@@ -442,7 +594,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         staging
             .commit(record, changes, &applied)
             .map_err(|e| write_error(&e))?;
-        shared.recent = VecDeque::from_iter(state.as_ref().map(|s| Boundary::now(s, &applied)));
+        // The map is rebuilt from the installed rows, at a size that is no anchor: this
+        // replica vouches for no map root until its next anchor.
+        let map = self
+            .store
+            .map_rebuild(self.store.state_generation(), ledger_len)
+            .map_err(|e| write_error(&e))?;
+        if let Some(state) = state.as_mut() {
+            state.track_touched_rows();
+        }
+        shared.recent =
+            VecDeque::from_iter(state.as_ref().map(|s| Boundary::now(s, &applied, None)));
+        shared.anchors.clear();
+        shared.dirty.clear();
+        shared.map = map;
         shared.core = state;
         shared.applied = applied;
         tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
@@ -528,6 +693,38 @@ impl Replica {
         // Only between a failed snapshot install and the panic of the next apply: the
         // tree on disk, as for every other view.
         self.store.ledger_tree_of(shared.applied.ledger_len).head()
+    }
+
+    /// A proof of state row `row_key` under the state map's last anchor, with the row's
+    /// current value; read under the state lock, which every write of the map holds, so
+    /// the proof, the anchor and the value are of one moment.
+    pub fn prove_row(&self, row_key: &[u8]) -> Result<RowProof, StoreError> {
+        let shared = read(&self.shared);
+        let root = shared.map.root_slot()?;
+        let key = statemap::key_hash(row_key);
+        let proof = statemap::prove(&self.store.map_nodes(), root, &key)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let value = shared.core.as_ref().and_then(|s| s.row_value(row_key));
+        let held = match proof.leaf {
+            Some((k, v)) if k == key => Some(v),
+            _ => None,
+        };
+        Ok(RowProof {
+            anchor: shared.map.anchor()?,
+            current: held == value.as_deref().map(statemap::value_hash),
+            proof,
+            value,
+        })
+    }
+
+    /// The state map's anchor at `size`, if this replica computed it and remembers it.
+    pub fn map_anchor(&self, size: u64) -> Option<MapAnchor> {
+        read(&self.shared)
+            .anchors
+            .iter()
+            .rev()
+            .find(|a| a.size == size)
+            .copied()
     }
 
     /// The last applied command's boundary, if this replica remembers one.
@@ -1295,6 +1492,178 @@ mod tests {
             leader.replica().tree_head().expect("head")
         );
         assert_proofs_verify(&behind.replica(), &ledger_of(&leader.replica()));
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The state map
+
+    /// The map root of every row the store holds now, computed afresh in memory: what the
+    /// map kept up to date anchor by anchor must equal.
+    fn fresh_map_root(sm: &StateMachine) -> docket_core::statemap::Digest {
+        use docket_core::rows::{TABLE_DEFERRED, TABLE_OUTCOME, TABLE_PROPOSAL, TABLE_SUBJECT};
+        let mut all = BTreeMap::new();
+        for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED, TABLE_OUTCOME] {
+            sm.store
+                .state_scan(sm.store.state_generation(), &[table], &mut |key, value| {
+                    all.insert(statemap::key_hash(key), Some(statemap::value_hash(value)));
+                })
+                .expect("scan");
+        }
+        assert!(all.len() > 100, "{} rows", all.len());
+        let map = statemap::MemMap::default();
+        let mut writes = statemap::MapWrites::new();
+        statemap::update(&map, &mut writes, statemap::Slot::Empty, &all)
+            .expect("update")
+            .hash()
+    }
+
+    fn anchor_command(index: u64, time: u64) -> Entry {
+        normal(
+            index,
+            Command::Anchor {
+                time: LedgerTime(time),
+            },
+        )
+    }
+
+    /// Rows proved against the replica's last anchor verify, present and absent.
+    fn assert_rows_prove(replica: &Replica, anchor: MapAnchor) {
+        for subject in ["stl-1", "base", "dependent", "more-3-0", "never-filed"] {
+            let key = docket_core::rows::subject_key("settlement", subject);
+            let proved = replica.prove_row(&key).expect("prove");
+            assert_eq!(proved.anchor, Some(anchor));
+            assert!(proved.current, "{subject} changed since the anchor");
+            assert_eq!(
+                proved
+                    .proof
+                    .verify(&anchor.root, &key, proved.value.as_deref()),
+                Ok(()),
+                "{subject}"
+            );
+            assert_eq!(proved.value.is_some(), subject != "never-filed");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_map_anchors_every_1024_entries_and_on_command_and_proves_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut entries = longer_workload(1_400);
+        let next = 8 + 1_400;
+        {
+            let (_log, mut sm) = open_sm(dir.path());
+            // One apply across two anchors (the dirty keys of the first are in memory).
+            sm.apply(entries.clone()).await.expect("apply");
+            let len = sm.replica().ledger_len();
+            assert!(len > 2 * statemap::ANCHOR_ENTRIES, "{len} entries");
+            let boundary = sm.replica().latest_boundary().expect("boundary");
+            let anchor = boundary.map.expect("an anchor was reached");
+            assert_eq!(
+                anchor.size / statemap::ANCHOR_ENTRIES,
+                len / statemap::ANCHOR_ENTRIES
+            );
+            assert!(anchor.size < len, "rows changed after the last anchor");
+            assert_eq!(sm.replica().map_anchor(anchor.size), Some(anchor));
+            // Anchoring on command: the map now holds every row, as a fresh build does.
+            let anchored = anchor_command(next, 900_000);
+            entries.push(anchored.clone());
+            let responses = sm.apply([anchored]).await.expect("apply");
+            assert_eq!(responses, vec![CommandResponse::Anchored { size: len }]);
+            let anchor = sm
+                .replica()
+                .latest_boundary()
+                .expect("boundary")
+                .map
+                .expect("map");
+            assert_eq!(anchor.size, len);
+            assert_eq!(anchor.root, fresh_map_root(&sm));
+            assert_rows_prove(&sm.replica(), anchor);
+            // Later applies, one command at a time, cross the next anchor from dirty keys
+            // kept on disk; a restart in the middle keeps them.
+            for i in 0..400u64 {
+                let entry = normal(
+                    next + 1 + i,
+                    Command::Submit {
+                        proposals: vec![
+                            deposit(&format!("late-{i}"), 1, vec![]),
+                            deposit("stl-1", 1, vec![]),
+                        ],
+                        time: LedgerTime(900_001 + i),
+                    },
+                );
+                entries.push(entry.clone());
+                sm.apply([entry]).await.expect("apply");
+            }
+        }
+        let (_log, mut sm) = open_sm(dir.path());
+        let before = sm.replica().latest_boundary().expect("boundary");
+        assert!(before.map.is_some(), "the anchor survives a restart");
+        let mut index = next + 401;
+        for i in 0..1_100u64 {
+            let entry = normal(
+                index,
+                Command::Submit {
+                    proposals: vec![deposit(&format!("later-{i}"), 1, vec![])],
+                    time: LedgerTime(901_000 + i),
+                },
+            );
+            index += 1;
+            entries.push(entry.clone());
+            sm.apply([entry]).await.expect("apply");
+        }
+        let crossed = sm
+            .replica()
+            .latest_boundary()
+            .expect("boundary")
+            .map
+            .expect("map");
+        assert!(crossed.size > before.map.expect("map").size, "a new anchor");
+        let anchored = anchor_command(index, 999_000);
+        entries.push(anchored.clone());
+        sm.apply([anchored]).await.expect("apply");
+        let anchor = sm
+            .replica()
+            .latest_boundary()
+            .expect("boundary")
+            .map
+            .expect("map");
+        assert_eq!(anchor.root, fresh_map_root(&sm));
+        assert_rows_prove(&sm.replica(), anchor);
+
+        // A replica that installs a snapshot rebuilds the map, vouches for no anchor until
+        // its next one, and then has the same root as the leader.
+        let mut built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let bytes = built.snapshot.to_bytes().expect("read");
+        let (result, mut fresh, _fresh_dir) = install_on_fresh(&built.meta, bytes).await;
+        result.expect("installs");
+        assert_eq!(
+            fresh.replica().latest_boundary().expect("boundary").map,
+            None
+        );
+        assert_eq!(
+            fresh.replica().prove_row(b"sstl-1").expect("prove").anchor,
+            None
+        );
+        let anchored = anchor_command(index + 1, 999_500);
+        sm.apply([anchored.clone()]).await.expect("apply");
+        fresh.apply([anchored]).await.expect("apply");
+        assert_eq!(
+            fresh.replica().latest_boundary().expect("boundary").map,
+            sm.replica().latest_boundary().expect("boundary").map
+        );
+        assert_rows_prove(
+            &fresh.replica(),
+            fresh
+                .replica()
+                .latest_boundary()
+                .expect("boundary")
+                .map
+                .expect("map"),
+        );
     }
 
     // ---------------------------------------------------------------------------------

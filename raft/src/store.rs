@@ -90,8 +90,12 @@ use docket_core::state::{Changes, KEY_META as KEY_STATE_META};
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
+mod map;
+
+pub use self::map::{is_map_row, MapCommit, MapRecord, StoreMap, MAP_REBUILD_PAGE_ROWS};
+
 use crate::codec;
-use crate::disk::{BoxedDisk, Disk, SledDisk, TreeName, Visit, WriteBatch};
+use crate::disk::{engine, BoxedDisk, Disk, StorageEngine, TreeName, Visit, WriteBatch};
 use crate::merkle::{self, LedgerTree, TreeHead};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
@@ -140,12 +144,23 @@ pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 /// flushed (an applied-state update) stays in sled's user-space buffer.
 pub const FLUSH_EVERY_MS_DEFAULT: u64 = 500;
 
-/// How a [`Store`] opens sled.
+/// The engine a store opens when its options do not say (a node takes its
+/// `[storage] engine`, whose default is the same).
+pub const STORAGE_ENGINE_DEFAULT: StorageEngine = StorageEngine::Fjall;
+
+/// How a [`Store`] opens its disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreOptions {
+    /// Which production disk [`Store::open`] opens (the node's `[storage] engine`). A
+    /// directory holding the other engine's store is refused
+    /// ([`StoreError::EngineMismatch`]).
+    pub engine: StorageEngine,
     /// sled's background flush-and-fsync period; `None` runs no background thread (what a
-    /// deterministic simulation wants). Acknowledged writes never depend on it.
+    /// deterministic simulation wants). Acknowledged writes never depend on it. fjall has
+    /// no counterpart (it hands every batch to the OS as it commits).
     pub flush_every_ms: Option<u64>,
+    /// sled's page cache; fjall's block cache and memtables together
+    /// ([`crate::disk::FjallBudget`]).
     pub cache_capacity_bytes: u64,
     /// The node this store belongs to. With it, only a committed vote for this node
     /// itself (it led) is demoted on open (`Store::demote_vote`); a follower keeps its
@@ -157,6 +172,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions {
+            engine: STORAGE_ENGINE_DEFAULT,
             flush_every_ms: Some(FLUSH_EVERY_MS_DEFAULT),
             cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
             node_id: None,
@@ -169,6 +185,20 @@ impl Default for StoreOptions {
 pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    #[error("fjall: {0}")]
+    Fjall(#[from] fjall::Error),
+    /// The data directory holds the other engine's store.
+    #[error(
+        "{} holds a {found} store, but this node is configured for {wanted}: set \
+         [storage] engine = \"{found}\" (or DOCKET_STORAGE_ENGINE={found}) to open it, or \
+         restore a backup into a new directory to move it to {wanted}",
+        dir.display()
+    )]
+    EngineMismatch {
+        dir: PathBuf,
+        found: StorageEngine,
+        wanted: StorageEngine,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -347,13 +377,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Opens (or creates) the sled database in `dir`, makes its directory entries durable,
-    /// and finishes whatever a crash interrupted (see the module docs).
+    /// Opens (or creates) the database of `options.engine` in `dir` (refusing a directory
+    /// that holds the other engine's: [`crate::disk::engine`]), makes its directory
+    /// entries durable, and finishes whatever a crash interrupted (see the module docs).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        Store::over(
-            BoxedDisk::new(SledDisk::open(dir, options)?),
-            options.node_id,
-        )
+        Store::over(engine::open_disk(dir, options)?, options.node_id)
     }
 
     /// Opens the store on `disk` and finishes whatever a crash interrupted. The simulator
@@ -726,6 +754,7 @@ impl Store {
         &self,
         entries: &[LedgerEntry],
         changes: Option<Changes>,
+        map: MapCommit,
         applied: &AppliedRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -769,6 +798,7 @@ impl Store {
         if let Some(changes) = changes {
             self.state_rows_into(&mut commit, self.state_generation(), changes);
         }
+        self.map_into(&mut commit, map)?;
         commit.insert(
             TreeName::Sm,
             KEY_APPLIED,
@@ -1515,13 +1545,17 @@ mod tests {
         let mut entries = vec![genesis];
         entries.extend(first);
         applied.ledger_len = entries.len() as u64;
-        store.commit_apply(&entries, None, &applied).expect("apply");
+        store
+            .commit_apply(&entries, None, Default::default(), &applied)
+            .expect("apply");
         store.durable_flush().expect("flush");
         let head = store.ledger_tree().expect("tree").head().expect("head");
         assert_eq!(head.size, entries.len() as u64);
 
         applied.ledger_len += second.len() as u64;
-        store.commit_apply(&second, None, &applied).expect("apply");
+        store
+            .commit_apply(&second, None, Default::default(), &applied)
+            .expect("apply");
         drop(store);
         // Every entry of the second apply and its Merkle record reached the disk, its
         // applied record did not.
@@ -1589,7 +1623,7 @@ mod tests {
             ..AppliedRecord::default()
         };
         store
-            .commit_apply(&ours[..40], None, &applied)
+            .commit_apply(&ours[..40], None, Default::default(), &applied)
             .expect("apply");
         // Mark the prefix's tree by removing a record in its middle: an install that
         // keeps the prefix's nodes leaves the gap, one that rebuilds fills it.

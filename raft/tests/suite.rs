@@ -1,8 +1,8 @@
-//! openraft's storage conformance suite against the store on sled: every test gets a fresh
-//! data directory and a fresh `sled::Db`. (The same suite runs on the simulator's disk
-//! model in `sim/tests/storage_suite.rs`.)
+//! openraft's storage conformance suite against the store on both production disks, sled
+//! and fjall: every test gets a fresh data directory and a fresh database. (The same suite
+//! runs on the simulator's disk model in `sim/tests/storage_suite.rs`.)
 
-use docket_raft::{LogStore, StateMachine, TypeConfig};
+use docket_raft::{LogStore, StateMachine, StorageEngine, StoreOptions, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use tempfile::TempDir;
@@ -11,12 +11,17 @@ fn storage_error(e: docket_raft::StoreError) -> StorageError<u64> {
     StorageError::from(openraft::StorageIOError::write(openraft::AnyError::new(&e)))
 }
 
-struct SledBuilder;
+struct Builder(StorageEngine);
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = TempDir::new().expect("tempdir");
-        let (log_store, state_machine) = docket_raft::open(dir.path()).map_err(storage_error)?;
+        let options = StoreOptions {
+            engine: self.0,
+            ..StoreOptions::default()
+        };
+        let (log_store, state_machine) =
+            docket_raft::open_with(dir.path(), &options).map_err(storage_error)?;
         // The TempDir is returned as the guard, so it outlives the stores.
         Ok((dir, log_store, state_machine))
     }
@@ -25,7 +30,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
 /// A plain `#[test]`: `Suite::test_all` runs each case on its own tokio runtime.
 #[test]
 fn openraft_storage_suite_on_sled() {
-    if let Err(e) = Suite::test_all(SledBuilder) {
+    if let Err(e) = Suite::test_all(Builder(StorageEngine::Sled)) {
         panic!("openraft storage suite failed on sled: {e}");
+    }
+}
+
+#[test]
+fn openraft_storage_suite_on_fjall() {
+    if let Err(e) = Suite::test_all(Builder(StorageEngine::Fjall)) {
+        panic!("openraft storage suite failed on fjall: {e}");
     }
 }

@@ -4,7 +4,9 @@
 //! * **Cosigning.** A replica cosigns a checkpoint only for what it has itself applied:
 //!   the ledger size must be a command boundary it remembers
 //!   ([`docket_raft::Replica::boundary`]), the root must be its own tree's at that size and
-//!   the state hash its own state's there. It waits up to [`COSIGN_WAIT`] for its apply to
+//!   the state hash its own state's there; a `map` line must name a state-map anchor it
+//!   computed itself, with the same root (one it never computed, after a snapshot install,
+//!   is `NOT_FOUND`, not a mismatch: it cannot say, it does not disagree). It waits up to [`COSIGN_WAIT`] for its apply to
 //!   reach the size. The timestamp is the ledger time of the last entry, so honest
 //!   replicas sign identical messages.
 //! * **Gathering.** [`Service::checkpoint`] builds the checkpoint at this node's newest
@@ -87,6 +89,22 @@ impl Finals {
         }
     }
 
+    /// The newest kept checkpoint whose `map` line names `anchor`.
+    pub(crate) fn naming(
+        &self,
+        anchor: &docket_core::statemap::MapAnchor,
+    ) -> Option<(SignedCheckpoint, Vec<Cosigner>)> {
+        let finals = self
+            .0
+            .lock()
+            .expect("invariant: finals lock is not poisoned");
+        finals
+            .range(anchor.size..)
+            .rev()
+            .find(|(_, (signed, _))| signed.checkpoint.map.as_ref() == Some(anchor))
+            .map(|(_, found)| found.clone())
+    }
+
     fn get(&self, size: u64) -> Option<(SignedCheckpoint, Vec<Cosigner>)> {
         let finals = self
             .0
@@ -125,7 +143,14 @@ impl Service {
             ));
         }
         let deadline = Instant::now() + COSIGN_WAIT;
-        while self.replica.ledger_len() < checkpoint.size && Instant::now() < deadline {
+        // Applied that far, and (an anchor filed on demand appends no entry) anchored there.
+        let behind = || {
+            self.replica.ledger_len() < checkpoint.size
+                || checkpoint
+                    .map
+                    .is_some_and(|map| self.replica.map_anchor(map.size).is_none())
+        };
+        while behind() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let boundary = self.replica.boundary(checkpoint.size).ok_or_else(|| {
@@ -157,6 +182,40 @@ impl Service {
                     checkpoint.size
                 ),
             ));
+        }
+        if let Some(map) = &checkpoint.map {
+            // A replica vouches for a map root it computed itself at that anchor. One that
+            // did not (it installed a snapshot since) is not diverged, it just cannot say.
+            match self.replica.map_anchor(map.size) {
+                None => {
+                    return Err(ServiceError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "this node has no state-map root of its own at anchor {} (it \
+                             installed a snapshot since, or remembers only its last {} \
+                             anchors)",
+                            map.size,
+                            docket_raft::RECENT_ANCHORS_MAX
+                        ),
+                    ))
+                }
+                Some(own) if own.root != map.root => {
+                    tracing::warn!(
+                        anchor = map.size,
+                        "refused to cosign a checkpoint whose state-map root differs from this \
+                         replica's"
+                    );
+                    return Err(ServiceError::new(
+                        ErrorCode::CheckpointMismatch,
+                        format!(
+                            "at anchor {} this replica's state-map root differs from the \
+                             checkpoint's; it does not cosign it",
+                            map.size
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         Ok(checkpoint.cosign(
             &cosigner_name(&checkpoint.origin, self.id),
@@ -199,6 +258,7 @@ impl Service {
                 .tree_root_at(boundary.size)
                 .map_err(ServiceError::storage)?,
             state: boundary.state,
+            map: boundary.map,
         };
         let cosigners = self.cosigners();
         let quorum = cosigners.len() / 2 + 1;

@@ -40,6 +40,7 @@ mod plans;
 pub mod read_access;
 pub mod reads;
 pub mod service;
+pub mod state_proofs;
 pub mod telemetry;
 /// The client API's shapes (`docket-api`), re-exported where the service's users look,
 /// with the execution agent's job type in [`wire::ExecutionView`].

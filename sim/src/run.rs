@@ -62,6 +62,9 @@ pub struct RunStats {
     pub writes_acknowledged: u64,
     pub reads_answered: u64,
     pub ledger_len: u64,
+    /// State-map anchors whose root was observed on some replica (each compared across
+    /// every replica that computed it).
+    pub map_anchors: u64,
     pub terms_with_leaders: u64,
     pub terms_with_several_leaders: u64,
     pub faults: u64,
@@ -337,7 +340,8 @@ impl Run {
         while alive && sim.elapsed() <= healed_at + LIVENESS_BOUND {
             alive = self.step(&mut sim);
             heal.probe_acked_at = self.world.borrow().probe.acked_at;
-            if heal.probe_acked_at.is_some() && self.steps % self.observe_every_steps == 0 {
+            if heal.probe_acked_at.is_some() && self.steps.is_multiple_of(self.observe_every_steps)
+            {
                 if let Some(leader) = self.converged() {
                     heal.converged_at.get_or_insert(sim.elapsed());
                     // With execution, the run ends once the agents have reported every
@@ -420,6 +424,7 @@ impl Run {
                 .filter(|o| matches!(o.result, OpResult::Read { .. }))
                 .count() as u64,
             ledger_len: canonical.len() as u64,
+            map_anchors: self.state.anchors_seen,
             terms_with_leaders: self.election.terms() as u64,
             terms_with_several_leaders: self.election.terms_with_several_leaders() as u64,
             faults: schedule.applied,
@@ -465,7 +470,7 @@ impl Run {
         }
         self.observe_metrics(now);
         self.observe_execution();
-        if self.steps % self.observe_every_steps == 0 {
+        if self.steps.is_multiple_of(self.observe_every_steps) {
             self.observe_ledgers(now);
         }
         true
@@ -613,6 +618,9 @@ impl Run {
                 replica.with_state(|s| s.map(|s| (s.head().index.0 + 1, s.hash())))
             {
                 // Nothing runs between the two reads: the harness holds the simulation.
+                if let Some(anchor) = replica.latest_boundary().and_then(|b| b.map) {
+                    self.state.observe_map(id, anchor);
+                }
                 match replica.tree_head() {
                     Ok(head) if head.size == head_len => {
                         self.state.observe(id, head_len, hash, head.root)

@@ -27,13 +27,16 @@ fn mem_tree(entries: &[LedgerEntry]) -> MerkleTree<MemStore> {
 fn apply(store: &Store, entries: &[LedgerEntry]) {
     let mut applied = store.read_applied().expect("read").unwrap_or_default();
     applied.ledger_len += entries.len() as u64;
-    store.commit_apply(entries, None, &applied).expect("apply");
+    store
+        .commit_apply(entries, None, Default::default(), &applied)
+        .expect("apply");
 }
 
 /// Opens a sled store in `dir`. A store of the same directory dropped just before may still
 /// hold sled's file lock for a moment, so a lock conflict is retried, within a bound.
 fn open_sled(dir: &std::path::Path) -> Store {
     let options = StoreOptions {
+        engine: docket_raft::StorageEngine::Sled,
         flush_every_ms: None,
         ..StoreOptions::default()
     };

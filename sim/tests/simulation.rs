@@ -112,6 +112,11 @@ fn growth_mode_seeds_with_a_longer_ledger() {
             "seed {seed}: the filler grew the ledger to only {} entries",
             report.stats.ledger_len
         );
+        assert!(
+            report.stats.map_anchors >= 1,
+            "seed {seed}: no state-map anchor was observed on a {}-entry ledger",
+            report.stats.ledger_len
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -79,6 +79,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/proofs/inclusion", get(proofs::inclusion))
         .route("/v1/proofs/entry", get(proofs::entry))
         .route("/v1/proofs/consistency", get(proofs::consistency))
+        .route("/v1/proofs/state", get(proofs::state))
         .route("/v1/cluster/init", post(cluster::init))
         .route(
             "/v1/cluster/members",

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use docket_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use docket_core::LedgerIndex;
@@ -13,7 +15,7 @@ use docket_service::checkpoints::Cosigner;
 use docket_service::ServiceError;
 use serde::Deserialize;
 
-use super::ApiJson;
+use super::{answer, ApiJson, Forwardable};
 use crate::error::{ApiError, ErrorCode};
 use crate::server::Node;
 use crate::wire::*;
@@ -104,6 +106,86 @@ pub(super) async fn entry(
         root: inclusion.root,
         proof: inclusion.proof,
     }))
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StateProofQuery {
+    domain: Option<String>,
+    subject: Option<String>,
+    proposal: Option<String>,
+    outcome: Option<String>,
+}
+
+/// The state row a [`StateProofQuery`] names: a subject's (`domain` and `subject`) or a
+/// proposal's status (`proposal`).
+fn row_key(query: &StateProofQuery) -> Result<Vec<u8>, ApiError> {
+    let id = |id: &str| -> Result<docket_core::ProposalId, ApiError> {
+        id.parse()
+            .map_err(|e| ApiError::new(ErrorCode::MalformedRequest, format!("proposal id: {e}")))
+    };
+    match (
+        &query.domain,
+        &query.subject,
+        &query.proposal,
+        &query.outcome,
+    ) {
+        (Some(domain), Some(subject), None, None) => {
+            Ok(docket_core::rows::subject_key(domain, subject))
+        }
+        (None, None, Some(proposal), None) => Ok(docket_core::rows::proposal_key(&id(proposal)?)),
+        (None, None, None, Some(effect)) => Ok(docket_core::rows::outcome_key(
+            &docket_core::ProposalId::outcome_of(&id(effect)?),
+        )),
+        _ => Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "a state proof names one row: a subject (`domain` and `subject`), a proposal's \
+             status (`proposal`) or an effect's outcome (`outcome`)",
+        )),
+    }
+}
+
+/// `GET /v1/proofs/state`: a state row proved under a final checkpoint
+/// ([`docket_service::state_proofs`]). A follower forwards it to the leader when the row
+/// needs an anchor first.
+pub(super) async fn state(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<StateProofQuery>,
+) -> Response {
+    let key = match row_key(&query) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let _permit = match node.service.admit() {
+        Ok(p) => p,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let result = node.service.prove_row(&key).await.map(|proved| {
+        let hex32 = |h: &[u8; 32]| hex::encode(h);
+        StateProofView {
+            format: STATE_PROOF_FORMAT.to_owned(),
+            checkpoint: proved.checkpoint.to_note(),
+            cosigners: proved.cosigners,
+            key: hex::encode(&key),
+            value: proved.row.value.as_deref().map(hex::encode),
+            levels: proved
+                .row
+                .proof
+                .levels
+                .iter()
+                .map(|level| level.iter().map(hex32).collect())
+                .collect(),
+            leaf: proved.row.proof.leaf.map(|(k, v)| [hex32(&k), hex32(&v)]),
+        }
+    });
+    let request = Forwardable {
+        method: Method::GET,
+        path_and_query: uri.path_and_query().map_or(uri.path(), |p| p.as_str()),
+        body: None,
+    };
+    answer(&node, &headers, request, result).await
 }
 
 #[derive(Deserialize, Debug)]

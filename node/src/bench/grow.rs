@@ -78,8 +78,11 @@ fn proc_status_bytes(pid: Option<u32>, field: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Bytes of every file under `dir` (0 for what cannot be read).
+/// Bytes the files under `dir` take on disk (allocated blocks, as `du` counts them; 0 for
+/// what cannot be read). Not their lengths: fjall preallocates each journal file to 64 MiB
+/// as a sparse file, whose unwritten part takes no space.
 fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -87,7 +90,7 @@ fn disk_bytes(dir: &Path) -> u64 {
         .flatten()
         .map(|entry| match entry.metadata() {
             Ok(meta) if meta.is_dir() => disk_bytes(&entry.path()),
-            Ok(meta) => meta.len(),
+            Ok(meta) => meta.blocks() * 512,
             Err(_) => 0,
         })
         .sum()

@@ -59,6 +59,11 @@ pub struct RestoreArgs {
     /// the voters has keys the ledger declares.
     #[arg(long, value_name = "FILE")]
     pub cosigner_key: Option<PathBuf>,
+    /// The embedded store to write (`[storage] engine` of the node that will serve the
+    /// directory: a node refuses a directory of the other engine).
+    #[arg(long, value_name = "ENGINE", env = "DOCKET_STORAGE_ENGINE",
+          default_value_t = docket_config::StorageEngine::default())]
+    pub storage_engine: docket_config::StorageEngine,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -226,23 +231,31 @@ pub(super) async fn restore(args: &ClientArgs, command: &RestoreArgs) -> anyhow:
 
     // 2. Written into a directory of our own beside the target, renamed at the end.
     let staging = staging_dir(target, "restore")?;
-    let seeded = seed_from_backup(&command.file, &verified, command.node_id, &addr, &staging)
-        .await
-        .and_then(|(seeded, declared)| {
-            if let Some(key) = &cosigner_key {
-                let given = docket_core::proposal::public_key(key);
-                if declared != Some(given) {
-                    bail!(
-                        "--cosigner-key is {given}, but the ledger declares {} for node {}: \
+    let engine = command.storage_engine;
+    let seeded = seed_from_backup(
+        &command.file,
+        &verified,
+        command.node_id,
+        &addr,
+        &staging,
+        engine,
+    )
+    .await
+    .and_then(|(seeded, declared)| {
+        if let Some(key) = &cosigner_key {
+            let given = docket_core::proposal::public_key(key);
+            if declared != Some(given) {
+                bail!(
+                    "--cosigner-key is {given}, but the ledger declares {} for node {}: \
                          its cosignatures would not count",
-                        declared.map_or_else(|| "no key".to_owned(), |k| k.to_string()),
-                        command.node_id
-                    );
-                }
-                super::write_key_file(&staging.join(crate::server::COSIGNER_KEY_FILE), key, false)?;
+                    declared.map_or_else(|| "no key".to_owned(), |k| k.to_string()),
+                    command.node_id
+                );
             }
-            Ok((seeded, declared))
-        });
+            super::write_key_file(&staging.join(crate::server::COSIGNER_KEY_FILE), key, false)?;
+        }
+        Ok((seeded, declared))
+    });
     let (seeded, declared) = match seeded {
         Ok(seeded) => seeded,
         Err(error) => {
@@ -316,10 +329,16 @@ struct Recovered {
     api_addr: String,
 }
 
-/// Files and directories of a data directory that are sled's: the recovered store
-/// replaces them; everything else (the checkpoint key, the execution journal) is carried
-/// over.
-const SLED_FILES: &[&str] = &["conf", "db", "blobs"];
+/// Files and directories of a data directory that are the store's (sled's, fjall's and the
+/// engine marker): the recovered store replaces them; everything else (the checkpoint key,
+/// the execution journal) is carried over.
+const STORE_FILES: &[&str] = &[
+    "conf",
+    "db",
+    "blobs",
+    docket_raft::disk::FJALL_DIR,
+    docket_raft::disk::ENGINE_FILE,
+];
 
 /// `docket recover`: rebuilds a one-node cluster from a survivor's own data directory.
 pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow::Result<()> {
@@ -332,8 +351,14 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
         );
     }
     let source = &command.data_dir;
-    if !source.join("db").exists() {
-        bail!("{} holds no node data (no sled db)", source.display());
+    if docket_raft::detect_engine(source)
+        .with_context(|| format!("reading {}", source.display()))?
+        .is_none()
+    {
+        bail!(
+            "{} holds no node data (no sled or fjall store)",
+            source.display()
+        );
     }
     let addr = node_addr(
         command.node_id,
@@ -355,14 +380,20 @@ pub(super) async fn recover(args: &ClientArgs, command: &RecoverArgs) -> anyhow:
                         source.display()
                     )
                 })?;
-        let (seeded, request) =
-            seed::install_then(&staging, command.node_id, &meta, file, |replica| {
+        let (seeded, request) = seed::install_then(
+            &staging,
+            survivor.engine,
+            command.node_id,
+            &meta,
+            file,
+            |replica| {
                 operator
                     .as_ref()
                     .map(|key| recovery_request(replica, command.node_id, &survivor, key))
                     .transpose()
-            })
-            .await?;
+            },
+        )
+        .await?;
         let request = request?;
         if seeded.ledger_len != survivor.seed.ledger_len
             || seeded.state_hash != Some(survivor.seed.state_hash)
@@ -499,7 +530,7 @@ fn carry_over(source: &Path, target: &Path) -> anyhow::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        if SLED_FILES.contains(&name_str.as_ref()) || name_str.starts_with("snap.") {
+        if STORE_FILES.contains(&name_str.as_ref()) || name_str.starts_with("snap.") {
             continue;
         }
         copy_recursive(&entry.path(), &target.join(&name))?;
@@ -531,6 +562,7 @@ async fn seed_from_backup(
     node_id: u64,
     addr: &NodeAddr,
     staging: &Path,
+    engine: docket_raft::StorageEngine,
 ) -> anyhow::Result<(seed::Seeded, Option<docket_core::PublicKey>)> {
     let seed = Seed {
         node_id,
@@ -570,7 +602,7 @@ async fn seed_from_backup(
     })
     .await
     .context("the seed task failed")??;
-    let (seeded, declared) = seed::install_then(staging, node_id, &meta, file, |replica| {
+    let (seeded, declared) = seed::install_then(staging, engine, node_id, &meta, file, |replica| {
         replica.with_state(|state| {
             state.and_then(|s| docket_service::checkpoints::declared_key(s, node_id))
         })

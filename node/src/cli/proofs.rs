@@ -45,7 +45,8 @@ pub struct ProveArgs {
 #[derive(Clone, Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["bundle", "witness", "export", "backup"])))]
 pub struct VerifyArgs {
-    /// A proof bundle (`docket ledger prove`).
+    /// A proof bundle (`docket ledger prove`) or a state proof (`docket state get
+    /// --proof-out`).
     #[arg(value_name = "BUNDLE")]
     pub bundle: Option<PathBuf>,
     /// Witness mode: ask each of these nodes for a final checkpoint and report any two that
@@ -177,9 +178,15 @@ pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> a
         return witness(args, command).await;
     };
     let text = read_limited(bundle_path, PROOF_FILE_BYTES_MAX, "proof bundle")?;
+    let pinned = pinned_cosigners(command)?;
+    let format = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned));
+    if format.as_deref() == Some(crate::wire::STATE_PROOF_FORMAT) {
+        return verify_state_file(args, bundle_path, &text, pinned);
+    }
     let bundle: ProofBundle = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{} is not a proof bundle: {e}", bundle_path.display()))?;
-    let pinned = pinned_cosigners(command)?;
     let verified = verify_bundle(
         &bundle,
         pinned
@@ -199,6 +206,55 @@ pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> a
     );
     say!(
         "cosigned by {} of {} voters ({}); keys from {}",
+        verified.cosigned_by.len(),
+        verified.voters,
+        verified.cosigned_by.join(", "),
+        verified.keys_from
+    );
+    Ok(())
+}
+
+/// `docket verify FILE` of a state proof (`docket state get --proof-out FILE`).
+fn verify_state_file(
+    args: &ClientArgs,
+    path: &std::path::Path,
+    text: &str,
+    pinned: Option<(Vec<docket_api::wire::Cosigner>, String)>,
+) -> anyhow::Result<()> {
+    let view: crate::wire::StateProofView = serde_json::from_str(text)
+        .map_err(|e| anyhow!("{} is not a state proof: {e}", path.display()))?;
+    let verified = docket_client::state_proof::verify_state_bundle(
+        &view,
+        pinned
+            .as_ref()
+            .map(|(c, source)| (c.as_slice(), source.clone())),
+    )
+    .with_context(|| format!("{} does not verify", path.display()))?;
+    if args.output == OutputFormat::Json {
+        return print_json(&verified);
+    }
+    match &verified.decoded {
+        Some(row) => say!(
+            "verified: state row {} as of ledger length {}: {row}",
+            verified.key,
+            verified.anchor
+        ),
+        None if verified.value.is_none() => say!(
+            "verified: state row {} is absent as of ledger length {}",
+            verified.key,
+            verified.anchor
+        ),
+        None => say!(
+            "verified: state row {} as of ledger length {}: {}",
+            verified.key,
+            verified.anchor,
+            verified.value.as_deref().unwrap_or_default()
+        ),
+    }
+    say!(
+        "under the state-map root of the checkpoint of size {}, cosigned by {} of {} voters \
+         ({}); keys from {}",
+        verified.checkpoint_size,
         verified.cosigned_by.len(),
         verified.voters,
         verified.cosigned_by.join(", "),

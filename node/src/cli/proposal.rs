@@ -1,5 +1,6 @@
-//! `docket proposal show ID`: a proposal's status and every entry recorded for it, each
-//! entry verified against a checkpoint a majority of the voters cosigned.
+//! `docket proposal show ID`: a proposal's status and every entry recorded for it, verified
+//! against a checkpoint a majority of the voters cosigned: the status row through the state
+//! map, which also proves which entries the proposal has, then each entry.
 
 use std::io::Write as _;
 
@@ -12,13 +13,12 @@ use crate::client::REQUEST_TIMEOUT_MS_DEFAULT;
 
 #[derive(Clone, Debug, Subcommand)]
 pub enum ProposalCommand {
-    /// A proposal's status and its entries (a deferral, then its decision), each verified:
-    /// its hash, and its inclusion in a checkpoint a majority of the voters cosigned.
+    /// A proposal's status and its entries (a deferral, then its decision), verified: the
+    /// status is proved under the state-map root of a checkpoint a majority of the voters
+    /// cosigned, which names its entries; each entry is proved in the same checkpoint.
     #[command(after_help = "Examples:\n  \
         docket proposal show 9f8bf7a99ee32fcf...   # the full 64-hex id\n  \
-        docket proposal show $ID --no-verify       # as the node says, unproved\n\n\
-        The entries listed are proved to be in the ledger; that the node listed all of them\n\
-        is not (proofs of state are not available yet).")]
+        docket proposal show $ID --no-verify       # as the node says, unproved")]
     Show {
         /// The proposal id (64 lowercase hex characters).
         #[arg(value_name = "ID")]
@@ -42,7 +42,7 @@ pub(super) async fn run(args: &ClientArgs, command: ProposalCommand) -> anyhow::
             .with_context(|| format!("cannot read proposal {id}"))?;
         (view, None)
     } else {
-        let (view, size) = docket_client::verify::verified_proposal(&client, id).await?;
+        let (view, size) = docket_client::state_proof::verified_proposal(&client, id).await?;
         (view, Some(size))
     };
     if args.output == OutputFormat::Json {
@@ -55,7 +55,8 @@ pub(super) async fn run(args: &ClientArgs, command: ProposalCommand) -> anyhow::
     }
     match verified {
         Some(size) => eprintln!(
-            "verified: {} entries, each in the final checkpoint of size {size}",
+            "verified: the status, and its {} entries, each in the final checkpoint of size \
+             {size}",
             view.entries.len()
         ),
         None => eprintln!("not verified (--no-verify)"),

@@ -332,3 +332,21 @@ pub async fn docket_env(args: &[&str], env: &[(&str, &Path)]) -> (bool, String, 
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A stopped node's store as a raw [`docket_raft::Disk`], on whichever engine wrote it (its
+/// `ENGINE` marker): for tests that edit a node's data behind its back.
+pub fn open_raw_disk(data_dir: &Path) -> Box<dyn docket_raft::Disk> {
+    use docket_raft::disk::{FjallDisk, SledDisk};
+    use docket_raft::{StorageEngine, StoreOptions};
+    let options = StoreOptions {
+        flush_every_ms: None,
+        ..StoreOptions::default()
+    };
+    let engine = docket_raft::detect_engine(data_dir)
+        .expect("read the data directory")
+        .expect("a node store");
+    match engine {
+        StorageEngine::Sled => Box::new(SledDisk::open(data_dir, &options).expect("sled store")),
+        StorageEngine::Fjall => Box::new(FjallDisk::open(data_dir, &options).expect("fjall store")),
+    }
+}

@@ -3,6 +3,10 @@
 //!
 //! * [`SledDisk`] is production: one `sled::Db` per node, with `durable_flush` adding the
 //!   `fsync`s sled leaves out (see its docs).
+//! * [`FjallDisk`] is production too: one fjall (LSM) database per node, one keyspace per
+//!   tree, `durable_flush` one `fsync` of its journal. The node picks one with
+//!   `[storage] engine`; the data directory's `ENGINE` marker ([`engine`]) keeps a store
+//!   from being opened by the other.
 //! * The simulator implements it in its own crate (`docket-sim`'s `SimDisk`, over
 //!   `docket-simstore`'s pending/durable model): writes are visible at once but stay
 //!   *pending* until `durable_flush`, and a crash keeps exactly what was flushed.
@@ -13,9 +17,11 @@
 //! bytewise.
 //!
 //! Every disk must recover a *prefix* of the batches applied to it (sled: its single
-//! LSN-ordered log; the simulator's model: everything flushed, plus optionally a prefix of
+//! LSN-ordered log; fjall: its single journal, replayed in order; the simulator's model: everything flushed, plus optionally a prefix of
 //! what was pending), which is what the store's crash-consistency argument relies on.
 
+pub mod engine;
+mod fjall_disk;
 mod sled_disk;
 #[cfg(test)]
 pub(crate) mod test_disk;
@@ -23,6 +29,8 @@ pub(crate) mod test_disk;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use self::engine::{detect_engine, StorageEngine, ENGINE_FILE};
+pub use self::fjall_disk::{FjallBudget, FjallDisk, FJALL_DIR};
 pub use self::sled_disk::SledDisk;
 
 use crate::store::StoreError;
@@ -58,7 +66,8 @@ impl TreeName {
         TreeName::Stage,
     ];
 
-    /// The tree's name on disk (sled tree names; fixed, part of the persisted format).
+    /// The tree's name on disk (sled tree names, fjall keyspace names; fixed, part of the
+    /// persisted format).
     pub fn as_str(self) -> &'static str {
         match self {
             TreeName::Log => "log",
@@ -117,8 +126,8 @@ impl IntoIterator for WriteBatch {
     }
 }
 
-/// The disk a [`Store`](crate::Store) runs over: [`SledDisk`] in production, the
-/// simulator's model under simulation. The store owns it (boxed, so the store and the
+/// The disk a [`Store`](crate::Store) runs over: [`SledDisk`] or [`FjallDisk`] in
+/// production, the simulator's model under simulation. The store owns it (boxed, so the store and the
 /// openraft types over it stay concrete) and never names its type.
 pub trait Disk: fmt::Debug + Send + Sync + 'static {
     fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

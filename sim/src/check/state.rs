@@ -1,6 +1,7 @@
 //! State agreement: two replicas with ledgers of the same length hold the same state
 //! (equal `StateHash`) and the same Merkle tree over their entries (equal RFC 9162 root),
-//! whenever they are observed.
+//! whenever they are observed; and two replicas that computed the state map at the same
+//! anchor hold the same map root (what they would cosign in a checkpoint's `map` line).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,9 @@ const NAME: &str = "state-agreement";
 #[derive(Debug, Default)]
 pub struct StateAgreement {
     by_len: BTreeMap<u64, (StateHash, [u8; 32], NodeId)>,
+    maps: BTreeMap<u64, ([u8; 32], NodeId)>,
+    /// Map anchors observed (distinct sizes), for the run's report.
+    pub anchors_seen: u64,
     violations: Vec<Violation>,
 }
 
@@ -45,6 +49,24 @@ impl StateAgreement {
         }
     }
 
+    /// `anchor`: the state map's last anchor on `node` (`Replica::latest_boundary`).
+    pub fn observe_map(&mut self, node: NodeId, anchor: docket_core::statemap::MapAnchor) {
+        match self.maps.get(&anchor.size) {
+            Some((root, at)) if *root != anchor.root => self.violations.push(Violation::new(
+                NAME,
+                format!(
+                    "at state-map anchor {} n{node}'s map root differs from n{at}'s",
+                    anchor.size
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                self.anchors_seen += 1;
+                self.maps.insert(anchor.size, (anchor.root, node));
+            }
+        }
+    }
+
     pub fn take_violations(&mut self) -> Vec<Violation> {
         std::mem::take(&mut self.violations)
     }
@@ -69,5 +91,14 @@ mod tests {
             1,
             "the tree root is checked too"
         );
+        let anchor = |root| docket_core::statemap::MapAnchor {
+            size: 1_024,
+            root: [root; 32],
+        };
+        check.observe_map(1, anchor(5));
+        check.observe_map(2, anchor(5));
+        assert!(check.take_violations().is_empty());
+        check.observe_map(3, anchor(6));
+        assert_eq!(check.take_violations().len(), 1, "map roots are checked");
     }
 }

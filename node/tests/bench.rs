@@ -1,0 +1,64 @@
+//! `docket bench` against a running cluster, as `ops/bench/duel.sh` runs it: with
+//! `--to leader` every write goes to the leader even when `--target` names a follower (no
+//! follower forwards a proposal), and the run answers without errors.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{binary, formed_cluster, phase};
+
+/// Requests a node's API answered on `route` (any method and status), from its metrics.
+async fn requests_on(url: &str, route: &str) -> u64 {
+    let client = docket_node::client::Client::new(url).expect("client");
+    let text = client.metrics().await.expect("GET /metrics");
+    let label = format!("route=\"{route}\"");
+    text.lines()
+        .filter(|line| line.starts_with("docket_http_requests_total{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_to_leader_sends_every_write_to_the_leader() {
+    let start = Instant::now();
+    phase(start, "a 3-node cluster");
+    let (_dir, cluster) = formed_cluster("bench-to", 3, &[]).await;
+    let leader = cluster.leader().await.expect("leader");
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .expect("a follower");
+
+    phase(
+        start,
+        "bench --target <follower> --to leader: one second, two clients",
+    );
+    let output = tokio::process::Command::new(binary())
+        .args(["bench", "--target", &follower.url(), "--to", "leader"])
+        .args(["--clients", "2", "--duration-s", "1", "--rate-hint", "2000"])
+        .args(["--output", "json"])
+        .output()
+        .await
+        .expect("run docket bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["operations"].as_u64() > Some(0), "{report}");
+
+    phase(
+        start,
+        "the follower forwarded nothing; the leader took the writes",
+    );
+    assert_eq!(requests_on(&follower.url(), "/v1/proposals").await, 0);
+    let at_leader = requests_on(&cluster.node(leader).url(), "/v1/proposals").await;
+    assert!(
+        at_leader >= report["operations"].as_u64().unwrap_or(u64::MAX),
+        "the leader answered {at_leader} submissions: {report}"
+    );
+}
