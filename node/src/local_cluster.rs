@@ -23,7 +23,9 @@ pub fn operator_key() -> ed25519_dalek::SigningKey {
 pub const NODE_START_TIMEOUT_MS: u64 = 20_000;
 
 /// Starts of one node tried when its port was taken between choosing it and binding it
-/// (another process on the machine, e.g. a parallel test, took it meanwhile).
+/// (another process on the machine, e.g. a parallel test, took it meanwhile), or when a
+/// node that never ran exits during its first start (each such exit is reported on stderr
+/// with the node's log; a deterministic cause, a bad configuration say, fails every try).
 pub const START_ATTEMPTS_MAX: u32 = 3;
 /// How long the cluster may take to elect a leader or converge after a fault.
 pub const CONVERGE_TIMEOUT_MS: u64 = 30_000;
@@ -152,6 +154,22 @@ impl LocalTls {
         let issued = ca.issue_node(id, &[], from, to)?;
         crate::tls::certs::write_pair(&self.dir, &crate::tls::certs::node_stem(id), &issued)?;
         Ok(())
+    }
+}
+
+/// How many of a node's last log lines a start failure quotes.
+const START_LOG_TAIL_LINES: usize = 20;
+
+/// The last `lines` lines of the log at `path` (or why it cannot be read), so a start
+/// failure names its cause even where the log is gone by the time anyone looks (CI).
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(unreadable: {e})"),
     }
 }
 
@@ -302,7 +320,18 @@ impl LocalCluster {
                 let fresh = log.get(log_before as usize..).unwrap_or_default();
                 String::from_utf8_lossy(fresh).contains("binding ")
             };
-            if result.is_ok() || !bind_failed || attempt >= START_ATTEMPTS_MAX {
+            let exited_on_first_start = result.is_err()
+                && !self.node(id).started
+                && self
+                    .node_mut(id)
+                    .child
+                    .as_mut()
+                    .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if let (Err(e), true) = (&result, exited_on_first_start && !bind_failed) {
+                eprintln!("start of node {id}, attempt {attempt}/{START_ATTEMPTS_MAX}: {e:#}");
+            }
+            let retry = bind_failed || exited_on_first_start;
+            if result.is_ok() || !retry || attempt >= START_ATTEMPTS_MAX {
                 if result.is_ok() {
                     self.node_mut(id).started = true;
                 }
@@ -383,9 +412,11 @@ impl LocalCluster {
             }
             if let Some(child) = self.node_mut(id).child.as_mut() {
                 if let Some(status) = child.try_wait()? {
+                    let path = self.node(id).log_path();
                     bail!(
-                        "node {id} exited during start ({status}); see {}",
-                        self.node(id).log_path().display()
+                        "node {id} exited during start ({status}); the end of {}:\n{}",
+                        path.display(),
+                        log_tail(&path, START_LOG_TAIL_LINES)
                     );
                 }
             }
