@@ -219,6 +219,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         engine: config.storage.engine,
         node_id: Some(config.node_id),
         cache_capacity_bytes: config.storage.cache_bytes(),
+        // Anchors of the state map are folded off the apply path (docket_raft::MapFold).
+        map_fold: docket_raft::MapFold::Background,
         ..docket_raft::StoreOptions::default()
     };
     let (log_store, state_machine) = docket_raft::open_with(&config.data_dir, &options)

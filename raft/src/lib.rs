@@ -110,7 +110,8 @@ pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::{
-    Boundary, Replica, RowProof, StateMachine, RECENT_ANCHORS_MAX, RECENT_BOUNDARIES_MAX,
+    Boundary, MapFold, Replica, RowProof, StateMachine, FOLDS_QUEUED_MAX, RECENT_ANCHORS_MAX,
+    RECENT_BOUNDARIES_MAX,
 };
 pub use store::{Store, StoreError, StoreOptions, STORAGE_ENGINE_DEFAULT};
 
@@ -180,17 +181,17 @@ pub fn open_with(
     dir: &Path,
     options: &StoreOptions,
 ) -> Result<(LogStore, StateMachine), StoreError> {
-    open_store(Store::open(dir, options)?)
+    open_store(Store::open(dir, options)?, options.map_fold)
 }
 
 /// Opens node `node_id`'s storage on `disk` (the simulator's disk model, for one): the
 /// log store and the state machine, rebuilt from what the disk recovered.
 pub fn open_on(disk: impl Disk, node_id: NodeId) -> Result<(LogStore, StateMachine), StoreError> {
-    open_store(Store::open_on_for(disk, node_id)?)
+    open_store(Store::open_on_for(disk, node_id)?, MapFold::Inline)
 }
 
-fn open_store(store: Store) -> Result<(LogStore, StateMachine), StoreError> {
+fn open_store(store: Store, fold: MapFold) -> Result<(LogStore, StateMachine), StoreError> {
     let store = Arc::new(store);
-    let state_machine = StateMachine::open(store.clone())?;
+    let state_machine = StateMachine::open_folding(store.clone(), fold)?;
     Ok((LogStore::new(store), state_machine))
 }

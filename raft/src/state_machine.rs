@@ -38,9 +38,15 @@ use crate::merkle::{LedgerTree, TreeError, TreeHead};
 use crate::snapshot::{self, Header, SnapshotBuilder, VerifyError};
 use crate::snapshot_file::SnapshotFile;
 use crate::store::{
-    is_map_row, AppliedRecord, CoreRecord, MapCommit, MapRecord, SnapshotRecord, Store, StoreError,
+    is_map_row, AppliedRecord, CoreRecord, MapCommit, MapRecord, SealedAnchor, SnapshotRecord,
+    Store, StoreError,
 };
+
+mod fold;
+
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
+use fold::{FoldCore, Folder};
+pub use fold::{MapFold, FOLDS_QUEUED_MAX};
 
 /// What apply changes, under one lock.
 #[derive(Debug)]
@@ -56,14 +62,20 @@ struct Shared {
     recent: VecDeque<Boundary>,
     /// Where the state map stands on disk (as of the last commit).
     map: MapRecord,
-    /// The state map's last [`RECENT_ANCHORS_MAX`] anchors this replica computed, oldest
-    /// first: what it vouches for in a checkpoint's `map` line.
+    /// The state map's last [`RECENT_ANCHORS_MAX`] anchors this replica computed (folded),
+    /// oldest first: what it vouches for in a checkpoint's `map` line.
     anchors: VecDeque<MapAnchor>,
-    /// The rows changed since the map's last anchor: the dirty keys on disk, mirrored (the
-    /// next anchor folds them without scanning for them), each with its value's hash when
-    /// the commit that changed it knew it (`Some(None)`: the row was removed), `None` when
-    /// it must be read (after a restart). At most one anchor interval's rows.
+    /// The rows changed since the map's last sealed anchor: the dirty keys on disk,
+    /// mirrored (the next anchor seals them without scanning for them), each with its
+    /// value's hash when the commit that changed it knew it (`Some(None)`: the row was
+    /// removed), `None` when it must be read (after a restart). At most one anchor
+    /// interval's rows.
     dirty: DirtyRows,
+    /// Sizes of the anchors applies sealed and the map folder has not folded yet, oldest
+    /// first (at most [`FOLDS_QUEUED_MAX`] plus one apply's).
+    pending: VecDeque<u64>,
+    /// Why the map folder stopped, if it did: the next apply stops the node with it.
+    fold_failed: Option<String>,
 }
 
 /// Row key → its value hash as of the last commit, if known: see [`Shared::dirty`].
@@ -133,6 +145,8 @@ pub struct StateMachine {
     store: Arc<Store>,
     shared: Arc<RwLock<Shared>>,
     signatures: Arc<VerifiedMemo>,
+    /// Folds the anchors applies seal into the state map's nodes.
+    folder: Folder,
 }
 
 /// A cheap, cloneable read handle on a node's governance state and ledger, for the API.
@@ -184,6 +198,12 @@ impl StateMachine {
     /// in snapshot chunks, no rows) is migrated first: its ledger is replayed into rows,
     /// once.
     pub fn open(store: Arc<Store>) -> Result<StateMachine, StoreError> {
+        StateMachine::open_folding(store, MapFold::Inline)
+    }
+
+    /// [`StateMachine::open`], folding the state map's anchors as `fold` says. Anchors a
+    /// crash left sealed and unfolded are folded here, before it returns.
+    pub fn open_folding(store: Arc<Store>, fold: MapFold) -> Result<StateMachine, StoreError> {
         let applied = store.read_applied()?.unwrap_or_default();
         if store.state_generation() == 0 {
             migrate(&store, applied.ledger_len)?;
@@ -228,17 +248,32 @@ impl StateMachine {
             core.as_ref()
                 .map(|state| Boundary::now(state, &applied, anchor)),
         );
+        let sealed = store.map_sealed(map.generation)?;
+        let shared = Arc::new(RwLock::new(Shared {
+            core,
+            applied,
+            recent,
+            map,
+            anchors: anchor.into_iter().collect(),
+            dirty,
+            pending: sealed.iter().map(|s| s.size).collect(),
+            fold_failed: None,
+        }));
+        let fold_core = Arc::new(FoldCore::new(store.clone(), shared.clone()));
+        if !sealed.is_empty() {
+            tracing::info!(
+                anchors = sealed.len(),
+                "folding the state map's anchors sealed before the last stop"
+            );
+        }
+        for anchor in &sealed {
+            fold_core.fold(anchor)?;
+        }
         Ok(StateMachine {
             store,
-            shared: Arc::new(RwLock::new(Shared {
-                core,
-                applied,
-                recent,
-                map,
-                anchors: anchor.into_iter().collect(),
-                dirty,
-            })),
+            shared,
             signatures: Arc::new(VerifiedMemo::new()),
+            folder: Folder::start(fold_core, fold)?,
         })
     }
 
@@ -264,14 +299,28 @@ impl StateMachine {
     /// while the state lock is held. The rows the entries changed are written with the
     /// applied record, so the overlay in memory is one apply's worth.
     fn apply_entries(&self, entries: Vec<Entry>) -> Vec<CommandResponse> {
+        let (responses, sealed) = self.apply_locked(entries);
+        // Outside the state lock: the fold takes it to publish.
+        for anchor in sealed {
+            self.folder.submit(anchor);
+        }
+        responses
+    }
+
+    /// [`StateMachine::apply_entries`] under the state lock; answers the anchors it sealed.
+    fn apply_locked(&self, entries: Vec<Entry>) -> (Vec<CommandResponse>, Vec<SealedAnchor>) {
         let mut shared = write(&self.shared);
+        if let Some(failure) = &shared.fold_failed {
+            panic!("fatal: the state map folder stopped: {failure}");
+        }
         let Shared {
             core,
             applied,
             recent,
             map,
-            anchors,
             dirty,
+            pending,
+            ..
         } = &mut *shared;
         let had_core = core.is_some();
         let mut recorded: Vec<LedgerEntry> = Vec::new();
@@ -298,15 +347,9 @@ impl StateMachine {
                         state.track_touched_rows();
                         let size = applied.ledger_len + recorded.len() as u64;
                         if forced || statemap::is_anchor(before, size) {
-                            let anchor = self
-                                .anchor(state, size, map, &mut map_commit, dirty)
-                                .unwrap_or_else(|error| {
-                                    panic!("fatal: cannot update the state map at {size}: {error}")
-                                });
-                            if anchors.len() == RECENT_ANCHORS_MAX {
-                                anchors.pop_front();
-                            }
-                            anchors.push_back(anchor);
+                            let sealed = seal(state, size, map.generation, &mut map_commit, dirty);
+                            pending.push_back(size);
+                            map_commit.sealed.push(sealed);
                         }
                         let boundary = Boundary {
                             size,
@@ -316,8 +359,7 @@ impl StateMachine {
                         };
                         match recent.back_mut() {
                             // A command that appended nothing (an anchor, an idle tick)
-                            // ends where the last one did: same ledger, same state, and
-                            // perhaps a newer map.
+                            // ends where the last one did: same ledger, same state.
                             Some(last) if last.size == size => *last = boundary,
                             _ => {
                                 if recent.len() == RECENT_BOUNDARIES_MAX {
@@ -358,6 +400,7 @@ impl StateMachine {
                 .map(|at| written[at].1.as_deref().map(statemap::value_hash));
             dirty.insert(key.clone(), hash);
         }
+        let sealed = map_commit.sealed.clone();
         if let Err(error) = self
             .store
             .commit_apply(&recorded, changes, map_commit, applied)
@@ -369,60 +412,7 @@ impl StateMachine {
             );
         }
         crate::telemetry::record_applied(&recorded);
-        responses
-    }
-
-    /// Brings the state map to the state at this boundary (`size` entries): folds every
-    /// row changed since the last anchor (those of earlier applies, `dirty`, the first time
-    /// in an apply; and the rows touched in this one since) into the map, with the node
-    /// writes kept in `commit` as an overlay until the apply commits them.
-    fn anchor(
-        &self,
-        state: &mut State,
-        size: u64,
-        map: &mut MapRecord,
-        commit: &mut MapCommit,
-        dirty: &mut DirtyRows,
-    ) -> Result<MapAnchor, StoreError> {
-        let started = std::time::Instant::now();
-        let touched = state.take_touched_rows();
-        let hash_of = |key: &[u8]| state.row_value(key).map(|v| statemap::value_hash(&v));
-        let mut updates: BTreeMap<Digest, Option<Digest>> = BTreeMap::new();
-        for (key, known) in std::mem::take(dirty) {
-            if !touched.contains(&key) {
-                let value = known.unwrap_or_else(|| hash_of(&key));
-                updates.insert(statemap::key_hash(&key), value);
-            }
-            commit.consumed.push(key);
-        }
-        for key in touched.iter().filter(|key| is_map_row(key)) {
-            updates.insert(statemap::key_hash(key), hash_of(key));
-        }
-        let root = statemap::update(
-            &self.store.map_nodes(),
-            &mut commit.writes,
-            map.root_slot()?,
-            &updates,
-        )
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        *map = MapRecord {
-            generation: map.generation,
-            size,
-            root: root.to_bytes(),
-            anchored: true,
-        };
-        commit.record = Some(map.clone());
-        tracing::debug!(
-            size,
-            rows = updates.len(),
-            node_writes = commit.writes.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "state map anchored"
-        );
-        Ok(MapAnchor {
-            size,
-            root: root.hash(),
-        })
+        (responses, sealed)
     }
 
     /// The snapshot header of the state as it is now: O(1) (the state hash is).
@@ -438,6 +428,37 @@ impl StateMachine {
                 state_bytes: 0,
             }),
         }
+    }
+}
+
+/// Seals the state map's anchor at this boundary (`size` entries): the updates of every row
+/// changed since the last anchor (those of earlier applies, `dirty`, the first time in an
+/// apply; and the rows touched in this one since), for the folder to fold once the apply
+/// has committed them. Value hashes are taken now, from the state at the anchor.
+fn seal(
+    state: &mut State,
+    size: u64,
+    generation: u64,
+    commit: &mut MapCommit,
+    dirty: &mut DirtyRows,
+) -> SealedAnchor {
+    let touched = state.take_touched_rows();
+    let hash_of = |key: &[u8]| state.row_value(key).map(|v| statemap::value_hash(&v));
+    let mut updates: BTreeMap<Digest, Option<Digest>> = BTreeMap::new();
+    for (key, known) in std::mem::take(dirty) {
+        if !touched.contains(&key) {
+            let value = known.unwrap_or_else(|| hash_of(&key));
+            updates.insert(statemap::key_hash(&key), value);
+        }
+        commit.consumed.push(key);
+    }
+    for key in touched.iter().filter(|key| is_map_row(key)) {
+        updates.insert(statemap::key_hash(key), hash_of(key));
+    }
+    SealedAnchor {
+        generation,
+        size,
+        updates,
     }
 }
 
@@ -590,6 +611,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let mut state = verified.state;
         let changes = state.as_mut().map(State::take_changes);
+        // No fold runs while the map is rebuilt; anchors sealed before are moot.
+        let _folding = self.folder.core().exclusive();
         let mut shared = write(&self.shared);
         staging
             .commit(record, changes, &applied)
@@ -607,6 +630,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             VecDeque::from_iter(state.as_ref().map(|s| Boundary::now(s, &applied, None)));
         shared.anchors.clear();
         shared.dirty.clear();
+        shared.pending.clear();
         shared.map = map;
         shared.core = state;
         shared.applied = applied;
@@ -715,6 +739,18 @@ impl Replica {
             proof,
             value,
         })
+    }
+
+    /// Anchors sealed and not yet folded into the state map: its root lags the applied
+    /// state by that many anchors (0 with [`MapFold::Inline`] between applies).
+    pub fn folds_pending(&self) -> usize {
+        read(&self.shared).pending.len()
+    }
+
+    /// The anchors this replica remembers, oldest first.
+    #[cfg(test)]
+    fn anchors(&self) -> Vec<MapAnchor> {
+        read(&self.shared).anchors.iter().copied().collect()
     }
 
     /// The state map's anchor at `size`, if this replica computed it and remembers it.
@@ -1664,6 +1700,97 @@ mod tests {
                 .map
                 .expect("map"),
         );
+    }
+
+    fn open_sm_folding(dir: &std::path::Path, fold: MapFold) -> StateMachine {
+        let options = crate::StoreOptions {
+            map_fold: fold,
+            ..crate::StoreOptions::default()
+        };
+        crate::open_with(dir, &options).expect("open storage").1
+    }
+
+    /// Waits until `sm` has folded every anchor it sealed.
+    fn folded(sm: &StateMachine) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while sm.replica().folds_pending() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the folder is stuck");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Folding off the apply path, or at open after a crash between seal and fold, gives
+    /// the anchors (sizes and roots) folding in the apply gives: what replicas cosign does
+    /// not depend on where or when they fold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn anchors_folded_in_the_background_or_after_a_crash_are_the_inline_ones() {
+        let entries = longer_workload(3_000);
+        let apply_all = |fold: MapFold, dir: &std::path::Path| {
+            let entries = entries.clone();
+            let dir = dir.to_owned();
+            async move {
+                let mut sm = open_sm_folding(&dir, fold);
+                for chunk in entries.chunks(40) {
+                    sm.apply(chunk.to_vec()).await.expect("apply");
+                }
+                sm
+            }
+        };
+        let inline_dir = tempfile::tempdir().expect("tempdir");
+        let inline = apply_all(MapFold::Inline, inline_dir.path()).await;
+        assert_eq!(inline.replica().folds_pending(), 0);
+        let reference = inline.replica().anchors();
+        assert!(reference.len() >= 4, "{} anchors", reference.len());
+
+        let background_dir = tempfile::tempdir().expect("tempdir");
+        let background = apply_all(MapFold::Background, background_dir.path()).await;
+        folded(&background);
+        assert_eq!(background.replica().anchors(), reference);
+        let last = *reference.last().expect("an anchor");
+        assert_eq!(
+            background
+                .replica()
+                .latest_boundary()
+                .expect("boundary")
+                .map,
+            Some(last)
+        );
+        assert_eq!(
+            background.replica().state_hash(),
+            inline.replica().state_hash()
+        );
+
+        // Sealed, never folded, then stopped: open folds them, in order.
+        let crashed_dir = tempfile::tempdir().expect("tempdir");
+        let crashed = apply_all(MapFold::Never, crashed_dir.path()).await;
+        let sealed = crashed.replica().folds_pending();
+        assert!(sealed >= 4, "{sealed} anchors sealed and not folded");
+        assert!(crashed.replica().map_anchor(last.size).is_none());
+        drop(crashed);
+        let reopened = open_sm_folding(crashed_dir.path(), MapFold::Inline);
+        assert_eq!(reopened.replica().folds_pending(), 0);
+        let recovered = reopened.replica().anchors();
+        assert_eq!(
+            recovered[recovered.len() - sealed..],
+            reference[reference.len() - sealed..]
+        );
+        // And the map it left holds what a fresh build of the rows holds, once anchored.
+        drop(reopened);
+        let mut reopened = open_sm_folding(crashed_dir.path(), MapFold::Background);
+        let next = entries.last().expect("entries").log_id.index + 1;
+        reopened
+            .apply([anchor_command(next, 990_000)])
+            .await
+            .expect("apply");
+        folded(&reopened);
+        let anchor = reopened
+            .replica()
+            .latest_boundary()
+            .expect("boundary")
+            .map
+            .expect("map");
+        assert_eq!(anchor.root, fresh_map_root(&reopened));
+        assert_rows_prove(&reopened.replica(), anchor);
     }
 
     // ---------------------------------------------------------------------------------

@@ -92,7 +92,9 @@ use serde::{Deserialize, Serialize};
 
 mod map;
 
-pub use self::map::{is_map_row, MapCommit, MapRecord, StoreMap, MAP_REBUILD_PAGE_ROWS};
+pub use self::map::{
+    is_map_row, MapCommit, MapRecord, SealedAnchor, StoreMap, MAP_REBUILD_PAGE_ROWS,
+};
 
 use crate::codec;
 use crate::disk::{engine, BoxedDisk, Disk, StorageEngine, TreeName, Visit, WriteBatch};
@@ -167,6 +169,9 @@ pub struct StoreOptions {
     /// committed vote for another leader, so it restarts honouring that leader's lease
     /// instead of campaigning against a healthy leader. `None` demotes any committed vote.
     pub node_id: Option<crate::NodeId>,
+    /// Where the state map's anchors are folded into its nodes
+    /// ([`crate::state_machine::MapFold`]).
+    pub map_fold: crate::state_machine::MapFold,
 }
 
 impl Default for StoreOptions {
@@ -176,6 +181,7 @@ impl Default for StoreOptions {
             flush_every_ms: Some(FLUSH_EVERY_MS_DEFAULT),
             cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
             node_id: None,
+            map_fold: crate::state_machine::MapFold::Inline,
         }
     }
 }

@@ -9,6 +9,10 @@
 //! two (a write crossed the next anchor), the proof is taken again, at most
 //! [`PROVE_ATTEMPTS_MAX`] times.
 //!
+//! Anchors are folded into the map after the apply that reached them (off the apply path
+//! on a node, `docket_raft::MapFold`): a proof that is not current while folds are pending
+//! waits for them (at most [`FOLD_WAIT_MS`]) before it forces an anchor.
+//!
 //! The answer is the row's bytes as of the anchor, which, the row being unchanged since,
 //! are its bytes now, after a linearizable read barrier: a verified state read is as fresh
 //! as an unverified one.
@@ -22,7 +26,12 @@ use crate::service::Service;
 use crate::wire::Consistency;
 
 /// Proofs taken per request before giving up on a row that keeps changing.
-pub const PROVE_ATTEMPTS_MAX: usize = 3;
+pub const PROVE_ATTEMPTS_MAX: usize = 4;
+
+/// How long a proof waits for this replica to fold the anchors it has sealed.
+pub const FOLD_WAIT_MS: u64 = 5_000;
+/// How often it looks meanwhile.
+const FOLD_POLL_MS: u64 = 2;
 
 /// A state row proved: the final checkpoint whose `map` line the proof is under, its
 /// cosigners, and the proof with the row's bytes.
@@ -42,8 +51,13 @@ impl Service {
             let row = self.replica.prove_row(key).map_err(ServiceError::storage)?;
             let anchor = match row.anchor {
                 Some(anchor) if row.current => anchor,
+                _ if self.replica.folds_pending() > 0 => {
+                    self.folded().await?;
+                    continue;
+                }
                 _ => {
                     self.anchor_now().await?;
+                    self.folded().await?;
                     continue;
                 }
             };
@@ -71,6 +85,26 @@ impl Service {
                  times ({moved} times the state map moved past the proof's anchor); retry"
             ),
         ))
+    }
+
+    /// Waits until this replica has folded every anchor it sealed.
+    async fn folded(&self) -> Result<(), ServiceError> {
+        let deadline = std::time::Duration::from_millis(FOLD_WAIT_MS);
+        let started = tokio::time::Instant::now();
+        while self.replica.folds_pending() > 0 {
+            if started.elapsed() > deadline {
+                return Err(ServiceError::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "the state map is {} anchors behind the applied state after \
+                         {FOLD_WAIT_MS} ms; retry",
+                        self.replica.folds_pending()
+                    ),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(FOLD_POLL_MS)).await;
+        }
+        Ok(())
     }
 
     /// Anchors the state map at the current boundary, through Raft (the leader only: a

@@ -4,15 +4,21 @@
 //! | key                         | value                                                  |
 //! |-----------------------------|--------------------------------------------------------|
 //! | `0x02`, node path key       | a node's bytes ([`Node::to_bytes`]); single version: the map at its last anchor |
-//! | `0x03`, row key             | empty: a row changed after the map's last anchor ("dirty") |
+//! | `0x03`, row key             | empty: a row changed after the map's last sealed anchor ("dirty") |
+//! | `0x04`, anchor size (u64 BE), key hash | a sealed anchor's update of one row: its value hash, or empty when the row was removed |
 //! | `state_map`                 | bincode [`MapRecord`]: generation, size, root slot, anchored |
 //!
-//! An apply that ends at an anchor writes the anchor's node writes, removes the dirty keys
-//! it consumed, adds the keys its later commands touched and writes the record, all in
-//! its commit batch, so the map, the rows and the applied record move together on
-//! recovery. An apply with no anchor only adds dirty keys. The map is derived data: when
-//! its record is missing, of another generation (a snapshot install, a migration) or past
-//! the applied ledger, [`Store::map_rebuild`] rebuilds it from the rows, in pages.
+//! An anchor is reached in an apply and folded into the nodes later (the state machine's
+//! map folder, on a thread of its own in a node). An apply that reaches an anchor
+//! **seals** it: it writes the anchor's updates (key hash → value hash of every row
+//! changed since the last anchor, [`SealedAnchor`]) as `0x04` keys, removes the dirty keys
+//! it consumed and adds the keys its later commands touched, all in its commit batch, so
+//! the rows, the applied record and what the map still has to fold move together on
+//! recovery. The fold ([`Store::map_fold_commit`]) writes the node writes and the record
+//! and removes the anchor's `0x04` keys in one batch; open folds whatever sealed anchors a
+//! crash left unfolded, in order. The map is derived data: when its record is missing, of
+//! another generation (a snapshot install, a migration) or past the applied ledger,
+//! [`Store::map_rebuild`] rebuilds it from the rows, in pages.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +36,8 @@ use crate::disk::{TreeName, WriteBatch};
 const MAP_NODE_PREFIX: u8 = 0x02;
 /// First byte of a dirty row key in `sm`.
 const MAP_DIRTY_PREFIX: u8 = 0x03;
+/// First byte of a sealed anchor's update in `sm`.
+const MAP_SEALED_PREFIX: u8 = 0x04;
 /// Key of the [`MapRecord`].
 const KEY_MAP: &[u8] = b"state_map";
 
@@ -64,16 +72,30 @@ impl MapRecord {
     }
 }
 
+/// An anchor reached by an apply and not yet folded into the map's nodes: the rows
+/// changed since the anchor before it, as the map's updates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedAnchor {
+    /// The generation of state rows it belongs to (a snapshot install makes it moot).
+    pub generation: u64,
+    /// The ledger size of the anchor.
+    pub size: u64,
+    /// Key hash → value hash (`None`: the row was removed).
+    pub updates: BTreeMap<Digest, Option<Digest>>,
+}
+
 /// What an apply writes of the map, in its commit batch.
 #[derive(Debug, Default)]
 pub struct MapCommit {
-    /// Node writes of the anchors in this apply.
+    /// Node writes (a rebuild's page; an apply's are folded later, from `sealed`).
     pub writes: MapWrites,
+    /// Anchors this apply reached, to fold after it commits.
+    pub sealed: Vec<SealedAnchor>,
     /// Dirty keys the anchors consumed (removed first).
     pub consumed: Vec<Vec<u8>>,
     /// Keys changed after the last anchor in this apply (added after).
     pub dirty: BTreeSet<Vec<u8>>,
-    /// The new record, when an anchor was reached.
+    /// The new record (a rebuild's).
     pub record: Option<MapRecord>,
 }
 
@@ -91,6 +113,10 @@ fn node_key(path: &NodePath) -> Vec<u8> {
 
 fn dirty_key(row_key: &[u8]) -> Vec<u8> {
     [&[MAP_DIRTY_PREFIX][..], row_key].concat()
+}
+
+fn sealed_key(size: u64, key_hash: &Digest) -> Vec<u8> {
+    [&[MAP_SEALED_PREFIX][..], &size.to_be_bytes(), key_hash].concat()
 }
 
 fn map_error(e: MapError) -> StoreError {
@@ -138,6 +164,66 @@ impl Store {
         Ok(keys)
     }
 
+    /// The sealed anchors not yet folded, oldest first (of the current generation: a
+    /// rebuild removes the others).
+    pub fn map_sealed(&self, generation: u64) -> Result<Vec<SealedAnchor>, StoreError> {
+        let lo = [MAP_SEALED_PREFIX];
+        let hi = [MAP_SEALED_PREFIX + 1];
+        let mut sealed: Vec<SealedAnchor> = Vec::new();
+        self.disk
+            .for_each(TreeName::Sm, &lo, Some(&hi), &mut |key, value| {
+                let corrupt = || StoreError::Corrupt(format!("sealed anchor key {key:02x?}"));
+                let size = u64::from_be_bytes(
+                    key.get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(corrupt)?,
+                );
+                let key_hash: Digest = key
+                    .get(9..)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(corrupt)?;
+                let value_hash: Option<Digest> = match value.len() {
+                    0 => None,
+                    _ => Some(value.try_into().map_err(|_| corrupt())?),
+                };
+                if sealed.last().is_none_or(|s| s.size != size) {
+                    sealed.push(SealedAnchor {
+                        generation,
+                        size,
+                        updates: BTreeMap::new(),
+                    });
+                }
+                if let Some(last) = sealed.last_mut() {
+                    last.updates.insert(key_hash, value_hash);
+                }
+                Ok(())
+            })?;
+        Ok(sealed)
+    }
+
+    /// Commits the fold of `sealed`: its node writes and the new `record`, and the removal
+    /// of its sealed updates, in one batch.
+    pub fn map_fold_commit(
+        &self,
+        sealed: &SealedAnchor,
+        writes: MapWrites,
+        record: &MapRecord,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for key_hash in sealed.updates.keys() {
+            batch.remove(TreeName::Sm, sealed_key(sealed.size, key_hash));
+        }
+        self.map_into(
+            &mut batch,
+            MapCommit {
+                writes,
+                record: Some(record.clone()),
+                ..MapCommit::default()
+            },
+        )?;
+        self.disk.apply(batch)
+    }
+
     /// Adds `map` to an apply's commit batch.
     pub(super) fn map_into(
         &self,
@@ -146,6 +232,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         for key in map.consumed {
             batch.remove(TreeName::Sm, dirty_key(&key));
+        }
+        for sealed in &map.sealed {
+            for (key_hash, value_hash) in &sealed.updates {
+                let value = value_hash.map_or_else(Vec::new, |h| h.to_vec());
+                batch.insert(TreeName::Sm, sealed_key(sealed.size, key_hash), value);
+            }
         }
         for key in map.dirty {
             batch.insert(TreeName::Sm, dirty_key(&key), Vec::new());
@@ -163,7 +255,7 @@ impl Store {
     }
 
     /// Rebuilds the map from the rows of `generation`, as of ledger size `size` (not an
-    /// anchor): removes every node and dirty key, folds the rows in pages of
+    /// anchor): removes every node, dirty key and sealed anchor, folds the rows in pages of
     /// [`MAP_REBUILD_PAGE_ROWS`], then writes the record. O(state) writes, O(page) memory;
     /// a crash midway leaves no record of this generation, so the next open starts over.
     pub fn map_rebuild(&self, generation: u64, size: u64) -> Result<MapRecord, StoreError> {
@@ -174,7 +266,7 @@ impl Store {
         self.remove_keys_paged(
             TreeName::Sm,
             &[MAP_NODE_PREFIX],
-            Some(&[MAP_DIRTY_PREFIX + 1]),
+            Some(&[MAP_SEALED_PREFIX + 1]),
         )?;
         let mut root = Slot::Empty;
         let mut rows = 0u64;

@@ -1,0 +1,237 @@
+//! The state map's folder: folds the anchors applies seal into the map's nodes.
+//!
+//! Sealing an anchor (in the apply, under the state lock) is cheap: the updates of the rows
+//! changed since the last anchor, their value hashes taken from the state at the anchor,
+//! written in the apply's commit batch. Folding them into the radix-16 tree is not: it
+//! reads, rewrites and hashes every node on the paths of a thousand or more rows (tens of
+//! milliseconds at a million rows). Done in the apply, that held the state lock, and every
+//! read and the next apply waited for it. With [`MapFold::Background`] a thread of the
+//! state machine's own folds while applies go on; the fold reads the nodes without the
+//! lock (only a fold or a snapshot install writes them, and both hold
+//! [`FoldCore::exclusive`]) and takes the state lock only to commit and publish, so a
+//! proof always reads one version of the map.
+//!
+//! What a replica vouches for does not change: the same anchors, with the same roots, in
+//! the same order, on every replica; only when each becomes known. A checkpoint's `map`
+//! line names the last anchor its maker had folded, and a cosigner waits until it has
+//! folded that anchor too. A crash between seal and fold leaves the sealed updates on disk;
+//! open folds them before the node serves.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+use docket_core::statemap::{self, MapAnchor, MapWrites};
+
+use super::{read, write, Shared, RECENT_ANCHORS_MAX};
+use crate::store::{MapRecord, SealedAnchor, Store, StoreError};
+
+/// Where the state map's anchors are folded into its nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MapFold {
+    /// On the applying thread, right after the apply that sealed them commits: when an
+    /// apply returns, its anchors are folded. Deterministic in time as in content; what
+    /// the simulator, tools and tests use.
+    #[default]
+    Inline,
+    /// On a thread of the state machine's own, while later applies go on (a node's
+    /// default). An apply waits only when [`FOLDS_QUEUED_MAX`] sealed anchors are queued.
+    Background,
+    /// Never: anchors stay sealed on disk, as a crash between seal and fold leaves them
+    /// (tests of open's recovery).
+    #[cfg(test)]
+    Never,
+}
+
+/// Sealed anchors queued for a background folder before an apply that seals another
+/// waits for it: bounds the memory of the queue (an anchor interval's updates each, about
+/// 70 bytes a changed row) and how far the map's root may lag the applied state.
+pub const FOLDS_QUEUED_MAX: usize = 4;
+
+/// What folding needs: the store, the state machine's shared state, and the lock that
+/// keeps a fold and a snapshot install apart.
+#[derive(Debug)]
+pub(super) struct FoldCore {
+    store: Arc<Store>,
+    shared: Arc<RwLock<Shared>>,
+    folding: Mutex<()>,
+}
+
+impl FoldCore {
+    pub(super) fn new(store: Arc<Store>, shared: Arc<RwLock<Shared>>) -> FoldCore {
+        FoldCore {
+            store,
+            shared,
+            folding: Mutex::new(()),
+        }
+    }
+
+    /// Held while the map's nodes are written by anything but a fold (a snapshot install
+    /// rebuilding them): no fold reads them meanwhile.
+    pub(super) fn exclusive(&self) -> MutexGuard<'_, ()> {
+        self.folding
+            .lock()
+            .expect("invariant: the fold lock is poisoned only by a panicking fold")
+    }
+
+    /// Folds `sealed` into the map, commits the nodes and the record, and publishes the
+    /// anchor. A sealed anchor of another generation of rows (a snapshot was installed
+    /// since), or one the map is already past, is moot. (A map rebuilt at the anchor's size
+    /// holds its rows but vouches for no anchor: the fold makes it one.)
+    pub(super) fn fold(&self, sealed: &SealedAnchor) -> Result<(), StoreError> {
+        let _folding = self.exclusive();
+        let root = {
+            let mut shared = write(&self.shared);
+            if shared.map.generation != sealed.generation || shared.map.size > sealed.size {
+                shared.pending.retain(|&size| size > sealed.size);
+                return Ok(());
+            }
+            shared.map.root_slot()?
+        };
+        let started = std::time::Instant::now();
+        let mut writes = MapWrites::new();
+        let root = statemap::update(&self.store.map_nodes(), &mut writes, root, &sealed.updates)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let folded_us = started.elapsed().as_micros() as u64;
+        let node_writes = writes.len();
+        let record = MapRecord {
+            generation: sealed.generation,
+            size: sealed.size,
+            root: root.to_bytes(),
+            anchored: true,
+        };
+        let anchor = MapAnchor {
+            size: sealed.size,
+            root: root.hash(),
+        };
+        let mut shared = write(&self.shared);
+        self.store.map_fold_commit(sealed, writes, &record)?;
+        shared.map = record;
+        if shared.anchors.len() == RECENT_ANCHORS_MAX {
+            shared.anchors.pop_front();
+        }
+        shared.anchors.push_back(anchor);
+        shared.pending.retain(|&size| size > sealed.size);
+        // The newest boundary now stands on this anchor (it is at or past it).
+        if let Some(last) = shared.recent.back_mut() {
+            last.map = Some(anchor);
+        }
+        drop(shared);
+        tracing::debug!(
+            size = sealed.size,
+            rows = sealed.updates.len(),
+            node_writes,
+            folded_us,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "state map anchored"
+        );
+        Ok(())
+    }
+
+    /// Records that folding failed: the next apply stops the node with `error`.
+    fn fail(&self, error: &StoreError) {
+        tracing::error!(%error, "the state map folder stopped");
+        write(&self.shared).fold_failed = Some(error.to_string());
+    }
+}
+
+/// A state machine's folder ([`MapFold`]).
+#[derive(Debug)]
+pub(super) struct Folder {
+    core: Arc<FoldCore>,
+    mode: MapFold,
+    thread: Option<FolderThread>,
+}
+
+#[derive(Debug)]
+struct FolderThread {
+    sender: Option<SyncSender<SealedAnchor>>,
+    handle: Option<JoinHandle<()>>,
+    /// Set on drop: queued anchors are left sealed on disk for the next open.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Folder {
+    pub(super) fn start(core: Arc<FoldCore>, fold: MapFold) -> Result<Folder, StoreError> {
+        let thread = match fold {
+            MapFold::Inline => None,
+            #[cfg(test)]
+            MapFold::Never => None,
+            MapFold::Background => {
+                let (sender, receiver) = sync_channel::<SealedAnchor>(FOLDS_QUEUED_MAX);
+                let stopping = Arc::new(AtomicBool::new(false));
+                let handle = std::thread::Builder::new()
+                    .name("docket-map-fold".to_owned())
+                    .spawn({
+                        let core = core.clone();
+                        let stopping = stopping.clone();
+                        move || {
+                            for sealed in receiver {
+                                if stopping.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                if let Err(error) = core.fold(&sealed) {
+                                    core.fail(&error);
+                                    return;
+                                }
+                            }
+                        }
+                    })
+                    .map_err(|e| StoreError::Corrupt(format!("starting the map folder: {e}")))?;
+                Some(FolderThread {
+                    sender: Some(sender),
+                    handle: Some(handle),
+                    stopping,
+                })
+            }
+        };
+        Ok(Folder {
+            core,
+            mode: fold,
+            thread,
+        })
+    }
+
+    pub(super) fn core(&self) -> &FoldCore {
+        &self.core
+    }
+
+    /// Folds `sealed` now (inline) or queues it for the folder thread, waiting while
+    /// [`FOLDS_QUEUED_MAX`] are queued. Called outside the state lock.
+    pub(super) fn submit(&self, sealed: SealedAnchor) {
+        let size = sealed.size;
+        match self.mode {
+            MapFold::Inline => self.core.fold(&sealed).unwrap_or_else(|error| {
+                panic!("fatal: cannot update the state map at {size}: {error}")
+            }),
+            MapFold::Background => {
+                let sent = self
+                    .thread
+                    .as_ref()
+                    .and_then(|t| t.sender.as_ref())
+                    .is_some_and(|sender| sender.send(sealed).is_ok());
+                if !sent {
+                    let failure = read(&self.core.shared).fold_failed.clone();
+                    panic!(
+                        "fatal: the state map folder stopped before anchor {size}: {}",
+                        failure.as_deref().unwrap_or("it exited")
+                    );
+                }
+            }
+            #[cfg(test)]
+            MapFold::Never => {}
+        }
+    }
+}
+
+impl Drop for FolderThread {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.sender.take();
+        if let Some(handle) = self.handle.take() {
+            // At most the fold in progress: the rest stays sealed on disk.
+            let _ = handle.join();
+        }
+    }
+}
