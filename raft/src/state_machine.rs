@@ -347,7 +347,9 @@ impl StateMachine {
                         state.track_touched_rows();
                         let size = applied.ledger_len + recorded.len() as u64;
                         if forced || statemap::is_anchor(before, size) {
-                            let sealed = seal(state, size, map.generation, &mut map_commit, dirty);
+                            let seq = pending.iter().filter(|&&s| s == size).count() as u32;
+                            let sealed =
+                                seal(state, (size, seq), map.generation, &mut map_commit, dirty);
                             pending.push_back(size);
                             map_commit.sealed.push(sealed);
                         }
@@ -437,7 +439,7 @@ impl StateMachine {
 /// has committed them. Value hashes are taken now, from the state at the anchor.
 fn seal(
     state: &mut State,
-    size: u64,
+    (size, seq): (u64, u32),
     generation: u64,
     commit: &mut MapCommit,
     dirty: &mut DirtyRows,
@@ -458,6 +460,7 @@ fn seal(
     SealedAnchor {
         generation,
         size,
+        seq,
         updates,
     }
 }
@@ -1766,20 +1769,40 @@ mod tests {
         let sealed = crashed.replica().folds_pending();
         assert!(sealed >= 4, "{sealed} anchors sealed and not folded");
         assert!(crashed.replica().map_anchor(last.size).is_none());
+        // Two anchors on demand at one size, in one apply: both stay sealed, apart.
+        let mut crashed = crashed;
+        let next = entries.last().expect("entries").log_id.index + 1;
+        crashed
+            .apply([
+                anchor_command(next, 990_000),
+                anchor_command(next + 1, 990_001),
+            ])
+            .await
+            .expect("apply");
+        assert_eq!(crashed.replica().folds_pending(), sealed + 2);
         drop(crashed);
         let reopened = open_sm_folding(crashed_dir.path(), MapFold::Inline);
         assert_eq!(reopened.replica().folds_pending(), 0);
         let recovered = reopened.replica().anchors();
+        let (natural, on_demand) = recovered.split_at(recovered.len() - 2);
         assert_eq!(
-            recovered[recovered.len() - sealed..],
+            natural[natural.len() - sealed..],
             reference[reference.len() - sealed..]
         );
-        // And the map it left holds what a fresh build of the rows holds, once anchored.
+        assert_eq!(on_demand[0], on_demand[1]);
+        assert_eq!(on_demand[0].root, fresh_map_root(&reopened));
+        // And the map keeps up with the rows after it, folded in the background.
         drop(reopened);
         let mut reopened = open_sm_folding(crashed_dir.path(), MapFold::Background);
-        let next = entries.last().expect("entries").log_id.index + 1;
+        let late = normal(
+            next + 2,
+            Command::Submit {
+                proposals: vec![deposit("after-the-crash", 1, vec![])],
+                time: LedgerTime(990_002),
+            },
+        );
         reopened
-            .apply([anchor_command(next, 990_000)])
+            .apply([late, anchor_command(next + 3, 990_003)])
             .await
             .expect("apply");
         folded(&reopened);

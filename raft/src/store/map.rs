@@ -5,17 +5,17 @@
 //! |-----------------------------|--------------------------------------------------------|
 //! | `0x02`, node path key       | a node's bytes ([`Node::to_bytes`]); single version: the map at its last anchor |
 //! | `0x03`, row key             | empty: a row changed after the map's last sealed anchor ("dirty") |
-//! | `0x04`, anchor size (u64 BE), key hash | a sealed anchor's update of one row: its value hash, or empty when the row was removed |
+//! | `0x04`, anchor size (u64 BE), sequence (u32 BE) | a sealed anchor's updates: bincode map of key hash → value hash (`None`: the row was removed) |
 //! | `state_map`                 | bincode [`MapRecord`]: generation, size, root slot, anchored |
 //!
 //! An anchor is reached in an apply and folded into the nodes later (the state machine's
 //! map folder, on a thread of its own in a node). An apply that reaches an anchor
 //! **seals** it: it writes the anchor's updates (key hash → value hash of every row
-//! changed since the last anchor, [`SealedAnchor`]) as `0x04` keys, removes the dirty keys
+//! changed since the last anchor, [`SealedAnchor`]) as one `0x04` value, removes the dirty keys
 //! it consumed and adds the keys its later commands touched, all in its commit batch, so
 //! the rows, the applied record and what the map still has to fold move together on
 //! recovery. The fold ([`Store::map_fold_commit`]) writes the node writes and the record
-//! and removes the anchor's `0x04` keys in one batch; open folds whatever sealed anchors a
+//! and removes the anchor's `0x04` key in one batch; open folds whatever sealed anchors a
 //! crash left unfolded, in order. The map is derived data: when its record is missing, of
 //! another generation (a snapshot install, a migration) or past the applied ledger,
 //! [`Store::map_rebuild`] rebuilds it from the rows, in pages.
@@ -80,6 +80,9 @@ pub struct SealedAnchor {
     pub generation: u64,
     /// The ledger size of the anchor.
     pub size: u64,
+    /// Anchors sealed at this size before it and not yet folded (a command that appends
+    /// nothing, an anchor on demand, ends where the last one did): keeps their keys apart.
+    pub seq: u32,
     /// Key hash → value hash (`None`: the row was removed).
     pub updates: BTreeMap<Digest, Option<Digest>>,
 }
@@ -115,8 +118,13 @@ fn dirty_key(row_key: &[u8]) -> Vec<u8> {
     [&[MAP_DIRTY_PREFIX][..], row_key].concat()
 }
 
-fn sealed_key(size: u64, key_hash: &Digest) -> Vec<u8> {
-    [&[MAP_SEALED_PREFIX][..], &size.to_be_bytes(), key_hash].concat()
+fn sealed_key(size: u64, seq: u32) -> Vec<u8> {
+    [
+        &[MAP_SEALED_PREFIX][..],
+        &size.to_be_bytes(),
+        &seq.to_be_bytes(),
+    ]
+    .concat()
 }
 
 fn map_error(e: MapError) -> StoreError {
@@ -173,29 +181,22 @@ impl Store {
         self.disk
             .for_each(TreeName::Sm, &lo, Some(&hi), &mut |key, value| {
                 let corrupt = || StoreError::Corrupt(format!("sealed anchor key {key:02x?}"));
-                let size = u64::from_be_bytes(
-                    key.get(1..9)
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or_else(corrupt)?,
-                );
-                let key_hash: Digest = key
-                    .get(9..)
-                    .and_then(|b| b.try_into().ok())
+                let size = key
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
                     .ok_or_else(corrupt)?;
-                let value_hash: Option<Digest> = match value.len() {
-                    0 => None,
-                    _ => Some(value.try_into().map_err(|_| corrupt())?),
-                };
-                if sealed.last().is_none_or(|s| s.size != size) {
-                    sealed.push(SealedAnchor {
-                        generation,
-                        size,
-                        updates: BTreeMap::new(),
-                    });
-                }
-                if let Some(last) = sealed.last_mut() {
-                    last.updates.insert(key_hash, value_hash);
-                }
+                let seq = key
+                    .get(9..)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(corrupt)?;
+                sealed.push(SealedAnchor {
+                    generation,
+                    size,
+                    seq,
+                    updates: decode("sealed anchor", value)?,
+                });
                 Ok(())
             })?;
         Ok(sealed)
@@ -210,9 +211,7 @@ impl Store {
         record: &MapRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for key_hash in sealed.updates.keys() {
-            batch.remove(TreeName::Sm, sealed_key(sealed.size, key_hash));
-        }
+        batch.remove(TreeName::Sm, sealed_key(sealed.size, sealed.seq));
         self.map_into(
             &mut batch,
             MapCommit {
@@ -234,10 +233,11 @@ impl Store {
             batch.remove(TreeName::Sm, dirty_key(&key));
         }
         for sealed in &map.sealed {
-            for (key_hash, value_hash) in &sealed.updates {
-                let value = value_hash.map_or_else(Vec::new, |h| h.to_vec());
-                batch.insert(TreeName::Sm, sealed_key(sealed.size, key_hash), value);
-            }
+            batch.insert(
+                TreeName::Sm,
+                sealed_key(sealed.size, sealed.seq),
+                encode("sealed anchor", &sealed.updates)?,
+            );
         }
         for key in map.dirty {
             batch.insert(TreeName::Sm, dirty_key(&key), Vec::new());
