@@ -107,6 +107,17 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
         .map_err(io_error(format_args!("fsync {}", path.display())))
 }
 
+/// fjall's flush and compaction threads, whatever the machine's cores (fjall's own default
+/// is one per core up to 4). With two, fjall 3.1's worker 0 hands every compaction request
+/// back to the queue for worker 1 (it keeps itself free for flushes) and, while worker 1
+/// compacts, takes the same request straight back: a core spent spinning for as long as
+/// the compaction runs (12% of a 2-core machine in the growth benchmark's profile). With
+/// four, an idle worker takes it. Growth benchmark, 16 clients x 100, three 20 s rounds,
+/// 2 against 4 threads: rounds 1.05x, 1.11x, 1.14x the throughput, RSS within 10%
+/// (ARCHITECTURE.md, "Storage engines"). One thread would not spin but can stall writes
+/// behind a long compaction (fjall issue #257).
+const FJALL_WORKER_THREADS: usize = 4;
+
 impl FjallDisk {
     /// Opens (or creates) the database in `dir`/[`FJALL_DIR`], with the memory budget of
     /// [`FjallBudget::of`] `options.cache_capacity_bytes`. fjall recovers its journal on
@@ -128,6 +139,7 @@ impl FjallDisk {
         }
         let budget = FjallBudget::of(options.cache_capacity_bytes);
         let db = Database::builder(&path)
+            .worker_threads(FJALL_WORKER_THREADS)
             .cache_size(budget.block_cache_bytes)
             .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()?;
