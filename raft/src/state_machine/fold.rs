@@ -22,9 +22,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
-use std::collections::HashMap;
-
-use docket_core::statemap::{self, MapAnchor, MapError, MapStore, MapWrites, Node, NodePath};
+use docket_core::statemap::{self, MapAnchor, MapWrites};
 
 use super::{read, write, Shared, RECENT_ANCHORS_MAX};
 use crate::store::{MapRecord, SealedAnchor, Store, StoreError};
@@ -51,45 +49,13 @@ pub enum MapFold {
 /// 70 bytes a changed row) and how far the map's root may lag the applied state.
 pub const FOLDS_QUEUED_MAX: usize = 4;
 
-/// Levels of the map whose nodes a folder keeps decoded in memory: paths of at most this
-/// many nibbles, at most 1 + 16 + 256 + 4,096 nodes (about 5 MiB at 1.1 KiB a node),
-/// whatever the number of rows. Every fold rewrites most of them: at a million rows each
-/// changed row's path crosses five or six nodes, and these are four of them.
-pub const CACHED_LEVELS: usize = 3;
-
-/// Decoded nodes of the map's top [`CACHED_LEVELS`] levels, as of the last fold; `None`
-/// caches a path with no node. Emptied whenever something else writes the nodes.
-type UpperNodes = HashMap<NodePath, Option<Node>>;
-
 /// What folding needs: the store, the state machine's shared state, and the lock that
-/// keeps a fold and a snapshot install apart (it also guards the folder's cache of the
-/// map's upper levels).
+/// keeps a fold and a snapshot install apart.
 #[derive(Debug)]
 pub(super) struct FoldCore {
     store: Arc<Store>,
     shared: Arc<RwLock<Shared>>,
-    folding: Mutex<UpperNodes>,
-}
-
-/// The map's nodes for a fold: the upper levels from the cache (filled on first read),
-/// the rest from the store.
-struct CachedMap<'a> {
-    store: &'a Store,
-    upper: std::cell::RefCell<&'a mut UpperNodes>,
-}
-
-impl MapStore for CachedMap<'_> {
-    fn node(&self, path: &NodePath) -> Result<Option<Node>, MapError> {
-        if path.len() > CACHED_LEVELS {
-            return self.store.map_nodes().node(path);
-        }
-        if let Some(node) = self.upper.borrow().get(path) {
-            return Ok(node.clone());
-        }
-        let node = self.store.map_nodes().node(path)?;
-        self.upper.borrow_mut().insert(*path, node.clone());
-        Ok(node)
-    }
+    folding: Mutex<()>,
 }
 
 impl FoldCore {
@@ -97,20 +63,13 @@ impl FoldCore {
         FoldCore {
             store,
             shared,
-            folding: Mutex::new(UpperNodes::new()),
+            folding: Mutex::new(()),
         }
     }
 
     /// Held while the map's nodes are written by anything but a fold (a snapshot install
-    /// rebuilding them): no fold reads them meanwhile, and the cache of upper levels is
-    /// emptied (the caller is about to change them).
-    pub(super) fn exclusive(&self) -> MutexGuard<'_, UpperNodes> {
-        let mut guard = self.lock();
-        guard.clear();
-        guard
-    }
-
-    fn lock(&self) -> MutexGuard<'_, UpperNodes> {
+    /// rebuilding them): no fold reads them meanwhile.
+    pub(super) fn exclusive(&self) -> MutexGuard<'_, ()> {
         self.folding
             .lock()
             .expect("invariant: the fold lock is poisoned only by a panicking fold")
@@ -121,7 +80,7 @@ impl FoldCore {
     /// since), or one the map is already past, is moot. (A map rebuilt at the anchor's size
     /// holds its rows but vouches for no anchor: the fold makes it one.)
     pub(super) fn fold(&self, sealed: &SealedAnchor) -> Result<(), StoreError> {
-        let mut upper = self.lock();
+        let _folding = self.exclusive();
         let root = {
             let mut shared = write(&self.shared);
             if shared.map.generation != sealed.generation || shared.map.size > sealed.size {
@@ -132,22 +91,8 @@ impl FoldCore {
         };
         let started = std::time::Instant::now();
         let mut writes = MapWrites::new();
-        let folded = statemap::update(
-            &CachedMap {
-                store: &self.store,
-                upper: std::cell::RefCell::new(&mut upper),
-            },
-            &mut writes,
-            root,
-            &sealed.updates,
-        );
-        let root = match folded {
-            Ok(root) => root,
-            Err(e) => {
-                upper.clear();
-                return Err(StoreError::Corrupt(e.to_string()));
-            }
-        };
+        let root = statemap::update(&self.store.map_nodes(), &mut writes, root, &sealed.updates)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let folded_us = started.elapsed().as_micros() as u64;
         let node_writes = writes.len();
         let record = MapRecord {
@@ -160,14 +105,8 @@ impl FoldCore {
             size: sealed.size,
             root: root.hash(),
         };
-        for (path, node) in writes.iter().filter(|(p, _)| p.len() <= CACHED_LEVELS) {
-            upper.insert(*path, node.clone());
-        }
         let mut shared = write(&self.shared);
-        if let Err(error) = self.store.map_fold_commit(sealed, writes, &record) {
-            upper.clear();
-            return Err(error);
-        }
+        self.store.map_fold_commit(sealed, writes, &record)?;
         shared.map = record;
         if shared.anchors.len() == RECENT_ANCHORS_MAX {
             shared.anchors.pop_front();
