@@ -1816,6 +1816,62 @@ mod tests {
         assert_rows_prove(&reopened.replica(), anchor);
     }
 
+    /// A replica that has folded anchors of its own and then installs a snapshot folds its
+    /// next anchor from the map rebuilt from the installed rows: the leader's root.
+    #[tokio::test]
+    async fn after_a_snapshot_install_a_replica_folds_the_leaders_anchor() {
+        let entries = longer_workload(1_400);
+        let (prefix, _) = entries.split_at(entries.len() / 2);
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let mut leader = open_sm_folding(leader_dir.path(), MapFold::Inline);
+        leader.apply(entries.clone()).await.expect("apply");
+        let mut built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = open_sm_folding(follower_dir.path(), MapFold::Inline);
+        follower.apply(prefix.to_vec()).await.expect("apply");
+        assert!(
+            !follower.replica().anchors().is_empty(),
+            "the follower folded an anchor before the install"
+        );
+        let bytes = built.snapshot.to_bytes().expect("read");
+        follower
+            .install_snapshot(
+                &built.meta,
+                Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
+            )
+            .await
+            .expect("installs");
+        let next = entries.last().expect("entries").log_id.index + 1;
+        for sm in [&mut leader, &mut follower] {
+            let late = (0..64)
+                .map(|i| deposit(&format!("after-install-{i}"), 1, vec![]))
+                .collect();
+            sm.apply([
+                normal(
+                    next,
+                    Command::Submit {
+                        proposals: late,
+                        time: LedgerTime(994_000),
+                    },
+                ),
+                anchor_command(next + 1, 995_000),
+            ])
+            .await
+            .expect("apply");
+        }
+        let anchor = |sm: &StateMachine| sm.replica().latest_boundary().and_then(|b| b.map);
+        assert_eq!(
+            anchor(&follower).map(|a| a.root),
+            Some(fresh_map_root(&follower))
+        );
+        assert_eq!(anchor(&follower), anchor(&leader));
+    }
+
     // ---------------------------------------------------------------------------------
     // Streaming snapshots: refusal, interruption, memory
 
