@@ -1101,17 +1101,21 @@ mod tests {
     }
 
     /// Builds a snapshot on a store with the whole workload applied.
+    /// A snapshot of `sm` as it stands.
+    async fn built_snapshot(sm: &mut StateMachine) -> openraft::Snapshot<TypeConfig> {
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build")
+    }
+
     async fn leader_snapshot(
         dir: &std::path::Path,
     ) -> (StateMachine, openraft::Snapshot<TypeConfig>) {
         let (_log, mut sm) = open_sm(dir);
         sm.apply(workload()).await.expect("apply");
-        let snapshot = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let snapshot = built_snapshot(&mut sm).await;
         (sm, snapshot)
     }
 
@@ -1184,12 +1188,7 @@ mod tests {
                 .with_state(|s| s.expect("state").deferred().len()),
             1
         );
-        let mut built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut leader).await;
         let (result, follower, _dir) =
             install_on_fresh(&built.meta, built.snapshot.to_bytes().expect("read")).await;
         result.expect("installs");
@@ -1478,12 +1477,7 @@ mod tests {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         let (_leader_log, mut leader) = open_sm(leader_dir.path());
         leader.apply(entries.clone()).await.expect("apply");
-        let mut built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut leader).await;
         let leader_ledger = ledger_of(&leader.replica());
         let leader_head = leader.replica().tree_head().expect("head");
 
@@ -1670,12 +1664,7 @@ mod tests {
 
         // A replica that installs a snapshot rebuilds the map, vouches for no anchor until
         // its next one, and then has the same root as the leader.
-        let mut built = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut sm).await;
         let bytes = built.snapshot.to_bytes().expect("read");
         let (result, mut fresh, _fresh_dir) = install_on_fresh(&built.meta, bytes).await;
         result.expect("installs");
@@ -1825,12 +1814,7 @@ mod tests {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         let mut leader = open_sm_folding(leader_dir.path(), MapFold::Inline);
         leader.apply(entries.clone()).await.expect("apply");
-        let mut built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut leader).await;
         let follower_dir = tempfile::tempdir().expect("tempdir");
         let mut follower = open_sm_folding(follower_dir.path(), MapFold::Inline);
         follower.apply(prefix.to_vec()).await.expect("apply");
@@ -1955,12 +1939,7 @@ mod tests {
     ) -> (StateMachine, SnapshotMeta, Vec<u8>) {
         let (_log, mut leader) = open_sm(dir);
         leader.apply(longer_workload(extra)).await.expect("apply");
-        let mut built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut leader).await;
         let bytes = built.snapshot.to_bytes().expect("read");
         (leader, built.meta, bytes)
     }
@@ -2269,12 +2248,7 @@ mod tests {
         leader.apply(longer_workload(1_500)).await.expect("apply");
 
         meter::reset();
-        let mut built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let mut built = built_snapshot(&mut leader).await;
         let built_high = meter::high_water_bytes();
         let good = built.snapshot.to_bytes().expect("read");
         let recs = records(&good);
