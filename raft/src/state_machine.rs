@@ -750,6 +750,19 @@ impl Replica {
         read(&self.shared).pending.len()
     }
 
+    /// The size of the last anchor sealed and not yet folded, if any.
+    pub fn last_sealed(&self) -> Option<u64> {
+        read(&self.shared).pending.back().copied()
+    }
+
+    /// Whether every anchor sealed at or before ledger size `size` is folded.
+    pub fn folded_through(&self, size: u64) -> bool {
+        read(&self.shared)
+            .pending
+            .front()
+            .is_none_or(|&first| first > size)
+    }
+
     /// The anchors this replica remembers, oldest first.
     #[cfg(test)]
     fn anchors(&self) -> Vec<MapAnchor> {
