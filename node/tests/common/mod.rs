@@ -35,15 +35,17 @@ pub fn phase(start: Instant, message: &str) {
     eprintln!("[{:>6.2} s] {message}", start.elapsed().as_secs_f64());
 }
 
+/// `KEEP_TEST_DIRS=1` keeps each cluster's directory (data and node logs) after the
+/// test, to read what a failed run's nodes logged. (Not `DOCKET_*`: a `docket` the tests
+/// run directly inherits their environment, and refuses a `DOCKET_*` variable it does
+/// not know.)
+fn keep_dirs() -> bool {
+    std::env::var_os("KEEP_TEST_DIRS").is_some()
+}
+
 /// A cluster of `count` nodes in its own temporary directory, started, formed (node 1
 /// initialized, the others added as voters) and converged. The `TempDir` must outlive the
 /// cluster.
-/// `DOCKET_TEST_KEEP=1` keeps each cluster's directory (data and node logs) after the
-/// test, to read what a failed run's nodes logged.
-fn keep_dirs() -> bool {
-    std::env::var_os("DOCKET_TEST_KEEP").is_some()
-}
-
 pub async fn formed_cluster(
     cluster_id: &str,
     count: u64,
