@@ -305,30 +305,7 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         "witness mode finds the three nodes' checkpoints consistent",
     );
     let tls = cluster.tls().expect("tls");
-    let urls: Vec<String> = [1, 2, 3].iter().map(|id| cluster.node(*id).url()).collect();
-    let output = std::process::Command::new(common::binary())
-        .args(["verify", "--witness", &urls.join(",")])
-        .arg("--ca")
-        .arg(tls.ca())
-        .arg("--client-cert")
-        .arg(tls.dir.join("client.pem"))
-        .arg("--client-key")
-        .arg(tls.dir.join("client.key"))
-        .env("DOCKET_CONFIG_DIR", config.path())
-        .output()
-        .expect("docket verify --witness");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains("consistent: 3 final checkpoints"),
-        "{stdout}"
-    );
-    // The CLI: a verified state read that keeps its proof, then the proof checked offline
-    // against the keys the client pinned.
+    // The CLI, with the cluster's CA and client certificate; each call must succeed.
     let docket = |args: &[&str]| {
         let output = std::process::Command::new(common::binary())
             .args(args)
@@ -346,6 +323,14 @@ async fn checkpoints_are_cosigned_by_a_quorum_and_proofs_verify_offline() {
         assert!(output.status.success(), "docket {args:?}: {out}{err}");
         (out, err)
     };
+    let urls: Vec<String> = [1, 2, 3].iter().map(|id| cluster.node(*id).url()).collect();
+    let (stdout, _) = docket(&["verify", "--witness", &urls.join(",")]);
+    assert!(
+        stdout.contains("consistent: 3 final checkpoints"),
+        "{stdout}"
+    );
+    // The CLI: a verified state read that keeps its proof, then the proof checked offline
+    // against the keys the client pinned.
     let proof_file = config.path().join("cp-1.json");
     let proof_path = proof_file.to_str().expect("utf-8 path");
     let (out, err) = docket(&[

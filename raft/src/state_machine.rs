@@ -402,17 +402,16 @@ impl StateMachine {
                 .map(|at| written[at].1.as_deref().map(statemap::value_hash));
             dirty.insert(key.clone(), hash);
         }
-        let sealed = map_commit.sealed.clone();
-        if let Err(error) = self
+        let sealed = self
             .store
             .commit_apply(&recorded, changes, map_commit, applied)
-        {
-            // See the module docs: stopping beats diverging.
-            panic!(
-                "fatal: cannot store applied entries (last applied {:?}): {error}",
-                applied.last_applied
-            );
-        }
+            .unwrap_or_else(|error| {
+                // See the module docs: stopping beats diverging.
+                panic!(
+                    "fatal: cannot store applied entries (last applied {:?}): {error}",
+                    applied.last_applied
+                )
+            });
         crate::telemetry::record_applied(&recorded);
         (responses, sealed)
     }
@@ -1114,6 +1113,15 @@ mod tests {
     }
 
     /// Builds a snapshot on a store with the whole workload applied.
+    /// The anchor `sm`'s newest boundary stands on.
+    fn latest_anchor(sm: &StateMachine) -> MapAnchor {
+        sm.replica()
+            .latest_boundary()
+            .expect("boundary")
+            .map
+            .expect("map")
+    }
+
     /// A snapshot of `sm` as it stands.
     async fn built_snapshot(sm: &mut StateMachine) -> openraft::Snapshot<TypeConfig> {
         sm.get_snapshot_builder()
@@ -1614,12 +1622,7 @@ mod tests {
             entries.push(anchored.clone());
             let responses = sm.apply([anchored]).await.expect("apply");
             assert_eq!(responses, vec![CommandResponse::Anchored { size: len }]);
-            let anchor = sm
-                .replica()
-                .latest_boundary()
-                .expect("boundary")
-                .map
-                .expect("map");
+            let anchor = latest_anchor(&sm);
             assert_eq!(anchor.size, len);
             assert_eq!(anchor.root, fresh_map_root(&sm));
             assert_rows_prove(&sm.replica(), anchor);
@@ -1656,22 +1659,12 @@ mod tests {
             entries.push(entry.clone());
             sm.apply([entry]).await.expect("apply");
         }
-        let crossed = sm
-            .replica()
-            .latest_boundary()
-            .expect("boundary")
-            .map
-            .expect("map");
+        let crossed = latest_anchor(&sm);
         assert!(crossed.size > before.map.expect("map").size, "a new anchor");
         let anchored = anchor_command(index, 999_000);
         entries.push(anchored.clone());
         sm.apply([anchored]).await.expect("apply");
-        let anchor = sm
-            .replica()
-            .latest_boundary()
-            .expect("boundary")
-            .map
-            .expect("map");
+        let anchor = latest_anchor(&sm);
         assert_eq!(anchor.root, fresh_map_root(&sm));
         assert_rows_prove(&sm.replica(), anchor);
 
@@ -1696,15 +1689,7 @@ mod tests {
             fresh.replica().latest_boundary().expect("boundary").map,
             sm.replica().latest_boundary().expect("boundary").map
         );
-        assert_rows_prove(
-            &fresh.replica(),
-            fresh
-                .replica()
-                .latest_boundary()
-                .expect("boundary")
-                .map
-                .expect("map"),
-        );
+        assert_rows_prove(&fresh.replica(), latest_anchor(&fresh));
     }
 
     fn open_sm_folding(dir: &std::path::Path, fold: MapFold) -> StateMachine {
@@ -1808,12 +1793,7 @@ mod tests {
             .await
             .expect("apply");
         folded(&reopened);
-        let anchor = reopened
-            .replica()
-            .latest_boundary()
-            .expect("boundary")
-            .map
-            .expect("map");
+        let anchor = latest_anchor(&reopened);
         assert_eq!(anchor.root, fresh_map_root(&reopened));
         assert_rows_prove(&reopened.replica(), anchor);
     }

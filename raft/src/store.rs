@@ -756,13 +756,14 @@ impl Store {
     /// Writes new ledger entries and their Merkle nodes, then, in one atomic batch, the
     /// state rows the apply changed and the applied record (the commit point). Not flushed:
     /// applied state is re-derived from the Raft log after a crash (see the crate docs).
+    /// Answers the anchors `map` sealed, written with it, for the map's folder.
     pub fn commit_apply(
         &self,
         entries: &[LedgerEntry],
         changes: Option<Changes>,
         map: MapCommit,
         applied: &AppliedRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<SealedAnchor>, StoreError> {
         let mut batch = WriteBatch::default();
         let base = applied
             .ledger_len
@@ -804,7 +805,7 @@ impl Store {
         if let Some(changes) = changes {
             self.state_rows_into(&mut commit, self.state_generation(), changes);
         }
-        self.map_into(&mut commit, map)?;
+        let sealed = self.map_into(&mut commit, map)?;
         commit.insert(
             TreeName::Sm,
             KEY_APPLIED,
@@ -812,7 +813,7 @@ impl Store {
         );
         self.disk.apply(commit)?;
         *frontier = next;
-        Ok(())
+        Ok(sealed)
     }
 
     // ---------------------------------------------------------------------------------

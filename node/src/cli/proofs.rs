@@ -187,13 +187,8 @@ pub(super) async fn verify_command(args: &ClientArgs, command: &VerifyArgs) -> a
     }
     let bundle: ProofBundle = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{} is not a proof bundle: {e}", bundle_path.display()))?;
-    let verified = verify_bundle(
-        &bundle,
-        pinned
-            .as_ref()
-            .map(|(c, source)| (c.as_slice(), source.clone())),
-    )
-    .with_context(|| format!("{} does not verify", bundle_path.display()))?;
+    let verified = verify_bundle(&bundle, pinned_view(&pinned))
+        .with_context(|| format!("{} does not verify", bundle_path.display()))?;
     if args.output == OutputFormat::Json {
         return print_json(&verified);
     }
@@ -223,13 +218,8 @@ fn verify_state_file(
 ) -> anyhow::Result<()> {
     let view: crate::wire::StateProofView = serde_json::from_str(text)
         .map_err(|e| anyhow!("{} is not a state proof: {e}", path.display()))?;
-    let verified = docket_client::state_proof::verify_state_bundle(
-        &view,
-        pinned
-            .as_ref()
-            .map(|(c, source)| (c.as_slice(), source.clone())),
-    )
-    .with_context(|| format!("{} does not verify", path.display()))?;
+    let verified = docket_client::state_proof::verify_state_bundle(&view, pinned_view(&pinned))
+        .with_context(|| format!("{} does not verify", path.display()))?;
     if args.output == OutputFormat::Json {
         return print_json(&verified);
     }
@@ -343,13 +333,9 @@ fn verify_export_command(
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read export {}", path.display()))?;
     let pinned = pinned_cosigners(command)?;
-    let verified = docket_client::verify::verify_export(
-        std::io::BufReader::new(file),
-        pinned
-            .as_ref()
-            .map(|(c, source)| (c.as_slice(), source.clone())),
-    )
-    .with_context(|| format!("{} does not verify", path.display()))?;
+    let verified =
+        docket_client::verify::verify_export(std::io::BufReader::new(file), pinned_view(&pinned))
+            .with_context(|| format!("{} does not verify", path.display()))?;
     if args.output == OutputFormat::Json {
         return print_json(&verified);
     }
@@ -383,6 +369,15 @@ pub(super) async fn export_command(args: &ClientArgs, out: &std::path::Path) -> 
         out.display()
     );
     Ok(())
+}
+
+/// The pinned keys as the verifiers take them: borrowed, with where they came from.
+fn pinned_view(
+    pinned: &Option<(Vec<docket_api::wire::Cosigner>, String)>,
+) -> Option<(&[docket_api::wire::Cosigner], String)> {
+    pinned
+        .as_ref()
+        .map(|(cosigners, source)| (cosigners.as_slice(), source.clone()))
 }
 
 /// The keys `--cosigners FILE` pins, with the file's name to say where they came from.

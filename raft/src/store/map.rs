@@ -223,12 +223,13 @@ impl Store {
         self.disk.apply(batch)
     }
 
-    /// Adds `map` to an apply's commit batch.
+    /// Adds `map` to an apply's commit batch; answers its sealed anchors (written, and now
+    /// the folder's).
     pub(super) fn map_into(
         &self,
         batch: &mut WriteBatch,
         map: MapCommit,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<SealedAnchor>, StoreError> {
         for key in map.consumed {
             batch.remove(TreeName::Sm, dirty_key(&key));
         }
@@ -251,7 +252,7 @@ impl Store {
         if let Some(record) = map.record {
             batch.insert(TreeName::Sm, KEY_MAP, encode("state map record", &record)?);
         }
-        Ok(())
+        Ok(map.sealed)
     }
 
     /// Rebuilds the map from the rows of `generation`, as of ledger size `size` (not an
