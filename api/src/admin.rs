@@ -145,7 +145,7 @@ impl AdminOp {
         key: &SigningKey,
     ) -> SignedProposal {
         Proposal {
-            format: Default::default(),
+            format: docket_core::ProposalFormat::CURRENT,
             ledger_id: ledger_id.clone(),
             domain: ADMIN_DOMAIN.to_owned(),
             action: self.action().to_owned(),

@@ -85,7 +85,7 @@ pub fn proposal(
         .unwrap_or(action)
         .to_ascii_lowercase();
     let mut proposal = crate::Proposal {
-        format: crate::ProposalFormat::V1,
+        format: crate::ProposalFormat::CURRENT,
         ledger_id: ledger.clone(),
         domain,
         action: action.to_owned(),
@@ -96,6 +96,18 @@ pub fn proposal(
         nonce,
     };
     proposal.normalize();
+    proposal.sign(&signing_key(author))
+}
+
+/// `signed` in another format, signed again by the development principal `author`: how
+/// the golden transcripts keep proving that format-`v1` ledgers replay bit for bit.
+pub fn reformat(
+    signed: crate::SignedProposal,
+    format: crate::ProposalFormat,
+    author: &str,
+) -> crate::SignedProposal {
+    let mut proposal = signed.proposal;
+    proposal.format = format;
     proposal.sign(&signing_key(author))
 }
 

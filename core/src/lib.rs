@@ -26,7 +26,7 @@
 //!
 //! let alice = dev::signing_key("alice"); // a treasurer in the default constitution
 //! let deposit = Proposal {
-//!     format: ProposalFormat::V1,
+//!     format: ProposalFormat::CURRENT,
 //!     ledger_id: ledger,
 //!     domain: "settlement".into(),
 //!     action: "SETTLEMENT.DEPOSIT_CONFIRMED".into(),

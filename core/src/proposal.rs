@@ -14,14 +14,32 @@ use crate::id::{LedgerId, ProposalId, PublicKey, Signature};
 use crate::value::Value;
 
 /// Format of a proposal record. Recorded in every proposal so later formats can coexist
-/// with entries already in the ledger.
+/// with entries already in the ledger. The format is covered by the id, so the rule a
+/// proposal's signature is verified under is fixed by the bytes its author signed: every
+/// replica and every later audit applies the same one.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
 )]
 pub enum ProposalFormat {
+    /// The signature is verified strictly (RFC 8032 with ed25519-dalek's `verify_strict`:
+    /// canonical `S`, `R` and author key of no small order, cofactorless equation). The
+    /// default when a JSON proposal names no format, so proposals signed before `v2`
+    /// keep their ids.
     #[default]
     #[serde(rename = "v1")]
     V1,
+    /// The same fields, the signature verified under ZIP-215's rules (canonical `S`; `R`
+    /// and the author key any point encoding; the cofactored equation
+    /// `[8][S]B = [8]R + [8][k]A`), which single and batch verification agree on exactly,
+    /// so a replica may check a group commit's signatures as one batch. Small-order author
+    /// keys are still refused, as in `v1`. See ARCHITECTURE.md, "Signatures".
+    #[serde(rename = "v2")]
+    V2,
+}
+
+impl ProposalFormat {
+    /// The format docket's own builders (CLI, client, agents, bench) sign.
+    pub const CURRENT: ProposalFormat = ProposalFormat::V2;
 }
 
 /// The signed body of a proposal. Field order is part of the canonical encoding.
@@ -100,29 +118,63 @@ impl SignedProposal {
         self.proposal.id()
     }
 
-    /// Strict ed25519 verification of the signature over `id`: refuses non-canonical
-    /// signatures (malleability) and small-order author keys (weak keys).
+    /// Verifies the signature over `id` under the rule of the proposal's format
+    /// ([`ProposalFormat`]): strict for `v1`, ZIP-215 for `v2`. Either refuses a
+    /// small-order (weak) author key and a key that is no curve point.
     pub fn verify(&self, id: &ProposalId) -> Result<(), SignatureError> {
-        let key = VerifyingKey::from_bytes(self.proposal.author.as_bytes())
-            .map_err(|_| SignatureError::MalformedKey)?;
+        let key = AuthorKey::decompress(&self.proposal.author)?;
         verify_with_key(&key, self, id)
+    }
+}
+
+/// An author key, decompressed and checked: a curve point of no small order. Both
+/// verifiers decompress with curve25519-dalek's `CompressedEdwardsY::decompress`, so they
+/// accept the same encodings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AuthorKey {
+    strict: VerifyingKey,
+    zip215: ed25519_zebra::VerificationKey,
+}
+
+impl AuthorKey {
+    pub(crate) fn decompress(author: &PublicKey) -> Result<AuthorKey, SignatureError> {
+        let strict = VerifyingKey::from_bytes(author.as_bytes())
+            .map_err(|_| SignatureError::MalformedKey)?;
+        if strict.is_weak() {
+            return Err(SignatureError::WeakKey);
+        }
+        let zip215 = ed25519_zebra::VerificationKey::try_from(*author.as_bytes())
+            .map_err(|_| SignatureError::MalformedKey)?;
+        Ok(AuthorKey { strict, zip215 })
+    }
+
+    pub(crate) fn bytes(&self) -> [u8; 32] {
+        self.strict.to_bytes()
     }
 }
 
 /// [`SignedProposal::verify`] with the author key already decompressed (`key` must be
 /// the decompression of `signed.proposal.author`).
 pub(crate) fn verify_with_key(
-    key: &VerifyingKey,
+    key: &AuthorKey,
     signed: &SignedProposal,
     id: &ProposalId,
 ) -> Result<(), SignatureError> {
-    debug_assert_eq!(key.as_bytes(), signed.proposal.author.as_bytes());
-    if key.is_weak() {
-        return Err(SignatureError::WeakKey);
+    debug_assert_eq!(&key.bytes(), signed.proposal.author.as_bytes());
+    match signed.proposal.format {
+        ProposalFormat::V1 => {
+            let signature = ed25519_dalek::Signature::from_bytes(signed.signature.as_bytes());
+            key.strict
+                .verify_strict(id.as_bytes(), &signature)
+                .map_err(|_| SignatureError::Invalid)
+        }
+        ProposalFormat::V2 => {
+            let signature = ed25519_zebra::Signature::from_bytes(signed.signature.as_bytes());
+            key.zip215
+                .verify(&signature, id.as_bytes())
+                .map_err(|_| SignatureError::Invalid)
+        }
     }
-    let signature = ed25519_dalek::Signature::from_bytes(signed.signature.as_bytes());
-    key.verify_strict(id.as_bytes(), &signature)
-        .map_err(|_| SignatureError::Invalid)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,12 +1,15 @@
-//! How adjudication checks signatures: [`SignatureCheck`], with the plain strict check
-//! ([`Strict`]) and a bounded memo of checks that already passed ([`VerifiedMemo`]).
+//! How adjudication checks signatures: [`SignatureCheck`], with the plain check
+//! ([`Strict`]: verify every time, under the proposal format's rule) and a bounded memo of
+//! checks that already passed ([`VerifiedMemo`]), which also verifies a group commit's
+//! `v2` signatures as one batch ([`VerifiedMemo::check_batch`]).
 //!
 //! A node verifies each proposal's signature at its front door (so unsigned junk never
 //! reaches the log) and again when its replica applies the committed entry (authorization
 //! is replayable state, not a gateway filter). On the node that received the request
 //! those are the same check of the same bytes, and a deferred proposal is checked again
-//! when a wave releases it. Strict ed25519 verification is a pure function of (author key,
-//! proposal id, signature), so its result can be remembered: [`VerifiedMemo`] keeps a
+//! when a wave releases it. Verification under either format's rule is a pure function of
+//! (author key, proposal id, signature), the id covering the format, so its result can be
+//! remembered: [`VerifiedMemo`] keeps a
 //! digest of each (id, author key, signature) triple that verified, and answers a repeat
 //! without the curve arithmetic. A miss verifies in full. Failures are never
 //! remembered, so the memo can only skip work, never change an answer: every replica and
@@ -17,15 +20,21 @@
 //! keeps the decompressed public keys of authors whose signatures verified
 //! ([`VerifiedMemo::KEYS_MAX`]), which saves a point decompression on every miss by a
 //! known author.
+//!
+//! A follower's apply is where the memo misses: the proposals arrive in a committed group
+//! and were verified only by the leader's front door. The replica hands the whole group to
+//! [`VerifiedMemo::verify_ahead`] first, which verifies the `v2` signatures together (the
+//! batch equation costs a fraction of one verification per signature, less the fewer
+//! authors a group has) and remembers them, so adjudication's per-proposal checks are
+//! memo hits. A failed batch is redone one signature at a time, which gives each proposal
+//! the answer a single check gives it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use ed25519_dalek::VerifyingKey;
-
 use crate::id::{ProposalId, PublicKey};
-use crate::proposal::{SignatureError, SignedProposal};
+use crate::proposal::{verify_with_key, AuthorKey, ProposalFormat, SignatureError, SignedProposal};
 
 /// Checks a proposal's signature over its id. Implementations must answer exactly as
 /// [`SignedProposal::verify`] does; they may only differ in how much work they repeat.
@@ -45,7 +54,8 @@ impl SignatureCheck for Strict {
 
 /// BLAKE3 of (proposal id, author key, signature) under a domain tag: names exactly one
 /// (key, message, signature) triple, whatever id a caller passes (the author is in the
-/// key, not inferred from the id), in 32 bytes.
+/// key, not inferred from the id), in 32 bytes. The rule the signature was verified under
+/// is the proposal's format, which the id covers.
 type Verified = [u8; 32];
 
 fn verified_key(signed: &SignedProposal, id: &ProposalId) -> Verified {
@@ -61,15 +71,15 @@ fn verified_key(signed: &SignedProposal, id: &ProposalId) -> Verified {
 struct Memo {
     verified: BTreeSet<Verified>,
     order: VecDeque<Verified>,
-    keys: BTreeMap<[u8; 32], VerifyingKey>,
+    keys: BTreeMap<[u8; 32], AuthorKey>,
 }
 
-/// A bounded memo of signatures that passed strict verification, shared by a node's
-/// front door and its replica. See the module docs for why this cannot change a decision.
+/// A bounded memo of signatures that passed verification, shared by a node's front door
+/// and its replica. See the module docs for why this cannot change a decision.
 #[derive(Debug, Default)]
 pub struct VerifiedMemo {
     memo: Mutex<Memo>,
-    /// Checks asked of the memo, and strict verifications it ran for them (the rest were
+    /// Checks asked of the memo, and verifications it ran for them (the rest were
     /// answered from the memo, or refused a malformed key): counts for the node's metrics.
     checks: AtomicU64,
     verifications: AtomicU64,
@@ -83,6 +93,12 @@ impl VerifiedMemo {
     /// Remembered decompressed author keys, only of authors whose signature verified;
     /// cleared when full (the principals of a constitution are far fewer).
     pub const KEYS_MAX: usize = 4_096;
+    /// Signatures verified as one batch at most ([`VerifiedMemo::check_batch`] splits a
+    /// longer list). The batch equation's cost per signature falls with its size (a
+    /// multiscalar multiplication of n + keys + 1 points) and flattens by a few hundred,
+    /// while a failed batch is redone one signature at a time, so the bound also bounds
+    /// the work a forged signature can waste.
+    pub const BATCH_MAX: usize = 256;
 
     pub fn new() -> VerifiedMemo {
         VerifiedMemo::default()
@@ -93,7 +109,8 @@ impl VerifiedMemo {
         self.checks.load(Ordering::Relaxed)
     }
 
-    /// Strict ed25519 verifications the memo ran (checks it could not answer itself).
+    /// Signature verifications the memo ran (checks it could not answer itself; a batch
+    /// counts each of its signatures).
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
@@ -118,30 +135,182 @@ impl VerifiedMemo {
     /// The author's decompressed key: remembered, or decompressed now (and remembered by
     /// [`VerifiedMemo::remember`] only once a signature by it verified, so junk with fresh
     /// valid points cannot push the principals' keys out).
-    fn key(&self, author: &PublicKey) -> Result<VerifyingKey, SignatureError> {
+    fn key(&self, author: &PublicKey) -> Result<AuthorKey, SignatureError> {
         if let Some(key) = self.lock().keys.get(author.as_bytes()) {
             return Ok(*key);
         }
-        VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| SignatureError::MalformedKey)
+        AuthorKey::decompress(author)
     }
 
-    fn remember(&self, verified: Verified, key: VerifyingKey) {
+    fn remember(&self, verified: impl IntoIterator<Item = (Verified, AuthorKey)>) {
         let mut memo = self.lock();
-        if memo.verified.insert(verified) {
-            memo.order.push_back(verified);
-            while memo.order.len() > Self::CAPACITY {
-                let oldest = memo.order.pop_front().expect("invariant: non-empty");
-                memo.verified.remove(&oldest);
+        for (verified, key) in verified {
+            if memo.verified.insert(verified) {
+                memo.order.push_back(verified);
+                while memo.order.len() > Self::CAPACITY {
+                    let oldest = memo.order.pop_front().expect("invariant: non-empty");
+                    memo.verified.remove(&oldest);
+                }
             }
-        }
-        if !memo.keys.contains_key(key.as_bytes()) {
-            if memo.keys.len() >= Self::KEYS_MAX {
-                memo.keys.clear();
+            let bytes = key.bytes();
+            if !memo.keys.contains_key(&bytes) {
+                if memo.keys.len() >= Self::KEYS_MAX {
+                    memo.keys.clear();
+                }
+                memo.keys.insert(bytes, key);
             }
-            memo.keys.insert(*key.as_bytes(), key);
         }
     }
+
+    /// [`SignatureCheck::check`] of each proposal, in order, with the same answers, but the
+    /// `v2` signatures the memo does not remember verified together, in batches of at most
+    /// [`VerifiedMemo::BATCH_MAX`]: ZIP-215 makes a batch pass exactly when each of its
+    /// signatures would pass alone (up to the batch equation's 2^-128 chance of a false
+    /// accept, which its coefficients, a hash of the whole batch ([`Transcript`]), keep out
+    /// of an attacker's reach), and a batch that fails is redone one signature at a time to find which. Everything
+    /// that verified is remembered, so a later `check` of it is a memo hit: a replica
+    /// calls this on a group commit's proposals before applying it.
+    pub fn check_batch(
+        &self,
+        proposals: &[(&SignedProposal, ProposalId)],
+    ) -> Vec<Result<(), SignatureError>> {
+        self.checks
+            .fetch_add(proposals.len() as u64, Ordering::Relaxed);
+        self.verify_batch(proposals)
+    }
+
+    /// [`VerifiedMemo::check_batch`] ahead of the checks that decide, which it does not
+    /// count as checks (a replica's apply: adjudication then checks each proposal, a memo
+    /// hit for each that verified here). Verifications are counted.
+    pub fn verify_ahead(&self, proposals: &[(&SignedProposal, ProposalId)]) {
+        self.verify_batch(proposals);
+    }
+
+    fn verify_batch(
+        &self,
+        proposals: &[(&SignedProposal, ProposalId)],
+    ) -> Vec<Result<(), SignatureError>> {
+        let mut answers = vec![Ok(()); proposals.len()];
+        let misses: Vec<(usize, Verified)> = {
+            let memo = self.lock();
+            proposals
+                .iter()
+                .enumerate()
+                .map(|(i, (signed, id))| (i, verified_key(signed, id)))
+                .filter(|(_, verified)| !memo.verified.contains(verified))
+                .collect()
+        };
+        // (position, memo digest, key) of the v2 signatures still to verify.
+        let mut queued: Vec<(usize, Verified, AuthorKey)> = Vec::new();
+        let mut passed: Vec<(Verified, AuthorKey)> = Vec::new();
+        for (i, verified) in misses {
+            let (signed, id) = &proposals[i];
+            let key = match self.key(&signed.proposal.author) {
+                Ok(key) => key,
+                Err(error) => {
+                    answers[i] = Err(error);
+                    continue;
+                }
+            };
+            match signed.proposal.format {
+                ProposalFormat::V2 => queued.push((i, verified, key)),
+                ProposalFormat::V1 => {
+                    self.verifications.fetch_add(1, Ordering::Relaxed);
+                    answers[i] = verify_with_key(&key, signed, id);
+                    if answers[i].is_ok() {
+                        passed.push((verified, key));
+                    }
+                }
+            }
+        }
+        for batch in queued.chunks(Self::BATCH_MAX) {
+            self.verifications
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if batch.len() > 1 && verify_together(proposals, batch) {
+                passed.extend(batch.iter().map(|&(_, verified, key)| (verified, key)));
+                continue;
+            }
+            for &(i, verified, key) in batch {
+                let (signed, id) = &proposals[i];
+                answers[i] = verify_with_key(&key, signed, id);
+                if answers[i].is_ok() {
+                    passed.push((verified, key));
+                }
+            }
+        }
+        self.remember(passed);
+        answers
+    }
 }
+
+/// One ZIP-215 batch equation over the queued `v2` signatures: true when all verify.
+fn verify_together(
+    proposals: &[(&SignedProposal, ProposalId)],
+    batch: &[(usize, Verified, AuthorKey)],
+) -> bool {
+    let mut verifier = ed25519_zebra::batch::Verifier::new();
+    for &(i, _, key) in batch {
+        let (signed, id) = &proposals[i];
+        verifier.queue((
+            ed25519_zebra::VerificationKeyBytes::from(key.bytes()),
+            ed25519_zebra::Signature::from_bytes(signed.signature.as_bytes()),
+            id.as_bytes(),
+        ));
+    }
+    verifier.verify(Transcript::of(proposals, batch)).is_ok()
+}
+
+/// The batch equation's coefficients, drawn from BLAKE3's extendable output over the whole
+/// batch (every key, id and signature, in order) under a domain tag: a Fiat-Shamir
+/// derivation, so they are fixed only once every signature is, and a forger who wants
+/// two bad signatures to cancel must find inputs whose hash makes them cancel (a 2^-128
+/// chance per try). Deterministic, so the core stays a pure function and every replica,
+/// audit and simulated run draws the same coefficients for the same group: a replica can
+/// never accept what another refuses, even by the equation's negligible chance.
+struct Transcript(blake3::OutputReader);
+
+impl Transcript {
+    fn of(
+        proposals: &[(&SignedProposal, ProposalId)],
+        batch: &[(usize, Verified, AuthorKey)],
+    ) -> Transcript {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"docket/zip215-batch/v1");
+        hasher.update(&(batch.len() as u64).to_le_bytes());
+        for &(i, _, _) in batch {
+            let (signed, id) = &proposals[i];
+            hasher.update(signed.proposal.author.as_bytes());
+            hasher.update(id.as_bytes());
+            hasher.update(signed.signature.as_bytes());
+        }
+        Transcript(hasher.finalize_xof())
+    }
+}
+
+impl rand_core::RngCore for Transcript {
+    fn next_u32(&mut self) -> u32 {
+        let mut bytes = [0; 4];
+        self.0.fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0; 8];
+        self.0.fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for Transcript {}
 
 impl SignatureCheck for VerifiedMemo {
     fn check(&self, signed: &SignedProposal, id: &ProposalId) -> Result<(), SignatureError> {
@@ -153,8 +322,8 @@ impl SignatureCheck for VerifiedMemo {
         // Verified outside the lock: concurrent misses verify in parallel.
         let key = self.key(&signed.proposal.author)?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        crate::proposal::verify_with_key(&key, signed, id)?;
-        self.remember(verified, key);
+        verify_with_key(&key, signed, id)?;
+        self.remember([(verified, key)]);
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
     reason = "golden files are read and written by the test harness, not the core"
 )]
 //! Golden transcripts: one scripted ledger per built-in domain of the default constitution,
-//! plus one that provokes every rejection code.
+//! plus one that provokes every rejection code. Their proposals are format `v1`, so the
+//! goldens keep proving that ledgers written before format `v2` replay bit for bit.
 //!
 //! Each transcript is the `Display` line of every recorded entry, with `# comment` lines
 //! saying what each step tries, `duplicate of #N` for a resubmission that appended nothing,
@@ -212,7 +213,7 @@ impl Transcript {
         dependencies: Vec<ProposalId>,
     ) -> SignedProposal {
         self.nonce += 1;
-        dev::proposal(
+        let signed = dev::proposal(
             &self.ledger_id,
             author,
             action,
@@ -220,7 +221,8 @@ impl Transcript {
             payload,
             dependencies,
             self.nonce,
-        )
+        );
+        dev::reformat(signed, ProposalFormat::V1, author)
     }
 
     /// Builds and signs a proposal by hand: any domain, dependencies exactly as given.
@@ -2133,14 +2135,18 @@ fn rejections_transcript() -> Finished {
     t.comment("genesis constitution: the default document with deferred_max = 1");
 
     t.comment("WRONG_LEDGER: signed for another ledger");
-    let foreign = dev::proposal(
-        &LedgerId::new("another-ledger").expect("valid"),
+    let foreign = dev::reformat(
+        dev::proposal(
+            &LedgerId::new("another-ledger").expect("valid"),
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "stl-1",
+            deposit(5, "EUR"),
+            vec![],
+            1,
+        ),
+        ProposalFormat::V1,
         "alice",
-        "SETTLEMENT.DEPOSIT_CONFIRMED",
-        "stl-1",
-        deposit(5, "EUR"),
-        vec![],
-        1,
     );
     let s = t.submit(foreign);
     expect(&s, "WRONG_LEDGER", "signed for ledger \"another-ledger\"");

@@ -105,6 +105,42 @@ fn signatures_are_deterministic_ed25519() {
     assert_eq!(signed.verify(&signed.id()), Ok(()));
 }
 
+/// Format `v2` (ZIP-215 signatures): the same fields, format variant 1 in the canonical
+/// bytes and `"v2"` in JSON, so its id differs from the `v1` proposal's; signing is the
+/// same deterministic ed25519, over that id.
+#[test]
+fn format_v2_is_pinned() {
+    let mut proposal = fixed_proposal();
+    proposal.format = ProposalFormat::V2;
+    let mut expected = expected_bytes();
+    expected[..4].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(
+        hex::encode(proposal.canonical_bytes()),
+        hex::encode(&expected)
+    );
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"docket/proposal/v1\0");
+    hasher.update(&expected);
+    assert_eq!(proposal.id().0, *hasher.finalize().as_bytes());
+    assert_eq!(proposal.id().to_hex(), PINNED_V2_ID);
+    let json = serde_json::to_string(&proposal).expect("serializes");
+    assert!(json.starts_with(r#"{"format":"v2","#), "{json}");
+    let back: Proposal = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back.id(), proposal.id());
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[0x33; 32]);
+    proposal.author = docket_core::proposal::public_key(&key);
+    let signed = proposal.sign(&key);
+    assert_eq!(signed.signature.to_hex(), PINNED_V2_SIGNATURE);
+    assert_eq!(signed.verify(&signed.id()), Ok(()));
+}
+
+const PINNED_V2_ID: &str = "4a72bd5cc69a229f9812802b9aeb7dc2e13bcc633b6f4f945b2a84a6030a97b7";
+const PINNED_V2_SIGNATURE: &str = concat!(
+    "1d5ed548d931d3c607b0ad775c9010c617b8796f25db4b240610593c3fe43c4f",
+    "a719585f1bc0380aefe1be8bbce71640e2dd6c076826004e8faa0bf7bc2f9709"
+);
+
 const PINNED_SIGNATURE: &str = concat!(
     "f2a27db2fc8b2c5103ea3b640fb40af60d8078c5415eb75ade39475c294592cc",
     "bf6bb2c125025139ce9d7fcf47b656f23a620f44b3f2249c9ae4d1e88ac7d101"
@@ -130,14 +166,18 @@ fn state_commitment_is_pinned() {
     )
     .expect("genesis");
     assert_eq!(state.hash().to_string(), PINNED_GENESIS_STATE);
-    let deposit = docket_core::dev::proposal(
-        &ledger,
+    let deposit = docket_core::dev::reformat(
+        docket_core::dev::proposal(
+            &ledger,
+            "alice",
+            "SETTLEMENT.DEPOSIT_CONFIRMED",
+            "s1",
+            Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]),
+            vec![],
+            1,
+        ),
+        ProposalFormat::V1,
         "alice",
-        "SETTLEMENT.DEPOSIT_CONFIRMED",
-        "s1",
-        Value::map([("amount", Value::Int(100)), ("currency", "EUR".into())]),
-        vec![],
-        1,
     );
     state.submit(deposit, docket_core::LedgerTime(2_000));
     assert_eq!(state.hash().to_string(), PINNED_ONE_DEPOSIT_STATE);

@@ -101,7 +101,7 @@ pub fn build(
         }
     };
     let proposal = Proposal {
-        format: ProposalFormat::V1,
+        format: ProposalFormat::CURRENT,
         ledger_id: ledger_id.clone(),
         domain,
         action: action.to_owned(),

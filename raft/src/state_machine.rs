@@ -29,7 +29,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use docket_core::statemap::{self, Digest, MapAnchor, MapProof};
 
-use docket_core::{LedgerEntry, LedgerIndex, LedgerTime, Rows, State, StateHash, VerifiedMemo};
+use docket_core::{
+    LedgerEntry, LedgerIndex, LedgerTime, ProposalId, Rows, SignedProposal, State, StateHash,
+    VerifiedMemo,
+};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, StorageError, StorageIOError};
 
@@ -299,12 +302,33 @@ impl StateMachine {
     /// while the state lock is held. The rows the entries changed are written with the
     /// applied record, so the overlay in memory is one apply's worth.
     fn apply_entries(&self, entries: Vec<Entry>) -> Vec<CommandResponse> {
+        self.verify_ahead(&entries);
         let (responses, sealed) = self.apply_locked(entries);
         // Outside the state lock: the fold takes it to publish.
         for anchor in sealed {
             self.folder.submit(anchor);
         }
         responses
+    }
+
+    /// Verifies the signatures of the proposals `entries` submit as batches
+    /// ([`VerifiedMemo::verify_ahead`]), before the state lock is taken, so adjudication's
+    /// checks under the lock are memo hits. Only work moves: the answers are adjudication's,
+    /// which checks every signature again (a hit, or a full check of what failed here).
+    /// On the leader the front door verified them already, and this finds them remembered.
+    fn verify_ahead(&self, entries: &[Entry]) {
+        let proposals: Vec<(&SignedProposal, ProposalId)> = entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Normal(Command::Submit { proposals, .. }) => Some(proposals),
+                _ => None,
+            })
+            .flatten()
+            .map(|signed| (signed, signed.id()))
+            .collect();
+        if !proposals.is_empty() {
+            self.signatures.verify_ahead(&proposals);
+        }
     }
 
     /// [`StateMachine::apply_entries`] under the state lock; answers the anchors it sealed.

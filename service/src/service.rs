@@ -338,6 +338,36 @@ impl Service {
     /// The front door for one proposal: the ledger id and the signature; cluster operations
     /// (domain `cluster`) only through the admin routes.
     pub fn check(&self, signed: &SignedProposal) -> Result<ProposalId, ServiceError> {
+        self.check_unsigned(signed)?;
+        self.check_signed(signed)
+    }
+
+    /// [`Service::check`] of every proposal of a batch, with the error the first failing
+    /// proposal would give alone, the signatures verified together
+    /// ([`docket_core::VerifiedMemo::check_batch`]; the replica's memo remembers them).
+    pub fn check_all(&self, proposals: &[SignedProposal]) -> Result<(), ServiceError> {
+        // The proposals before the first that fails an unsigned check have their signatures
+        // checked: a bad signature among them is the first failure.
+        let mut unsigned_failure = None;
+        let mut ids = Vec::with_capacity(proposals.len());
+        for signed in proposals {
+            if let Err(error) = self
+                .check_unsigned(signed)
+                .and_then(|()| self.check_ledger(signed))
+            {
+                unsigned_failure = Some(error);
+                break;
+            }
+            ids.push((signed, signed.id()));
+        }
+        let answers = self.replica.signatures().check_batch(&ids);
+        for ((_, id), answer) in ids.iter().zip(answers) {
+            answer.map_err(|e| bad_signature(id, e))?;
+        }
+        unsigned_failure.map_or(Ok(()), Err)
+    }
+
+    fn check_unsigned(&self, signed: &SignedProposal) -> Result<(), ServiceError> {
         if signed.proposal.domain == crate::admin::ADMIN_DOMAIN {
             return Err(ServiceError::new(
                 ErrorCode::AdminRouteRequired,
@@ -349,11 +379,23 @@ impl Service {
                 ),
             ));
         }
-        self.check_signed(signed)
+        Ok(())
     }
 
     /// The ledger id and the signature.
     pub(crate) fn check_signed(&self, signed: &SignedProposal) -> Result<ProposalId, ServiceError> {
+        self.check_ledger(signed)?;
+        let id = signed.id();
+        // Through the replica's memo: when this node applies the entry, its check of the
+        // same signature is answered from the memo instead of verified a second time.
+        self.replica
+            .signatures()
+            .check(signed, &id)
+            .map_err(|e| bad_signature(&id, e))?;
+        Ok(id)
+    }
+
+    fn check_ledger(&self, signed: &SignedProposal) -> Result<(), ServiceError> {
         if signed.proposal.ledger_id != self.ledger_id {
             return Err(ServiceError::new(
                 ErrorCode::WrongLedger,
@@ -364,16 +406,7 @@ impl Service {
                 ),
             ));
         }
-        let id = signed.id();
-        // Through the replica's memo: when this node applies the entry, its check of the
-        // same signature is answered from the memo instead of verified a second time.
-        self.replica.signatures().check(signed, &id).map_err(|e| {
-            ServiceError::new(
-                ErrorCode::BadSignature,
-                format!("proposal {}: {e}", id.short()),
-            )
-        })?;
-        Ok(id)
+        Ok(())
     }
 
     /// What the constitution would decide for `signed` against this node's applied state,
@@ -433,9 +466,7 @@ impl Service {
         &self,
         proposals: Vec<SignedProposal>,
     ) -> Result<Vec<ProposalOutcome>, ServiceError> {
-        for signed in &proposals {
-            self.check(signed)?;
-        }
+        self.check_all(&proposals)?;
         self.write(proposals).await
     }
 
@@ -861,4 +892,12 @@ pub fn role(state: openraft::ServerState) -> &'static str {
         openraft::ServerState::Learner => "learner",
         openraft::ServerState::Shutdown => "shutdown",
     }
+}
+
+/// `BAD_SIGNATURE`, naming the proposal.
+fn bad_signature(id: &ProposalId, error: docket_core::proposal::SignatureError) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::BadSignature,
+        format!("proposal {}: {error}", id.short()),
+    )
 }

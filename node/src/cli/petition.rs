@@ -232,7 +232,7 @@ pub fn build(
                 dependencies.push(id.outcome_of());
             }
             let mut proposal = Proposal {
-                format: ProposalFormat::V1,
+                format: ProposalFormat::CURRENT,
                 ledger_id: ledger_id.clone(),
                 domain: effect
                     .domain

@@ -126,7 +126,7 @@ impl ProposalFile {
     /// unless `nonce` overrides it; dependencies are sorted and de-duplicated first.
     pub fn sign(&self, ledger_id: LedgerId, nonce: u64, key: &SigningKey) -> SignedProposal {
         let mut proposal = Proposal {
-            format: ProposalFormat::V1,
+            format: ProposalFormat::CURRENT,
             ledger_id,
             domain: self.domain.clone(),
             action: self.action.clone(),
