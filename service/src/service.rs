@@ -342,29 +342,46 @@ impl Service {
         self.check_signed(signed)
     }
 
-    /// [`Service::check`] of every proposal of a batch, with the error the first failing
-    /// proposal would give alone, the signatures verified together
-    /// ([`docket_core::VerifiedMemo::check_batch`]; the replica's memo remembers them).
-    pub fn check_all(&self, proposals: &[SignedProposal]) -> Result<(), ServiceError> {
-        // The proposals before the first that fails an unsigned check have their signatures
-        // checked: a bad signature among them is the first failure.
-        let mut unsigned_failure = None;
-        let mut ids = Vec::with_capacity(proposals.len());
-        for signed in proposals {
-            if let Err(error) = self
-                .check_unsigned(signed)
-                .and_then(|()| self.check_ledger(signed))
-            {
-                unsigned_failure = Some(error);
-                break;
-            }
-            ids.push((signed, signed.id()));
-        }
-        let answers = self.replica.signatures().check_batch(&ids);
-        for ((_, id), answer) in ids.iter().zip(answers) {
-            answer.map_err(|e| bad_signature(id, e))?;
-        }
-        unsigned_failure.map_or(Ok(()), Err)
+    /// What [`Service::check`] checks but the signature, of every proposal of a
+    /// submission: the first failure is its error. The writer verifies the signatures of
+    /// everything it groups together ([`crate::writer`]).
+    fn check_unsigned_all(&self, proposals: &[SignedProposal]) -> Result<(), ServiceError> {
+        proposals.iter().try_for_each(|signed| {
+            self.check_unsigned(signed)?;
+            self.check_ledger(signed)
+        })
+    }
+
+    /// The signatures of a group of submissions, verified together
+    /// ([`docket_core::VerifiedMemo::check_batch`], through the replica's memo, so this
+    /// node's apply of them is a memo hit): for each submission, `Ok` or the
+    /// `BAD_SIGNATURE` error of its first proposal whose signature fails.
+    pub(crate) fn check_signatures(
+        &self,
+        submissions: &[&[SignedProposal]],
+    ) -> Vec<Result<(), ServiceError>> {
+        let proposals: Vec<(&SignedProposal, ProposalId)> = submissions
+            .iter()
+            .flat_map(|proposals| proposals.iter().map(|signed| (signed, signed.id())))
+            .collect();
+        let mut answers = self
+            .replica
+            .signatures()
+            .check_batch(&proposals)
+            .into_iter()
+            .zip(&proposals);
+        submissions
+            .iter()
+            .map(|submission| {
+                let mut first = Ok(());
+                for (answer, (_, id)) in answers.by_ref().take(submission.len()) {
+                    if let (Ok(()), Err(error)) = (&first, answer) {
+                        first = Err(bad_signature(id, error));
+                    }
+                }
+                first
+            })
+            .collect()
     }
 
     fn check_unsigned(&self, signed: &SignedProposal) -> Result<(), ServiceError> {
@@ -448,8 +465,9 @@ impl Service {
         Ok(())
     }
 
-    /// Submits proposals: the front door for each, then the leader's group-commit writer,
-    /// and waits for their outcomes. On a follower this fails with `NOT_LEADER` (and the
+    /// Submits proposals: the front door's checks but the signature for each, then the
+    /// leader's group-commit writer, which verifies the signatures of the whole group at
+    /// once, and waits for their outcomes. On a follower this fails with `NOT_LEADER` (and the
     /// leader's API address when known) so the transport can forward.
     pub async fn submit(
         &self,
@@ -466,7 +484,7 @@ impl Service {
         &self,
         proposals: Vec<SignedProposal>,
     ) -> Result<Vec<ProposalOutcome>, ServiceError> {
-        self.check_all(&proposals)?;
+        self.check_unsigned_all(&proposals)?;
         self.write(proposals).await
     }
 

@@ -10,8 +10,9 @@ use crate::error::{ErrorCode, ServiceError};
 use crate::service::{Pending, Service, GROUP_COMMIT_PROPOSALS_MAX, WRITES_INFLIGHT_MAX};
 
 /// Group commit: takes the first queued submission, then everything else already queued
-/// (up to [`GROUP_COMMIT_PROPOSALS_MAX`] proposals), and writes them as one Raft entry,
-/// stamped with the leader's clock. Up to [`WRITES_INFLIGHT_MAX`] writes overlap; at low
+/// (up to [`GROUP_COMMIT_PROPOSALS_MAX`] proposals), verifies their signatures as one
+/// batch, and writes the submissions whose signatures verified as one Raft entry, stamped
+/// with the leader's clock. Up to [`WRITES_INFLIGHT_MAX`] writes overlap; at low
 /// load each submission is written alone, with no added wait.
 pub(crate) async fn writer(service: Arc<Service>, mut rx: mpsc::Receiver<Pending>) {
     let permits = Arc::new(Semaphore::new(WRITES_INFLIGHT_MAX));
@@ -39,6 +40,10 @@ pub(crate) async fn writer(service: Arc<Service>, mut rx: mpsc::Receiver<Pending
 }
 
 async fn write_group(service: &Service, group: Vec<Pending>) {
+    let group = refuse_bad_signatures(service, group);
+    if group.is_empty() {
+        return;
+    }
     let sizes: Vec<usize> = group.iter().map(|p| p.proposals.len()).collect();
     let mut replies = Vec::with_capacity(group.len());
     let mut proposals = Vec::with_capacity(sizes.iter().sum());
@@ -87,6 +92,27 @@ async fn write_group(service: &Service, group: Vec<Pending>) {
             }
         }
     }
+}
+
+/// The front door's signature check, done here for the whole group at once
+/// ([`Service::check_signatures`]: one ZIP-215 batch for the `v2` proposals of every
+/// submission grouped): a submission with a bad signature is answered `BAD_SIGNATURE` and
+/// left out, so nothing unsigned reaches the log, and the rest go on.
+fn refuse_bad_signatures(service: &Service, group: Vec<Pending>) -> Vec<Pending> {
+    let submissions: Vec<&[docket_core::SignedProposal]> =
+        group.iter().map(|p| &p.proposals[..]).collect();
+    let answers = service.check_signatures(&submissions);
+    group
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(pending, answer)| match answer {
+            Ok(()) => Some(pending),
+            Err(error) => {
+                let _ = pending.reply.send(Err(error));
+                None
+            }
+        })
+        .collect()
 }
 
 /// The negative control of the writer: hands the group to Raft without waiting and
