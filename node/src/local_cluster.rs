@@ -173,10 +173,31 @@ fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
-/// A port the OS considers free right now. (Another process could take it before the node
-/// binds it; on a loopback test machine that race is rare and fails loudly.)
+/// Ports this process has handed out: never handed out twice.
+static PORTS_GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Tries of [`free_port`] before it gives up (each a port the OS offered that this process
+/// had already handed out).
+const FREE_PORT_TRIES_MAX: usize = 1_000;
+
+/// A port the OS considers free right now, and one this process has not handed out before.
+/// The OS may offer a port again as soon as the probe that found it is closed: the API and
+/// Raft ports of one node were once the same port (the node refused to start, "api_addr
+/// collides with raft_addr"). Another process could still take the port before the node
+/// binds it; a node that exits during its first start is started again with fresh ports
+/// ([`START_ATTEMPTS_MAX`]).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let mut given = PORTS_GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..FREE_PORT_TRIES_MAX {
+        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no loopback port this process has not used in {FREE_PORT_TRIES_MAX} tries")
 }
 
 impl LocalCluster {

@@ -491,3 +491,63 @@ async fn metrics_follow_the_read_policy_and_take_a_client_certificate() {
     let text = grace.metrics().await.expect("a governor's signed scrape");
     assert!(text.contains("docket_raft_term"), "{text}");
 }
+
+/// The leader verifies the signatures of everything its group-commit writer groups as one
+/// batch: a forged submission grouped with honest ones is refused alone, and each honest
+/// one is recorded. Forty submissions sent at once queue behind the first write, so the
+/// writer groups them (checked on its histogram: fewer groups than submissions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_submission_grouped_with_honest_ones_is_refused_alone() {
+    let start = Instant::now();
+    let (_dir, cluster) = common::formed_cluster("grouped", 3, &[]).await;
+    let leader = cluster.leader().await.expect("leader elected");
+    let lc = cluster.node(leader).client();
+    let ledger = ledger_id(&cluster);
+    let before = scrape(&lc).await;
+
+    phase(start, "40 submissions at once, every fourth forged");
+    let submissions: Vec<(bool, docket_core::SignedProposal)> = (0..40)
+        .map(|n| {
+            let mut signed = deposit(&ledger, "alice", &format!("g-{n}"), 5);
+            let forged = n % 4 == 1;
+            if forged {
+                signed.signature.0[40] ^= 0x01;
+            }
+            (forged, signed)
+        })
+        .collect();
+    let answers = futures::future::join_all(
+        submissions
+            .iter()
+            .map(|(_, signed)| async { lc.submit(signed).await }),
+    )
+    .await;
+    for ((forged, signed), answer) in submissions.iter().zip(answers) {
+        match (forged, answer) {
+            (true, Err(error)) => assert_eq!(error.code(), Some("BAD_SIGNATURE"), "{error}"),
+            (false, Ok(response)) => {
+                let Record::Decision(record) = &response.entry.record else {
+                    panic!("a decision entry: {:?}", response.entry);
+                };
+                assert_eq!(record.decision, Decision::Admit, "{}", signed.id());
+            }
+            (forged, answer) => panic!(
+                "proposal {} (forged: {forged}) answered {:?}",
+                signed.id(),
+                answer.map(|r| r.entry.index)
+            ),
+        }
+    }
+    let after = scrape(&lc).await;
+    let groups = delta(&before, &after, "docket_group_commit_proposals_count", &[]);
+    let grouped = delta(&before, &after, "docket_group_commit_proposals_sum", &[]);
+    assert_eq!(
+        grouped, 30.0,
+        "only the honest proposals were written\n{}",
+        after.text
+    );
+    assert!(
+        groups < 30.0,
+        "the writer grouped submissions ({groups} groups for 30)"
+    );
+}
