@@ -93,7 +93,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     (
         SIGNATURE_VERIFICATIONS_TOTAL,
-        "Strict ed25519 verifications run (checks the verified-signature memo could not answer)",
+        "ed25519 verifications run (checks the verified-signature memo could not answer; a batch counts each signature)",
     ),
     (
         ADMISSION_DURATION_SECONDS,
