@@ -12,6 +12,11 @@ pub const PROPOSALS_TOTAL: &str = "docket_proposals_total";
 /// Seconds one durable flush (sled's flush and the fsyncs after it) took.
 pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "docket_storage_flush_duration_seconds";
 
+/// Seconds one state-map fold took, by `phase`: `fold` (reading and rewriting the nodes,
+/// without the state lock) and `commit` (writing them and publishing the anchor, holding
+/// the state lock, so applies and reads wait that long).
+pub const MAP_FOLD_DURATION_SECONDS: &str = "docket_map_fold_duration_seconds";
+
 /// Every name this crate records, with its help text.
 pub const METRICS: &[(&str, &str)] = &[
     (
@@ -21,6 +26,10 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         STORAGE_FLUSH_DURATION_SECONDS,
         "Seconds one durable flush of the store took (sled flush plus fsyncs)",
+    ),
+    (
+        MAP_FOLD_DURATION_SECONDS,
+        "Seconds one state-map fold took, by phase: fold (no lock held) and commit (the state lock held)",
     ),
 ];
 

@@ -8,8 +8,9 @@
 //! read and the next apply waited for it. With [`MapFold::Background`] a thread of the
 //! state machine's own folds while applies go on; the fold reads the nodes without the
 //! lock (only a fold or a snapshot install writes them, and both hold
-//! [`FoldCore::exclusive`]) and takes the state lock only to commit and publish, so a
-//! proof always reads one version of the map.
+//! [`FoldCore::exclusive`]), writes them holding the map's node lock, which a proof takes
+//! to read them, and takes the state lock only to publish the new root, so a proof always
+//! reads one version of the map and applies never wait for the node writes.
 //!
 //! What a replica vouches for does not change: the same anchors, with the same roots, in
 //! the same order, on every replica; only when each becomes known. A checkpoint's `map`
@@ -56,14 +57,20 @@ pub(super) struct FoldCore {
     store: Arc<Store>,
     shared: Arc<RwLock<Shared>>,
     folding: Mutex<()>,
+    map_nodes: Arc<RwLock<()>>,
 }
 
 impl FoldCore {
-    pub(super) fn new(store: Arc<Store>, shared: Arc<RwLock<Shared>>) -> FoldCore {
+    pub(super) fn new(
+        store: Arc<Store>,
+        shared: Arc<RwLock<Shared>>,
+        map_nodes: Arc<RwLock<()>>,
+    ) -> FoldCore {
         FoldCore {
             store,
             shared,
             folding: Mutex::new(()),
+            map_nodes,
         }
     }
 
@@ -105,8 +112,16 @@ impl FoldCore {
             size: sealed.size,
             root: root.hash(),
         };
-        let mut shared = write(&self.shared);
+        let folded = started.elapsed();
+        // Proofs wait while the nodes change (they read them); applies and other reads do
+        // not: the state lock is taken only to publish.
+        let nodes = self
+            .map_nodes
+            .write()
+            .expect("invariant: the map node lock is poisoned only by a panicking fold");
+        let locked = std::time::Instant::now();
         self.store.map_fold_commit(sealed, writes, &record)?;
+        let mut shared = write(&self.shared);
         shared.map = record;
         if shared.anchors.len() == RECENT_ANCHORS_MAX {
             shared.anchors.pop_front();
@@ -118,6 +133,11 @@ impl FoldCore {
             last.map = Some(anchor);
         }
         drop(shared);
+        drop(nodes);
+        let held = locked.elapsed();
+        let seconds = crate::telemetry::MAP_FOLD_DURATION_SECONDS;
+        metrics::histogram!(seconds, "phase" => "fold").record(folded.as_secs_f64());
+        metrics::histogram!(seconds, "phase" => "commit").record(held.as_secs_f64());
         tracing::debug!(
             size = sealed.size,
             rows = sealed.updates.len(),
