@@ -45,6 +45,24 @@ pub enum MapFold {
     Never,
 }
 
+/// The nice value of the background folder's thread: folds are bursts of tens of
+/// milliseconds of hashing, at the same ledger sizes on every replica, and at a lower
+/// priority they take the CPU that serving requests leaves rather than delay requests.
+/// They cannot fall behind for long: an apply that seals an anchor waits once
+/// [`FOLDS_QUEUED_MAX`] are queued.
+pub const FOLDER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`FOLDER_NICE`] (Linux: a thread's
+/// nice value is its own). Best effort: a failure is logged, and folding goes on.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLDER_NICE)
+    {
+        tracing::warn!(%error, "the map folder keeps its scheduling priority");
+    }
+}
+
 /// Sealed anchors queued for a background folder before an apply that seals another
 /// waits for it: bounds the memory of the queue (an anchor interval's updates each, about
 /// 70 bytes a changed row) and how far the map's root may lag the applied state.
@@ -187,6 +205,7 @@ impl Folder {
                         let core = core.clone();
                         let stopping = stopping.clone();
                         move || {
+                            yield_to_requests();
                             for sealed in receiver {
                                 if stopping.load(Ordering::Relaxed) {
                                     return;
