@@ -2,7 +2,7 @@
 //! proof that every replica ends with the same ledger and state hash.
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -23,13 +23,20 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// How long the demo keeps resubmitting a proposal whose outcome is not yet known (no
+/// leader yet after the leader is killed, a timeout), as `docket propose` does.
+const FILE_SETTLE_MS: u64 = 10_000;
+
+/// Submits `signed` via `node` until its outcome is known (`Client::submit_settled`): a
+/// survivor asked right after the leader is killed may not know the new leader yet and
+/// answers `NO_LEADER`, and resubmitting the same signed proposal is safe.
 async fn file(
     client: &Client,
     node: u64,
     signed: &SignedProposal,
 ) -> anyhow::Result<SubmitResponse> {
     let response = client
-        .submit(signed)
+        .submit_settled(signed, &[], Duration::from_millis(FILE_SETTLE_MS))
         .await
         .with_context(|| format!("submitting via node {node}"))?;
     println!("  via node {node}: {}", response.entry);
@@ -148,7 +155,7 @@ async fn wait_for_subject(
     what: &str,
     check: impl Fn(&docket_core::SubjectState) -> bool,
 ) -> anyhow::Result<docket_core::SubjectState> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(view) = client
             .state(domain, subject, Consistency::Linearizable)
