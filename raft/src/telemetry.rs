@@ -13,8 +13,8 @@ pub const PROPOSALS_TOTAL: &str = "docket_proposals_total";
 pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "docket_storage_flush_duration_seconds";
 
 /// Seconds one state-map fold took, by `phase`: `fold` (reading and rewriting the nodes,
-/// without the state lock) and `commit` (writing them and publishing the anchor, holding
-/// the state lock, so applies and reads wait that long).
+/// without any lock) and `commit` (writing them and publishing the anchor, holding the
+/// map's node lock: state proofs wait that long; applies and other reads do not).
 pub const MAP_FOLD_DURATION_SECONDS: &str = "docket_map_fold_duration_seconds";
 
 /// Every name this crate records, with its help text.
@@ -29,7 +29,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     (
         MAP_FOLD_DURATION_SECONDS,
-        "Seconds one state-map fold took, by phase: fold (no lock held) and commit (the state lock held)",
+        "Seconds one state-map fold took, by phase: fold (no lock held) and commit (the map node lock held: state proofs wait)",
     ),
 ];
 
