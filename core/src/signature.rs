@@ -264,9 +264,12 @@ fn verify_together(
 /// batch (every key, id and signature, in order) under a domain tag: a Fiat-Shamir
 /// derivation, so they are fixed only once every signature is, and a forger who wants
 /// two bad signatures to cancel must find inputs whose hash makes them cancel (a 2^-128
-/// chance per try). Deterministic, so the core stays a pure function and every replica,
-/// audit and simulated run draws the same coefficients for the same group: a replica can
-/// never accept what another refuses, even by the equation's negligible chance.
+/// chance per try). No RNG, so the core stays a pure function. The stream is the same on
+/// every replica, but ed25519-zebra hands its values to the signatures in the order of its
+/// hash map of keys, which is seeded per process: replicas may pair them differently.
+/// Only the equation's chance of a false accept depends on that pairing: 2^-128 per
+/// batch, the bound of any randomized batch verification, and the one a false accept
+/// (remembered, then found by adjudication as a hit) would have to beat.
 struct Transcript(blake3::OutputReader);
 
 impl Transcript {
