@@ -167,9 +167,10 @@ impl VerifiedMemo {
     /// [`VerifiedMemo::BATCH_MAX`]: ZIP-215 makes a batch pass exactly when each of its
     /// signatures would pass alone (up to the batch equation's 2^-128 chance of a false
     /// accept, which its coefficients, a hash of the whole batch ([`Transcript`]), keep out
-    /// of an attacker's reach), and a batch that fails is redone one signature at a time to find which. Everything
-    /// that verified is remembered, so a later `check` of it is a memo hit: a replica
-    /// calls this on a group commit's proposals before applying it.
+    /// of an attacker's reach), and a batch that fails is redone one signature at a time
+    /// to find which. Everything that verified is remembered, so a later `check` of it is
+    /// a memo hit. The leader's group-commit writer calls this on the submissions it
+    /// groups; a replica's apply calls [`VerifiedMemo::verify_ahead`].
     pub fn check_batch(
         &self,
         proposals: &[(&SignedProposal, ProposalId)],
