@@ -166,7 +166,7 @@ impl VerifiedMemo {
     /// `v2` signatures the memo does not remember verified together, in batches of at most
     /// [`VerifiedMemo::BATCH_MAX`]: ZIP-215 makes a batch pass exactly when each of its
     /// signatures would pass alone (up to the batch equation's 2^-128 chance of a false
-    /// accept, which its coefficients, a hash of the whole batch ([`Transcript`]), keep out
+    /// accept, which its coefficients, a hash of the whole batch (`Transcript`), keep out
     /// of an attacker's reach), and a batch that fails is redone one signature at a time
     /// to find which. Everything that verified is remembered, so a later `check` of it is
     /// a memo hit. The leader's group-commit writer calls this on the submissions it
