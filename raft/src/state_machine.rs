@@ -1312,12 +1312,7 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_log, mut sm) = open_sm(dir.path());
-        let result = sm
-            .install_snapshot(
-                meta,
-                Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
-            )
-            .await;
+        let result = install_bytes(&mut sm, meta, &bytes).await;
         (result, sm, dir)
     }
 
@@ -1561,11 +1556,7 @@ mod tests {
             let (_log, mut behind) = open_sm(dir.path());
             behind.apply(entries[..5].to_vec()).await.expect("apply");
             assert!(behind.replica().ledger_len() < leader_head.size);
-            behind
-                .install_snapshot(
-                    &built.meta,
-                    Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
-                )
+            install_bytes(&mut behind, &built.meta, &bytes)
                 .await
                 .expect("installs");
             assert_eq!(behind.replica().tree_head().expect("head"), leader_head);
@@ -1862,11 +1853,7 @@ mod tests {
             "the follower folded an anchor before the install"
         );
         let bytes = built.snapshot.to_bytes().expect("read");
-        follower
-            .install_snapshot(
-                &built.meta,
-                Box::new(SnapshotFile::from_bytes(&bytes).expect("spill")),
-            )
+        install_bytes(&mut follower, &built.meta, &bytes)
             .await
             .expect("installs");
         let next = entries.last().expect("entries").log_id.index + 1;
