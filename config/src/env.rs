@@ -30,6 +30,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_RAFT_RPC_TIMEOUT_MS",
     "DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST",
     "DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP",
+    "DOCKET_RAFT_APPLY_BACKLOG_MAX",
     "DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX",
     "DOCKET_LIMITS_BATCH_PROPOSALS_MAX",
     "DOCKET_LIMITS_FORWARD_TIMEOUT_MS",
@@ -125,6 +126,9 @@ impl Layers {
                 "DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP" => {
                     self.max_in_snapshot_log_to_keep =
                         Some(number("raft.max_in_snapshot_log_to_keep", &raw, origin)?)
+                }
+                "DOCKET_RAFT_APPLY_BACKLOG_MAX" => {
+                    self.apply_backlog_max = Some(number("raft.apply_backlog_max", &raw, origin)?)
                 }
                 "DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX" => {
                     self.request_body_bytes_max =

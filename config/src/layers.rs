@@ -25,9 +25,9 @@ use crate::overrides::{
     FLAG_LOG_FORMAT, FLAG_NODE_ID, FLAG_RAFT_ADDR,
 };
 use crate::raft_config::{
-    RaftConfig, ELECTION_TIMEOUT_MAX_MS_DEFAULT, ELECTION_TIMEOUT_MIN_MS_DEFAULT,
-    HEARTBEAT_INTERVAL_MS_DEFAULT, MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT,
-    SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
+    RaftConfig, APPLY_BACKLOG_MAX_DEFAULT, ELECTION_TIMEOUT_MAX_MS_DEFAULT,
+    ELECTION_TIMEOUT_MIN_MS_DEFAULT, HEARTBEAT_INTERVAL_MS_DEFAULT,
+    MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT, SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
 };
 use crate::storage_config::{StorageConfig, StorageEngine, CACHE_MB_DEFAULT};
 use crate::tls_config::{TlsConfig, RELOAD_POLL_MS_DEFAULT};
@@ -73,6 +73,7 @@ pub(crate) struct Layers {
     pub(crate) rpc_timeout_ms: Option<Set<u64>>,
     pub(crate) snapshot_logs_since_last: Option<Set<u64>>,
     pub(crate) max_in_snapshot_log_to_keep: Option<Set<u64>>,
+    pub(crate) apply_backlog_max: Option<Set<u64>>,
     pub(crate) request_body_bytes_max: Option<Set<usize>>,
     pub(crate) batch_proposals_max: Option<Set<usize>>,
     pub(crate) forward_timeout_ms: Option<Set<u64>>,
@@ -148,6 +149,7 @@ struct RaftFileLayer {
     rpc_timeout_ms: Option<Spanned<u64>>,
     snapshot_logs_since_last: Option<Spanned<u64>>,
     max_in_snapshot_log_to_keep: Option<Spanned<u64>>,
+    apply_backlog_max: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +227,7 @@ impl Layers {
             raft.max_in_snapshot_log_to_keep,
             at,
         );
+        set(&mut self.apply_backlog_max, raft.apply_backlog_max, at);
         self.execution = file.execution;
         set(&mut self.storage_cache_mb, file.storage.cache_mb, at);
         set(&mut self.storage_engine, file.storage.engine, at);
@@ -372,6 +375,10 @@ impl Layers {
                 MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT,
             ),
         );
+        let apply_backlog_max = field(
+            "raft.apply_backlog_max",
+            or_default(self.apply_backlog_max, APPLY_BACKLOG_MAX_DEFAULT),
+        );
         let forward_timeout_ms = field(
             "limits.forward_timeout_ms",
             or_default(self.forward_timeout_ms, FORWARD_TIMEOUT_MS_DEFAULT),
@@ -455,6 +462,7 @@ impl Layers {
                 rpc_timeout_ms,
                 snapshot_logs_since_last,
                 max_in_snapshot_log_to_keep,
+                apply_backlog_max,
             },
             limits: LimitsConfig {
                 request_body_bytes_max,

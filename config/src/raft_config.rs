@@ -57,6 +57,14 @@ pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT: u64 = 1_000;
 /// Keeping more than a million snapshotted entries defeats the point of compaction.
 pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING: u64 = 1_000_000;
 
+/// Raft log entries a follower may hold appended and not yet applied before it holds back
+/// a leader's appends (`docket_raft::pacing`): bounds what a catching-up node keeps in
+/// memory (an entry is one group commit, up to a few thousand proposals) while leaving its
+/// state machine work queued: four of the node's appends of eight entries.
+pub const APPLY_BACKLOG_MAX_DEFAULT: u64 = 32;
+/// Beyond this the bound no longer bounds memory usefully.
+pub const APPLY_BACKLOG_MAX_CEILING: u64 = 100_000;
+
 // The defaults must satisfy the rules `NodeConfig::validate` enforces.
 const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT >= HEARTBEAT_INTERVAL_MS_FLOOR);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT <= HEARTBEAT_INTERVAL_MS_CEILING);
@@ -91,6 +99,8 @@ pub struct RaftConfig {
     pub snapshot_logs_since_last: u64,
     /// Log entries covered by a snapshot that are kept for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
+    /// Log entries a follower holds appended and not applied before it paces appends.
+    pub apply_backlog_max: u64,
 }
 
 impl Default for RaftConfig {
@@ -102,6 +112,7 @@ impl Default for RaftConfig {
             rpc_timeout_ms: RPC_TIMEOUT_MS_DEFAULT,
             snapshot_logs_since_last: SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
             max_in_snapshot_log_to_keep: MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT,
+            apply_backlog_max: APPLY_BACKLOG_MAX_DEFAULT,
         }
     }
 }

@@ -102,6 +102,7 @@ fn defaults_are_valid_with_no_file() {
             rpc_timeout_ms: 1000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1000,
+            apply_backlog_max: 32,
         }
     );
     assert_eq!(
@@ -294,6 +295,7 @@ fn env_overrides_file() {
         ("DOCKET_RAFT_RPC_TIMEOUT_MS", "30"),
         ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "7"),
         ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "3"),
+        ("DOCKET_RAFT_APPLY_BACKLOG_MAX", "4"),
         ("DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX", "2048"),
         ("DOCKET_LIMITS_BATCH_PROPOSALS_MAX", "5"),
         ("DOCKET_LIMITS_FORWARD_TIMEOUT_MS", "900"),
@@ -321,6 +323,7 @@ fn env_overrides_file() {
             rpc_timeout_ms: 30,
             snapshot_logs_since_last: 7,
             max_in_snapshot_log_to_keep: 3,
+            apply_backlog_max: 4,
         }
     );
     assert_eq!(
@@ -1130,7 +1133,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 26, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 27, "one variable per field");
 }
 
 #[test]

@@ -16,9 +16,9 @@ use crate::limits_config::{
 };
 use crate::node_config::{NodeConfig, CLUSTER_ID_CHARS_MAX, NODE_ID_MAX};
 use crate::raft_config::{
-    ELECTION_TIMEOUT_HEARTBEATS_MIN, ELECTION_TIMEOUT_MS_CEILING, HEARTBEAT_INTERVAL_MS_CEILING,
-    HEARTBEAT_INTERVAL_MS_FLOOR, MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING, RPC_TIMEOUT_MS_CEILING,
-    SNAPSHOT_LOGS_SINCE_LAST_CEILING,
+    APPLY_BACKLOG_MAX_CEILING, ELECTION_TIMEOUT_HEARTBEATS_MIN, ELECTION_TIMEOUT_MS_CEILING,
+    HEARTBEAT_INTERVAL_MS_CEILING, HEARTBEAT_INTERVAL_MS_FLOOR,
+    MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING, RPC_TIMEOUT_MS_CEILING, SNAPSHOT_LOGS_SINCE_LAST_CEILING,
 };
 use crate::storage_config::{StorageConfig, CACHE_MB_CEILING, CACHE_MB_FLOOR};
 use crate::tls_config::{RELOAD_POLL_MS_CEILING, RELOAD_POLL_MS_FLOOR};
@@ -249,6 +249,16 @@ fn raft(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
         raft.max_in_snapshot_log_to_keep,
         0,
         MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING,
+        "",
+    )?;
+
+    let field = "raft.apply_backlog_max";
+    range(
+        field,
+        &origins.of(field),
+        raft.apply_backlog_max,
+        1,
+        APPLY_BACKLOG_MAX_CEILING,
         "",
     )
 }

@@ -13,6 +13,7 @@ use anyhow::Context;
 use docket_config::NodeConfig;
 use docket_core::{LedgerId, LedgerTime};
 use docket_raft::network::{Identity, Network, TcpTransport, SNAPSHOT_CHUNK_BYTES};
+use docket_raft::pacing::ApplyPacing;
 
 use crate::tls::listener::{ApiListener, PeerInfo};
 use crate::tls::transport::{TlsRaftAcceptor, TlsTransport};
@@ -248,6 +249,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         genesis: replica.genesis_cell(),
         removed: Default::default(),
         leader_heard: Default::default(),
+        pacing: ApplyPacing::new(
+            config.raft.apply_backlog_max,
+            config.raft.heartbeat_interval(),
+        ),
     };
     let rpc_timeout = Duration::from_millis(config.raft.rpc_timeout_ms);
     let raft_config = Arc::new(raft_config(&config)?);

@@ -551,3 +551,102 @@ async fn a_forged_submission_grouped_with_honest_ones_is_refused_alone() {
         "the writer grouped submissions ({groups} groups for 30)"
     );
 }
+
+/// Log entries the joining node below must fetch: separate entries (one writer, one
+/// proposal a request), many times the backlog a follower may hold.
+const ENTRIES_TO_CATCH_UP: usize = 400;
+
+/// A fresh node catching up appends faster than it applies (appends are writes; applies
+/// adjudicate, write rows and fold the state map): its entries appended and not applied
+/// stay under the pacing bound (`docket_raft::pacing`) while it catches up, and it counts
+/// the appends it held back. Without pacing, openraft queues every committed range for
+/// the state machine, decoded, and the backlog grows with what the node lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catching_up_node_holds_a_bounded_backlog_of_unapplied_entries() {
+    use docket_node::wire::AddMemberRequest;
+    // A small bound, so a debug build's applies lag it.
+    const APPLY_BACKLOG_MAX: u64 = 4;
+
+    let start = Instant::now();
+    let (_dir, mut cluster) = common::formed_cluster(
+        "pacing",
+        3,
+        &[(
+            "DOCKET_RAFT_APPLY_BACKLOG_MAX",
+            &APPLY_BACKLOG_MAX.to_string(),
+        )],
+    )
+    .await;
+    let leader = cluster.leader().await.expect("leader elected");
+    let lc = cluster.node(leader).client();
+    let ledger = ledger_id(&cluster);
+
+    phase(
+        start,
+        &format!("{ENTRIES_TO_CATCH_UP} proposals, one at a time"),
+    );
+    for n in 0..ENTRIES_TO_CATCH_UP {
+        let p = deposit(&ledger, "alice", &format!("pace-{n}"), 1);
+        lc.submit(&p).await.expect("write");
+    }
+    let last = scrape(&lc).await.must("docket_raft_last_log_index", &[]);
+    assert!(
+        last >= ENTRIES_TO_CATCH_UP as f64,
+        "one log entry a proposal: {last}"
+    );
+
+    phase(start, "adding node 4 as a learner; watching its backlog");
+    let new = cluster.add_slot().expect("slot for node 4");
+    cluster.start(new).await.expect("start node 4");
+    let nc = cluster.node(new).client();
+    let request = AddMemberRequest {
+        id: new,
+        raft_addr: cluster.node(new).raft_addr.clone(),
+        api_addr: cluster.node(new).api_addr.clone(),
+        learner: true,
+    };
+    let adding = {
+        let lc = lc.clone();
+        tokio::spawn(async move { lc.add_member_as(request, &operator_key()).await })
+    };
+    let mut backlog_max = 0.0f64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let paced = loop {
+        assert!(Instant::now() < deadline, "node 4 did not catch up");
+        let Ok(text) = nc.metrics().await else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let s = Scrape {
+            samples: parse(&text),
+            text,
+        };
+        let (Some(appended), Some(applied)) = (
+            s.get("docket_raft_last_log_index", &[]),
+            s.get("docket_raft_applied_index", &[]),
+        ) else {
+            continue;
+        };
+        backlog_max = backlog_max.max(appended - applied);
+        if applied >= last {
+            break s.count("docket_raft_appends_paced_total", &[]);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    adding
+        .await
+        .expect("add task")
+        .expect("node 4 added as a learner");
+    // The bound, plus one append's entries that the metrics may show before the apply
+    // that made room for them.
+    let bound = (APPLY_BACKLOG_MAX + docket_node::server::APPEND_ENTRIES_MAX) as f64;
+    assert!(
+        backlog_max <= bound,
+        "node 4 held {backlog_max} entries appended and not applied (bound {bound})"
+    );
+    assert!(
+        paced > 0.0,
+        "node 4's applies lagged its appends, so it held some appends back \
+         (backlog seen: {backlog_max})"
+    );
+}

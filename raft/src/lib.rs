@@ -89,6 +89,7 @@ pub mod disk;
 pub mod log_store;
 pub mod merkle;
 pub mod network;
+pub mod pacing;
 pub mod runtime;
 pub mod seed;
 pub mod snapshot;

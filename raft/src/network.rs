@@ -46,6 +46,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use docket_core::EntryHash;
 
 use crate::codec;
+use crate::pacing::{self, ApplyPacing};
 use crate::{NodeAddr, NodeId, TypeConfig};
 
 /// Largest frame accepted in either direction. Snapshot chunks are sized well below it
@@ -73,6 +74,8 @@ pub struct Identity {
     pub removed: Removed,
     /// When this node last accepted a leader's append (heartbeats included).
     pub leader_heard: LeaderHeard,
+    /// How appends wait for this node's applies ([`crate::pacing`]).
+    pub pacing: ApplyPacing,
 }
 
 /// When this node last accepted an append from a leader: the silence after which a
@@ -711,7 +714,11 @@ async fn handle(
             // deposed leader's appends mark it as well, which only holds the trigger back:
             // openraft's own timer, which such appends do not reset, still runs.)
             identity.leader_heard.mark();
-            let response = raft.append_entries(rpc).await;
+            let (rpc, kept_last) = pacing::pace(raft, rpc, identity.pacing).await;
+            let response = raft
+                .append_entries(rpc)
+                .await
+                .map(|r| pacing::answer(r, kept_last));
             // Any answer but a higher vote means this node follows the sender's term.
             if matches!(
                 &response,

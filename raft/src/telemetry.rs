@@ -17,6 +17,11 @@ pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "docket_storage_flush_duration_
 /// map's node lock: state proofs wait that long; applies and other reads do not).
 pub const MAP_FOLD_DURATION_SECONDS: &str = "docket_map_fold_duration_seconds";
 
+/// Appends from a leader this follower held back because its applies lagged
+/// (`crate::pacing`: it waited for room, and took only what fit if none came): a
+/// catching-up node counts them; one that keeps up counts none.
+pub const APPENDS_PACED_TOTAL: &str = "docket_raft_appends_paced_total";
+
 /// Every name this crate records, with its help text.
 pub const METRICS: &[(&str, &str)] = &[
     (
@@ -30,6 +35,10 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         MAP_FOLD_DURATION_SECONDS,
         "Seconds one state-map fold took, by phase: fold (no lock held) and commit (the map node lock held: state proofs wait)",
+    ),
+    (
+        APPENDS_PACED_TOTAL,
+        "Appends this follower held back because its applies lagged (it waited for room under the bound of entries appended and not applied)",
     ),
 ];
 

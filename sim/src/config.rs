@@ -201,6 +201,9 @@ pub struct Derived {
     pub rpc_timeout_ms: u64,
     pub snapshot_logs_since_last: u64,
     pub max_in_snapshot_log_to_keep: u64,
+    /// The nodes' `raft.apply_backlog_max`: small, so pacing (`docket_raft::pacing`) cuts
+    /// appends short under faults.
+    pub apply_backlog_max: u64,
     pub min_latency: Duration,
     pub max_latency: Duration,
     /// Mean simulated time between fault actions (`None`: no faults).
@@ -230,6 +233,8 @@ impl Derived {
             min_latency,
             max_latency,
             fault_every,
+            // Drawn last: the seeds' earlier draws stay what they were.
+            apply_backlog_max: r.gen_range(1..=40),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docket_raft::network::{self, Identity, Network, Transport};
+use docket_raft::pacing::ApplyPacing;
 use docket_raft::{NodeId, Raft};
 use openraft::{Config, SnapshotPolicy};
 
@@ -116,6 +117,10 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
         genesis: replica.genesis_cell(),
         removed: Default::default(),
         leader_heard: Default::default(),
+        pacing: ApplyPacing::new(
+            derived.apply_backlog_max,
+            Duration::from_millis(derived.heartbeat_ms),
+        ),
     };
     let network = Network::new(
         TurmoilTransport,
