@@ -290,6 +290,22 @@ impl NodePath {
         usize::from(self.len)
     }
 
+    /// The path of slot `nibble` of the node at this path.
+    pub fn child(&self, nibble: usize) -> NodePath {
+        let len = self.len();
+        assert!(
+            len < DEPTH_MAX && nibble < 16,
+            "invariant: a child path is at most 64 nibbles, a nibble below 16"
+        );
+        let mut nibbles = self.nibbles;
+        let nibble = nibble as u8;
+        nibbles[len / 2] |= if len % 2 == 0 { nibble << 4 } else { nibble };
+        NodePath {
+            len: self.len + 1,
+            nibbles,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -623,6 +639,20 @@ mod tests {
 
     fn v(i: u32) -> Digest {
         value_hash(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn a_child_path_is_the_prefix_one_nibble_longer() {
+        for i in 0..64u32 {
+            let key = k(i);
+            for len in 0..DEPTH_MAX {
+                assert_eq!(
+                    NodePath::prefix(&key, len).child(nibble(&key, len)),
+                    NodePath::prefix(&key, len + 1),
+                    "key {i}, depth {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -297,6 +297,8 @@ pub struct Store {
     /// recovery, a snapshot install: [`Store::reset_merkle_frontier`]), and replaced by
     /// `commit_apply` only once its write has gone through.
     frontier: Mutex<Frontier>,
+    /// The state map's top levels, kept in memory ([`map::MapTop`]).
+    map_top: std::sync::RwLock<map::MapTop>,
 }
 
 impl fmt::Debug for Store {
@@ -411,8 +413,10 @@ impl Store {
             snapshot_lock: Mutex::new(()),
             state_gen: AtomicU64::new(0),
             frontier: Mutex::new(Frontier::new()),
+            map_top: Default::default(),
         };
         store.recover()?;
+        store.map_top_load()?;
         store.demote_vote(node_id)?;
         // Makes the recovery (and, on sled, blobs an earlier run never synced) durable.
         store.durable_flush()?;
@@ -805,13 +809,14 @@ impl Store {
         if let Some(changes) = changes {
             self.state_rows_into(&mut commit, self.state_generation(), changes);
         }
-        let sealed = self.map_into(&mut commit, map)?;
+        let (sealed, top) = self.map_into(&mut commit, map)?;
         commit.insert(
             TreeName::Sm,
             KEY_APPLIED,
             encode("applied record", applied)?,
         );
         self.disk.apply(commit)?;
+        self.map_top_apply(top);
         *frontier = next;
         Ok(sealed)
     }
