@@ -299,7 +299,11 @@ impl NodePath {
         );
         let mut nibbles = self.nibbles;
         let nibble = nibble as u8;
-        nibbles[len / 2] |= if len % 2 == 0 { nibble << 4 } else { nibble };
+        nibbles[len / 2] |= if len.is_multiple_of(2) {
+            nibble << 4
+        } else {
+            nibble
+        };
         NodePath {
             len: self.len + 1,
             nibbles,
