@@ -141,6 +141,20 @@ impl ClientError {
         }
     }
 
+    /// What kind of failure this is, in a word: the API error code when the node answered
+    /// with one (`NO_LEADER`, `TIMEOUT`, ...), else `unreachable`, `interrupted`,
+    /// `client_timeout`, `decode` or `invalid_url`. For counting failures by kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            ClientError::Api { body, .. } => &body.code,
+            ClientError::Unreachable { .. } => "unreachable",
+            ClientError::Interrupted { .. } => "interrupted",
+            ClientError::Timeout { .. } => "client_timeout",
+            ClientError::Decode { .. } => "decode",
+            ClientError::InvalidUrl { .. } => "invalid_url",
+        }
+    }
+
     /// The API error code, when the node answered with one.
     pub fn code(&self) -> Option<&str> {
         match self {

@@ -15,6 +15,7 @@
 //! time from the first submission to the last outcome seen) and, per payout, the ledger
 //! time from its admission entry to its outcome entry.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -166,6 +167,10 @@ pub struct Report {
     pub requests: u64,
     pub operations: u64,
     pub errors: u64,
+    /// Failed requests by kind ([`docket_client::ClientError::kind`]: the API error code,
+    /// or the transport's failure); empty when none failed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_kinds: BTreeMap<String, u64>,
     pub operations_per_s: f64,
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
@@ -365,9 +370,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{:?} x{} clients, batch {}: {:.0} ops/s over {:.1} s ({} requests, {} errors); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
+            "{:?} x{} clients, batch {}: {:.0} ops/s over {:.1} s ({} requests, {} errors{}); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
             report.mode, report.clients, report.batch, report.operations_per_s, report.duration_s, report.requests,
-            report.errors, report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,
+            report.errors, error_kinds(&report.error_kinds), report.latency_ms_p50, report.latency_ms_p99, report.latency_ms_max,
             if report.pool_exhausted { " (pre-signed pool ran out: raise --rate-hint)" } else { "" }
         );
     }
@@ -498,6 +503,7 @@ async fn measure(
         tasks.spawn(async move {
             let mut latencies_us = Vec::new();
             let (mut ops, mut errors, mut exhausted) = (0u64, 0u64, false);
+            let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
             let mut pool = pool.into_iter();
             loop {
                 let now = Instant::now();
@@ -571,20 +577,27 @@ async fn measure(
                         ops += n;
                         latencies_us.push(elapsed_us);
                     }
-                    Err(_) => errors += 1,
+                    Err(error) => {
+                        errors += 1;
+                        *kinds.entry(error.kind().to_owned()).or_default() += 1;
+                    }
                 }
             }
-            (latencies_us, ops, errors, exhausted)
+            (latencies_us, ops, errors, exhausted, kinds)
         });
     }
     let mut latencies = Vec::new();
     let (mut ops, mut errors, mut exhausted) = (0, 0, false);
+    let mut error_kinds: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let (l, o, e, x) = joined?;
+        let (l, o, e, x, k) = joined?;
         latencies.extend(l);
         ops += o;
         errors += e;
         exhausted |= x;
+        for (kind, n) in k {
+            *error_kinds.entry(kind).or_default() += n;
+        }
     }
     if latencies.is_empty() {
         bail!("no request succeeded ({errors} errors)");
@@ -600,6 +613,7 @@ async fn measure(
         requests: latencies.len() as u64,
         operations: ops,
         errors,
+        error_kinds,
         operations_per_s: ops as f64 / duration_s,
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p99: percentile(&latencies, 0.99),
@@ -607,6 +621,19 @@ async fn measure(
         pool_exhausted: exhausted,
         effects: None,
     })
+}
+
+/// Failed requests by kind, for a report line: `: NO_LEADER 3, client_timeout 1` (most
+/// frequent first), or nothing when none failed.
+pub(crate) fn error_kinds(kinds: &BTreeMap<String, u64>) -> String {
+    let mut by_count: Vec<(&String, &u64)> = kinds.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = by_count.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if listed.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", listed.join(", "))
+    }
 }
 
 /// Settlement deposit of each effects-mode settlement, and its payout (in minor units).
@@ -987,6 +1014,7 @@ async fn measure_effects(args: &BenchArgs, urls: &[String], rail: &Rail) -> anyh
         requests: latencies.len() as u64,
         operations: reported,
         errors,
+        error_kinds: BTreeMap::new(),
         operations_per_s: effects_per_s,
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p99: percentile(&latencies, 0.99),
@@ -1038,4 +1066,23 @@ async fn verified_state_read(
     let (value, _) = docket_client::state_proof::check_row_proof(&view, signed, &key)?;
     anyhow::ensure!(value.is_some(), "the subject read has no state");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_list_the_most_frequent_first() {
+        assert_eq!(error_kinds(&BTreeMap::new()), "");
+        let kinds = BTreeMap::from([
+            ("client_timeout".to_owned(), 1),
+            ("NO_LEADER".to_owned(), 3),
+            ("TIMEOUT".to_owned(), 3),
+        ]);
+        assert_eq!(
+            error_kinds(&kinds),
+            ": NO_LEADER 3, TIMEOUT 3, client_timeout 1"
+        );
+    }
 }

@@ -34,6 +34,9 @@ pub struct Round {
     pub operations_per_s: f64,
     pub latency_ms_p99: f64,
     pub errors: u64,
+    /// Failed requests by kind (the API error code, or the transport's failure).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub error_kinds: std::collections::BTreeMap<String, u64>,
     /// Median of [`STATUS_SAMPLES`] calls at the leader.
     pub status_ms_median: f64,
     /// Per node, in node order.
@@ -173,6 +176,7 @@ async fn rounds_and_recovery(
             operations_per_s: report.operations_per_s,
             latency_ms_p99: report.latency_ms_p99,
             errors: report.errors,
+            error_kinds: report.error_kinds.clone(),
             status_ms_median: status_ms_median(cluster, leader).await?,
             rss_bytes: cluster
                 .nodes
@@ -188,12 +192,13 @@ async fn rounds_and_recovery(
         if !json {
             let mib = |bytes: &Vec<u64>| -> Vec<u64> { bytes.iter().map(|b| b >> 20).collect() };
             println!(
-                "round {round}: ledger {} entries; {:.0} proposals/s, p99 {:.2} ms, {} errors; \
+                "round {round}: ledger {} entries; {:.0} proposals/s, p99 {:.2} ms, {} errors{}; \
                  status {:.2} ms; rss MiB {:?}; disk MiB {:?}",
                 figures.ledger_length,
                 figures.operations_per_s,
                 figures.latency_ms_p99,
                 figures.errors,
+                super::error_kinds(&figures.error_kinds),
                 figures.status_ms_median,
                 mib(&figures.rss_bytes),
                 mib(&figures.disk_bytes),
