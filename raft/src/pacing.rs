@@ -11,8 +11,8 @@
 //! The Raft server bounds it where an append arrives ([`pace`]): when taking all of an
 //! append's entries would leave more than [`ApplyPacing::backlog_max`] entries (the node's
 //! `raft.apply_backlog_max`, 32 by default) appended
-//! and not applied, it waits (up to [`ApplyPacing::wait`], less than the leader's timeout
-//! for the call) for applies to make room, then hands openraft the entries that fit, at
+//! and not applied, it waits (up to [`ApplyPacing::wait`], a quarter of the leader's
+//! timeout for the call) for applies to make room, then hands openraft the entries that fit, at
 //! least one, and answers the leader `PartialSuccess` with the last one it took: openraft's
 //! own answer for "some of the entries", after which the leader sends the rest at once.
 //! Nothing about safety changes: the entries taken are appended and flushed as before, and
@@ -39,12 +39,15 @@ pub struct ApplyPacing {
 }
 
 impl ApplyPacing {
-    /// At most `backlog_max` entries (at least one), waiting at most half of the
-    /// cluster's heartbeat interval (openraft's timeout for an append).
+    /// At most `backlog_max` entries (at least one), waiting at most a quarter of the
+    /// cluster's heartbeat interval (openraft's timeout for an append): the append still
+    /// has its write and flush to do within that timeout. Half an interval quadrupled the
+    /// appends that timed out under batched load (453 against 122 without pacing in 20 s
+    /// at 16 clients × 100); a quarter left them as they were (123).
     pub fn new(backlog_max: u64, heartbeat_interval: Duration) -> ApplyPacing {
         ApplyPacing {
             backlog_max: backlog_max.max(1),
-            wait: heartbeat_interval / 2,
+            wait: heartbeat_interval / 4,
         }
     }
 }
