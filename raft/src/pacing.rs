@@ -9,12 +9,12 @@
 //! which is how a catching-up node's memory climbed with the length of what it lacked.
 //!
 //! The Raft server bounds it where an append arrives ([`pace`]): when taking all of an
-//! append's entries would leave more than [`ApplyPacing::backlog_max`] entries (the node's
-//! `raft.apply_backlog_max`, 32 by default) appended
-//! and not applied, it waits (up to [`ApplyPacing::wait`], a quarter of the leader's
-//! timeout for the call) for applies to make room, then hands openraft the entries that fit, at
-//! least one, and answers the leader `PartialSuccess` with the last one it took: openraft's
-//! own answer for "some of the entries", after which the leader sends the rest at once.
+//! append's entries would leave more than [`ApplyPacing::backlog_max`] entries (the
+//! node's `raft.apply_backlog_max`, 32 by default) appended and not applied, it waits (up
+//! to [`ApplyPacing::wait`], a quarter of the leader's timeout for the call) for applies
+//! to make room, then hands openraft the entries that fit, at least one, and answers the
+//! leader `PartialSuccess` with the last one it took: openraft's own answer for "some of
+//! the entries", after which the leader sends the rest at once.
 //! Nothing about safety changes: the entries taken are appended and flushed as before, and
 //! the leader counts only what the answer names. A follower that keeps up never waits.
 //! The leader's own appends do not come through here; its applies are what its clients
