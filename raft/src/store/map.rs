@@ -59,22 +59,17 @@ const KEY_MAP: &[u8] = b"state_map";
 pub const MAP_TOP_DEPTH: usize = 3;
 
 /// The map's top levels (depth at most [`MAP_TOP_DEPTH`]): every such node of the map as
-/// of its last fold, and which of them are on disk too (those holding a leaf).
+/// of its last fold. Those holding a leaf are on disk too, and no other top node is.
 #[derive(Debug, Default)]
 pub struct MapTop {
     nodes: BTreeMap<NodePath, Node>,
-    persisted: BTreeSet<NodePath>,
     /// Whether open derived them and they matched the record's root; false sends
     /// [`Store::map_ensure`] to rebuild the map.
     loaded: bool,
 }
 
 /// Top-level node writes of a batch, for [`MapTop`] once the batch has gone through.
-#[derive(Debug, Default)]
-pub(crate) struct TopWrites {
-    nodes: Vec<(NodePath, Option<Node>)>,
-    persisted: Vec<(NodePath, bool)>,
-}
+pub(crate) type TopWrites = Vec<(NodePath, Option<Node>)>;
 
 /// Whether a node at the top belongs on disk: it holds a leaf, which its children cannot
 /// tell.
@@ -211,14 +206,26 @@ impl Store {
         let mut top = MapTop::default();
         if let Some(record) = self.map_record()? {
             let root = record.root_slot()?;
+            // Top nodes on disk that hold no leaf: a store written before the top levels
+            // lived in memory kept every node there. Removed once the top has loaded.
+            let mut stale = Vec::new();
             let derived = match root {
                 Slot::Node(hash) => self
-                    .map_top_derive(NodePath::ROOT, &mut top)
+                    .map_top_derive(NodePath::ROOT, &mut top, &mut stale)
                     .map(|node| node.map(|n| n.hash()) == Some(hash)),
                 Slot::Empty | Slot::Leaf { .. } => Ok(true),
             };
             match derived {
-                Ok(true) => top.loaded = true,
+                Ok(true) => {
+                    top.loaded = true;
+                    if !stale.is_empty() {
+                        let mut batch = WriteBatch::default();
+                        for path in &stale {
+                            batch.remove(TreeName::Sm, node_key(path));
+                        }
+                        self.disk.apply(batch)?;
+                    }
+                }
                 Ok(false) => {
                     tracing::warn!("the state map's top levels do not match its root: rebuilding");
                     top = MapTop::default();
@@ -234,11 +241,17 @@ impl Store {
     }
 
     /// The node at top path `path` (loading it into `top`, with every top node under it):
-    /// from the disk when it is there (it holds a leaf), else from its children's hashes.
-    fn map_top_derive(&self, path: NodePath, top: &mut MapTop) -> Result<Option<Node>, MapError> {
-        let child_slot = |this: &Store, top: &mut MapTop, child: NodePath| {
+    /// from the disk when it is there (it holds a leaf; one that does not goes to
+    /// `stale`), else from its children's hashes.
+    fn map_top_derive(
+        &self,
+        path: NodePath,
+        top: &mut MapTop,
+        stale: &mut Vec<NodePath>,
+    ) -> Result<Option<Node>, MapError> {
+        let child_slot = |this: &Store, top: &mut MapTop, stale: &mut Vec<_>, child: NodePath| {
             let node = if child.len() <= MAP_TOP_DEPTH {
-                this.map_top_derive(child, top)?
+                this.map_top_derive(child, top, stale)?
             } else {
                 this.disk_node(&child)?
             };
@@ -249,7 +262,7 @@ impl Store {
                 for (i, slot) in node.slots.iter().enumerate() {
                     if let Slot::Node(hash) = slot {
                         if path.len() < MAP_TOP_DEPTH {
-                            let child = child_slot(self, top, path.child(i))?;
+                            let child = child_slot(self, top, stale, path.child(i))?;
                             if child != Slot::Node(*hash) {
                                 return Err(MapError::Corrupt(format!(
                                     "a map node at depth {} does not hash as its parent says",
@@ -259,13 +272,15 @@ impl Store {
                         }
                     }
                 }
-                top.persisted.insert(path);
+                if !holds_leaf(&node) {
+                    stale.push(path);
+                }
                 node
             }
             None => {
                 let mut node = Node::default();
                 for i in 0..16 {
-                    node.slots[i] = child_slot(self, top, path.child(i))?;
+                    node.slots[i] = child_slot(self, top, stale, path.child(i))?;
                 }
                 if node.slots.iter().all(|s| *s == Slot::Empty) {
                     return Ok(None);
@@ -279,22 +294,15 @@ impl Store {
 
     /// Applies the top-level writes of a batch that has gone through.
     pub(crate) fn map_top_apply(&self, writes: TopWrites) {
-        if writes.nodes.is_empty() && writes.persisted.is_empty() {
+        if writes.is_empty() {
             return;
         }
         let mut top = self.map_top_write();
-        for (path, node) in writes.nodes {
+        for (path, node) in writes {
             match node {
                 Some(node) => top.nodes.insert(path, node),
                 None => top.nodes.remove(&path),
             };
-        }
-        for (path, on_disk) in writes.persisted {
-            if on_disk {
-                top.persisted.insert(path);
-            } else {
-                top.persisted.remove(&path);
-            }
         }
     }
 }
@@ -401,7 +409,7 @@ impl Store {
         }
         let mut top = TopWrites::default();
         {
-            let persisted = &self.map_top_read().persisted;
+            let current = &self.map_top_read().nodes;
             for (path, node) in map.writes {
                 if path.len() > MAP_TOP_DEPTH {
                     match node {
@@ -411,17 +419,14 @@ impl Store {
                     continue;
                 }
                 // A top node: on disk only while it holds a leaf (see the module docs).
-                let on_disk = node.as_ref().is_some_and(holds_leaf);
-                if on_disk {
-                    let bytes = node.as_ref().map(Node::to_bytes).unwrap_or_default();
-                    batch.insert(TreeName::Sm, node_key(&path), bytes);
-                } else if persisted.contains(&path) {
-                    batch.remove(TreeName::Sm, node_key(&path));
+                match node.as_ref().filter(|n| holds_leaf(n)) {
+                    Some(node) => batch.insert(TreeName::Sm, node_key(&path), node.to_bytes()),
+                    None if current.get(&path).is_some_and(holds_leaf) => {
+                        batch.remove(TreeName::Sm, node_key(&path))
+                    }
+                    None => {}
                 }
-                if on_disk != persisted.contains(&path) {
-                    top.persisted.push((path, on_disk));
-                }
-                top.nodes.push((path, node));
+                top.push((path, node));
             }
         }
         if let Some(record) = map.record {
@@ -606,7 +611,6 @@ mod tests {
         for (path, node) in &top.nodes {
             let on_disk = store.disk_node(path).expect("read").is_some();
             assert_eq!(on_disk, holds_leaf(node), "depth {}", path.len());
-            assert_eq!(on_disk, top.persisted.contains(path));
             holding += usize::from(on_disk);
         }
         assert_eq!(top_on_disk(store).iter().sum::<usize>(), holding);
@@ -638,6 +642,27 @@ mod tests {
         };
         let store = Store::open(dir.path(), &options).expect("reopen");
         assert!(store.map_top_read().loaded, "derived and matched the root");
+        assert_top_on_disk_iff_leaf(&store);
+        assert_proves(&store, root, &[0, 7, 19_999], &[rows]);
+
+        // A store written before the top levels lived in memory has every top node on
+        // disk: open reads them, and removes those that hold no leaf.
+        let legacy: Vec<(NodePath, Node)> = store
+            .map_top_read()
+            .nodes
+            .iter()
+            .filter(|(_, node)| !holds_leaf(node))
+            .map(|(path, node)| (*path, node.clone()))
+            .collect();
+        assert!(legacy.len() > 17, "{} all-node top nodes", legacy.len());
+        let mut batch = WriteBatch::default();
+        for (path, node) in &legacy {
+            batch.insert(TreeName::Sm, node_key(path), node.to_bytes());
+        }
+        store.disk.apply(batch).expect("write");
+        drop(store);
+        let store = Store::open(dir.path(), &options).expect("reopen");
+        assert!(store.map_top_read().loaded);
         assert_top_on_disk_iff_leaf(&store);
         assert_proves(&store, root, &[0, 7, 19_999], &[rows]);
 
@@ -673,7 +698,7 @@ mod tests {
                 let (path, node) = top
                     .nodes
                     .iter()
-                    .find(|(path, _)| path.len() == 2 && !top.persisted.contains(path))
+                    .find(|(path, node)| path.len() == 2 && !holds_leaf(node))
                     .expect("a depth-2 node off disk");
                 let i = node
                     .slots
