@@ -32,6 +32,9 @@ use tracing_subscriber::registry::LookupSpan;
 pub const HTTP_REQUESTS_TOTAL: &str = "docket_http_requests_total";
 /// Seconds from a request's arrival to its response's head, by route template.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "docket_http_request_duration_seconds";
+/// The process's resident memory (Prometheus's process collectors call it
+/// `process_resident_memory_bytes`; every docket series has the `docket_` prefix).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "docket_process_resident_memory_bytes";
 
 /// What this crate records, with help text.
 pub const METRICS: &[(&str, &str)] = &[
@@ -43,7 +46,35 @@ pub const METRICS: &[(&str, &str)] = &[
         HTTP_REQUEST_DURATION_SECONDS,
         "Seconds from an HTTP request's arrival to its response head, by route template",
     ),
+    (
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        "Resident memory of this node's process (Linux: VmRSS of /proc/self/status at scrape time)",
+    ),
 ];
+
+/// Sets the process gauges at scrape time: resident memory, where the system says (Linux's
+/// `/proc/self/status`, one small read; elsewhere nothing is set).
+pub fn observe_process() {
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(bytes as f64);
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    proc_status_bytes("self", "VmRSS")
+}
+
+/// A memory field of `/proc/<process>/status` (`VmRSS`, `VmHWM`; `process` a pid or
+/// `self`) in bytes: the file gives kB whatever the page size. `None` where there is no
+/// such file or field (not Linux, a process gone).
+pub(crate) fn proc_status_bytes(process: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = value.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
 
 /// Buckets of every `_seconds` histogram: 0.5 ms (a local flush) to 10 s (past the write
 /// deadline's default).

@@ -237,6 +237,22 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             after.must("docket_storage_size_bytes", &[]) > 0.0,
             "{who}: the store has files"
         );
+        // fjall (the default engine) counts its memory: the writes since the last scrape
+        // are in its memtables, whatever it flushed, and the cache is within its budget.
+        assert!(
+            after.must("docket_storage_write_buffer_bytes", &[]) > 0.0,
+            "{who}: recent writes are in memtables"
+        );
+        let cache = after.must("docket_storage_cache_bytes", &[]);
+        assert!(
+            (0.0..=(128 * 1024 * 1024) as f64).contains(&cache),
+            "{who}: block cache {cache} within the default budget"
+        );
+        let rss = after.must("docket_process_resident_memory_bytes", &[]);
+        assert!(
+            rss > after.must("docket_storage_write_buffer_bytes", &[]),
+            "{who}: resident memory {rss} holds the memtables"
+        );
         assert!(
             after.must("docket_storage_flush_duration_seconds_count", &[]) > 0.0,
             "{who}: appends are flushed"

@@ -105,7 +105,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandError, CommandResponse, IndexRange, Outcome, ProposalOutcome};
-pub use disk::{detect_engine, Disk, StorageEngine};
+pub use disk::{detect_engine, Disk, DiskMemory, StorageEngine};
 pub use log_store::LogStore;
 pub use merkle::{LedgerTree, TreeError, TreeHead};
 pub use snapshot::SnapshotBuilder;

@@ -47,6 +47,7 @@ use crate::store::{
 
 mod fold;
 
+use crate::disk::DiskMemory;
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 use fold::{FoldCore, Folder};
 pub use fold::{MapFold, FOLDS_QUEUED_MAX};
@@ -733,6 +734,12 @@ impl Replica {
     /// the disk can say cheaply. For metrics.
     pub fn store_bytes(&self) -> Option<u64> {
         self.store.size_bytes()
+    }
+
+    /// The store's read cache and write buffers in memory, where the disk counts them
+    /// (fjall; not sled). For metrics.
+    pub fn store_memory(&self) -> Option<DiskMemory> {
+        self.store.memory()
     }
 
     /// The committed log id openraft last saved on this node (written, not flushed, on

@@ -97,7 +97,9 @@ pub use self::map::{
 };
 
 use crate::codec;
-use crate::disk::{engine, BoxedDisk, Disk, StorageEngine, TreeName, Visit, WriteBatch};
+use crate::disk::{
+    engine, BoxedDisk, Disk, DiskMemory, StorageEngine, TreeName, Visit, WriteBatch,
+};
 use crate::merkle::{self, LedgerTree, TreeHead};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
@@ -494,6 +496,12 @@ impl Store {
     /// `db` file and blob files). For metrics.
     pub fn size_bytes(&self) -> Option<u64> {
         self.disk.size_bytes()
+    }
+
+    /// The store's caches and write buffers in memory, where the disk counts them
+    /// (fjall). For metrics.
+    pub fn memory(&self) -> Option<DiskMemory> {
+        self.disk.memory()
     }
 
     /// Makes every write that completed before this call durable, then returns. On sled

@@ -29,6 +29,8 @@ pub const RAFT_REPLICATION_LAG_ENTRIES: &str = "docket_raft_replication_lag_entr
 pub const RAFT_MEMBERS: &str = "docket_raft_members";
 pub const LEDGER_ENTRIES: &str = "docket_ledger_entries";
 pub const STORAGE_SIZE_BYTES: &str = "docket_storage_size_bytes";
+pub const STORAGE_CACHE_BYTES: &str = "docket_storage_cache_bytes";
+pub const STORAGE_WRITE_BUFFER_BYTES: &str = "docket_storage_write_buffer_bytes";
 pub const DEFERRED_PROPOSALS: &str = "docket_deferred_proposals";
 pub const SIGNATURE_CHECKS_TOTAL: &str = "docket_signature_checks_total";
 pub const SIGNATURE_VERIFICATIONS_TOTAL: &str = "docket_signature_verifications_total";
@@ -82,6 +84,16 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         STORAGE_SIZE_BYTES,
         "Bytes this node's store takes on disk (Raft log, ledger, state rows, Merkle tree)",
+    ),
+    (
+        STORAGE_CACHE_BYTES,
+        "Bytes in the store's read cache (fjall's block cache; [storage] cache_mb bounds it \
+         with the write buffers; not exported on sled)",
+    ),
+    (
+        STORAGE_WRITE_BUFFER_BYTES,
+        "Bytes of writes the store holds in memory until they reach table files (fjall's \
+         active and sealed memtables; not exported on sled)",
     ),
     (
         DEFERRED_PROPOSALS,
@@ -176,6 +188,10 @@ impl Service {
         metrics::gauge!(LEDGER_ENTRIES).set(self.replica.ledger_len() as f64);
         if let Some(bytes) = self.replica.store_bytes() {
             metrics::gauge!(STORAGE_SIZE_BYTES).set(bytes as f64);
+        }
+        if let Some(memory) = self.replica.store_memory() {
+            metrics::gauge!(STORAGE_CACHE_BYTES).set(memory.cache_bytes as f64);
+            metrics::gauge!(STORAGE_WRITE_BUFFER_BYTES).set(memory.write_buffer_bytes as f64);
         }
         let deferred = self
             .replica

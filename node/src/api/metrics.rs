@@ -30,6 +30,7 @@ pub(super) async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .into_response();
     };
     node.service.observe();
+    telemetry::observe_process();
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

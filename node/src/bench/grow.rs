@@ -65,20 +65,8 @@ pub struct GrowReport {
 
 /// A `/proc/<pid>/status` field in bytes (`VmRSS`, `VmHWM`); 0 where unavailable.
 fn proc_status_bytes(pid: Option<u32>, field: &str) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return 0;
-    };
-    text.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    pid.and_then(|pid| crate::telemetry::proc_status_bytes(&pid.to_string(), field))
+        .unwrap_or(0)
 }
 
 /// Bytes the files under `dir` take on disk (allocated blocks, as `du` counts them; 0 for

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{Disk, KeyValue, TreeName, Visit, WriteBatch};
+use super::{Disk, DiskMemory, KeyValue, TreeName, Visit, WriteBatch};
 use crate::store::{StoreError, StoreOptions};
 
 /// The database's directory inside a node's data directory: apart from the node's other
@@ -280,6 +280,17 @@ impl Disk for FjallDisk {
     /// part takes no blocks.
     fn size_bytes(&self) -> Option<u64> {
         self.db.disk_space().ok()
+    }
+
+    /// fjall's own counters, two atomic loads: the block cache's weight and the write
+    /// buffer (every keyspace's active and sealed memtables). fjall 3.1 marks both
+    /// accessors experimental (`#[doc(hidden)]`); they serve metrics only, so a change
+    /// there costs two gauges, never a decision.
+    fn memory(&self) -> Option<DiskMemory> {
+        Some(DiskMemory {
+            cache_bytes: self.db.cache_size(),
+            write_buffer_bytes: self.db.write_buffer_size(),
+        })
     }
 
     /// The node's data directory, beside the database: snapshot spill files are unnamed

@@ -185,6 +185,23 @@ pub trait Disk: fmt::Debug + Send + Sync + 'static {
     fn size_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// What the disk holds in memory now, for metrics, when it can say; `None` otherwise.
+    fn memory(&self) -> Option<DiskMemory> {
+        None
+    }
+}
+
+/// The memory a disk holds beside the process's own, as the engine counts it: with the
+/// process's resident memory, it says whether a node's memory is its store's caches or
+/// something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskMemory {
+    /// Bytes in the engine's read cache (fjall's block cache: decompressed blocks).
+    pub cache_bytes: u64,
+    /// Bytes of writes held in memory until they are flushed to table files (fjall's
+    /// active and sealed memtables).
+    pub write_buffer_bytes: u64,
 }
 
 /// The store's disk: the trait object, with an empty batch written as nothing.
@@ -216,6 +233,10 @@ impl BoxedDisk {
 
     pub fn size_bytes(&self) -> Option<u64> {
         self.0.size_bytes()
+    }
+
+    pub fn memory(&self) -> Option<DiskMemory> {
+        self.0.memory()
     }
 
     pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
