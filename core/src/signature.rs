@@ -86,10 +86,14 @@ pub struct VerifiedMemo {
 }
 
 impl VerifiedMemo {
-    /// Remembered checks (a 32-byte digest kept in a set and a queue: about 10 MiB at
-    /// the bound): comfortably more than the proposals a node has in flight between its
-    /// front door and its apply, or deferred until a wave releases them.
-    pub const CAPACITY: usize = 131_072;
+    /// Remembered checks (a 32-byte digest kept in a set and a queue: about 5 MiB at the
+    /// bound): eight times the most proposals a node has between its front door and its
+    /// apply (`docket_service`'s submission queue, 4,096, and two group commits of 2,048),
+    /// and a follower verifies each committed group just before applying it. A check the
+    /// memo has forgotten is verified again, which costs time, never an answer. (At
+    /// 131,072, with its queue doubling past the bound, it held 14-16 MiB of a node's heap
+    /// under load.)
+    pub const CAPACITY: usize = 65_536;
     /// Remembered decompressed author keys, only of authors whose signature verified;
     /// cleared when full (the principals of a constitution are far fewer).
     pub const KEYS_MAX: usize = 4_096;
@@ -146,11 +150,13 @@ impl VerifiedMemo {
         let mut memo = self.lock();
         for (verified, key) in verified {
             if memo.verified.insert(verified) {
-                memo.order.push_back(verified);
-                while memo.order.len() > Self::CAPACITY {
+                // Room first, then the new digest: the queue never holds more than the
+                // bound, so its buffer never grows past it (a power of two).
+                while memo.order.len() >= Self::CAPACITY {
                     let oldest = memo.order.pop_front().expect("invariant: non-empty");
                     memo.verified.remove(&oldest);
                 }
+                memo.order.push_back(verified);
             }
             let bytes = key.bytes();
             if !memo.keys.contains_key(&bytes) {
@@ -395,10 +401,10 @@ mod tests {
         let first = signed(1);
         memo.check(&first, &first.id()).expect("verifies");
         {
-            // Fill to the bound with synthetic digests (verifying 131k signatures would
+            // Fill to the bound with synthetic digests (verifying 65k signatures would
             // only slow the test down; the eviction path is what is under test).
             let mut inner = memo.lock();
-            for n in 0..VerifiedMemo::CAPACITY as u64 {
+            for n in 0..VerifiedMemo::CAPACITY as u64 - 1 {
                 let mut synthetic = [0xff; 32];
                 synthetic[..8].copy_from_slice(&n.to_le_bytes());
                 inner.verified.insert(synthetic);
@@ -409,6 +415,9 @@ mod tests {
         memo.check(&second, &second.id()).expect("verifies");
         assert_eq!(memo.len(), VerifiedMemo::CAPACITY);
         let inner = memo.lock();
+        // The oldest went before the new one came: the queue's buffer stayed at the bound
+        // (it doubles when pushed past it).
+        assert_eq!(inner.order.capacity(), VerifiedMemo::CAPACITY);
         assert!(!inner.verified.contains(&verified_key(&first, &first.id())));
         assert!(inner
             .verified
