@@ -3,7 +3,8 @@
 //! Starts its own cluster, writes to it in `--rounds` rounds of `--duration-s` seconds each
 //! (the write workload of `--mode write`, batches welcome for the fill), and after every
 //! round prints the ledger length, the round's throughput and p99, each node's resident
-//! memory and disk bytes, and the median time of `GET /v1/status` at the leader. Then it
+//! memory (with the store's block cache and memtables, from its `/metrics`) and disk
+//! bytes, and the median time of `GET /v1/status` at the leader. Then it
 //! measures recovery at that size: a follower is killed (SIGKILL) and restarted, timed until
 //! it serves a linearizable read; and a fresh node is added, timed until it holds the same
 //! ledger and state hash as the leader, with its peak resident memory. Flat figures from
@@ -41,6 +42,10 @@ pub struct Round {
     pub status_ms_median: f64,
     /// Per node, in node order.
     pub rss_bytes: Vec<u64>,
+    /// Per node: the parts of `rss_bytes` the store accounts for, from each node's
+    /// `/metrics` (fjall's block cache and memtables; 0 where a node exports none).
+    pub cache_bytes: Vec<u64>,
+    pub memtable_bytes: Vec<u64>,
     pub disk_bytes: Vec<u64>,
 }
 
@@ -102,6 +107,29 @@ async fn status_ms_median(cluster: &LocalCluster, leader: u64) -> anyhow::Result
     Ok(samples[samples.len() / 2])
 }
 
+/// An unlabelled gauge's value in a Prometheus text scrape (`name value` on a line of its
+/// own), or `None` when the scrape has no such line.
+fn gauge(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Each node's block cache and memtable bytes, in node order (0 for a node whose
+/// `/metrics` does not answer or does not show them: sled keeps no such counts).
+async fn store_memory(cluster: &LocalCluster) -> (Vec<u64>, Vec<u64>) {
+    let mut cache = Vec::with_capacity(cluster.nodes.len());
+    let mut memtables = Vec::with_capacity(cluster.nodes.len());
+    for node in &cluster.nodes {
+        let scrape = node.client().metrics().await.unwrap_or_default();
+        let bytes = |name| gauge(&scrape, name).map_or(0, |v| v as u64);
+        cache.push(bytes(docket_service::telemetry::STORAGE_CACHE_BYTES));
+        memtables.push(bytes(docket_service::telemetry::STORAGE_WRITE_BUFFER_BYTES));
+    }
+    (cache, memtables)
+}
+
 /// Polls `what` until it returns true, or fails after [`RECOVERY_TIMEOUT_MS`].
 async fn until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
 where
@@ -158,6 +186,7 @@ async fn rounds_and_recovery(
         let report: Report = measure(args, &urls, None).await?;
         let leader = cluster.leader().await?;
         let ledger_length = cluster.node(leader).client().status().await?.ledger_length;
+        let (cache_bytes, memtable_bytes) = store_memory(cluster).await;
         let figures = Round {
             round,
             ledger_length,
@@ -171,6 +200,8 @@ async fn rounds_and_recovery(
                 .iter()
                 .map(|n| proc_status_bytes(n.pid(), "VmRSS"))
                 .collect(),
+            cache_bytes,
+            memtable_bytes,
             disk_bytes: cluster
                 .nodes
                 .iter()
@@ -181,7 +212,8 @@ async fn rounds_and_recovery(
             let mib = |bytes: &Vec<u64>| -> Vec<u64> { bytes.iter().map(|b| b >> 20).collect() };
             println!(
                 "round {round}: ledger {} entries; {:.0} proposals/s, p99 {:.2} ms, {} errors{}; \
-                 status {:.2} ms; rss MiB {:?}; disk MiB {:?}",
+                 status {:.2} ms; rss MiB {:?} (block cache {:?}, memtables {:?}); \
+                 disk MiB {:?}",
                 figures.ledger_length,
                 figures.operations_per_s,
                 figures.latency_ms_p99,
@@ -189,6 +221,8 @@ async fn rounds_and_recovery(
                 super::error_kinds(&figures.error_kinds),
                 figures.status_ms_median,
                 mib(&figures.rss_bytes),
+                mib(&figures.cache_bytes),
+                mib(&figures.memtable_bytes),
                 mib(&figures.disk_bytes),
             );
         }
@@ -269,4 +303,25 @@ async fn rounds_and_recovery(
         catch_up_peak_rss_bytes,
         rounds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge;
+
+    #[test]
+    fn a_gauge_is_read_from_its_own_line_only() {
+        let scrape = "# HELP docket_storage_cache_bytes help\n\
+                      # TYPE docket_storage_cache_bytes gauge\n\
+                      docket_storage_cache_bytes_other 7\n\
+                      docket_storage_cache_bytes 100643365\n\
+                      docket_storage_write_buffer_bytes{keyspace=\"sm\"} 3\n";
+        assert_eq!(
+            gauge(scrape, "docket_storage_cache_bytes"),
+            Some(100_643_365.0)
+        );
+        // A labelled series is not the unlabelled gauge, and an absent one is None.
+        assert_eq!(gauge(scrape, "docket_storage_write_buffer_bytes"), None);
+        assert_eq!(gauge(scrape, "docket_missing"), None);
+    }
 }
