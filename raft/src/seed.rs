@@ -325,6 +325,7 @@ pub async fn seed_from_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::test_disk::open_after_sled_release;
     use docket_core::{dev, LedgerId, LedgerTime, State, Value};
 
     /// A ledger of genesis and `deposits` deposits, and its final state hash.
@@ -388,8 +389,11 @@ mod tests {
         assert_eq!(seeded.ledger_len, 6);
         assert_eq!(seeded.state_hash, Some(state_hash));
 
-        let store =
-            Arc::new(Store::open(&store_dir, &options(StorageEngine::Sled, 1)).expect("reopen"));
+        // The install dropped its sled store just now: sled lets go of its lock a moment later.
+        let store = Arc::new(
+            open_after_sled_release(|| Store::open(&store_dir, &options(StorageEngine::Sled, 1)))
+                .expect("reopen"),
+        );
         let applied = store
             .read_applied()
             .expect("read")
@@ -421,7 +425,9 @@ mod tests {
         let file = seed_file(dir.path(), &entries, other_hash);
         let refused = install(&store_dir, StorageEngine::Sled, 1, &meta, file).await;
         assert!(matches!(refused, Err(SeedError::Refused(_))), "{refused:?}");
-        let store = Store::open(&store_dir, &options(StorageEngine::Sled, 1)).expect("reopen");
+        let store =
+            open_after_sled_release(|| Store::open(&store_dir, &options(StorageEngine::Sled, 1)))
+                .expect("reopen");
         assert!(
             store
                 .read_applied()

@@ -1023,21 +1023,10 @@ mod tests {
         ]
     }
 
-    /// Opens the store in `dir`. A store of the same directory dropped just before may still
-    /// hold sled's file lock for a moment (sled's background flusher lets go of it after
-    /// the handle is dropped), so a lock conflict is retried, within a bound.
+    /// Opens the store in `dir`, after sled lets go of a lock a dropped store held.
     fn open_sm(dir: &std::path::Path) -> (LogStore, StateMachine) {
-        const ATTEMPTS_MAX: u32 = 100;
-        for _ in 1..ATTEMPTS_MAX {
-            match crate::open(dir) {
-                Ok(opened) => return opened,
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("open storage: {e:?}"),
-            }
-        }
-        crate::open(dir).expect("open storage")
+        crate::disk::test_disk::open_after_sled_release(|| crate::open(dir))
+            .unwrap_or_else(|e| panic!("open storage: {e:?}"))
     }
 
     use crate::LogStore;

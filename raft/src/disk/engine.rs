@@ -100,6 +100,7 @@ pub(crate) fn open_disk(dir: &Path, options: &StoreOptions) -> Result<BoxedDisk,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::test_disk::open_after_sled_release;
     use crate::disk::{TreeName, WriteBatch};
 
     fn options(engine: StorageEngine) -> StoreOptions {
@@ -110,21 +111,10 @@ mod tests {
         }
     }
 
-    /// Opens `dir` with `engine`. A sled store of the same directory dropped just before
-    /// may still hold sled's file lock for a moment (its threads let go of it after the
-    /// handle is dropped), so a lock conflict is retried, within a bound.
+    /// Opens `dir` with `engine`, after sled lets go of a lock a dropped store held.
     fn open_unlocked(dir: &Path, engine: StorageEngine) -> BoxedDisk {
-        const ATTEMPTS_MAX: u32 = 100;
-        for _ in 1..ATTEMPTS_MAX {
-            match open_disk(dir, &options(engine)) {
-                Ok(disk) => return disk,
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("open {engine}: {e}"),
-            }
-        }
-        open_disk(dir, &options(engine)).expect("open")
+        open_after_sled_release(|| open_disk(dir, &options(engine)))
+            .unwrap_or_else(|e| panic!("open {engine}: {e}"))
     }
 
     fn write_and_reopen(dir: &Path, engine: StorageEngine) {

@@ -18,6 +18,26 @@ use crate::store::StoreError;
 
 type Model = Shared<TreeName, Vec<u8>, Vec<u8>>;
 
+/// Runs `open` (of a store or disk on sled, or any engine) until it stops failing on
+/// sled's file lock: a sled database of the same directory dropped just before may still
+/// hold the lock for a moment (its background flusher lets go of it after the handle is
+/// dropped). Any other answer is returned at once; a lock still held after two seconds is
+/// returned as the error it is.
+pub(crate) fn open_after_sled_release<T, E: std::fmt::Display>(
+    mut open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    const ATTEMPTS_MAX: u32 = 100;
+    for _ in 1..ATTEMPTS_MAX {
+        match open() {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            answer => return answer,
+        }
+    }
+    open()
+}
+
 /// A disk that outlives the stores opened on it. Clones share it.
 #[derive(Clone, Default)]
 pub(crate) struct SimDisk {
