@@ -22,6 +22,11 @@ pub const MAP_FOLD_DURATION_SECONDS: &str = "docket_map_fold_duration_seconds";
 /// catching-up node counts them; one that keeps up counts none.
 pub const APPENDS_PACED_TOTAL: &str = "docket_raft_appends_paced_total";
 
+/// Anchors an apply could not queue for the state-map folder at once because its queue
+/// was full (the folder lagging the applies), so the apply waited for room, off the
+/// runtime's workers.
+pub const FOLD_QUEUE_WAITS_TOTAL: &str = "docket_raft_fold_queue_waits_total";
+
 /// Every name this crate records, with its help text.
 pub const METRICS: &[(&str, &str)] = &[
     (
@@ -39,6 +44,10 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         APPENDS_PACED_TOTAL,
         "Appends this follower held back because its applies lagged (it waited for room under the bound of entries appended and not applied)",
+    ),
+    (
+        FOLD_QUEUE_WAITS_TOTAL,
+        "Applies that waited for room in the state-map folder's queue (the folder lagging the applies)",
     ),
 ];
 
