@@ -341,7 +341,10 @@ mod tests {
         // The queue is full: this waits, on the runtime's one worker (as openraft's apply
         // does), until the folder takes an anchor.
         let waiter = tokio::spawn(async move { queue(&sender, sealed(2)) });
-        assert!(waiter.await.expect("the waiter"), "queued once there was room");
+        assert!(
+            waiter.await.expect("the waiter"),
+            "queued once there was room"
+        );
         teller.await.expect("the teller ran");
         let (was_told, sizes) = folder.join().expect("the folder");
         assert!(
