@@ -22,6 +22,7 @@
 //! | `sm_state` | (format 1: state snapshot chunks; emptied on open) | |
 //! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
 //! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over |
+//! | `map`      | `0x02`, node path key             | the state map's nodes (layout in `store/map.rs`) |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
 //! The state rows share `sm` with the `applied` record so that an apply's rows and its

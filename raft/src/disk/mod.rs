@@ -53,10 +53,12 @@ pub enum TreeName {
     /// Ledger entries of a snapshot install, staged until it is verified
     /// ([`crate::store`], "What is atomic").
     Stage,
+    /// The state map's nodes ([`crate::store`]'s `map` module).
+    Map,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 7] = [
+    pub const ALL: [TreeName; 8] = [
         TreeName::Log,
         TreeName::Meta,
         TreeName::Ledger,
@@ -64,6 +66,7 @@ impl TreeName {
         TreeName::SmState,
         TreeName::Merkle,
         TreeName::Stage,
+        TreeName::Map,
     ];
 
     /// The tree's name on disk (sled tree names, fjall keyspace names; fixed, part of the
@@ -77,6 +80,7 @@ impl TreeName {
             TreeName::SmState => "sm_state",
             TreeName::Merkle => "merkle",
             TreeName::Stage => "snap_stage",
+            TreeName::Map => "map",
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct SledDisk {
     dir: PathBuf,
     db: sled::Db,
     /// In [`TreeName::ALL`] order.
-    trees: [Tree; 7],
+    trees: [Tree; 8],
     /// Read-only handle on sled's `db` file, only for `fsync` (fsync acts on the inode, so
     /// any descriptor works; sled holds an advisory `flock` that a plain open ignores).
     db_file: File,
@@ -66,6 +66,7 @@ fn tree_index(tree: TreeName) -> usize {
         TreeName::SmState => 4,
         TreeName::Merkle => 5,
         TreeName::Stage => 6,
+        TreeName::Map => 7,
     }
 }
 
@@ -98,6 +99,7 @@ impl SledDisk {
             db.open_tree(TreeName::SmState.as_str())?,
             db.open_tree(TreeName::Merkle.as_str())?,
             db.open_tree(TreeName::Stage.as_str())?,
+            db.open_tree(TreeName::Map.as_str())?,
         ];
         Ok(SledDisk {
             dir: dir.to_path_buf(),

@@ -1,12 +1,13 @@
-//! The state map on disk ([`docket_core::statemap`]): its nodes, the keys of the rows
-//! changed since its last anchor, and its record, all in `sm` beside the rows.
+//! The state map on disk ([`docket_core::statemap`]): its nodes in a tree of their own
+//! (`map`), the keys of the rows changed since its last anchor and its record in `sm`
+//! beside the rows.
 //!
-//! | key                         | value                                                  |
-//! |-----------------------------|--------------------------------------------------------|
-//! | `0x02`, node path key       | a node's bytes ([`Node::to_bytes`]); single version: the map at its last anchor; of the top [`MAP_TOP_DEPTH`] + 1 levels only the nodes that hold a leaf |
-//! | `0x03`, row key             | empty: a row changed after the map's last sealed anchor ("dirty") |
-//! | `0x04`, anchor size (u64 BE), sequence (u32 BE) | a sealed anchor's updates: bincode map of key hash → value hash (`None`: the row was removed) |
-//! | `state_map`                 | bincode [`MapRecord`]: generation, size, root slot, anchored |
+//! | tree | key                         | value                                                  |
+//! |------|-----------------------------|--------------------------------------------------------|
+//! | `map` | `0x02`, node path key      | a node's bytes ([`Node::to_bytes`]); single version: the map at its last anchor; of the top [`MAP_TOP_DEPTH`] + 1 levels only the nodes that hold a leaf |
+//! | `sm` | `0x03`, row key             | empty: a row changed after the map's last sealed anchor ("dirty") |
+//! | `sm` | `0x04`, anchor size (u64 BE), sequence (u32 BE) | a sealed anchor's updates: bincode map of key hash → value hash (`None`: the row was removed) |
+//! | `sm` | `state_map`                 | bincode [`MapRecord`]: generation, size, root slot, anchored |
 //!
 //! An anchor is reached in an apply and folded into the nodes later (the state machine's
 //! map folder, on a thread of its own in a node). An apply that reaches an anchor
@@ -183,7 +184,7 @@ impl MapStore for StoreMap<'_> {
 
 impl Store {
     fn disk_node(&self, path: &NodePath) -> Result<Option<Node>, MapError> {
-        match self.disk.get(TreeName::Sm, &node_key(path)) {
+        match self.disk.get(TreeName::Map, &node_key(path)) {
             Ok(Some(bytes)) => Node::from_bytes(&bytes).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(MapError::Store(e.to_string())),
@@ -221,7 +222,7 @@ impl Store {
                     if !stale.is_empty() {
                         let mut batch = WriteBatch::default();
                         for path in &stale {
-                            batch.remove(TreeName::Sm, node_key(path));
+                            batch.remove(TreeName::Map, node_key(path));
                         }
                         self.disk.apply(batch)?;
                     }
@@ -413,16 +414,16 @@ impl Store {
             for (path, node) in map.writes {
                 if path.len() > MAP_TOP_DEPTH {
                     match node {
-                        Some(node) => batch.insert(TreeName::Sm, node_key(&path), node.to_bytes()),
-                        None => batch.remove(TreeName::Sm, node_key(&path)),
+                        Some(node) => batch.insert(TreeName::Map, node_key(&path), node.to_bytes()),
+                        None => batch.remove(TreeName::Map, node_key(&path)),
                     }
                     continue;
                 }
                 // A top node: on disk only while it holds a leaf (see the module docs).
                 match node.as_ref().filter(|n| holds_leaf(n)) {
-                    Some(node) => batch.insert(TreeName::Sm, node_key(&path), node.to_bytes()),
+                    Some(node) => batch.insert(TreeName::Map, node_key(&path), node.to_bytes()),
                     None if current.get(&path).is_some_and(holds_leaf) => {
-                        batch.remove(TreeName::Sm, node_key(&path))
+                        batch.remove(TreeName::Map, node_key(&path))
                     }
                     None => {}
                 }
@@ -445,6 +446,10 @@ impl Store {
         clear.remove(TreeName::Sm, KEY_MAP);
         self.disk.apply(clear)?;
         *self.map_top_write() = MapTop::default();
+        // Nodes live in their own tree; a store written before they did kept them in `sm`
+        // under the same prefix, which this range clears with the dirty keys and sealed
+        // anchors.
+        self.remove_keys_paged(TreeName::Map, &[], None)?;
         self.remove_keys_paged(
             TreeName::Sm,
             &[MAP_NODE_PREFIX],
@@ -578,7 +583,7 @@ mod tests {
         store
             .disk
             .for_each(
-                TreeName::Sm,
+                TreeName::Map,
                 &[MAP_NODE_PREFIX],
                 Some(&[MAP_NODE_PREFIX, MAP_TOP_DEPTH as u8 + 1]),
                 &mut |key, _| {
@@ -657,7 +662,7 @@ mod tests {
         assert!(legacy.len() > 17, "{} all-node top nodes", legacy.len());
         let mut batch = WriteBatch::default();
         for (path, node) in &legacy {
-            batch.insert(TreeName::Sm, node_key(path), node.to_bytes());
+            batch.insert(TreeName::Map, node_key(path), node.to_bytes());
         }
         store.disk.apply(batch).expect("write");
         drop(store);
@@ -677,6 +682,83 @@ mod tests {
         assert!(store.map_top_read().loaded);
         assert_top_on_disk_iff_leaf(&store);
         assert_proves(&store, root, &[0, 39], &[40, 19_999]);
+    }
+
+    /// A store written before the map's nodes had a tree of their own kept them in `sm`,
+    /// under the same keys: open finds none in `map`, so the top does not load, and the
+    /// rebuild that follows removes the old copies (and anything in `map`).
+    #[test]
+    fn nodes_left_in_sm_by_an_older_layout_are_rebuilt_and_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StoreOptions::default();
+        let count = |store: &Store, tree: TreeName, lo: &[u8], hi: &[u8]| {
+            let mut n = 0usize;
+            store
+                .disk
+                .for_each(tree, lo, Some(hi), &mut |_, _| {
+                    n += 1;
+                    Ok(())
+                })
+                .expect("scan");
+            n
+        };
+        {
+            let store = Store::open(dir.path(), &options).expect("open");
+            fold(
+                &store,
+                1024,
+                (0..5_000).map(|i| (k(i), Some(v(i)))).collect(),
+            );
+            // Move every node to where the older layout kept it.
+            let mut nodes = Vec::new();
+            store
+                .disk
+                .for_each(TreeName::Map, &[], None, &mut |key, value| {
+                    nodes.push((key.to_vec(), value.to_vec()));
+                    Ok(())
+                })
+                .expect("scan");
+            assert!(nodes.len() > 300, "{} nodes", nodes.len());
+            let mut batch = WriteBatch::default();
+            for (key, value) in nodes {
+                batch.remove(TreeName::Map, key.clone());
+                batch.insert(TreeName::Sm, key, value);
+            }
+            // And a stray node in `map`, which the rebuild removes too.
+            batch.insert(
+                TreeName::Map,
+                node_key(&NodePath::ROOT),
+                Node::default().to_bytes(),
+            );
+            store.disk.apply(batch).expect("move");
+        }
+        let store = Store::open(dir.path(), &options).expect("reopen");
+        assert!(
+            !store.map_top_read().loaded,
+            "no nodes in `map`: not loaded"
+        );
+        assert_eq!(count(&store, TreeName::Map, &[], &[0xff]), 1);
+        assert!(
+            count(
+                &store,
+                TreeName::Sm,
+                &[MAP_NODE_PREFIX],
+                &[MAP_DIRTY_PREFIX]
+            ) > 300
+        );
+        // No rows in this store: the rebuild makes the empty map, and the old nodes go.
+        let record = store.map_ensure(0, 4096).expect("ensure");
+        assert_eq!(record.root_slot().expect("root"), Slot::Empty);
+        assert_eq!(
+            count(
+                &store,
+                TreeName::Sm,
+                &[MAP_NODE_PREFIX],
+                &[MAP_DIRTY_PREFIX]
+            ),
+            0
+        );
+        assert_eq!(count(&store, TreeName::Map, &[], &[0xff]), 0);
     }
 
     /// A top that does not hash to the record's root (here: a node under a top node that
@@ -709,7 +791,7 @@ mod tests {
             };
             assert!(store.disk_node(&child).expect("read").is_some());
             let mut batch = WriteBatch::default();
-            batch.remove(TreeName::Sm, node_key(&child));
+            batch.remove(TreeName::Map, node_key(&child));
             store.disk.apply(batch).expect("remove");
         }
         let store = Store::open(dir.path(), &options).expect("reopen");
