@@ -675,10 +675,7 @@ async fn run_effects(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     }
     let temp;
     let root = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.clone()
-        }
+        Some(dir) => dir.clone(),
         None => {
             temp = tempfile::Builder::new().prefix("docket-bench-").tempdir()?;
             temp.path().to_owned()

@@ -208,6 +208,9 @@ impl LocalCluster {
         cluster_id: &str,
         count: u64,
     ) -> anyhow::Result<LocalCluster> {
+        // `--dir` may name a folder that does not exist yet, as `demo --dir` may.
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the cluster's folder {}", root.display()))?;
         let mut cluster = LocalCluster {
             cluster_id: cluster_id.to_owned(),
             root: root.to_owned(),

@@ -62,3 +62,35 @@ async fn bench_to_leader_sends_every_write_to_the_leader() {
         "the leader answered {at_leader} submissions: {report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_dir_may_name_a_folder_that_does_not_exist_yet() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("runs").join("first");
+    let output = tokio::process::Command::new(binary())
+        .args([
+            "bench",
+            "--nodes",
+            "1",
+            "--clients",
+            "1",
+            "--duration-s",
+            "1",
+        ])
+        .args(["--rate-hint", "500", "--output", "json", "--dir"])
+        .arg(&dir)
+        .output()
+        .await
+        .expect("run docket bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        dir.join("node-1.log").is_file(),
+        "the cluster kept its data under --dir"
+    );
+}
