@@ -29,14 +29,16 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::SnapshotResponse;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::Raft;
+use openraft::{AnyError, Raft, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +49,7 @@ use docket_core::EntryHash;
 
 use crate::codec;
 use crate::pacing::{self, ApplyPacing};
-use crate::{NodeAddr, NodeId, TypeConfig};
+use crate::{NodeAddr, NodeId, TypeConfig, Vote};
 
 /// Largest frame accepted in either direction. Snapshot chunks are sized well below it
 /// (see `SNAPSHOT_CHUNK_BYTES`) and append batches are bounded by openraft's
@@ -56,6 +58,26 @@ pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Snapshot chunk size handed to openraft, a sixteenth of the frame cap.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The slowest rate, in snapshot bytes per second, at which a receiver is expected to verify
+/// and replay a snapshot: the final chunk's deadline grows with the snapshot at this rate
+/// ([`install_deadline`]). A receiver answers the final chunk only once the whole snapshot
+/// is verified, replayed and committed; this 2-core machine does that at ~40 MB/s
+/// (32,000 ledger entries/s), so the floor leaves a tenfold margin.
+pub const SNAPSHOT_INSTALL_BYTES_PER_S_MIN: u64 = 4 * 1024 * 1024;
+
+/// Consecutive failed attempts at one snapshot chunk before the stream gives up (openraft's
+/// replication then starts over with a fresh snapshot, after its backoff).
+pub const SNAPSHOT_CHUNK_ATTEMPTS_MAX: u32 = 3;
+
+/// Pause before a failed snapshot chunk is sent again, times the failures so far.
+pub const SNAPSHOT_CHUNK_RETRY_MS: u64 = 100;
+
+/// The final chunk's deadline: a chunk's, plus the time a receiver at
+/// [`SNAPSHOT_INSTALL_BYTES_PER_S_MIN`] takes to install `snapshot_bytes`.
+pub fn install_deadline(chunk_deadline: Duration, snapshot_bytes: u64) -> Duration {
+    chunk_deadline + Duration::from_secs(snapshot_bytes.div_ceil(SNAPSHOT_INSTALL_BYTES_PER_S_MIN))
+}
 
 /// Concurrent inbound Raft connections per node. A cluster needs a few per peer (openraft
 /// keeps a log stream and a snapshot stream per target, plus votes); anything beyond this
@@ -339,6 +361,12 @@ enum CallError {
 }
 
 impl CallError {
+    fn into_io(self) -> io::Error {
+        match self {
+            CallError::Unreachable(e) | CallError::Network(e) => e,
+        }
+    }
+
     fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, NodeAddr, E> {
         match self {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
@@ -348,8 +376,16 @@ impl CallError {
 }
 
 impl<T: Transport> PeerClient<T> {
+    /// One call within `ttl`, and never longer than the client's `rpc_timeout`.
     async fn call(&mut self, rpc: Rpc, ttl: Duration) -> Result<ResponseFrame, CallError> {
-        let deadline = ttl.min(self.rpc_timeout);
+        self.call_within(rpc, ttl.min(self.rpc_timeout)).await
+    }
+
+    async fn call_within(
+        &mut self,
+        rpc: Rpc,
+        deadline: Duration,
+    ) -> Result<ResponseFrame, CallError> {
         match tokio::time::timeout(deadline, self.call_inner(rpc)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
@@ -429,6 +465,100 @@ impl<T: Transport> PeerClient<T> {
         Ok(response)
     }
 
+    /// Streams `snapshot` in chunks of `chunk_bytes`, each within `chunk_ttl` (capped at
+    /// the client's `rpc_timeout`) but the last, which gets [`install_deadline`]: the
+    /// receiver answers it only after verifying and replaying the whole snapshot. A chunk
+    /// that fails is sent again, up to [`SNAPSHOT_CHUNK_ATTEMPTS_MAX`] times in a row; a
+    /// receiver that lost track of the stream (`SnapshotMismatch`) is sent it from the
+    /// start.
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        mut snapshot: openraft::Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send,
+        chunk_ttl: Duration,
+        chunk_bytes: usize,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let signature = snapshot.meta.signature();
+        let read_error = |e: io::Error| -> StorageError<NodeId> {
+            StorageIOError::read_snapshot(Some(signature.clone()), AnyError::new(&e)).into()
+        };
+        let end = snapshot
+            .snapshot
+            .seek(io::SeekFrom::End(0))
+            .await
+            .map_err(read_error)?;
+        let chunk_deadline = chunk_ttl.min(self.rpc_timeout);
+        let last_deadline = install_deadline(chunk_deadline, end);
+        let mut cancel = std::pin::pin!(cancel);
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        loop {
+            snapshot
+                .snapshot
+                .seek(io::SeekFrom::Start(offset))
+                .await
+                .map_err(read_error)?;
+            let mut data = Vec::with_capacity(chunk_bytes);
+            (&mut *snapshot.snapshot)
+                .take(chunk_bytes as u64)
+                .read_to_end(&mut data)
+                .await
+                .map_err(read_error)?;
+            let sent = data.len() as u64;
+            let done = offset + sent >= end;
+            let request = InstallSnapshotRequest {
+                vote,
+                meta: snapshot.meta.clone(),
+                offset,
+                data,
+                done,
+            };
+            let deadline = if done { last_deadline } else { chunk_deadline };
+            let answer = tokio::select! {
+                closed = &mut cancel => return Err(closed.into()),
+                answer = self.call_within(Rpc::Snapshot(request), deadline) => answer,
+            };
+            let failure: StreamingError<TypeConfig, Fatal<NodeId>> = match answer {
+                Ok(ResponseFrame::Snapshot(Ok(response))) => {
+                    if response.vote > vote || done {
+                        return Ok(SnapshotResponse::new(response.vote));
+                    }
+                    offset += sent;
+                    failures = 0;
+                    continue;
+                }
+                Ok(ResponseFrame::Snapshot(Err(RaftError::APIError(
+                    InstallSnapshotError::SnapshotMismatch(mismatch),
+                )))) => {
+                    tracing::warn!(target_node = self.target, %mismatch,
+                        "the receiver lost track of the snapshot stream: sending it from the start");
+                    offset = 0;
+                    failures = 0;
+                    continue;
+                }
+                Ok(ResponseFrame::Snapshot(Err(RaftError::Fatal(fatal)))) => {
+                    return Err(RemoteError::new(self.target, fatal).into());
+                }
+                Ok(_) => NetworkError::new(&self.mismatch().into_io()).into(),
+                Err(CallError::Unreachable(e)) => Unreachable::new(&e).into(),
+                Err(CallError::Network(e)) => NetworkError::new(&e).into(),
+            };
+            failures += 1;
+            tracing::warn!(target_node = self.target, offset, failures, error = %failure,
+                "snapshot chunk failed");
+            if failures >= SNAPSHOT_CHUNK_ATTEMPTS_MAX {
+                return Err(failure);
+            }
+            let pause = Duration::from_millis(SNAPSHOT_CHUNK_RETRY_MS * u64::from(failures));
+            tokio::select! {
+                closed = &mut cancel => return Err(closed.into()),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
     fn mismatch(&self) -> CallError {
         CallError::Network(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -473,6 +603,27 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerClient<T> {
             }
             _ => Err(self.mismatch().into_rpc()),
         }
+    }
+
+    /// openraft's default (its `Chunked` sender) gives every chunk the same deadline, and
+    /// this client caps each call at `rpc_timeout`, so a final chunk whose install took
+    /// longer (a few seconds per hundred thousand ledger entries) timed out, and the leader
+    /// started over: a new snapshot file written from its whole ledger and streamed again,
+    /// every few seconds, while the receiver was still replaying the first, both nodes
+    /// spending a core on it. [`PeerClient::send_snapshot`] is that sender with the final
+    /// chunk's deadline scaled to the snapshot ([`install_deadline`]).
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let chunk_bytes = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK_BYTES as usize);
+        self.send_snapshot(vote, snapshot, cancel, option.hard_ttl(), chunk_bytes)
+            .await
     }
 
     async fn vote(
@@ -732,5 +883,191 @@ async fn handle(
         }
         Rpc::Vote(rpc) => ResponseFrame::Vote(raft.vote(rpc).await),
         Rpc::Snapshot(rpc) => ResponseFrame::Snapshot(raft.install_snapshot(rpc).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership};
+
+    use super::*;
+    use crate::snapshot_file::SnapshotFile;
+
+    /// What the fake receiver saw of one chunk: its offset, its size, and whether it was
+    /// the last.
+    type Seen = Arc<Mutex<Vec<(u64, usize, bool)>>>;
+
+    /// A receiver that answers every chunk at once except the last, which it answers after
+    /// `install`, as a node does once it has verified and replayed the snapshot. With
+    /// `drop_at`, it closes the connection the first time that offset arrives.
+    async fn receiver(install: Duration, drop_at: Option<u64>) -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut dropped = false;
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut conn = framed(stream);
+                while let Some(Ok(bytes)) = conn.next().await {
+                    let frame: RequestFrame = codec::decode(&bytes).expect("a request frame");
+                    let Rpc::Snapshot(request) = frame.rpc else {
+                        panic!("only snapshot chunks are sent here");
+                    };
+                    log.lock().expect("seen").push((
+                        request.offset,
+                        request.data.len(),
+                        request.done,
+                    ));
+                    if drop_at == Some(request.offset) && !dropped {
+                        dropped = true;
+                        break;
+                    }
+                    if request.done {
+                        tokio::time::sleep(install).await;
+                    }
+                    let response =
+                        ResponseFrame::Snapshot(Ok(InstallSnapshotResponse { vote: request.vote }));
+                    let encoded = codec::encode(&response).expect("encode");
+                    if conn
+                        .send(tokio_util::bytes::Bytes::from(encoded))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        (addr, seen)
+    }
+
+    fn client(addr: String, rpc_timeout: Duration) -> PeerClient<TcpTransport> {
+        PeerClient {
+            transport: TcpTransport,
+            identity: Identity {
+                cluster_id: "snapshot-test".to_owned(),
+                node_id: 1,
+                genesis: GenesisCell::fixed(None),
+                removed: Removed::default(),
+                leader_heard: LeaderHeard::default(),
+                pacing: ApplyPacing::new(8, Duration::from_millis(50)),
+            },
+            target: 2,
+            addr,
+            rpc_timeout,
+            conn: None,
+        }
+    }
+
+    fn snapshot(bytes: usize) -> openraft::Snapshot<TypeConfig> {
+        let last = LogId::new(CommittedLeaderId::new(1, 1), 9);
+        openraft::Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(last),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "1-1-9".to_owned(),
+            },
+            snapshot: Box::new(SnapshotFile::from_bytes(&vec![7u8; bytes]).expect("file")),
+        }
+    }
+
+    const CHUNK_BYTES: usize = 4096;
+    const RPC_TIMEOUT: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn the_last_chunk_waits_for_an_install_longer_than_a_call_may_take() {
+        // The install takes four times the deadline of any other call; it is answered,
+        // and no chunk is sent twice.
+        let (addr, seen) = receiver(RPC_TIMEOUT * 4, None).await;
+        let mut peer = client(addr, RPC_TIMEOUT);
+        let vote = Vote::new_committed(1, 1);
+        let response = peer
+            .send_snapshot(
+                vote,
+                snapshot(2 * CHUNK_BYTES + 100),
+                std::future::pending(),
+                Duration::from_secs(2),
+                CHUNK_BYTES,
+            )
+            .await
+            .expect("the snapshot is installed");
+        assert_eq!(response.vote, vote);
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [
+                (0, CHUNK_BYTES, false),
+                (CHUNK_BYTES as u64, CHUNK_BYTES, false),
+                (2 * CHUNK_BYTES as u64, 100, true),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunk_whose_connection_drops_is_sent_again() {
+        let (addr, seen) = receiver(Duration::ZERO, Some(CHUNK_BYTES as u64)).await;
+        let mut peer = client(addr, RPC_TIMEOUT);
+        let vote = Vote::new_committed(1, 1);
+        peer.send_snapshot(
+            vote,
+            snapshot(2 * CHUNK_BYTES),
+            std::future::pending(),
+            Duration::from_secs(2),
+            CHUNK_BYTES,
+        )
+        .await
+        .expect("the snapshot is installed after one retry");
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [
+                (0, CHUNK_BYTES, false),
+                (CHUNK_BYTES as u64, CHUNK_BYTES, true),
+                (CHUNK_BYTES as u64, CHUNK_BYTES, true),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_fails_the_stream_after_its_attempts() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        // Accepts and reads, never answers.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                held.push(stream);
+            }
+        });
+        let mut peer = client(addr, Duration::from_millis(20));
+        let error = peer
+            .send_snapshot(
+                Vote::new_committed(1, 1),
+                snapshot(3 * CHUNK_BYTES),
+                std::future::pending(),
+                Duration::from_secs(2),
+                CHUNK_BYTES,
+            )
+            .await
+            .expect_err("nobody answers");
+        assert!(
+            matches!(error, StreamingError::Network(_)),
+            "a timed-out chunk is a network error: {error:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_chunk_deadline_grows_with_the_snapshot() {
+        let chunk = Duration::from_secs(1);
+        assert_eq!(install_deadline(chunk, 0), chunk);
+        assert_eq!(install_deadline(chunk, 1), chunk + Duration::from_secs(1));
+        let three_gib = 3 * 1024 * 1024 * 1024;
+        assert_eq!(
+            install_deadline(chunk, three_gib),
+            chunk + Duration::from_secs(three_gib / SNAPSHOT_INSTALL_BYTES_PER_S_MIN)
+        );
     }
 }
