@@ -253,6 +253,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             config.raft.apply_backlog_max,
             config.raft.heartbeat_interval(),
         ),
+        snapshots: Default::default(),
     };
     let rpc_timeout = Duration::from_millis(config.raft.rpc_timeout_ms);
     let raft_config = Arc::new(raft_config(&config)?);

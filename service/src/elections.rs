@@ -15,6 +15,10 @@
 //! A removed node campaigns never: the network learns it (voters refuse its vote as a
 //! non-member) and elections stop at once; they start again once a leader replicates to
 //! it (it was added back).
+//!
+//! A node taking a snapshot from its leader does not campaign either, while it does and
+//! for one lease after (`SnapshotsReceiving`): the leader sends it nothing else until the
+//! install is done, and that silence is the leader waiting on it, not a dead leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +47,16 @@ pub(crate) async fn elections(service: Arc<Service>) {
     let mut campaigned_in: Option<tokio::time::Instant> = None;
     let mut electing = None;
     loop {
-        let now_electing = !*removed.borrow_and_update();
+        let is_removed = *removed.borrow_and_update();
+        let receiving = service.snapshots.hold_elections(lease);
+        let now_electing = !is_removed && !receiving;
         if electing != Some(now_electing) {
-            if !now_electing {
+            if is_removed {
                 tracing::warn!("this node was removed from its cluster: elections stopped");
+            } else if receiving {
+                tracing::info!("taking a snapshot from the leader: elections held back");
+            } else if electing.is_some() {
+                tracing::info!("elections resumed");
             }
             service.raft.runtime_config().elect(now_electing);
             electing = Some(now_electing);

@@ -152,6 +152,7 @@ pub struct Service {
     pub(crate) clock: Clock,
     pub(crate) removed: docket_raft::network::Removed,
     pub(crate) leader_heard: docket_raft::network::LeaderHeard,
+    pub(crate) snapshots: docket_raft::network::SnapshotsReceiving,
     pub(crate) faults: Faults,
     pub(crate) peers: Arc<dyn Peers>,
     genesis: docket_raft::network::GenesisCell,
@@ -206,6 +207,7 @@ impl Service {
         let removed = identity.removed.clone();
         let genesis = identity.genesis.clone();
         let leader_heard = identity.leader_heard.clone();
+        let snapshots = identity.snapshots.clone();
         let mut reads = ReadIndex::for_node(
             raft.clone(),
             replica.clone(),
@@ -231,6 +233,7 @@ impl Service {
             clock,
             removed,
             leader_heard,
+            snapshots,
             faults,
             peers,
             genesis,

@@ -121,6 +121,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
             derived.apply_backlog_max,
             Duration::from_millis(derived.heartbeat_ms),
         ),
+        snapshots: Default::default(),
     };
     let network = Network::new(
         TurmoilTransport,
