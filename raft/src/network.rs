@@ -937,7 +937,14 @@ async fn handle(
         Rpc::Vote(rpc) => ResponseFrame::Vote(raft.vote(rpc).await),
         Rpc::Snapshot(rpc) => {
             let _receiving = identity.snapshots.begin();
-            ResponseFrame::Snapshot(raft.install_snapshot(rpc).await)
+            let leader_vote = rpc.vote;
+            let response = raft.install_snapshot(rpc).await;
+            // A chunk this node took under the sender's vote is word from its leader, as
+            // an accepted append is: the election trigger's silence starts after it.
+            if matches!(&response, Ok(taken) if taken.vote == leader_vote) {
+                identity.leader_heard.mark();
+            }
+            ResponseFrame::Snapshot(response)
         }
     }
 }
