@@ -114,19 +114,6 @@ fn io_error(context: impl fmt::Display) -> impl FnOnce(io::Error) -> StoreError 
     move |source| StoreError::Io { context, source }
 }
 
-fn tree_index(tree: TreeName) -> usize {
-    match tree {
-        TreeName::Log => 0,
-        TreeName::Meta => 1,
-        TreeName::Ledger => 2,
-        TreeName::Sm => 3,
-        TreeName::SmState => 4,
-        TreeName::Merkle => 5,
-        TreeName::Stage => 6,
-        TreeName::Map => 7,
-    }
-}
-
 /// fsyncs a directory so the entries created in it survive power loss.
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
     std::fs::File::open(path)
@@ -204,7 +191,7 @@ impl FjallDisk {
     }
 
     fn keyspace(&self, tree: TreeName) -> &Keyspace {
-        &self.keyspaces[tree_index(tree)]
+        &self.keyspaces[tree.index()]
     }
 
     /// One fjall batch of `batch`'s writes, the last write to each key only: fjall gives

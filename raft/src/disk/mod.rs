@@ -83,6 +83,20 @@ impl TreeName {
             TreeName::Map => "map",
         }
     }
+
+    /// The tree's position in [`TreeName::ALL`]: where an engine keeps its handle.
+    pub fn index(self) -> usize {
+        match self {
+            TreeName::Log => 0,
+            TreeName::Meta => 1,
+            TreeName::Ledger => 2,
+            TreeName::Sm => 3,
+            TreeName::SmState => 4,
+            TreeName::Merkle => 5,
+            TreeName::Stage => 6,
+            TreeName::Map => 7,
+        }
+    }
 }
 
 impl fmt::Display for TreeName {
@@ -271,5 +285,17 @@ impl BoxedDisk {
 
     pub fn spill_dir(&self) -> Option<PathBuf> {
         self.0.spill_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TreeName;
+
+    #[test]
+    fn a_trees_index_is_its_position_in_all() {
+        for (position, tree) in TreeName::ALL.into_iter().enumerate() {
+            assert_eq!(tree.index(), position, "{tree}");
+        }
     }
 }

@@ -57,19 +57,6 @@ fn sync_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn tree_index(tree: TreeName) -> usize {
-    match tree {
-        TreeName::Log => 0,
-        TreeName::Meta => 1,
-        TreeName::Ledger => 2,
-        TreeName::Sm => 3,
-        TreeName::SmState => 4,
-        TreeName::Merkle => 5,
-        TreeName::Stage => 6,
-        TreeName::Map => 7,
-    }
-}
-
 impl SledDisk {
     /// Opens (or creates) the database in `dir` and makes its directory entries durable.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<SledDisk, StoreError> {
@@ -115,7 +102,7 @@ impl SledDisk {
     }
 
     fn tree(&self, tree: TreeName) -> &Tree {
-        &self.trees[tree_index(tree)]
+        &self.trees[tree.index()]
     }
 }
 
