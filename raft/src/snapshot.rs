@@ -21,8 +21,8 @@
 //! ## Streaming
 //!
 //! A snapshot never exists whole in memory. It is written to a [`SnapshotFile`] (a
-//! temporary file; openraft's chunked transport reads it from there and the receiver's
-//! transport writes the chunks into one), the ledger read from the store in pages of
+//! temporary file; the network client reads it from there in chunks and the receiver's
+//! transport writes them into one), the ledger read from the store in pages of
 //! [`BUILD_PAGE_ENTRIES`] through a [`IO_BUFFER_BYTES`] buffer. The receiver reads the
 //! file back through a buffer of the same size, one entry at a time, and hands each
 //! verified entry to the store's staging area (`Store::begin_install`), which writes it

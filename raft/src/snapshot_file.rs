@@ -2,10 +2,10 @@
 //!
 //! A snapshot is O(ledger) bytes, so neither its builder, its sender nor its receiver may
 //! hold it in memory (openraft's default `Cursor<Vec<u8>>` does). It lives in an unnamed
-//! temporary file instead: the builder writes it there, openraft's chunked transport
-//! reads it from there in chunks (`AsyncRead + AsyncSeek`), the receiver's transport
-//! writes the chunks it gets into one (`AsyncWrite + AsyncSeek`), and the install reads it
-//! back entry by entry ([`crate::snapshot`]).
+//! temporary file instead: the builder writes it there, the network client
+//! (`PeerClient::full_snapshot`) reads it from there in chunks (`AsyncRead + AsyncSeek`),
+//! the receiver's transport writes the chunks it gets into one (`AsyncWrite +
+//! AsyncSeek`), and the install reads it back entry by entry ([`crate::snapshot`]).
 //!
 //! ## Why this type, and not `tokio::fs::File`
 //!
