@@ -19,6 +19,26 @@ async fn requests_on(url: &str, route: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Runs `docket bench ARGS --output json`, which must succeed with no failed request, and
+/// returns its report.
+async fn bench_json(args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(binary())
+        .arg("bench")
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .await
+        .expect("run docket bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["errors"], 0, "{report}");
+    report
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_to_leader_sends_every_write_to_the_leader() {
     let start = Instant::now();
@@ -35,20 +55,19 @@ async fn bench_to_leader_sends_every_write_to_the_leader() {
         start,
         "bench --target <follower> --to leader: one second, two clients",
     );
-    let output = tokio::process::Command::new(binary())
-        .args(["bench", "--target", &follower.url(), "--to", "leader"])
-        .args(["--clients", "2", "--duration-s", "1", "--rate-hint", "2000"])
-        .args(["--output", "json"])
-        .output()
-        .await
-        .expect("run docket bench");
-    assert!(
-        output.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    assert_eq!(report["errors"], 0, "{report}");
+    let report = bench_json(&[
+        "--target",
+        &follower.url(),
+        "--to",
+        "leader",
+        "--clients",
+        "2",
+        "--duration-s",
+        "1",
+        "--rate-hint",
+        "2000",
+    ])
+    .await;
     assert!(report["operations"].as_u64() > Some(0), "{report}");
 
     phase(
@@ -67,28 +86,20 @@ async fn bench_to_leader_sends_every_write_to_the_leader() {
 async fn bench_dir_may_name_a_folder_that_does_not_exist_yet() {
     let parent = tempfile::tempdir().expect("temp dir");
     let dir = parent.path().join("runs").join("first");
-    let output = tokio::process::Command::new(binary())
-        .args([
-            "bench",
-            "--nodes",
-            "1",
-            "--clients",
-            "1",
-            "--duration-s",
-            "1",
-        ])
-        .args(["--rate-hint", "500", "--output", "json", "--dir"])
-        .arg(&dir)
-        .output()
-        .await
-        .expect("run docket bench");
-    assert!(
-        output.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    assert_eq!(report["errors"], 0, "{report}");
+    let dir_arg = dir.to_str().expect("a UTF-8 temp path");
+    bench_json(&[
+        "--nodes",
+        "1",
+        "--clients",
+        "1",
+        "--duration-s",
+        "1",
+        "--rate-hint",
+        "500",
+        "--dir",
+        dir_arg,
+    ])
+    .await;
     assert!(
         dir.join("node-1.log").is_file(),
         "the cluster kept its data under --dir"

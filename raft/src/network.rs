@@ -1042,24 +1042,35 @@ mod tests {
     const CHUNK_BYTES: usize = 4096;
     const RPC_TIMEOUT: Duration = Duration::from_millis(100);
 
+    fn vote() -> Vote {
+        Vote::new_committed(1, 1)
+    }
+
+    /// Streams a snapshot of `bytes` in chunks of [`CHUNK_BYTES`], never cancelled.
+    async fn send(
+        peer: &mut PeerClient<TcpTransport>,
+        bytes: usize,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        peer.send_snapshot(
+            vote(),
+            snapshot(bytes),
+            std::future::pending(),
+            Duration::from_secs(2),
+            CHUNK_BYTES,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn the_last_chunk_waits_for_an_install_longer_than_a_call_may_take() {
         // The install takes four times the deadline of any other call; it is answered,
         // and no chunk is sent twice.
         let (addr, seen) = receiver(RPC_TIMEOUT * 4, None).await;
         let mut peer = client(addr, RPC_TIMEOUT);
-        let vote = Vote::new_committed(1, 1);
-        let response = peer
-            .send_snapshot(
-                vote,
-                snapshot(2 * CHUNK_BYTES + 100),
-                std::future::pending(),
-                Duration::from_secs(2),
-                CHUNK_BYTES,
-            )
+        let response = send(&mut peer, 2 * CHUNK_BYTES + 100)
             .await
             .expect("the snapshot is installed");
-        assert_eq!(response.vote, vote);
+        assert_eq!(response.vote, vote());
         assert_eq!(
             *seen.lock().expect("seen"),
             [
@@ -1074,16 +1085,9 @@ mod tests {
     async fn a_chunk_whose_connection_drops_is_sent_again() {
         let (addr, seen) = receiver(Duration::ZERO, Some(CHUNK_BYTES as u64)).await;
         let mut peer = client(addr, RPC_TIMEOUT);
-        let vote = Vote::new_committed(1, 1);
-        peer.send_snapshot(
-            vote,
-            snapshot(2 * CHUNK_BYTES),
-            std::future::pending(),
-            Duration::from_secs(2),
-            CHUNK_BYTES,
-        )
-        .await
-        .expect("the snapshot is installed after one retry");
+        send(&mut peer, 2 * CHUNK_BYTES)
+            .await
+            .expect("the snapshot is installed after one retry");
         assert_eq!(
             *seen.lock().expect("seen"),
             [
@@ -1107,14 +1111,7 @@ mod tests {
             }
         });
         let mut peer = client(addr, Duration::from_millis(20));
-        let error = peer
-            .send_snapshot(
-                Vote::new_committed(1, 1),
-                snapshot(3 * CHUNK_BYTES),
-                std::future::pending(),
-                Duration::from_secs(2),
-                CHUNK_BYTES,
-            )
+        let error = send(&mut peer, 3 * CHUNK_BYTES)
             .await
             .expect_err("nobody answers");
         assert!(
