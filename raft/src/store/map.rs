@@ -81,6 +81,161 @@ fn holds_leaf(node: &Node) -> bool {
 /// Rows folded into the map per batch when it is rebuilt from the rows.
 pub const MAP_REBUILD_PAGE_ROWS: usize = 16 * 1024;
 
+/// Leaves a rebuild sorts in memory at once (64 bytes each: 8 MiB); a state with more
+/// rows is sorted in runs of this many, each spilled to a temporary file, and the runs
+/// merged as they are read back ([`LeafSort`]).
+pub const MAP_REBUILD_RUN_ROWS: usize = 128 * 1024;
+
+/// Run files a rebuild keeps at once: when this many are spilled, they are merged into one
+/// (so a state of any size needs at most this many open files and read buffers).
+pub const MAP_REBUILD_RUN_FILES_MAX: usize = 64;
+
+/// Read buffer of a run file, and write buffer while one is written.
+const SPILL_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A leaf: key hash, value hash.
+type Leaf = (Digest, Digest);
+
+/// Bytes of a leaf in a run file.
+const LEAF_BYTES: usize = 64;
+
+fn spill_error(source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        context: "sorting the state map's leaves in a temporary file".to_owned(),
+        source,
+    }
+}
+
+/// An external sort of leaves by key hash, in bounded memory: leaves gather in a run of at
+/// most `run_rows`; a full run is sorted and written to an unnamed temporary file (in the
+/// store's spill directory: the node's data directory, or the OS temp dir for a simulated
+/// disk, whose files are scratch space, not simulated state), and every
+/// [`MAP_REBUILD_RUN_FILES_MAX`] files are merged into one. Reading back merges the files
+/// and the last run, in memory, by key hash.
+struct LeafSort {
+    run_rows: usize,
+    dir: Option<std::path::PathBuf>,
+    run: Vec<Leaf>,
+    files: Vec<std::fs::File>,
+    len: u64,
+    spilled: usize,
+}
+
+impl LeafSort {
+    fn new(run_rows: usize, dir: Option<std::path::PathBuf>) -> LeafSort {
+        LeafSort {
+            run_rows: run_rows.max(1),
+            dir,
+            run: Vec::new(),
+            files: Vec::new(),
+            len: 0,
+            spilled: 0,
+        }
+    }
+
+    fn push(&mut self, leaf: Leaf) -> Result<(), StoreError> {
+        self.run.push(leaf);
+        self.len += 1;
+        if self.run.len() >= self.run_rows {
+            self.run.sort_unstable();
+            let run = std::mem::take(&mut self.run);
+            let file = self.write_run(run.iter().copied().map(Ok))?;
+            self.run = run;
+            self.run.clear();
+            self.files.push(file);
+            self.spilled += 1;
+            if self.files.len() >= MAP_REBUILD_RUN_FILES_MAX {
+                let files = std::mem::take(&mut self.files);
+                let merged = self.write_run(SortedLeaves::merge(files, Vec::new())?)?;
+                self.files.push(merged);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new temporary file holding `leaves` (sorted), positioned at its start.
+    fn write_run(
+        &self,
+        leaves: impl Iterator<Item = Result<Leaf, StoreError>>,
+    ) -> Result<std::fs::File, StoreError> {
+        use std::io::{Seek, Write};
+        let file = match &self.dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+        .map_err(spill_error)?;
+        let mut out = std::io::BufWriter::with_capacity(SPILL_BUFFER_BYTES, file);
+        for leaf in leaves {
+            let (key, value) = leaf?;
+            out.write_all(&key).map_err(spill_error)?;
+            out.write_all(&value).map_err(spill_error)?;
+        }
+        let mut file = out.into_inner().map_err(|e| spill_error(e.into_error()))?;
+        file.rewind().map_err(spill_error)?;
+        Ok(file)
+    }
+
+    /// Every leaf pushed, in key-hash order.
+    fn into_sorted(mut self) -> Result<SortedLeaves, StoreError> {
+        self.run.sort_unstable();
+        SortedLeaves::merge(self.files, self.run)
+    }
+}
+
+/// A k-way merge of sorted runs: files of [`LEAF_BYTES`] records, and one in memory.
+struct SortedLeaves {
+    sources: Vec<Box<dyn Iterator<Item = Result<Leaf, StoreError>>>>,
+    /// The next leaf of each source not yet exhausted, smallest first.
+    heads: std::collections::BinaryHeap<std::cmp::Reverse<(Leaf, usize)>>,
+}
+
+impl SortedLeaves {
+    fn merge(files: Vec<std::fs::File>, run: Vec<Leaf>) -> Result<SortedLeaves, StoreError> {
+        let mut sources: Vec<Box<dyn Iterator<Item = Result<Leaf, StoreError>>>> = Vec::new();
+        for file in files {
+            let mut reader = std::io::BufReader::with_capacity(SPILL_BUFFER_BYTES, file);
+            sources.push(Box::new(std::iter::from_fn(move || {
+                use std::io::Read;
+                let mut bytes = [0u8; LEAF_BYTES];
+                match reader.read_exact(&mut bytes) {
+                    Ok(()) => {
+                        let (key, value) = bytes.split_at(32);
+                        let digest = |b: &[u8]| -> Digest { b.try_into().expect("32 bytes") };
+                        Some(Ok((digest(key), digest(value))))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+                    Err(e) => Some(Err(spill_error(e))),
+                }
+            })));
+        }
+        sources.push(Box::new(run.into_iter().map(Ok)));
+        let mut merged = SortedLeaves {
+            sources,
+            heads: std::collections::BinaryHeap::new(),
+        };
+        for source in 0..merged.sources.len() {
+            merged.advance(source)?;
+        }
+        Ok(merged)
+    }
+
+    fn advance(&mut self, source: usize) -> Result<(), StoreError> {
+        if let Some(leaf) = self.sources[source].next() {
+            self.heads.push(std::cmp::Reverse((leaf?, source)));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for SortedLeaves {
+    type Item = Result<Leaf, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let std::cmp::Reverse((leaf, source)) = self.heads.pop()?;
+        Some(self.advance(source).map(|()| leaf))
+    }
+}
+
 /// Where the map stands.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MapRecord {
@@ -437,10 +592,25 @@ impl Store {
     }
 
     /// Rebuilds the map from the rows of `generation`, as of ledger size `size` (not an
-    /// anchor): removes every node, dirty key and sealed anchor, folds the rows in pages of
-    /// [`MAP_REBUILD_PAGE_ROWS`], then writes the record. O(state) writes, O(page) memory;
-    /// a crash midway leaves no record of this generation, so the next open starts over.
+    /// anchor): removes every node, dirty key and sealed anchor, sorts the rows' leaves by
+    /// key hash ([`LeafSort`]), folds them in that order in pages of
+    /// [`MAP_REBUILD_PAGE_ROWS`], then writes the record. Each page lies to the right of
+    /// the ones before, so its fold writes its own nodes once and rewrites only those on
+    /// the path between it and the last page: O(state) node writes in all. (Folding the
+    /// rows in the order they are stored rewrote nearly every node of the lower levels once
+    /// per page.) Memory: a run of [`MAP_REBUILD_RUN_ROWS`] leaves, a read buffer per run,
+    /// a page; a crash midway leaves no record of this generation, so the next open starts
+    /// over.
     pub fn map_rebuild(&self, generation: u64, size: u64) -> Result<MapRecord, StoreError> {
+        self.map_rebuild_in_runs(generation, size, MAP_REBUILD_RUN_ROWS)
+    }
+
+    fn map_rebuild_in_runs(
+        &self,
+        generation: u64,
+        size: u64,
+        run_rows: usize,
+    ) -> Result<MapRecord, StoreError> {
         let started = std::time::Instant::now();
         let mut clear = WriteBatch::default();
         clear.remove(TreeName::Sm, KEY_MAP);
@@ -455,50 +625,72 @@ impl Store {
             &[MAP_NODE_PREFIX],
             Some(&[MAP_SEALED_PREFIX + 1]),
         )?;
-        let mut root = Slot::Empty;
-        let mut rows = 0u64;
+        // 1. Every row's leaf, sorted by key hash.
+        let mut sort = LeafSort::new(run_rows, self.spill_dir());
         for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED, TABLE_OUTCOME] {
             let mut lo = state_key(generation, &[table]);
             let hi = prefix_end(&lo);
             loop {
-                // A page of rows, then their fold: no write while the scan runs.
-                let mut page: BTreeMap<Digest, Option<Digest>> = BTreeMap::new();
+                // A page of rows at a time (a simulated disk copies what a scan visits).
+                let mut taken = 0;
                 let mut last: Option<Vec<u8>> = None;
+                let mut failed = None;
                 let scan =
                     self.disk
                         .for_each(TreeName::Sm, &lo, hi.as_deref(), &mut |key, value| {
-                            page.insert(key_hash(&key[9..]), Some(value_hash(value)));
+                            if let Err(e) = sort.push((key_hash(&key[9..]), value_hash(value))) {
+                                failed = Some(e);
+                                return Err(StoreError::ScanStopped);
+                            }
+                            taken += 1;
                             last = Some(key.to_vec());
-                            if page.len() >= MAP_REBUILD_PAGE_ROWS {
+                            if taken >= MAP_REBUILD_PAGE_ROWS {
                                 return Err(StoreError::ScanStopped);
                             }
                             Ok(())
                         });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
                 match scan {
                     Ok(()) | Err(StoreError::ScanStopped) => {}
                     Err(e) => return Err(e),
                 }
                 let Some(mut next) = last else { break };
-                rows += page.len() as u64;
-                let mut writes = MapWrites::new();
-                root = statemap::update(&self.map_nodes(), &mut writes, root, &page)
-                    .map_err(map_error)?;
-                let mut batch = WriteBatch::default();
-                let (_, top) = self.map_into(
-                    &mut batch,
-                    MapCommit {
-                        writes,
-                        ..MapCommit::default()
-                    },
-                )?;
-                self.disk.apply(batch)?;
-                self.map_top_apply(top);
-                if page.len() < MAP_REBUILD_PAGE_ROWS {
+                if taken < MAP_REBUILD_PAGE_ROWS {
                     break;
                 }
                 next.push(0);
                 lo = next;
             }
+        }
+        let (rows, runs) = (sort.len, sort.spilled);
+        let sorted_ms = started.elapsed().as_millis() as u64;
+        // 2. The leaves in key-hash order, a page at a time.
+        let mut root = Slot::Empty;
+        let mut leaves = sort.into_sorted()?;
+        loop {
+            let mut page: BTreeMap<Digest, Option<Digest>> = BTreeMap::new();
+            for leaf in leaves.by_ref().take(MAP_REBUILD_PAGE_ROWS) {
+                let (key, value) = leaf?;
+                page.insert(key, Some(value));
+            }
+            if page.is_empty() {
+                break;
+            }
+            let mut writes = MapWrites::new();
+            root =
+                statemap::update(&self.map_nodes(), &mut writes, root, &page).map_err(map_error)?;
+            let mut batch = WriteBatch::default();
+            let (_, top) = self.map_into(
+                &mut batch,
+                MapCommit {
+                    writes,
+                    ..MapCommit::default()
+                },
+            )?;
+            self.disk.apply(batch)?;
+            self.map_top_apply(top);
         }
         let record = MapRecord {
             generation,
@@ -514,6 +706,8 @@ impl Store {
             generation,
             size,
             rows,
+            runs,
+            sorted_ms,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "state map rebuilt from the rows"
         );
@@ -575,6 +769,19 @@ mod tests {
             .map_fold_commit(&sealed, writes, &record)
             .expect("commit");
         root
+    }
+
+    /// The keys of `tree` in `[lo, hi)`.
+    fn count_keys(store: &Store, tree: TreeName, lo: &[u8], hi: &[u8]) -> usize {
+        let mut n = 0usize;
+        store
+            .disk
+            .for_each(tree, lo, Some(hi), &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .expect("scan");
+        n
     }
 
     /// The node keys on disk at each depth up to the top's.
@@ -684,6 +891,58 @@ mod tests {
         assert_proves(&store, root, &[0, 39], &[40, 19_999]);
     }
 
+    /// A rebuild from rows spanning several pages and sorted runs (of every table) gives the
+    /// map that folding them gives, with the top levels in memory as a fold leaves them.
+    #[test]
+    fn a_rebuild_over_many_pages_gives_the_folded_map() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        let per_table = MAP_REBUILD_PAGE_ROWS as u32 + 1_000;
+        let mut expected = statemap::MemMap::default();
+        let mut updates = BTreeMap::new();
+        let mut batch = WriteBatch::default();
+        for table in [TABLE_SUBJECT, TABLE_PROPOSAL, TABLE_DEFERRED, TABLE_OUTCOME] {
+            for i in 0..per_table {
+                let key = [&[table][..], &i.to_be_bytes()].concat();
+                let value = i.to_le_bytes();
+                updates.insert(key_hash(&key), Some(value_hash(&value)));
+                batch.insert(TreeName::Sm, state_key(0, &key), value.to_vec());
+            }
+        }
+        store.disk.apply(batch).expect("write rows");
+        let mut writes = MapWrites::new();
+        let root = statemap::update(&expected, &mut writes, Slot::Empty, &updates).expect("update");
+        expected.write(writes);
+
+        // Runs of 1,000 leaves: 69 spilled to files (the first 64 merged into one file when
+        // the 64th is written), the rest in memory, all merged.
+        let record = store.map_rebuild_in_runs(0, 77, 1_000).expect("rebuild");
+        assert_eq!(record.root_slot().expect("root"), root);
+        // Every node the fold would store, and no other.
+        let mut on_disk = 0;
+        for (path, node) in &expected.nodes {
+            let stored = if path.len() <= MAP_TOP_DEPTH {
+                store.map_top_read().nodes.get(path).cloned()
+            } else {
+                store.disk_node(path).expect("read")
+            };
+            assert_eq!(stored.as_ref(), Some(node), "node at depth {}", path.len());
+            on_disk += usize::from(path.len() > MAP_TOP_DEPTH);
+        }
+        let deep = count_keys(
+            &store,
+            TreeName::Map,
+            &[MAP_NODE_PREFIX, MAP_TOP_DEPTH as u8 + 1],
+            &[MAP_NODE_PREFIX + 1],
+        );
+        assert_eq!(deep, on_disk);
+        assert_top_on_disk_iff_leaf(&store);
+        let key = key_hash(&[&[TABLE_OUTCOME][..], &7u32.to_be_bytes()].concat());
+        let proof = statemap::prove(&store.map_nodes(), root, &key).expect("prove");
+        assert_eq!(proof.root_for(&key), Ok(root.hash()));
+        assert_eq!(proof.leaf, Some((key, value_hash(&7u32.to_le_bytes()))));
+    }
+
     /// A store written before the map's nodes had a tree of their own kept them in `sm`,
     /// under the same keys: open finds none in `map`, so the top does not load, and the
     /// rebuild that follows removes the old copies (and anything in `map`).
@@ -691,17 +950,7 @@ mod tests {
     fn nodes_left_in_sm_by_an_older_layout_are_rebuilt_and_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = StoreOptions::default();
-        let count = |store: &Store, tree: TreeName, lo: &[u8], hi: &[u8]| {
-            let mut n = 0usize;
-            store
-                .disk
-                .for_each(tree, lo, Some(hi), &mut |_, _| {
-                    n += 1;
-                    Ok(())
-                })
-                .expect("scan");
-            n
-        };
+        let count = count_keys;
         {
             let store = Store::open(dir.path(), &options).expect("open");
             fold(
