@@ -24,12 +24,14 @@
 //! temporary file; the network client reads it from there in chunks and the receiver's
 //! transport writes them into one), the ledger read from the store in pages of
 //! [`BUILD_PAGE_ENTRIES`] through a [`IO_BUFFER_BYTES`] buffer. The receiver reads the
-//! file back through a buffer of the same size, one entry at a time, and hands each
-//! verified entry to the store's staging area (`Store::begin_install`), which writes it
-//! in batches of `STAGE_BATCH_BYTES`; the replay writes its state rows to the next
-//! generation of the store's rows whenever `REPLAY_PENDING_ROWS_MAX` are pending. Memory is
-//! O(one entry + a page of rows + the deferred set), whatever the size of the ledger or
-//! the state.
+//! file back through a buffer of the same size, one entry at a time, on a thread of its own
+//! that decodes and checks each entry and hands them on in batches of
+//! [`PIPELINE_BATCH_BYTES`] (at most [`PIPELINE_BATCHES`] ahead) to the replay, which
+//! applies each and hands it to the store's staging area (`Store::begin_install`), which
+//! writes it in batches of `STAGE_BATCH_BYTES`; the replay writes its state rows to the
+//! next generation of the store's rows whenever `REPLAY_PENDING_ROWS_MAX` are pending.
+//! Memory is O(one entry + the batches in flight + a page of rows + the deferred set),
+//! whatever the size of the ledger or the state.
 //!
 //! ## Trust
 //!
@@ -54,7 +56,8 @@
 //! memory.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use docket_core::ledger::ChainVerifier;
 use docket_core::state::{ApplyError, Changes};
@@ -376,110 +379,83 @@ fn read_len(
     Ok(())
 }
 
+/// Ledger bytes the snapshot reader hands the replay at once (one batch: at least one
+/// entry, whatever its size; see [`verify`]).
+pub const PIPELINE_BATCH_BYTES: usize = 16 * 1024;
+
+/// Batches the reader may have read ahead of the replay, besides the one each side holds.
+pub const PIPELINE_BATCHES: usize = 2;
+
+/// Entries the reader read, decoded and checked, for the replay: their bytes back to back.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each entry's index, end in `bytes` and decoded form.
+    entries: Vec<(u64, usize, LedgerEntry)>,
+}
+
+/// What the reader sends the replay: a batch, then the end of the ledger or why it stopped.
+enum Handed {
+    Batch(Batch),
+    End,
+    Refused(VerifyError),
+}
+
 /// Reads a received snapshot from `input` and checks it against the metadata it came
 /// with, as it reads (see "Trust" in the module docs). Each ledger entry, once verified and
 /// replayed, goes to `receiver`. The replayed state lives on `rows` (the generation the
 /// install builds), its rows handed to the receiver whenever
 /// [`REPLAY_PENDING_ROWS_MAX`] are pending; with `rows` `None` the state stays in memory.
-/// Memory: one entry, the read buffer, a page of rows and the deferred set.
+///
+/// Two threads share the work: a reader (`docket-snap-read`) reads each entry, decodes it,
+/// checks its chain link, hash, ids and encoding, and hands the entries on in batches of
+/// [`PIPELINE_BATCH_BYTES`], at most [`PIPELINE_BATCHES`] ahead; the calling thread
+/// replays them in order and gives them to the receiver. The checks are the same and in
+/// the same order as one thread's: the replay sees every entry before the reader's refusal
+/// of a later one, so a snapshot is refused for the first fault in it either way.
+/// Memory: the read buffer, the batches in flight, one entry, a page of rows and the
+/// deferred set.
 pub(crate) fn verify(
-    input: impl Read,
+    input: impl Read + Send,
     meta: &SnapshotMeta,
     receiver: &mut impl Receiver,
     rows: Option<Arc<dyn Rows>>,
 ) -> Result<Verified, VerifyError> {
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
-    let mut magic = [0u8; 8];
-    read_exact_or(&mut reader, &mut magic, || "magic".to_owned())?;
-    if &magic != MAGIC {
-        return Err(SnapshotError::Magic.into());
-    }
-    let header_len = read_u64(&mut reader, || "header length".to_owned())?;
-    if header_len > HEADER_BYTES_MAX {
-        return Err(SnapshotError::HeaderTooLarge { bytes: header_len }.into());
-    }
-    let mut buf = Vec::new();
-    read_len(&mut reader, header_len, &mut buf, || "header".to_owned())?;
-    let header: Header = codec::decode(&buf).map_err(SnapshotError::Header)?;
-    if header.last_applied != meta.last_log_id {
-        return Err(SnapshotError::Meta {
-            what: "last log id",
-        }
-        .into());
-    }
-    if header.last_membership != meta.last_membership {
-        return Err(SnapshotError::Meta { what: "membership" }.into());
-    }
+    let header = read_header(&mut reader, meta)?;
     let ledger_len = header.ledger_len;
-    if let Some(core) = header.core.as_ref().filter(|c| c.state_bytes != 0) {
-        return Err(SnapshotError::StateSection(core.state_bytes).into());
-    }
-    match (&header.core, ledger_len) {
-        (None, 0) | (Some(_), 1..) => {}
-        (Some(_), 0) => {
-            return Err(SnapshotError::Shape {
-                ledger_len,
-                what: "carry no state",
-            }
-            .into())
-        }
-        (None, _) => {
-            return Err(SnapshotError::Shape {
-                ledger_len,
-                what: "carry the state",
-            }
-            .into())
-        }
-    }
-
-    let mut verifier = ChainVerifier::from_genesis();
-    let mut state: Option<State> = None;
-    let mut head = None;
-    for index in 0..ledger_len {
-        let len = read_u64(&mut reader, || format!("length of ledger entry {index}"))?;
-        if len > ENTRY_BYTES_MAX {
-            return Err(SnapshotError::EntryTooLarge { index, bytes: len }.into());
-        }
-        read_len(&mut reader, len, &mut buf, || {
-            format!("ledger entry {index}")
-        })?;
-        let entry = LedgerEntry::from_bytes(&buf).map_err(|e| SnapshotError::Entry {
-            index,
-            message: e.to_string(),
-        })?;
-        verifier.push(&entry, true).map_err(SnapshotError::Chain)?;
-        if entry.to_bytes() != buf {
-            return Err(SnapshotError::NotCanonical { index }.into());
-        }
-        let replayed = match &mut state {
-            None => {
-                let genesis = State::from_genesis_entry(&entry)
-                    .map_err(|error| SnapshotError::Replay { index, error })?;
-                state.insert(match &rows {
-                    Some(rows) => genesis.on_rows(rows.clone()),
-                    None => genesis,
+    let in_flight = AtomicUsize::new(0);
+    let (send, batches) = mpsc::sync_channel(PIPELINE_BATCHES);
+    let replayed = std::thread::scope(|scope| {
+        let in_flight = &in_flight;
+        let read = std::thread::Builder::new()
+            .name("docket-snap-read".to_owned())
+            .spawn_scoped(scope, move || {
+                let last = match read_ledger(&mut reader, ledger_len, &send, in_flight) {
+                    Ok(()) => Handed::End,
+                    Err(error) => Handed::Refused(error),
+                };
+                // The replay may have stopped first; then nobody is listening.
+                let _ = send.send(last);
+            })
+            .map_err(|e| {
+                VerifyError::Store(StoreError::Io {
+                    context: "starting the snapshot reader".to_owned(),
+                    source: e,
                 })
-            }
-            Some(state) => {
-                state
-                    .apply(&entry)
-                    .map_err(|error| SnapshotError::Replay { index, error })?;
-                state
-            }
-        };
-        if rows.is_some() && replayed.pending_rows() >= REPLAY_PENDING_ROWS_MAX {
-            receiver.rows(replayed.take_changes())?;
+            })?;
+        let replayed = replay(&batches, receiver, rows, in_flight);
+        // A replay that stopped early lets the reader's next send fail, so it ends too.
+        drop(batches);
+        if read.join().is_err() {
+            // Its panic is the cause of whatever the replay saw.
+            return Err(VerifyError::Store(StoreError::Corrupt(
+                "the snapshot reader panicked".to_owned(),
+            )));
         }
-        head = Some(entry.hash);
-        let held = receiver.entry(index, &buf)?;
-        note_held(IO_BUFFER_BYTES + buf.capacity() + held);
-    }
-    drop(buf);
-
-    let trailing = io::copy(&mut reader, &mut io::sink()).map_err(read_error)?;
-    if trailing > 0 {
-        return Err(SnapshotError::Trailing(trailing).into());
-    }
+        replayed
+    })?;
+    let (state, head) = replayed;
 
     if let (Some(core), Some(replayed), Some(head)) = (&header.core, &state, head) {
         if head != core.head_hash {
@@ -499,6 +475,162 @@ pub(crate) fn verify(
         }
     }
     Ok(Verified { header, state })
+}
+
+/// The header, checked against the metadata the snapshot came with.
+fn read_header(reader: &mut impl Read, meta: &SnapshotMeta) -> Result<Header, VerifyError> {
+    let mut magic = [0u8; 8];
+    read_exact_or(reader, &mut magic, || "magic".to_owned())?;
+    if &magic != MAGIC {
+        return Err(SnapshotError::Magic.into());
+    }
+    let header_len = read_u64(reader, || "header length".to_owned())?;
+    if header_len > HEADER_BYTES_MAX {
+        return Err(SnapshotError::HeaderTooLarge { bytes: header_len }.into());
+    }
+    let mut buf = Vec::new();
+    read_len(reader, header_len, &mut buf, || "header".to_owned())?;
+    let header: Header = codec::decode(&buf).map_err(SnapshotError::Header)?;
+    if header.last_applied != meta.last_log_id {
+        return Err(SnapshotError::Meta {
+            what: "last log id",
+        }
+        .into());
+    }
+    if header.last_membership != meta.last_membership {
+        return Err(SnapshotError::Meta { what: "membership" }.into());
+    }
+    let ledger_len = header.ledger_len;
+    if let Some(core) = header.core.as_ref().filter(|c| c.state_bytes != 0) {
+        return Err(SnapshotError::StateSection(core.state_bytes).into());
+    }
+    match (&header.core, ledger_len) {
+        (None, 0) | (Some(_), 1..) => Ok(header),
+        (Some(_), 0) => Err(SnapshotError::Shape {
+            ledger_len,
+            what: "carry no state",
+        }
+        .into()),
+        (None, _) => Err(SnapshotError::Shape {
+            ledger_len,
+            what: "carry the state",
+        }
+        .into()),
+    }
+}
+
+/// The reader's side of [`verify`]: every ledger entry read, decoded and checked (chain,
+/// hash, ids, canonical encoding), sent on in batches; then nothing may follow. Stops
+/// quietly when the replay stopped listening.
+fn read_ledger(
+    reader: &mut impl Read,
+    ledger_len: u64,
+    send: &mpsc::SyncSender<Handed>,
+    in_flight: &AtomicUsize,
+) -> Result<(), VerifyError> {
+    let mut verifier = ChainVerifier::from_genesis();
+    let mut batch = Batch::default();
+    let mut buf = Vec::new();
+    let hand_on = |batch: &mut Batch| -> bool {
+        in_flight.fetch_add(batch.bytes.len(), Ordering::Relaxed);
+        send.send(Handed::Batch(std::mem::take(batch))).is_ok()
+    };
+    for index in 0..ledger_len {
+        let checked = (|| {
+            let len = read_u64(reader, || format!("length of ledger entry {index}"))?;
+            if len > ENTRY_BYTES_MAX {
+                return Err(SnapshotError::EntryTooLarge { index, bytes: len }.into());
+            }
+            read_len(reader, len, &mut buf, || format!("ledger entry {index}"))?;
+            let entry = LedgerEntry::from_bytes(&buf).map_err(|e| SnapshotError::Entry {
+                index,
+                message: e.to_string(),
+            })?;
+            verifier.push(&entry, true).map_err(SnapshotError::Chain)?;
+            if entry.to_bytes() != buf {
+                return Err(SnapshotError::NotCanonical { index }.into());
+            }
+            Ok::<_, VerifyError>(entry)
+        })();
+        let entry = match checked {
+            Ok(entry) => entry,
+            Err(error) => {
+                // What came before the fault is replayed first, as one thread would.
+                if !batch.entries.is_empty() && !hand_on(&mut batch) {
+                    return Ok(());
+                }
+                return Err(error);
+            }
+        };
+        batch.bytes.extend_from_slice(&buf);
+        batch.entries.push((index, batch.bytes.len(), entry));
+        if batch.bytes.len() >= PIPELINE_BATCH_BYTES && !hand_on(&mut batch) {
+            return Ok(());
+        }
+    }
+    if !batch.entries.is_empty() && !hand_on(&mut batch) {
+        return Ok(());
+    }
+    let trailing = io::copy(reader, &mut io::sink()).map_err(read_error)?;
+    if trailing > 0 {
+        return Err(SnapshotError::Trailing(trailing).into());
+    }
+    Ok(())
+}
+
+/// The replay's side of [`verify`]: each checked entry applied in order and given to the
+/// receiver, until the reader reports the end or a refusal. Returns the replayed state and
+/// the last entry's hash.
+fn replay(
+    batches: &mpsc::Receiver<Handed>,
+    receiver: &mut impl Receiver,
+    rows: Option<Arc<dyn Rows>>,
+    in_flight: &AtomicUsize,
+) -> Result<(Option<State>, Option<EntryHash>), VerifyError> {
+    let mut state: Option<State> = None;
+    let mut head = None;
+    loop {
+        let batch = match batches.recv() {
+            Ok(Handed::Batch(batch)) => batch,
+            Ok(Handed::End) => return Ok((state, head)),
+            Ok(Handed::Refused(error)) => return Err(error),
+            // The reader always ends with `End` or a refusal; without one, it panicked
+            // (`verify` joins it and reports that first).
+            Err(mpsc::RecvError) => {
+                return Err(VerifyError::Store(StoreError::Corrupt(
+                    "the snapshot reader stopped before the end of the ledger".to_owned(),
+                )))
+            }
+        };
+        let mut start = 0;
+        for (index, end, entry) in &batch.entries {
+            let (index, bytes) = (*index, &batch.bytes[start..*end]);
+            start = *end;
+            let replayed = match &mut state {
+                None => {
+                    let genesis = State::from_genesis_entry(entry)
+                        .map_err(|error| SnapshotError::Replay { index, error })?;
+                    state.insert(match &rows {
+                        Some(rows) => genesis.on_rows(rows.clone()),
+                        None => genesis,
+                    })
+                }
+                Some(state) => {
+                    state
+                        .apply(entry)
+                        .map_err(|error| SnapshotError::Replay { index, error })?;
+                    state
+                }
+            };
+            if rows.is_some() && replayed.pending_rows() >= REPLAY_PENDING_ROWS_MAX {
+                receiver.rows(replayed.take_changes())?;
+            }
+            head = Some(entry.hash);
+            let held = receiver.entry(index, bytes)?;
+            note_held(IO_BUFFER_BYTES + in_flight.load(Ordering::Relaxed) + held);
+        }
+        in_flight.fetch_sub(batch.bytes.len(), Ordering::Relaxed);
+    }
 }
 
 /// A receiver that keeps nothing (tests).

@@ -627,6 +627,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
         let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
         let rows = StoreRows::shared(self.store.clone(), staging.generation());
+        let started = std::time::Instant::now();
         let verified = match snapshot::verify(&mut *file, meta, &mut staging, Some(rows)) {
             Ok(verified) => verified,
             Err(error) => {
@@ -642,6 +643,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         };
         drop(snapshot);
+        let verify_ms = started.elapsed().as_millis() as u64;
         let ledger_len = verified.header.ledger_len;
         let staged = staging.staged();
         let record = SnapshotRecord {
@@ -661,6 +663,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         staging
             .commit(record, changes, &applied)
             .map_err(|e| write_error(&e))?;
+        let commit_ms = started.elapsed().as_millis() as u64 - verify_ms;
         // The map is rebuilt from the installed rows, at a size that is no anchor: this
         // replica vouches for no map root until its next anchor.
         let map = self
@@ -678,7 +681,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         shared.map = map;
         shared.core = state;
         shared.applied = applied;
-        tracing::info!(snapshot_id = %meta.snapshot_id, ledger_len, staged, "installed snapshot");
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            ledger_len,
+            staged,
+            verify_ms,
+            commit_ms,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "installed snapshot"
+        );
         Ok(())
     }
 
@@ -1391,6 +1402,65 @@ mod tests {
         assert_eq!(sm.replica().ledger_len(), 5);
     }
 
+    /// A receiver whose storage fails at one ledger entry.
+    struct FailingAt {
+        index: u64,
+        taken: u64,
+    }
+
+    impl snapshot::Receiver for FailingAt {
+        fn entry(&mut self, index: u64, _bytes: &[u8]) -> Result<usize, StoreError> {
+            if index == self.index {
+                return Err(StoreError::Corrupt(format!(
+                    "the disk fails at entry {index}"
+                )));
+            }
+            self.taken += 1;
+            Ok(0)
+        }
+
+        fn rows(&mut self, _changes: docket_core::state::Changes) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_stops_midway_stops_the_snapshot_reader_and_reports_why() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut leader) = open_sm(leader_dir.path());
+        leader.apply(longer_workload(1_500)).await.expect("apply");
+        let mut built = built_snapshot(&mut leader).await;
+        let good = built.snapshot.to_bytes().expect("read");
+        let entries = records(&good).len() as u64 - 3;
+        let ledger_bytes = good.len();
+        assert!(
+            ledger_bytes > 8 * (snapshot::PIPELINE_BATCHES + 2) * snapshot::PIPELINE_BATCH_BYTES,
+            "a ledger of {ledger_bytes} bytes does not fill the reader's batches"
+        );
+        let fail_at = entries / 2;
+        // The reader runs ahead of the replay; once the replay stops, its next hand-over
+        // fails and it ends, so `verify` returns (a reader left blocked would hang here).
+        let (done, verified) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut receiver = FailingAt {
+                index: fail_at,
+                taken: 0,
+            };
+            let result = snapshot::verify(&good[..], &built.meta, &mut receiver, None);
+            let _ = done.send((result.map(|_| ()), receiver.taken));
+        });
+        let (result, taken) = verified
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("verify returns once its replay stops");
+        match result {
+            Err(snapshot::VerifyError::Store(StoreError::Corrupt(message))) => {
+                assert_eq!(message, format!("the disk fails at entry {fail_at}"));
+            }
+            other => panic!("expected the receiver's failure, got {other:?}"),
+        }
+        assert_eq!(taken, fail_at, "every entry before the failure, none after");
+    }
+
     #[tokio::test]
     async fn interrupted_install_leftovers_are_trimmed_on_open() {
         // Simulates a crash after the ledger of an install was written but before its
@@ -1890,6 +1960,9 @@ mod tests {
         tree: TreeHead,
         current: Option<SnapshotMeta>,
         staged: usize,
+        /// Ledger entries on disk past the applied ledger (an install writes there before
+        /// its switch point; a refused one must leave none).
+        past_ledger: usize,
         /// State row keys on disk per generation, in generation order (a refused install
         /// must leave none of the generation it built; an install leaves one generation),
         /// then the number of head records (one per generation).
@@ -1906,6 +1979,19 @@ mod tests {
                 Ok(())
             })
             .expect("scan the stage");
+        let mut past_ledger = 0;
+        sm.store
+            .disk()
+            .for_each(
+                TreeName::Ledger,
+                &replica.ledger_len().to_be_bytes(),
+                None,
+                &mut |_, _| {
+                    past_ledger += 1;
+                    Ok(())
+                },
+            )
+            .expect("scan past the ledger");
         let mut rows = std::collections::BTreeMap::new();
         sm.store
             .disk()
@@ -1941,6 +2027,7 @@ mod tests {
                 .expect("current")
                 .map(|s| s.meta),
             staged,
+            past_ledger,
             rows,
         }
     }
@@ -1979,6 +2066,33 @@ mod tests {
             .await
             .expect("build");
         sm
+    }
+
+    /// An install refused at its last entry has written the entries before it past the
+    /// follower's ledger (in batches, as they came); the refusal removes them.
+    #[tokio::test]
+    async fn a_long_install_refused_at_its_last_entry_leaves_nothing_past_the_ledger() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (_leader, meta, good) = long_leader(leader_dir.path(), 1_500).await;
+        let recs = records(&good);
+        let last = &recs[recs.len() - 2];
+        assert!(
+            last.start > 4 * crate::store::STAGE_BATCH_BYTES,
+            "entries before the last fill several batches"
+        );
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = behind_follower(follower_dir.path()).await;
+        let before = holding(&mut follower).await;
+        let mut flipped = good.clone();
+        flipped[last.end - 1] ^= 0x01;
+        assert!(install_bytes(&mut follower, &meta, &flipped).await.is_err());
+        let after = holding(&mut follower).await;
+        assert_eq!(after.past_ledger, 0, "entries left past the ledger");
+        assert!(after == before, "the refused install changed the node");
+        install_bytes(&mut follower, &meta, &good)
+            .await
+            .expect("the sound snapshot installs");
+        assert_eq!(holding(&mut follower).await.past_ledger, 0);
     }
 
     #[tokio::test]
@@ -2262,7 +2376,7 @@ mod tests {
 
     #[tokio::test]
     async fn building_and_installing_a_long_ledger_holds_a_page_not_the_ledger() {
-        use crate::snapshot::{meter, IO_BUFFER_BYTES};
+        use crate::snapshot::{meter, IO_BUFFER_BYTES, PIPELINE_BATCHES, PIPELINE_BATCH_BYTES};
         use crate::store::STAGE_BATCH_BYTES;
 
         let leader_dir = tempfile::tempdir().expect("tempdir");
@@ -2295,7 +2409,11 @@ mod tests {
         let installed_high = meter::high_water_bytes();
         eprintln!("install held at most {installed_high} bytes");
         assert!(
-            installed_high <= IO_BUFFER_BYTES + STAGE_BATCH_BYTES + 3 * entry_max,
+            installed_high
+                <= IO_BUFFER_BYTES
+                    + STAGE_BATCH_BYTES
+                    + 3 * entry_max
+                    + (PIPELINE_BATCHES + 2) * (PIPELINE_BATCH_BYTES + entry_max),
             "the install held {installed_high} bytes"
         );
         assert_eq!(

@@ -1217,11 +1217,14 @@ impl Store {
     /// ([`Staging::generation`]) beside the current one.
     pub fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
         self.clear_stage()?;
+        let had_len = self.read_applied()?.unwrap_or_default().ledger_len;
+        // What an install dropped without aborting wrote past the ledger.
+        self.remove_range(TreeName::Ledger, had_len, None)?;
         let generation = self.state_generation() + 1;
         self.remove_state_rows_except(self.state_generation())?;
         Ok(Staging {
             store: self,
-            had_len: self.read_applied()?.unwrap_or_default().ledger_len,
+            had_len,
             generation,
             batch: WriteBatch::default(),
             batch_bytes: 0,
@@ -1254,7 +1257,8 @@ impl Store {
     }
 
     /// Carries out a committed install (its [`InstallRecord`] is on disk): moves the
-    /// staged entries into the ledger, a page per batch (each entry removed from the stage
+    /// staged entries (those that replace a prefix the store had; the rest were written to
+    /// the ledger as they came, [`Staging`]) into the ledger, a page per batch (each entry removed from the stage
     /// in the batch that copies it), removes ledger entries past the new length, brings
     /// the Merkle tree to the new ledger, then writes the snapshot and applied records and
     /// removes the install record in one batch. Every step can be run again after a crash
@@ -1357,10 +1361,14 @@ pub struct InstallRecord {
     pub applied: AppliedRecord,
 }
 
-/// A snapshot install being received ([`Store::begin_install`]): verified ledger entries
-/// are written to the stage tree, never to the ledger, until [`Staging::commit`]. Entries
-/// the store already has with identical bytes (below the ledger length it had) are not
-/// staged. Dropping it without [`Staging::abort`] leaves staged entries behind for the next
+/// A snapshot install being received ([`Store::begin_install`]). Verified ledger entries
+/// past the ledger the store has are written to the ledger tree where they belong: nothing
+/// reads the ledger past the applied length (reads stop there, and open removes what lies
+/// past it), so they are invisible until [`Staging::commit`] moves the applied length, and
+/// an install that never commits leaves nothing anyone sees. Entries within the ledger the
+/// store has are not written if its bytes are identical, and staged in the stage tree
+/// otherwise (an install that replaces a prefix must not touch the ledger before its switch
+/// point). Dropping it without [`Staging::abort`] leaves entries behind for the next
 /// install or open to clear; nothing else is touched either way.
 #[derive(Debug)]
 pub struct Staging<'a> {
@@ -1378,16 +1386,19 @@ impl Staging<'_> {
     /// Stages verified entry `index` (canonical bytes); returns the bytes held in memory
     /// for the current batch.
     pub fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
-        if index < self.had_len
-            && self
-                .store
-                .disk
-                .get(TreeName::Ledger, &index_key(index))?
-                .is_some_and(|ours| ours == bytes)
+        let tree = if index >= self.had_len {
+            TreeName::Ledger
+        } else if self
+            .store
+            .disk
+            .get(TreeName::Ledger, &index_key(index))?
+            .is_some_and(|ours| ours == bytes)
         {
             return Ok(self.batch_bytes);
-        }
-        self.batch.insert(TreeName::Stage, index_key(index), bytes);
+        } else {
+            TreeName::Stage
+        };
+        self.batch.insert(tree, index_key(index), bytes);
         self.batch_bytes += bytes.len() + 8;
         self.staged += 1;
         let held = self.batch_bytes;
@@ -1458,10 +1469,12 @@ impl Staging<'_> {
         store.durable_flush()
     }
 
-    /// Gives the install up: removes what was staged and the rows it built. The store is
-    /// as it was before [`Store::begin_install`].
+    /// Gives the install up: removes what was staged, the entries it wrote past the ledger
+    /// and the rows it built. The store is as it was before [`Store::begin_install`].
     pub fn abort(self) -> Result<(), StoreError> {
         self.store.clear_stage()?;
+        self.store
+            .remove_range(TreeName::Ledger, self.had_len, None)?;
         self.store
             .remove_state_rows_except(self.store.state_generation())?;
         Ok(())
