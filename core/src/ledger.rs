@@ -134,6 +134,15 @@ impl LedgerEntry {
     pub fn from_bytes(bytes: &[u8]) -> Result<LedgerEntry, encoding::DecodeError> {
         encoding::from_bytes(bytes)
     }
+
+    /// The recorded hash of the entry whose canonical bytes are `bytes`, read without
+    /// decoding the rest: the encoding ends with the hash, as 32 bytes (FORMAT.md, the
+    /// entry). Only for bytes already checked to be an entry's canonical encoding (a
+    /// store's own ledger, which takes no other); `None` if shorter than a hash.
+    pub fn hash_of_canonical(bytes: &[u8]) -> Option<EntryHash> {
+        let start = bytes.len().checked_sub(32)?;
+        Some(EntryHash(bytes[start..].try_into().ok()?))
+    }
 }
 
 impl fmt::Display for LedgerEntry {

@@ -203,6 +203,9 @@ proptest! {
         prop_assert_eq!(&ledger_a, &ledger_b);
         prop_assert_eq!(state_a.hash(), state_b.hash());
         prop_assert!(verify_chain(&ledger_a).is_ok());
+        for entry in &ledger_a {
+            prop_assert_eq!(LedgerEntry::hash_of_canonical(&entry.to_bytes()), Some(entry.hash));
+        }
         let replayed = replay(&ledger_a).expect("trusted replay");
         prop_assert_eq!(replayed.hash(), state_a.hash());
         let (audited, _) = audit(&ledger_a).expect("audit reproduces every decision");

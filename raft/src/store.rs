@@ -1084,10 +1084,12 @@ impl Store {
         while size < to {
             let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
             let mut leaves: Vec<Hash> = Vec::with_capacity((end - size) as usize);
+            // The ledger holds canonical bytes only: each ends with the entry's hash.
             self.ledger_for_each(size, end, |index, bytes| {
-                let entry = LedgerEntry::from_bytes(bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
-                leaves.push(entry.hash.0);
+                let hash = LedgerEntry::hash_of_canonical(bytes).ok_or_else(|| {
+                    StoreError::Corrupt(format!("ledger entry {index} is shorter than a hash"))
+                })?;
+                leaves.push(hash.0);
                 Ok(())
             })?;
             let mut batch = WriteBatch::default();
