@@ -86,8 +86,10 @@ pub const MAP_REBUILD_PAGE_ROWS: usize = 16 * 1024;
 /// merged as they are read back ([`LeafSort`]).
 pub const MAP_REBUILD_RUN_ROWS: usize = 128 * 1024;
 
-/// Run files a rebuild keeps at once: when this many are spilled, they are merged into one
-/// (so a state of any size needs at most this many open files and read buffers).
+/// Run files a rebuild merges at once: when this many runs of one level are spilled, they
+/// are merged into one file of the next level (so a state of `n` rows keeps at most this
+/// many files per level, `log64(n / MAP_REBUILD_RUN_ROWS)` levels, and writes each leaf
+/// once per level).
 pub const MAP_REBUILD_RUN_FILES_MAX: usize = 64;
 
 /// Read buffer of a run file, and write buffer while one is written.
@@ -110,13 +112,15 @@ fn spill_error(source: std::io::Error) -> StoreError {
 /// most `run_rows`; a full run is sorted and written to an unnamed temporary file (in the
 /// store's spill directory: the node's data directory, or the OS temp dir for a simulated
 /// disk, whose files are scratch space, not simulated state), and every
-/// [`MAP_REBUILD_RUN_FILES_MAX`] files are merged into one. Reading back merges the files
-/// and the last run, in memory, by key hash.
+/// [`MAP_REBUILD_RUN_FILES_MAX`] files of one level are merged into one of the next.
+/// Reading back merges the files and the last run, in memory, by key hash.
 struct LeafSort {
     run_rows: usize,
     dir: Option<std::path::PathBuf>,
     run: Vec<Leaf>,
-    files: Vec<std::fs::File>,
+    /// Each file with its level (0: one run); levels never grow along the list, so the
+    /// files of the lowest level are the last ones.
+    files: Vec<(u32, std::fs::File)>,
     len: u64,
     spilled: usize,
 }
@@ -142,13 +146,32 @@ impl LeafSort {
             let file = self.write_run(run.iter().copied().map(Ok))?;
             self.run = run;
             self.run.clear();
-            self.files.push(file);
+            self.files.push((0, file));
             self.spilled += 1;
-            if self.files.len() >= MAP_REBUILD_RUN_FILES_MAX {
-                let files = std::mem::take(&mut self.files);
-                let merged = self.write_run(SortedLeaves::merge(files, Vec::new())?)?;
-                self.files.push(merged);
+            self.merge_full_levels()?;
+        }
+        Ok(())
+    }
+
+    /// Merges the last files while [`MAP_REBUILD_RUN_FILES_MAX`] of them share a level.
+    fn merge_full_levels(&mut self) -> Result<(), StoreError> {
+        while let Some(&(level, _)) = self.files.last() {
+            let same = self
+                .files
+                .iter()
+                .rev()
+                .take_while(|(l, _)| *l == level)
+                .count();
+            if same < MAP_REBUILD_RUN_FILES_MAX {
+                break;
             }
+            let full: Vec<std::fs::File> = self
+                .files
+                .drain(self.files.len() - same..)
+                .map(|(_, file)| file)
+                .collect();
+            let merged = self.write_run(SortedLeaves::merge(full, Vec::new())?)?;
+            self.files.push((level + 1, merged));
         }
         Ok(())
     }
@@ -178,7 +201,8 @@ impl LeafSort {
     /// Every leaf pushed, in key-hash order.
     fn into_sorted(mut self) -> Result<SortedLeaves, StoreError> {
         self.run.sort_unstable();
-        SortedLeaves::merge(self.files, self.run)
+        let files = self.files.into_iter().map(|(_, file)| file).collect();
+        SortedLeaves::merge(files, self.run)
     }
 }
 
@@ -914,8 +938,8 @@ mod tests {
         let root = statemap::update(&expected, &mut writes, Slot::Empty, &updates).expect("update");
         expected.write(writes);
 
-        // Runs of 1,000 leaves: 69 spilled to files (the first 64 merged into one file when
-        // the 64th is written), the rest in memory, all merged.
+        // Runs of 1,000 leaves: 69 spilled to files (the first 64 merged into one of the
+        // next level when the 64th is written), the rest in memory, all merged.
         let record = store.map_rebuild_in_runs(0, 77, 1_000).expect("rebuild");
         assert_eq!(record.root_slot().expect("root"), root);
         // Every node the fold would store, and no other.
