@@ -21,7 +21,7 @@
 //! | `sm`       | `state_meta`, generation `u64` BE | the state's head, counts and lattice (core's `m` record; apart from the rows, see [`STATE_META_PREFIX`]) |
 //! | `sm_state` | (format 1: state snapshot chunks; emptied on open) | |
 //! | `merkle`   | leaf count `end`, big-endian `u64` | hashes of the RFC 9162 nodes the append of leaf `end - 1` completed ([`crate::merkle`]) |
-//! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over |
+//! | `snap_stage` | ledger index, big-endian `u64` | canonical entry bytes of a snapshot install not yet switched over that replace entries of the ledger the store has |
 //! | `map`      | `0x02`, node path key             | the state map's nodes (layout in `store/map.rs`) |
 //!
 //! Big-endian keys make byte order the numeric order, so ranges and `last()` work.
@@ -56,13 +56,15 @@
 //!   state hash) and `state_gen`. A crash before that batch leaves generation-1 rows that
 //!   open removes; the migration then starts over.
 //! * Installing a snapshot is staged, then switched over. While the snapshot is read and
-//!   verified ([`crate::snapshot`]), each verified entry the store does not already hold
-//!   with the same bytes is written to `snap_stage` (batches of [`STAGE_BATCH_BYTES`]);
-//!   and the replay of the snapshot writes its state rows to the next generation, in
-//!   pages; nothing else is touched, so a refused or interrupted install leaves the node
-//!   as it was (a refusal clears the stage and that generation; open clears what a crash
-//!   left there). Once every check passed: the last rows, then the `install` record in
-//!   `sm` — the switch point — then the staged entries move into `ledger` (a page of
+//!   verified ([`crate::snapshot`]), each verified entry past the ledger the store has is
+//!   written to `ledger` (nothing reads past the applied length, and open removes what
+//!   lies there), each within it that the store does not hold with the same bytes to
+//!   `snap_stage` (batches of [`STAGE_BATCH_BYTES`]); and the replay of the snapshot
+//!   writes its state rows to the next generation, in pages; nothing else is touched, so
+//!   a refused or interrupted install leaves the node as it was (a refusal clears the
+//!   stage, the ledger past its applied length and that generation; open clears what a
+//!   crash left there). Once every check passed: the last rows, then the `install` record
+//!   in `sm` — the switch point — then the staged entries move into `ledger` (a page of
 //!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
 //!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
 //!   new ledger (keeping the nodes of the prefix this store had when its last leaf is the
@@ -130,8 +132,9 @@ pub const STATE_CLEAR_PAGE_ROWS: usize = 4096;
 /// is built from the ledger: on open of a store that lacks it, and on a snapshot install.
 pub const MERKLE_BUILD_PAGE: u64 = 4096;
 
-/// Verified snapshot entries written to the stage tree per batch while an install is
-/// received, in bytes: what the receiver holds of the ledger at once, besides one entry.
+/// Verified snapshot entries written per batch (to the ledger past its applied length, or
+/// the stage tree) while an install is received, in bytes: what the receiver holds of the
+/// ledger at once, besides one entry.
 pub const STAGE_BATCH_BYTES: usize = 64 * 1024;
 
 /// Index keys per batch when staged entries move into the ledger (`finish_install`) or a
@@ -530,8 +533,8 @@ impl Store {
             }
         }
         // A snapshot install that reached its switch point is carried out before anything
-        // below reads the applied record; one that did not leaves only staged entries
-        // and state chunks no record points at, which are removed.
+        // below reads the applied record; one that did not leaves only staged entries,
+        // entries past the applied ledger and rows no record points at, which are removed.
         if let Some(install) = self.install_record()? {
             tracing::warn!(
                 snapshot_id = %install.snapshot.meta.snapshot_id,
@@ -1259,12 +1262,12 @@ impl Store {
     }
 
     /// Carries out a committed install (its [`InstallRecord`] is on disk): moves the
-    /// staged entries (those that replace a prefix the store had; the rest were written to
-    /// the ledger as they came, [`Staging`]) into the ledger, a page per batch (each entry removed from the stage
-    /// in the batch that copies it), removes ledger entries past the new length, brings
-    /// the Merkle tree to the new ledger, then writes the snapshot and applied records and
-    /// removes the install record in one batch. Every step can be run again after a crash
-    /// ([`Store::recover`] does), with the same result.
+    /// staged entries (those that replace a prefix the store had; the rest were written
+    /// to the ledger as they came, [`Staging`]) into the ledger, a page per batch (each
+    /// entry removed from the stage in the batch that copies it), removes ledger entries
+    /// past the new length, brings the Merkle tree to the new ledger, then writes the
+    /// snapshot and applied records and removes the install record in one batch. Every
+    /// step can be run again after a crash ([`Store::recover`] does), with the same result.
     fn finish_install(&self, install: &InstallRecord) -> Result<(), StoreError> {
         let len = install.applied.ledger_len;
         if let Some((last, _)) = self.disk.last(TreeName::Stage)? {
