@@ -50,8 +50,8 @@ pub enum TreeName {
     Sm,
     SmState,
     Merkle,
-    /// Ledger entries of a snapshot install, staged until it is verified
-    /// ([`crate::store`], "What is atomic").
+    /// Ledger entries of a snapshot install that replace entries of the ledger the store
+    /// has, staged until the install switches over ([`crate::store`], "What is atomic").
     Stage,
     /// The state map's nodes ([`crate::store`]'s `map` module).
     Map,
@@ -84,18 +84,10 @@ impl TreeName {
         }
     }
 
-    /// The tree's position in [`TreeName::ALL`]: where an engine keeps its handle.
+    /// The tree's position in [`TreeName::ALL`]: where an engine keeps its handle (the
+    /// variants are declared in that order; a test checks it).
     pub fn index(self) -> usize {
-        match self {
-            TreeName::Log => 0,
-            TreeName::Meta => 1,
-            TreeName::Ledger => 2,
-            TreeName::Sm => 3,
-            TreeName::SmState => 4,
-            TreeName::Merkle => 5,
-            TreeName::Stage => 6,
-            TreeName::Map => 7,
-        }
+        self as usize
     }
 }
 
