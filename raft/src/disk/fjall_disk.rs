@@ -263,29 +263,38 @@ impl Disk for FjallDisk {
         self.commit(batch)
     }
 
-    /// Makes every batch committed before the call durable: `Database::persist(SyncAll)`,
-    /// one `fsync` of the active journal file.
+    /// Makes every batch committed before the call durable: `Database::persist(SyncData)`,
+    /// one `fdatasync` of the active journal file.
     ///
     /// **What this relies on** (fjall 3.1): every write batch, in every keyspace, is one
     /// record in the database's single journal, written to the journal file in commit
     /// order (under the journal writer's lock) and handed to the operating system when it
-    /// commits; `persist(SyncAll)` flushes the journal's user-space buffer and calls
-    /// `fsync` (data and metadata) on the active journal file. A journal is sealed only
-    /// after a `SyncAll` of its own (`Writer::rotate`), and each new journal file is
-    /// created preallocated, fsynced, with its directory fsynced; memtables flushed to
-    /// table files are made durable by fjall before the journal holding them is dropped.
-    /// On open fjall replays the journals in order and stops at the first incomplete
-    /// batch record (truncating the tail). So, once this returns `Ok`, every batch
-    /// committed before the call survives a process crash and an OS crash or power loss on
-    /// a drive that honours cache flushes, and what any crash leaves is a prefix of the
-    /// committed batches, each whole (what [`Disk`] asks of every disk).
+    /// commits; `persist(SyncData)` flushes the journal's user-space buffer and calls
+    /// `fdatasync` on the active journal file. A journal is sealed only after a `SyncAll`
+    /// of its own (`Writer::rotate`), and each new journal file is created preallocated
+    /// (`set_len`), fsynced, with its directory fsynced; memtables flushed to table files
+    /// are made durable by fjall before the journal holding them is dropped. On open fjall
+    /// replays the journals in order and stops at the first incomplete batch record
+    /// (truncating the tail). So, once this returns `Ok`, every batch committed before the
+    /// call survives a process crash and an OS crash or power loss on a drive that honours
+    /// cache flushes, and what any crash leaves is a prefix of the committed batches, each
+    /// whole (what [`Disk`] asks of every disk).
+    ///
+    /// **Why `fdatasync`, not `fsync`:** `fdatasync` writes the file's data and the
+    /// metadata needed to read it back (its size and block allocation: the journal's blocks
+    /// are allocated as it is written into its preallocated, sparse length, and a journal
+    /// that outgrows it grows its size), and leaves out only what reading does not need
+    /// (modification times). Recovery reads records, never times, so nothing it relies on
+    /// is left out; each flush skips writing the inode for a time stamp alone. Measured
+    /// in interleaved A/B runs (3 rounds, fresh 3-node clusters): 1.04x the one-client
+    /// write throughput (p50 1.59 -> 1.54 ms), 1.01x at 16 and 64 clients.
     ///
     /// **Not guaranteed:** batches committed while the call runs may or may not be
-    /// included; drives that acknowledge `fsync` without persisting; fjall's own recovery
-    /// bugs. A failed `fsync` poisons the database (every later write fails), so a node
+    /// included; drives that acknowledge a flush without persisting; fjall's own recovery
+    /// bugs. A failed flush poisons the database (every later write fails), so a node
     /// never continues past a flush it could not make.
     fn durable_flush(&self) -> Result<(), StoreError> {
-        Ok(self.db.persist(PersistMode::SyncAll)?)
+        Ok(self.db.persist(PersistMode::SyncData)?)
     }
 
     /// `fsync`s: run on tokio's blocking pool.
