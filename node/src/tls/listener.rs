@@ -206,6 +206,9 @@ impl axum::serve::Listener for ApiListener {
             ApiListener::Plain(listener) => {
                 // axum's own accept loop for TCP (it retries and logs errors).
                 let (tcp, remote) = axum::serve::Listener::accept(listener).await;
+                // As on the TLS path: a response must not wait behind Nagle's algorithm
+                // for the client's acknowledgement of the one before.
+                let _ = tcp.set_nodelay(true);
                 let info = PeerInfo {
                     remote,
                     tls: false,
