@@ -1176,12 +1176,22 @@ mod tests {
     }
 
     /// A snapshot of `sm` as it stands.
+    /// Built, then served as openraft serves it: the build records the header only, and
+    /// `get_current_snapshot` writes the bytes a lagging node receives.
     async fn built_snapshot(sm: &mut StateMachine) -> openraft::Snapshot<TypeConfig> {
-        sm.get_snapshot_builder()
+        let built = sm
+            .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
-            .expect("build")
+            .expect("build");
+        let served = sm
+            .get_current_snapshot()
+            .await
+            .expect("serve")
+            .expect("a snapshot was recorded");
+        assert_eq!(served.meta, built.meta, "serves the snapshot it built");
+        served
     }
 
     async fn leader_snapshot(
@@ -1191,6 +1201,74 @@ mod tests {
         sm.apply(workload()).await.expect("apply");
         let snapshot = built_snapshot(&mut sm).await;
         (sm, snapshot)
+    }
+
+    /// Building records the snapshot and writes none of its bytes (openraft 0.9 keeps only
+    /// a built snapshot's meta); what is served later, after more entries were applied, is
+    /// the snapshot recorded, and it installs to the state hash of that point.
+    #[tokio::test]
+    async fn building_a_snapshot_records_it_and_writes_its_bytes_only_when_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut sm) = open_sm(dir.path());
+        let entries = longer_workload(6);
+        sm.apply(entries[..9].to_vec()).await.expect("apply");
+        let at_build = sm.replica().state_hash();
+        let mut built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        assert!(
+            built.snapshot.to_bytes().expect("read").is_empty(),
+            "a build writes no snapshot bytes"
+        );
+        let served_then = served_bytes(&mut sm, &built.meta).await;
+
+        sm.apply(entries[9..].to_vec()).await.expect("apply");
+        assert_ne!(sm.replica().state_hash(), at_build, "the state moved on");
+        let served_now = served_bytes(&mut sm, &built.meta).await;
+        assert_eq!(served_now, served_then, "serves the recorded snapshot");
+
+        let (installed, fresh, _dir) = install_on_fresh(&built.meta, served_now).await;
+        installed.expect("installs");
+        assert_eq!(fresh.replica().state_hash(), at_build);
+    }
+
+    /// A build whose ledger does not end in the captured head is refused and records
+    /// nothing: a torn ledger is noticed when the snapshot is built, not only when served.
+    #[tokio::test]
+    async fn a_build_over_a_ledger_without_the_captured_head_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut sm) = open_sm(dir.path());
+        sm.apply(workload()).await.expect("apply");
+        let replica = sm.replica();
+        let ledger = ledger_of(&replica);
+        let last = (ledger.len() - 1) as u64;
+        let before_last = ledger[ledger.len() - 2].to_bytes();
+        sm.store
+            .write_raw(TreeName::Ledger, &last.to_be_bytes(), &before_last);
+        let error = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect_err("a ledger without its head");
+        assert!(error.to_string().contains("state head"), "{error}");
+        assert!(
+            sm.get_current_snapshot().await.expect("read").is_none(),
+            "nothing recorded"
+        );
+    }
+
+    async fn served_bytes(sm: &mut StateMachine, meta: &SnapshotMeta) -> Vec<u8> {
+        let mut served = sm
+            .get_current_snapshot()
+            .await
+            .expect("serve")
+            .expect("a snapshot was recorded");
+        assert_eq!(&served.meta, meta);
+        served.snapshot.to_bytes().expect("read")
     }
 
     #[tokio::test]
@@ -1207,7 +1285,7 @@ mod tests {
         assert_eq!(
             current.snapshot.to_bytes().expect("read"),
             built.snapshot.to_bytes().expect("read"),
-            "served = built"
+            "served twice, the same bytes"
         );
 
         let follower_dir = tempfile::tempdir().expect("tempdir");
