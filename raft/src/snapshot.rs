@@ -719,7 +719,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id = %meta.snapshot_id,
             ledger_len = self.header.ledger_len,
             current,
-            "recorded snapshot"
+            "built snapshot"
         );
         Ok(openraft::Snapshot {
             meta,
