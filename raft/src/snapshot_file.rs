@@ -32,6 +32,15 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
+/// A new unnamed temporary file in `dir` (a store's spill directory), or in the OS temp
+/// dir when `None`: where every scratch file of a store goes (see the module docs).
+pub(crate) fn spill_file(dir: Option<&Path>) -> io::Result<File> {
+    match dir {
+        Some(dir) => tempfile::tempfile_in(dir),
+        None => tempfile::tempfile(),
+    }
+}
+
 /// A snapshot's bytes in an unnamed temporary file, deleted when dropped.
 #[derive(Debug)]
 pub struct SnapshotFile {
@@ -43,11 +52,10 @@ pub struct SnapshotFile {
 impl SnapshotFile {
     /// A new, empty file in `dir` (the OS temp dir when `None`).
     pub fn create_in(dir: Option<&Path>) -> io::Result<SnapshotFile> {
-        let file = match dir {
-            Some(dir) => tempfile::tempfile_in(dir)?,
-            None => tempfile::tempfile()?,
-        };
-        Ok(SnapshotFile { file, seeked: None })
+        Ok(SnapshotFile {
+            file: spill_file(dir)?,
+            seeked: None,
+        })
     }
 
     /// A snapshot already written to `file` (an unnamed temporary file: [`crate::seed`]).

@@ -1175,9 +1175,9 @@ mod tests {
             .expect("map")
     }
 
-    /// A snapshot of `sm` as it stands.
-    /// Built, then served as openraft serves it: the build records the header only, and
-    /// `get_current_snapshot` writes the bytes a lagging node receives.
+    /// A snapshot of `sm` as it stands, built, then served as openraft serves it: the build
+    /// records the header only, and `get_current_snapshot` writes the bytes a lagging node
+    /// receives.
     async fn built_snapshot(sm: &mut StateMachine) -> openraft::Snapshot<TypeConfig> {
         let built = sm
             .get_snapshot_builder()

@@ -142,10 +142,7 @@ impl LeafSort {
         self.len += 1;
         if self.run.len() >= self.run_rows {
             self.run.sort_unstable();
-            let run = std::mem::take(&mut self.run);
-            let file = self.write_run(run.iter().copied().map(Ok))?;
-            self.run = run;
-            self.run.clear();
+            let file = write_run(self.dir.as_deref(), self.run.drain(..).map(Ok))?;
             self.files.push((0, file));
             self.spilled += 1;
             self.merge_full_levels()?;
@@ -170,32 +167,10 @@ impl LeafSort {
                 .drain(self.files.len() - same..)
                 .map(|(_, file)| file)
                 .collect();
-            let merged = self.write_run(SortedLeaves::merge(full, Vec::new())?)?;
+            let merged = write_run(self.dir.as_deref(), SortedLeaves::merge(full, Vec::new())?)?;
             self.files.push((level + 1, merged));
         }
         Ok(())
-    }
-
-    /// A new temporary file holding `leaves` (sorted), positioned at its start.
-    fn write_run(
-        &self,
-        leaves: impl Iterator<Item = Result<Leaf, StoreError>>,
-    ) -> Result<std::fs::File, StoreError> {
-        use std::io::{Seek, Write};
-        let file = match &self.dir {
-            Some(dir) => tempfile::tempfile_in(dir),
-            None => tempfile::tempfile(),
-        }
-        .map_err(spill_error)?;
-        let mut out = std::io::BufWriter::with_capacity(SPILL_BUFFER_BYTES, file);
-        for leaf in leaves {
-            let (key, value) = leaf?;
-            out.write_all(&key).map_err(spill_error)?;
-            out.write_all(&value).map_err(spill_error)?;
-        }
-        let mut file = out.into_inner().map_err(|e| spill_error(e.into_error()))?;
-        file.rewind().map_err(spill_error)?;
-        Ok(file)
     }
 
     /// Every leaf pushed, in key-hash order.
@@ -204,6 +179,24 @@ impl LeafSort {
         let files = self.files.into_iter().map(|(_, file)| file).collect();
         SortedLeaves::merge(files, self.run)
     }
+}
+
+/// A new temporary file in `dir` holding `leaves` (sorted), positioned at its start.
+fn write_run(
+    dir: Option<&std::path::Path>,
+    leaves: impl Iterator<Item = Result<Leaf, StoreError>>,
+) -> Result<std::fs::File, StoreError> {
+    use std::io::{Seek, Write};
+    let file = crate::snapshot_file::spill_file(dir).map_err(spill_error)?;
+    let mut out = std::io::BufWriter::with_capacity(SPILL_BUFFER_BYTES, file);
+    for leaf in leaves {
+        let (key, value) = leaf?;
+        out.write_all(&key).map_err(spill_error)?;
+        out.write_all(&value).map_err(spill_error)?;
+    }
+    let mut file = out.into_inner().map_err(|e| spill_error(e.into_error()))?;
+    file.rewind().map_err(spill_error)?;
+    Ok(file)
 }
 
 /// A k-way merge of sorted runs: files of [`LEAF_BYTES`] records, and one in memory.
