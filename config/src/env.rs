@@ -30,6 +30,7 @@ pub const ENV_VARS: &[&str] = &[
     "DOCKET_RAFT_RPC_TIMEOUT_MS",
     "DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST",
     "DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP",
+    "DOCKET_RAFT_LOG_KEEP_MB",
     "DOCKET_RAFT_APPLY_BACKLOG_MAX",
     "DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX",
     "DOCKET_LIMITS_BATCH_PROPOSALS_MAX",
@@ -126,6 +127,9 @@ impl Layers {
                 "DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP" => {
                     self.max_in_snapshot_log_to_keep =
                         Some(number("raft.max_in_snapshot_log_to_keep", &raw, origin)?)
+                }
+                "DOCKET_RAFT_LOG_KEEP_MB" => {
+                    self.log_keep_mb = Some(number("raft.log_keep_mb", &raw, origin)?)
                 }
                 "DOCKET_RAFT_APPLY_BACKLOG_MAX" => {
                     self.apply_backlog_max = Some(number("raft.apply_backlog_max", &raw, origin)?)

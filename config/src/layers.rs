@@ -26,7 +26,7 @@ use crate::overrides::{
 };
 use crate::raft_config::{
     RaftConfig, APPLY_BACKLOG_MAX_DEFAULT, ELECTION_TIMEOUT_MAX_MS_DEFAULT,
-    ELECTION_TIMEOUT_MIN_MS_DEFAULT, HEARTBEAT_INTERVAL_MS_DEFAULT,
+    ELECTION_TIMEOUT_MIN_MS_DEFAULT, HEARTBEAT_INTERVAL_MS_DEFAULT, LOG_KEEP_MB_DEFAULT,
     MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT, RPC_TIMEOUT_MS_DEFAULT, SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
 };
 use crate::storage_config::{StorageConfig, StorageEngine, CACHE_MB_DEFAULT};
@@ -73,6 +73,7 @@ pub(crate) struct Layers {
     pub(crate) rpc_timeout_ms: Option<Set<u64>>,
     pub(crate) snapshot_logs_since_last: Option<Set<u64>>,
     pub(crate) max_in_snapshot_log_to_keep: Option<Set<u64>>,
+    pub(crate) log_keep_mb: Option<Set<u64>>,
     pub(crate) apply_backlog_max: Option<Set<u64>>,
     pub(crate) request_body_bytes_max: Option<Set<usize>>,
     pub(crate) batch_proposals_max: Option<Set<usize>>,
@@ -149,6 +150,7 @@ struct RaftFileLayer {
     rpc_timeout_ms: Option<Spanned<u64>>,
     snapshot_logs_since_last: Option<Spanned<u64>>,
     max_in_snapshot_log_to_keep: Option<Spanned<u64>>,
+    log_keep_mb: Option<Spanned<u64>>,
     apply_backlog_max: Option<Spanned<u64>>,
 }
 
@@ -227,6 +229,7 @@ impl Layers {
             raft.max_in_snapshot_log_to_keep,
             at,
         );
+        set(&mut self.log_keep_mb, raft.log_keep_mb, at);
         set(&mut self.apply_backlog_max, raft.apply_backlog_max, at);
         self.execution = file.execution;
         set(&mut self.storage_cache_mb, file.storage.cache_mb, at);
@@ -375,6 +378,10 @@ impl Layers {
                 MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT,
             ),
         );
+        let log_keep_mb = field(
+            "raft.log_keep_mb",
+            or_default(self.log_keep_mb, LOG_KEEP_MB_DEFAULT),
+        );
         let apply_backlog_max = field(
             "raft.apply_backlog_max",
             or_default(self.apply_backlog_max, APPLY_BACKLOG_MAX_DEFAULT),
@@ -462,6 +469,7 @@ impl Layers {
                 rpc_timeout_ms,
                 snapshot_logs_since_last,
                 max_in_snapshot_log_to_keep,
+                log_keep_mb,
                 apply_backlog_max,
             },
             limits: LimitsConfig {

@@ -57,6 +57,19 @@ pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT: u64 = 1_000;
 /// Keeping more than a million snapshotted entries defeats the point of compaction.
 pub const MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING: u64 = 1_000_000;
 
+/// The most recent Raft log kept, in MiB, whether or not a snapshot covers it, so a node
+/// that was down catches up from the log instead of being sent the whole ledger. A
+/// snapshot of a docket ledger is the ledger from genesis, replayed by the receiver at
+/// ~40,000 entries/s; the log is the entries it missed. Counted in bytes, not entries: an
+/// entry is one proposal under small writes and a group commit of a hundred under
+/// batches, so a count of entries is seconds of history under one load and gigabytes
+/// under the other. 256 MiB is ~500,000 small proposals (minutes of writes at one
+/// client) or ~80 s of batched writes at full speed on a 2-core machine, and a few
+/// percent of the disk of a ledger of millions of entries.
+pub const LOG_KEEP_MB_DEFAULT: u64 = 256;
+/// A terabyte of log is no longer a log to catch up from.
+pub const LOG_KEEP_MB_CEILING: u64 = 1024 * 1024;
+
 /// Raft log entries a follower may hold appended and not yet applied before it holds back
 /// a leader's appends (`docket_raft::pacing`): bounds what a catching-up node keeps in
 /// memory (an entry is one group commit, up to a few thousand proposals) while leaving its
@@ -99,6 +112,9 @@ pub struct RaftConfig {
     pub snapshot_logs_since_last: u64,
     /// Log entries covered by a snapshot that are kept for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
+    /// The most recent log kept for nodes that were down, in MiB (whichever of this and
+    /// `max_in_snapshot_log_to_keep` keeps more).
+    pub log_keep_mb: u64,
     /// Log entries a follower holds appended and not applied before it paces appends.
     pub apply_backlog_max: u64,
 }
@@ -112,6 +128,7 @@ impl Default for RaftConfig {
             rpc_timeout_ms: RPC_TIMEOUT_MS_DEFAULT,
             snapshot_logs_since_last: SNAPSHOT_LOGS_SINCE_LAST_DEFAULT,
             max_in_snapshot_log_to_keep: MAX_IN_SNAPSHOT_LOG_TO_KEEP_DEFAULT,
+            log_keep_mb: LOG_KEEP_MB_DEFAULT,
             apply_backlog_max: APPLY_BACKLOG_MAX_DEFAULT,
         }
     }
@@ -121,6 +138,11 @@ impl RaftConfig {
     /// `heartbeat_interval_ms` as a [`Duration`].
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// `log_keep_mb` in bytes.
+    pub fn log_keep_bytes(&self) -> u64 {
+        self.log_keep_mb.saturating_mul(1024 * 1024)
     }
 
     /// `rpc_timeout_ms` as a [`Duration`].

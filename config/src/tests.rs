@@ -102,6 +102,7 @@ fn defaults_are_valid_with_no_file() {
             rpc_timeout_ms: 1000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1000,
+            log_keep_mb: 256,
             apply_backlog_max: 32,
         }
     );
@@ -227,6 +228,7 @@ election_timeout_max_ms = 600
 rpc_timeout_ms = 500
 snapshot_logs_since_last = 500
 max_in_snapshot_log_to_keep = 0
+log_keep_mb = 0
 
 [limits]
 request_body_bytes_max = 4096
@@ -252,6 +254,7 @@ fn file_overrides_defaults() {
     assert_eq!(config.raft.rpc_timeout_ms, 500);
     assert_eq!(config.raft.snapshot_logs_since_last, 500);
     assert_eq!(config.raft.max_in_snapshot_log_to_keep, 0);
+    assert_eq!(config.raft.log_keep_mb, 0);
     assert_eq!(config.limits.request_body_bytes_max, 4096);
     assert_eq!(config.limits.batch_proposals_max, 10);
     assert_eq!(config.limits.forward_timeout_ms, 2000);
@@ -261,7 +264,7 @@ fn file_overrides_defaults() {
     assert_eq!(origins["raft.heartbeat_interval_ms"], file_origin(&path, 9));
     assert_eq!(
         origins["limits.clients_inflight_max"],
-        file_origin(&path, 21)
+        file_origin(&path, 22)
     );
     assert_eq!(origins["genesis_constitution"], Origin::Default);
 }
@@ -295,6 +298,7 @@ fn env_overrides_file() {
         ("DOCKET_RAFT_RPC_TIMEOUT_MS", "30"),
         ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "7"),
         ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "3"),
+        ("DOCKET_RAFT_LOG_KEEP_MB", "5"),
         ("DOCKET_RAFT_APPLY_BACKLOG_MAX", "4"),
         ("DOCKET_LIMITS_REQUEST_BODY_BYTES_MAX", "2048"),
         ("DOCKET_LIMITS_BATCH_PROPOSALS_MAX", "5"),
@@ -323,6 +327,7 @@ fn env_overrides_file() {
             rpc_timeout_ms: 30,
             snapshot_logs_since_last: 7,
             max_in_snapshot_log_to_keep: 3,
+            log_keep_mb: 5,
             apply_backlog_max: 4,
         }
     );
@@ -803,6 +808,14 @@ fn snapshot_settings_are_bounded() {
         &env_origin("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP"),
         "at most 1000000",
     );
+    load(None, &[("DOCKET_RAFT_LOG_KEEP_MB", "0")], &flags())
+        .expect("keeping no log by bytes is allowed");
+    assert_invalid(
+        load(None, &[("DOCKET_RAFT_LOG_KEEP_MB", "1048577")], &flags()),
+        "raft.log_keep_mb",
+        &env_origin("DOCKET_RAFT_LOG_KEEP_MB"),
+        "at most 1048576",
+    );
 }
 
 #[test]
@@ -1133,7 +1146,7 @@ fn every_listed_variable_sets_the_field_it_names() {
         );
         assert_eq!(error.origin(), Some(&env_origin(var)));
     }
-    assert_eq!(ENV_VARS.len(), 27, "one variable per field");
+    assert_eq!(ENV_VARS.len(), 28, "one variable per field");
 }
 
 #[test]

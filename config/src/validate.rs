@@ -17,7 +17,7 @@ use crate::limits_config::{
 use crate::node_config::{NodeConfig, CLUSTER_ID_CHARS_MAX, NODE_ID_MAX};
 use crate::raft_config::{
     APPLY_BACKLOG_MAX_CEILING, ELECTION_TIMEOUT_HEARTBEATS_MIN, ELECTION_TIMEOUT_MS_CEILING,
-    HEARTBEAT_INTERVAL_MS_CEILING, HEARTBEAT_INTERVAL_MS_FLOOR,
+    HEARTBEAT_INTERVAL_MS_CEILING, HEARTBEAT_INTERVAL_MS_FLOOR, LOG_KEEP_MB_CEILING,
     MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING, RPC_TIMEOUT_MS_CEILING, SNAPSHOT_LOGS_SINCE_LAST_CEILING,
 };
 use crate::storage_config::{StorageConfig, CACHE_MB_CEILING, CACHE_MB_FLOOR};
@@ -249,6 +249,17 @@ fn raft(config: &NodeConfig, origins: &Origins) -> Result<(), ConfigError> {
         raft.max_in_snapshot_log_to_keep,
         0,
         MAX_IN_SNAPSHOT_LOG_TO_KEEP_CEILING,
+        "",
+    )?;
+
+    // 0 is allowed: the log is then kept by `max_in_snapshot_log_to_keep` alone.
+    let field = "raft.log_keep_mb";
+    range(
+        field,
+        &origins.of(field),
+        raft.log_keep_mb,
+        0,
+        LOG_KEEP_MB_CEILING,
         "",
     )?;
 

@@ -134,11 +134,20 @@ fn raft_config(config: &NodeConfig) -> anyhow::Result<Config> {
         install_snapshot_timeout: r.rpc_timeout_ms.max(2_000),
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
-        max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
+        max_in_snapshot_log_to_keep: log_keep(config).openraft_keep(),
         max_payload_entries: APPEND_ENTRIES_MAX,
         ..Config::default()
     };
     raft.validate().context("raft configuration")
+}
+
+/// Which log the node keeps once a snapshot covers it (`docket_service::retention`).
+fn log_keep(config: &NodeConfig) -> docket_service::retention::LogKeep {
+    docket_service::retention::LogKeep {
+        snapshotted_entries: config.raft.max_in_snapshot_log_to_keep,
+        bytes: config.raft.log_keep_bytes(),
+        interval: docket_service::retention::INTERVAL_DEFAULT,
+    }
 }
 
 /// The service's settings from a node configuration.
@@ -171,6 +180,7 @@ fn settings(
         },
         clock: Arc::new(now_ledger_time),
         cosigner,
+        log_keep: log_keep(config),
         faults: Faults::default(),
     }
 }

@@ -1,6 +1,7 @@
 //! Crashes lose no acknowledged proposal: SIGKILL of the leader under concurrent load, and
 //! SIGKILL of every node at once, on each storage engine (`DOCKET_STORAGE_ENGINE`: sled,
-//! fjall).
+//! fjall). And a follower SIGKILLed across snapshots catches up from the log the leader
+//! kept by `raft.log_keep_mb`, not from a snapshot of the whole ledger.
 //!
 //! Clients retry a proposal whose outcome they do not know (not leader, no leader, timeout,
 //! a connection broken after sending, OUTCOME_UNKNOWN,
@@ -360,4 +361,159 @@ async fn full_restart_recovers(engine: &'static str) {
     );
     converged_at(&cluster, length + 1).await;
     phase(start, "done");
+}
+
+/// Proposals written one at a time while a follower is down: one Raft entry each, so a
+/// dozen snapshots at the threshold below.
+const WRITES_WHILE_DOWN: usize = 240;
+
+/// Snapshot threshold of the log-retention tests, in Raft entries.
+const SNAPSHOT_EVERY: &str = "20";
+
+/// The value of the unlabelled series `name` in a `/metrics` scrape.
+fn gauge(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {name} in:\n{text}"))
+}
+
+/// A follower SIGKILLed while the leader takes snapshot after snapshot (every 20 Raft
+/// entries, none kept behind them by count) is restarted: with `raft.log_keep_mb` the
+/// leader still holds the entries it missed, and it catches up from the log; with
+/// `log_keep_mb = 0` it is sent the whole ledger as a snapshot (what every restart across
+/// a snapshot cost before the budget). Then, past the budget, the leader purges its log
+/// down to the budget.
+async fn follower_down_across_snapshots(log_keep_mb: &'static str) {
+    let start = Instant::now();
+    let by_log = log_keep_mb != "0";
+    let name = format!("keep-{log_keep_mb}");
+    let (_dir, mut cluster) = formed_cluster(
+        &name,
+        3,
+        &[
+            ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", SNAPSHOT_EVERY),
+            ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "0"),
+            ("DOCKET_RAFT_LOG_KEEP_MB", log_keep_mb),
+            // The snapshot assertions read info lines from the nodes' logs.
+            ("DOCKET_LOG", "info"),
+        ],
+    )
+    .await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let leader_client = client(&cluster.node(leader).url());
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .expect("a follower");
+
+    phase(start, &format!("SIGKILL of follower {follower}"));
+    let down_at = status(&cluster, leader).await.last_log_index.unwrap_or(0);
+    cluster.kill(follower).await.expect("kill follower");
+    phase(
+        start,
+        &format!("{WRITES_WHILE_DOWN} writes while it is down"),
+    );
+    let mut acked = Vec::new();
+    for n in 0..WRITES_WHILE_DOWN {
+        let p = deposit(&ledger, "alice", &format!("down-{n}"), 1 + n as i64);
+        let r = leader_client.submit(&p).await.expect("write while down");
+        acked.push((r.id, r.entry));
+    }
+    let leader_status = status(&cluster, leader).await;
+    let snapshot_at = gauge(
+        &leader_client.metrics().await.expect("leader metrics"),
+        "docket_raft_snapshot_index",
+    ) as u64;
+    assert!(
+        snapshot_at > down_at + 100,
+        "the leader snapshotted well past what the follower holds: snapshot at {snapshot_at}, \
+         follower down at {down_at}"
+    );
+    // The leader's own purge runs every few seconds: give it one.
+    tokio::time::sleep(docket_service::retention::INTERVAL_DEFAULT + Duration::from_secs(1)).await;
+
+    phase(start, &format!("restarting follower {follower}"));
+    let log_path = cluster.node(follower).log_path();
+    let log_before = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
+    cluster.start(follower).await.expect("restart follower");
+    let statuses = converged_at(&cluster, leader_status.ledger_length).await;
+    assert!(statuses
+        .iter()
+        .all(|s| s.state_hash == leader_status.state_hash));
+    let log = std::fs::read(&log_path).expect("follower log");
+    let since_restart = String::from_utf8_lossy(&log[log_before..]);
+    let installed = since_restart.contains("installed snapshot");
+    if by_log {
+        assert!(
+            !installed,
+            "follower {follower} was sent a snapshot although the leader kept \
+             {log_keep_mb} MiB of log:\n{since_restart}"
+        );
+    } else {
+        assert!(
+            installed,
+            "without a log budget follower {follower} catches up by snapshot:\n{since_restart}"
+        );
+        assert_all_present(&cluster, &acked).await;
+        phase(start, "done");
+        return;
+    }
+    assert_all_present(&cluster, &acked).await;
+
+    phase(
+        start,
+        "past the budget: batches of 60 until the leader purges",
+    );
+    let metrics = || async { leader_client.metrics().await.expect("leader metrics") };
+    let budget = 1024.0 * 1024.0 * log_keep_mb.parse::<f64>().expect("a number");
+    // ~16 KB of log each: 1.6 MB in all, and at most ~320 KB since the last snapshot.
+    for b in 0..100 {
+        let batch: Vec<SignedProposal> = (0..60)
+            .map(|i| deposit(&ledger, "bob", &format!("past-{b}-{i}"), i + 1))
+            .collect();
+        leader_client.submit_batch(&batch).await.expect("batch");
+    }
+    let text = wait_for("the leader purges its log", WAIT_TIMEOUT_MS, || async {
+        let text = metrics().await;
+        let held = gauge(&text, "docket_raft_log_entries");
+        let last = gauge(&text, "docket_raft_last_log_index");
+        if held + 1.0 < last {
+            Ok(text)
+        } else {
+            let bytes = gauge(&text, "docket_raft_log_bytes");
+            Err(format!(
+                "the leader holds {held} entries of {last}, {bytes} bytes"
+            ))
+        }
+    })
+    .await;
+    let bytes = gauge(&text, "docket_raft_log_bytes");
+    let entries = gauge(&text, "docket_raft_log_entries");
+    // Purged to the snapshot, as without a budget, the leader would hold at most 20
+    // entries: those its last snapshot does not cover.
+    assert!(
+        entries > 20.0,
+        "the leader kept more than what its last snapshot does not cover: {entries} entries"
+    );
+    assert!(
+        bytes <= 2.0 * budget,
+        "the leader holds {bytes} bytes of log, past twice its budget of {budget}"
+    );
+    phase(
+        start,
+        &format!("done: the leader holds {entries} entries, {bytes} bytes of log"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_across_snapshots_catches_up_from_the_log_kept_by_bytes() {
+    follower_down_across_snapshots("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_log_budget_a_follower_down_across_snapshots_is_sent_a_snapshot() {
+    follower_down_across_snapshots("0").await;
 }

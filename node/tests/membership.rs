@@ -38,6 +38,7 @@ async fn node_added_after_compaction_catches_up_by_snapshot_then_one_is_removed(
         &[
             ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "50"),
             ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "0"),
+            ("DOCKET_RAFT_LOG_KEEP_MB", "0"),
             // The snapshot assertions read info lines from the nodes' logs.
             ("DOCKET_LOG", "info"),
         ],

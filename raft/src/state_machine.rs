@@ -747,6 +747,18 @@ impl Replica {
         self.store.size_bytes()
     }
 
+    /// The highest log index whose purge keeps about `keep` bytes of the most recent log
+    /// (see [`Store::log_keep_floor`]): the byte side of `docket_service`'s retention.
+    pub fn log_keep_floor(&self, keep: u64) -> Option<u64> {
+        self.store.log_keep_floor(keep)
+    }
+
+    /// Bytes of log this node appended since it started past `index`: an estimate for
+    /// metrics and logs.
+    pub fn log_bytes_after(&self, index: u64) -> u64 {
+        self.store.log_bytes_after(index)
+    }
+
     /// The store's read cache and write buffers in memory, where the disk counts them
     /// (fjall; not sled). For metrics.
     pub fn store_memory(&self) -> Option<DiskMemory> {

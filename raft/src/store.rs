@@ -93,6 +93,7 @@ use docket_core::state::{Changes, KEY_META as KEY_STATE_META};
 use docket_core::{EntryHash, LedgerEntry, StateHash};
 use serde::{Deserialize, Serialize};
 
+mod log_sizes;
 mod map;
 
 pub use self::map::{
@@ -305,6 +306,8 @@ pub struct Store {
     frontier: Mutex<Frontier>,
     /// The state map's top levels, kept in memory ([`map::MapTop`]).
     map_top: std::sync::RwLock<map::MapTop>,
+    /// Bytes of log appended since open, by index ([`log_sizes::LogSizes`]).
+    log_sizes: Mutex<log_sizes::LogSizes>,
 }
 
 impl fmt::Debug for Store {
@@ -420,6 +423,7 @@ impl Store {
             state_gen: AtomicU64::new(0),
             frontier: Mutex::new(Frontier::new()),
             map_top: Default::default(),
+            log_sizes: Default::default(),
         };
         store.recover()?;
         store.map_top_load()?;
@@ -675,24 +679,44 @@ impl Store {
     /// Appends entries (overwriting any at the same indexes) and makes them durable.
     pub fn log_append(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        let mut sizes = Vec::new();
         for entry in entries {
-            batch.insert(
-                TreeName::Log,
-                index_key(entry.log_id.index),
-                encode("log entry", &entry)?,
-            );
+            let bytes = encode("log entry", &entry)?;
+            sizes.push((entry.log_id.index, bytes.len() as u64));
+            batch.insert(TreeName::Log, index_key(entry.log_id.index), bytes);
         }
         // In order, not atomically: nothing is acknowledged before the flush below, and a
         // torn append leaves a contiguous prefix of the entries, which Raft handles as an
         // append that never happened in full.
         self.disk.apply_in_order(batch)?;
+        {
+            let mut log_sizes = lock(&self.log_sizes);
+            for (index, bytes) in sizes {
+                log_sizes.appended(index, bytes);
+            }
+        }
         self.durable_flush()
     }
 
     /// Deletes entries at `since` and after, durably.
     pub fn log_truncate(&self, since: u64) -> Result<(), StoreError> {
         self.remove_range(TreeName::Log, since, None)?;
+        lock(&self.log_sizes).truncated(since);
         self.durable_flush()
+    }
+
+    /// The highest log index whose purge keeps at most `keep` bytes of the log appended
+    /// since this store was opened, and as many under that as it can (to within a
+    /// sampling gap: see [`log_sizes::LogSizes`]); `None` while the log appended since
+    /// open fits in `keep`. The log held at open is not counted: it is kept until then,
+    /// and goes with the first purge.
+    pub fn log_keep_floor(&self, keep: u64) -> Option<u64> {
+        lock(&self.log_sizes).keep_floor(keep)
+    }
+
+    /// Bytes of log past `index` appended since open (to within a sampling gap).
+    pub fn log_bytes_after(&self, index: u64) -> u64 {
+        lock(&self.log_sizes).bytes_after(index)
     }
 
     /// Records `upto` as purged and deletes entries up to and including it, in one batch,
@@ -706,6 +730,7 @@ impl Store {
         );
         self.remove_range_into(&mut batch, TreeName::Log, 0, upto.index.checked_add(1))?;
         self.disk.apply(batch)?;
+        lock(&self.log_sizes).purged(upto.index);
         self.durable_flush()
     }
 

@@ -39,6 +39,7 @@ pub mod peers;
 mod plans;
 pub mod read_access;
 pub mod reads;
+pub mod retention;
 pub mod service;
 pub mod state_proofs;
 pub mod telemetry;

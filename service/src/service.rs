@@ -108,6 +108,8 @@ pub struct Settings {
     pub clock: Clock,
     /// The key this node cosigns checkpoints with (`docket_core::checkpoint`).
     pub cosigner: ed25519_dalek::SigningKey,
+    /// How much Raft log the node keeps once a snapshot covers it ([`crate::retention`]).
+    pub log_keep: crate::retention::LogKeep,
     #[doc(hidden)]
     pub faults: Faults,
 }
@@ -120,6 +122,7 @@ impl std::fmt::Debug for Settings {
             .field("addr", &self.addr)
             .field("limits", &self.limits)
             .field("timing", &self.timing)
+            .field("log_keep", &self.log_keep)
             .field("faults", &self.faults)
             .finish_non_exhaustive()
     }
@@ -149,6 +152,7 @@ pub struct Service {
     pub replica: Replica,
     pub limits: Limits,
     pub timing: Timing,
+    pub(crate) log_keep: crate::retention::LogKeep,
     pub(crate) clock: Clock,
     pub(crate) removed: docket_raft::network::Removed,
     pub(crate) leader_heard: docket_raft::network::LeaderHeard,
@@ -200,6 +204,7 @@ impl Service {
             timing,
             clock,
             cosigner,
+            log_keep,
             faults,
         } = settings;
         let id = identity.node_id;
@@ -230,6 +235,7 @@ impl Service {
             inflight: Semaphore::new(limits.clients_inflight_max),
             limits,
             timing,
+            log_keep,
             clock,
             removed,
             leader_heard,
@@ -257,6 +263,7 @@ impl Service {
                     _ = crate::writer::ticker(service.clone()) => {}
                     _ = crate::membership::promoter(service.clone()) => {}
                     _ = crate::checkpoints::checkpointer(service.clone()) => {}
+                    _ = crate::retention::retention(service.clone()) => {}
                     _ = crate::elections::elections(service) => {}
                 }
             }

@@ -25,6 +25,7 @@ pub const RAFT_COMMITTED_INDEX: &str = "docket_raft_committed_index";
 pub const RAFT_APPLIED_INDEX: &str = "docket_raft_applied_index";
 pub const RAFT_SNAPSHOT_INDEX: &str = "docket_raft_snapshot_index";
 pub const RAFT_LOG_ENTRIES: &str = "docket_raft_log_entries";
+pub const RAFT_LOG_BYTES: &str = "docket_raft_log_bytes";
 pub const RAFT_REPLICATION_LAG_ENTRIES: &str = "docket_raft_replication_lag_entries";
 pub const RAFT_MEMBERS: &str = "docket_raft_members";
 pub const LEDGER_ENTRIES: &str = "docket_ledger_entries";
@@ -71,6 +72,11 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         RAFT_LOG_ENTRIES,
         "Raft log entries this node holds (not yet purged into a snapshot)",
+    ),
+    (
+        RAFT_LOG_BYTES,
+        "Bytes of Raft log this node appended since it started and still holds (an estimate, \
+         sampled every 64 KiB or more; raft.log_keep_mb bounds what a snapshot covers)",
     ),
     (
         RAFT_REPLICATION_LAG_ENTRIES,
@@ -170,6 +176,8 @@ impl Service {
             .last_log_index
             .map_or(0, |last| (last + 1).saturating_sub(first));
         metrics::gauge!(RAFT_LOG_ENTRIES).set(held as f64);
+        let purged = metrics.purged.map_or(0, |log_id| log_id.index);
+        metrics::gauge!(RAFT_LOG_BYTES).set(self.replica.log_bytes_after(purged) as f64);
         let membership = metrics.membership_config.membership();
         let voters = membership.voter_ids().count();
         let nodes = membership.nodes().count();

@@ -201,6 +201,10 @@ pub struct Derived {
     pub rpc_timeout_ms: u64,
     pub snapshot_logs_since_last: u64,
     pub max_in_snapshot_log_to_keep: u64,
+    /// The nodes' `raft.log_keep_mb`, in bytes: 0 on half the seeds (the log is kept by
+    /// entries alone, and a node that was down is sent snapshots), a few hundred entries'
+    /// worth on the others (it catches up from the log across snapshots).
+    pub log_keep_bytes: u64,
     /// The nodes' `raft.apply_backlog_max`: small, so pacing (`docket_raft::pacing`) cuts
     /// appends short under faults.
     pub apply_backlog_max: u64,
@@ -235,6 +239,11 @@ impl Derived {
             fault_every,
             // Drawn last: the seeds' earlier draws stay what they were.
             apply_backlog_max: r.gen_range(1..=40),
+            log_keep_bytes: if r.gen_bool(0.5) {
+                0
+            } else {
+                r.gen_range(1..=256) * 1024
+            },
         }
     }
 }

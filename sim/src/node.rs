@@ -17,6 +17,7 @@ use docket_raft::{NodeId, Raft};
 use openraft::{Config, SnapshotPolicy};
 
 use docket_core::LedgerId;
+use docket_service::retention::LogKeep;
 use docket_service::{Limits, Service, Settings, Timing};
 
 use crate::api::{self, ApiNode, SimPeers, READ_INDEX_DEADLINE, SERVER_DEADLINE};
@@ -47,7 +48,7 @@ pub fn raft_config(derived: &Derived) -> Config {
         install_snapshot_timeout: derived.rpc_timeout_ms.max(2_000),
         snapshot_max_chunk_size: network::SNAPSHOT_CHUNK_BYTES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(derived.snapshot_logs_since_last),
-        max_in_snapshot_log_to_keep: derived.max_in_snapshot_log_to_keep,
+        max_in_snapshot_log_to_keep: log_keep(derived).openraft_keep(),
         ..Config::default()
     }
     .validate()
@@ -61,7 +62,19 @@ pub fn cosigner_key(id: NodeId) -> ed25519_dalek::SigningKey {
     docket_core::dev::signing_key(&format!("sim-node-{id}"))
 }
 
-pub fn settings(id: NodeId, variant: Variant, identity: Identity) -> Settings {
+/// How often a simulated node looks for log to purge: several times per seed.
+pub const LOG_KEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Which log a simulated node keeps (`docket_service::retention`).
+fn log_keep(derived: &Derived) -> LogKeep {
+    LogKeep {
+        snapshotted_entries: derived.max_in_snapshot_log_to_keep,
+        bytes: derived.log_keep_bytes,
+        interval: LOG_KEEP_INTERVAL,
+    }
+}
+
+pub fn settings(id: NodeId, variant: Variant, derived: &Derived, identity: Identity) -> Settings {
     Settings {
         identity,
         ledger_id: LedgerId::new(CLUSTER_ID).expect("invariant: valid ledger id"),
@@ -83,6 +96,7 @@ pub fn settings(id: NodeId, variant: Variant, identity: Identity) -> Settings {
             confirm_retry: crate::execution::CONFIRM_RETRY,
         },
         clock: Arc::new(api::ledger_now),
+        log_keep: log_keep(derived),
         faults: variant.faults(),
     }
 }
@@ -158,7 +172,7 @@ pub async fn run(world: World, id: NodeId) -> turmoil::Result {
 
     // The node's own service, with the simulated clock and network.
     let (service, background) = Service::new(
-        settings(id, variant, identity.clone()),
+        settings(id, variant, &derived, identity.clone()),
         raft.clone(),
         replica,
         Arc::new(SimPeers { id }),
