@@ -6,7 +6,9 @@
 //! memory (with the store's block cache and memtables, from its `/metrics`) and disk
 //! bytes, and the median time of `GET /v1/status` at the leader. Then it
 //! measures recovery at that size: a follower is killed (SIGKILL) and restarted, timed until
-//! it serves a linearizable read; and a fresh node is added, timed until it holds the same
+//! it serves a linearizable read; a follower is taken down for one round of writes and
+//! restarted, timed until it holds what it missed (and whether it was sent a snapshot or
+//! the log: `raft.log_keep_mb`); and a fresh node is added, timed until it holds the same
 //! ledger and state hash as the leader, with its peak resident memory. Flat figures from
 //! the first round to the last are the goal (DESIGN §11).
 
@@ -60,6 +62,8 @@ pub struct GrowReport {
     pub throughput_last_over_first: f64,
     /// A follower killed and restarted: from its start until a linearizable read succeeds.
     pub restart_to_read_ms: f64,
+    /// A follower down while the others take one round of writes, then restarted.
+    pub outage: Outage,
     /// A fresh node added: from `member add` until its ledger and state hash equal the
     /// leader's.
     pub catch_up_ms: f64,
@@ -144,6 +148,61 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A follower that was down while the cluster took writes, brought back.
+#[derive(Debug, Serialize)]
+pub struct Outage {
+    /// Ledger entries written while it was down.
+    pub entries: u64,
+    /// From its restart until its ledger is as long as the leader's was when it came back.
+    pub catch_up_ms: f64,
+    /// Whether it was sent a snapshot (the whole ledger) rather than the log it missed:
+    /// what `raft.log_keep_mb` decides. Read from its log ("installed snapshot").
+    pub by_snapshot: bool,
+}
+
+/// Kills a follower, writes one round (`--duration-s`) to the other nodes, restarts it and
+/// times its catch-up.
+async fn outage(args: &BenchArgs, cluster: &mut LocalCluster) -> anyhow::Result<Outage> {
+    let leader = cluster.leader().await?;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .context("--mode grow needs at least 2 nodes to take one down")?;
+    let leader_client = cluster.node(leader).client();
+    cluster.kill(follower).await?;
+    let before = leader_client.status().await?.ledger_length;
+    let live: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.id != follower)
+        .map(|n| n.url())
+        .collect();
+    measure(args, &live, None).await?;
+    let target = leader_client.status().await?.ledger_length;
+    let log_path = cluster.node(follower).log_path();
+    let log_before = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
+    let restarted = Instant::now();
+    cluster.start(follower).await?;
+    let client = cluster.node(follower).client();
+    until("the restarted node's catch-up after an outage", || async {
+        client
+            .status()
+            .await
+            .is_ok_and(|s| s.ledger_length >= target)
+    })
+    .await?;
+    let catch_up_ms = restarted.elapsed().as_secs_f64() * 1000.0;
+    let log = std::fs::read(&log_path).unwrap_or_default();
+    let since = log.get(log_before..).unwrap_or_default();
+    Ok(Outage {
+        entries: target - before,
+        catch_up_ms,
+        by_snapshot: String::from_utf8_lossy(since).contains("installed snapshot"),
+    })
 }
 
 /// Runs the growth benchmark on a cluster it starts under `root`.
@@ -250,6 +309,22 @@ async fn rounds_and_recovery(
     .await?;
     let restart_to_read_ms = restarted.elapsed().as_secs_f64() * 1000.0;
 
+    let outage = outage(args, cluster).await?;
+    if !json {
+        println!(
+            "follower down for one round: missed {} entries, back in {:.0} ms ({:.0} entries/s), \
+             by {}",
+            outage.entries,
+            outage.catch_up_ms,
+            outage.entries as f64 / (outage.catch_up_ms / 1000.0),
+            if outage.by_snapshot {
+                "a snapshot of the whole ledger"
+            } else {
+                "the log"
+            },
+        );
+    }
+
     // Add a fresh node; time until it has the leader's ledger and state hash.
     let id = cluster.add_slot()?;
     cluster.start(id).await?;
@@ -298,6 +373,7 @@ async fn rounds_and_recovery(
         batch: args.batch,
         throughput_last_over_first: if first > 0.0 { last / first } else { 0.0 },
         restart_to_read_ms,
+        outage,
         catch_up_ms,
         catch_up_entries_per_s: caught_up_length as f64 / (catch_up_ms / 1000.0),
         catch_up_peak_rss_bytes,
