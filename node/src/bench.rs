@@ -105,7 +105,7 @@ impl Route {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
     /// API URL of a running cluster's node; without it, bench starts its own local cluster.
     #[arg(long, value_name = "URL")]

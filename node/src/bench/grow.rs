@@ -6,7 +6,7 @@
 //! memory (with the store's block cache and memtables, from its `/metrics`) and disk
 //! bytes, and the median time of `GET /v1/status` at the leader. Then it
 //! measures recovery at that size: a follower is killed (SIGKILL) and restarted, timed until
-//! it serves a linearizable read; a follower is taken down for one round of writes and
+//! it serves a linearizable read; a follower is taken down for ten seconds of writes and
 //! restarted, timed until it holds what it missed (and whether it was sent a snapshot or
 //! the log: `raft.log_keep_mb`); and a fresh node is added, timed until it holds the same
 //! ledger and state hash as the leader, with its peak resident memory. Flat figures from
@@ -25,6 +25,10 @@ use crate::wire::{AddMemberRequest, Consistency};
 
 /// `GET /v1/status` calls timed per round; the median is reported.
 const STATUS_SAMPLES: usize = 21;
+
+/// How long a follower is down while the others take writes (at most one round): a
+/// restart or an upgrade, not a lost machine.
+const OUTAGE_S: u64 = 10;
 
 /// Longest wait for a restarted node's first linearizable read, or a new node's catch-up.
 const RECOVERY_TIMEOUT_MS: u64 = 600_000;
@@ -62,7 +66,7 @@ pub struct GrowReport {
     pub throughput_last_over_first: f64,
     /// A follower killed and restarted: from its start until a linearizable read succeeds.
     pub restart_to_read_ms: f64,
-    /// A follower down while the others take one round of writes, then restarted.
+    /// A follower down while the others take [`OUTAGE_S`] seconds of writes, restarted.
     pub outage: Outage,
     /// A fresh node added: from `member add` until its ledger and state hash equal the
     /// leader's.
@@ -162,8 +166,8 @@ pub struct Outage {
     pub by_snapshot: bool,
 }
 
-/// Kills a follower, writes one round (`--duration-s`) to the other nodes, restarts it and
-/// times its catch-up.
+/// Kills a follower, writes [`OUTAGE_S`] seconds (at most `--duration-s`) to the other
+/// nodes, restarts it and times its catch-up.
 async fn outage(args: &BenchArgs, cluster: &mut LocalCluster) -> anyhow::Result<Outage> {
     let leader = cluster.leader().await?;
     let follower = cluster
@@ -181,7 +185,11 @@ async fn outage(args: &BenchArgs, cluster: &mut LocalCluster) -> anyhow::Result<
         .filter(|n| n.id != follower)
         .map(|n| n.url())
         .collect();
-    measure(args, &live, None).await?;
+    let load = BenchArgs {
+        duration_s: args.duration_s.min(OUTAGE_S),
+        ..args.clone()
+    };
+    measure(&load, &live, None).await?;
     let target = leader_client.status().await?.ledger_length;
     let log_path = cluster.node(follower).log_path();
     let log_before = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
@@ -312,8 +320,9 @@ async fn rounds_and_recovery(
     let outage = outage(args, cluster).await?;
     if !json {
         println!(
-            "follower down for one round: missed {} entries, back in {:.0} ms ({:.0} entries/s), \
+            "follower down {} s: missed {} entries, back in {:.0} ms ({:.0} entries/s), \
              by {}",
+            args.duration_s.min(OUTAGE_S),
             outage.entries,
             outage.catch_up_ms,
             outage.entries as f64 / (outage.catch_up_ms / 1000.0),
