@@ -44,6 +44,13 @@ pub struct LogKeep {
 /// of appends past the budget at once (~15 MB at full batched load on a 2-core machine).
 pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 
+/// Raft entries one purge removes at most. A purge reads the entries it deletes and
+/// writes their deletions in one batch, on the blocking pool; the first purge after a
+/// restart may have a whole budget of log to remove (half a million small entries at
+/// 256 MiB), so it goes in steps, one per interval: 20,000 entries/s, far above the
+/// Raft entries a node appends per second (~650 at one client, tens under batches).
+pub const PURGE_ENTRIES_MAX: u64 = 100_000;
+
 impl LogKeep {
     /// What the node's openraft keeps behind a snapshot (`Config::max_in_snapshot_log_to_keep`):
     /// everything when there is a byte budget ([`retention`] purges), the entries rule
@@ -90,9 +97,11 @@ pub(crate) async fn retention(service: Arc<Service>) {
         let Some(upto) = keep.purge_upto(snapshot.index, floor) else {
             continue;
         };
-        if purged.is_some_and(|purged| purged.index >= upto) {
+        let next = purged.map_or(0, |purged| purged.index + 1);
+        if upto < next {
             continue;
         }
+        let upto = upto.min(next.saturating_add(PURGE_ENTRIES_MAX - 1));
         tracing::debug!(
             upto,
             snapshot = snapshot.index,
