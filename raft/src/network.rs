@@ -537,13 +537,9 @@ impl<T: Transport> PeerClient<T> {
         let read_error = |e: io::Error| -> StorageError<NodeId> {
             StorageIOError::read_snapshot(Some(signature.clone()), AnyError::new(&e)).into()
         };
-        let end = snapshot
-            .snapshot
-            .seek(io::SeekFrom::End(0))
-            .await
-            .map_err(read_error)?;
+        // A served snapshot is written as it is read (`SnapshotFile::lazy`): its length is
+        // known once its last byte is, and the last chunk is the one that reaches it.
         let chunk_deadline = chunk_ttl.min(self.rpc_timeout);
-        let last_deadline = install_deadline(chunk_deadline, end);
         let mut cancel = std::pin::pin!(cancel);
         let mut offset = 0u64;
         let mut failures = 0u32;
@@ -560,7 +556,8 @@ impl<T: Transport> PeerClient<T> {
                 .await
                 .map_err(read_error)?;
             let sent = data.len() as u64;
-            let done = offset + sent >= end;
+            let end = snapshot.snapshot.complete_len().map_err(read_error)?;
+            let done = end.is_some_and(|end| offset + sent >= end);
             let request = InstallSnapshotRequest {
                 vote,
                 meta: snapshot.meta.clone(),
@@ -568,7 +565,10 @@ impl<T: Transport> PeerClient<T> {
                 data,
                 done,
             };
-            let deadline = if done { last_deadline } else { chunk_deadline };
+            let deadline = match end {
+                Some(end) if done => install_deadline(chunk_deadline, end),
+                _ => chunk_deadline,
+            };
             let answer = tokio::select! {
                 closed = &mut cancel => return Err(closed.into()),
                 answer = self.call_within(Rpc::Snapshot(request), deadline) => answer,
@@ -1079,6 +1079,48 @@ mod tests {
                 (2 * CHUNK_BYTES as u64, 100, true),
             ]
         );
+    }
+
+    /// A served snapshot is written as it is read (`SnapshotFile::lazy`): its length is
+    /// unknown when the first chunk goes, and the chunk that reaches its end is the last,
+    /// also when that end falls on a chunk boundary.
+    #[tokio::test]
+    async fn a_snapshot_written_as_it_is_sent_ends_with_the_chunk_that_reaches_its_end() {
+        for (pieces, last) in [(9, CHUNK_BYTES / 4), (12, CHUNK_BYTES)] {
+            let (addr, seen) = receiver(Duration::ZERO, None).await;
+            let mut peer = client(addr, RPC_TIMEOUT);
+            let steps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut lazy = snapshot(0);
+            lazy.snapshot = Box::new(
+                SnapshotFile::lazy(
+                    None,
+                    Box::new(crate::snapshot_file::Pieces {
+                        piece: CHUNK_BYTES / 4,
+                        pieces,
+                        steps: steps.clone(),
+                    }),
+                )
+                .expect("file"),
+            );
+            peer.send_snapshot(
+                vote(),
+                lazy,
+                std::future::pending(),
+                Duration::from_secs(2),
+                CHUNK_BYTES,
+            )
+            .await
+            .expect("the snapshot is installed");
+            assert_eq!(
+                *seen.lock().expect("seen"),
+                [
+                    (0, CHUNK_BYTES, false),
+                    (CHUNK_BYTES as u64, CHUNK_BYTES, false),
+                    (2 * CHUNK_BYTES as u64, last, true),
+                ],
+                "{pieces} pieces"
+            );
+        }
     }
 
     #[tokio::test]

@@ -21,10 +21,18 @@
 //! ## Streaming
 //!
 //! A snapshot never exists whole in memory. Building one only records its header
-//! ([`SnapshotBuilder`]); when it is served (`get_current_snapshot`) it is written to a
-//! [`SnapshotFile`] (a temporary file; the network client reads it from there in chunks
-//! and the receiver's transport writes them into one), the ledger read from the store in pages of
-//! [`BUILD_PAGE_ENTRIES`] through a [`IO_BUFFER_BYTES`] buffer. The receiver reads the
+//! ([`SnapshotBuilder`]); serving it (`get_current_snapshot`) hands over a lazy
+//! [`SnapshotFile`] ([`serve`]) in O(1), whose bytes a [`Spill`] writes as the network
+//! client's reads reach them (a temporary file; the client reads it in chunks and the
+//! receiver's transport writes them into one), the ledger read from the store a page of
+//! [`BUILD_PAGE_ENTRIES`] at a time through a [`IO_BUFFER_BYTES`] buffer. So the first
+//! chunk leaves after one chunk's worth of ledger is read, and chunks keep arriving: a
+//! receiver holds its elections back while they do (`SnapshotsReceiving`). Writing the
+//! whole file first took seconds at hundreds of thousands of entries, during which the
+//! receiver heard nothing from its leader, campaigned, and deposed it; the next leader
+//! started the same snapshot over (a growth benchmark with snapshots every 200 Raft
+//! entries and no log kept churned through 466 terms in 8 minutes), and it held the
+//! state machine worker, which applies nothing meanwhile. The receiver reads the
 //! file back through a buffer of the same size, one entry at a time, on a thread of its own
 //! that decodes and checks each entry and hands them on in batches of
 //! [`PIPELINE_BATCH_BYTES`] (at most [`PIPELINE_BATCHES`] ahead) to the replay, which
@@ -54,8 +62,8 @@
 //!
 //! The whole ledger is shipped, even to a node that has a prefix of it (the receiver skips
 //! rewriting entries it already has, but they cross the network and are verified again).
-//! Serving the current snapshot writes its file from the store: O(ledger) time, bounded
-//! memory, paid once per send (building one is O(1)).
+//! Sending a snapshot writes its file from the store as it goes: O(ledger) time, bounded
+//! memory, paid once per send (building one and serving it are O(1)).
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,61 +263,136 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
-/// Writes the snapshot of `header` to `out`: this node's own ledger
-/// `[0, header.ledger_len)`, read from the store in pages of [`BUILD_PAGE_ENTRIES`] and
-/// chain-checked on the way. Returns the number of bytes written.
-pub(crate) fn write(store: &Store, header: &Header, out: impl Write) -> Result<u64, StoreError> {
-    let mut out = BufWriter::with_capacity(
-        IO_BUFFER_BYTES,
-        Counted {
-            inner: out,
-            bytes: 0,
-        },
-    );
-    let encoded = codec::encode(header).map_err(|source| StoreError::Encode {
-        what: "snapshot header",
-        source,
-    })?;
-    out.write_all(MAGIC).map_err(write_error)?;
-    out.write_all(&(encoded.len() as u64).to_le_bytes())
-        .map_err(write_error)?;
-    out.write_all(&encoded).map_err(write_error)?;
-
-    let mut verifier = ChainVerifier::from_genesis();
-    let mut head = None;
-    let mut lo = 0;
-    while lo < header.ledger_len {
-        let hi = header.ledger_len.min(lo.saturating_add(BUILD_PAGE_ENTRIES));
-        store.ledger_for_each(lo, hi, |index, bytes| {
-            let entry = LedgerEntry::from_bytes(bytes)
-                .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
-            verifier
-                .push(&entry, false)
-                .map_err(|e| StoreError::Corrupt(format!("local ledger: {e}")))?;
-            head = Some(entry.hash);
-            note_held(IO_BUFFER_BYTES + bytes.len());
-            out.write_all(&(bytes.len() as u64).to_le_bytes())
-                .map_err(write_error)?;
-            out.write_all(bytes).map_err(write_error)
-        })?;
-        lo = hi;
-    }
-    if head != header.core.as_ref().map(|c| c.head_hash) {
-        return Err(StoreError::Corrupt(format!(
-            "local ledger head {head:?} differs from the snapshot's state head"
-        )));
-    }
-    let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
-    Ok(counted.bytes)
+/// Writes the snapshot of `header` a piece at a time: the magic and header first, then
+/// this node's own ledger `[0, header.ledger_len)`, read from the store in pages of
+/// [`BUILD_PAGE_ENTRIES`] and chain-checked on the way, one page per [`Spill::step`]; the
+/// last step checks that the ledger ends at the captured head.
+#[derive(Debug)]
+pub(crate) struct Spill {
+    header: Header,
+    verifier: ChainVerifier,
+    head: Option<EntryHash>,
+    /// The next ledger index to write; `None` before the header is.
+    next: Option<u64>,
 }
 
-/// Writes the snapshot of `header` into a new [`SnapshotFile`] in the store's spill
-/// directory, positioned at its start.
-pub(crate) fn spill(store: &Store, header: &Header) -> Result<SnapshotFile, StoreError> {
-    let mut file = SnapshotFile::create_in(store.spill_dir().as_deref()).map_err(write_error)?;
-    write(store, header, file.file_mut())?;
-    io::Seek::rewind(file.file_mut()).map_err(write_error)?;
-    Ok(file)
+impl Spill {
+    pub(crate) fn new(header: Header) -> Spill {
+        Spill {
+            header,
+            verifier: ChainVerifier::from_genesis(),
+            head: None,
+            next: None,
+        }
+    }
+
+    /// Writes the next piece to `out`; returns the bytes written and whether the snapshot
+    /// is complete.
+    pub(crate) fn step(
+        &mut self,
+        store: &Store,
+        out: impl Write,
+    ) -> Result<(u64, bool), StoreError> {
+        let mut out = BufWriter::with_capacity(
+            IO_BUFFER_BYTES,
+            Counted {
+                inner: out,
+                bytes: 0,
+            },
+        );
+        let lo = match self.next {
+            None => {
+                let encoded = codec::encode(&self.header).map_err(|source| StoreError::Encode {
+                    what: "snapshot header",
+                    source,
+                })?;
+                out.write_all(MAGIC).map_err(write_error)?;
+                out.write_all(&(encoded.len() as u64).to_le_bytes())
+                    .map_err(write_error)?;
+                out.write_all(&encoded).map_err(write_error)?;
+                0
+            }
+            Some(lo) => {
+                let hi = self
+                    .header
+                    .ledger_len
+                    .min(lo.saturating_add(BUILD_PAGE_ENTRIES));
+                let (verifier, head) = (&mut self.verifier, &mut self.head);
+                store.ledger_for_each(lo, hi, |index, bytes| {
+                    let entry = LedgerEntry::from_bytes(bytes)
+                        .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
+                    verifier
+                        .push(&entry, false)
+                        .map_err(|e| StoreError::Corrupt(format!("local ledger: {e}")))?;
+                    *head = Some(entry.hash);
+                    note_held(IO_BUFFER_BYTES + bytes.len());
+                    out.write_all(&(bytes.len() as u64).to_le_bytes())
+                        .map_err(write_error)?;
+                    out.write_all(bytes).map_err(write_error)
+                })?;
+                hi
+            }
+        };
+        self.next = Some(lo);
+        let complete = lo >= self.header.ledger_len;
+        if complete && self.head != self.header.core.as_ref().map(|c| c.head_hash) {
+            return Err(StoreError::Corrupt(format!(
+                "local ledger head {:?} differs from the snapshot's state head",
+                self.head
+            )));
+        }
+        let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
+        Ok((counted.bytes, complete))
+    }
+}
+
+/// Writes the snapshot of `header` to `out` whole (see [`Spill`]). Returns the number of
+/// bytes written.
+pub(crate) fn write(
+    store: &Store,
+    header: &Header,
+    mut out: impl Write,
+) -> Result<u64, StoreError> {
+    let mut spill = Spill::new(header.clone());
+    let mut written = 0;
+    loop {
+        let (bytes, complete) = spill.step(store, &mut out)?;
+        written += bytes;
+        if complete {
+            return Ok(written);
+        }
+    }
+}
+
+/// A [`Spill`] of this node's store, run as a lazy [`SnapshotFile`] is read.
+#[derive(Debug)]
+struct Served {
+    store: Arc<Store>,
+    spill: Spill,
+}
+
+impl crate::snapshot_file::Source for Served {
+    fn step(&mut self, out: &mut std::fs::File) -> io::Result<bool> {
+        let (_, complete) = self
+            .spill
+            .step(&self.store, out)
+            .map_err(io::Error::other)?;
+        Ok(complete)
+    }
+}
+
+/// The snapshot of `header` as a lazy [`SnapshotFile`] in the store's spill directory:
+/// O(1) now, its bytes written from the ledger as they are read.
+pub(crate) fn serve(store: Arc<Store>, header: Header) -> Result<SnapshotFile, StoreError> {
+    let dir = store.spill_dir();
+    SnapshotFile::lazy(
+        dir.as_deref(),
+        Box::new(Served {
+            store,
+            spill: Spill::new(header),
+        }),
+    )
+    .map_err(write_error)
 }
 
 /// A snapshot that passed every check; its ledger and rows went to the receiver as they

@@ -18,6 +18,11 @@
 //! snapshot in transit is not durable state (an interrupted transfer starts again), so the
 //! file needs no durability and is deleted when dropped.
 //!
+//! A snapshot a node serves is lazy ([`SnapshotFile::lazy`]): its bytes are written from
+//! the ledger as the sender's reads reach them, a page of entries at a time, so the
+//! first chunk leaves after one chunk's worth of ledger is read, whatever the ledger's
+//! length.
+//!
 //! The file is created in the store's spill directory: the node's data directory on sled
 //! (the same file system the node already sizes for its ledger; the OS temp dir may be a
 //! RAM-backed tmpfs, which would put the snapshot back in memory), the OS temp dir for a
@@ -41,12 +46,22 @@ pub(crate) fn spill_file(dir: Option<&Path>) -> io::Result<File> {
     }
 }
 
+/// What writes a served snapshot's bytes a piece at a time ([`SnapshotFile::lazy`]).
+pub(crate) trait Source: Send + std::fmt::Debug {
+    /// Appends the next piece of the snapshot to `out` (positioned at the end of what was
+    /// written so far); `true` once the snapshot is complete.
+    fn step(&mut self, out: &mut File) -> io::Result<bool>;
+}
+
 /// A snapshot's bytes in an unnamed temporary file, deleted when dropped.
 #[derive(Debug)]
 pub struct SnapshotFile {
     file: File,
     /// Where the last `start_seek` left the file, for `poll_complete`.
     seeked: Option<u64>,
+    /// A served snapshot whose bytes are still being written: reads write what they reach
+    /// first ([`SnapshotFile::lazy`]). `None` once complete, and for every other file.
+    source: Option<Box<dyn Source>>,
 }
 
 impl SnapshotFile {
@@ -55,27 +70,85 @@ impl SnapshotFile {
         Ok(SnapshotFile {
             file: spill_file(dir)?,
             seeked: None,
+            source: None,
+        })
+    }
+
+    /// A snapshot whose bytes `source` writes as they are read, in a new file in `dir`: a
+    /// node serving a snapshot sends its first chunk after one chunk's worth of the ledger
+    /// is written, not after the whole ledger is (seconds at hundreds of thousands of
+    /// entries, during which the receiver heard nothing and campaigned), and the state
+    /// machine worker that hands the snapshot over (`get_current_snapshot`) does not stop
+    /// applying meanwhile.
+    pub(crate) fn lazy(dir: Option<&Path>, source: Box<dyn Source>) -> io::Result<SnapshotFile> {
+        Ok(SnapshotFile {
+            source: Some(source),
+            ..SnapshotFile::create_in(dir)?
         })
     }
 
     /// A snapshot already written to `file` (an unnamed temporary file: [`crate::seed`]).
     pub(crate) fn from_file(file: File) -> SnapshotFile {
-        SnapshotFile { file, seeked: None }
+        SnapshotFile {
+            file,
+            seeked: None,
+            source: None,
+        }
     }
 
-    /// The file, for synchronous reads and writes (the builder and the install).
-    pub fn file_mut(&mut self) -> &mut File {
+    /// The file, for synchronous reads and writes (the install); a lazy snapshot is
+    /// finished first.
+    pub fn file_mut(&mut self) -> io::Result<&mut File> {
+        self.finish()?;
         self.seeked = None;
-        &mut self.file
+        Ok(&mut self.file)
     }
 
-    /// Its length in bytes.
-    pub fn len(&self) -> io::Result<u64> {
+    /// Its length in bytes (a lazy snapshot is finished first).
+    pub fn len(&mut self) -> io::Result<u64> {
+        self.finish()?;
         Ok(self.file.metadata()?.len())
     }
 
-    pub fn is_empty(&self) -> io::Result<bool> {
+    pub fn is_empty(&mut self) -> io::Result<bool> {
         Ok(self.len()? == 0)
+    }
+
+    /// The snapshot's length once every byte of it is written; `None` while a lazy
+    /// snapshot is still being written.
+    pub fn complete_len(&self) -> io::Result<Option<u64>> {
+        match self.source {
+            Some(_) => Ok(None),
+            None => Ok(Some(self.file.metadata()?.len())),
+        }
+    }
+
+    /// Writes a lazy snapshot on until the file holds at least `target` bytes or the
+    /// snapshot is complete; the read position stays where it was.
+    fn fill_to(&mut self, target: u64) -> io::Result<()> {
+        let Some(source) = self.source.as_mut() else {
+            return Ok(());
+        };
+        let at = self.file.stream_position()?;
+        let mut len = self.file.seek(SeekFrom::End(0))?;
+        let mut complete = false;
+        while len < target {
+            if source.step(&mut self.file)? {
+                complete = true;
+                break;
+            }
+            len = self.file.stream_position()?;
+        }
+        self.file.seek(SeekFrom::Start(at))?;
+        if complete {
+            self.source = None;
+        }
+        Ok(())
+    }
+
+    /// Writes the rest of a lazy snapshot.
+    fn finish(&mut self) -> io::Result<()> {
+        self.fill_to(u64::MAX)
     }
 
     /// A file holding `bytes`, positioned at its start (tests that forge snapshots).
@@ -89,6 +162,7 @@ impl SnapshotFile {
     /// The whole contents, read from the start; leaves the position at the end. Tests
     /// and tools only: it holds the whole snapshot in memory.
     pub fn to_bytes(&mut self) -> io::Result<Vec<u8>> {
+        self.finish()?;
         self.seeked = None;
         self.file.rewind()?;
         let mut out = Vec::new();
@@ -104,6 +178,10 @@ impl AsyncRead for SnapshotFile {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.source.is_some() {
+            let at = this.file.stream_position()?;
+            this.fill_to(at.saturating_add(buf.remaining() as u64))?;
+        }
         let n = this.file.read(buf.initialize_unfilled())?;
         buf.advance(n);
         Poll::Ready(Ok(()))
@@ -133,6 +211,9 @@ impl AsyncWrite for SnapshotFile {
 impl AsyncSeek for SnapshotFile {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         let this = self.get_mut();
+        if matches!(position, SeekFrom::End(_)) {
+            this.finish()?;
+        }
         this.seeked = Some(this.file.seek(position)?);
         Ok(())
     }
@@ -146,11 +227,78 @@ impl AsyncSeek for SnapshotFile {
     }
 }
 
+/// A lazy snapshot's source for tests: `pieces` pieces of `piece` bytes, the byte of each
+/// its piece number, counting the steps taken.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Pieces {
+    pub piece: usize,
+    pub pieces: usize,
+    pub steps: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(test)]
+impl Source for Pieces {
+    fn step(&mut self, out: &mut File) -> io::Result<bool> {
+        let step = self.steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        out.write_all(&vec![step as u8; self.piece])?;
+        Ok(step + 1 == self.pieces)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
     use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_lazy_snapshot_is_written_as_far_as_it_is_read() {
+        let steps = Arc::default();
+        let source = Pieces {
+            piece: 1000,
+            pieces: 10,
+            steps: Arc::clone(&steps),
+        };
+        let mut file = SnapshotFile::lazy(None, Box::new(source)).expect("create");
+        assert_eq!(file.complete_len().expect("len"), None);
+        let mut first = vec![0; 2500];
+        file.read_exact(&mut first).await.expect("read");
+        assert_eq!(
+            steps.load(Ordering::SeqCst),
+            3,
+            "reading 2,500 bytes writes three pieces, not ten"
+        );
+        assert_eq!(first[999..1001], [0, 1]);
+        assert_eq!(file.complete_len().expect("len"), None);
+        // A chunk re-read from an earlier offset (a retry) writes nothing more.
+        file.seek(SeekFrom::Start(500)).await.expect("seek");
+        let mut again = vec![0; 1000];
+        file.read_exact(&mut again).await.expect("read");
+        assert_eq!(steps.load(Ordering::SeqCst), 3);
+        assert_eq!(again, first[500..1500]);
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).await.expect("read");
+        assert_eq!(rest.len(), 10_000 - 1500);
+        assert_eq!(file.complete_len().expect("len"), Some(10_000));
+        assert_eq!(steps.load(Ordering::SeqCst), 10);
+        // Seeking to the end of an unfinished one finishes it.
+        let steps = Arc::default();
+        let mut other = SnapshotFile::lazy(
+            None,
+            Box::new(Pieces {
+                piece: 10,
+                pieces: 4,
+                steps: Arc::clone(&steps),
+            }),
+        )
+        .expect("create");
+        assert_eq!(other.seek(SeekFrom::End(0)).await.expect("seek"), 40);
+        assert_eq!(other.to_bytes().expect("bytes")[30..], [3; 10]);
+    }
 
     #[tokio::test]
     async fn reads_writes_and_seeks_like_a_cursor() {

@@ -623,7 +623,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let write_error = |e: &StoreError| -> StorageError<NodeId> {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
         };
-        let file = snapshot.file_mut();
+        let file = snapshot
+            .file_mut()
+            .map_err(|e| read_snapshot_error(Some(meta), &e))?;
         std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
         let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
         let rows = StoreRows::shared(self.store.clone(), staging.generation());
@@ -705,8 +707,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         else {
             return Ok(None);
         };
+        // O(1): the bytes are written from the ledger as the sender reads them.
         let header = Header::from_record(&record);
-        let file = snapshot::spill(&self.store, &header)
+        let file = snapshot::serve(self.store.clone(), header)
             .map_err(|e| read_snapshot_error(Some(&record.meta), &e))?;
         Ok(Some(openraft::Snapshot {
             meta: record.meta,
@@ -1271,6 +1274,39 @@ mod tests {
             sm.get_current_snapshot().await.expect("read").is_none(),
             "nothing recorded"
         );
+    }
+
+    /// A served snapshot is written as it is read: after a chunk's worth of reads it is
+    /// not complete (a page of entries is written, not the ledger), and read to its end
+    /// it is byte for byte the snapshot written in one go. The state machine worker that
+    /// hands it over (`get_current_snapshot`) no longer writes the ledger first.
+    #[tokio::test]
+    async fn a_served_snapshot_is_written_as_it_is_read() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut sm) = open_sm(dir.path());
+        sm.apply(longer_workload(1_200)).await.expect("apply");
+        let ledger_len = sm.replica().ledger_len();
+        assert!(
+            ledger_len > 2 * snapshot::BUILD_PAGE_ENTRIES,
+            "{ledger_len}"
+        );
+        let mut served = built_snapshot(&mut sm).await;
+        assert_eq!(served.snapshot.complete_len().expect("len"), None);
+        let mut first = vec![0; 64 * 1024];
+        served.snapshot.read_exact(&mut first).await.expect("read");
+        assert_eq!(
+            served.snapshot.complete_len().expect("len"),
+            None,
+            "one chunk read writes a page, not the ledger"
+        );
+        let mut rest = Vec::new();
+        served.snapshot.read_to_end(&mut rest).await.expect("read");
+        assert!(served.snapshot.complete_len().expect("len").is_some());
+        let record = sm.store.read_snapshot().expect("read").expect("a record");
+        let mut whole = Vec::new();
+        snapshot::write(&sm.store, &Header::from_record(&record), &mut whole).expect("write");
+        assert_eq!([first, rest].concat(), whole);
     }
 
     async fn served_bytes(sm: &mut StateMachine, meta: &SnapshotMeta) -> Vec<u8> {
