@@ -21,7 +21,10 @@
 //! A snapshot a node serves is lazy ([`SnapshotFile::lazy`]): its bytes are written from
 //! the ledger as the sender's reads reach them, a page of entries at a time, so the
 //! first chunk leaves after one chunk's worth of ledger is read, whatever the ledger's
-//! length.
+//! length. Those writes happen inside `poll_read` too, on the sending task: per chunk,
+//! the ledger pages that fill it (4 MiB of store reads and file writes, tens of
+//! milliseconds), where the whole ledger used to be written on the state machine worker
+//! before the first chunk.
 //!
 //! The file is created in the store's spill directory: the node's data directory on sled
 //! (the same file system the node already sizes for its ledger; the OS temp dir may be a
