@@ -133,17 +133,21 @@ impl SnapshotFile {
             return Ok(());
         };
         let at = self.file.stream_position()?;
-        let mut len = self.file.seek(SeekFrom::End(0))?;
-        let mut complete = false;
-        while len < target {
-            if source.step(&mut self.file)? {
-                complete = true;
-                break;
+        let mut written = || -> io::Result<bool> {
+            let mut len = self.file.seek(SeekFrom::End(0))?;
+            while len < target {
+                if source.step(&mut self.file)? {
+                    return Ok(true);
+                }
+                len = self.file.stream_position()?;
             }
-            len = self.file.stream_position()?;
-        }
+            Ok(false)
+        };
+        let complete = written();
+        // The read position is put back whatever happened, so a failed step leaves the
+        // file as readable as it was.
         self.file.seek(SeekFrom::Start(at))?;
-        if complete {
+        if complete? {
             self.source = None;
         }
         Ok(())

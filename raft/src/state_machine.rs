@@ -756,7 +756,7 @@ impl Replica {
         self.store.log_keep_floor(keep)
     }
 
-    /// Bytes of log this node appended since it started past `index`: an estimate for
+    /// Bytes of log this node holds past `index`: an estimate for
     /// metrics and logs.
     pub fn log_bytes_after(&self, index: u64) -> u64 {
         self.store.log_bytes_after(index)
@@ -1178,6 +1178,32 @@ mod tests {
         assert_eq!(state.last_log_id, Some(log_id(1, 0, 7)));
         let stored = log.try_get_log_entries(..).await.expect("entries");
         assert_eq!(stored.first().map(|e| e.log_id.index), Some(5));
+    }
+
+    /// The log a store holds when it reopens is counted (by an estimate from a few of its
+    /// entries), so a node restarted before a budget's worth of new appends still purges
+    /// down to its budget; without the count it would keep the old log for good.
+    #[tokio::test]
+    async fn the_log_held_at_reopen_counts_toward_the_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (mut log, _sm) = open_sm(dir.path());
+            log.blocking_append(longer_workload(40))
+                .await
+                .expect("append");
+        }
+        let (_log, sm) = open_sm(dir.path());
+        let replica = sm.replica();
+        assert_eq!(
+            replica.log_keep_floor(1 << 30),
+            None,
+            "it fits a large budget"
+        );
+        let floor = replica
+            .log_keep_floor(1)
+            .expect("a one-byte budget purges what the node held at open");
+        assert_eq!(floor, 47, "the last entry is the last sample");
+        assert!(replica.log_bytes_after(0) > 0);
     }
 
     /// Builds a snapshot on a store with the whole workload applied.

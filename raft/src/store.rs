@@ -306,7 +306,8 @@ pub struct Store {
     frontier: Mutex<Frontier>,
     /// The state map's top levels, kept in memory ([`map::MapTop`]).
     map_top: std::sync::RwLock<map::MapTop>,
-    /// Bytes of log appended since open, by index ([`log_sizes::LogSizes`]).
+    /// Bytes of log by index: appended since open, and estimated for the log held at open
+    /// ([`log_sizes::LogSizes`]).
     log_sizes: Mutex<log_sizes::LogSizes>,
 }
 
@@ -317,6 +318,10 @@ impl fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+/// Log entries read at open to estimate the size of the log held then
+/// ([`Store::seed_log_sizes`]).
+const LOG_SIZE_PROBES: u64 = 16;
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -426,6 +431,7 @@ impl Store {
             log_sizes: Default::default(),
         };
         store.recover()?;
+        store.seed_log_sizes()?;
         store.map_top_load()?;
         store.demote_vote(node_id)?;
         // Makes the recovery (and, on sled, blobs an earlier run never synced) durable.
@@ -705,18 +711,46 @@ impl Store {
         self.durable_flush()
     }
 
-    /// The highest log index whose purge keeps at most `keep` bytes of the log appended
-    /// since this store was opened, and as many under that as it can (to within a
-    /// sampling gap: see [`log_sizes::LogSizes`]); `None` while the log appended since
-    /// open fits in `keep`. The log held at open is not counted: it is kept until then,
-    /// and goes with the first purge.
+    /// The highest log index whose purge keeps at most `keep` bytes of the log, and as
+    /// many under that as it can (to within a sampling gap: see [`log_sizes::LogSizes`];
+    /// the log held at open is counted by an estimate, [`Store::seed_log_sizes`]); `None`
+    /// while the whole log fits in `keep`.
     pub fn log_keep_floor(&self, keep: u64) -> Option<u64> {
         lock(&self.log_sizes).keep_floor(keep)
     }
 
-    /// Bytes of log past `index` appended since open (to within a sampling gap).
+    /// Bytes of log past `index` (to within a sampling gap; estimated for the log held at
+    /// open).
     pub fn log_bytes_after(&self, index: u64) -> u64 {
         lock(&self.log_sizes).bytes_after(index)
+    }
+
+    /// Counts the log this store holds at open by an estimate: its entries times the mean
+    /// encoded size of [`LOG_SIZE_PROBES`] of them, spread over it. O(1) reads, so a
+    /// restart does not read the log; a log of entries of very different sizes (small
+    /// writes, then batches) is estimated only as well as the probes land.
+    fn seed_log_sizes(&self) -> Result<(), StoreError> {
+        let first = self.last_purged()?.map_or(0, |purged| purged.index + 1);
+        let Some(last) = self.log_last_id()?.map(|id| id.index) else {
+            return Ok(());
+        };
+        if last < first {
+            return Ok(());
+        }
+        let count = last - first + 1;
+        let probes = count.min(LOG_SIZE_PROBES);
+        let (mut bytes, mut seen) = (0u64, 0u64);
+        for probe in 0..probes {
+            let index = first + probe * count / probes;
+            if let Some(value) = self.disk.get(TreeName::Log, &index_key(index))? {
+                bytes += value.len() as u64;
+                seen += 1;
+            }
+        }
+        if let Some(mean) = bytes.checked_div(seen) {
+            lock(&self.log_sizes).seed(first, last, mean);
+        }
+        Ok(())
     }
 
     /// Records `upto` as purged and deletes entries up to and including it, in one batch,

@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(keep(10, 1 << 20).purge_upto(100, Some(40)), Some(40));
         // The entries rule keeps more than the budget.
         assert_eq!(keep(10, 1 << 20).purge_upto(100, Some(95)), Some(90));
-        // Nothing appended since start is counted: nothing goes by bytes.
+        // The whole log fits the budget: nothing goes by bytes.
         assert_eq!(keep(0, 1 << 20).purge_upto(100, None), None);
         // Never past the snapshot, whatever the budget allows.
         assert_eq!(keep(0, 1 << 20).purge_upto(100, Some(500)), Some(100));

@@ -75,8 +75,9 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     (
         RAFT_LOG_BYTES,
-        "Bytes of Raft log this node appended since it started and still holds (an estimate, \
-         sampled every 64 KiB or more; raft.log_keep_mb bounds what a snapshot covers)",
+        "Bytes of Raft log this node holds (an estimate: sampled every 64 KiB or more, the \
+         log held at start from a few of its entries; raft.log_keep_mb bounds what a \
+         snapshot covers)",
     ),
     (
         RAFT_REPLICATION_LAG_ENTRIES,

@@ -10,10 +10,12 @@
 //! samples it removes and rewinds the total to the last one left (bytes between it and the
 //! truncation point are forgotten: an undercount of less than one gap).
 //!
-//! Only what was appended since the store was opened is counted: the log a node held when
-//! it started has no samples, so it is kept until what was appended since exceeds the
-//! budget, and then purged with the oldest of that. A node therefore holds at most its
-//! budget plus what it held at start.
+//! The log a node holds when its store opens is counted by an estimate
+//! ([`LogSizes::seed`]): its entries times the mean size of a few of them read at open,
+//! sampled as if every entry had that size. So a node that restarts often still purges
+//! what it held before (without it, a node restarted before each budget's worth of
+//! appends would never purge), and the error is that of the estimate, on that part of the
+//! log only.
 
 use std::collections::VecDeque;
 
@@ -27,7 +29,8 @@ pub(crate) const GAP_BYTES_INITIAL: u64 = 64 * 1024;
 pub(crate) struct LogSizes {
     /// `(index, total through index)`, both strictly increasing.
     samples: VecDeque<(u64, u64)>,
-    /// Bytes appended since open, through the last entry.
+    /// Bytes through the last entry: appended since open, plus the estimate of the log
+    /// held at open ([`LogSizes::seed`]).
     total: u64,
     /// Bytes between two samples, at least.
     gap: u64,
@@ -44,6 +47,30 @@ impl Default for LogSizes {
 }
 
 impl LogSizes {
+    /// Counts the log `[first, last]` a store holds when it opens at `mean` bytes an entry
+    /// (an estimate: [`crate::store::Store`] reads a few of them). Only on an empty count.
+    pub(crate) fn seed(&mut self, first: u64, last: u64, mean: u64) {
+        debug_assert!(self.samples.is_empty(), "seeded twice");
+        if last < first || !self.samples.is_empty() {
+            return;
+        }
+        let mean = mean.max(1);
+        let mut index = first;
+        loop {
+            self.total = (index - first + 1).saturating_mul(mean);
+            self.samples.push_back((index, self.total));
+            if self.samples.len() > SAMPLES_MAX {
+                self.thin();
+            }
+            if index == last {
+                return;
+            }
+            // One sample a gap, as appends are sampled (the gap grows as samples thin).
+            let every = (self.gap / mean).max(1);
+            index = index.saturating_add(every).min(last);
+        }
+    }
+
     /// Records an appended entry of `bytes` at `index` (appends come in index order;
     /// an append over existing indexes comes after their truncation).
     pub(crate) fn appended(&mut self, index: u64, bytes: u64) {
@@ -85,11 +112,11 @@ impl LogSizes {
         }
     }
 
-    /// The highest index whose purge leaves at most `keep` bytes of the log appended since
-    /// open and keeps as many as it can under that, to within one gap; `None` while what
-    /// was appended since open fits in `keep` (the log from before open, of unknown size,
-    /// is kept until then). `keep = 0` is answered with the last sample, which may be short
-    /// of the last entry by up to one gap.
+    /// The highest index whose purge leaves at most `keep` bytes of the log and keeps as
+    /// many as it can under that, to within one gap (more than `keep` only when even the
+    /// last sample leaves more: then that sample); `None` while the whole log fits in
+    /// `keep`. `keep = 0` is answered with the last sample, which may be short of the last
+    /// entry by up to one gap.
     pub(crate) fn keep_floor(&self, keep: u64) -> Option<u64> {
         if self.total <= keep {
             return None;
@@ -102,7 +129,7 @@ impl LogSizes {
         Some(self.samples[at].0)
     }
 
-    /// Bytes appended since open past `index` (an estimate, to within one gap). For
+    /// Bytes of log past `index` (an estimate, to within one gap). For
     /// metrics and logs.
     pub(crate) fn bytes_after(&self, index: u64) -> u64 {
         let first_past = self.samples.partition_point(|&(i, _)| i <= index);
@@ -162,9 +189,29 @@ mod tests {
     }
 
     #[test]
-    fn the_log_from_before_open_is_kept_until_what_came_since_exceeds_the_budget() {
+    fn the_log_held_at_open_is_counted_from_its_estimate() {
         let mut sizes = LogSizes::default();
-        // Entries 1..=4 were in the log at open: unknown here.
+        // 1,000 entries of about 16 KiB at open: a sample every 4 entries.
+        sizes.seed(101, 1_100, 16 * 1024);
+        assert_eq!(sizes.keep_floor(1 << 30), None, "all of it fits");
+        // Keeping 1 MiB (64 entries) purges the rest, as if they had been appended.
+        let floor = sizes.keep_floor(1024 * 1024).expect("a floor");
+        assert!((1_036..=1_040).contains(&floor), "{floor}");
+        // Appends go on from the estimate.
+        appended(&mut sizes, 1_101..=1_164, 16 * 1024);
+        let floor = sizes.keep_floor(1024 * 1024).expect("a floor");
+        assert!((1_100..=1_104).contains(&floor), "{floor}");
+        // A huge log at open stays within the sample bound.
+        let mut huge = LogSizes::default();
+        huge.seed(0, 100_000_000, 64);
+        assert!(huge.samples() <= SAMPLES_MAX);
+        assert_eq!(huge.keep_floor(0), Some(100_000_000));
+    }
+
+    #[test]
+    fn without_a_seed_the_log_from_before_open_is_kept_until_what_came_since_exceeds_the_budget() {
+        let mut sizes = LogSizes::default();
+        // Entries 1..=4 were in the log at open, not counted.
         appended(&mut sizes, 5..=10, GAP_BYTES_INITIAL);
         assert_eq!(sizes.keep_floor(6 * GAP_BYTES_INITIAL), None);
         assert_eq!(sizes.keep_floor(1 << 30), None);
