@@ -520,6 +520,11 @@ impl LocalCluster {
         }
     }
 
+    /// The first node of the cluster that is not `id` (a follower, given the leader's id).
+    pub fn other_than(&self, id: u64) -> Option<u64> {
+        self.nodes.iter().map(|n| n.id).find(|other| *other != id)
+    }
+
     /// Statuses of every running node.
     pub async fn statuses(&self) -> Vec<StatusView> {
         let mut out = Vec::new();

@@ -402,12 +402,7 @@ async fn follower_down_across_snapshots(log_keep_mb: &'static str) {
     let ledger = ledger_id(&cluster);
     let leader = cluster.leader().await.expect("leader");
     let leader_client = client(&cluster.node(leader).url());
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let follower = cluster.other_than(leader).expect("a follower");
 
     phase(start, &format!("SIGKILL of follower {follower}"));
     let down_at = status(&cluster, leader).await.last_log_index.unwrap_or(0);

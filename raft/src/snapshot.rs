@@ -244,22 +244,17 @@ pub(crate) mod meter {
     }
 }
 
-/// A writer that counts what passes through it and notes each write's size.
-struct Counted<W> {
-    inner: W,
-    bytes: u64,
-}
+/// A writer that notes the size of each write passing through it ([`note_held`]).
+struct Metered<W>(W);
 
-impl<W: Write> Write for Counted<W> {
+impl<W: Write> Write for Metered<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         note_held(buf.len());
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.0.flush()
     }
 }
 
@@ -286,20 +281,9 @@ impl Spill {
         }
     }
 
-    /// Writes the next piece to `out`; returns the bytes written and whether the snapshot
-    /// is complete.
-    pub(crate) fn step(
-        &mut self,
-        store: &Store,
-        out: impl Write,
-    ) -> Result<(u64, bool), StoreError> {
-        let mut out = BufWriter::with_capacity(
-            IO_BUFFER_BYTES,
-            Counted {
-                inner: out,
-                bytes: 0,
-            },
-        );
+    /// Writes the next piece to `out`; returns whether the snapshot is complete.
+    pub(crate) fn step(&mut self, store: &Store, out: impl Write) -> Result<bool, StoreError> {
+        let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, Metered(out));
         let lo = match self.next {
             None => {
                 let encoded = codec::encode(&self.header).map_err(|source| StoreError::Encode {
@@ -341,27 +325,16 @@ impl Spill {
                 self.head
             )));
         }
-        let counted = out.into_inner().map_err(|e| write_error(e.into_error()))?;
-        Ok((counted.bytes, complete))
+        out.flush().map_err(write_error)?;
+        Ok(complete)
     }
 }
 
-/// Writes the snapshot of `header` to `out` whole (see [`Spill`]). Returns the number of
-/// bytes written.
-pub(crate) fn write(
-    store: &Store,
-    header: &Header,
-    mut out: impl Write,
-) -> Result<u64, StoreError> {
+/// Writes the snapshot of `header` to `out` whole (see [`Spill`]).
+pub(crate) fn write(store: &Store, header: &Header, mut out: impl Write) -> Result<(), StoreError> {
     let mut spill = Spill::new(header.clone());
-    let mut written = 0;
-    loop {
-        let (bytes, complete) = spill.step(store, &mut out)?;
-        written += bytes;
-        if complete {
-            return Ok(written);
-        }
-    }
+    while !spill.step(store, &mut out)? {}
+    Ok(())
 }
 
 /// A [`Spill`] of this node's store, run as a lazy [`SnapshotFile`] is read.
@@ -373,11 +346,7 @@ struct Served {
 
 impl crate::snapshot_file::Source for Served {
     fn step(&mut self, out: &mut std::fs::File) -> io::Result<bool> {
-        let (_, complete) = self
-            .spill
-            .step(&self.store, out)
-            .map_err(io::Error::other)?;
-        Ok(complete)
+        self.spill.step(&self.store, out).map_err(io::Error::other)
     }
 }
 

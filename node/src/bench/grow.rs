@@ -171,10 +171,7 @@ pub struct Outage {
 async fn outage(args: &BenchArgs, cluster: &mut LocalCluster) -> anyhow::Result<Outage> {
     let leader = cluster.leader().await?;
     let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
+        .other_than(leader)
         .context("--mode grow needs at least 2 nodes to take one down")?;
     let leader_client = cluster.node(leader).client();
     cluster.kill(follower).await?;
@@ -299,10 +296,7 @@ async fn rounds_and_recovery(
     // Restart a follower; time until it serves a linearizable read.
     let leader = cluster.leader().await?;
     let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
+        .other_than(leader)
         .context("--mode grow needs at least 2 nodes to restart a follower")?;
     cluster.kill(follower).await?;
     let restarted = Instant::now();
