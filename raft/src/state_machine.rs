@@ -1614,15 +1614,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn interrupted_install_leftovers_are_trimmed_on_open() {
-        // Simulates a crash after the ledger of an install was written but before its
-        // commit point: ledger entries past the applied length are removed on open.
+    async fn leftovers_past_the_applied_ledger_are_unread_and_written_over() {
+        // A crash after an apply or an install wrote ledger entries past the applied
+        // length, before its commit point. Open leaves them (removing them would cost
+        // O(what a crash left) before the node serves); nothing reads them, and the
+        // applies that follow write over them.
         let dir = tempfile::tempdir().expect("tempdir");
-        let expected = {
+        let stray = {
             let (_log, mut sm) = open_sm(dir.path());
             sm.apply(workload()[..3].to_vec()).await.expect("apply");
+            let next = sm.replica().ledger_len();
             let stray = LedgerEntry::seal(
-                LedgerIndex(7),
+                LedgerIndex(next),
                 LedgerTime(1),
                 sm.replica()
                     .with_state(|s| s.expect("state").constitution_version()),
@@ -1633,27 +1636,33 @@ mod tests {
                 },
             );
             sm.store
-                .write_raw(TreeName::Ledger, &7u64.to_be_bytes(), &stray.to_bytes());
-            let head = sm.replica().tree_head().expect("tree head");
-            // And Merkle records past the applied length (of leaves 3 and 7).
+                .write_raw(TreeName::Ledger, &next.to_be_bytes(), &stray.to_bytes());
+            // And Merkle records past the applied length (of leaves `next` and 7).
             sm.store
-                .write_raw(TreeName::Merkle, &4u64.to_be_bytes(), &[9; 96]);
+                .write_raw(TreeName::Merkle, &(next + 1).to_be_bytes(), &[9; 96]);
             sm.store
                 .write_raw(TreeName::Merkle, &8u64.to_be_bytes(), &[9; 128]);
-            (sm.replica().state_hash(), head)
+            stray
         };
-        let (_log, sm) = open_sm(dir.path());
-        assert_eq!(sm.replica().state_hash(), expected.0);
+        let (_log, mut sm) = open_sm(dir.path());
+        let next = stray.index.0;
         assert_eq!(
-            sm.store.ledger_get(7).expect("read"),
+            sm.store.ledger_get(next).expect("read"),
+            Some(stray),
+            "open leaves the entry on disk"
+        );
+        assert_eq!(
+            sm.replica().ledger_entry(LedgerIndex(next)).expect("read"),
             None,
-            "stray entry removed"
+            "and no read sees it"
         );
-        assert_eq!(sm.replica().tree_head().expect("tree head"), expected.1);
-        assert_eq!(
-            sm.store.ledger_tree().expect("tree").size(),
-            expected.1.size
-        );
+        sm.apply(workload()[3..].to_vec()).await.expect("apply");
+        assert!(sm.replica().ledger_len() > next);
+
+        let fresh_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut fresh) = open_sm(fresh_dir.path());
+        fresh.apply(workload()).await.expect("apply");
+        assert_eq!(holding(&mut sm).await, holding(&mut fresh).await);
     }
 
     /// [`workload`], then `extra` more submissions of one to three deposits each.
@@ -2121,6 +2130,23 @@ mod tests {
         rows: Vec<usize>,
     }
 
+    impl Holding {
+        /// What the node reads: without what an interrupted install left unread (the
+        /// stage, entries past the ledger, rows of another generation).
+        fn read(&self) -> Holding {
+            Holding {
+                ledger: self.ledger.clone(),
+                state_hash: self.state_hash,
+                applied: self.applied.clone(),
+                tree: self.tree,
+                current: self.current.clone(),
+                staged: 0,
+                past_ledger: 0,
+                rows: Vec::new(),
+            }
+        }
+    }
+
     async fn holding(sm: &mut StateMachine) -> Holding {
         let replica = sm.replica();
         let mut staged = 0;
@@ -2500,12 +2526,14 @@ mod tests {
             disk.crash_keeping(keep);
             disk.set_flushes_lie(false);
             let mut sm = open_on_test_disk(&disk);
-            let now = holding(&mut sm).await;
-            if now == before {
+            // What the node reads; what a crash left unread stays until the next install.
+            let now = holding(&mut sm).await.read();
+            if now == before.read() {
                 kept_old += 1;
             } else {
                 assert_eq!(
-                    now, want,
+                    now,
+                    want.read(),
                     "after a crash keeping {keep} of {writes} writes the node holds neither \
                      what it had nor the snapshot"
                 );
@@ -2524,6 +2552,82 @@ mod tests {
             kept_old > 0 && kept_new > 0,
             "{kept_old} old, {kept_new} new"
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_killed_deep_in_an_install_opens_at_once_and_its_retry_keeps_what_it_wrote() {
+        use crate::disk::test_disk::SimDisk;
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, good) = long_leader(leader_dir.path(), 600).await;
+        let want = holding(&mut leader).await;
+
+        // A fresh follower whose install's writes are all pending (flushes lie).
+        let prepare = || async {
+            let disk = SimDisk::new("install-killed");
+            let mut sm = open_on_test_disk(&disk);
+            let before = holding(&mut sm).await;
+            disk.set_flushes_lie(true);
+            install_bytes(&mut sm, &meta, &good)
+                .await
+                .expect("installs");
+            drop(sm);
+            (disk, before)
+        };
+        let (disk, _) = prepare().await;
+        let install_writes = disk.pending_batches();
+
+        // The latest crash point before the switch: the node holds what it had, and
+        // every entry the install received is on disk past its ledger. Open's own writes
+        // are left pending, to be counted.
+        let mut keep = install_writes;
+        let (disk, before, left, opened) = loop {
+            keep -= 1;
+            let (disk, before) = prepare().await;
+            disk.crash_keeping(keep);
+            disk.set_flushes_lie(true);
+            let mut sm = open_on_test_disk(&disk);
+            let opened = disk.pending_batches();
+            let now = holding(&mut sm).await;
+            if now.read() == before.read() {
+                break (disk, before, now, opened);
+            }
+        };
+        assert!(
+            left.past_ledger + 1 >= want.ledger.len(),
+            "the install had written its ledger: {} of {}",
+            left.past_ledger,
+            want.ledger.len()
+        );
+        assert!(
+            left.rows.len() > before.rows.len(),
+            "and rows of its generation"
+        );
+        // Open wrote a constant number of batches, whatever the install left: it removed
+        // none of it.
+        assert!(
+            opened <= 2,
+            "open wrote {opened} batches over {} entries left past the ledger",
+            left.past_ledger
+        );
+
+        // The retry installs, writing none of the entries it finds already written.
+        disk.set_flushes_lie(false);
+        let mut sm = open_on_test_disk(&disk);
+        let inserts = disk.ledger_inserts();
+        install_bytes(&mut sm, &meta, &good)
+            .await
+            .expect("the retry installs");
+        assert_eq!(
+            disk.ledger_inserts() - inserts,
+            0,
+            "the retry wrote ledger entries it found written"
+        );
+        assert_eq!(holding(&mut sm).await, want, "and left nothing behind");
+        drop(sm);
+        disk.set_flushes_lie(false);
+        let mut sm = open_on_test_disk(&disk);
+        assert_eq!(holding(&mut sm).await, want);
     }
 
     #[tokio::test]

@@ -45,8 +45,9 @@
 //!   memory: no reads), in order; then one batch with the state rows the apply changed
 //!   and the `applied` record (which holds the ledger length, and so the tree's size).
 //!   That batch is the commit point: a crash before it leaves entries at or past its
-//!   `ledger_len` and tree records past it (`end > ledger_len`), which open removes (they
-//!   are applied again from the log), and the rows as they were. Open also builds the tree
+//!   `ledger_len`, which nothing reads and the same apply writes again (from the log),
+//!   tree records past it (`end > ledger_len`), which open removes, and the rows as they
+//!   were. Open also builds the tree
 //!   from the ledger where it falls short (a store from before the tree), and checks its
 //!   last leaf against the last entry.
 //! * A snapshot record is one write; the snapshot's ledger is the store's own prefix and
@@ -62,8 +63,11 @@
 //!   `snap_stage` (batches of [`STAGE_BATCH_BYTES`]); and the replay of the snapshot
 //!   writes its state rows to the next generation, in pages; nothing else is touched, so
 //!   a refused or interrupted install leaves the node as it was (a refusal clears the
-//!   stage, the ledger past its applied length and that generation; open clears what a
-//!   crash left there). Once every check passed: the last rows, then the `install` record
+//!   stage, the ledger past its applied length and that generation; what a crash left
+//!   there nothing reads, and open leaves it, so a node killed a million entries into an
+//!   install opens at once: the next install clears the stage and the generation, writes
+//!   over the ledger's leftovers or keeps those it receives again, and removes any past
+//!   its length; applies write over the rest). Once every check passed: the last rows, then the `install` record
 //!   in `sm` — the switch point — then the staged entries move into `ledger` (a page of
 //!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
 //!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
@@ -543,8 +547,12 @@ impl Store {
             }
         }
         // A snapshot install that reached its switch point is carried out before anything
-        // below reads the applied record; one that did not leaves only staged entries,
-        // entries past the applied ledger and rows no record points at, which are removed.
+        // below reads the applied record. One that did not leaves staged entries, entries
+        // past the applied ledger and rows of a generation no record points at: all of
+        // them unread, so open leaves them where they are rather than spend O(what was
+        // received) before the node can serve (a node killed a million entries into an
+        // install took over 20 s to open when open removed them). Applies overwrite the
+        // ledger's, and the next install clears the rest (`Store::begin_install`).
         if let Some(install) = self.install_record()? {
             tracing::warn!(
                 snapshot_id = %install.snapshot.meta.snapshot_id,
@@ -553,20 +561,19 @@ impl Store {
             );
             self.finish_install(&install)?;
         }
-        let unstaged = self.clear_stage()?;
-        if unstaged > 0 {
-            tracing::warn!(
-                unstaged,
-                "removed the staged entries of a snapshot install that never switched over"
-            );
-        }
         let applied = self.read_applied()?.unwrap_or_default();
-        let removed = self.remove_range(TreeName::Ledger, applied.ledger_len, None)?;
-        if removed > 0 {
+        let past = self
+            .disk
+            .get(TreeName::Ledger, &index_key(applied.ledger_len))?
+            .is_some();
+        let staged = self.disk.last(TreeName::Stage)?.is_some();
+        if past || staged {
             tracing::warn!(
-                removed,
                 ledger_len = applied.ledger_len,
-                "removed ledger entries past the applied position (an apply interrupted by a crash)"
+                past,
+                staged,
+                "left over from an apply or snapshot install interrupted by a crash: unread; \
+                 overwritten as the ledger grows and cleared by the next install"
             );
         }
         self.recover_merkle(applied.ledger_len)?;
@@ -587,13 +594,13 @@ impl Store {
             None => 0,
         };
         self.state_gen.store(generation, Ordering::SeqCst);
-        let stale = self.remove_state_rows_except(generation)?;
-        if stale > 0 {
-            tracing::info!(
-                stale,
-                generation,
-                "removed state rows of an unfinished snapshot install or migration"
-            );
+        // A format-1 store migrates into generation 1 and must find it empty; any other
+        // generation's rows are unread and cleared by the next install (see above).
+        if generation == 0 {
+            let stale = self.remove_state_rows_except(generation)?;
+            if stale > 0 {
+                tracing::info!(stale, "removed state rows of an unfinished migration");
+            }
         }
         let chunks = self.remove_format1_chunks()?;
         if chunks > 0 {
@@ -1011,9 +1018,12 @@ impl Store {
         hi: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
         let mut removed = 0u64;
+        // Each page's scan starts past the last key removed, not at `lo`: an LSM engine's
+        // scan steps over the tombstones of the pages before (quadratic over a large range).
+        let mut lo = lo.to_vec();
         loop {
             let mut page: Vec<Vec<u8>> = Vec::new();
-            let scan = self.disk.for_each(tree, lo, hi, &mut |key, _| {
+            let scan = self.disk.for_each(tree, &lo, hi, &mut |key, _| {
                 page.push(key.to_vec());
                 if page.len() >= STATE_CLEAR_PAGE_ROWS {
                     return Err(StoreError::ScanStopped);
@@ -1024,9 +1034,11 @@ impl Store {
                 Ok(()) | Err(StoreError::ScanStopped) => {}
                 Err(e) => return Err(e),
             }
-            if page.is_empty() {
+            let Some(last) = page.last() else {
                 return Ok(removed);
-            }
+            };
+            // The least key after `last`.
+            lo = [last.as_slice(), &[0]].concat();
             removed += page.len() as u64;
             let mut batch = WriteBatch::default();
             for key in page {
@@ -1034,6 +1046,20 @@ impl Store {
             }
             self.disk.apply(batch)?;
         }
+    }
+
+    /// Removes keys `[lo, hi)` of an index-keyed tree, a page of [`STATE_CLEAR_PAGE_ROWS`]
+    /// keys per batch, lowest first; returns how many. Not atomic: only for keys nothing
+    /// reads (the ledger past its applied length, the stage), where a crash midway leaves
+    /// nothing anyone sees.
+    fn remove_index_paged(
+        &self,
+        tree: TreeName,
+        lo: u64,
+        hi: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let hi = hi.map(index_key);
+        self.remove_keys_paged(tree, &index_key(lo), hi.as_ref().map(|h| &h[..]))
     }
 
     /// Removes what format 1 kept in `sm_state` (state snapshot chunks), in pages.
@@ -1282,13 +1308,20 @@ impl Store {
     pub fn begin_install(&self) -> Result<Staging<'_>, StoreError> {
         self.clear_stage()?;
         let had_len = self.read_applied()?.unwrap_or_default().ledger_len;
-        // What an install dropped without aborting wrote past the ledger.
-        self.remove_range(TreeName::Ledger, had_len, None)?;
+        // What an install cut short (a crash, or dropped without aborting) wrote past the
+        // ledger stays: every entry this one receives is written over it, or left alone
+        // when its bytes are the same (a retry after a crash rewrites nothing it already
+        // wrote), and the commit removes what lies past the new length.
+        let written_to = match self.disk.last(TreeName::Ledger)? {
+            Some((key, _)) => key_index(&key)?.saturating_add(1).max(had_len),
+            None => had_len,
+        };
         let generation = self.state_generation() + 1;
         self.remove_state_rows_except(self.state_generation())?;
         Ok(Staging {
             store: self,
             had_len,
+            written_to,
             generation,
             batch: WriteBatch::default(),
             batch_bytes: 0,
@@ -1303,21 +1336,9 @@ impl Store {
         }
     }
 
-    /// Removes every staged entry, in batches of [`STAGE_PAGE_ENTRIES`] index keys; returns
-    /// how many there were.
+    /// Removes every staged entry, a page per batch; returns how many there were.
     fn clear_stage(&self) -> Result<u64, StoreError> {
-        let Some((last, _)) = self.disk.last(TreeName::Stage)? else {
-            return Ok(0);
-        };
-        let last = key_index(&last)?;
-        let mut removed = 0;
-        let mut lo = 0u64;
-        while lo <= last {
-            let hi = lo.saturating_add(STAGE_PAGE_ENTRIES);
-            removed += self.remove_range(TreeName::Stage, lo, Some(hi))?;
-            lo = hi;
-        }
-        Ok(removed)
+        self.remove_index_paged(TreeName::Stage, 0, None)
     }
 
     /// Carries out a committed install (its [`InstallRecord`] is on disk): moves the
@@ -1344,7 +1365,7 @@ impl Store {
                 lo = hi;
             }
         }
-        self.remove_range(TreeName::Ledger, len, None)?;
+        self.remove_index_paged(TreeName::Ledger, len, None)?;
         self.install_merkle(len)?;
         let mut batch = WriteBatch::default();
         batch.insert(
@@ -1427,18 +1448,22 @@ pub struct InstallRecord {
 
 /// A snapshot install being received ([`Store::begin_install`]). Verified ledger entries
 /// past the ledger the store has are written to the ledger tree where they belong: nothing
-/// reads the ledger past the applied length (reads stop there, and open removes what lies
-/// past it), so they are invisible until [`Staging::commit`] moves the applied length, and
-/// an install that never commits leaves nothing anyone sees. Entries within the ledger the
-/// store has are not written if its bytes are identical, and staged in the stage tree
-/// otherwise (an install that replaces a prefix must not touch the ledger before its switch
-/// point). Dropping it without [`Staging::abort`] leaves entries behind for the next
-/// install or open to clear; nothing else is touched either way.
+/// reads the ledger past the applied length (reads stop there), so they are invisible
+/// until [`Staging::commit`] moves the applied length, and an install that never commits
+/// leaves nothing anyone sees. An entry the ledger tree already holds with the same bytes
+/// (within the ledger the store has, or left past it by an install a crash cut short) is
+/// not written again; one within the ledger the store has with other bytes is staged in
+/// the stage tree (an install that replaces a prefix must not touch the ledger before its
+/// switch point). Dropping it without [`Staging::abort`] leaves entries behind for the
+/// next install to clear or write over; nothing else is touched either way.
 #[derive(Debug)]
 pub struct Staging<'a> {
     store: &'a Store,
     /// The applied ledger length when the install began.
     had_len: u64,
+    /// One past the last ledger entry on disk when the install began: entries in
+    /// `[had_len, written_to)` were left by an install a crash cut short.
+    written_to: u64,
     /// The generation of state rows the install builds.
     generation: u64,
     batch: WriteBatch,
@@ -1450,15 +1475,17 @@ impl Staging<'_> {
     /// Stages verified entry `index` (canonical bytes); returns the bytes held in memory
     /// for the current batch.
     pub fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+        let held = index < self.written_to
+            && self
+                .store
+                .disk
+                .get(TreeName::Ledger, &index_key(index))?
+                .is_some_and(|ours| ours == bytes);
+        if held {
+            return Ok(self.batch_bytes);
+        }
         let tree = if index >= self.had_len {
             TreeName::Ledger
-        } else if self
-            .store
-            .disk
-            .get(TreeName::Ledger, &index_key(index))?
-            .is_some_and(|ours| ours == bytes)
-        {
-            return Ok(self.batch_bytes);
         } else {
             TreeName::Stage
         };
@@ -1538,7 +1565,7 @@ impl Staging<'_> {
     pub fn abort(self) -> Result<(), StoreError> {
         self.store.clear_stage()?;
         self.store
-            .remove_range(TreeName::Ledger, self.had_len, None)?;
+            .remove_index_paged(TreeName::Ledger, self.had_len, None)?;
         self.store
             .remove_state_rows_except(self.store.state_generation())?;
         Ok(())
@@ -1678,13 +1705,28 @@ mod tests {
             entries.len() as u64
         );
         assert!(store
-            .ledger_get(entries.len() as u64)
-            .expect("read")
-            .is_none());
-        assert!(store
             .ledger_get(entries.len() as u64 - 1)
             .expect("read")
             .is_some());
+        // The torn apply's entries stay past the applied length, unread; applied again
+        // (from the log), it writes them over and the tree takes them.
+        assert!(store
+            .ledger_get(entries.len() as u64)
+            .expect("read")
+            .is_some());
+        store
+            .commit_apply(&second, None, Default::default(), &applied)
+            .expect("apply again");
+        let mut all = entries.clone();
+        all.extend(second);
+        let fresh = Store::open_on(SimDisk::new("fresh").handle()).expect("open");
+        fresh
+            .commit_apply(&all, None, Default::default(), &applied)
+            .expect("apply");
+        assert_eq!(
+            store.ledger_tree().expect("tree").head().expect("head"),
+            fresh.ledger_tree().expect("tree").head().expect("head")
+        );
     }
 
     #[test]

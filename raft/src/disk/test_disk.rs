@@ -47,6 +47,8 @@ pub(crate) struct SimDisk {
     flushes_lie: Arc<AtomicBool>,
     /// Calls of `get`, `last` and `for_each` on every handle.
     reads: Arc<AtomicU64>,
+    /// Keys inserted into the ledger tree through any handle.
+    ledger_inserts: Arc<AtomicU64>,
 }
 
 impl SimDisk {
@@ -55,7 +57,13 @@ impl SimDisk {
             model: Shared::new(name),
             flushes_lie: Arc::default(),
             reads: Arc::default(),
+            ledger_inserts: Arc::default(),
         }
+    }
+
+    /// Keys inserted into the ledger tree so far, through any handle.
+    pub fn ledger_inserts(&self) -> u64 {
+        self.ledger_inserts.load(Ordering::Relaxed)
     }
 
     /// Makes the durable flushes of every handle lie (`true`) or tell the truth again.
@@ -83,6 +91,7 @@ impl SimDisk {
             model: self.model.handle(),
             flushes_lie: self.flushes_lie.clone(),
             reads: self.reads.clone(),
+            ledger_inserts: self.ledger_inserts.clone(),
         }
     }
 }
@@ -92,11 +101,22 @@ pub(crate) struct TestHandle {
     model: Handle<TreeName, Vec<u8>, Vec<u8>>,
     flushes_lie: Arc<AtomicBool>,
     reads: Arc<AtomicU64>,
+    ledger_inserts: Arc<AtomicU64>,
 }
 
 impl TestHandle {
     fn count_read(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_writes(&self, batch: &WriteBatch) {
+        let inserts = batch
+            .ops
+            .iter()
+            .filter(|(tree, _, value)| *tree == TreeName::Ledger && value.is_some())
+            .count();
+        self.ledger_inserts
+            .fetch_add(inserts as u64, Ordering::Relaxed);
     }
 }
 
@@ -154,11 +174,13 @@ impl Disk for TestHandle {
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.count_writes(&batch);
         self.model.write().map_err(stale)?.apply(batch.ops);
         Ok(())
     }
 
     fn apply_in_order(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.count_writes(&batch);
         self.model.write().map_err(stale)?.apply_in_order(batch.ops);
         Ok(())
     }
