@@ -70,6 +70,21 @@ pub const SNAPSHOT_INSTALL_BYTES_PER_S_MIN: u64 = 4 * 1024 * 1024;
 /// replication then starts over with a fresh snapshot, after its backoff).
 pub const SNAPSHOT_CHUNK_ATTEMPTS_MAX: u32 = 3;
 
+/// A snapshot being sent: in hand, or with a helper writing its next chunk.
+enum Ahead {
+    Here(Box<crate::SnapshotFile>),
+    Writing(crate::snapshot_file::WriteAhead),
+}
+
+impl Ahead {
+    fn join(self) -> io::Result<Box<crate::SnapshotFile>> {
+        match self {
+            Ahead::Here(file) => Ok(file),
+            Ahead::Writing(ahead) => ahead.join(),
+        }
+    }
+}
+
 /// Pause before a failed snapshot chunk is sent again, times the failures so far.
 pub const SNAPSHOT_CHUNK_RETRY_MS: u64 = 100;
 
@@ -243,7 +258,72 @@ impl std::fmt::Debug for GenesisCell {
 pub enum Rpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Snapshot(#[serde(with = "chunk_wire")] InstallSnapshotRequest<TypeConfig>),
+}
+
+/// A snapshot chunk on the wire: openraft's [`InstallSnapshotRequest`] field for field,
+/// with its data as one byte string (`serde_bytes`) instead of a sequence of `u8`. bincode
+/// writes both as a `u64` length and the bytes, so the frame is the same on the wire (a
+/// test pins it); serde visits a sequence one element at a time, which cost 3.4 ms to
+/// encode and 5.4 ms to decode every 4 MiB chunk, a fifth of a chunk's round trip.
+mod chunk_wire {
+    use openraft::raft::InstallSnapshotRequest;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::{SnapshotMeta, TypeConfig, Vote};
+
+    #[derive(Serialize)]
+    struct ChunkRef<'a> {
+        vote: &'a Vote,
+        meta: &'a SnapshotMeta,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+        done: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct Chunk {
+        vote: Vote,
+        meta: SnapshotMeta,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        done: bool,
+    }
+
+    pub fn serialize<S: Serializer>(
+        chunk: &InstallSnapshotRequest<TypeConfig>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        ChunkRef {
+            vote: &chunk.vote,
+            meta: &chunk.meta,
+            offset: chunk.offset,
+            data: &chunk.data,
+            done: chunk.done,
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<InstallSnapshotRequest<TypeConfig>, D::Error> {
+        let Chunk {
+            vote,
+            meta,
+            offset,
+            data,
+            done,
+        } = Chunk::deserialize(deserializer)?;
+        Ok(InstallSnapshotRequest {
+            vote,
+            meta,
+            offset,
+            data,
+            done,
+        })
+    }
 }
 
 /// A request on the wire.
@@ -527,7 +607,7 @@ impl<T: Transport> PeerClient<T> {
     async fn send_snapshot(
         &mut self,
         vote: Vote,
-        mut snapshot: openraft::Snapshot<TypeConfig>,
+        snapshot: openraft::Snapshot<TypeConfig>,
         cancel: impl Future<Output = ReplicationClosed> + Send,
         chunk_ttl: Duration,
         chunk_bytes: usize,
@@ -543,24 +623,37 @@ impl<T: Transport> PeerClient<T> {
         let mut cancel = std::pin::pin!(cancel);
         let mut offset = 0u64;
         let mut failures = 0u32;
+        let openraft::Snapshot {
+            meta,
+            snapshot: file,
+        } = snapshot;
+        // While a chunk is on its way, the next one of a lazy snapshot is written on a
+        // helper thread (`SnapshotFile::write_ahead`): its ledger reads and checks then
+        // overlap the chunk's round trip instead of following it.
+        let mut file = Ahead::Here(file);
         loop {
-            snapshot
-                .snapshot
-                .seek(io::SeekFrom::Start(offset))
+            let mut here = file.join().map_err(read_error)?;
+            here.seek(io::SeekFrom::Start(offset))
                 .await
                 .map_err(read_error)?;
             let mut data = Vec::with_capacity(chunk_bytes);
-            (&mut *snapshot.snapshot)
+            (&mut *here)
                 .take(chunk_bytes as u64)
                 .read_to_end(&mut data)
                 .await
                 .map_err(read_error)?;
             let sent = data.len() as u64;
-            let end = snapshot.snapshot.complete_len().map_err(read_error)?;
+            let end = here.complete_len().map_err(read_error)?;
             let done = end.is_some_and(|end| offset + sent >= end);
+            file = if here.is_lazy() {
+                let next_end = (offset + sent).saturating_add(chunk_bytes as u64);
+                Ahead::Writing(here.write_ahead(next_end))
+            } else {
+                Ahead::Here(here)
+            };
             let request = InstallSnapshotRequest {
                 vote,
-                meta: snapshot.meta.clone(),
+                meta: meta.clone(),
                 offset,
                 data,
                 done,
@@ -1199,5 +1292,33 @@ mod tests {
             install_deadline(chunk, three_gib),
             chunk + Duration::from_secs(three_gib / SNAPSHOT_INSTALL_BYTES_PER_S_MIN)
         );
+    }
+
+    #[test]
+    fn a_snapshot_chunk_is_framed_as_openraft_encodes_it_and_decodes_back() {
+        let chunk = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 77)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "3-1-77".into(),
+            },
+            offset: 4 << 20,
+            data: (0..5_000u32).map(|i| (i * 7) as u8).collect(),
+            done: true,
+        };
+        let ours = codec::encode(&Rpc::Snapshot(chunk.clone())).expect("encode");
+        // openraft's own derive, behind the variant index (2: `Snapshot`).
+        let mut theirs = 2u32.to_le_bytes().to_vec();
+        theirs.extend(codec::encode(&chunk).expect("encode"));
+        assert_eq!(ours, theirs, "the frame is unchanged on the wire");
+        match codec::decode::<Rpc>(&ours).expect("decode") {
+            Rpc::Snapshot(back) => assert_eq!(back, chunk),
+            other => panic!("decoded {other:?}"),
+        }
+        // A length past the bytes is refused, not allocated.
+        let mut short = ours.clone();
+        short.truncate(ours.len() - 100);
+        assert!(codec::decode::<Rpc>(&short).is_err());
     }
 }

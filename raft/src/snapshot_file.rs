@@ -24,7 +24,11 @@
 //! length. Those writes happen inside `poll_read` too, on the sending task: per chunk,
 //! the ledger pages that fill it (4 MiB of store reads and file writes, tens of
 //! milliseconds), where the whole ledger used to be written on the state machine worker
-//! before the first chunk.
+//! before the first chunk. The sender has the next chunk written ahead on a helper thread
+//! while a chunk is on its way ([`SnapshotFile::write_ahead`]), so those writes overlap
+//! the round trip; the file is the sender's alone again when the helper is joined, and
+//! what the helper wrote is what the reads would have, so the simulator's runs do not
+//! depend on when it ran.
 //!
 //! The file is created in the store's spill directory: the node's data directory on sled
 //! (the same file system the node already sizes for its ledger; the OS temp dir may be a
@@ -158,6 +162,26 @@ impl SnapshotFile {
         self.fill_to(u64::MAX)
     }
 
+    /// Whether bytes of this snapshot are still to be written (a lazy one, not complete).
+    pub fn is_lazy(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Writes a lazy snapshot on until the file holds `target` bytes, on a helper thread,
+    /// while the caller does something else (the sender: a chunk's round trip); the file
+    /// comes back from [`WriteAhead::join`]. What the helper writes is what a read would
+    /// have written (the same steps, in order), and nothing sees the file until the join,
+    /// so when the writes happen does not show: the simulator stays deterministic.
+    pub fn write_ahead(mut self: Box<Self>, target: u64) -> WriteAhead {
+        let helper = std::thread::Builder::new()
+            .name("docket-snapshot-ahead".into())
+            .spawn(move || {
+                let written = self.fill_to(target);
+                (self, written)
+            });
+        WriteAhead { helper }
+    }
+
     /// A file holding `bytes`, positioned at its start (tests that forge snapshots).
     pub fn from_bytes(bytes: &[u8]) -> io::Result<SnapshotFile> {
         let mut out = SnapshotFile::create_in(None)?;
@@ -175,6 +199,34 @@ impl SnapshotFile {
         let mut out = Vec::new();
         self.file.read_to_end(&mut out)?;
         Ok(out)
+    }
+}
+
+/// A lazy snapshot being written ahead of its reader ([`SnapshotFile::write_ahead`]).
+#[derive(Debug)]
+pub struct WriteAhead {
+    helper: io::Result<std::thread::JoinHandle<(Box<SnapshotFile>, io::Result<()>)>>,
+}
+
+impl WriteAhead {
+    /// Waits for the helper and gives the file back, or what its writes failed with
+    /// (which a read of those bytes would have failed with). Blocks the calling thread:
+    /// on a multi-threaded tokio runtime, through `block_in_place`, so the worker's other
+    /// tasks move on meanwhile; the helper's writes are a chunk's worth, tens of
+    /// milliseconds, and usually done by the time the chunk's answer arrives.
+    pub fn join(self) -> io::Result<Box<SnapshotFile>> {
+        let helper = self.helper?;
+        let wait = move || helper.join();
+        let joined = match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        let (file, written) = joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        written.map(|()| file)
     }
 }
 
@@ -305,6 +357,67 @@ mod tests {
         .expect("create");
         assert_eq!(other.seek(SeekFrom::End(0)).await.expect("seek"), 40);
         assert_eq!(other.to_bytes().expect("bytes")[30..], [3; 10]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lazy_snapshot_written_ahead_reads_as_one_written_as_read() {
+        let steps = Arc::default();
+        let mut file = Box::new(
+            SnapshotFile::lazy(
+                None,
+                Box::new(Pieces {
+                    piece: 1000,
+                    pieces: 10,
+                    steps: Arc::clone(&steps),
+                }),
+            )
+            .expect("create"),
+        );
+        let mut first = vec![0; 1500];
+        file.read_exact(&mut first).await.expect("read");
+        assert_eq!(steps.load(Ordering::SeqCst), 2);
+        // Ahead to 4,500 bytes: five pieces in all, the read position kept.
+        let mut file = file.write_ahead(4500).join().expect("written ahead");
+        assert_eq!(steps.load(Ordering::SeqCst), 5);
+        assert!(file.is_lazy());
+        let mut next = vec![0; 3000];
+        file.read_exact(&mut next).await.expect("read");
+        assert_eq!(
+            steps.load(Ordering::SeqCst),
+            5,
+            "the read wrote nothing more"
+        );
+        assert_eq!(next[..500], [1; 500]);
+        assert_eq!(next[2500..], [4; 500]);
+        // Ahead past the end completes it.
+        let mut file = file.write_ahead(u64::MAX).join().expect("written ahead");
+        assert!(!file.is_lazy());
+        assert_eq!(file.complete_len().expect("len"), Some(10_000));
+        let whole = file.to_bytes().expect("bytes");
+        let expected: Vec<u8> = (0..10u8).flat_map(|piece| [piece; 1000]).collect();
+        assert_eq!(whole, expected);
+    }
+
+    /// A source whose second step fails.
+    #[derive(Debug)]
+    struct FailsAtSecond(usize);
+
+    impl Source for FailsAtSecond {
+        fn step(&mut self, out: &mut File) -> io::Result<bool> {
+            self.0 += 1;
+            if self.0 == 2 {
+                return Err(io::Error::other("the ledger read failed"));
+            }
+            out.write_all(&[7; 100])?;
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn a_write_ahead_that_fails_hands_back_the_failure() {
+        let file = Box::new(SnapshotFile::lazy(None, Box::new(FailsAtSecond(0))).expect("create"));
+        let error = file.write_ahead(1000).join().expect_err("the step fails");
+        assert_eq!(error.to_string(), "the ledger read failed");
     }
 
     #[tokio::test]
