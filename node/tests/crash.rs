@@ -512,3 +512,91 @@ async fn a_follower_down_across_snapshots_catches_up_from_the_log_kept_by_bytes(
 async fn without_a_log_budget_a_follower_down_across_snapshots_is_sent_a_snapshot() {
     follower_down_across_snapshots("0").await;
 }
+
+/// openraft's own count (`snapshot_logs_since_last`) is never reached here; with a log
+/// budget of 1 MiB a node still snapshots whenever its log past the last snapshot passes
+/// an eighth of it, so the leader purges down to its budget, and a fresh node is sent a
+/// snapshot and little log, not the whole log to replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_budget_takes_snapshots_when_the_entry_count_never_would() {
+    use docket_node::local_cluster::operator_key;
+    use docket_node::wire::AddMemberRequest;
+
+    let start = Instant::now();
+    let (_dir, mut cluster) = formed_cluster(
+        "keep-by-bytes",
+        3,
+        &[
+            ("DOCKET_RAFT_SNAPSHOT_LOGS_SINCE_LAST", "1000000"),
+            // Kept by bytes alone: the entries rule would keep 100 batches (1.6 MB).
+            ("DOCKET_RAFT_MAX_IN_SNAPSHOT_LOG_TO_KEEP", "0"),
+            ("DOCKET_RAFT_LOG_KEEP_MB", "1"),
+            ("DOCKET_LOG", "info"),
+        ],
+    )
+    .await;
+    let ledger = ledger_id(&cluster);
+    let leader = cluster.leader().await.expect("leader");
+    let leader_client = client(&cluster.node(leader).url());
+
+    phase(start, "100 batches of 60: ~1.6 MB of log");
+    for b in 0..100 {
+        let batch: Vec<SignedProposal> = (0..60)
+            .map(|i| deposit(&ledger, "bob", &format!("budget-{b}-{i}"), i + 1))
+            .collect();
+        leader_client.submit_batch(&batch).await.expect("batch");
+    }
+    let metrics = || async { leader_client.metrics().await.expect("leader metrics") };
+    let text = wait_for(
+        "the leader snapshots and purges",
+        WAIT_TIMEOUT_MS,
+        || async {
+            let text = metrics().await;
+            let held = gauge(&text, "docket_raft_log_entries");
+            let last = gauge(&text, "docket_raft_last_log_index");
+            let snapshot = gauge(&text, "docket_raft_snapshot_index");
+            if snapshot > 0.0 && held + 1.0 < last {
+                Ok(text)
+            } else {
+                Err(format!(
+                    "snapshot at {snapshot}; the leader holds {held} entries of {last}"
+                ))
+            }
+        },
+    )
+    .await;
+    let bytes = gauge(&text, "docket_raft_log_bytes");
+    let budget = 1024.0 * 1024.0;
+    assert!(
+        bytes <= 2.0 * budget,
+        "the leader holds {bytes} bytes of log, past twice its budget"
+    );
+
+    phase(start, "a fresh node is sent a snapshot");
+    let fresh = cluster.add_slot().expect("slot for node 4");
+    cluster.start(fresh).await.expect("start node 4");
+    let request = AddMemberRequest {
+        id: fresh,
+        raft_addr: cluster.node(fresh).raft_addr.clone(),
+        api_addr: cluster.node(fresh).api_addr.clone(),
+        learner: false,
+    };
+    leader_client
+        .add_member_as(request, &operator_key())
+        .await
+        .expect("add node 4");
+    // The add is recorded in the ledger: the length after it.
+    let length = status(&cluster, leader).await.ledger_length;
+    let statuses = converged_at(&cluster, length).await;
+    let hash = &statuses[0].state_hash;
+    assert!(statuses.iter().all(|s| &s.state_hash == hash));
+    let log = std::fs::read(cluster.node(fresh).log_path()).expect("node 4 log");
+    assert!(
+        String::from_utf8_lossy(&log).contains("installed snapshot"),
+        "node 4 was sent a snapshot"
+    );
+    phase(
+        start,
+        &format!("done: the leader held {bytes} bytes of log"),
+    );
+}

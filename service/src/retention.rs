@@ -22,6 +22,17 @@
 //! its log. The disk this costs is the budget per node; a log is a few percent of a
 //! ledger of millions of entries. With `bytes = 0` the log is kept by entries alone and
 //! openraft purges it itself, right after each snapshot, as it always did.
+//!
+//! A purge stops at the last snapshot, so the budget holds only if snapshots keep up:
+//! openraft takes one every `snapshot_logs_since_last` Raft entries (10,000 by default),
+//! which under batched writes (hundreds of proposals an entry) was millions of proposals
+//! and gigabytes of log that nothing could purge, and a new node was sent that log to
+//! replay, signatures and all, at a third of a snapshot's speed. So this task also takes
+//! a snapshot whenever the log past the last one holds more than
+//! [`LogKeep::snapshot_after_bytes`] (an eighth of the budget). Taking one is O(1) (its
+//! header; the ledger is read when it is sent), so the log held stays within about 9/8
+//! of the budget, and a node further behind than the log is sent a snapshot and at most
+//! that eighth of log after it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +62,17 @@ pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 /// Raft entries a node appends per second (~650 at one client, tens under batches).
 pub const PURGE_ENTRIES_MAX: u64 = 100_000;
 
+/// The log past the last snapshot that makes a node take one, as a fraction of the budget
+/// (see the module docs).
+pub const SNAPSHOT_BUDGET_DIVISOR: u64 = 8;
+
 impl LogKeep {
+    /// Bytes of log past the last snapshot beyond which this node takes a snapshot of its
+    /// own; `None` without a byte budget (openraft's entry count alone decides).
+    pub fn snapshot_after_bytes(&self) -> Option<u64> {
+        (self.bytes > 0).then(|| (self.bytes / SNAPSHOT_BUDGET_DIVISOR).max(1))
+    }
+
     /// What the node's openraft keeps behind a snapshot (`Config::max_in_snapshot_log_to_keep`):
     /// everything when there is a byte budget ([`retention`] purges), the entries rule
     /// otherwise (openraft purges after each snapshot, and [`retention`] does nothing).
@@ -88,6 +109,15 @@ pub(crate) async fn retention(service: Arc<Service>) {
             let m = metrics.borrow();
             (m.snapshot, m.purged)
         };
+        if let Some(limit) = keep.snapshot_after_bytes() {
+            let tail = service
+                .replica
+                .log_bytes_after(snapshot.map_or(0, |s| s.index));
+            // openraft ignores the trigger while a snapshot is being built.
+            if tail > limit && service.raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
         let Some(snapshot) = snapshot else {
             continue;
         };
@@ -125,6 +155,13 @@ mod tests {
             bytes,
             interval: INTERVAL_DEFAULT,
         }
+    }
+
+    #[test]
+    fn a_byte_budget_takes_a_snapshot_every_eighth_of_it() {
+        assert_eq!(keep(7, 0).snapshot_after_bytes(), None);
+        assert_eq!(keep(7, 256 << 20).snapshot_after_bytes(), Some(32 << 20));
+        assert_eq!(keep(7, 3).snapshot_after_bytes(), Some(1));
     }
 
     #[test]

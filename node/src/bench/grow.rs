@@ -9,8 +9,10 @@
 //! it serves a linearizable read; a follower is taken down for ten seconds of writes and
 //! restarted, timed until it holds what it missed (and whether it was sent a snapshot or
 //! the log: `raft.log_keep_mb`); and a fresh node is added, timed until it holds the same
-//! ledger and state hash as the leader, with its peak resident memory. Flat figures from
-//! the first round to the last are the goal (DESIGN §11).
+//! ledger and state hash as the leader, with its peak resident memory; and a second fresh
+//! node is killed a few seconds into its snapshot install and started again, timed until
+//! it answers and until it holds the leader's ledger. Flat figures from the first round
+//! to the last are the goal (DESIGN §11).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,6 +34,12 @@ const OUTAGE_S: u64 = 10;
 
 /// Longest wait for a restarted node's first linearizable read, or a new node's catch-up.
 const RECOVERY_TIMEOUT_MS: u64 = 600_000;
+
+/// How long into its snapshot install (openraft's "install complete snapshot": the
+/// whole snapshot received, its verification and replay begun) a second fresh node is
+/// killed: deep enough that, at a few hundred thousand entries or more, much of the
+/// ledger is written when the kill lands.
+const INSTALL_KILL_AFTER_MS: u64 = 3_000;
 
 /// One round's figures.
 #[derive(Debug, Serialize)]
@@ -74,6 +82,23 @@ pub struct GrowReport {
     pub catch_up_entries_per_s: f64,
     /// The new node's peak resident memory during catch-up (VmHWM).
     pub catch_up_peak_rss_bytes: u64,
+    /// A second fresh node, killed while it installs its snapshot and started again
+    /// (`None`: it was sent the log, not a snapshot).
+    pub interrupted_install: Option<InterruptedInstall>,
+}
+
+/// A fresh node killed (SIGKILL) [`INSTALL_KILL_AFTER_MS`] into its snapshot install,
+/// then started again.
+#[derive(Debug, Serialize)]
+pub struct InterruptedInstall {
+    /// Whether the kill fell inside the install (`false`: the install had finished, and
+    /// the figures are of an ordinary restart).
+    pub interrupted: bool,
+    /// From its start until it answers `GET /v1/status`: its store opened, with what the
+    /// interrupted install left.
+    pub reopen_ms: f64,
+    /// From its start until its ledger and state hash equal the leader's.
+    pub catch_up_ms: f64,
 }
 
 /// A `/proc/<pid>/status` field in bytes (`VmRSS`, `VmHWM`); 0 where unavailable.
@@ -332,41 +357,28 @@ async fn rounds_and_recovery(
     let id = cluster.add_slot()?;
     cluster.start(id).await?;
     let added = Instant::now();
-    let new = cluster.node(id);
-    let request = AddMemberRequest {
-        id,
-        raft_addr: new.raft_addr.clone(),
-        api_addr: new.api_addr.clone(),
-        learner: false,
-    };
-    let leader_client = cluster.node(cluster.leader().await?).client();
-    // `member add` answers once the node has caught up and is promoted, or with TIMEOUT
-    // while it is still a catching-up learner; either way the catch-up is timed below.
-    if let Err(error) = leader_client
-        .clone_with_timeout(Duration::from_millis(RECOVERY_TIMEOUT_MS))
-        .add_member_as(request, &crate::local_cluster::operator_key())
-        .await
-    {
-        if error.code() != Some("TIMEOUT") {
-            return Err(error).context("adding the fresh node");
-        }
-        eprintln!("member add: {error} (still timing its catch-up as a learner)");
-    }
-    let new_client = new.client();
-    let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
-    let caught_up_length = loop {
-        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
-            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
-                break lead.ledger_length;
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the new node's catch-up: not within {RECOVERY_TIMEOUT_MS} ms");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    add_member(cluster, id).await?.await?;
+    let caught_up_length = caught_up(cluster, id).await?;
     let catch_up_ms = added.elapsed().as_secs_f64() * 1000.0;
-    let catch_up_peak_rss_bytes = proc_status_bytes(new.pid(), "VmHWM");
+    let catch_up_peak_rss_bytes = proc_status_bytes(cluster.node(id).pid(), "VmHWM");
+
+    let interrupted_install = interrupted_install(cluster).await?;
+    if !json {
+        match &interrupted_install {
+            Some(killed) => println!(
+                "fresh node killed {INSTALL_KILL_AFTER_MS} ms into its snapshot install{}: \
+                 reopened in {:.0} ms, caught up {:.0} ms after its restart",
+                if killed.interrupted {
+                    ""
+                } else {
+                    " (the install had finished)"
+                },
+                killed.reopen_ms,
+                killed.catch_up_ms,
+            ),
+            None => println!("second fresh node: caught up from the log, no install to interrupt"),
+        }
+    }
 
     let first = rounds.first().map_or(0.0, |r| r.operations_per_s);
     let last = rounds.last().map_or(0.0, |r| r.operations_per_s);
@@ -380,8 +392,113 @@ async fn rounds_and_recovery(
         catch_up_ms,
         catch_up_entries_per_s: caught_up_length as f64 / (catch_up_ms / 1000.0),
         catch_up_peak_rss_bytes,
+        interrupted_install,
         rounds,
     })
+}
+
+/// Adds started node `id` as a voter, through the leader. `member add` answers once the
+/// node has caught up and is promoted, or with TIMEOUT while it is still a catching-up
+/// learner; either way the caller times the catch-up.
+async fn add_member(
+    cluster: &LocalCluster,
+    id: u64,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let new = cluster.node(id);
+    let request = AddMemberRequest {
+        id,
+        raft_addr: new.raft_addr.clone(),
+        api_addr: new.api_addr.clone(),
+        learner: false,
+    };
+    let client = cluster
+        .node(cluster.leader().await?)
+        .client()
+        .clone_with_timeout(Duration::from_millis(RECOVERY_TIMEOUT_MS));
+    Ok(async move {
+        match client
+            .add_member_as(request, &crate::local_cluster::operator_key())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("TIMEOUT") => {
+                eprintln!("member add: {error} (still timing its catch-up as a learner)");
+                Ok(())
+            }
+            Err(error) => Err(error).context(format!("adding fresh node {id}")),
+        }
+    })
+}
+
+/// Waits until node `id` has the leader's ledger and state hash; returns the length.
+async fn caught_up(cluster: &LocalCluster, id: u64) -> anyhow::Result<u64> {
+    let leader_client = cluster.node(cluster.leader().await?).client();
+    let new_client = cluster.node(id).client();
+    let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
+    loop {
+        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
+            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
+                return Ok(lead.ledger_length);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("node {id}'s catch-up: not within {RECOVERY_TIMEOUT_MS} ms");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Adds another fresh node, kills it [`INSTALL_KILL_AFTER_MS`] into its snapshot install
+/// (read from its log), starts it again and times its reopening and its catch-up.
+/// `None` when the node caught up from the log, with no install to interrupt.
+async fn interrupted_install(
+    cluster: &mut LocalCluster,
+) -> anyhow::Result<Option<InterruptedInstall>> {
+    let id = cluster.add_slot()?;
+    cluster.start(id).await?;
+    let log_path = cluster.node(id).log_path();
+    let log_has = |text: &str| {
+        String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()).contains(text)
+    };
+    // `member add` waits for the catch-up, so it runs beside the kill and the restart.
+    let adding = tokio::spawn(add_member(cluster, id).await?);
+    let leader_client = cluster.node(cluster.leader().await?).client();
+    let new_client = cluster.node(id).client();
+    let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
+    loop {
+        if log_has("install complete snapshot") || log_has("installed snapshot") {
+            break;
+        }
+        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
+            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
+                // Caught up from the log: there was no install to interrupt.
+                adding
+                    .await
+                    .with_context(|| format!("adding fresh node {id}"))??;
+                return Ok(None);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("node {id}'s snapshot install: not begun within {RECOVERY_TIMEOUT_MS} ms");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(INSTALL_KILL_AFTER_MS)).await;
+    let interrupted = !log_has("installed snapshot");
+    cluster.kill(id).await?;
+    let restarted = Instant::now();
+    cluster.start(id).await?;
+    let reopen_ms = restarted.elapsed().as_secs_f64() * 1000.0;
+    caught_up(cluster, id).await?;
+    let catch_up_ms = restarted.elapsed().as_secs_f64() * 1000.0;
+    adding
+        .await
+        .with_context(|| format!("adding fresh node {id}"))??;
+    Ok(Some(InterruptedInstall {
+        interrupted,
+        reopen_ms,
+        catch_up_ms,
+    }))
 }
 
 #[cfg(test)]
