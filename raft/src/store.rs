@@ -47,9 +47,8 @@
 //!   That batch is the commit point: a crash before it leaves entries at or past its
 //!   `ledger_len`, which nothing reads and the same apply writes again (from the log),
 //!   tree records past it (`end > ledger_len`), which open removes, and the rows as they
-//!   were. Open also builds the tree
-//!   from the ledger where it falls short (a store from before the tree), and checks its
-//!   last leaf against the last entry.
+//!   were. Open also builds the tree from the ledger where it falls short (a store from
+//!   before the tree), and checks its last leaf against the last entry.
 //! * A snapshot record is one write; the snapshot's ledger is the store's own prefix and
 //!   its state is not stored apart (the receiver replays the ledger).
 //! * Migrating a format-1 store (a ledger, no `state_gen`) writes rows of generation 1 in
@@ -58,8 +57,7 @@
 //!   open removes; the migration then starts over.
 //! * Installing a snapshot is staged, then switched over. While the snapshot is read and
 //!   verified ([`crate::snapshot`]), each verified entry past the ledger the store has is
-//!   written to `ledger` (nothing reads past the applied length, and open removes what
-//!   lies there), each within it that the store does not hold with the same bytes to
+//!   written to `ledger` (nothing reads past the applied length), each within it that the store does not hold with the same bytes to
 //!   `snap_stage` (batches of [`STAGE_BATCH_BYTES`]); and the replay of the snapshot
 //!   writes its state rows to the next generation, in pages; nothing else is touched, so
 //!   a refused or interrupted install leaves the node as it was (a refusal clears the
@@ -67,10 +65,10 @@
 //!   there nothing reads, and open leaves it, so a node killed a million entries into an
 //!   install opens at once: the next install clears the stage and the generation, writes
 //!   over the ledger's leftovers or keeps those it receives again, and removes any past
-//!   its length; applies write over the rest). Once every check passed: the last rows, then the `install` record
-//!   in `sm` — the switch point — then the staged entries move into `ledger` (a page of
-//!   [`STAGE_PAGE_ENTRIES`] per batch, each removed from the stage in the batch that
-//!   copies it), ledger entries past the new length go, the Merkle tree is brought to the
+//!   its length; applies write over the rest). Once every check passed: the last rows,
+//!   then the `install` record in `sm` — the switch point — then the staged entries move
+//!   into `ledger` (a page of [`STAGE_PAGE_ENTRIES`] per batch, each removed from the
+//!   stage in the batch that copies it), ledger entries past the new length go, the Merkle tree is brought to the
 //!   new ledger (keeping the nodes of the prefix this store had when its last leaf is the
 //!   installed entry's hash, else rebuilding from the ledger, in atomic pages of
 //!   [`MERKLE_BUILD_PAGE`] leaves), and one batch writes the `snapshot` and `applied`
