@@ -53,10 +53,11 @@
 //! only after every check passed. A snapshot that fails any check, or ends early, is refused with a
 //! `StorageError` and the staging area is cleared: the node keeps exactly what it had.
 //!
-//! A snapshot this node serves is read back from its own ledger tree, and its chain
-//! (without the costly id recomputation) is checked against the captured head on the way
-//! out, so a torn local ledger is noticed by the sender, not only by the receiver; a build
-//! checks the head entry alone.
+//! A snapshot this node serves is read back from its own ledger tree, and its chain is
+//! checked against the captured head on the way out, on the stored bytes
+//! (`ChainVerifier::push_canonical`: links, times, genesis and one hash an entry, with no
+//! decoding and no id recomputation), so a torn local ledger is noticed by the sender,
+//! not only by the receiver; a build checks the head entry alone.
 //!
 //! ## Limits
 //!
@@ -302,13 +303,13 @@ impl Spill {
                     .ledger_len
                     .min(lo.saturating_add(BUILD_PAGE_ENTRIES));
                 let (verifier, head) = (&mut self.verifier, &mut self.head);
-                store.ledger_for_each(lo, hi, |index, bytes| {
-                    let entry = LedgerEntry::from_bytes(bytes)
-                        .map_err(|e| StoreError::Corrupt(format!("ledger entry {index}: {e}")))?;
-                    verifier
-                        .push(&entry, false)
+                store.ledger_for_each(lo, hi, |_, bytes| {
+                    // On the stored bytes, with no decoding: one hash an entry (a decode
+                    // and a re-encode took most of a chunk's time).
+                    let hash = verifier
+                        .push_canonical(bytes)
                         .map_err(|e| StoreError::Corrupt(format!("local ledger: {e}")))?;
-                    *head = Some(entry.hash);
+                    *head = Some(hash);
                     note_held(IO_BUFFER_BYTES + bytes.len());
                     out.write_all(&(bytes.len() as u64).to_le_bytes())
                         .map_err(write_error)?;
