@@ -515,7 +515,7 @@ async fn without_a_log_budget_a_follower_down_across_snapshots_is_sent_a_snapsho
 
 /// openraft's own count (`snapshot_logs_since_last`) is never reached here; with a log
 /// budget of 1 MiB a node still snapshots whenever its log past the last snapshot passes
-/// an eighth of it, so the leader purges down to its budget, and a fresh node is sent a
+/// an eighth of it (`LogKeep::snapshot_after_bytes`), so the leader purges down to its budget, and a fresh node is sent a
 /// snapshot and little log, not the whole log to replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_budget_takes_snapshots_when_the_entry_count_never_would() {

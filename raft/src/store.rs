@@ -557,7 +557,7 @@ impl Store {
                 ledger_len = install.applied.ledger_len,
                 "finishing a snapshot install interrupted after its switch point"
             );
-            self.finish_install(&install)?;
+            self.finish_install(&install, None)?;
         }
         let applied = self.read_applied()?.unwrap_or_default();
         let past = self
@@ -1165,19 +1165,38 @@ impl Store {
     /// records one batch (memory stays bounded by the page). Reads the tree only for the
     /// frontier at `from`; leaves the frontier in memory as it was (callers reset it).
     fn extend_merkle(&self, from: u64, to: u64) -> Result<(), StoreError> {
-        let mut frontier = merkle::load_frontier(&self.disk, from)?;
-        let mut size = from;
-        while size < to {
-            let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
-            let mut leaves: Vec<Hash> = Vec::with_capacity((end - size) as usize);
+        self.extend_merkle_with(from, to, |lo, hi, leaves| {
             // The ledger holds canonical bytes only: each ends with the entry's hash.
-            self.ledger_for_each(size, end, |index, bytes| {
+            self.ledger_for_each(lo, hi, |index, bytes| {
                 let hash = LedgerEntry::hash_of_canonical(bytes).ok_or_else(|| {
                     StoreError::Corrupt(format!("ledger entry {index} is shorter than a hash"))
                 })?;
                 leaves.push(hash.0);
                 Ok(())
-            })?;
+            })
+        })
+    }
+
+    /// Adds leaves `[from, to)` to the Merkle tree, in atomic pages of
+    /// [`MERKLE_BUILD_PAGE`] leaves, each page's entry hashes given by `page(lo, hi, out)`.
+    fn extend_merkle_with(
+        &self,
+        from: u64,
+        to: u64,
+        mut page: impl FnMut(u64, u64, &mut Vec<Hash>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut frontier = merkle::load_frontier(&self.disk, from)?;
+        let mut size = from;
+        while size < to {
+            let end = to.min(size.saturating_add(MERKLE_BUILD_PAGE));
+            let mut leaves: Vec<Hash> = Vec::with_capacity((end - size) as usize);
+            page(size, end, &mut leaves)?;
+            if leaves.len() as u64 != end - size {
+                return Err(StoreError::Corrupt(format!(
+                    "{} entry hashes for the Merkle tree's leaves [{size}, {end})",
+                    leaves.len()
+                )));
+            }
             let mut batch = WriteBatch::default();
             merkle::append(&mut frontier, &leaves, &mut batch);
             self.disk.apply(batch)?;
@@ -1316,11 +1335,20 @@ impl Store {
         };
         let generation = self.state_generation() + 1;
         self.remove_state_rows_except(self.state_generation())?;
+        let hashes = match crate::snapshot_file::spill_file(self.spill_dir().as_deref()) {
+            Ok(file) => Some(EntryHashes::new(file)),
+            Err(error) => {
+                tracing::warn!(%error, "no scratch file for the install's entry hashes: \
+                    the Merkle tree will be built from the ledger");
+                None
+            }
+        };
         Ok(Staging {
             store: self,
             had_len,
             written_to,
             generation,
+            hashes,
             batch: WriteBatch::default(),
             batch_bytes: 0,
             staged: 0,
@@ -1346,7 +1374,11 @@ impl Store {
     /// past the new length, brings the Merkle tree to the new ledger, then writes the
     /// snapshot and applied records and removes the install record in one batch. Every
     /// step can be run again after a crash ([`Store::recover`] does), with the same result.
-    fn finish_install(&self, install: &InstallRecord) -> Result<(), StoreError> {
+    fn finish_install(
+        &self,
+        install: &InstallRecord,
+        hashes: Option<&mut EntryHashes>,
+    ) -> Result<(), StoreError> {
         let len = install.applied.ledger_len;
         if let Some((last, _)) = self.disk.last(TreeName::Stage)? {
             let last = key_index(&last)?;
@@ -1364,7 +1396,7 @@ impl Store {
             }
         }
         self.remove_index_paged(TreeName::Ledger, len, None)?;
-        self.install_merkle(len)?;
+        self.install_merkle(len, hashes)?;
         let mut batch = WriteBatch::default();
         batch.insert(
             TreeName::Sm,
@@ -1400,8 +1432,10 @@ impl Store {
     /// ledger prefix this store had are kept if its last leaf is the hash of the installed
     /// entry at that index: both ledgers are hash chains (the installed one verified from
     /// genesis), so an equal hash there means an equal prefix. Otherwise the tree is
-    /// rebuilt from the ledger. Run again after a crash, it keeps what a first run built.
-    fn install_merkle(&self, len: u64) -> Result<(), StoreError> {
+    /// rebuilt. Run again after a crash, it keeps what a first run built. The leaves come
+    /// from `hashes`, the install's own record of every entry's hash, when it has one;
+    /// from the ledger otherwise (an install finished at open after a crash).
+    fn install_merkle(&self, len: u64, hashes: Option<&mut EntryHashes>) -> Result<(), StoreError> {
         let old = match merkle::stored_size(&self.disk) {
             Ok(size) => size,
             // A last record that does not decode: rebuild (the tree is derived data).
@@ -1427,7 +1461,12 @@ impl Store {
         let mut batch = WriteBatch::default();
         merkle::remove_past(&self.disk, keep, &mut batch)?;
         self.disk.apply(batch)?;
-        self.extend_merkle(keep, len)?;
+        match hashes {
+            Some(hashes) => {
+                self.extend_merkle_with(keep, len, |lo, hi, out| hashes.read(lo, hi, out))?
+            }
+            None => self.extend_merkle(keep, len)?,
+        }
         // The tree on disk changed under the frontier: reload it (the one hook a snapshot
         // install needs; see `frontier`).
         self.reset_merkle_frontier(len)
@@ -1464,6 +1503,9 @@ pub struct Staging<'a> {
     written_to: u64,
     /// The generation of state rows the install builds.
     generation: u64,
+    /// Every entry's hash, in order, for the Merkle tree's leaves at the switch (`None`
+    /// when no scratch file could be made: the leaves are then read from the ledger).
+    hashes: Option<EntryHashes>,
     batch: WriteBatch,
     batch_bytes: usize,
     staged: u64,
@@ -1473,6 +1515,14 @@ impl Staging<'_> {
     /// Stages verified entry `index` (canonical bytes); returns the bytes held in memory
     /// for the current batch.
     pub fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+        if let Some(hashes) = self.hashes.as_mut() {
+            if hashes.count == index {
+                let hash = LedgerEntry::hash_of_canonical(bytes).ok_or_else(|| {
+                    StoreError::Corrupt(format!("entry {index} is shorter than a hash"))
+                })?;
+                hashes.push(&hash.0)?;
+            }
+        }
         let held = index < self.written_to
             && self
                 .store
@@ -1554,7 +1604,11 @@ impl Staging<'_> {
             encode("install record", &install)?,
         );
         store.disk.apply(batch)?;
-        store.finish_install(&install)?;
+        let hashes = self
+            .hashes
+            .as_mut()
+            .filter(|h| h.count == applied.ledger_len);
+        store.finish_install(&install, hashes)?;
         store.durable_flush()
     }
 
@@ -1566,6 +1620,70 @@ impl Staging<'_> {
             .remove_index_paged(TreeName::Ledger, self.had_len, None)?;
         self.store
             .remove_state_rows_except(self.store.state_generation())?;
+        Ok(())
+    }
+}
+
+/// An install's entry hashes, in ledger order, in a scratch file (32 bytes each): the
+/// Merkle tree's leaves at the switch, read back a page at a time, so the tree is built
+/// without reading the ledger back (at a million entries, most of the switch's time).
+#[derive(Debug)]
+pub(crate) struct EntryHashes {
+    out: io::BufWriter<std::fs::File>,
+    /// Hashes written: those of entries `[0, count)`.
+    count: u64,
+}
+
+impl EntryHashes {
+    fn new(file: std::fs::File) -> EntryHashes {
+        EntryHashes {
+            out: io::BufWriter::with_capacity(64 * 1024, file),
+            count: 0,
+        }
+    }
+
+    fn io_error(context: &str, source: io::Error) -> StoreError {
+        StoreError::Io {
+            context: format!("the install's entry hashes: {context}"),
+            source,
+        }
+    }
+
+    fn push(&mut self, hash: &Hash) -> Result<(), StoreError> {
+        use io::Write as _;
+        self.out
+            .write_all(hash)
+            .map_err(|e| EntryHashes::io_error("write", e))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Appends the hashes of entries `[lo, hi)` to `out`.
+    fn read(&mut self, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<(), StoreError> {
+        use io::{Read as _, Seek as _, Write as _};
+        if hi > self.count {
+            return Err(StoreError::Corrupt(format!(
+                "entry hashes up to {hi} asked of an install that recorded {}",
+                self.count
+            )));
+        }
+        self.out
+            .flush()
+            .map_err(|e| EntryHashes::io_error("flush", e))?;
+        let file = self.out.get_mut();
+        file.seek(io::SeekFrom::Start(lo * 32))
+            .map_err(|e| EntryHashes::io_error("seek", e))?;
+        let mut bytes = vec![0u8; ((hi - lo) * 32) as usize];
+        file.read_exact(&mut bytes)
+            .map_err(|e| EntryHashes::io_error("read", e))?;
+        // Writes go on at the end.
+        file.seek(io::SeekFrom::End(0))
+            .map_err(|e| EntryHashes::io_error("seek", e))?;
+        out.extend(
+            bytes
+                .chunks_exact(32)
+                .map(|hash| <Hash>::try_from(hash).expect("32 bytes")),
+        );
         Ok(())
     }
 }
