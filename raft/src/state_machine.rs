@@ -627,6 +627,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .file_mut()
             .map_err(|e| read_snapshot_error(Some(meta), &e))?;
         std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, "installing snapshot: verifying and replaying it");
         let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
         let rows = StoreRows::shared(self.store.clone(), staging.generation());
         let started = std::time::Instant::now();

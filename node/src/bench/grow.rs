@@ -22,6 +22,7 @@ use docket_core::{dev, LedgerId, Value};
 use serde::Serialize;
 
 use super::{measure, BenchArgs, Report};
+use crate::client::Client;
 use crate::local_cluster::LocalCluster;
 use crate::wire::{AddMemberRequest, Consistency};
 
@@ -35,8 +36,8 @@ const OUTAGE_S: u64 = 10;
 /// Longest wait for a restarted node's first linearizable read, or a new node's catch-up.
 const RECOVERY_TIMEOUT_MS: u64 = 600_000;
 
-/// How long into its snapshot install (openraft's "install complete snapshot": the
-/// whole snapshot received, its verification and replay begun) a second fresh node is
+/// How long into its snapshot install (its log's "installing snapshot": the whole
+/// snapshot received, its verification and replay begun) a second fresh node is
 /// killed: deep enough that, at a few hundred thousand entries or more, much of the
 /// ledger is written when the kill lands.
 const INSTALL_KILL_AFTER_MS: u64 = 3_000;
@@ -430,16 +431,21 @@ async fn add_member(
     })
 }
 
+/// The leader's ledger length if `node` holds the same ledger length and state hash.
+async fn holds_the_leaders(leader: &Client, node: &Client) -> Option<u64> {
+    let (lead, mine) = (leader.status().await.ok()?, node.status().await.ok()?);
+    (mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash)
+        .then_some(lead.ledger_length)
+}
+
 /// Waits until node `id` has the leader's ledger and state hash; returns the length.
 async fn caught_up(cluster: &LocalCluster, id: u64) -> anyhow::Result<u64> {
     let leader_client = cluster.node(cluster.leader().await?).client();
     let new_client = cluster.node(id).client();
     let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
     loop {
-        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
-            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
-                return Ok(lead.ledger_length);
-            }
+        if let Some(length) = holds_the_leaders(&leader_client, &new_client).await {
+            return Ok(length);
         }
         if Instant::now() > deadline {
             bail!("node {id}'s catch-up: not within {RECOVERY_TIMEOUT_MS} ms");
@@ -466,17 +472,18 @@ async fn interrupted_install(
     let new_client = cluster.node(id).client();
     let deadline = Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
     loop {
-        if log_has("install complete snapshot") || log_has("installed snapshot") {
+        if log_has("installing snapshot") {
             break;
         }
-        if let (Ok(lead), Ok(mine)) = (leader_client.status().await, new_client.status().await) {
-            if mine.ledger_length == lead.ledger_length && mine.state_hash == lead.state_hash {
-                // Caught up from the log: there was no install to interrupt.
-                adding
-                    .await
-                    .with_context(|| format!("adding fresh node {id}"))??;
-                return Ok(None);
-            }
+        if holds_the_leaders(&leader_client, &new_client)
+            .await
+            .is_some()
+        {
+            // Caught up from the log: there was no install to interrupt.
+            adding
+                .await
+                .with_context(|| format!("adding fresh node {id}"))??;
+            return Ok(None);
         }
         if Instant::now() > deadline {
             bail!("node {id}'s snapshot install: not begun within {RECOVERY_TIMEOUT_MS} ms");
