@@ -46,6 +46,16 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// The request that adds this node as a voter (`member add` with its addresses).
+    pub fn add_request(&self) -> AddMemberRequest {
+        AddMemberRequest {
+            id: self.id,
+            raft_addr: self.raft_addr.clone(),
+            api_addr: self.api_addr.clone(),
+            learner: false,
+        }
+    }
+
     pub fn url(&self) -> String {
         let scheme = if self.https.is_some() {
             "https"
@@ -469,12 +479,7 @@ impl LocalCluster {
             .await
             .context("cluster init")?;
         for node in &self.nodes[1..] {
-            let request = AddMemberRequest {
-                id: node.id,
-                raft_addr: node.raft_addr.clone(),
-                api_addr: node.api_addr.clone(),
-                learner: false,
-            };
+            let request = node.add_request();
             first
                 .add_member_as(request, &operator)
                 .await

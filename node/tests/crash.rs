@@ -520,7 +520,6 @@ async fn without_a_log_budget_a_follower_down_across_snapshots_is_sent_a_snapsho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_budget_takes_snapshots_when_the_entry_count_never_would() {
     use docket_node::local_cluster::operator_key;
-    use docket_node::wire::AddMemberRequest;
 
     let start = Instant::now();
     let (_dir, mut cluster) = formed_cluster(
@@ -575,14 +574,8 @@ async fn a_log_budget_takes_snapshots_when_the_entry_count_never_would() {
     phase(start, "a fresh node is sent a snapshot");
     let fresh = cluster.add_slot().expect("slot for node 4");
     cluster.start(fresh).await.expect("start node 4");
-    let request = AddMemberRequest {
-        id: fresh,
-        raft_addr: cluster.node(fresh).raft_addr.clone(),
-        api_addr: cluster.node(fresh).api_addr.clone(),
-        learner: false,
-    };
     leader_client
-        .add_member_as(request, &operator_key())
+        .add_member_as(cluster.node(fresh).add_request(), &operator_key())
         .await
         .expect("add node 4");
     // The add is recorded in the ledger: the length after it.

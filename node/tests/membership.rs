@@ -467,12 +467,7 @@ async fn signed_add(
 }
 
 fn add_request(cluster: &docket_node::local_cluster::LocalCluster, id: u64) -> AddMemberRequest {
-    AddMemberRequest {
-        id,
-        raft_addr: cluster.node(id).raft_addr.clone(),
-        api_addr: cluster.node(id).api_addr.clone(),
-        learner: false,
-    }
+    cluster.node(id).add_request()
 }
 
 /// `member add` that stops waiting for the new node to catch up (a catch-up timeout of

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::{measure, BenchArgs, Report};
 use crate::client::Client;
 use crate::local_cluster::LocalCluster;
-use crate::wire::{AddMemberRequest, Consistency};
+use crate::wire::Consistency;
 
 /// `GET /v1/status` calls timed per round; the median is reported.
 const STATUS_SAMPLES: usize = 21;
@@ -405,13 +405,7 @@ async fn add_member(
     cluster: &LocalCluster,
     id: u64,
 ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let new = cluster.node(id);
-    let request = AddMemberRequest {
-        id,
-        raft_addr: new.raft_addr.clone(),
-        api_addr: new.api_addr.clone(),
-        learner: false,
-    };
+    let request = cluster.node(id).add_request();
     let client = cluster
         .node(cluster.leader().await?)
         .client()
