@@ -142,6 +142,10 @@ pub struct BenchArgs {
     /// Grow mode: write rounds of --duration-s seconds each. Failover mode: leader kills.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub rounds: u64,
+    /// Grow mode: end the rounds once the ledger holds this many entries (--rounds is then
+    /// the most it runs), e.g. `--until-entries 10000000 --rounds 100 --duration-s 240`.
+    #[arg(long, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub until_entries: Option<u64>,
     /// Write and read modes: run the cluster bench starts with TLS (HTTPS API, mutual TLS between
     /// peers, a fresh CA), to compare with the same run without it.
     #[arg(long)]
@@ -263,12 +267,13 @@ async fn run_grow(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     } else {
         println!(
             "throughput last/first round {:.2}; restart to linearizable read {:.0} ms; \
-             new node caught up in {:.0} ms ({:.0} entries/s), peak rss {} MiB",
+             new node caught up in {:.0} ms ({:.0} entries/s), peak rss {} MiB, disk {} MiB",
             report.throughput_last_over_first,
             report.restart_to_read_ms,
             report.catch_up_ms,
             report.catch_up_entries_per_s,
             report.catch_up_peak_rss_bytes >> 20,
+            report.catch_up_disk_bytes >> 20,
         );
     }
     Ok(())

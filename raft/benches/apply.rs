@@ -18,6 +18,11 @@
 //!   ledger's length. On the same store, `commit/head_frontier/{len}` and
 //!   `commit/head_disk/{len}` read the tree's head from the frontier in memory and from
 //!   the disk.
+//! * `install/{len}`: a snapshot of a ledger of `len` entries, each a deposit to a
+//!   subject of its own (as the growth benchmark writes), installed into an empty state
+//!   machine through `RaftStateMachine::install_snapshot`: verified and replayed, switched
+//!   to, the state map rebuilt. What a new node spends once the snapshot has arrived.
+//!   One install per sample; the figure is per entry.
 //!
 //! Each fixture is built once per length in a temporary directory (removed when the
 //! length is done) and reused by every sample. Applying grows the ledger, so a sample
@@ -29,6 +34,7 @@
 //! DOCKET_BENCH_SIZES=10000,100000 cargo bench -p docket-raft --bench apply   # quick
 //! DOCKET_BENCH_COMMIT_SIZES=10000000 cargo bench -p docket-raft --bench apply -- commit
 //! DOCKET_BENCH_ENGINE=fjall cargo bench -p docket-raft --bench apply
+//! DOCKET_BENCH_INSTALL_SIZES=1000000 cargo bench -p docket-raft --bench apply -- install
 //! ```
 //!
 //! Medians and spreads per length: criterion's `estimates.json` and `sample.json` under
@@ -49,6 +55,7 @@ use docket_raft::{
     STORAGE_ENGINE_DEFAULT,
 };
 use openraft::storage::RaftStateMachine;
+use openraft::RaftSnapshotBuilder;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
 /// The allocator the `docket` binary runs with (node/src/main.rs), so the figures are the
@@ -63,6 +70,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const APPLY_SIZES_DEFAULT: &[u64] = &[10_000, 100_000, 1_000_000];
 /// Ledger lengths of the `commit` group unless `DOCKET_BENCH_COMMIT_SIZES` says otherwise.
 const COMMIT_SIZES_DEFAULT: &[u64] = &[10_000, 100_000, 1_000_000, 10_000_000];
+/// Ledger lengths of the `install` group unless `DOCKET_BENCH_INSTALL_SIZES` says
+/// otherwise (an install of 10^6 entries takes about 20 s, and a sample is one).
+const INSTALL_SIZES_DEFAULT: &[u64] = &[100_000];
+/// Samples of the `install` group: criterion's least.
+const INSTALL_SAMPLES: usize = 10;
 
 /// Applies timed per sample. Each apply grows the ledger by one entry, so this bounds how
 /// far a fixture drifts from its nominal length: warm-up and 20 samples apply about 3,000
@@ -96,9 +108,11 @@ const FILL_PROPOSALS_PER_COMMAND: usize = 256;
 const FILL_COMMANDS_PER_APPLY: usize = 8;
 /// Synthetic entries per `commit_apply` while filling the `commit` fixture.
 const FILL_ENTRIES_PER_COMMIT: usize = 4_096;
-/// Distinct subjects the deposits go to: the state's subject rows stay this many, whatever
-/// the ledger length (its proposal status rows still grow, as they do in a node).
+/// Distinct subjects the `apply` group's deposits go to: the state's subject rows stay
+/// this many, whatever the ledger length (its proposal status rows still grow, as they do
+/// in a node). The `install` group's go to a subject each ([`UNIQUE_SUBJECTS`]).
 const SUBJECTS: u64 = 1_024;
+const UNIQUE_SUBJECTS: u64 = u64::MAX;
 
 const T0: u64 = 1_767_225_600_000;
 
@@ -130,12 +144,12 @@ fn ledger_id() -> LedgerId {
     LedgerId::new("bench").expect("valid id")
 }
 
-fn deposit(ledger: &LedgerId, nonce: u64) -> SignedProposal {
+fn deposit(ledger: &LedgerId, nonce: u64, subjects: u64) -> SignedProposal {
     dev::proposal(
         ledger,
         "alice",
         "SETTLEMENT.DEPOSIT_CONFIRMED",
-        &format!("stl-{}", nonce % SUBJECTS),
+        &format!("stl-{}", nonce % subjects),
         Value::map([("amount", Value::Int(1)), ("currency", "EUR".into())]),
         vec![],
         nonce,
@@ -161,10 +175,12 @@ struct ApplyFixture {
     next_log_index: u64,
     next_time: u64,
     next_nonce: u64,
+    /// Distinct subjects the deposits go to.
+    subjects: u64,
 }
 
 impl ApplyFixture {
-    fn build(len: u64) -> ApplyFixture {
+    fn build(len: u64, subjects: u64) -> ApplyFixture {
         let started = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
         let (_log, state_machine) =
@@ -182,6 +198,7 @@ impl ApplyFixture {
             next_log_index: 1,
             next_time: T0,
             next_nonce: 1,
+            subjects,
         };
         let genesis = raft_entry(
             fixture.take_log_index(),
@@ -210,7 +227,7 @@ impl ApplyFixture {
                     while batch.len() < FILL_COMMANDS_PER_APPLY && left > 0 {
                         let count = left.min(FILL_PROPOSALS_PER_COMMAND as u64);
                         let proposals = (nonce..nonce + count)
-                            .map(|n| deposit(&ledger, n))
+                            .map(|n| deposit(&ledger, n, subjects))
                             .collect();
                         nonce += count;
                         left -= count;
@@ -266,7 +283,7 @@ impl ApplyFixture {
     fn prepare(&mut self, count: u64) -> Vec<Entry> {
         (0..count)
             .map(|_| {
-                let proposal = deposit(&self.ledger, self.next_nonce);
+                let proposal = deposit(&self.ledger, self.next_nonce, self.subjects);
                 self.next_nonce += 1;
                 self.replica
                     .signatures()
@@ -468,7 +485,7 @@ fn bench_apply(c: &mut Criterion) {
         let mut fixture: Option<ApplyFixture> = None;
         let mut samples = Samples::default();
         group.bench_function(BenchmarkId::from_parameter(len), |b| {
-            let fixture = fixture.get_or_insert_with(|| ApplyFixture::build(len));
+            let fixture = fixture.get_or_insert_with(|| ApplyFixture::build(len, SUBJECTS));
             b.iter_custom(|iters| {
                 let timed = iters.clamp(1, per_sample);
                 let entries = fixture.prepare(timed);
@@ -538,6 +555,143 @@ fn bench_commit(c: &mut Criterion) {
     report(&name, &summaries);
 }
 
+/// A snapshot of a ledger of (about) `len` entries, its bytes as a new node receives them,
+/// and what the node that built it holds.
+struct InstallFixture {
+    meta: docket_raft::SnapshotMeta,
+    bytes: Vec<u8>,
+    ledger_len: u64,
+    state_hash: Option<docket_core::StateHash>,
+}
+
+impl InstallFixture {
+    fn build(len: u64) -> InstallFixture {
+        let mut fixture = ApplyFixture::build(len, UNIQUE_SUBJECTS);
+        let state_machine = &mut fixture.state_machine;
+        // Building records the snapshot; its bytes are written as the current snapshot is
+        // read, as a leader serves it.
+        let snapshot = fixture.runtime.block_on(async {
+            state_machine
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("build a snapshot");
+            state_machine
+                .get_current_snapshot()
+                .await
+                .expect("read the snapshot")
+                .expect("a snapshot")
+        });
+        let mut file = snapshot.snapshot;
+        let bytes = file.to_bytes().expect("the snapshot's bytes");
+        eprintln!(
+            "install fixture: snapshot of {} entries, {} bytes",
+            fixture.replica.ledger_len(),
+            bytes.len()
+        );
+        InstallFixture {
+            meta: snapshot.meta,
+            bytes,
+            ledger_len: fixture.replica.ledger_len(),
+            state_hash: fixture.replica.state_hash(),
+        }
+    }
+
+    /// Installs the snapshot into a new, empty state machine; the time the install took
+    /// and the CPU time the process spent meanwhile (every thread: the replay, the
+    /// snapshot reader, the storage engine's).
+    fn timed_install(&self) -> (Duration, Duration) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut state_machine) =
+            docket_raft::open_with(dir.path(), &store_options()).expect("open");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let elapsed = runtime.block_on(async {
+            let mut receiving = state_machine
+                .begin_receiving_snapshot()
+                .await
+                .expect("begin receiving");
+            *receiving = docket_raft::SnapshotFile::from_bytes(&self.bytes).expect("spill");
+            let (started, cpu) = (Instant::now(), process_cpu());
+            state_machine
+                .install_snapshot(&self.meta, receiving)
+                .await
+                .expect("install");
+            (started.elapsed(), process_cpu().saturating_sub(cpu))
+        });
+        let replica = state_machine.replica();
+        assert_eq!(replica.ledger_len(), self.ledger_len, "installed ledger");
+        assert_eq!(replica.state_hash(), self.state_hash, "installed state");
+        elapsed
+    }
+}
+
+/// CPU time (user and system) of this process so far, from `/proc/self/stat` (Linux
+/// reports it in ticks of 1/100 s there); zero where that cannot be read. On a machine whose
+/// cores are shared, the install's CPU time moves less with the neighbours than its wall
+/// time does.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn bench_install(c: &mut Criterion) {
+    let name = format!("install-{}", engine());
+    let mut group = c.benchmark_group(&name);
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(INSTALL_SAMPLES);
+    for len in sizes("DOCKET_BENCH_INSTALL_SIZES", INSTALL_SIZES_DEFAULT) {
+        let mut fixture: Option<InstallFixture> = None;
+        let mut per_entry: Vec<Duration> = Vec::new();
+        let mut cpu_per_entry: Vec<Duration> = Vec::new();
+        group.bench_function(BenchmarkId::from_parameter(len), |b| {
+            let fixture = fixture.get_or_insert_with(|| InstallFixture::build(len));
+            b.iter_custom(|iters| {
+                let (elapsed, cpu) = fixture.timed_install();
+                per_entry.push(elapsed / fixture.ledger_len as u32);
+                cpu_per_entry.push(cpu / fixture.ledger_len as u32);
+                scaled(elapsed, 1, iters)
+            });
+        });
+        // The samples criterion measured (the calls before them are its warm-up).
+        let measured = |all: &[Duration]| -> Vec<Duration> {
+            let mut last = all[all.len().saturating_sub(INSTALL_SAMPLES)..].to_vec();
+            last.sort();
+            last
+        };
+        let (wall, cpu) = (measured(&per_entry), measured(&cpu_per_entry));
+        if let (Some(min), Some(max)) = (wall.first(), wall.last()) {
+            let median = wall[wall.len() / 2];
+            eprintln!(
+                "{name}/{len}: median {:.2} µs per entry ({:.0} entries/s), min {:.2}, max \
+                 {:.2}; CPU median {:.2} µs per entry, min {:.2}, max {:.2} ({} installs)",
+                micros(median),
+                1e6 / micros(median),
+                micros(*min),
+                micros(*max),
+                micros(cpu[cpu.len() / 2]),
+                micros(cpu[0]),
+                micros(cpu[cpu.len() - 1]),
+                wall.len()
+            );
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -547,6 +701,6 @@ criterion_group! {
         // iteration count overflows.
         .warm_up_time(Duration::from_millis(20))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_apply, bench_commit
+    targets = bench_apply, bench_commit, bench_install
 }
 criterion_main!(benches);

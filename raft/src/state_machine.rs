@@ -42,15 +42,17 @@ use crate::snapshot::{self, Header, SnapshotBuilder, VerifyError};
 use crate::snapshot_file::SnapshotFile;
 use crate::store::{
     is_map_row, AppliedRecord, CoreRecord, MapCommit, MapRecord, SealedAnchor, SnapshotRecord,
-    Store, StoreError,
+    Staging, Store, StoreError,
 };
 
 mod fold;
+mod install_rows;
 
 use crate::disk::DiskMemory;
 use crate::{Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 use fold::{FoldCore, Folder};
 pub use fold::{MapFold, FOLDS_QUEUED_MAX};
+use install_rows::InstallRows;
 
 /// What apply changes, under one lock.
 #[derive(Debug)]
@@ -172,6 +174,23 @@ pub struct Replica {
 /// read no nodes go on meanwhile (the commit took ~10 ms, up to 25, under 16 clients).
 /// Other writers of the nodes (a snapshot install, a rebuild at open) hold the state lock.
 type MapNodesLock = Arc<RwLock<()>>;
+
+/// What a snapshot install's replay gives the store: each verified entry to the staging
+/// area, each page of rows through the install's filter ([`InstallRows`]).
+struct Installing<'s, 'a> {
+    staging: &'s mut Staging<'a>,
+    rows: Arc<InstallRows>,
+}
+
+impl snapshot::Receiver for Installing<'_, '_> {
+    fn entry(&mut self, index: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+        self.staging.entry(index, bytes)
+    }
+
+    fn rows(&mut self, changes: docket_core::state::Changes) -> Result<(), StoreError> {
+        self.rows.write(self.staging, changes)
+    }
+}
 
 /// Where a node's state rows are: one generation of the store's state rows
 /// ([`Store::state_generation`]). A read error stops the node ([`Rows`] docs): the state
@@ -627,11 +646,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .file_mut()
             .map_err(|e| read_snapshot_error(Some(meta), &e))?;
         std::io::Seek::rewind(file).map_err(|e| read_snapshot_error(Some(meta), &e))?;
+        let snapshot_bytes = file
+            .metadata()
+            .map_err(|e| read_snapshot_error(Some(meta), &e))?
+            .len();
         tracing::info!(snapshot_id = %meta.snapshot_id, "installing snapshot: verifying and replaying it");
         let mut staging = self.store.begin_install().map_err(|e| write_error(&e))?;
-        let rows = StoreRows::shared(self.store.clone(), staging.generation());
+        let generation = staging.generation();
+        let rows = Arc::new(InstallRows::new(
+            self.store.clone(),
+            &staging,
+            snapshot_bytes,
+        ));
         let started = std::time::Instant::now();
-        let verified = match snapshot::verify(&mut *file, meta, &mut staging, Some(rows)) {
+        let mut receiver = Installing {
+            staging: &mut staging,
+            rows: rows.clone(),
+        };
+        let verified = match snapshot::verify(&mut *file, meta, &mut receiver, Some(rows)) {
             Ok(verified) => verified,
             Err(error) => {
                 let staged = staging.staged();
@@ -658,7 +690,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_membership: meta.last_membership.clone(),
             ledger_len,
         };
-        let mut state = verified.state;
+        // The install's filter of written rows ends with the replay: from here on the
+        // state reads its rows as every state does.
+        let mut state = verified
+            .state
+            .map(|state| state.on_rows(StoreRows::shared(self.store.clone(), generation)));
         let changes = state.as_mut().map(State::take_changes);
         // No fold runs while the map is rebuilt; anchors sealed before are moot.
         let _folding = self.folder.core().exclusive();
@@ -2218,6 +2254,56 @@ mod tests {
     ) -> Result<(), StorageError<NodeId>> {
         let file = SnapshotFile::from_bytes(bytes).expect("spill");
         sm.install_snapshot(meta, Box::new(file)).await
+    }
+
+    /// The install reads its rows through a filter of the keys it wrote; the state it
+    /// leaves must not: rows written by the applies that follow are read back like any
+    /// other. A subject first written after the install and deposited to again must add
+    /// up on the installed replica exactly as on the leader.
+    #[tokio::test]
+    async fn after_an_install_rows_written_by_later_applies_are_read_back() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, meta, bytes) = long_leader(leader_dir.path(), 40).await;
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (_log, mut follower) = open_sm(follower_dir.path());
+        install_bytes(&mut follower, &meta, &bytes)
+            .await
+            .expect("installs");
+        let next = meta.last_log_id.expect("a snapshot of entries").index + 1;
+        let later: Vec<Entry> = (0..3)
+            .map(|i| {
+                normal(
+                    next + i,
+                    Command::Submit {
+                        // A subject of its own, written by the first and read by the others.
+                        proposals: vec![dev::proposal(
+                            &ledger(),
+                            "alice",
+                            "SETTLEMENT.DEPOSIT_CONFIRMED",
+                            "after-the-install",
+                            Value::map([("amount", Value::Int(5)), ("currency", "EUR".into())]),
+                            vec![],
+                            i,
+                        )],
+                        time: LedgerTime(90_000 + i),
+                    },
+                )
+            })
+            .collect();
+        leader.apply(later.clone()).await.expect("leader applies");
+        follower.apply(later).await.expect("follower applies");
+        let subject = |sm: &StateMachine| {
+            sm.replica().with_state(|s| {
+                s.expect("state")
+                    .subject("settlement", "after-the-install")
+                    .expect("the subject")
+            })
+        };
+        assert_eq!(subject(&follower), subject(&leader));
+        assert_eq!(
+            follower.replica().state_hash(),
+            leader.replica().state_hash()
+        );
     }
 
     /// A leader with `longer_workload(extra)` applied, and the bytes of its snapshot.

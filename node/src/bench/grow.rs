@@ -9,8 +9,8 @@
 //! it serves a linearizable read; a follower is taken down for ten seconds of writes and
 //! restarted, timed until it holds what it missed (and whether it was sent a snapshot or
 //! the log: `raft.log_keep_mb`); and a fresh node is added, timed until it holds the same
-//! ledger and state hash as the leader, with its peak resident memory; and a second fresh
-//! node is killed a few seconds into its snapshot install and started again, timed until
+//! ledger and state hash as the leader, with its peak resident memory and its disk bytes
+//! (then it is removed, its data deleted); and a second fresh node is killed a few seconds into its snapshot install and started again, timed until
 //! it answers and until it holds the leader's ledger. Flat figures from the first round
 //! to the last are the goal (DESIGN §11).
 
@@ -83,6 +83,9 @@ pub struct GrowReport {
     pub catch_up_entries_per_s: f64,
     /// The new node's peak resident memory during catch-up (VmHWM).
     pub catch_up_peak_rss_bytes: u64,
+    /// The new node's disk bytes once caught up: a store written by a snapshot install,
+    /// with no history of overwrites and deletions to compact.
+    pub catch_up_disk_bytes: u64,
     /// A second fresh node, killed while it installs its snapshot and started again
     /// (`None`: it was sent the log, not a snapshot).
     pub interrupted_install: Option<InterruptedInstall>,
@@ -316,7 +319,13 @@ async fn rounds_and_recovery(
                 mib(&figures.disk_bytes),
             );
         }
+        let reached = args
+            .until_entries
+            .is_some_and(|until| figures.ledger_length >= until);
         rounds.push(figures);
+        if reached {
+            break;
+        }
     }
 
     // Restart a follower; time until it serves a linearizable read.
@@ -362,6 +371,10 @@ async fn rounds_and_recovery(
     let caught_up_length = caught_up(cluster, id).await?;
     let catch_up_ms = added.elapsed().as_secs_f64() * 1000.0;
     let catch_up_peak_rss_bytes = proc_status_bytes(cluster.node(id).pid(), "VmHWM");
+    let catch_up_disk_bytes = disk_bytes(&cluster.node(id).data_dir);
+    // Its figures are taken: remove it and return its disk before the next fresh node, so
+    // the run needs room for four copies of the ledger, not five.
+    retire(cluster, id).await?;
 
     let interrupted_install = interrupted_install(cluster).await?;
     if !json {
@@ -393,6 +406,7 @@ async fn rounds_and_recovery(
         catch_up_ms,
         catch_up_entries_per_s: caught_up_length as f64 / (catch_up_ms / 1000.0),
         catch_up_peak_rss_bytes,
+        catch_up_disk_bytes,
         interrupted_install,
         rounds,
     })
@@ -423,6 +437,21 @@ async fn add_member(
             Err(error) => Err(error).context(format!("adding fresh node {id}")),
         }
     })
+}
+
+/// Removes node `id` from the membership (through the leader, signed by the operator
+/// key), kills it and deletes its data directory.
+async fn retire(cluster: &mut LocalCluster, id: u64) -> anyhow::Result<()> {
+    cluster
+        .node(cluster.leader().await?)
+        .client()
+        .remove_member_as(id, &crate::local_cluster::operator_key())
+        .await
+        .with_context(|| format!("removing node {id}"))?;
+    cluster.kill(id).await?;
+    let dir = &cluster.node(id).data_dir;
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
 }
 
 /// The leader's ledger length if `node` holds the same ledger length and state hash.
