@@ -378,7 +378,9 @@ impl State {
     }
 
     /// Moves a state with no settled rows (fresh from genesis, or from a replay whose
-    /// changes were never taken) onto `rows`, an empty store its changes will be written to.
+    /// changes were never taken) onto `rows`, an empty store its changes will be written to;
+    /// or a state onto another reader of the same rows (a snapshot install hands the state
+    /// it replayed through a filter of its own over to the store's plain reader).
     pub fn on_rows(mut self, rows: Arc<dyn Rows>) -> State {
         self.rows = rows;
         self
