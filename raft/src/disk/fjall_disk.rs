@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use fjall::config::BlockSizePolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Disk, DiskMemory, KeyValue, TreeName, Visit, WriteBatch};
 use crate::store::{StoreError, StoreOptions};
@@ -45,6 +45,62 @@ const HOT_TREES: u64 = 4;
 /// 64 MiB (sparse: only what was written takes blocks), so this bounds the journal to
 /// about one rotated journal plus the active one, and recovery's replay to as much.
 const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Level-0 runs at which a writer compacts the keyspace it writes to itself, before its
+/// batch: fjall 3.1 slows a keyspace's writers from 20 runs and halts them from 30
+/// (`Keyspace::check_write_halt`: a sleep loop until fewer), and compacts only when a flush
+/// asks its workers to. When the compactions a burst of flushes asked for end with 30 runs
+/// still there (a choice that overlapped another, or a request dropped from the workers'
+/// queue, which fjall sends with `try_send`), nothing asks again: the writer sleeps and the
+/// workers wait for work, for ever. Seen in the growth benchmark at 10.2M entries: a new
+/// node's state map rebuild stopped in `check_write_halt` on `map`, all four workers idle,
+/// no CPU used, for as long as it was left (gdb). The same hang is reported against fjall
+/// from other projects (a random-keyed keyspace whose L0 outgrew its compactions).
+const L0_RUNS_COMPACT_HERE: usize = 26;
+/// fjall's own halt: past this, one of its writers would wait for ever if nothing compacts.
+const L0_RUNS_HALT: usize = 30;
+/// Compactions a writer runs on its own thread before it compacts the whole keyspace:
+/// each one merges what fjall's strategy picks (nothing, when all it would pick is already
+/// being merged by a worker).
+const L0_COMPACTIONS_TRIED_MAX: u32 = 64;
+
+/// Keeps `keyspace` writable: while its level 0 holds [`L0_RUNS_COMPACT_HERE`] runs or
+/// more, runs the keyspace's own compaction strategy on this thread (with no garbage
+/// collection of old versions: the watermark is fjall's to know, and keeping them is
+/// always safe); if that still leaves fjall's halt in place, compacts the whole keyspace.
+/// O(1) (a version read) when level 0 is below the mark, which is nearly always.
+fn keep_writable(keyspace: &Keyspace) -> Result<(), StoreError> {
+    let mut tried = 0;
+    while keyspace.tree.l0_run_count() >= L0_RUNS_COMPACT_HERE {
+        if tried == L0_COMPACTIONS_TRIED_MAX {
+            if keyspace.tree.l0_run_count() >= L0_RUNS_HALT {
+                tracing::warn!(
+                    keyspace = ?keyspace.name(),
+                    runs = keyspace.tree.l0_run_count(),
+                    "level 0 stays at fjall's write halt: compacting the whole keyspace"
+                );
+                keyspace.major_compact()?;
+            }
+            return Ok(());
+        }
+        if tried == 0 {
+            tracing::info!(
+                keyspace = ?keyspace.name(),
+                runs = keyspace.tree.l0_run_count(),
+                "level 0 near fjall's write halt: compacting before the write"
+            );
+        }
+        keyspace
+            .tree
+            .compact(keyspace.config.compaction_strategy.clone(), 0)
+            .map_err(fjall::Error::from)?;
+        tried += 1;
+        // What a worker does between two choices, so a choice that found nothing to do
+        // does not spin.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
+}
 
 /// Data block size of the `map` keyspace (the state map's nodes; fjall's default, for
 /// every other keyspace, is 4 KiB). A fold reads a few thousand nodes of a few hundred
@@ -202,6 +258,12 @@ impl FjallDisk {
         for (tree, key, value) in batch.ops {
             last.insert((tree, key), value);
         }
+        let mut written = [false; TreeName::ALL.len()];
+        for (tree, _) in last.keys() {
+            if !std::mem::replace(&mut written[tree.index()], true) {
+                keep_writable(self.keyspace(*tree))?;
+            }
+        }
         let mut writes = self.db.batch();
         for ((tree, key), value) in last {
             let keyspace = self.keyspace(tree);
@@ -339,6 +401,52 @@ mod tests {
 
     fn open(dir: &Path) -> FjallDisk {
         FjallDisk::open(dir, &StoreOptions::default()).expect("open")
+    }
+
+    /// The state fjall's writers halt in for ever: 30 or more level-0 runs and nothing
+    /// asking its workers to compact (here: there are none). A writer's guard compacts
+    /// them on its own thread, and every row is still there.
+    #[test]
+    fn a_writer_compacts_a_level_0_at_fjalls_halt_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::builder(dir.path())
+            .worker_threads_unchecked(0)
+            .open()
+            .expect("open");
+        let keyspace = db
+            .keyspace("map", KeyspaceCreateOptions::default)
+            .expect("keyspace");
+        // Up to the halt and no further: one more insert would wait for ever.
+        let mut runs = 0u32;
+        while keyspace.tree.l0_run_count() < L0_RUNS_HALT {
+            // Random-looking keys: every run overlaps every other, as a map's nodes do.
+            for i in 0..50u32 {
+                let key = (i.wrapping_mul(2_654_435_761) ^ runs).to_be_bytes();
+                keyspace.insert(key, runs.to_be_bytes()).expect("insert");
+            }
+            keyspace.tree.flush_active_memtable(0).expect("flush");
+            runs += 1;
+        }
+        assert!(
+            keyspace.tree.l0_run_count() >= L0_RUNS_HALT,
+            "the test must reach fjall's halt: {} runs",
+            keyspace.tree.l0_run_count()
+        );
+        keep_writable(&keyspace).expect("compacts");
+        assert!(
+            keyspace.tree.l0_run_count() < L0_RUNS_COMPACT_HERE,
+            "{} level-0 runs left",
+            keyspace.tree.l0_run_count()
+        );
+        for run in 0..runs {
+            for i in 0..50u32 {
+                let key = (i.wrapping_mul(2_654_435_761) ^ run).to_be_bytes();
+                assert!(
+                    keyspace.get(key).expect("read").is_some(),
+                    "key of run {run}"
+                );
+            }
+        }
     }
 
     #[test]
