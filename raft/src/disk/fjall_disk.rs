@@ -46,48 +46,46 @@ const HOT_TREES: u64 = 4;
 /// about one rotated journal plus the active one, and recovery's replay to as much.
 const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Level-0 runs at which a writer compacts the keyspace it writes to itself, before its
-/// batch: fjall 3.1 slows a keyspace's writers from 20 runs and halts them from 30
-/// (`Keyspace::check_write_halt`: a sleep loop until fewer), and compacts only when a flush
-/// asks its workers to. When the compactions a burst of flushes asked for end with 30 runs
-/// still there (a choice that overlapped another, or a request dropped from the workers'
-/// queue, which fjall sends with `try_send`), nothing asks again: the writer sleeps and the
-/// workers wait for work, for ever. Seen in the growth benchmark at 10.2M entries: a new
-/// node's state map rebuild stopped in `check_write_halt` on `map`, all four workers idle,
-/// no CPU used, for as long as it was left (gdb). The same hang is reported against fjall
-/// from other projects (a random-keyed keyspace whose L0 outgrew its compactions).
-const L0_RUNS_COMPACT_HERE: usize = 26;
-/// fjall's own halt: past this, one of its writers would wait for ever if nothing compacts.
+/// fjall's write halt, and where a writer compacts the keyspace it writes to itself before
+/// its batch. fjall 3.1 slows a keyspace's writers from 20 level-0 runs and halts them from
+/// 30 (`Keyspace::check_write_halt`: a sleep loop until fewer), and compacts only when a
+/// flush asks its workers to. When the compactions a burst of flushes asked for end with 30
+/// runs still there (a choice that overlapped another, or a request dropped from the
+/// workers' queue, which fjall sends with `try_send`), nothing asks again: the writer
+/// sleeps and the workers wait for work, for ever. Seen in the growth benchmark at 10.2M
+/// entries: a new node's state map rebuild stopped in `check_write_halt` on `map`, all four
+/// workers idle, no CPU used, for as long as it was left (gdb). The same hang is reported
+/// against fjall from other projects (a random-keyed keyspace whose level 0 outgrew its
+/// compactions). The writer compacts only where fjall would stop it anyway, so it never
+/// waits where it would not have without the guard.
 const L0_RUNS_HALT: usize = 30;
 /// Compactions a writer runs on its own thread before it compacts the whole keyspace:
 /// each one merges what fjall's strategy picks (nothing, when all it would pick is already
 /// being merged by a worker).
 const L0_COMPACTIONS_TRIED_MAX: u32 = 64;
 
-/// Keeps `keyspace` writable: while its level 0 holds [`L0_RUNS_COMPACT_HERE`] runs or
-/// more, runs the keyspace's own compaction strategy on this thread (with no garbage
-/// collection of old versions: the watermark is fjall's to know, and keeping them is
-/// always safe); if that still leaves fjall's halt in place, compacts the whole keyspace.
-/// O(1) (a version read) when level 0 is below the mark, which is nearly always.
+/// Keeps `keyspace` writable: while its level 0 holds [`L0_RUNS_HALT`] runs or more, runs
+/// the keyspace's own compaction strategy on this thread (with no garbage collection of
+/// old versions: the watermark is fjall's to know, and keeping them is always safe); if
+/// [`L0_COMPACTIONS_TRIED_MAX`] of those leave the halt in place, compacts the whole
+/// keyspace. O(1) (a version read) below the halt, which is nearly always.
 fn keep_writable(keyspace: &Keyspace) -> Result<(), StoreError> {
     let mut tried = 0;
-    while keyspace.tree.l0_run_count() >= L0_RUNS_COMPACT_HERE {
+    while keyspace.tree.l0_run_count() >= L0_RUNS_HALT {
         if tried == L0_COMPACTIONS_TRIED_MAX {
-            if keyspace.tree.l0_run_count() >= L0_RUNS_HALT {
-                tracing::warn!(
-                    keyspace = ?keyspace.name(),
-                    runs = keyspace.tree.l0_run_count(),
-                    "level 0 stays at fjall's write halt: compacting the whole keyspace"
-                );
-                keyspace.major_compact()?;
-            }
+            tracing::warn!(
+                keyspace = ?keyspace.name(),
+                runs = keyspace.tree.l0_run_count(),
+                "level 0 stays at fjall's write halt: compacting the whole keyspace"
+            );
+            keyspace.major_compact()?;
             return Ok(());
         }
         if tried == 0 {
             tracing::info!(
                 keyspace = ?keyspace.name(),
                 runs = keyspace.tree.l0_run_count(),
-                "level 0 near fjall's write halt: compacting before the write"
+                "level 0 at fjall's write halt: compacting before the write"
             );
         }
         keyspace
@@ -434,7 +432,7 @@ mod tests {
         );
         keep_writable(&keyspace).expect("compacts");
         assert!(
-            keyspace.tree.l0_run_count() < L0_RUNS_COMPACT_HERE,
+            keyspace.tree.l0_run_count() < L0_RUNS_HALT,
             "{} level-0 runs left",
             keyspace.tree.l0_run_count()
         );
