@@ -414,13 +414,15 @@ mod tests {
         let keyspace = db
             .keyspace("map", KeyspaceCreateOptions::default)
             .expect("keyspace");
+        // Random-looking keys: every run overlaps every other, as a map's nodes do.
+        let key = |run: u32, i: u32| (i.wrapping_mul(2_654_435_761) ^ run).to_be_bytes();
         // Up to the halt and no further: one more insert would wait for ever.
         let mut runs = 0u32;
         while keyspace.tree.l0_run_count() < L0_RUNS_HALT {
-            // Random-looking keys: every run overlaps every other, as a map's nodes do.
             for i in 0..50u32 {
-                let key = (i.wrapping_mul(2_654_435_761) ^ runs).to_be_bytes();
-                keyspace.insert(key, runs.to_be_bytes()).expect("insert");
+                keyspace
+                    .insert(key(runs, i), runs.to_be_bytes())
+                    .expect("insert");
             }
             keyspace.tree.flush_active_memtable(0).expect("flush");
             runs += 1;
@@ -438,9 +440,8 @@ mod tests {
         );
         for run in 0..runs {
             for i in 0..50u32 {
-                let key = (i.wrapping_mul(2_654_435_761) ^ run).to_be_bytes();
                 assert!(
-                    keyspace.get(key).expect("read").is_some(),
+                    keyspace.get(key(run, i)).expect("read").is_some(),
                     "key of run {run}"
                 );
             }

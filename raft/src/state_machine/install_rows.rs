@@ -29,6 +29,7 @@ use std::sync::Arc;
 use docket_core::rows::Rows;
 use docket_core::state::Changes;
 
+use super::StoreRows;
 use crate::store::{Staging, Store, StoreError};
 
 /// Bits of filter per row the install is expected to write (1% false positives at 7
@@ -96,11 +97,11 @@ impl KeyFilter {
     }
 }
 
-/// The rows of the generation a snapshot install builds (see the module docs).
+/// The rows of the generation a snapshot install builds (see the module docs): the store's
+/// own reader of that generation, asked only about keys the filter may have seen.
 #[derive(Debug)]
 pub(crate) struct InstallRows {
-    store: Arc<Store>,
-    generation: u64,
+    rows: StoreRows,
     written: KeyFilter,
 }
 
@@ -112,8 +113,10 @@ impl InstallRows {
         snapshot_bytes: u64,
     ) -> InstallRows {
         InstallRows {
-            store,
-            generation: staging.generation(),
+            rows: StoreRows {
+                store,
+                generation: staging.generation(),
+            },
             written: KeyFilter::for_rows(snapshot_bytes / SNAPSHOT_BYTES_PER_ROW),
         }
     }
@@ -132,15 +135,11 @@ impl Rows for InstallRows {
         if !self.written.may_contain(key) {
             return None;
         }
-        self.store
-            .state_row(self.generation, key)
-            .unwrap_or_else(|e| panic!("fatal: cannot read a state row: {e}"))
+        self.rows.get(key)
     }
 
     fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) {
-        self.store
-            .state_scan(self.generation, prefix, visit)
-            .unwrap_or_else(|e| panic!("fatal: cannot scan state rows: {e}"));
+        self.rows.scan(prefix, visit);
     }
 }
 
