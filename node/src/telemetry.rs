@@ -101,6 +101,7 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// `_bucket`, `_sum` and `_count`.
 pub const HISTOGRAMS: &[&str] = &[
     docket_raft::telemetry::STORAGE_FLUSH_DURATION_SECONDS,
+    docket_raft::telemetry::LOG_APPEND_DURATION_SECONDS,
     docket_raft::telemetry::MAP_FOLD_DURATION_SECONDS,
     docket_service::telemetry::ADMISSION_DURATION_SECONDS,
     docket_service::telemetry::GROUP_COMMIT_PROPOSALS,

@@ -258,6 +258,10 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             "{who}: appends are flushed"
         );
         assert!(
+            after.must("docket_raft_log_append_duration_seconds_count", &[]) > 0.0,
+            "{who}: Raft log appends are timed"
+        );
+        assert!(
             delta(before, after, "docket_signature_checks_total", &[]) >= 3.0,
             "{who}: every applied proposal's signature is checked"
         );

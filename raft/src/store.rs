@@ -109,6 +109,13 @@ use crate::disk::{
 use crate::merkle::{self, LedgerTree, TreeHead};
 use crate::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 
+/// A write Raft's core waits for (a log append, with its write and flush times; the
+/// committed index) at least this slow is logged. A leader's core sends nothing while one
+/// is under way, and the default configuration's followers campaign after 700-900 ms of
+/// silence; under a third of the least of that is worth an operator's look long before it
+/// deposes anyone.
+const RAFT_WRITE_SLOW: std::time::Duration = std::time::Duration::from_millis(200);
+
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -689,6 +696,8 @@ impl Store {
 
     /// Appends entries (overwriting any at the same indexes) and makes them durable.
     pub fn log_append(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
+        // Measured for the metrics and the slow-append warning only.
+        let started = std::time::Instant::now();
         let mut batch = WriteBatch::default();
         let mut sizes = Vec::new();
         for entry in entries {
@@ -696,6 +705,7 @@ impl Store {
             sizes.push((entry.log_id.index, bytes.len() as u64));
             batch.insert(TreeName::Log, index_key(entry.log_id.index), bytes);
         }
+        let sizes_len = sizes.len();
         // In order, not atomically: nothing is acknowledged before the flush below, and a
         // torn append leaves a contiguous prefix of the entries, which Raft handles as an
         // append that never happened in full.
@@ -706,7 +716,20 @@ impl Store {
                 log_sizes.appended(index, bytes);
             }
         }
-        self.durable_flush()
+        let written = started.elapsed();
+        self.durable_flush()?;
+        let took = started.elapsed();
+        metrics::histogram!(crate::telemetry::LOG_APPEND_DURATION_SECONDS)
+            .record(took.as_secs_f64());
+        if took >= RAFT_WRITE_SLOW {
+            tracing::warn!(
+                entries = sizes_len,
+                write_ms = written.as_millis() as u64,
+                flush_ms = (took - written).as_millis() as u64,
+                "slow log append: Raft waited for it (on a leader, heartbeats too)"
+            );
+        }
+        Ok(())
     }
 
     /// Deletes entries at `since` and after, durably.
@@ -803,7 +826,18 @@ impl Store {
             KEY_COMMITTED,
             encode("committed log id", &committed)?,
         );
-        self.disk.apply(batch)
+        // openraft 0.9 calls this on its core's own task, which waits for it (so does a
+        // runtime worker): a write held up behind the store's journal holds up the core.
+        let started = std::time::Instant::now();
+        let applied = self.disk.apply(batch);
+        let took = started.elapsed();
+        if took >= RAFT_WRITE_SLOW {
+            tracing::warn!(
+                write_ms = took.as_millis() as u64,
+                "slow write of the committed index: Raft's core waited for it"
+            );
+        }
+        applied
     }
 
     pub fn read_committed(&self) -> Result<Option<LogId>, StoreError> {

@@ -12,6 +12,12 @@ pub const PROPOSALS_TOTAL: &str = "docket_proposals_total";
 /// Seconds one durable flush (sled's flush and the fsyncs after it) took.
 pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "docket_storage_flush_duration_seconds";
 
+/// Seconds one Raft log append took, written and durably flushed. openraft 0.9's core
+/// waits for it before it replicates, answers or sends a heartbeat, so on a leader an
+/// append slower than the election trigger's silence (lease plus election timeout) lets a
+/// follower campaign.
+pub const LOG_APPEND_DURATION_SECONDS: &str = "docket_raft_log_append_duration_seconds";
+
 /// Seconds one state-map fold took, by `phase`: `fold` (reading and rewriting the nodes,
 /// without any lock) and `commit` (writing them and publishing the anchor, holding the
 /// map's node lock: state proofs wait that long; applies and other reads do not).
@@ -36,6 +42,10 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         STORAGE_FLUSH_DURATION_SECONDS,
         "Seconds one durable flush of the store took (sled flush plus fsyncs)",
+    ),
+    (
+        LOG_APPEND_DURATION_SECONDS,
+        "Seconds one Raft log append took, written and durably flushed (a leader's Raft core sends nothing, heartbeats included, while it waits)",
     ),
     (
         MAP_FOLD_DURATION_SECONDS,

@@ -61,6 +61,7 @@ pub(crate) async fn elections(service: Arc<Service>) {
             service.raft.runtime_config().elect(now_electing);
             electing = Some(now_electing);
         }
+        let due = tokio::time::Instant::now() + poll;
         tokio::select! {
             changed = removed.changed() => {
                 if changed.is_err() {
@@ -68,7 +69,7 @@ pub(crate) async fn elections(service: Arc<Service>) {
                 }
                 continue;
             }
-            () = tokio::time::sleep(poll) => {}
+            () = tokio::time::sleep_until(due) => {}
         }
         if !now_electing {
             continue;
@@ -96,9 +97,13 @@ pub(crate) async fn elections(service: Arc<Service>) {
             continue;
         }
         campaigned_in = Some(silence_began);
+        // How late this check ran: a large figure means this node's own runtime was held
+        // up (its workers blocked or starved), and the silence may be partly its own.
+        let late = now.saturating_duration_since(due);
         tracing::info!(
             term,
             silent_ms = silent.as_millis() as u64,
+            check_late_ms = late.as_millis() as u64,
             "leader silent past lease and election timeout: campaigning"
         );
         if let Err(error) = service.raft.trigger().elect().await {
