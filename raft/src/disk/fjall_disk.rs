@@ -40,11 +40,22 @@ const MEMTABLE_BYTES_MIN: u64 = 1024 * 1024;
 /// mostly empty).
 const HOT_TREES: u64 = 4;
 
-/// The journals kept on disk before fjall forces the oldest memtables out so it can drop
-/// them: fjall's floor (it panics below 64 MiB). Each journal file is preallocated to
-/// 64 MiB (sparse: only what was written takes blocks), so this bounds the journal to
-/// about one rotated journal plus the active one, and recovery's replay to as much.
-const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// The journals kept on disk before fjall forces out every memtable that still holds a
+/// write from the oldest one, so it can drop it. fjall seals a journal file at ~64 MB, so
+/// this is about four files, and recovery replays at most as much.
+///
+/// Why four times fjall's floor (64 MiB, where it was until 2026-12): the memtables of a
+/// node at the default `cache_mb` add up to ~58 MiB ([`FjallBudget::of`]), about the floor,
+/// so at the floor a journal filled before any hot keyspace filled its memtable, and every
+/// flush of the node was a forced one: fjall rotated all six busy keyspaces at once, every
+/// 6-10 s under the growth benchmark's load ("Rotating ... to try to reduce journal size"),
+/// and each of their flushes runs behind a `SyncAll` of the journal under its writer lock
+/// that every commit waits for. With room for every memtable to fill twice, each hot
+/// keyspace flushes on its own size, one at a time, and a forced rotation takes only `meta`
+/// (small memtable, cheap flush). Growth benchmark to ~4M entries, one run each: 1.04-1.12x
+/// the proposals/s per round, no election against six, at 10-41 MiB of memtables against
+/// 0-26 (ARCHITECTURE.md, "Storage engines").
+const JOURNAL_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 /// fjall's write halt, and where a writer compacts the keyspace it writes to itself before
 /// its batch. fjall 3.1 slows a keyspace's writers from 20 level-0 runs and halts them from
