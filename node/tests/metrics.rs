@@ -253,6 +253,11 @@ async fn metrics_move_with_the_cluster_and_json_logs_name_their_node() {
             rss > after.must("docket_storage_write_buffer_bytes", &[]),
             "{who}: resident memory {rss} holds the memtables"
         );
+        let pinned = after.must("docket_storage_pinned_bytes", &[]);
+        assert!(
+            (0.0..rss).contains(&pinned),
+            "{who}: pinned blocks {pinned} within resident memory {rss}"
+        );
         assert!(
             after.must("docket_storage_flush_duration_seconds_count", &[]) > 0.0,
             "{who}: appends are flushed"

@@ -137,6 +137,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store
             .blocking_io(move |store| store.log_purge(log_id))
             .await
+            .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        self.store
+            .reclaim_log_below(log_id.index.saturating_add(1))
             .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 }

@@ -32,6 +32,7 @@ pub const LEDGER_ENTRIES: &str = "docket_ledger_entries";
 pub const STORAGE_SIZE_BYTES: &str = "docket_storage_size_bytes";
 pub const STORAGE_CACHE_BYTES: &str = "docket_storage_cache_bytes";
 pub const STORAGE_WRITE_BUFFER_BYTES: &str = "docket_storage_write_buffer_bytes";
+pub const STORAGE_PINNED_BYTES: &str = "docket_storage_pinned_bytes";
 pub const DEFERRED_PROPOSALS: &str = "docket_deferred_proposals";
 pub const SIGNATURE_CHECKS_TOTAL: &str = "docket_signature_checks_total";
 pub const SIGNATURE_VERIFICATIONS_TOTAL: &str = "docket_signature_verifications_total";
@@ -101,6 +102,11 @@ pub const METRICS: &[(&str, &str)] = &[
         STORAGE_WRITE_BUFFER_BYTES,
         "Bytes of writes the store holds in memory until they reach table files (fjall's \
          active and sealed memtables; not exported on sled)",
+    ),
+    (
+        STORAGE_PINNED_BYTES,
+        "Bytes of table index and filter blocks the store keeps in memory outside its read \
+         cache (fjall's pinned blocks; not exported on sled)",
     ),
     (
         DEFERRED_PROPOSALS,
@@ -201,6 +207,7 @@ impl Service {
         if let Some(memory) = self.replica.store_memory() {
             metrics::gauge!(STORAGE_CACHE_BYTES).set(memory.cache_bytes as f64);
             metrics::gauge!(STORAGE_WRITE_BUFFER_BYTES).set(memory.write_buffer_bytes as f64);
+            metrics::gauge!(STORAGE_PINNED_BYTES).set(memory.pinned_bytes as f64);
         }
         let deferred = self
             .replica

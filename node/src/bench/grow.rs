@@ -58,9 +58,11 @@ pub struct Round {
     /// Per node, in node order.
     pub rss_bytes: Vec<u64>,
     /// Per node: the parts of `rss_bytes` the store accounts for, from each node's
-    /// `/metrics` (fjall's block cache and memtables; 0 where a node exports none).
+    /// `/metrics` (fjall's block cache, memtables and pinned index and filter blocks; 0
+    /// where a node exports none).
     pub cache_bytes: Vec<u64>,
     pub memtable_bytes: Vec<u64>,
+    pub pinned_bytes: Vec<u64>,
     pub disk_bytes: Vec<u64>,
 }
 
@@ -153,18 +155,25 @@ fn gauge(scrape: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Each node's block cache and memtable bytes, in node order (0 for a node whose
-/// `/metrics` does not answer or does not show them: sled keeps no such counts).
-async fn store_memory(cluster: &LocalCluster) -> (Vec<u64>, Vec<u64>) {
-    let mut cache = Vec::with_capacity(cluster.nodes.len());
-    let mut memtables = Vec::with_capacity(cluster.nodes.len());
+/// Each node's block cache, memtable and pinned block bytes, in node order (0 for a node
+/// whose `/metrics` does not answer or does not show them: sled keeps no such counts).
+async fn store_memory(cluster: &LocalCluster) -> [Vec<u64>; 3] {
+    use docket_service::telemetry::{
+        STORAGE_CACHE_BYTES, STORAGE_PINNED_BYTES, STORAGE_WRITE_BUFFER_BYTES,
+    };
+    let names = [
+        STORAGE_CACHE_BYTES,
+        STORAGE_WRITE_BUFFER_BYTES,
+        STORAGE_PINNED_BYTES,
+    ];
+    let mut memory: [Vec<u64>; 3] = Default::default();
     for node in &cluster.nodes {
         let scrape = node.client().metrics().await.unwrap_or_default();
-        let bytes = |name| gauge(&scrape, name).map_or(0, |v| v as u64);
-        cache.push(bytes(docket_service::telemetry::STORAGE_CACHE_BYTES));
-        memtables.push(bytes(docket_service::telemetry::STORAGE_WRITE_BUFFER_BYTES));
+        for (values, name) in memory.iter_mut().zip(names) {
+            values.push(gauge(&scrape, name).map_or(0, |v| v as u64));
+        }
     }
-    (cache, memtables)
+    memory
 }
 
 /// Polls `what` until it returns true, or fails after [`RECOVERY_TIMEOUT_MS`].
@@ -279,7 +288,7 @@ async fn rounds_and_recovery(
         let report: Report = measure(args, &urls, None).await?;
         let leader = cluster.leader().await?;
         let ledger_length = cluster.node(leader).client().status().await?.ledger_length;
-        let (cache_bytes, memtable_bytes) = store_memory(cluster).await;
+        let [cache_bytes, memtable_bytes, pinned_bytes] = store_memory(cluster).await;
         let figures = Round {
             round,
             ledger_length,
@@ -295,6 +304,7 @@ async fn rounds_and_recovery(
                 .collect(),
             cache_bytes,
             memtable_bytes,
+            pinned_bytes,
             disk_bytes: cluster
                 .nodes
                 .iter()
@@ -305,8 +315,8 @@ async fn rounds_and_recovery(
             let mib = |bytes: &Vec<u64>| -> Vec<u64> { bytes.iter().map(|b| b >> 20).collect() };
             println!(
                 "round {round}: ledger {} entries; {:.0} proposals/s, p99 {:.2} ms, {} errors{}; \
-                 status {:.2} ms; rss MiB {:?} (block cache {:?}, memtables {:?}); \
-                 disk MiB {:?}",
+                 status {:.2} ms; rss MiB {:?} (block cache {:?}, memtables {:?}, pinned \
+                 {:?}); disk MiB {:?}",
                 figures.ledger_length,
                 figures.operations_per_s,
                 figures.latency_ms_p99,
@@ -316,6 +326,7 @@ async fn rounds_and_recovery(
                 mib(&figures.rss_bytes),
                 mib(&figures.cache_bytes),
                 mib(&figures.memtable_bytes),
+                mib(&figures.pinned_bytes),
                 mib(&figures.disk_bytes),
             );
         }

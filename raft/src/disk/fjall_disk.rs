@@ -19,10 +19,13 @@
 //! (a few bytes per key).
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use fjall::config::BlockSizePolicy;
+use fjall::config::{BlockSizePolicy, PinningPolicy};
 use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Disk, DiskMemory, KeyValue, TreeName, Visit, WriteBatch};
@@ -165,6 +168,12 @@ pub struct FjallDisk {
     db: Database,
     /// In [`TreeName::ALL`] order.
     keyspaces: [Keyspace; 8],
+    /// The journal file [`Disk::durable_flush`] last synced: its number and a handle.
+    journal: Mutex<Option<(u64, Arc<File>)>>,
+    /// Set by the first failed `fdatasync`: every later write and flush fails, as fjall's
+    /// own poisoning does after a failed `persist`, so a node never goes on past a flush it
+    /// could not make (the kernel may have dropped the dirty pages it failed to write).
+    sync_failed: AtomicBool,
 }
 
 impl fmt::Debug for FjallDisk {
@@ -185,6 +194,55 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
     std::fs::File::open(path)
         .and_then(|dir| dir.sync_all())
         .map_err(io_error(format_args!("fsync {}", path.display())))
+}
+
+/// How many times [`FjallDisk::durable_flush`] lists the journals when the newest one it
+/// found is gone before it opens it (each time, a rotation and a deletion happened in
+/// between; twice in a row is already beyond what fjall's pace allows).
+const JOURNAL_LOOKUPS_MAX: usize = 8;
+
+/// The highest `<n>` of the `<n>.jnl` files in fjall's directory `dir`.
+fn newest_journal(dir: &Path) -> Result<u64, StoreError> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).map_err(io_error(format_args!("list {}", dir.display())))? {
+        let entry = entry.map_err(io_error(format_args!("list {}", dir.display())))?;
+        let name = entry.file_name();
+        let id = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".jnl"))
+            .and_then(|id| id.parse::<u64>().ok());
+        newest = newest.max(id);
+    }
+    newest.ok_or_else(|| StoreError::Corrupt(format!("no fjall journal in {}", dir.display())))
+}
+
+/// The options a keyspace is created with (fjall keeps them with it: a change here reaches
+/// new stores only): the memtable sizes of [`FjallBudget`], `map`'s data block size, and
+/// no pinned blocks in the keyspaces whose keys only grow.
+///
+/// Why the keyspaces whose keys only grow (`log`, `ledger`, `merkle`, `snap_stage`) pin no
+/// index or filter block: fjall pins the blocks of a table written into level 0 (filters)
+/// or levels 0 and 1 (indexes), and a table of ever-growing keys overlaps nothing below
+/// it, so compaction moves it down whole (a trivial move) instead of rewriting it, and it
+/// keeps its pinned blocks in the last level until the node restarts. Every table of
+/// those keyspaces stayed pinned: `docket_storage_pinned_bytes` went from 14 to 26 MiB
+/// between 1.17M and 2.08M entries of the growth benchmark, about 14 bytes an entry, the
+/// resident memory that grew with the ledger. Their reads are ranges (replication,
+/// proofs, the ledger's pages), which find their blocks through the block cache. The
+/// keyspaces of random keys (`sm`, `map`) keep fjall's defaults: their level-0 tables are
+/// rewritten by compaction, and their point reads use the filters. fjall keeps these
+/// options with the keyspace when it is created, so a store created before keeps pinning
+/// until a restart (which pins by level again).
+fn keyspace_options(tree: TreeName, budget: &FjallBudget) -> KeyspaceCreateOptions {
+    let options = KeyspaceCreateOptions::default().max_memtable_size(budget.memtable_bytes);
+    match tree {
+        TreeName::Sm => options.max_memtable_size(budget.sm_memtable_bytes),
+        TreeName::Map => options.data_block_size_policy(BlockSizePolicy::all(MAP_DATA_BLOCK_BYTES)),
+        TreeName::Log | TreeName::Ledger | TreeName::Merkle | TreeName::Stage => options
+            .filter_block_pinning_policy(PinningPolicy::disabled())
+            .index_block_pinning_policy(PinningPolicy::disabled()),
+        TreeName::Meta | TreeName::SmState => options,
+    }
 }
 
 /// fjall's flush and compaction threads, whatever the machine's cores (fjall's own default
@@ -223,19 +281,8 @@ impl FjallDisk {
             .cache_size(budget.block_cache_bytes)
             .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()?;
-        let keyspace = |tree: TreeName| {
-            db.keyspace(tree.as_str(), || {
-                let options =
-                    KeyspaceCreateOptions::default().max_memtable_size(budget.memtable_bytes);
-                match tree {
-                    TreeName::Sm => options.max_memtable_size(budget.sm_memtable_bytes),
-                    TreeName::Map => {
-                        options.data_block_size_policy(BlockSizePolicy::all(MAP_DATA_BLOCK_BYTES))
-                    }
-                    _ => options,
-                }
-            })
-        };
+        let keyspace =
+            |tree: TreeName| db.keyspace(tree.as_str(), || keyspace_options(tree, &budget));
         let keyspaces = [
             keyspace(TreeName::Log)?,
             keyspace(TreeName::Meta)?,
@@ -253,6 +300,51 @@ impl FjallDisk {
             dir: dir.to_path_buf(),
             db,
             keyspaces,
+            journal: Mutex::new(None),
+            sync_failed: AtomicBool::new(false),
+        })
+    }
+
+    /// The error every write and flush returns once an `fdatasync` has failed.
+    fn refuse_after_failed_sync(&self) -> Result<(), StoreError> {
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StoreError::Io {
+                context: "write to the store after a failed fdatasync of its journal".into(),
+                source: io::Error::other("the store stopped at its first failed flush"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The journal file fjall writes into now, or one it opened after it: the highest
+    /// numbered `<n>.jnl` in the database's directory (fjall names its journals so, from
+    /// 0, each rotation creating the next number). Opened once per journal and kept.
+    fn active_journal(&self) -> Result<Arc<File>, StoreError> {
+        let dir = self.dir.join(FJALL_DIR);
+        // A journal is deleted only after it was sealed, which needs a newer one, so a
+        // file that vanishes between the listing and the open is found again by listing.
+        for _ in 0..JOURNAL_LOOKUPS_MAX {
+            let newest = newest_journal(&dir)?;
+            let mut cached = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, file)) = cached.as_ref().filter(|(id, _)| *id == newest) {
+                return Ok(file.clone());
+            }
+            let path = dir.join(format!("{newest}.jnl"));
+            match File::open(&path) {
+                Ok(file) => {
+                    let file = Arc::new(file);
+                    *cached = Some((newest, file.clone()));
+                    return Ok(file);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(format_args!("open {}", path.display()))(e)),
+            }
+        }
+        Err(StoreError::Io {
+            context: format!("find fjall's active journal in {}", dir.display()),
+            source: io::Error::other(format!(
+                "the newest journal vanished {JOURNAL_LOOKUPS_MAX} times in a row"
+            )),
         })
     }
 
@@ -264,6 +356,7 @@ impl FjallDisk {
     /// every write of a batch the same sequence number, so two writes to one key in one
     /// batch would be ambiguous, while "applied in order" means the last one wins.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.refuse_after_failed_sync()?;
         let mut last = std::collections::BTreeMap::new();
         for (tree, key, value) in batch.ops {
             last.insert((tree, key), value);
@@ -335,22 +428,36 @@ impl Disk for FjallDisk {
         self.commit(batch)
     }
 
-    /// Makes every batch committed before the call durable: `Database::persist(SyncData)`,
-    /// one `fdatasync` of the active journal file.
+    /// Makes every batch committed before the call durable: `Database::persist(Buffer)`
+    /// under fjall's journal lock, then one `fdatasync` of the active journal file through
+    /// a handle of our own, outside that lock.
     ///
     /// **What this relies on** (fjall 3.1): every write batch, in every keyspace, is one
     /// record in the database's single journal, written to the journal file in commit
     /// order (under the journal writer's lock) and handed to the operating system when it
-    /// commits; `persist(SyncData)` flushes the journal's user-space buffer and calls
-    /// `fdatasync` on the active journal file. A journal is sealed only after a `SyncAll`
-    /// of its own (`Writer::rotate`), and each new journal file is created preallocated
-    /// (`set_len`), fsynced, with its directory fsynced; memtables flushed to table files
-    /// are made durable by fjall before the journal holding them is dropped. On open fjall
-    /// replays the journals in order and stops at the first incomplete batch record
-    /// (truncating the tail). So, once this returns `Ok`, every batch committed before the
-    /// call survives a process crash and an OS crash or power loss on a drive that honours
-    /// cache flushes, and what any crash leaves is a prefix of the committed batches, each
-    /// whole (what [`Disk`] asks of every disk).
+    /// commits; `persist(Buffer)` writes out the journal's user-space buffer. A journal is
+    /// sealed only after a `SyncAll` of its own (`Writer::rotate`, under the lock), each
+    /// new journal file is created preallocated (`set_len`), fsynced, with its directory
+    /// fsynced, and is named one number past the one it follows (`<n>.jnl`, in the
+    /// database's directory); memtables flushed to table files are made durable by fjall
+    /// before the journal holding them is dropped. On open fjall replays the journals in
+    /// order and stops at the first incomplete batch record (truncating the tail).
+    ///
+    /// So the batches committed before the call are in the file that was active when the
+    /// buffer was written out, or in older ones, which their rotation synced. The newest
+    /// journal listed after that is the same file (synced here) or a newer one, and then
+    /// that file was rotated, so synced, in between. Once this returns `Ok`, every batch
+    /// committed before the call survives a process crash and an OS crash or power loss on
+    /// a drive that honours cache flushes, and what any crash leaves is a prefix of the
+    /// committed batches, each whole (what [`Disk`] asks of every disk).
+    ///
+    /// **Why outside fjall's lock:** `Database::persist(SyncData)` holds the journal
+    /// writer's lock across the `fdatasync`, and every commit of every keyspace takes that
+    /// lock: the state machine's applies, the state map's folds and Raft's own writes (the
+    /// committed index, which openraft 0.9 writes on its core's task) all waited for each
+    /// log append's device flush. Here they go on while it runs. A sync through any file
+    /// descriptor covers the file's pages whoever wrote them, and a flush that overlaps
+    /// another finds the pages that one wrote already clean.
     ///
     /// **Why `fdatasync`, not `fsync`:** `fdatasync` writes the file's data and the
     /// metadata needed to read it back (its size and block allocation: the journal's blocks
@@ -363,10 +470,18 @@ impl Disk for FjallDisk {
     ///
     /// **Not guaranteed:** batches committed while the call runs may or may not be
     /// included; drives that acknowledge a flush without persisting; fjall's own recovery
-    /// bugs. A failed flush poisons the database (every later write fails), so a node
-    /// never continues past a flush it could not make.
+    /// bugs. A failed flush stops the store (every later write and flush fails: fjall
+    /// poisons itself on its own failed `persist`, [`FjallDisk::refuse_after_failed_sync`]
+    /// on ours), so a node never continues past a flush it could not make.
     fn durable_flush(&self) -> Result<(), StoreError> {
-        Ok(self.db.persist(PersistMode::SyncData)?)
+        self.refuse_after_failed_sync()?;
+        self.db.persist(PersistMode::Buffer)?;
+        let journal = self.active_journal()?;
+        journal.sync_data().map_err(|e| {
+            self.sync_failed.store(true, Ordering::Release);
+            tracing::error!(error = %e, "fdatasync of the store's journal failed: the store stops");
+            io_error("fdatasync fjall's journal")(e)
+        })
     }
 
     /// `fsync`s: run on tokio's blocking pool.
@@ -386,15 +501,36 @@ impl Disk for FjallDisk {
         self.db.disk_space().ok()
     }
 
-    /// fjall's own counters, two atomic loads: the block cache's weight and the write
-    /// buffer (every keyspace's active and sealed memtables). fjall 3.1 marks both
-    /// accessors experimental (`#[doc(hidden)]`); they serve metrics only, so a change
-    /// there costs two gauges, never a decision.
+    /// fjall's own counters: the block cache's weight and the write buffer (every
+    /// keyspace's active and sealed memtables), two atomic loads, and the pinned index and
+    /// filter blocks, a sum over the tables of each keyspace's current version (a few
+    /// hundred tables at ten million entries, read once per metrics scrape). fjall 3.1
+    /// marks the first two accessors experimental (`#[doc(hidden)]`); they serve metrics
+    /// only, so a change there costs gauges, never a decision.
     fn memory(&self) -> Option<DiskMemory> {
+        let pinned_bytes = self
+            .keyspaces
+            .iter()
+            .map(|keyspace| {
+                (keyspace.tree.pinned_filter_size() + keyspace.tree.pinned_block_index_size())
+                    as u64
+            })
+            .sum();
         Some(DiskMemory {
             cache_bytes: self.db.cache_size(),
             write_buffer_bytes: self.db.write_buffer_size(),
+            pinned_bytes,
         })
+    }
+
+    /// `AbstractTree::drop_range`: every table file whose keys all lie below `key` is
+    /// dropped from the keyspace's version at once, without reading or rewriting it (a
+    /// compaction of its own, which waits for the keyspace's running compactions).
+    fn drop_removed_below(&self, tree: TreeName, key: &[u8]) -> Result<(), StoreError> {
+        self.keyspace(tree)
+            .tree
+            .drop_range::<&[u8], _>(..key)
+            .map_err(|e| StoreError::Fjall(e.into()))
     }
 
     /// The node's data directory, beside the database: snapshot spill files are unnamed
@@ -613,6 +749,139 @@ mod tests {
             Some((kept - 1).to_be_bytes().to_vec()),
             "the last batch kept is the last one in every tree"
         );
+    }
+
+    /// The memory gauges count a table's pinned index and filter blocks: none before the
+    /// first flush, some once a table of `sm` is in level 0 (fjall compacts level 0 only
+    /// from four tables on, so it stays there), and none for a table of `ledger`, whose
+    /// keyspace pins nothing (its tables move down whole: [`keyspace_options`]).
+    #[test]
+    fn pinned_blocks_are_counted_and_only_random_keys_pin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = open(dir.path());
+        let pinned = |disk: &FjallDisk| disk.memory().expect("fjall counts").pinned_bytes;
+        let pinned_in = |disk: &FjallDisk, tree| {
+            let tree = &disk.keyspace(tree).tree;
+            tree.pinned_filter_size() + tree.pinned_block_index_size()
+        };
+        assert_eq!(pinned(&disk), 0, "no table yet");
+        let mut batch = WriteBatch::default();
+        for i in 0..1_000u32 {
+            batch.insert(TreeName::Sm, i.to_be_bytes().to_vec(), vec![1u8; 100]);
+            batch.insert(TreeName::Ledger, i.to_be_bytes().to_vec(), vec![2u8; 100]);
+        }
+        disk.apply(batch).expect("insert");
+        for tree in [TreeName::Sm, TreeName::Ledger] {
+            disk.keyspace(tree)
+                .rotate_memtable_and_wait()
+                .expect("flush");
+            assert_eq!(disk.keyspace(tree).table_count(), 1, "{tree:?}");
+        }
+        assert!(pinned_in(&disk, TreeName::Sm) > 0, "{:?}", disk.memory());
+        assert_eq!(pinned_in(&disk, TreeName::Ledger), 0);
+        assert_eq!(pinned(&disk), pinned_in(&disk, TreeName::Sm) as u64);
+    }
+
+    /// Tables whose keys were all removed are dropped whole; a table that still holds a
+    /// key at or past the point stays, and every key there is still read.
+    #[test]
+    fn removed_tables_below_a_key_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = open(dir.path());
+        let log = disk.keyspace(TreeName::Log);
+        // Four tables of 100 keys each, in key order, as the log writes them.
+        for table in 0..4u64 {
+            let mut batch = WriteBatch::default();
+            for i in table * 100..(table + 1) * 100 {
+                batch.insert(TreeName::Log, i.to_be_bytes().to_vec(), vec![3u8; 1000]);
+            }
+            disk.apply(batch).expect("insert");
+            log.rotate_memtable_and_wait().expect("flush");
+        }
+        let before = log.table_count();
+        assert!(before >= 2, "{before} tables");
+        let mut batch = WriteBatch::default();
+        for i in 0..250u64 {
+            batch.remove(TreeName::Log, i.to_be_bytes().to_vec());
+        }
+        disk.apply(batch).expect("remove");
+        disk.durable_flush().expect("flush");
+        disk.drop_removed_below(TreeName::Log, &250u64.to_be_bytes())
+            .expect("drop");
+        assert!(
+            log.table_count() < before,
+            "{} of {before}",
+            log.table_count()
+        );
+        let mut left = Vec::new();
+        disk.for_each(TreeName::Log, &[], None, &mut |key, _| {
+            left.push(u64::from_be_bytes(key.try_into().expect("8 bytes")));
+            Ok(())
+        })
+        .expect("scan");
+        assert_eq!(left, (250..400).collect::<Vec<_>>());
+    }
+
+    /// A durable flush syncs the journal fjall writes into now: after fjall seals one and
+    /// opens the next, the new file, not the one it synced before.
+    #[test]
+    fn a_durable_flush_follows_the_journal_across_a_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journals = dir.path().join(FJALL_DIR);
+        let synced = |disk: &FjallDisk| disk.journal.lock().expect("lock").as_ref().map(|j| j.0);
+        {
+            let disk = open(dir.path());
+            let mut batch = WriteBatch::default();
+            batch.insert(TreeName::Meta, b"before".to_vec(), b"0".to_vec());
+            disk.apply(batch).expect("insert");
+            disk.durable_flush().expect("durable flush");
+            let first = synced(&disk).expect("a journal synced");
+            assert_eq!(first, newest_journal(&journals).expect("journals"));
+            // fjall seals its journal at the first memtable flush past ~64 MB of it (of
+            // journal bytes: incompressible values, as it may compress them).
+            for i in 0..70u32 {
+                let mut batch = WriteBatch::default();
+                batch.insert(
+                    TreeName::Ledger,
+                    i.to_be_bytes().to_vec(),
+                    noise(i, 1 << 20),
+                );
+                disk.apply(batch).expect("insert");
+            }
+            disk.keyspace(TreeName::Ledger)
+                .rotate_memtable_and_wait()
+                .expect("flush");
+            let newest = newest_journal(&journals).expect("journals");
+            assert!(newest > first, "fjall sealed no journal: {newest}");
+            let mut batch = WriteBatch::default();
+            batch.insert(TreeName::Meta, b"after".to_vec(), b"1".to_vec());
+            disk.apply(batch).expect("insert");
+            disk.durable_flush().expect("durable flush");
+            assert_eq!(synced(&disk), Some(newest));
+        }
+        let disk = open(dir.path());
+        assert_eq!(
+            disk.get(TreeName::Meta, b"after").expect("get"),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(
+            disk.get(TreeName::Ledger, &69u32.to_be_bytes())
+                .expect("get"),
+            Some(noise(69, 1 << 20))
+        );
+    }
+
+    /// `len` bytes no compressor shrinks, the same for the same `seed` (xorshift64).
+    fn noise(seed: u32, len: usize) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
     }
 
     #[test]

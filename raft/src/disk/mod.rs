@@ -200,6 +200,15 @@ pub trait Disk: fmt::Debug + Send + Sync + 'static {
     fn memory(&self) -> Option<DiskMemory> {
         None
     }
+
+    /// Gives back the space of keys of `tree` below `key` that were all removed already,
+    /// where the engine keeps removed keys' files until a compaction reaches them (fjall:
+    /// table files holding only such keys are dropped whole). Nothing to do elsewhere.
+    /// Every key below `key` must have been removed, durably.
+    fn drop_removed_below(&self, tree: TreeName, key: &[u8]) -> Result<(), StoreError> {
+        let _ = (tree, key);
+        Ok(())
+    }
 }
 
 /// The memory a disk holds beside the process's own, as the engine counts it: with the
@@ -212,6 +221,9 @@ pub struct DiskMemory {
     /// Bytes of writes held in memory until they are flushed to table files (fjall's
     /// active and sealed memtables).
     pub write_buffer_bytes: u64,
+    /// Bytes of table index and filter blocks held in memory outside the read cache
+    /// (fjall's pinned blocks: by default, the indexes and filters of level 0's tables).
+    pub pinned_bytes: u64,
 }
 
 /// The store's disk: the trait object, with an empty batch written as nothing.
@@ -247,6 +259,10 @@ impl BoxedDisk {
 
     pub fn memory(&self) -> Option<DiskMemory> {
         self.0.memory()
+    }
+
+    pub fn drop_removed_below(&self, tree: TreeName, key: &[u8]) -> Result<(), StoreError> {
+        self.0.drop_removed_below(tree, key)
     }
 
     pub fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
