@@ -15,8 +15,9 @@
 //! size per keyspace (its database-wide write buffer limit is deprecated and not enforced),
 //! and stalls a keyspace's writers while it has four sealed memtables waiting for a flush,
 //! so a keyspace's memtables can briefly reach five times its share under a flush
-//! backlog. Past these, fjall keeps the index and filter blocks of its top levels pinned
-//! (a few bytes per key).
+//! backlog. Past these, fjall keeps the index and filter blocks of level 0 (indexes of
+//! level 1 too) pinned in `sm` and `map`, and none in the keyspaces whose keys only grow
+//! ([`keyspace_options`]); `docket_storage_pinned_bytes` shows them.
 
 use std::fmt;
 use std::fs::File;
