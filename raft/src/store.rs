@@ -579,20 +579,13 @@ impl Store {
         // purged entries' last ones still (they were removed in index order). Looked up by
         // the last purged index, not scanned from 0, which would read every deleted entry
         // compaction has not dropped yet (see `log_purge`).
-        let purged = match self.last_purged()? {
-            Some(purged)
-                if self
-                    .disk
-                    .get(TreeName::Log, &index_key(purged.index))?
-                    .is_some() =>
+        if let Some(purged) = self.last_purged()? {
+            if self
+                .disk
+                .get(TreeName::Log, &index_key(purged.index))?
+                .is_some()
             {
-                Some(purged)
-            }
-            _ => None,
-        };
-        if let Some(purged) = purged {
-            let removed = self.remove_range(TreeName::Log, 0, Some(purged.index + 1))?;
-            if removed > 0 {
+                let removed = self.remove_range(TreeName::Log, 0, Some(purged.index + 1))?;
                 tracing::info!(
                     removed,
                     upto = purged.index,
@@ -765,20 +758,33 @@ impl Store {
                 log_sizes.appended(index, bytes);
             }
         }
+        let took = self.flush_timed("log append", sizes_len as u64, started)?;
+        metrics::histogram!(crate::telemetry::LOG_APPEND_DURATION_SECONDS)
+            .record(took.as_secs_f64());
+        Ok(())
+    }
+
+    /// [`Store::durable_flush`] ending a write Raft's core waits for, which began at
+    /// `started`: warns with the write's and the flush's times when the whole took
+    /// [`RAFT_WRITE_SLOW`] or more, and returns the whole.
+    fn flush_timed(
+        &self,
+        what: &'static str,
+        entries: u64,
+        started: std::time::Instant,
+    ) -> Result<std::time::Duration, StoreError> {
         let written = started.elapsed();
         self.durable_flush()?;
         let took = started.elapsed();
-        metrics::histogram!(crate::telemetry::LOG_APPEND_DURATION_SECONDS)
-            .record(took.as_secs_f64());
         if took >= RAFT_WRITE_SLOW {
             tracing::warn!(
-                entries = sizes_len,
+                entries,
                 write_ms = written.as_millis() as u64,
                 flush_ms = (took - written).as_millis() as u64,
-                "slow log append: Raft waited for it (on a leader, heartbeats too)"
+                "slow {what}: Raft waited for it (on a leader, heartbeats too)"
             );
         }
-        Ok(())
+        Ok(took)
     }
 
     /// Deletes entries at `since` and after, durably.
@@ -854,7 +860,8 @@ impl Store {
             KEY_LAST_PURGED,
             encode("last purged log id", &upto)?,
         );
-        match end.map(|end| end.saturating_sub(from)) {
+        let span = end.map(|end| end.saturating_sub(from));
+        match span {
             Some(span) if last_purged.is_some() && span <= LOG_PURGE_BLIND_MAX => {
                 for index in from..from + span {
                     batch.remove(TreeName::Log, index_key(index));
@@ -866,17 +873,7 @@ impl Store {
         }
         self.disk.apply(batch)?;
         lock(&self.log_sizes).purged(upto.index);
-        let written = started.elapsed();
-        self.durable_flush()?;
-        let took = started.elapsed();
-        if took >= RAFT_WRITE_SLOW {
-            tracing::warn!(
-                entries = upto.index.saturating_add(1).saturating_sub(from),
-                write_ms = written.as_millis() as u64,
-                flush_ms = (took - written).as_millis() as u64,
-                "slow log purge: Raft waited for it (on a leader, heartbeats too)"
-            );
-        }
+        self.flush_timed("log purge", span.unwrap_or(u64::MAX), started)?;
         Ok(())
     }
 

@@ -169,6 +169,8 @@ pub struct FjallDisk {
     db: Database,
     /// In [`TreeName::ALL`] order.
     keyspaces: [Keyspace; 8],
+    /// The database's directory, where fjall keeps its journal files.
+    db_dir: PathBuf,
     /// The journal file [`Disk::durable_flush`] last synced: its number and a handle.
     journal: Mutex<Option<(u64, Arc<File>)>>,
     /// Set by the first failed `fdatasync`: every later write and flush fails, as fjall's
@@ -301,6 +303,7 @@ impl FjallDisk {
             dir: dir.to_path_buf(),
             db,
             keyspaces,
+            db_dir: path,
             journal: Mutex::new(None),
             sync_failed: AtomicBool::new(false),
         })
@@ -321,11 +324,11 @@ impl FjallDisk {
     /// numbered `<n>.jnl` in the database's directory (fjall names its journals so, from
     /// 0, each rotation creating the next number). Opened once per journal and kept.
     fn active_journal(&self) -> Result<Arc<File>, StoreError> {
-        let dir = self.dir.join(FJALL_DIR);
+        let dir = &self.db_dir;
         // A journal is deleted only after it was sealed, which needs a newer one, so a
         // file that vanishes between the listing and the open is found again by listing.
         for _ in 0..JOURNAL_LOOKUPS_MAX {
-            let newest = newest_journal(&dir)?;
+            let newest = newest_journal(dir)?;
             let mut cached = self.journal.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, file)) = cached.as_ref().filter(|(id, _)| *id == newest) {
                 return Ok(file.clone());
