@@ -56,8 +56,9 @@ impl FromStr for StorageEngine {
 }
 
 /// The store's cache, in MiB: sled's page cache, or fjall's block cache and memtables
-/// together (a quarter for the state rows' memtable, a fifth for the other busy keyspaces'
-/// memtables, the rest block cache). A node holds its state as rows
+/// together (a quarter each for the memtables of the state's rows and of the state map's
+/// nodes, three twentieths for the other busy keyspaces' memtables, the rest block cache).
+/// A node holds its state as rows
 /// on disk and reads them through this cache; the 2-core, 24 GiB machines run three nodes plus clients, so the
 /// default is modest. sled's accounting is approximate: under heavy writes a node's
 /// resident memory exceeds it (ARCHITECTURE.md, "raft/").

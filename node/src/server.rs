@@ -516,10 +516,50 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             ""
         }
     );
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    running.shutdown().await;
-    Ok(())
+    let core_failed = async {
+        closed(node.service.raft.metrics()).await;
+        // A replica that quarantined itself stopped its core on purpose, to serve its
+        // evidence (`DIVERGED`) until an operator repairs it: a restart would not repair
+        // it, and exiting would hide the evidence.
+        if node.service.diverged().is_some() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = wait_for_signal() => {
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(())
+        }
+        () = core_failed => {
+            let id = node.service.id;
+            tracing::error!(
+                "the Raft core stopped (the error above says why): this node can no longer \
+                 vote, replicate or apply; exiting so that it is restarted from its disk"
+            );
+            if tokio::time::timeout(CORE_STOPPED_SHUTDOWN, running.shutdown()).await.is_err() {
+                tracing::warn!("the rest of the node did not stop in time");
+            }
+            anyhow::bail!(
+                "the Raft core of node {} stopped; restart the node (its state on disk is \
+                 kept; see the log for the cause)",
+                id
+            )
+        }
+    }
+}
+
+/// How long a node whose Raft core stopped gives its other tasks to stop before it exits.
+const CORE_STOPPED_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// Resolves once `updates` is closed: for a Raft metrics channel, once the Raft core has
+/// stopped, which it does on its own only when it failed (openraft 0.9 ends it on a
+/// storage error it treats as fatal, and a panic inside it ends it too) or when the node
+/// quarantined itself. A failed one answered every API call `INTERNAL` ("raft stopped")
+/// while looking alive; `run` exits instead, so a supervisor restarts it and it recovers
+/// from its disk like any restart.
+async fn closed<T>(mut updates: watch::Receiver<T>) {
+    while updates.changed().await.is_ok() {}
 }
 
 async fn wait_for_signal() {
@@ -541,5 +581,31 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `closed` waits through any number of updates and resolves only once the sender is
+    /// gone, as openraft's metrics sender goes with its Raft core.
+    #[tokio::test]
+    async fn closed_resolves_only_once_the_sender_is_gone() {
+        let (updates, receiver) = watch::channel(0u64);
+        let waiting = tokio::spawn(closed(receiver));
+        for update in 1..=3 {
+            updates.send(update).expect("a receiver");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            !waiting.is_finished(),
+            "resolved while the sender was alive"
+        );
+        drop(updates);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("resolved once the sender was dropped")
+            .expect("the task");
     }
 }

@@ -7,14 +7,21 @@
 # On a machine the nodes saturate, throughput is the inverse of the TOTAL line.
 #   usage: ops/bench/grow-cpu.sh DOCKET_BINARY [more `docket bench` flags] > cpu.txt
 #   env:   AT (ledger lengths, default "150000 760000"; keep each inside a round, away
-#          from the pause between rounds), WINDOW_S (default 10), ROUNDS (default 3)
+#          from the pause between rounds), WINDOW_S (default 10), ROUNDS (default 3),
+#          DURATION_S (each round, default 60), RATE_HINT (default 10000), BENCH_LOG (keep
+#          the benchmark's own output there as it runs, for long fills; default: a
+#          temporary file, printed at the end either way)
+#   e.g.   AT="600000 5000000 9000000" ROUNDS=40 DURATION_S=240 BENCH_LOG=fill.log \
+#            ops/bench/grow-cpu.sh target/release/docket --until-entries 10000000
 set -euo pipefail
 BIN=$1; shift
 AT=${AT:-"150000 760000"} WINDOW_S=${WINDOW_S:-10} ROUNDS=${ROUNDS:-3}
-LOG=$(mktemp)
-trap 'rm -f "$LOG" "$LOG".0 "$LOG".1' EXIT
-"$BIN" bench --mode grow --rounds "$ROUNDS" --duration-s 60 --clients 16 --batch 100 \
-  --rate-hint 10000 "$@" > "$LOG" 2>&1 &
+DURATION_S=${DURATION_S:-60} RATE_HINT=${RATE_HINT:-10000}
+LOG=${BENCH_LOG:-$(mktemp)}
+SAMPLE=$(mktemp)
+trap 'rm -f "$SAMPLE".0 "$SAMPLE".1 "$SAMPLE"; [ -n "${BENCH_LOG:-}" ] || rm -f "$LOG"' EXIT
+"$BIN" bench --mode grow --rounds "$ROUNDS" --duration-s "$DURATION_S" --clients 16 \
+  --batch 100 --rate-hint "$RATE_HINT" "$@" > "$LOG" 2>&1 &
 bench=$!
 until [ "$(pgrep -f "$BIN serve" | wc -l)" -ge 3 ]; do sleep 0.2; done
 sleep 2
@@ -38,7 +45,7 @@ hz=$(getconf CLK_TCK)
 for at in $AT; do
   while e=$(entries) && [ -n "$e" ] && [ "$e" -lt "$at" ]; do sleep 0.5; done
   [ -n "${e:-}" ] || { echo "the cluster stopped before $at entries" >&2; break; }
-  e0=$(entries); threads > "$LOG".0; sleep "$WINDOW_S"; e1=$(entries); threads > "$LOG".1
+  e0=$(entries); threads > "$SAMPLE".0; sleep "$WINDOW_S"; e1=$(entries); threads > "$SAMPLE".1
   echo "== ledger $e0 .. $e1 ($(( (e1 - e0) / WINDOW_S )) entries/s)"
   awk -v n=$((e1 - e0)) -v hz="$hz" '
     NR == FNR { k = $1 " " $2; t0[k] += $3; q0[k] += $4; next }
@@ -53,7 +60,7 @@ for at in $AT; do
         printf "%-20s cpu %6.2f s  %7.1f ms per 1,000 entries  run-queue wait %6.2f s\n",
           c, cpu[c], cpu[c] * 1e6 / n, rq[c]
       printf "%-20s cpu %6.2f s  %7.1f ms per 1,000 entries\n", "TOTAL", total, total * 1e6 / n
-    }' "$LOG".0 "$LOG".1 | sort -k5 -nr
+    }' "$SAMPLE".0 "$SAMPLE".1 | sort -k5 -nr
 done
 wait "$bench"
 grep -v '^  ' "$LOG"

@@ -8,10 +8,11 @@
 //! whatever the key; sorting happens later, in bulk, in background flushes and compactions.
 //!
 //! **Memory.** Bounded by [`StoreOptions::cache_capacity_bytes`] (the node's
-//! `[storage] cache_mb`), split by [`FjallBudget`]: three quarters to fjall's block cache
-//! (decompressed blocks of table files, through which rows, ledger and log are read) and
-//! one quarter to memtables, shared by the four trees that take writes all the time
-//! (`log`, `ledger`, `sm`, `merkle`: a sixteenth each). fjall 3.1 enforces the memtable
+//! `[storage] cache_mb`), split by [`FjallBudget`]: a quarter each to the memtables of
+//! the two keyspaces of random keys (`sm`, `map`), a twentieth each to those of the three
+//! other trees that take writes all the time (`log`, `ledger`, `merkle`), the rest to
+//! fjall's block cache (decompressed blocks of table files, through which rows, nodes,
+//! ledger and log are read). fjall 3.1 enforces the memtable
 //! size per keyspace (its database-wide write buffer limit is deprecated and not enforced),
 //! and stalls a keyspace's writers while it has four sealed memtables waiting for a flush,
 //! so a keyspace's memtables can briefly reach five times its share under a flush
@@ -39,19 +40,20 @@ pub const FJALL_DIR: &str = "fjall";
 /// The least memtable worth flushing (and fjall's floor for a write buffer).
 const MEMTABLE_BYTES_MIN: u64 = 1024 * 1024;
 
-/// The trees besides `sm` that take writes all the time and so hold a full memtable each:
-/// `log`, `ledger`, `merkle`, `map` (`meta`, `sm_state` and `snap_stage` are small or
-/// mostly empty).
-const HOT_TREES: u64 = 4;
+/// The trees besides `sm` and `map` that take writes all the time and so hold a full
+/// memtable each: `log`, `ledger`, `merkle` (`meta`, `sm_state` and `snap_stage` are small
+/// or mostly empty).
+const HOT_TREES: u64 = 3;
 
 /// The journals kept on disk before fjall forces out every memtable that still holds a
 /// write from the oldest one, so it can drop it. fjall seals a journal file at ~64 MB, so
 /// this is about four files, and recovery replays at most as much.
 ///
 /// Why four times fjall's floor (64 MiB, where it was until 2026-12): the memtables of a
-/// node at the default `cache_mb` add up to ~58 MiB ([`FjallBudget::of`]), about the floor,
-/// so at the floor a journal filled before any hot keyspace filled its memtable, and every
-/// flush of the node was a forced one: fjall rotated all six busy keyspaces at once, every
+/// node at the default `cache_mb` added up to ~58 MiB then ([`FjallBudget::of`]; ~83
+/// since `map`'s grew), about the floor, so at the floor a journal filled before any hot
+/// keyspace filled its memtable, and every flush of the node was a forced one: fjall
+/// rotated all six busy keyspaces at once, every
 /// 6-10 s under the growth benchmark's load ("Rotating ... to try to reduce journal size"),
 /// and each of their flushes runs behind a `SyncAll` of the journal under its writer lock
 /// that every commit waits for. With room for every memtable to fill twice, each hot
@@ -128,19 +130,20 @@ const MAP_DATA_BLOCK_BYTES: u32 = 2048;
 pub struct FjallBudget {
     /// fjall's block cache (`DatabaseBuilder::cache_size`).
     pub block_cache_bytes: u64,
-    /// The memtable of `sm` (`KeyspaceCreateOptions::max_memtable_size`).
-    pub sm_memtable_bytes: u64,
-    /// The memtable of each of the other [`HOT_TREES`].
+    /// The memtable of each of `sm` and `map`, the keyspaces of random keys
+    /// (`KeyspaceCreateOptions::max_memtable_size`).
+    pub random_memtable_bytes: u64,
+    /// The memtable of each of the [`HOT_TREES`].
     pub memtable_bytes: u64,
 }
 
 impl FjallBudget {
-    /// A quarter of the setting for the memtable of `sm`, a twentieth for each of the
-    /// other [`HOT_TREES`] (each at least [`MEMTABLE_BYTES_MIN`]), the rest block cache. At
-    /// the default 128 MiB: 32 MiB for `sm`, 6.4 MiB for each of the others, 70.4 MiB of
-    /// block cache.
+    /// A quarter of the setting for the memtable of each of `sm` and `map`, a twentieth for
+    /// each of the [`HOT_TREES`] (each at least [`MEMTABLE_BYTES_MIN`]), the rest block
+    /// cache. At the default 128 MiB: 32 MiB each for `sm` and `map`, 6.4 MiB for each of
+    /// the others, 44.8 MiB of block cache.
     ///
-    /// Why `sm` gets the large one: it takes the state's rows, written at random keys
+    /// Why `sm` gets a large one: it takes the state's rows, written at random keys
     /// (proposal ids), with the anchors' dirty keys, written and removed within a second;
     /// every flush of its memtable is a table that compaction merges into the level
     /// below, rewriting what overlaps it, and with random keys that is all of it. A larger
@@ -150,13 +153,23 @@ impl FjallBudget {
     /// 5,565 / 5,462 proposals/s against 6,007-6,465 / 4,478-4,778 / 3,933-4,627 for
     /// 8 MiB memtables and 96 MiB of cache (three runs), at the same resident memory
     /// (ARCHITECTURE.md, "Storage engines").
+    ///
+    /// Why `map` gets one too (2026-12-07): a fold rewrites the nodes on the paths of a
+    /// thousand or more rows at random keys, several times the bytes `sm` takes, and
+    /// leveled compaction rewrites all of level 1 (up to 256 MiB: four 64 MiB tables) for
+    /// every four flushed memtables, so each byte is rewritten about level 1's size over
+    /// four memtables on its way into level 1: ~10 times at 6.4 MiB, ~2 at 32. Growth
+    /// benchmark, 16 x 100, rounds of 240 s, two interleaved pairs: `map` wrote 3.4-5.4 KB
+    /// of tables per entry at ~1.5M entries against 15.7-16.1, and the rounds ran
+    /// 1.02-1.22x the proposals/s, at about the same resident memory (ARCHITECTURE.md,
+    /// "Storage engines").
     pub fn of(cache_capacity_bytes: u64) -> FjallBudget {
-        let sm_memtable_bytes = (cache_capacity_bytes / 4).max(MEMTABLE_BYTES_MIN);
+        let random_memtable_bytes = (cache_capacity_bytes / 4).max(MEMTABLE_BYTES_MIN);
         let memtable_bytes = (cache_capacity_bytes / 20).max(MEMTABLE_BYTES_MIN);
         FjallBudget {
             block_cache_bytes: cache_capacity_bytes
-                .saturating_sub(sm_memtable_bytes + memtable_bytes * HOT_TREES),
-            sm_memtable_bytes,
+                .saturating_sub(2 * random_memtable_bytes + memtable_bytes * HOT_TREES),
+            random_memtable_bytes,
             memtable_bytes,
         }
     }
@@ -239,8 +252,10 @@ fn newest_journal(dir: &Path) -> Result<u64, StoreError> {
 fn keyspace_options(tree: TreeName, budget: &FjallBudget) -> KeyspaceCreateOptions {
     let options = KeyspaceCreateOptions::default().max_memtable_size(budget.memtable_bytes);
     match tree {
-        TreeName::Sm => options.max_memtable_size(budget.sm_memtable_bytes),
-        TreeName::Map => options.data_block_size_policy(BlockSizePolicy::all(MAP_DATA_BLOCK_BYTES)),
+        TreeName::Sm => options.max_memtable_size(budget.random_memtable_bytes),
+        TreeName::Map => options
+            .max_memtable_size(budget.random_memtable_bytes)
+            .data_block_size_policy(BlockSizePolicy::all(MAP_DATA_BLOCK_BYTES)),
         TreeName::Log | TreeName::Ledger | TreeName::Merkle | TreeName::Stage => options
             .filter_block_pinning_policy(PinningPolicy::disabled())
             .index_block_pinning_policy(PinningPolicy::disabled()),
@@ -604,17 +619,17 @@ mod tests {
     fn the_budget_splits_the_cache_setting() {
         let mib = 1024 * 1024;
         let default = FjallBudget::of(128 * mib);
-        assert_eq!(default.sm_memtable_bytes, 32 * mib);
+        assert_eq!(default.random_memtable_bytes, 32 * mib);
         assert_eq!(default.memtable_bytes, 128 * mib / 20);
         assert_eq!(
             default.block_cache_bytes,
-            128 * mib - 32 * mib - 4 * (128 * mib / 20)
+            128 * mib - 2 * 32 * mib - 3 * (128 * mib / 20)
         );
         // The floor (config's 8 MiB): a memtable is still worth flushing.
         let small = FjallBudget::of(8 * mib);
-        assert_eq!(small.sm_memtable_bytes, 2 * mib);
+        assert_eq!(small.random_memtable_bytes, 2 * mib);
         assert_eq!(small.memtable_bytes, mib);
-        assert_eq!(small.block_cache_bytes, 2 * mib);
+        assert_eq!(small.block_cache_bytes, mib);
     }
 
     #[test]
